@@ -1,0 +1,35 @@
+# One entry point for people and CI. `make run` and `make test` are the README's quick start;
+# `.ci/run` calls `make check`, which is lint + types + import contracts + the whole test suite.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: run test lint check fmt clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.installed  ## install, then serve on the embedded default (SQLite in ./tenantops-data)
+	$(BIN)/tenantops serve
+
+test: $(BIN)/.installed  ## the whole test suite, on SQLite and PostgreSQL
+	$(BIN)/pytest
+
+lint: $(BIN)/.installed  ## ruff, mypy (strict), import contracts
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+check: lint test
+
+fmt: $(BIN)/.installed
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

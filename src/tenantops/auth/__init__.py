@@ -1,0 +1,1 @@
+"""Authentication (OIDC bearer JWTs, API tokens) and authorization (role matrix)."""

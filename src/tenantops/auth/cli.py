@@ -1,0 +1,81 @@
+"""``tenantops tokens``: mint, list and revoke service-account API tokens (local database)."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tenantops.auth import tokens
+from tenantops.auth.principal import Principal, Role
+from tenantops.config import Settings
+from tenantops.kit.durations import parse_duration
+from tenantops.store import open_database
+from tenantops.tenants import service as tenant_service
+
+app = typer.Typer(
+    help="Service-account API tokens (runs against the database directly).", no_args_is_help=True
+)
+
+
+def operator() -> Principal:
+    """The person at this terminal, as the audit trail names them."""
+    return Principal(subject=f"cli:{getpass.getuser()}", roles=frozenset({Role.ADMIN}), via="cli")
+
+
+@app.command("create")
+def create(
+    subject: Annotated[str, typer.Option(help="Who or what the token is for")],
+    role: Annotated[list[Role], typer.Option(help="Role to grant; repeat for several")],
+    tenant: Annotated[str | None, typer.Option(help="Bind to one tenant (id or name)")] = None,
+    ttl: Annotated[
+        str | None, typer.Option(help="Lifetime such as 8h or 30d; default: none")
+    ] = None,
+) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    lifetime = parse_duration(ttl) if ttl else None
+    db = open_database(Settings())
+    with db.write() as session:
+        tenant_id = None
+        if tenant is not None:
+            tenant_id = tenant_service.get_tenant(session, principal=operator(), ref=tenant).id
+        issued = tokens.create_token(
+            session,
+            actor=operator(),
+            subject=subject,
+            roles=role,
+            tenant_id=tenant_id,
+            ttl=lifetime,
+        )
+    typer.echo(issued.value)
+
+
+@app.command("list")
+def list_() -> None:
+    """List tokens (never their values)."""
+    db = open_database(Settings())
+    table = Table("id", "prefix", "subject", "roles", "tenant", "expires", "revoked")
+    with db.read() as session:
+        for t in tokens.list_tokens(session):
+            table.add_row(
+                t.id,
+                t.prefix,
+                t.subject,
+                ",".join(t.roles),
+                t.tenant_id or "-",
+                t.expires_at.isoformat(timespec="minutes") if t.expires_at else "never",
+                t.revoked_at.isoformat(timespec="minutes") if t.revoked_at else "-",
+            )
+    Console().print(table)
+
+
+@app.command("revoke")
+def revoke(token_id: Annotated[str, typer.Argument(help="Token id or prefix")]) -> None:
+    """Revoke a token at once."""
+    db = open_database(Settings())
+    with db.write() as session:
+        row = tokens.revoke_token(session, actor=operator(), token_id=token_id)
+    typer.echo(f"revoked {row.prefix} ({row.subject})")

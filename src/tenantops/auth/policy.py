@@ -1,0 +1,55 @@
+"""Authorization, default deny: the one table of route × role.
+
+A route missing from ``ROUTE_ROLES`` and ``PUBLIC_ROUTES`` is refused to
+everyone (and fails the generated test in ``tests/auth/test_policy.py``).
+Finer rules that depend on the data — segregation of duties, who may record
+which step, a tenant owner's scope — live in the services.
+"""
+
+from __future__ import annotations
+
+from tenantops.auth.principal import Role
+
+R = Role
+ANYONE = frozenset(Role)
+
+API = "/api/v1"
+
+ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
+    ("GET", f"{API}/me"): ANYONE,
+    ("POST", f"{API}/tenants"): frozenset({R.ACCOUNT_MANAGER, R.ADMIN}),
+    ("GET", f"{API}/tenants"): ANYONE,
+    ("GET", f"{API}/tenants/{{tenant}}"): ANYONE,
+    ("GET", f"{API}/tenants/{{tenant}}/approvals"): ANYONE,
+    ("POST", f"{API}/tenants/{{tenant}}/approvals"): frozenset({R.GOVERNANCE, R.SECURITY}),
+    ("POST", f"{API}/tenants/{{tenant}}/suspend"): frozenset({R.OPS_ENGINEER, R.SECURITY, R.ADMIN}),
+    ("POST", f"{API}/tenants/{{tenant}}/reactivation-requests"): frozenset(
+        {R.ACCOUNT_MANAGER, R.OPS_ENGINEER, R.TENANT_OWNER, R.ADMIN}
+    ),
+    (
+        "POST",
+        f"{API}/tenants/{{tenant}}/reactivation-requests/{{request_id}}/approvals",
+    ): frozenset({R.GOVERNANCE}),
+    ("POST", f"{API}/tenants/{{tenant}}/offboard"): frozenset({R.ACCOUNT_MANAGER, R.ADMIN}),
+    ("POST", f"{API}/tenants/{{tenant}}/lifecycle-events"): frozenset(
+        {R.OPS_ENGINEER, R.QA, R.ADMIN}
+    ),
+    ("GET", f"{API}/audit"): frozenset({R.AUDITOR, R.ADMIN}),
+}
+
+PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/docs/oauth2-redirect"),
+        ("GET", "/redoc"),
+    }
+)
+
+
+def allowed_roles(method: str, path: str) -> frozenset[Role]:
+    """Roles that may call ``method path`` (a route template); empty means nobody."""
+    return ROUTE_ROLES.get((method.upper(), path), frozenset())

@@ -1,0 +1,140 @@
+"""Service-account API tokens: random, shown once, stored as a SHA-256 hash.
+
+A token is ``tnp_`` + 43 URL-safe random characters (256 bits). Because it is
+high-entropy, an unsalted SHA-256 is enough to make the stored hash useless to
+whoever reads the database; the first characters are kept as a ``prefix`` so an
+operator can tell tokens apart in ``tokens list``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tenantops.audit import service as audit
+from tenantops.auth.models import ApiToken
+from tenantops.auth.principal import Principal, Role
+from tenantops.errors import NotAuthenticated, NotFound, Unprocessable
+from tenantops.kit.clock import as_utc, utcnow
+from tenantops.kit.ids import new_id
+
+TOKEN_PREFIX = "tnp_"  # noqa: S105 - a public marker, not a secret
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly created token: the only moment its value exists outside the caller."""
+
+    id: str
+    value: str
+    expires_at: datetime | None
+
+
+def create_token(
+    session: Session,
+    *,
+    actor: Principal,
+    subject: str,
+    roles: Sequence[Role],
+    tenant_id: str | None,
+    ttl: timedelta | None,
+) -> IssuedToken:
+    """Mint a token for ``subject`` with ``roles``, optionally bound to one tenant."""
+    if not roles:
+        raise Unprocessable("a token needs at least one role")
+    if Role.TENANT_OWNER in roles and tenant_id is None:
+        raise Unprocessable("a tenant_owner token must be bound to a tenant (--tenant)")
+    if ttl is not None and ttl <= timedelta(0):
+        raise Unprocessable("the token lifetime must be positive")
+    value = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = utcnow()
+    row = ApiToken(
+        id=new_id(),
+        subject=subject,
+        roles=sorted(r.value for r in roles),
+        tenant_id=tenant_id,
+        token_hash=hash_token(value),
+        prefix=value[: len(TOKEN_PREFIX) + 6],
+        created_by=actor.subject,
+        created_at=now,
+        expires_at=now + ttl if ttl is not None else None,
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="token.created",
+        tenant_id=tenant_id,
+        changes={},
+        detail={
+            "token_id": row.id,
+            "prefix": row.prefix,
+            "subject": subject,
+            "roles": row.roles,
+            "expires_at": row.expires_at,
+        },
+    )
+    return IssuedToken(id=row.id, value=value, expires_at=row.expires_at)
+
+
+def list_tokens(session: Session) -> Sequence[ApiToken]:
+    return session.execute(select(ApiToken).order_by(ApiToken.created_at)).scalars().all()
+
+
+def revoke_token(session: Session, *, actor: Principal, token_id: str) -> ApiToken:
+    """Revoke by id or by the listed prefix; revoking twice is harmless."""
+    row = (
+        session.get(ApiToken, token_id)
+        or session.execute(select(ApiToken).where(ApiToken.prefix == token_id)).scalars().first()
+    )
+    if row is None:
+        raise NotFound(f"no token {token_id!r}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+        audit.record(
+            session,
+            actor=actor,
+            action="token.revoked",
+            tenant_id=row.tenant_id,
+            changes={},
+            detail={"token_id": row.id, "prefix": row.prefix, "subject": row.subject},
+        )
+    return row
+
+
+def authenticate(session: Session, value: str) -> Principal:
+    """The principal of a presented API token, or ``NotAuthenticated``."""
+    row = (
+        session.execute(select(ApiToken).where(ApiToken.token_hash == hash_token(value)))
+        .scalars()
+        .first()
+    )
+    if row is None:
+        raise NotAuthenticated("the API token is not valid")
+    if row.revoked_at is not None:
+        raise NotAuthenticated("the API token was revoked")
+    if row.expires_at is not None and as_utc(row.expires_at) <= utcnow():
+        raise NotAuthenticated("the API token has expired")
+    return Principal(
+        subject=row.subject,
+        roles=frozenset(Role(r) for r in row.roles),
+        tenant=row.tenant_id,
+        via="token",
+    )
+
+
+def has_admin_token(session: Session) -> bool:
+    query = select(ApiToken.id, ApiToken.roles).where(ApiToken.revoked_at.is_(None))
+    return any(Role.ADMIN.value in roles for _id, roles in session.execute(query).all())

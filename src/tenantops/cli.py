@@ -1,0 +1,152 @@
+"""``tenantops``: the operator CLI. Every failure ends in one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from sqlalchemy.exc import OperationalError
+
+from tenantops import __version__
+from tenantops.audit.cli import app as audit_app
+from tenantops.auth.cli import app as tokens_app
+from tenantops.auth.cli import operator
+from tenantops.config import Settings
+from tenantops.errors import AppError
+from tenantops.kit.client import ClientError
+from tenantops.tenants.cli import app as tenants_app
+
+try:  # typer >= 0.26 ships its own copy of click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc  # type: ignore[no-redef]
+
+app = typer.Typer(
+    name="tenantops",
+    help="Control plane for operating the tenants of a multi-tenant platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The control-plane database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(audit_app, name="audit")
+app.add_typer(tenants_app, name="tenants")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (TENANTOPS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (TENANTOPS_PORT)")] = None,
+) -> None:
+    """Run the API server; an empty database is migrated first."""
+    import uvicorn
+
+    from tenantops.app import create_app
+    from tenantops.auth import tokens
+    from tenantops.auth.principal import Role
+    from tenantops.logs import configure_logging
+    from tenantops.store import open_database
+
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    db = open_database(settings, migrate_empty=True)
+    if settings.bootstrap_admin and settings.oidc.issuer is None:
+        with db.write() as session:
+            if not tokens.has_admin_token(session):
+                issued = tokens.create_token(
+                    session,
+                    actor=operator(),
+                    subject="bootstrap-admin",
+                    roles=[Role.ADMIN],
+                    tenant_id=None,
+                    ttl=None,
+                )
+                # Printed to the terminal once, never logged; revoke it once real
+                # principals exist (tenantops tokens revoke <prefix>).
+                print(  # noqa: T201
+                    "\nFirst start: a bootstrap admin token was created. It is shown only now:\n"
+                    f"\n    {issued.value}\n\n"
+                    "Create tokens for people and automation with 'tenantops tokens create'.\n",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    application = create_app(settings, db=db)
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
+    """Apply the migrations up to ``revision``."""
+    from tenantops.db import Database
+    from tenantops.migrations import current_revision, upgrade
+
+    settings = Settings()
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url())
+    upgrade(db.engine, revision)
+    typer.echo(f"database at revision {current_revision(db.engine)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the database."""
+    from tenantops.db import Database
+    from tenantops.migrations import current_revision, head_revision
+
+    settings = Settings()
+    db = Database(settings.resolved_database_url())
+    current = current_revision(db.engine)
+    typer.echo(f"{current or 'empty'} (code expects {head_revision(db.engine)})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn any failure into one line on stderr."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="tenantops", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        return 2
+    except click_exc.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except (ClientError, AppError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 1
+    except OperationalError as exc:
+        typer.echo(f"error: cannot use the database: {exc.orig}", err=True)
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,59 @@
+"""Settings: one pydantic-settings model, read from ``TENANTOPS_*`` variables.
+
+Nothing is built at import time; ``Settings()`` is created by the CLI (or a test)
+and passed into ``create_app(settings)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OIDCSettings(BaseModel):
+    """OpenID Connect bearer-token verification (Keycloak, Entra ID, …).
+
+    Off unless ``issuer`` is set. ``jwks_url`` defaults to the issuer's discovery
+    document; ``roles_claim`` is a dotted path (Keycloak: ``realm_access.roles``).
+    """
+
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_url: str | None = None
+    roles_claim: str = "roles"
+    tenant_claim: str = "tenant"
+    subject_claim: str = "sub"
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    leeway_seconds: int = 30
+
+
+class Settings(BaseSettings):
+    """Everything tenantops reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TENANTOPS_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    data_dir: Path = Path("tenantops-data")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: a SQLite file in data_dir.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+    log_json: bool = True
+    oidc: OIDCSettings = Field(default_factory=OIDCSettings)
+    # A bootstrap admin token printed once on first start of an empty database,
+    # so the embedded default is usable without an identity provider.
+    bootstrap_admin: bool = True
+
+    def resolved_database_url(self) -> str:
+        """The URL to connect to: the configured one, or the embedded SQLite file."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'tenantops.db').resolve()}"

@@ -1,0 +1,59 @@
+"""A small HTTP client for the CLI: problem details become one-line errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ClientError(Exception):
+    """A request the server refused or could not be sent; ``str()`` is the one line to print."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiClient:
+    """Talks to ``/api/v1`` of a tenantops server with a bearer token."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 15.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, "/api/v1" + path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ClientError(f"cannot reach tenantops at {self.base}: {exc}") from exc
+        if response.status_code >= 400:
+            raise ClientError(_describe(response), response.status_code)
+        return response.json() if response.content else None
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, json: Any, **kwargs: Any) -> Any:
+        return self.request("POST", path, json=json, **kwargs)
+
+
+def _describe(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    if isinstance(body, dict) and "detail" in body:
+        title = body.get("title") or f"HTTP {response.status_code}"
+        return f"{title}: {body['detail']}"
+    return f"HTTP {response.status_code}: {str(body)[:200]}"

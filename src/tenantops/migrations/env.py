@@ -1,0 +1,25 @@
+"""Alembic environment: the engine comes from the caller (``tenantops db upgrade``)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from tenantops.approvals import models as _approvals  # noqa: F401 - registers tables
+from tenantops.audit import models as _audit  # noqa: F401
+from tenantops.auth import models as _auth  # noqa: F401
+from tenantops.db import Base
+from tenantops.tenants import models as _tenants  # noqa: F401
+
+config = context.config
+engine = config.attributes["engine"]
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

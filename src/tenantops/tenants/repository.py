@@ -1,0 +1,90 @@
+"""Queries over tenants and remembered idempotent requests."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from tenantops.errors import Unprocessable
+from tenantops.tenants.models import IdempotencyRecord, Tenant
+
+
+def get(session: Session, ref: str, *, for_update: bool = False) -> Tenant | None:
+    """A tenant by id or by name; ``for_update`` locks the row until commit."""
+    query = select(Tenant).where(or_(Tenant.id == ref, Tenant.name == ref))
+    if for_update:
+        query = query.with_for_update()
+    return session.execute(query).scalars().first()
+
+
+def get_by_name(session: Session, name: str) -> Tenant | None:
+    return session.execute(select(Tenant).where(Tenant.name == name)).scalars().first()
+
+
+@dataclass(frozen=True)
+class TenantFilter:
+    """Filters of ``GET /tenants``; ``only`` restricts to one tenant (owner scope)."""
+
+    state: str | None = None
+    region: str | None = None
+    tier: str | None = None
+    owner: str | None = None
+    q: str | None = None
+    only: str | None = None
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.urlsafe_b64decode(padded.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise Unprocessable("the cursor is not one this API issued", param="cursor") from exc
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_page(
+    session: Session, filters: TenantFilter, *, after_id: str | None, limit: int
+) -> tuple[Sequence[Tenant], str | None]:
+    """Newest first, keyset-paged on the time-ordered id; returns (rows, next cursor)."""
+    query = select(Tenant).order_by(Tenant.id.desc()).limit(limit + 1)
+    if filters.state:
+        query = query.where(Tenant.state == filters.state)
+    if filters.region:
+        query = query.where(Tenant.region == filters.region)
+    if filters.tier:
+        query = query.where(Tenant.tier == filters.tier)
+    if filters.owner:
+        query = query.where(Tenant.business_owner == filters.owner.lower())
+    if filters.only is not None:
+        query = query.where(or_(Tenant.id == filters.only, Tenant.name == filters.only))
+    if filters.q:
+        pattern = f"%{_escape_like(filters.q.lower())}%"
+        query = query.where(
+            or_(
+                Tenant.name.like(pattern, escape="\\"),
+                Tenant.display_name.ilike(pattern, escape="\\"),
+                Tenant.business_owner.like(pattern, escape="\\"),
+            )
+        )
+    if after_id is not None:
+        query = query.where(Tenant.id < after_id)
+    rows = session.execute(query).scalars().all()
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1].id)
+    return rows, None
+
+
+def get_idempotency(session: Session, principal: str, key: str) -> IdempotencyRecord | None:
+    return session.get(IdempotencyRecord, (principal, key))

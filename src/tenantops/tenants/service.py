@@ -1,0 +1,441 @@
+"""Tenant rules and transactions: request, decide, suspend, reactivate, offboard.
+
+Every function here runs inside the caller's write transaction, locks the
+tenant row it changes, moves the state only through ``lifecycle.transition``
+and writes the audit entry before returning, so the change and its record
+commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tenantops.approvals import service as approvals
+from tenantops.approvals.schemas import ApprovalRequestRead
+from tenantops.audit import service as audit
+from tenantops.auth.principal import Principal, Role
+from tenantops.errors import (
+    Conflict,
+    Forbidden,
+    IdempotencyMismatch,
+    NotFound,
+    PreconditionFailed,
+)
+from tenantops.kit.canonical import canonical_json
+from tenantops.kit.clock import utcnow
+from tenantops.kit.ids import new_id
+from tenantops.tenants import lifecycle, repository
+from tenantops.tenants.lifecycle import Facts, TenantEvent, TenantState
+from tenantops.tenants.models import IdempotencyRecord, Tenant
+from tenantops.tenants.schemas import (
+    ApprovalCreate,
+    LifecycleEventCreate,
+    OffboardRequest,
+    ReactivationDecisionCreate,
+    ReactivationRequestCreate,
+    SuspendRequest,
+    TenantCreate,
+)
+
+AUDITED_FIELDS = (
+    "name",
+    "display_name",
+    "business_owner",
+    "compliance_classification",
+    "region",
+    "tier",
+    "monthly_budget",
+    "currency",
+    "contacts",
+    "ticket_ref",
+    "state",
+)
+
+# Who may record the outcome of which manual or runbook step.
+STEP_ROLES: dict[TenantEvent, frozenset[Role]] = {
+    TenantEvent.START_PROVISIONING: frozenset({Role.OPS_ENGINEER, Role.ADMIN}),
+    TenantEvent.PROVISIONED: frozenset({Role.OPS_ENGINEER, Role.ADMIN}),
+    TenantEvent.PROVISIONING_FAILED: frozenset({Role.OPS_ENGINEER, Role.ADMIN}),
+    TenantEvent.VERIFIED: frozenset({Role.QA, Role.ADMIN}),
+    TenantEvent.VERIFICATION_FAILED: frozenset({Role.QA, Role.ADMIN}),
+    TenantEvent.ARCHIVE: frozenset({Role.OPS_ENGINEER, Role.ADMIN}),
+}
+
+
+def snapshot(tenant: Tenant) -> dict[str, Any]:
+    return {field: getattr(tenant, field) for field in AUDITED_FIELDS}
+
+
+def _visible(principal: Principal, tenant: Tenant | None, ref: str) -> Tenant:
+    # A tenant owner asking for someone else's tenant learns nothing, not even
+    # that it exists: same 404 as a tenant that does not.
+    if tenant is None or not principal.can_see(tenant.id, tenant.name):
+        raise NotFound(f"no tenant {ref!r}")
+    return tenant
+
+
+def get_tenant(session: Session, *, principal: Principal, ref: str) -> Tenant:
+    """A tenant the principal may see, by id or name."""
+    return _visible(principal, repository.get(session, ref), ref)
+
+
+def list_approvals(
+    session: Session, *, principal: Principal, ref: str
+) -> list[ApprovalRequestRead]:
+    """Approval requests of a tenant the principal may see, oldest first."""
+    tenant = get_tenant(session, principal=principal, ref=ref)
+    return approvals.list_for_tenant(session, tenant_id=tenant.id)
+
+
+def list_tenants(
+    session: Session,
+    *,
+    principal: Principal,
+    filters: repository.TenantFilter,
+    cursor: str | None,
+    limit: int,
+) -> tuple[Sequence[Tenant], str | None]:
+    """A page of tenants the principal may see."""
+    if principal.tenant_scoped:
+        if principal.tenant is None:
+            return [], None
+        filters = repository.TenantFilter(**{**filters.__dict__, "only": principal.tenant})
+    after = repository.decode_cursor(cursor) if cursor else None
+    return repository.list_page(session, filters, after_id=after, limit=limit)
+
+
+def _lock(session: Session, *, principal: Principal, ref: str, if_match: int | None) -> Tenant:
+    tenant = _visible(principal, repository.get(session, ref, for_update=True), ref)
+    if if_match is not None and tenant.version != if_match:
+        raise PreconditionFailed(
+            f"tenant {tenant.name} is at version {tenant.version}, not {if_match}; "
+            "read it again and retry",
+            current_version=tenant.version,
+        )
+    return tenant
+
+
+def _move(
+    session: Session,
+    tenant: Tenant,
+    event: TenantEvent,
+    *,
+    principal: Principal,
+    action: str,
+    facts: Facts | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Tenant:
+    before = snapshot(tenant)
+    tenant.state = lifecycle.transition(TenantState(tenant.state), event, facts).value
+    tenant.updated_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        actor=principal,
+        action=action,
+        tenant_id=tenant.id,
+        changes=audit.diff(before, snapshot(tenant)),
+        detail=detail,
+    )
+    return tenant
+
+
+def _request_hash(data: TenantCreate) -> str:
+    return hashlib.sha256(canonical_json(data.model_dump(mode="json")).encode()).hexdigest()
+
+
+def create_tenant(
+    session: Session,
+    *,
+    principal: Principal,
+    data: TenantCreate,
+    idempotency_key: str | None = None,
+) -> tuple[Tenant, bool]:
+    """Register a requested tenant and open its onboarding approval.
+
+    Returns the tenant and whether this was a replay of an earlier request
+    with the same ``Idempotency-Key``.
+    """
+    request_hash = _request_hash(data)
+    if idempotency_key is not None:
+        seen = repository.get_idempotency(session, principal.subject, idempotency_key)
+        if seen is not None:
+            if seen.request_hash != request_hash:
+                raise IdempotencyMismatch(
+                    "this Idempotency-Key was already used for a different request body"
+                )
+            earlier = repository.get(session, seen.resource_id)
+            if earlier is None:  # pragma: no cover - tenants are never deleted
+                raise NotFound("the tenant created with this Idempotency-Key is gone")
+            return earlier, True
+    if repository.get_by_name(session, data.name) is not None:
+        raise Conflict(f"a tenant named {data.name!r} already exists", param="name")
+    now = utcnow()
+    tenant = Tenant(
+        id=new_id(),
+        **data.model_dump(exclude={"business_owner", "contacts"}),
+        business_owner=str(data.business_owner).lower(),
+        contacts=[str(c).lower() for c in data.contacts],
+        state=TenantState.REQUESTED.value,
+        requested_by=principal.subject,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(tenant)
+    if idempotency_key is not None:
+        session.add(
+            IdempotencyRecord(
+                principal=principal.subject,
+                key=idempotency_key,
+                request_hash=request_hash,
+                resource_id=tenant.id,
+                created_at=now,
+            )
+        )
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        # Lost a race with a concurrent request for the same name or key.
+        raise Conflict(
+            f"a tenant named {data.name!r} or a request with this Idempotency-Key "
+            "was created at the same moment; retry to see it",
+        ) from exc
+    request = approvals.open_request(
+        session,
+        tenant_id=tenant.id,
+        kind=approvals.ONBOARDING,
+        requested_by=principal.subject,
+        reason=data.ticket_ref,
+    )
+    session.flush()
+    audit.record(
+        session,
+        actor=principal,
+        action="tenant.requested",
+        tenant_id=tenant.id,
+        changes=audit.diff({}, snapshot(tenant)),
+        detail={"approval_request_id": request.id, "ticket_ref": data.ticket_ref},
+    )
+    return tenant, False
+
+
+def decide_onboarding(
+    session: Session,
+    *,
+    principal: Principal,
+    ref: str,
+    data: ApprovalCreate,
+    if_match: int | None = None,
+) -> Tenant:
+    """Record a governance or security decision; approve on both, reject on one."""
+    tenant = _lock(session, principal=principal, ref=ref, if_match=if_match)
+    event = TenantEvent.APPROVE if data.decision == "approve" else TenantEvent.REJECT
+    lifecycle.ensure_possible(TenantState(tenant.state), event)
+    request = approvals.pending_request(session, tenant_id=tenant.id, kind=approvals.ONBOARDING)
+    status = approvals.decide(
+        session,
+        request=request,
+        principal=principal,
+        role=data.role,
+        decision=data.decision,
+        comment=data.comment,
+        risk_ref=data.risk_ref,
+    )
+    detail = {
+        "approval_request_id": request.id,
+        "role": data.role,
+        "decision": data.decision,
+        "comment": data.comment,
+        "risk_ref": data.risk_ref,
+    }
+    if status == "approved":
+        return _move(
+            session,
+            tenant,
+            TenantEvent.APPROVE,
+            principal=principal,
+            action="tenant.approved",
+            facts=Facts(approvals_complete=True),
+            detail=detail,
+        )
+    if status == "rejected":
+        return _move(
+            session,
+            tenant,
+            TenantEvent.REJECT,
+            principal=principal,
+            action="tenant.rejected",
+            detail=detail,
+        )
+    tenant.updated_at = utcnow()  # bumps the version: the tenant's approvals changed
+    session.flush()
+    audit.record(
+        session,
+        actor=principal,
+        action="tenant.approval.recorded",
+        tenant_id=tenant.id,
+        changes={},
+        detail=detail,
+    )
+    return tenant
+
+
+def suspend_tenant(
+    session: Session,
+    *,
+    principal: Principal,
+    ref: str,
+    data: SuspendRequest,
+    if_match: int | None = None,
+) -> Tenant:
+    """Suspend an active tenant (incident, payment breach)."""
+    tenant = _lock(session, principal=principal, ref=ref, if_match=if_match)
+    return _move(
+        session,
+        tenant,
+        TenantEvent.SUSPEND,
+        principal=principal,
+        action="tenant.suspended",
+        detail={"reason": data.reason, "incident_ref": data.incident_ref},
+    )
+
+
+def request_reactivation(
+    session: Session,
+    *,
+    principal: Principal,
+    ref: str,
+    data: ReactivationRequestCreate,
+) -> ApprovalRequestRead:
+    """Ask governance to reactivate a suspended tenant."""
+    tenant = _lock(session, principal=principal, ref=ref, if_match=None)
+    lifecycle.ensure_possible(TenantState(tenant.state), TenantEvent.REACTIVATE)
+    request = approvals.open_request(
+        session,
+        tenant_id=tenant.id,
+        kind=approvals.REACTIVATION,
+        requested_by=principal.subject,
+        reason=data.reason,
+    )
+    tenant.updated_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        actor=principal,
+        action="tenant.reactivation.requested",
+        tenant_id=tenant.id,
+        changes={},
+        detail={"approval_request_id": request.id, "reason": data.reason},
+    )
+    return next(
+        r for r in approvals.list_for_tenant(session, tenant_id=tenant.id) if r.id == request.id
+    )
+
+
+def decide_reactivation(
+    session: Session,
+    *,
+    principal: Principal,
+    ref: str,
+    request_id: str,
+    data: ReactivationDecisionCreate,
+    if_match: int | None = None,
+) -> Tenant:
+    """Governance decides a reactivation request; approval makes the tenant active."""
+    tenant = _lock(session, principal=principal, ref=ref, if_match=if_match)
+    request = approvals.pending_request(session, tenant_id=tenant.id, kind=approvals.REACTIVATION)
+    if request.id != request_id:
+        raise NotFound(f"no pending reactivation request {request_id!r} for {tenant.name}")
+    lifecycle.ensure_possible(TenantState(tenant.state), TenantEvent.REACTIVATE)
+    status = approvals.decide(
+        session,
+        request=request,
+        principal=principal,
+        role="governance",
+        decision=data.decision,
+        comment=data.comment,
+        risk_ref=data.risk_ref,
+    )
+    detail = {
+        "approval_request_id": request.id,
+        "role": "governance",
+        "decision": data.decision,
+        "comment": data.comment,
+        "risk_ref": data.risk_ref,
+    }
+    if status == "approved":
+        return _move(
+            session,
+            tenant,
+            TenantEvent.REACTIVATE,
+            principal=principal,
+            action="tenant.reactivated",
+            facts=Facts(reactivation_approved=True),
+            detail=detail,
+        )
+    tenant.updated_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        actor=principal,
+        action="tenant.reactivation.rejected",
+        tenant_id=tenant.id,
+        changes={},
+        detail=detail,
+    )
+    return tenant
+
+
+def offboard_tenant(
+    session: Session,
+    *,
+    principal: Principal,
+    ref: str,
+    data: OffboardRequest,
+    if_match: int | None = None,
+) -> Tenant:
+    """Start offboarding; pending approval requests of the tenant are cancelled."""
+    tenant = _lock(session, principal=principal, ref=ref, if_match=if_match)
+    lifecycle.ensure_possible(TenantState(tenant.state), TenantEvent.OFFBOARD)
+    cancelled = approvals.cancel_pending(session, tenant_id=tenant.id)
+    return _move(
+        session,
+        tenant,
+        TenantEvent.OFFBOARD,
+        principal=principal,
+        action="tenant.offboarding",
+        detail={"reason": data.reason, "ticket_ref": data.ticket_ref, "cancelled": cancelled},
+    )
+
+
+def record_step(
+    session: Session,
+    *,
+    principal: Principal,
+    ref: str,
+    data: LifecycleEventCreate,
+    if_match: int | None = None,
+) -> Tenant:
+    """Record the outcome of a provisioning, verification or offboarding step.
+
+    The runbook engine reports through here; so does an operator who ran a
+    step by hand. Verification is QA's to report, the rest Ops'.
+    """
+    event = TenantEvent(data.event)
+    if not principal.roles & STEP_ROLES[event]:
+        allowed = " or ".join(sorted(r.value for r in STEP_ROLES[event]))
+        raise Forbidden(f"recording {event.value} needs the {allowed} role")
+    tenant = _lock(session, principal=principal, ref=ref, if_match=if_match)
+    return _move(
+        session,
+        tenant,
+        event,
+        principal=principal,
+        action=f"tenant.step.{event.value}",
+        detail={"note": data.note, "evidence_ref": data.evidence_ref},
+    )
