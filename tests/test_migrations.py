@@ -1,0 +1,77 @@
+"""Migrations run on both stores and match the models exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from tenantops.config import Settings
+from tenantops.db import Base, Database
+from tenantops.errors import Unprocessable
+from tenantops.migrations import current_revision, head_revision, upgrade
+from tenantops.store import open_database
+from tests.conftest import STORES, create_pg_database, drop_pg_database
+
+
+def test_models_and_migrations_agree(db: Database) -> None:
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], f"models differ from the migrations: {diff}"
+
+
+def test_upgrade_is_idempotent_and_reaches_head(db: Database) -> None:
+    upgrade(db.engine)
+    assert current_revision(db.engine) == head_revision(db.engine)
+
+
+def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
+    from alembic import command
+
+    from tenantops.migrations import alembic_config
+
+    db = Database(f"sqlite:///{tmp_path / 'down.db'}")
+    upgrade(db.engine)
+    command.downgrade(alembic_config(db.engine), "base")
+    assert current_revision(db.engine) is None
+    upgrade(db.engine)
+    assert current_revision(db.engine) == head_revision(db.engine)
+
+
+def test_default_store_is_a_sqlite_file_in_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TENANTOPS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("TENANTOPS_DATA_DIR", str(tmp_path / "data"))
+    settings = Settings()
+    db = open_database(settings, migrate_empty=True)
+    assert db.is_sqlite
+    assert (tmp_path / "data" / "tenantops.db").exists()
+    db.dispose()
+
+
+def test_database_url_selects_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    if "postgres" not in STORES:
+        pytest.skip("PostgreSQL store not selected (TENANTOPS_TEST_STORES)")
+    url = create_pg_database()
+    try:
+        monkeypatch.setenv("TENANTOPS_DATABASE_URL", url)
+        db = open_database(Settings(), migrate_empty=True)
+        assert db.engine.dialect.name == "postgresql"
+        assert current_revision(db.engine) == head_revision(db.engine)
+        db.dispose()
+    finally:
+        drop_pg_database(url)
+
+
+def test_outdated_schema_is_refused_not_migrated(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    db = Database(url)
+    upgrade(db.engine)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0000'")
+    db.dispose()
+    with pytest.raises(Unprocessable, match="tenantops db upgrade"):
+        open_database(Settings(database_url=url), migrate_empty=True)
