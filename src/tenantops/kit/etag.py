@@ -17,7 +17,8 @@ def parse_if_match(header: str | None) -> int | None:
     if value.startswith("W/"):
         value = value[2:]
     value = value.strip('"')
-    if not value.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (value.isascii() and value.isdigit()):
         raise Unprocessable(
             'If-Match must be the ETag of the tenant as last read, e.g. "3"',
             param="If-Match",

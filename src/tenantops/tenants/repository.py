@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,11 +44,16 @@ def encode_cursor(last_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
+    """The tenant id a cursor of ``encode_cursor`` carries; 422 for anything else."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.urlsafe_b64decode(padded.encode()).decode()
+        last_id = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
+        # Only an id can be a cursor: any other string would silently page wrongly.
+        if str(uuid.UUID(last_id)) != last_id:
+            raise ValueError(last_id)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise Unprocessable("the cursor is not one this API issued", param="cursor") from exc
+    return last_id
 
 
 def _escape_like(text: str) -> str:

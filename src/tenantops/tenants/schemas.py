@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -28,6 +29,17 @@ class ComplianceClass(StrEnum):
     INTERNAL = "internal"
     CONFIDENTIAL = "confidential"
     RESTRICTED = "restricted"
+
+
+UUID_SHAPED = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _not_an_id(value: str) -> str:
+    # A tenant is addressed by id or by name in one path segment, so a name
+    # shaped like an id could shadow another tenant (and its owner's scope).
+    if UUID_SHAPED.match(value):
+        raise ValueError("a tenant name must not look like a tenant id (a UUID)")
+    return value
 
 
 def _iso4217(value: str) -> str:
@@ -59,7 +71,11 @@ class TenantCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_1123_LABEL)]
+    name: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=63, pattern=DNS_1123_LABEL),
+        AfterValidator(_not_an_id),
+    ]
     display_name: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
     ]

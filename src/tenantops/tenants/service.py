@@ -348,10 +348,12 @@ def decide_reactivation(
 ) -> Tenant:
     """Governance decides a reactivation request; approval makes the tenant active."""
     tenant = _lock(session, principal=principal, ref=ref, if_match=if_match)
+    # The state first: reactivating a tenant that is not suspended is a 409 naming
+    # its state, not a 404 about a request that cannot exist in that state.
+    lifecycle.ensure_possible(TenantState(tenant.state), TenantEvent.REACTIVATE)
     request = approvals.pending_request(session, tenant_id=tenant.id, kind=approvals.REACTIVATION)
     if request.id != request_id:
         raise NotFound(f"no pending reactivation request {request_id!r} for {tenant.name}")
-    lifecycle.ensure_possible(TenantState(tenant.state), TenantEvent.REACTIVATE)
     status = approvals.decide(
         session,
         request=request,

@@ -1,0 +1,364 @@
+"""Segregation of duties: the pure rules, then the same rules as a user meets them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tenantops.approvals.rules import PriorDecision, check_decision, outcome
+from tenantops.errors import AlreadyDecided, Forbidden, SegregationOfDuties, Unprocessable
+from tests.conftest import TokenFactory
+from tests.factories import tenant_body
+
+BOTH = ("governance", "security")
+
+
+def decide(
+    decider: str,
+    role: str,
+    *,
+    roles: tuple[str, ...] = BOTH,
+    prior: tuple[PriorDecision, ...] = (),
+    requested_by: str = "req",
+    required: tuple[str, ...] = BOTH,
+) -> None:
+    check_decision(
+        requested_by=requested_by,
+        required_roles=required,
+        prior=prior,
+        decider=decider,
+        decider_roles=roles,
+        role=role,
+    )
+
+
+# --- pure rules ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", BOTH)
+@pytest.mark.parametrize("other_decided", [False, True], ids=["first", "second"])
+def test_requester_never_decides(role: str, other_decided: bool) -> None:
+    other = next(r for r in BOTH if r != role)
+    prior = (PriorDecision(other, "someone", "approve"),) if other_decided else ()
+    with pytest.raises(SegregationOfDuties) as refused:
+        decide("req", role, roles=BOTH, prior=prior)
+    assert refused.value.status == 403
+    assert refused.value.extra["rule"] == "requester-not-approver"
+    assert "you requested this change" in refused.value.detail
+
+
+def test_requester_never_decides_a_single_role_request() -> None:
+    with pytest.raises(SegregationOfDuties):
+        decide("req", "governance", required=("governance",))
+
+
+@pytest.mark.parametrize("role", BOTH)
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+@pytest.mark.parametrize("decider", ["other", "first"])
+def test_each_role_is_decided_once(role: str, decision: str, decider: str) -> None:
+    prior = (PriorDecision(role, "first", decision),)
+    with pytest.raises(AlreadyDecided) as refused:
+        decide(decider, role, prior=prior)
+    assert refused.value.status == 409
+    assert f"the {role} decision was already taken by first ({decision})" in refused.value.detail
+
+
+@pytest.mark.parametrize(("first_role", "second_role"), [BOTH, BOTH[::-1]])
+def test_one_person_cannot_hold_both_approvals_even_with_both_roles(
+    first_role: str, second_role: str
+) -> None:
+    prior = (PriorDecision(first_role, "both", "approve"),)
+    with pytest.raises(SegregationOfDuties) as refused:
+        decide("both", second_role, roles=BOTH, prior=prior)
+    assert refused.value.extra["rule"] == "distinct-approvers"
+    assert f"you already decided as {first_role}" in refused.value.detail
+    # Someone else holding the second role may.
+    decide("other", second_role, roles=(second_role,), prior=prior)
+
+
+@pytest.mark.parametrize("role", BOTH)
+def test_the_role_is_needed(role: str) -> None:
+    other = next(r for r in BOTH if r != role)
+    for roles in [(), (other,), ("account_manager", "admin")]:
+        with pytest.raises(Forbidden) as refused:
+            decide("someone", role, roles=roles)
+        assert not isinstance(refused.value, SegregationOfDuties)
+        assert f"you do not hold the {role} role" in refused.value.detail
+    decide("someone", role, roles=(role,))
+
+
+def test_a_role_the_request_does_not_need_is_unprocessable() -> None:
+    with pytest.raises(Unprocessable) as refused:
+        decide("gus", "security", required=("governance",))
+    assert refused.value.extra == {"param": "role"}
+
+
+def test_first_decision_of_anyone_else_in_their_role_is_allowed() -> None:
+    decide("gus", "governance", roles=("governance",))
+    decide("sue", "security", roles=("security", "account_manager"))
+
+
+@pytest.mark.parametrize(
+    ("decisions", "expected"),
+    [
+        ((), "pending"),
+        ((("governance", "approve"),), "pending"),
+        ((("security", "approve"),), "pending"),
+        ((("governance", "approve"), ("security", "approve")), "approved"),
+        ((("governance", "reject"),), "rejected"),
+        ((("security", "reject"),), "rejected"),
+        ((("governance", "approve"), ("security", "reject")), "rejected"),
+        ((("governance", "reject"), ("security", "approve")), "rejected"),
+    ],
+)
+def test_outcome(decisions: tuple[tuple[str, str], ...], expected: str) -> None:
+    taken = [PriorDecision(role, f"p{i}", d) for i, (role, d) in enumerate(decisions)]
+    assert outcome(BOTH, taken) == expected
+
+
+def test_reactivation_needs_only_governance() -> None:
+    assert outcome(["governance"], [PriorDecision("governance", "gus", "approve")]) == "approved"
+
+
+# --- through the API ----------------------------------------------------------
+
+
+def _problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    return body
+
+
+def _create(client: TestClient, who: dict[str, str]) -> str:
+    response = client.post("/api/v1/tenants", json=tenant_body(), headers=who)
+    assert response.status_code == 201, response.text
+    tid: str = response.json()["id"]
+    return tid
+
+
+def _decide(
+    client: TestClient, who: dict[str, str], tid: str, role: str, decision: str = "approve"
+) -> Any:
+    return client.post(
+        f"/api/v1/tenants/{tid}/approvals",
+        json={"role": role, "decision": decision, "comment": "ok", "risk_ref": "RISK-7"},
+        headers=who,
+    )
+
+
+def _state(client: TestClient, tid: str, who: dict[str, str]) -> str:
+    state: str = client.get(f"/api/v1/tenants/{tid}", headers=who).json()["state"]
+    return state
+
+
+def test_requester_cannot_approve_their_own_tenant(client: TestClient, auth: TokenFactory) -> None:
+    amy = auth("amy", "account_manager", "governance", "security")
+    tid = _create(client, amy)
+    for role in BOTH:
+        problem = _problem(_decide(client, amy, tid, role), 403)
+        assert problem["type"].endswith("/segregation-of-duties")
+        assert problem["rule"] == "requester-not-approver"
+        assert problem["detail"].startswith("you requested this change, so you cannot decide")
+    assert _state(client, tid, amy) == "requested"
+    assert client.get(f"/api/v1/tenants/{tid}/approvals", headers=amy).json()[0]["decisions"] == []
+
+
+def test_one_person_with_both_roles_cannot_give_both_approvals(
+    client: TestClient, auth: TokenFactory
+) -> None:
+    am = auth("amy", "account_manager")
+    bea = auth("bea", "governance", "security")
+    tid = _create(client, am)
+    assert _decide(client, bea, tid, "governance").status_code == 200
+    problem = _problem(_decide(client, bea, tid, "security"), 403)
+    assert problem["rule"] == "distinct-approvers"
+    assert "must come from a different person" in problem["detail"]
+    assert _state(client, tid, am) == "requested"
+    # A second person completes it.
+    response = _decide(client, auth("sue", "security"), tid, "security")
+    assert response.json()["state"] == "approved"
+
+
+def test_deciding_in_a_role_you_do_not_hold(client: TestClient, auth: TokenFactory) -> None:
+    am = auth("amy", "account_manager")
+    tid = _create(client, am)
+    problem = _problem(_decide(client, auth("gus", "governance"), tid, "security"), 403)
+    assert (
+        problem["detail"] == "you do not hold the security role, so you cannot decide as security"
+    )
+    # Roles the route does not admit at all are refused before the rules are asked.
+    problem = _problem(
+        _decide(client, auth("oli", "ops_engineer", "admin"), tid, "governance"), 403
+    )
+    assert "needs one of: governance, security" in problem["detail"]
+    assert _state(client, tid, am) == "requested"
+
+
+def test_two_approvals_in_one_role_do_not_approve(client: TestClient, auth: TokenFactory) -> None:
+    am = auth("amy", "account_manager")
+    tid = _create(client, am)
+    assert _decide(client, auth("gus", "governance"), tid, "governance").status_code == 200
+    problem = _problem(_decide(client, auth("gil", "governance"), tid, "governance"), 409)
+    assert problem["detail"] == "the governance decision was already taken by gus (approve)"
+    assert _state(client, tid, am) == "requested"
+
+
+def test_two_approvals_from_two_people_approve(client: TestClient, auth: TokenFactory) -> None:
+    am = auth("amy", "account_manager")
+    tid = _create(client, am)
+    first = _decide(client, auth("sue", "security"), tid, "security")
+    assert first.status_code == 200, first.text
+    assert first.json()["state"] == "requested"
+    second = _decide(client, auth("gus", "governance"), tid, "governance")
+    assert second.json()["state"] == "approved"
+    [request] = client.get(f"/api/v1/tenants/{tid}/approvals", headers=am).json()
+    assert request["kind"] == "onboarding"
+    assert request["status"] == "approved"
+    assert request["requested_by"] == "amy"
+    assert [(d["role"], d["principal"], d["risk_ref"]) for d in request["decisions"]] == [
+        ("security", "sue", "RISK-7"),
+        ("governance", "gus", "RISK-7"),
+    ]
+
+
+@pytest.mark.parametrize("first", [None, "governance", "security"])
+def test_one_rejection_rejects(client: TestClient, auth: TokenFactory, first: str | None) -> None:
+    am = auth("amy", "account_manager")
+    people = {"governance": auth("gus", "governance"), "security": auth("sue", "security")}
+    tid = _create(client, am)
+    if first is not None:
+        assert _decide(client, people[first], tid, first).status_code == 200
+    rejecting = next(r for r in BOTH if r != first)
+    response = _decide(client, people[rejecting], tid, rejecting, "reject")
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "rejected"
+    [request] = client.get(f"/api/v1/tenants/{tid}/approvals", headers=am).json()
+    assert request["status"] == "rejected"
+    # Nobody can approve it afterwards.
+    other = next(r for r in BOTH if r != rejecting)
+    if first is None:
+        problem = _problem(_decide(client, people[other], tid, other), 409)
+        assert problem["current_state"] == "rejected"
+
+
+# --- reactivation -------------------------------------------------------------
+
+
+def _suspended_tenant(client: TestClient, auth: TokenFactory) -> str:
+    tid = _create(client, auth("amy", "account_manager"))
+    assert _decide(client, auth("gus", "governance"), tid, "governance").status_code == 200
+    assert _decide(client, auth("sue", "security"), tid, "security").status_code == 200
+    ops, qa = auth("oli", "ops_engineer"), auth("quinn", "qa")
+    for event, who in [("start_provisioning", ops), ("provisioned", ops), ("verified", qa)]:
+        response = client.post(
+            f"/api/v1/tenants/{tid}/lifecycle-events", json={"event": event}, headers=who
+        )
+        assert response.status_code == 200, response.text
+    response = client.post(f"/api/v1/tenants/{tid}/suspend", json={"reason": "x"}, headers=ops)
+    assert response.json()["state"] == "suspended"
+    return tid
+
+
+def _ask(client: TestClient, tid: str, who: dict[str, str]) -> Any:
+    return client.post(
+        f"/api/v1/tenants/{tid}/reactivation-requests", json={"reason": "paid"}, headers=who
+    )
+
+
+def _decide_reactivation(
+    client: TestClient, tid: str, request_id: str, who: dict[str, str], decision: str = "approve"
+) -> Any:
+    return client.post(
+        f"/api/v1/tenants/{tid}/reactivation-requests/{request_id}/approvals",
+        json={"decision": decision},
+        headers=who,
+    )
+
+
+def test_reactivation_only_after_governance_approves_that_request(
+    client: TestClient, auth: TokenFactory
+) -> None:
+    tid = _suspended_tenant(client, auth)
+    gov, am = auth("gus", "governance"), auth("amy", "account_manager")
+
+    # No request yet: nothing to approve.
+    problem = _problem(_decide_reactivation(client, tid, "no-such-request", gov), 404)
+    assert "no pending reactivation request" in problem["detail"]
+
+    asked = _ask(client, tid, am)
+    assert asked.status_code == 201, asked.text
+    request = asked.json()
+    assert (request["kind"], request["status"], request["required_roles"]) == (
+        "reactivation",
+        "pending",
+        ["governance"],
+    )
+    assert _state(client, tid, am) == "suspended"
+    # One pending request at a time.
+    assert _problem(_ask(client, tid, am), 409)["detail"].startswith("a reactivation request")
+    # Security is not the role that decides reactivation.
+    _problem(_decide_reactivation(client, tid, request["id"], auth("sue", "security")), 403)
+    assert _state(client, tid, am) == "suspended"
+
+    response = _decide_reactivation(client, tid, request["id"], gov)
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "active"
+    # The request is spent: it cannot reactivate again.
+    problem = _problem(_decide_reactivation(client, tid, request["id"], gov), 409)
+    assert problem["current_state"] == "active"
+
+
+def test_rejected_reactivation_keeps_the_tenant_suspended(
+    client: TestClient, auth: TokenFactory
+) -> None:
+    tid = _suspended_tenant(client, auth)
+    gov, am = auth("gus", "governance"), auth("amy", "account_manager")
+    first = _ask(client, tid, am).json()["id"]
+    response = _decide_reactivation(client, tid, first, gov, "reject")
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "suspended"
+    # The rejected request cannot be approved afterwards; a new one can.
+    _problem(_decide_reactivation(client, tid, first, gov), 404)
+    second = _ask(client, tid, am).json()["id"]
+    assert _decide_reactivation(client, tid, second, gov).json()["state"] == "active"
+    statuses = [
+        (r["kind"], r["status"])
+        for r in client.get(f"/api/v1/tenants/{tid}/approvals", headers=am).json()
+    ]
+    assert statuses == [
+        ("onboarding", "approved"),
+        ("reactivation", "rejected"),
+        ("reactivation", "approved"),
+    ]
+
+
+def test_requester_of_a_reactivation_cannot_approve_it(
+    client: TestClient, auth: TokenFactory
+) -> None:
+    tid = _suspended_tenant(client, auth)
+    olga = auth("olga", "ops_engineer", "governance")
+    request_id = _ask(client, tid, olga).json()["id"]
+    problem = _problem(_decide_reactivation(client, tid, request_id, olga), 403)
+    assert problem["rule"] == "requester-not-approver"
+    assert "you requested this change" in problem["detail"]
+    assert _state(client, tid, olga) == "suspended"
+    response = _decide_reactivation(client, tid, request_id, auth("gus", "governance"))
+    assert response.json()["state"] == "active"
+
+
+def test_offboarding_cancels_a_pending_reactivation(client: TestClient, auth: TokenFactory) -> None:
+    tid = _suspended_tenant(client, auth)
+    am = auth("amy", "account_manager")
+    request_id = _ask(client, tid, am).json()["id"]
+    response = client.post(f"/api/v1/tenants/{tid}/offboard", json={"reason": "gone"}, headers=am)
+    assert response.json()["state"] == "offboarding"
+    problem = _problem(
+        _decide_reactivation(client, tid, request_id, auth("gus", "governance")), 409
+    )
+    assert problem["current_state"] == "offboarding"
+    kinds = client.get(f"/api/v1/tenants/{tid}/approvals", headers=am).json()
+    assert kinds[-1]["status"] == "cancelled"
