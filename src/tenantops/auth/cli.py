@@ -36,20 +36,24 @@ def create(
     ] = None,
 ) -> None:
     """Create a token and print it once; only its hash is stored."""
-    lifetime = parse_duration(ttl) if ttl else None
+    # An empty --ttl is a mistake, not a request for a token that never expires.
+    lifetime = parse_duration(ttl) if ttl is not None else None
     db = open_database(Settings())
-    with db.write() as session:
-        tenant_id = None
-        if tenant is not None:
-            tenant_id = tenant_service.get_tenant(session, principal=operator(), ref=tenant).id
-        issued = tokens.create_token(
-            session,
-            actor=operator(),
-            subject=subject,
-            roles=role,
-            tenant_id=tenant_id,
-            ttl=lifetime,
-        )
+    try:
+        with db.write() as session:
+            tenant_id = None
+            if tenant is not None:
+                tenant_id = tenant_service.get_tenant(session, principal=operator(), ref=tenant).id
+            issued = tokens.create_token(
+                session,
+                actor=operator(),
+                subject=subject,
+                roles=role,
+                tenant_id=tenant_id,
+                ttl=lifetime,
+            )
+    finally:
+        db.dispose()
     typer.echo(issued.value)
 
 
@@ -58,24 +62,36 @@ def list_() -> None:
     """List tokens (never their values)."""
     db = open_database(Settings())
     table = Table("id", "prefix", "subject", "roles", "tenant", "expires", "revoked")
-    with db.read() as session:
-        for t in tokens.list_tokens(session):
-            table.add_row(
-                t.id,
-                t.prefix,
-                t.subject,
-                ",".join(t.roles),
-                t.tenant_id or "-",
-                t.expires_at.isoformat(timespec="minutes") if t.expires_at else "never",
-                t.revoked_at.isoformat(timespec="minutes") if t.revoked_at else "-",
-            )
-    Console().print(table)
+    try:
+        with db.read() as session:
+            for t in tokens.list_tokens(session):
+                table.add_row(
+                    t.id,
+                    t.prefix,
+                    t.subject,
+                    ",".join(t.roles),
+                    t.tenant_id or "-",
+                    t.expires_at.isoformat(timespec="minutes") if t.expires_at else "never",
+                    t.revoked_at.isoformat(timespec="minutes") if t.revoked_at else "-",
+                )
+    finally:
+        db.dispose()
+    console = Console()
+    # Never cut a cell to fit a narrow (or piped, 80-column) output: the id and
+    # prefix are what an operator copies into 'tokens revoke'.
+    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    if needed > console.width:
+        console = Console(width=needed)
+    console.print(table)
 
 
 @app.command("revoke")
 def revoke(token_id: Annotated[str, typer.Argument(help="Token id or prefix")]) -> None:
     """Revoke a token at once."""
     db = open_database(Settings())
-    with db.write() as session:
-        row = tokens.revoke_token(session, actor=operator(), token_id=token_id)
+    try:
+        with db.write() as session:
+            row = tokens.revoke_token(session, actor=operator(), token_id=token_id)
+    finally:
+        db.dispose()
     typer.echo(f"revoked {row.prefix} ({row.subject})")

@@ -1,21 +1,35 @@
 """OIDC bearer-token verification against the issuer's JWKS.
 
-Checks signature (by ``kid``), issuer, audience, expiry and not-before; reads
-roles from a configurable (dotted) claim. Signing keys are fetched from the
-JWKS URL (or the issuer's discovery document) and cached; an unknown ``kid``
-triggers one refresh, so key rotation at the IdP needs no restart.
+Checks signature (by ``kid``, with the algorithm of that key), issuer, audience,
+expiry and not-before; reads roles from a configurable (dotted) claim. The JWKS
+comes from ``jwks_url`` or the issuer's discovery document and is kept for
+``JWKS_MAX_AGE``, so a key the issuer withdraws stops working within that time.
+A token naming an unknown ``kid`` refreshes the set at once, so key rotation at
+the IdP needs no restart — but at most once per ``UNKNOWN_KID_COOLDOWN``, so
+tokens with made-up kids cannot turn this server into a flood of requests to
+the IdP. Both are measured on the tenantops clock.
 """
 
 from __future__ import annotations
 
+import threading
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import jwt
+import structlog
 
 from tenantops.auth.principal import Principal, Role
 from tenantops.config import OIDCSettings
 from tenantops.errors import NotAuthenticated
+from tenantops.kit.clock import utcnow
+
+JWKS_MAX_AGE = timedelta(minutes=5)
+UNKNOWN_KID_COOLDOWN = timedelta(seconds=10)
+FETCH_TIMEOUT_SECONDS = 5.0
+
+log = structlog.get_logger("tenantops.auth.oidc")
 
 
 def _claim(claims: dict[str, Any], path: str) -> Any:
@@ -27,63 +41,138 @@ def _claim(claims: dict[str, Any], path: str) -> Any:
     return value
 
 
+def _role_names(raw: Any) -> list[str]:
+    """Role names from a claim that is a list of strings or one space-separated string."""
+    if isinstance(raw, str):
+        return raw.split()
+    if isinstance(raw, list):
+        return [r for r in raw if isinstance(r, str)]
+    return []
+
+
+class _IssuerUnreachable(Exception):
+    """The discovery document or the JWKS could not be fetched or read."""
+
+
 class OIDCVerifier:
-    """Verifies bearer JWTs for one issuer."""
+    """Verifies bearer JWTs for one issuer; safe to share between request threads."""
 
     def __init__(self, settings: OIDCSettings) -> None:
         if not settings.issuer:
             raise ValueError("OIDC verification needs an issuer")
+        if not settings.audience:
+            # Without an audience, a token the same issuer minted for any other
+            # application would be accepted here.
+            raise ValueError(
+                "OIDC verification needs an audience (TENANTOPS_OIDC__AUDIENCE): "
+                "the client id tokens for tenantops are issued to"
+            )
         self.settings = settings
-        self._jwks: jwt.PyJWKClient | None = None
+        self._lock = threading.Lock()
+        self._jwks_url: str | None = settings.jwks_url
+        self._keys: dict[str, jwt.PyJWK] | None = None
+        self._fetched_at: datetime | None = None
+        self._last_attempt: datetime | None = None
 
-    def _client(self) -> jwt.PyJWKClient:
-        if self._jwks is None:
-            url = self.settings.jwks_url or self._discover()
-            self._jwks = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
-        return self._jwks
-
-    def _discover(self) -> str:
+    def _discover(self, client: httpx.Client) -> str:
         issuer = (self.settings.issuer or "").rstrip("/")
+        response = client.get(f"{issuer}/.well-known/openid-configuration")
+        response.raise_for_status()
+        document = response.json()
+        if not isinstance(document, dict) or not isinstance(document.get("jwks_uri"), str):
+            raise _IssuerUnreachable("the discovery document names no jwks_uri")
+        return str(document["jwks_uri"])
+
+    def _fetch(self) -> dict[str, jwt.PyJWK]:
+        """The issuer's signing keys by kid; keys this library cannot use are skipped."""
         try:
-            response = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=5)
-            response.raise_for_status()
-            return str(response.json()["jwks_uri"])
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            raise NotAuthenticated(
-                "the identity provider's discovery document is unreachable"
-            ) from exc
+            with httpx.Client(timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False) as client:
+                if self._jwks_url is None:
+                    self._jwks_url = self._discover(client)
+                response = client.get(self._jwks_url)
+                response.raise_for_status()
+                document = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise _IssuerUnreachable(str(exc)) from exc
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise _IssuerUnreachable("the JWKS is not a JSON object with a 'keys' list")
+        keys: dict[str, jwt.PyJWK] = {}
+        for data in document["keys"]:
+            if not isinstance(data, dict) or data.get("use", "sig") != "sig":
+                continue
+            kid = data.get("kid")
+            if not isinstance(kid, str) or not kid:
+                continue
+            try:
+                keys[kid] = jwt.PyJWK(data)
+            except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+                continue  # an encryption key or a key type we do not verify with
+        return keys
+
+    def _signing_key(self, kid: str) -> jwt.PyJWK:
+        with self._lock:
+            now = utcnow()
+            keys, fetched_at = self._keys, self._fetched_at
+            expired = fetched_at is None or now - fetched_at >= JWKS_MAX_AGE
+            wanted = expired or keys is None or kid not in keys
+            may_fetch = self._last_attempt is None or now - self._last_attempt >= (
+                UNKNOWN_KID_COOLDOWN
+            )
+            if wanted and may_fetch:
+                self._last_attempt = now
+                try:
+                    self._keys, self._fetched_at = self._fetch(), now
+                except _IssuerUnreachable as exc:
+                    # Keep serving the keys we have through a short IdP outage.
+                    log.warning(
+                        "oidc signing keys unavailable", issuer=self.settings.issuer, error=str(exc)
+                    )
+            keys = self._keys
+        if keys is None:
+            raise NotAuthenticated("the identity provider's signing keys are unreachable")
+        key = keys.get(kid)
+        if key is None:
+            raise NotAuthenticated("the bearer token is signed by an unknown key")
+        return key
 
     def verify(self, token: str) -> Principal:
         """The principal a valid token stands for; ``NotAuthenticated`` otherwise."""
         s = self.settings
         try:
-            key = self._client().get_signing_key_from_jwt(token)
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise NotAuthenticated(f"the bearer token is not a JWT: {exc}") from exc
+        if not isinstance(kid, str) or not kid:
+            raise NotAuthenticated("the bearer token names no signing key (kid)")
+        key = self._signing_key(kid)
+        try:
+            # Passing the PyJWK (not its raw key) pins the algorithm to the key's own,
+            # whatever the token header claims.
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key.key,
+                key,
                 algorithms=s.algorithms,
                 issuer=s.issuer,
                 audience=s.audience,
                 leeway=s.leeway_seconds,
-                options={"require": ["exp", "iss", "sub"], "verify_aud": s.audience is not None},
+                options={"require": ["exp", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError as exc:
             raise NotAuthenticated("the bearer token has expired") from exc
-        except jwt.PyJWKClientConnectionError as exc:
-            raise NotAuthenticated("the identity provider's signing keys are unreachable") from exc
-        except jwt.PyJWKClientError as exc:
-            raise NotAuthenticated("the bearer token is signed by an unknown key") from exc
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:
             raise NotAuthenticated(f"the bearer token is not valid: {exc}") from exc
-        raw_roles = _claim(claims, s.roles_claim) or []
-        if isinstance(raw_roles, str):
-            raw_roles = raw_roles.split()
-        known = {r.value for r in Role}
-        roles = frozenset(Role(r) for r in raw_roles if isinstance(r, str) and r in known)
+        except (TypeError, ValueError) as exc:  # a key or header the crypto backend rejects
+            raise NotAuthenticated("the bearer token is not valid") from exc
+
+        subject = _claim(claims, s.subject_claim)
+        if not isinstance(subject, str) or not subject:
+            raise NotAuthenticated(f"the bearer token has no {s.subject_claim!r} claim")
         tenant = _claim(claims, s.tenant_claim)
-        return Principal(
-            subject=str(_claim(claims, s.subject_claim)),
-            roles=roles,
-            tenant=str(tenant) if tenant else None,
-            via="oidc",
-        )
+        tenant = tenant if isinstance(tenant, str) and tenant else None
+        known = {r.value for r in Role}
+        roles = {Role(r) for r in _role_names(_claim(claims, s.roles_claim)) if r in known}
+        if tenant is None:
+            # A tenant owner's rights exist only within its tenant; without the
+            # tenant claim there is nothing they could apply to.
+            roles.discard(Role.TENANT_OWNER)
+        return Principal(subject=subject, roles=frozenset(roles), tenant=tenant, via="oidc")

@@ -32,8 +32,12 @@ class Principal:
 
     @property
     def tenant_scoped(self) -> bool:
-        """True for a principal that may only ever see its own tenant."""
-        return self.tenant is not None or self.roles == {Role.TENANT_OWNER}
+        """True for a principal that may only ever see its own tenant.
+
+        Holding ``tenant_owner`` scopes the whole principal, whatever other roles
+        it has: a tenant owner without a tenant sees nothing rather than everything.
+        """
+        return self.tenant is not None or Role.TENANT_OWNER in self.roles
 
     def can_see(self, tenant_id: str, tenant_name: str) -> bool:
         if not self.tenant_scoped:

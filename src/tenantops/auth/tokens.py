@@ -25,6 +25,7 @@ from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
 
 TOKEN_PREFIX = "tnp_"  # noqa: S105 - a public marker, not a secret
+SUBJECT_MAX = 200  # the width of api_tokens.subject
 
 
 def hash_token(token: str) -> str:
@@ -50,6 +51,8 @@ def create_token(
     ttl: timedelta | None,
 ) -> IssuedToken:
     """Mint a token for ``subject`` with ``roles``, optionally bound to one tenant."""
+    if not subject.strip() or len(subject) > SUBJECT_MAX or not subject.isprintable():
+        raise Unprocessable(f"a token needs a subject of 1 to {SUBJECT_MAX} printable characters")
     if not roles:
         raise Unprocessable("a token needs at least one role")
     if Role.TENANT_OWNER in roles and tenant_id is None:
@@ -58,6 +61,10 @@ def create_token(
         raise Unprocessable("the token lifetime must be positive")
     value = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
+    try:
+        expires_at = now + ttl if ttl is not None else None
+    except OverflowError as exc:
+        raise Unprocessable("the token lifetime is too long") from exc
     row = ApiToken(
         id=new_id(),
         subject=subject,
@@ -67,7 +74,7 @@ def create_token(
         prefix=value[: len(TOKEN_PREFIX) + 6],
         created_by=actor.subject,
         created_at=now,
-        expires_at=now + ttl if ttl is not None else None,
+        expires_at=expires_at,
     )
     session.add(row)
     session.flush()

@@ -1,0 +1,224 @@
+"""The route × role table, checked against every route the app actually serves.
+
+The cases are generated from the app itself (its OpenAPI paths plus the routes
+that are not in the schema), so a route added without an entry in
+``ROUTE_ROLES`` or ``PUBLIC_ROUTES`` fails here, and so does a table entry whose
+route is gone.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from tenantops.app import create_app
+from tenantops.auth.policy import PUBLIC_ROUTES, ROUTE_ROLES
+from tenantops.auth.principal import Principal, Role
+from tenantops.config import OIDCSettings, Settings
+from tenantops.db import Database
+from tests.conftest import TokenFactory
+from tests.factories import tenant_body
+
+HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE"}
+DUMMY_TENANT = "0000dead-0000-7000-8000-000000000000"
+
+
+def served_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Every (method, path template) the app answers; mounts and sockets as ``ANY``."""
+    routes: set[tuple[str, str]] = set()
+    for path, operations in app.openapi()["paths"].items():
+        routes.update((m.upper(), path) for m in operations if m.upper() in HTTP_METHODS)
+    # FastAPI keeps included routers as nested entries of app.routes; this walks them.
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute) and context.include_in_schema:
+            continue  # already in the schema, under its full path
+        path = context.path or repr(context.route)
+        methods = context.methods
+        if not methods:
+            routes.add(("ANY", path))  # a mount or a websocket: it needs a decision too
+            continue
+        routes.update((m, path) for m in methods if not (m == "HEAD" and "GET" in methods))
+    return sorted(routes)
+
+
+def _listing_app() -> FastAPI:
+    db = Database("sqlite://")  # never connected: only the routes are read
+    app = create_app(Settings(data_dir=Path("unused"), oidc=OIDCSettings()), db=db)
+    db.dispose()
+    return app
+
+
+ROUTES = served_routes(_listing_app())
+PROTECTED = [r for r in ROUTES if r not in PUBLIC_ROUTES]
+PUBLIC = [r for r in ROUTES if r in PUBLIC_ROUTES]
+
+
+def route_id(route: tuple[str, str]) -> str:
+    return f"{route[0]} {route[1]}"
+
+
+def call(client: TestClient, route: tuple[str, str], headers: dict[str, str]) -> Response:
+    """Call a route with dummy path values (and an empty JSON body where one may go)."""
+    method, template = route
+    url = re.sub(r"\{[^}]+\}", lambda m: "no-such-" + m.group(0)[1:-1].split(":")[0], template)
+    kwargs: dict[str, Any] = {"headers": headers}
+    if method in {"POST", "PUT", "PATCH"}:
+        kwargs["json"] = {}
+    return client.request(method, url, **kwargs)
+
+
+def token_of(auth: TokenFactory, role: Role) -> dict[str, str]:
+    """A token holding only ``role`` (a tenant owner's is bound to some tenant)."""
+    tenant = DUMMY_TENANT if role is Role.TENANT_OWNER else None
+    return auth(f"only-{role.value}", role.value, tenant=tenant)
+
+
+def test_the_app_serves_the_routes_we_expect_to_find() -> None:
+    assert ("GET", "/api/v1/tenants") in ROUTES
+    assert ("GET", "/docs") in ROUTES  # found through app.routes, not the schema
+    assert len(PROTECTED) >= 10
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=route_id)
+def test_every_route_has_exactly_one_policy_entry(route: tuple[str, str]) -> None:
+    in_table, public = route in ROUTE_ROLES, route in PUBLIC_ROUTES
+    assert in_table or public, (
+        f"{route_id(route)} has no entry in tenantops.auth.policy: add it to ROUTE_ROLES "
+        "(who may call it) or, if anyone may, to PUBLIC_ROUTES"
+    )
+    assert not (in_table and public), f"{route_id(route)} is both public and role-restricted"
+
+
+def test_the_table_names_only_routes_that_exist() -> None:
+    stale = sorted((set(ROUTE_ROLES) | PUBLIC_ROUTES) - set(ROUTES))
+    assert stale == [], f"policy entries for routes the app does not serve: {stale}"
+
+
+@pytest.mark.parametrize("route", PUBLIC, ids=route_id)
+def test_public_routes_answer_without_a_token(client: TestClient, route: tuple[str, str]) -> None:
+    r = call(client, route, {})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("route", PROTECTED, ids=route_id)
+def test_protected_routes_refuse_a_caller_without_a_token(
+    client: TestClient, route: tuple[str, str]
+) -> None:
+    r = call(client, route, {})
+    assert r.status_code == 401, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
+@pytest.mark.parametrize("route", PROTECTED, ids=route_id)
+def test_each_role_gets_what_the_table_says(
+    client: TestClient, auth: TokenFactory, route: tuple[str, str], role: Role
+) -> None:
+    r = call(client, route, token_of(auth, role))
+
+    assert r.status_code < 500, r.text
+    if role in ROUTE_ROLES.get(route, frozenset()):
+        assert r.status_code not in (401, 403), (
+            f"{role.value} may call {route_id(route)} but got {r.status_code}: {r.text}"
+        )
+    else:
+        assert r.status_code == 403, (
+            f"{role.value} may not call {route_id(route)} but got {r.status_code}: {r.text}"
+        )
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["type"].endswith("/forbidden")
+
+
+# A tenant owner never sees another tenant -------------------------------------------------
+
+
+@pytest.mark.parametrize("other", [r for r in Role if r is not Role.TENANT_OWNER])
+def test_a_tenant_owner_without_a_tenant_sees_none_whatever_else_it_holds(other: Role) -> None:
+    principal = Principal(subject="x", roles=frozenset({Role.TENANT_OWNER, other}))
+    assert principal.tenant_scoped
+    assert not principal.can_see("some-id", "some-name")
+
+
+def test_a_principal_bound_to_a_tenant_sees_it_by_id_or_name() -> None:
+    principal = Principal(subject="x", roles=frozenset({Role.TENANT_OWNER}), tenant="acme")
+    assert principal.can_see("some-id", "acme")
+    assert not principal.can_see("acme-2", "acme-2")
+
+
+@pytest.fixture
+def two_tenants(client: TestClient, auth: TokenFactory) -> tuple[dict[str, Any], dict[str, Any]]:
+    am = auth("amy", "account_manager")
+    mine = client.post("/api/v1/tenants", json=tenant_body(name="mine"), headers=am)
+    theirs = client.post(
+        "/api/v1/tenants",
+        json=tenant_body(name="theirs", display_name="Theirs Secret Project"),
+        headers=am,
+    )
+    assert mine.status_code == theirs.status_code == 201
+    return mine.json(), theirs.json()
+
+
+@pytest.mark.parametrize("bound_by", ["id", "name"])
+def test_a_tenant_owner_sees_only_its_own_tenant(
+    client: TestClient,
+    auth: TokenFactory,
+    two_tenants: tuple[dict[str, Any], dict[str, Any]],
+    bound_by: str,
+) -> None:
+    mine, theirs = two_tenants
+    owner = auth("olga", "tenant_owner", tenant=mine[bound_by])
+
+    r = client.get(f"/api/v1/tenants/{mine['id']}", headers=owner)
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "mine"
+    assert client.get("/api/v1/tenants/mine", headers=owner).status_code == 200
+    approvals = client.get(f"/api/v1/tenants/{mine['id']}/approvals", headers=owner)
+    assert approvals.status_code == 200, approvals.text
+    assert len(approvals.json()) == 1
+
+    listed = client.get("/api/v1/tenants", headers=owner).json()
+    assert [t["id"] for t in listed["items"]] == [mine["id"]]
+    assert listed["next_cursor"] is None
+    searched = client.get("/api/v1/tenants", params={"q": theirs["name"]}, headers=owner).json()
+    assert searched["items"] == []
+
+
+@pytest.mark.parametrize("bound_by", ["id", "name"])
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("GET", "", None),
+        ("GET", "/approvals", None),
+        ("POST", "/reactivation-requests", {"reason": "please"}),
+    ],
+    ids=["tenant", "approvals", "reactivation-request"],
+)
+@pytest.mark.parametrize("ref", ["id", "name"])
+def test_another_tenant_is_404_as_if_it_did_not_exist(
+    client: TestClient,
+    auth: TokenFactory,
+    two_tenants: tuple[dict[str, Any], dict[str, Any]],
+    bound_by: str,
+    method: str,
+    suffix: str,
+    body: dict[str, str] | None,
+    ref: str,
+) -> None:
+    mine, theirs = two_tenants
+    owner = auth("olga", "tenant_owner", tenant=mine[bound_by])
+
+    r = client.request(method, f"/api/v1/tenants/{theirs[ref]}{suffix}", json=body, headers=owner)
+    absent = client.request(method, f"/api/v1/tenants/nobody{suffix}", json=body, headers=owner)
+
+    assert r.status_code == 404, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    for leak in (theirs["display_name"], theirs["business_owner"], theirs["state"]):
+        assert leak not in r.text
+    assert (r.json()["type"], r.json()["title"]) == (absent.json()["type"], absent.json()["title"])
