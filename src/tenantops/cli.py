@@ -117,26 +117,34 @@ def db_current() -> None:
     typer.echo(f"{current or 'empty'} (code expects {head_revision(db.engine)})")
 
 
+def _one_line(message: str) -> str:
+    """``message`` on one line: a server's or driver's text may carry newlines."""
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn any failure into one line on stderr."""
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="tenantops", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
-        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        # Raising it rendered the help already when Rich formats it (the message is
+        # then empty); with plain click the help is the message. Show it once.
+        if exc.format_message().strip():
+            typer.echo(exc.format_message())
         return 2
     except click_exc.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        typer.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
         return 2
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
     except (ClientError, AppError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
         return 1
     except OperationalError as exc:
-        typer.echo(f"error: cannot use the database: {exc.orig}", err=True)
+        typer.echo(f"error: cannot use the database: {_one_line(str(exc.orig))}", err=True)
         return 1
     except typer.Exit as exc:
         return exc.exit_code

@@ -4,16 +4,22 @@ SQLite (the embedded default) runs in WAL mode; a write unit of work opens with
 ``BEGIN IMMEDIATE`` so two writers never deadlock upgrading a read lock, and
 readers are never blocked. On PostgreSQL the services lock the rows they change
 (``SELECT … FOR UPDATE``), so concurrent replicas serialise per tenant.
+
+SQLite has no timestamp type with an offset; ``DateTime(timezone=True)``
+columns are stored there as UTC wall time and read back as aware UTC, so both
+stores hand out the same datetimes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING = {
@@ -31,10 +37,43 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class _UTCDateTime(SQLITE_DATETIME):
+    """SQLite ``DATETIME`` that keeps UTC: aware values are stored as UTC, read back aware.
+
+    Without it an aware value is stored as its wall time in whatever offset it
+    carries and read back naive, so the API would answer timestamps without an
+    offset and compare ``+02:00`` filters two hours off.
+    """
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        process = super().bind_processor(dialect)
+
+        def to_utc(value: Any) -> Any:
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                value = value.astimezone(UTC)
+            return process(value) if process else value
+
+        return to_utc
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        process = super().result_processor(dialect, coltype)
+        if not self.timezone:
+            return process
+
+        def as_aware(value: Any) -> Any:
+            value = process(value) if process else value
+            if isinstance(value, datetime) and value.tzinfo is None:
+                return value.replace(tzinfo=UTC)
+            return value
+
+        return as_aware
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and explicit BEGINs."""
+    """An engine for ``url``; SQLite gets WAL, foreign keys, explicit BEGINs and UTC times."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine.dialect.colspecs = {**engine.dialect.colspecs, DateTime: _UTCDateTime}
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -456,10 +456,6 @@ def test_wrong_method_is_405_problem(client: TestClient, am: dict[str, str]) -> 
     assert client.get(f"/api/v1/tenants/{tenant['id']}", headers=am).json()["state"] == "requested"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py: Allow names only the first route's methods (or none); remove when fixed",
-)
 def test_405_allow_names_every_method_served(client: TestClient, am: dict[str, str]) -> None:
     tenant = _create(client, am)
     for method, path, allowed in WRONG_METHODS:

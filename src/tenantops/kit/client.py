@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
 
@@ -16,7 +17,7 @@ class ClientError(Exception):
 
 
 class ApiClient:
-    """Talks to ``/api/v1`` of a tenantops server with a bearer token."""
+    """Talks to ``/api/v1`` of a tenantops server with a bearer token; close it when done."""
 
     def __init__(
         self,
@@ -28,18 +29,45 @@ class ApiClient:
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base = url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.base, headers=headers, timeout=timeout, transport=transport
-        )
+        try:
+            self._http = httpx.Client(
+                base_url=self.base, headers=headers, timeout=timeout, transport=transport
+            )
+        except httpx.InvalidURL as exc:
+            raise ClientError(f"{url!r} is not a usable server URL: {exc}") from exc
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, "/api/v1" + path, **kwargs)
         except httpx.TransportError as exc:
             raise ClientError(f"cannot reach tenantops at {self.base}: {exc}") from exc
+        except httpx.InvalidURL as exc:
+            raise ClientError(f"cannot build a request to {self.base}: {exc}") from exc
         if response.status_code >= 400:
             raise ClientError(_describe(response), response.status_code)
-        return response.json() if response.content else None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ClientError(
+                f"{self.base} answered {response.status_code} without JSON; "
+                "is --url a tenantops server?"
+            ) from exc
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)

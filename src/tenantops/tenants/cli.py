@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -22,9 +24,24 @@ Token = Annotated[
 ]
 Output = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
 DEFAULT_URL = "http://127.0.0.1:8080"
+PIPE_WIDTH = 1000  # columns a table may use when stdout is not a terminal
+
+
+def _console() -> Console:
+    """Rich fits a terminal; into a pipe or file every value is printed whole.
+
+    Rich assumes 80 columns when stdout is not a terminal and would cut names
+    and states short with an ellipsis, which breaks ``grep`` and ``awk``.
+    """
+    return Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
 
 
 def _client(url: str, token: str | None) -> ApiClient:
+    """A client for ``url``; refuses early what can only fail (no token, not an HTTP URL)."""
+    if not url.startswith(("http://", "https://")):
+        raise typer.BadParameter(
+            f"{url!r} is not an http:// or https:// URL", param_hint="'--url' / TENANTOPS_URL"
+        )
     if not token:
         raise ClientError(
             "no token: pass --token or set TENANTOPS_TOKEN "
@@ -59,8 +76,10 @@ def _show(tenant: dict[str, Any], as_json: bool) -> None:
         value = tenant.get(key)
         if isinstance(value, list):
             value = ", ".join(value) or "-"
+        elif key == "monthly_budget" and isinstance(value, int | float):
+            value = f"{value:,.2f}"  # as in the list
         table.add_row(f"[bold]{key}[/bold]", "-" if value is None else str(value))
-    Console().print(table)
+    _console().print(table)
 
 
 @app.command("list")
@@ -76,7 +95,6 @@ def list_(
     as_json: Output = False,
 ) -> None:
     """List tenants, newest first."""
-    client = _client(url, token)
     params: dict[str, Any] = {
         k: v
         for k, v in {
@@ -90,23 +108,26 @@ def list_(
     }
     items: list[dict[str, Any]] = []
     cursor = None
-    while len(items) < limit:
-        page = client.get(
-            "/tenants",
-            params={
-                **params,
-                "limit": min(200, limit - len(items)),
-                **({"cursor": cursor} if cursor else {}),
-            },
-        )
-        items.extend(page["items"])
-        cursor = page["next_cursor"]
-        if not cursor:
-            break
+    with _client(url, token) as client:
+        while len(items) < limit:
+            page = client.get(
+                "/tenants",
+                params={
+                    **params,
+                    "limit": min(200, limit - len(items)),
+                    **({"cursor": cursor} if cursor else {}),
+                },
+            )
+            items.extend(page["items"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
-    table = Table("name", "state", "region", "tier", "owner", "budget", "created")
+    table = Table(
+        "name", "state", "region", "tier", "owner", "budget", "created", box=box.SIMPLE_HEAD
+    )
     for t in items:
         table.add_row(
             t["name"],
@@ -117,7 +138,7 @@ def list_(
             f"{t['monthly_budget']:,.2f} {t['currency']}",
             t["created_at"][:16],
         )
-    Console().print(table)
+    _console().print(table)
     if not items:
         typer.echo("no tenants match")
 
@@ -125,7 +146,8 @@ def list_(
 @app.command("show")
 def show(tenant: str, url: Url = DEFAULT_URL, token: Token = None, as_json: Output = False) -> None:
     """Show one tenant (by name or id)."""
-    _show(_client(url, token).get(f"/tenants/{tenant}"), as_json)
+    with _client(url, token) as client:
+        _show(client.get(f"/tenants/{tenant}"), as_json)
 
 
 @app.command("create")
@@ -159,7 +181,8 @@ def create(
         "ticket_ref": ticket,
     }
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    _show(_client(url, token).post("/tenants", body, headers=headers), as_json)
+    with _client(url, token) as client:
+        _show(client.post("/tenants", body, headers=headers), as_json)
 
 
 def _decide(
@@ -173,7 +196,8 @@ def _decide(
     as_json: bool,
 ) -> None:
     body = {"role": role, "decision": decision, "comment": comment, "risk_ref": risk_ref}
-    _show(_client(url, token).post(f"/tenants/{tenant}/approvals", body), as_json)
+    with _client(url, token) as client:
+        _show(client.post(f"/tenants/{tenant}/approvals", body), as_json)
 
 
 Role = Annotated[str, typer.Option(help="governance or security")]
@@ -218,7 +242,8 @@ def suspend(
 ) -> None:
     """Suspend an active tenant."""
     body = {"reason": reason, "incident_ref": incident}
-    _show(_client(url, token).post(f"/tenants/{tenant}/suspend", body), as_json)
+    with _client(url, token) as client:
+        _show(client.post(f"/tenants/{tenant}/suspend", body), as_json)
 
 
 @app.command("reactivate")
@@ -233,23 +258,24 @@ def reactivate(
     as_json: Output = False,
 ) -> None:
     """Request reactivation (--reason), or decide the pending request (--approve/--reject)."""
-    client = _client(url, token)
     if sum([reason is not None, approve, reject]) != 1:
-        raise ClientError("give exactly one of --reason (request), --approve or --reject")
-    if reason is not None:
-        request = client.post(f"/tenants/{tenant}/reactivation-requests", {"reason": reason})
-        typer.echo(f"reactivation request {request['id']} is waiting for a governance approval")
-        return
-    pending = [
-        r
-        for r in client.get(f"/tenants/{tenant}/approvals")
-        if r["kind"] == "reactivation" and r["status"] == "pending"
-    ]
-    if not pending:
-        raise ClientError(f"no pending reactivation request for {tenant}")
-    body = {"decision": "approve" if approve else "reject", "comment": comment}
-    path = f"/tenants/{tenant}/reactivation-requests/{pending[0]['id']}/approvals"
-    _show(client.post(path, body), as_json)
+        raise typer.BadParameter("give exactly one of --reason (request), --approve or --reject")
+    with _client(url, token) as client:
+        if reason is not None:
+            path = f"/tenants/{tenant}/reactivation-requests"
+            request = client.post(path, {"reason": reason})
+            typer.echo(f"reactivation request {request['id']} is waiting for a governance approval")
+            return
+        pending = [
+            r
+            for r in client.get(f"/tenants/{tenant}/approvals")
+            if r["kind"] == "reactivation" and r["status"] == "pending"
+        ]
+        if not pending:
+            raise ClientError(f"no pending reactivation request for {tenant}")
+        body = {"decision": "approve" if approve else "reject", "comment": comment}
+        path = f"/tenants/{tenant}/reactivation-requests/{pending[0]['id']}/approvals"
+        _show(client.post(path, body), as_json)
 
 
 @app.command("offboard")
@@ -263,4 +289,5 @@ def offboard(
 ) -> None:
     """Start offboarding a tenant."""
     body = {"reason": reason, "ticket_ref": ticket}
-    _show(_client(url, token).post(f"/tenants/{tenant}/offboard", body), as_json)
+    with _client(url, token) as client:
+        _show(client.post(f"/tenants/{tenant}/offboard", body), as_json)

@@ -33,7 +33,9 @@ router = APIRouter(
     dependencies=[Depends(authorize)],
     responses=problem_responses(401, 403, 404, 422, 503),
 )
-CHANGES = problem_responses(409, 412)
+# Routes that take a body also answer 400 when it cannot be decoded at all
+# (not UTF-8); a body that decodes but does not fit the schema is a 422.
+CHANGES = problem_responses(400, 409, 412)
 
 TenantRef = Annotated[str, Path(min_length=1, max_length=63, description="The tenant's id or name")]
 IfMatch = Annotated[
@@ -75,7 +77,7 @@ def me(caller: Caller) -> Me:
     status_code=201,
     summary="Request a tenant",
     response_model=TenantRead,
-    responses=problem_responses(409),
+    responses=problem_responses(400, 409),
 )
 def create_tenant(
     data: TenantCreate,
@@ -192,7 +194,7 @@ def suspend_tenant(
     status_code=201,
     summary="Ask governance to reactivate a suspended tenant",
     response_model=ApprovalRequestRead,
-    responses=CHANGES,
+    responses=problem_responses(400, 409),
 )
 def request_reactivation(
     tenant: TenantRef, data: ReactivationRequestCreate, caller: Caller, db: Db

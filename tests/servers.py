@@ -1,0 +1,115 @@
+"""Real tenantops servers for end-to-end tests, as subprocesses, and their tokens.
+
+Everything binds to 127.0.0.1, waits for readiness with a bounded poll and is
+always stopped, whatever the test did.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tenantops.auth import tokens
+from tenantops.auth.principal import SYSTEM, Role
+from tenantops.db import Database
+
+HOST = "127.0.0.1"
+READY_WITHIN = 30.0  # seconds a server may take to answer /readyz
+
+
+def mint_token(db: Database, subject: str, *roles: str, tenant: str | None = None) -> str:
+    """A fresh API token for ``subject`` with ``roles``, written straight to ``db``."""
+    with db.write() as session:
+        issued = tokens.create_token(
+            session,
+            actor=SYSTEM,
+            subject=subject,
+            roles=[Role(r) for r in roles],
+            tenant_id=tenant,
+            ttl=None,
+        )
+    return issued.value
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def tenantops_env(**settings: str) -> dict[str, str]:
+    """This environment without any ``TENANTOPS_*`` of the caller, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTOPS_")}
+    env.update({f"TENANTOPS_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def run_cli(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """``tenantops ARGS`` in a subprocess, as an operator would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "tenantops.cli", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll ``/readyz`` until it answers 200; fail early, with its output, if ``proc`` exits."""
+    deadline = time.monotonic() + READY_WITHIN
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}:\n{_tail(log)}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server at {url} not ready within {READY_WITHIN}s:\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    if not log.exists():
+        return ""
+    return log.read_text(errors="replace")[-4000:]
+
+
+@contextmanager
+def serve_process(env: Mapping[str, str], log: Path) -> Iterator[str]:
+    """``tenantops serve`` on a free port, its output going to ``log``; yields its URL."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tenantops.cli", "serve", "--host", HOST, "--port", str(port)],
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://{HOST}:{port}"
+            wait_ready(url, proc, log)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
