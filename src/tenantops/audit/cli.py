@@ -15,8 +15,11 @@ app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 def verify() -> None:
     """Exit 0 if the trail is intact; otherwise name the first bad entry and exit 1."""
     db = open_database(Settings())
-    with db.read() as session:
-        result = service.verify(session)
+    try:
+        with service.snapshot(db) as session:
+            result = service.verify(session)
+    finally:
+        db.dispose()
     if result.ok:
         typer.echo(f"audit trail intact: {result.checked} entries verified")
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,6 +11,7 @@ from tenantops.audit import repository
 from tenantops.audit.schemas import AuditEntryRead, AuditPage
 from tenantops.auth.deps import authorize
 from tenantops.db import Database
+from tenantops.kit.clock import as_utc
 from tenantops.kit.problems import problem_responses
 
 router = APIRouter(
@@ -19,6 +20,12 @@ router = APIRouter(
     dependencies=[Depends(authorize)],
     responses=problem_responses(401, 403, 422),
 )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite stores UTC wall time without an offset, so compare in UTC on every
+    # store; a time given without an offset is taken as UTC.
+    return as_utc(value).astimezone(UTC) if value is not None else None
 
 
 @router.get("/audit", summary="Read the audit trail", response_model=AuditPage)
@@ -40,8 +47,8 @@ def list_audit(
             tenant_id=tenant_id,
             actor=actor,
             action=action,
-            since=since,
-            until=until,
+            since=_utc(since),
+            until=_utc(until),
             after_seq=after,
             limit=limit,
         )

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from tenantops.audit.models import AuditEntry, AuditHead
 from tenantops.auth.principal import Principal
+from tenantops.db import Database
 from tenantops.errors import AuditUnavailable
 from tenantops.kit.canonical import canonical_json, jsonable
 from tenantops.kit.clock import as_utc, utcnow
@@ -28,6 +31,8 @@ from tenantops.kit.ids import new_id
 
 GENESIS = "0" * 64
 HEAD_ID = 1
+
+log = structlog.get_logger("tenantops.audit")
 
 
 def entry_hash(
@@ -44,11 +49,15 @@ def entry_hash(
     detail: dict[str, Any],
     prev_hash: str,
 ) -> str:
-    """SHA-256 over the canonical form of an entry and its predecessor's hash."""
+    """SHA-256 over the canonical form of an entry and its predecessor's hash.
+
+    ``at`` is hashed as UTC: PostgreSQL hands a ``timestamptz`` back in the
+    session's time zone, and the hash must not depend on the server's setting.
+    """
     body = {
         "seq": seq,
         "id": id,
-        "at": as_utc(at).isoformat(timespec="microseconds"),
+        "at": as_utc(at).astimezone(UTC).isoformat(timespec="microseconds"),
         "actor": actor,
         "actor_roles": list(actor_roles),
         "action": action,
@@ -104,10 +113,17 @@ def record(
     """
     try:
         session.flush()
+        # populate_existing: a head this session read earlier (unlocked) may be
+        # stale; the locked read must see the latest committed seq and hash.
         head = session.execute(
-            select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+            select(AuditHead)
+            .where(AuditHead.id == HEAD_ID)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         ).scalar_one()
-        at = utcnow()
+        # In UTC whatever zone the clock reports: the stored instant and its hash
+        # must not depend on it (SQLite keeps only the wall time).
+        at = as_utc(utcnow()).astimezone(UTC)
         entry = AuditEntry(
             seq=head.seq + 1,
             id=new_id(),
@@ -127,6 +143,13 @@ def record(
         head.hash = entry.hash
         session.flush()
     except SQLAlchemyError as exc:
+        # The driver's message only, never the statement's parameters.
+        log.error(
+            "audit entry not written; the change is refused",
+            action=action,
+            tenant_id=tenant_id,
+            error=f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}",
+        )
         raise AuditUnavailable(
             "the audit entry could not be written, so the change was not made"
         ) from exc
@@ -143,19 +166,29 @@ class VerifyResult:
     reason: str | None = None
 
 
+@contextmanager
+def snapshot(db: Database) -> Iterator[Session]:
+    """A read-only session over one consistent snapshot of the trail, for ``verify``.
+
+    Under PostgreSQL's default READ COMMITTED every statement sees a new
+    snapshot, so a walk racing live writers would find a head newer than the
+    entries it read and report a break that is not there. REPEATABLE READ pins
+    one snapshot; SQLite in WAL mode already reads one per transaction.
+    """
+    with db.sessions() as session:
+        if not db.is_sqlite:
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        yield session
+
+
 def _entries(session: Session, batch: int = 1000) -> Iterator[AuditEntry]:
-    last = 0
+    # No lower bound on the first batch: a row forged with seq <= 0 must be seen.
+    last: int | None = None
     while True:
-        rows = (
-            session.execute(
-                select(AuditEntry)
-                .where(AuditEntry.seq > last)
-                .order_by(AuditEntry.seq)
-                .limit(batch)
-            )
-            .scalars()
-            .all()
-        )
+        query = select(AuditEntry).order_by(AuditEntry.seq).limit(batch)
+        if last is not None:
+            query = query.where(AuditEntry.seq > last)
+        rows = session.execute(query).scalars().all()
         if not rows:
             return
         yield from rows
@@ -164,16 +197,29 @@ def _entries(session: Session, batch: int = 1000) -> Iterator[AuditEntry]:
 
 
 def verify(session: Session) -> VerifyResult:
-    """Walk the chain; report the first entry that was edited, inserted, moved or lost."""
+    """Walk the chain; report the first entry that was edited, inserted, moved or lost.
+
+    Run it over a ``snapshot`` so writers committing meanwhile cannot make an
+    intact trail look broken.
+    """
     prev_hash, expected, checked = GENESIS, 1, 0
     for entry in _entries(session):
-        if entry.seq != expected:
+        if entry.seq < expected:
+            return VerifyResult(
+                False, checked, entry.seq, f"entry {entry.seq} lies before the first entry (1)"
+            )
+        if entry.seq > expected:
             return VerifyResult(
                 False, checked, expected, f"entry {expected} is missing (next is {entry.seq})"
             )
         if entry.prev_hash != prev_hash:
+            # Either this entry or its predecessor was altered (or swapped in).
+            previous = f"entry {expected - 1}" if expected > 1 else "the start of the chain"
             return VerifyResult(
-                False, checked, entry.seq, "does not link to the previous entry's hash"
+                False,
+                checked,
+                entry.seq,
+                f"does not link to {previous}: one of the two was altered or replaced",
             )
         if _hash_of(entry, prev_hash) != entry.hash:
             return VerifyResult(False, checked, entry.seq, "content does not match its hash")
@@ -181,11 +227,26 @@ def verify(session: Session) -> VerifyResult:
     head = session.get(AuditHead, HEAD_ID)
     if head is None:
         return VerifyResult(False, checked, None, "the audit head row is missing")
-    if head.seq != checked or head.hash != prev_hash:
+    if head.seq > checked:
         return VerifyResult(
             False,
             checked,
-            checked + 1 if head.seq > checked else head.seq,
-            f"the trail ends at entry {checked} but its head records entry {head.seq}",
+            checked + 1,
+            f"entry {checked + 1} is missing: the trail ends at entry {checked} "
+            f"but its head records entry {head.seq}",
+        )
+    if head.seq < checked:
+        return VerifyResult(
+            False,
+            head.seq,
+            head.seq + 1,
+            f"entry {head.seq + 1} is not recorded in the head, which ends at entry {head.seq}",
+        )
+    if head.hash != prev_hash:
+        return VerifyResult(
+            False,
+            max(checked - 1, 0),
+            checked or None,
+            "does not match the hash the head records",
         )
     return VerifyResult(True, checked)
