@@ -30,6 +30,7 @@ from tenantops.db import Database
 from tenantops.errors import PROBLEM_BASE, AppError
 from tenantops.kit.context import request_id_var
 from tenantops.kit.ids import new_id
+from tenantops.logs import configure_logging
 from tenantops.tenants.routes import router as tenants_router
 
 PROBLEM_JSON = "application/problem+json"
@@ -62,10 +63,12 @@ def _allowed_methods(request: Request) -> list[str]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer realm="tenantops"'} if exc.status == 401 else None
         return JSONResponse(
             exc.to_problem(instance=request.url.path),
             status_code=exc.status,
             media_type=PROBLEM_JSON,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -162,6 +165,8 @@ def _install_middleware(app: FastAPI, registry: CollectorRegistry) -> None:
 
 def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     """The API application for ``settings``; ``db`` may be shared with a worker or test."""
+    if not structlog.is_configured():
+        configure_logging(settings.log_level, json=settings.log_json)
     database = db or Database(settings.resolved_database_url())
     registry = CollectorRegistry()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
+import structlog
 import typer
 from sqlalchemy.exc import OperationalError
 
@@ -15,6 +16,7 @@ from tenantops.auth.cli import operator
 from tenantops.config import Settings
 from tenantops.errors import AppError
 from tenantops.kit.client import ClientError
+from tenantops.logs import configure_logging
 from tenantops.tenants.cli import app as tenants_app
 
 try:  # typer >= 0.26 ships its own copy of click
@@ -53,11 +55,9 @@ def serve(
     from tenantops.app import create_app
     from tenantops.auth import tokens
     from tenantops.auth.principal import Role
-    from tenantops.logs import configure_logging
     from tenantops.store import open_database
 
     settings = Settings()
-    configure_logging(settings.log_level, json=settings.log_json)
     db = open_database(settings, migrate_empty=True)
     if settings.bootstrap_admin and settings.oidc.issuer is None:
         with db.write() as session:
@@ -126,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn any failure into one line on stderr."""
     command = typer.main.get_command(app)
     try:
+        if not structlog.is_configured():
+            # Logs go to stderr, so stdout carries only what a command prints
+            # (`TOKEN=$(tenantops tokens create …)` must capture the token alone).
+            settings = Settings()
+            configure_logging(settings.log_level, json=settings.log_json)
         result = command.main(args=argv, prog_name="tenantops", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
         # Raising it rendered the help already when Rich formats it (the message is

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from tenantops.audit import repository
 from tenantops.audit.schemas import AuditEntryRead, AuditPage
-from tenantops.auth.deps import authorize
+from tenantops.auth.deps import GuardedRoute, authorize
 from tenantops.db import Database
 from tenantops.kit.clock import as_utc
 from tenantops.kit.problems import problem_responses
 
 router = APIRouter(
     prefix="/api/v1",
+    route_class=GuardedRoute,
     tags=["audit"],
     dependencies=[Depends(authorize)],
     responses=problem_responses(401, 403, 422),

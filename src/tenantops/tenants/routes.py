@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from tenantops.approvals.schemas import ApprovalRequestRead
-from tenantops.auth.deps import Caller, authorize
+from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.db import Database
 from tenantops.kit.etag import etag, parse_if_match
 from tenantops.kit.problems import problem_responses
@@ -29,6 +29,7 @@ from tenantops.tenants.schemas import (
 
 router = APIRouter(
     prefix="/api/v1",
+    route_class=GuardedRoute,
     tags=["tenants"],
     dependencies=[Depends(authorize)],
     responses=problem_responses(401, 403, 404, 422, 503),
@@ -40,7 +41,13 @@ CHANGES = problem_responses(400, 409, 412)
 TenantRef = Annotated[str, Path(min_length=1, max_length=63, description="The tenant's id or name")]
 IfMatch = Annotated[
     str | None,
-    Header(description="ETag of the tenant as last read; the change fails with 412 if it moved"),
+    Header(
+        description="ETag of the tenant as last read; the change fails with 412 if it moved",
+        # Documented, not enforced by FastAPI: parse_if_match refuses anything else
+        # with a problem that says what an ETag looks like.
+        json_schema_extra={"pattern": r'^\s*(\*|(W/)?"[0-9]{1,18}")\s*$'},
+        examples=['"3"'],
+    ),
 ]
 
 
