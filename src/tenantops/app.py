@@ -81,12 +81,17 @@ def _install_error_handlers(app: FastAPI) -> None:
             }
             for err in exc.errors()
         ]
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(p for p in first["loc"] if p != "body") or "request"
+        # Every problem in one sentence, so a CLI user fixes them all in one go.
+        parts = [
+            f"{'.'.join(p for p in err['loc'] if p != 'body') or 'request'}: {err['msg']}"
+            for err in errors[:5]
+        ]
+        if len(errors) > 5:
+            parts.append(f"and {len(errors) - 5} more")
         return problem(
             422,
             "Invalid request",
-            f"{where}: {first['msg']}",
+            "; ".join(parts) or "invalid request",
             "validation",
             errors=errors,
         )

@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
 )
 
 from tenantops.kit.iso4217 import CURRENCY_CODES
@@ -32,6 +33,15 @@ class ComplianceClass(StrEnum):
 
 
 UUID_SHAPED = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _dns_label(value: str) -> str:
+    if not re.fullmatch(DNS_1123_LABEL, value):
+        raise ValueError(
+            "must be a DNS-1123 label: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit (e.g. acme-prod)"
+        )
+    return value
 
 
 def _not_an_id(value: str) -> str:
@@ -73,8 +83,13 @@ class TenantCreate(BaseModel):
 
     name: Annotated[
         str,
-        StringConstraints(min_length=1, max_length=63, pattern=DNS_1123_LABEL),
+        StringConstraints(min_length=1, max_length=63),
+        AfterValidator(_dns_label),
         AfterValidator(_not_an_id),
+        # The pattern is checked by _dns_label with a message a person can act on.
+        WithJsonSchema(
+            {"type": "string", "minLength": 1, "maxLength": 63, "pattern": DNS_1123_LABEL}
+        ),
     ]
     display_name: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
