@@ -32,6 +32,7 @@ from tenantops.kit.context import request_id_var
 from tenantops.kit.ids import new_id
 from tenantops.logs import configure_logging
 from tenantops.tenants.routes import router as tenants_router
+from tenantops.wiring import build_worker
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("tenantops.http")
@@ -175,9 +176,15 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     database = db or Database(settings.resolved_database_url())
     registry = CollectorRegistry()
 
+    worker = build_worker(settings, database) if settings.worker.in_process else None
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if worker is not None:
+            worker.start()
         yield
+        if worker is not None:
+            worker.stop()
         if db is None:
             database.dispose()
 
@@ -193,6 +200,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = database
+    app.state.worker = worker
     app.state.oidc = OIDCVerifier(settings.oidc) if settings.oidc.issuer else None
     _install_error_handlers(app)
     _install_middleware(app, registry)

@@ -89,6 +89,35 @@ def serve(
     )
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Steps run at once (TENANTOPS_WORKER__CONCURRENCY)"),
+    ] = None,
+) -> None:
+    """Run runbook workers only (no API); stop with Ctrl-C or SIGTERM."""
+    import signal
+
+    from tenantops.store import open_database
+    from tenantops.wiring import build_worker
+
+    settings = Settings()
+    if concurrency is not None:
+        settings.worker.concurrency = concurrency
+    db = open_database(settings)
+    runner = build_worker(settings, db)
+
+    def _stop(_signum: int, _frame: object) -> None:
+        runner.stop(timeout=0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    typer.echo(f"worker {runner.name} started (concurrency {runner.concurrency})", err=True)
+    runner.serve()
+    db.dispose()
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision")] = "head",

@@ -29,6 +29,15 @@ class OIDCSettings(BaseModel):
     leeway_seconds: int = 30
 
 
+class WorkerSettings(BaseModel):
+    """The runbook workers: in-process with ``serve``, or alone with ``tenantops worker``."""
+
+    in_process: bool = Field(default=True, description="serve runs a worker in-process")
+    concurrency: int = Field(default=4, ge=1, le=64)
+    poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    deadline_check_seconds: float = Field(default=15.0, gt=0, le=3600)
+
+
 class Settings(BaseSettings):
     """Everything tenantops reads from its environment."""
 
@@ -48,6 +57,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     oidc: OIDCSettings = Field(default_factory=OIDCSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     # A bootstrap admin token printed once on first start of an empty database,
     # so the embedded default is usable without an identity provider.
     bootstrap_admin: bool = True

@@ -8,6 +8,7 @@ from tenantops.approvals import models as _approvals  # noqa: F401 - registers t
 from tenantops.audit import models as _audit  # noqa: F401
 from tenantops.auth import models as _auth  # noqa: F401
 from tenantops.db import Base
+from tenantops.runbooks import models as _runbooks  # noqa: F401
 from tenantops.tenants import models as _tenants  # noqa: F401
 
 config = context.config

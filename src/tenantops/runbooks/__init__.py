@@ -1,0 +1,1 @@
+"""Versioned runbooks and the durable engine that runs them, on the database."""

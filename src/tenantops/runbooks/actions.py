@@ -1,0 +1,88 @@
+"""What a step may call: actions, their context, results and errors.
+
+An action has two halves. ``run`` does the side effect through a driver,
+outside any database transaction; it must be idempotent for the step's
+``idempotency_key``, because a step whose worker died is run again. ``apply``
+(optional) records what the step means in the control plane — a lifecycle
+transition, a ledger entry — inside the same transaction that marks the step
+complete, so that happens exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """Everything an action may know about the step it runs."""
+
+    run_id: str
+    step_name: str
+    tenant_id: str | None
+    params: dict[str, Any]
+    idempotency_key: str
+    attempt: int
+    actor: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step produced: ``output`` feeds later steps, ``evidence`` is kept for auditors."""
+
+    output: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class StepFailed(Exception):
+    """An action failed. ``retriable`` says whether trying again can help."""
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class Action(Protocol):
+    def run(self, ctx: ActionContext) -> StepResult: ...
+
+
+class ApplyingAction(Action, Protocol):
+    def apply(self, session: Session, ctx: ActionContext, result: StepResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class FunctionAction:
+    """An action made of plain functions."""
+
+    run_fn: Callable[[ActionContext], StepResult]
+    apply_fn: Callable[[Session, ActionContext, StepResult], None] | None = None
+
+    def run(self, ctx: ActionContext) -> StepResult:
+        return self.run_fn(ctx)
+
+    def apply(self, session: Session, ctx: ActionContext, result: StepResult) -> None:
+        if self.apply_fn is not None:
+            self.apply_fn(session, ctx, result)
+
+
+Registry = dict[str, Action]
+
+
+def builtin_actions() -> Registry:
+    """Actions with no driver: ``noop`` and ``fail`` (for tests and dry runs)."""
+
+    def noop(ctx: ActionContext) -> StepResult:
+        return StepResult(output={"echo": ctx.params})
+
+    def fail(ctx: ActionContext) -> StepResult:
+        raise StepFailed(
+            str(ctx.params.get("message", "failed on purpose")),
+            retriable=bool(ctx.params.get("retriable", True)),
+        )
+
+    return {"noop": FunctionAction(noop), "fail": FunctionAction(fail)}

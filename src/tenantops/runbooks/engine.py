@@ -1,0 +1,637 @@
+"""The durable runbook engine: runs and steps as rows, advanced in transactions.
+
+Invariants:
+
+- A step is completed by at most one worker: results are recorded with
+  ``UPDATE … WHERE lease_token = :token AND status = 'running'``; a worker
+  whose lease expired (and was reclaimed) or whose run was cancelled matches no
+  row and its result is dropped (fencing).
+- Claiming uses ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers never
+  wait on each other; on SQLite the write transaction (``BEGIN IMMEDIATE``)
+  serialises claims.
+- The run's next step is activated in the same transaction that completes the
+  previous one; a crash between steps loses nothing.
+- A gate's signal is a row: one that arrives before the gate opens is kept
+  and consumed when the gate activates.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2.exceptions import TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from tenantops.audit import service as audit
+from tenantops.auth.principal import Principal
+from tenantops.errors import Conflict, Forbidden, NotFound, SegregationOfDuties, Unprocessable
+from tenantops.kit.clock import as_utc, utcnow
+from tenantops.kit.ids import new_id
+from tenantops.runbooks.actions import StepResult
+from tenantops.runbooks.models import Run, RunSignal, RunStep, StepAttempt
+from tenantops.runbooks.spec import Loaded, Runbook, seconds
+
+LEASE_GRACE = timedelta(seconds=30)
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+_templates = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_WHOLE_EXPRESSION = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+
+
+def spec_of(run: Run) -> Runbook:
+    """The pinned runbook a run executes (never the file as it is now)."""
+    return Runbook.model_validate(run.document)
+
+
+def _check_inputs(runbook: Runbook, inputs: dict[str, Any]) -> None:
+    types: dict[str, type | tuple[type, ...]] = {
+        "string": str,
+        "integer": int,
+        "number": (int, float),
+        "boolean": bool,
+        "object": dict,
+    }
+    for name, declared in runbook.inputs.items():
+        if name not in inputs:
+            if declared.required:
+                raise Unprocessable(f"runbook {runbook.id} needs input {name!r}")
+            continue
+        if not isinstance(inputs[name], types[declared.type]):
+            raise Unprocessable(f"input {name!r} of runbook {runbook.id} must be {declared.type}")
+    unknown = sorted(set(inputs) - set(runbook.inputs))
+    if unknown:
+        raise Unprocessable(f"runbook {runbook.id} has no input {', '.join(unknown)}")
+
+
+def start_run(
+    session: Session,
+    *,
+    loaded: Loaded,
+    actor: Principal,
+    tenant_id: str | None = None,
+    inputs: dict[str, Any] | None = None,
+) -> Run:
+    """Create a run pinned to ``loaded``'s version and hash, and activate its first step."""
+    runbook = loaded.runbook
+    values = dict(inputs or {})
+    _check_inputs(runbook, values)
+    if runbook.tenant and tenant_id is None:
+        raise Unprocessable(f"runbook {runbook.id} runs against a tenant; name one")
+    now = utcnow()
+    run = Run(
+        id=new_id(),
+        runbook_id=runbook.id,
+        runbook_version=runbook.version,
+        runbook_hash=loaded.hash,
+        document=runbook.model_dump(mode="json", exclude_none=True),
+        tenant_id=tenant_id,
+        status="running",
+        inputs=values,
+        started_by=actor.subject,
+        created_at=now,
+        updated_at=now,
+    )
+    if runbook.sla is not None and runbook.sla.after == "start":
+        run.sla_deadline = now + timedelta(seconds=seconds(runbook.sla.within))
+    session.add(run)
+    steps = []
+    for position, step in enumerate(runbook.steps):
+        row = RunStep(
+            id=new_id(),
+            run_id=run.id,
+            position=position,
+            name=step.name,
+            kind=step.kind,
+            status="pending",
+            attempt=0,
+            failures=0,
+            max_attempts=step.retry.attempts,
+            idempotency_key=f"{run.id}/{step.name}",
+        )
+        steps.append(row)
+        session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="run.started",
+        tenant_id=tenant_id,
+        changes={},
+        detail={
+            "run_id": run.id,
+            "runbook": runbook.id,
+            "version": runbook.version,
+            "hash": loaded.hash,
+        },
+    )
+    _activate(session, run, runbook, steps[0], now)
+    return run
+
+
+def _context(session: Session, run: Run) -> dict[str, Any]:
+    outputs = {
+        s.name: s.output or {}
+        for s in session.execute(
+            select(RunStep).where(RunStep.run_id == run.id, RunStep.status == "succeeded")
+        ).scalars()
+    }
+    return {
+        "run": {
+            "id": run.id,
+            "runbook": run.runbook_id,
+            "tenant_id": run.tenant_id,
+            "started_by": run.started_by,
+        },
+        "inputs": run.inputs,
+        "steps": outputs,
+    }
+
+
+def render(value: Any, context: dict[str, Any]) -> Any:
+    """Render templated strings in ``value`` (recursively) with ``context``."""
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        whole = _WHOLE_EXPRESSION.fullmatch(value)
+        if whole is not None:  # "{{ x }}" alone keeps x's type (a list stays a list)
+            return _templates.compile_expression(whole.group(1))(**context)
+        return _templates.from_string(value).render(context)
+    if isinstance(value, dict):
+        return {k: render(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, context) for v in value]
+    return value
+
+
+def _deadline_for(sla_after: str, trigger: str, within: str, now: datetime) -> datetime | None:
+    return now + timedelta(seconds=seconds(within)) if sla_after == trigger else None
+
+
+def _activate(session: Session, run: Run, runbook: Runbook, row: RunStep, now: datetime) -> None:
+    step = runbook.step(row.name)
+    row.status, row.wake_at = "ready", now
+    if step.sla is not None:
+        row.sla_deadline = _deadline_for(step.sla.after, "start", step.sla.within, now)
+    if step.wait is not None:
+        row.wake_at = now + timedelta(seconds=seconds(step.wait))
+    if step.gate is not None:
+        row.status, row.wake_at = "waiting", None
+        run.status = "waiting"
+        pending = (
+            session.execute(
+                select(RunSignal)
+                .where(
+                    RunSignal.run_id == run.id,
+                    RunSignal.step_name == row.name,
+                    RunSignal.consumed_at.is_(None),
+                )
+                .order_by(RunSignal.created_at)
+            )
+            .scalars()
+            .first()
+        )
+        if pending is not None:
+            _decide_gate(session, run, runbook, row, pending, now)
+    run.updated_at = now
+
+
+def _advance(session: Session, run: Run, runbook: Runbook, done: RunStep, now: datetime) -> None:
+    """After ``done`` succeeded: start SLA clocks keyed on it and activate the next step."""
+    if runbook.sla is not None and run.sla_deadline is None:
+        run.sla_deadline = _deadline_for(runbook.sla.after, done.name, runbook.sla.within, now)
+    rows = (
+        session.execute(select(RunStep).where(RunStep.run_id == run.id).order_by(RunStep.position))
+        .scalars()
+        .all()
+    )
+    for row in rows:
+        step = runbook.step(row.name)
+        if step.sla is not None and row.sla_deadline is None and row.status not in FINISHED:
+            row.sla_deadline = _deadline_for(step.sla.after, done.name, step.sla.within, now)
+    following = [r for r in rows if r.position > done.position and r.status == "pending"]
+    run.status = "running"
+    if following:
+        _activate(session, run, runbook, following[0], now)
+    else:
+        run.status, run.finished_at = "succeeded", now
+        audit.record(
+            session,
+            actor=_system(run),
+            action="run.succeeded",
+            tenant_id=run.tenant_id,
+            changes={},
+            detail={"run_id": run.id},
+        )
+    run.updated_at = now
+
+
+def _system(run: Run) -> Principal:
+    return Principal(subject="system:engine", via="system")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A step a worker now holds: run it, then ``complete`` or ``fail`` with ``token``."""
+
+    step_id: str
+    token: str
+    run_id: str
+    step_name: str
+    action: str
+    params: dict[str, Any]
+    idempotency_key: str
+    attempt: int
+    timeout: float
+    tenant_id: str | None
+    actor: str
+    inputs: dict[str, Any]
+
+
+def claim(session: Session, *, worker: str, limit: int = 1) -> list[Claim]:
+    """Take up to ``limit`` due steps: ready ones, and running ones whose lease expired."""
+    now = utcnow()
+    due = (
+        select(RunStep)
+        .where(
+            or_(
+                and_(RunStep.status == "ready", RunStep.wake_at <= now),
+                and_(RunStep.status == "running", RunStep.lease_expires_at <= now),
+            )
+        )
+        .order_by(RunStep.wake_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claims: list[Claim] = []
+    for row in session.execute(due).scalars().all():
+        run = session.get(Run, row.run_id)
+        if run is None or run.status in FINISHED:  # pragma: no cover - cancel closes steps
+            continue
+        runbook = spec_of(run)
+        step = runbook.step(row.name)
+        if row.status == "running":
+            _close_attempt(session, row, "lost", now, "the worker's lease expired")
+        if step.wait is not None:
+            row.status, row.finished_at = "succeeded", now
+            row.output = {"waited": step.wait}
+            _advance(session, run, runbook, row, now)
+            continue
+        try:
+            params = render(step.params, _context(session, run))
+        except TemplateError as exc:
+            row.status, row.error, row.finished_at = "failed", f"params: {exc}", now
+            _fail_run(session, run, row, now)
+            continue
+        row.attempt += 1
+        row.status, row.inputs = "running", params
+        row.lease_owner, row.lease_token = worker, new_id()
+        timeout = seconds(step.timeout)
+        row.lease_expires_at = now + timedelta(seconds=timeout) + LEASE_GRACE
+        row.started_at = row.started_at or now
+        session.add(
+            StepAttempt(
+                id=new_id(),
+                step_id=row.id,
+                attempt=row.attempt,
+                worker=worker,
+                status="running",
+                started_at=now,
+            )
+        )
+        claims.append(
+            Claim(
+                step_id=row.id,
+                token=row.lease_token,
+                run_id=run.id,
+                step_name=row.name,
+                action=step.action or "",
+                params=params,
+                idempotency_key=row.idempotency_key,
+                attempt=row.attempt,
+                timeout=timeout,
+                tenant_id=run.tenant_id,
+                actor=run.started_by,
+                inputs=run.inputs,
+            )
+        )
+    return claims
+
+
+def _close_attempt(
+    session: Session, row: RunStep, status: str, now: datetime, error: str | None = None
+) -> None:
+    session.execute(
+        update(StepAttempt)
+        .where(
+            StepAttempt.step_id == row.id,
+            StepAttempt.attempt == row.attempt,
+            StepAttempt.status == "running",
+        )
+        .values(status=status, finished_at=now, error=error)
+    )
+
+
+def _fenced(session: Session, step_id: str, token: str) -> RunStep | None:
+    """The step if ``token`` still holds its lease, locked; ``None`` if it was lost."""
+    return (
+        session.execute(
+            select(RunStep)
+            .where(RunStep.id == step_id, RunStep.lease_token == token, RunStep.status == "running")
+            .with_for_update()
+        )
+        .scalars()
+        .first()
+    )
+
+
+def complete(
+    session: Session,
+    *,
+    claim: Claim,
+    result: StepResult,
+    apply: Callable[[Session], None] | None = None,
+) -> RunStep | None:
+    """Record success; ``None`` if the lease was lost (the result is then dropped).
+
+    ``apply`` runs in the same transaction, after the fencing check, so what a
+    step means to the control plane is recorded exactly once.
+    """
+    row = _fenced(session, claim.step_id, claim.token)
+    if row is None:
+        return None
+    if apply is not None:
+        apply(session)
+    now = utcnow()
+    run = session.get(Run, row.run_id, with_for_update=True)
+    assert run is not None
+    row.status, row.output, row.evidence = "succeeded", result.output, result.evidence
+    row.finished_at, row.error = now, None
+    row.lease_token = row.lease_owner = None
+    row.lease_expires_at = None
+    _close_attempt(session, row, "succeeded", now)
+    audit.record(
+        session,
+        actor=_system(run),
+        action="run.step.succeeded",
+        tenant_id=run.tenant_id,
+        changes={},
+        detail={
+            "run_id": run.id,
+            "step": row.name,
+            "attempt": row.attempt,
+            "evidence": result.evidence,
+        },
+    )
+    _advance(session, run, spec_of(run), row, now)
+    return row
+
+
+def fail(session: Session, *, claim: Claim, error: str, retriable: bool = True) -> RunStep | None:
+    """Record a failed try: retry after backoff, or fail the run. ``None`` if fenced."""
+    row = _fenced(session, claim.step_id, claim.token)
+    if row is None:
+        return None
+    now = utcnow()
+    run = session.get(Run, row.run_id, with_for_update=True)
+    assert run is not None
+    step = spec_of(run).step(row.name)
+    row.failures += 1
+    row.error = error
+    row.lease_token = row.lease_owner = None
+    row.lease_expires_at = None
+    _close_attempt(session, row, "failed", now, error)
+    if retriable and row.failures < row.max_attempts:
+        row.status, row.wake_at = "ready", now + step.retry.delay(row.failures)
+        run.updated_at = now
+        return row
+    row.status, row.finished_at = "failed", now
+    _fail_run(session, run, row, now)
+    return row
+
+
+def _fail_run(session: Session, run: Run, row: RunStep, now: datetime) -> None:
+    run.status, run.finished_at, run.updated_at = "failed", now, now
+    run.error = f"step {row.name} failed: {row.error}"
+    audit.record(
+        session,
+        actor=_system(run),
+        action="run.failed",
+        tenant_id=run.tenant_id,
+        changes={},
+        detail={"run_id": run.id, "step": row.name, "error": row.error, "attempts": row.attempt},
+    )
+
+
+def get_run(session: Session, run_id: str, *, for_update: bool = False) -> Run:
+    run = session.get(Run, run_id, with_for_update=for_update)
+    if run is None:
+        raise NotFound(f"no run {run_id!r}")
+    return run
+
+
+def steps_of(session: Session, run_id: str) -> list[RunStep]:
+    return list(
+        session.execute(
+            select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.position)
+        ).scalars()
+    )
+
+
+def signal(
+    session: Session,
+    *,
+    run_id: str,
+    step_name: str,
+    decision: str,
+    principal: Principal,
+    role: str | None = None,
+    comment: str | None = None,
+) -> RunSignal:
+    """A decision on a gate. Kept if the gate is not open yet; applied if it is."""
+    run = get_run(session, run_id, for_update=True)
+    if run.status in FINISHED:
+        raise Conflict(f"run {run.id} is {run.status}")
+    runbook = spec_of(run)
+    if step_name not in {s.name for s in runbook.steps}:
+        raise NotFound(f"runbook {runbook.id} has no step {step_name!r}")
+    gate = runbook.step(step_name).gate
+    if gate is None:
+        raise Unprocessable(f"step {step_name!r} is not an approval gate")
+    if decision not in ("approve", "reject"):
+        raise Unprocessable("decision must be approve or reject")
+    if principal.via != "system":
+        held = [r for r in gate.roles if r in principal.role_names()]
+        if not held:
+            raise Forbidden(f"deciding {step_name!r} needs one of: {', '.join(gate.roles)}")
+        if principal.subject == run.started_by:
+            raise SegregationOfDuties(
+                f"you started this run, so you cannot decide its {step_name!r} gate",
+                rule="requester-not-approver",
+            )
+        role = role or held[0]
+    now = utcnow()
+    sig = RunSignal(
+        id=new_id(),
+        run_id=run.id,
+        step_name=step_name,
+        decision=decision,
+        principal=principal.subject,
+        role=role,
+        comment=comment,
+        created_at=now,
+    )
+    session.add(sig)
+    session.flush()
+    row = next(r for r in steps_of(session, run.id) if r.name == step_name)
+    if row.status == "waiting":
+        _decide_gate(session, run, runbook, row, sig, now)
+    elif row.status in FINISHED:
+        raise Conflict(f"gate {step_name!r} was already decided")
+    audit.record(
+        session,
+        actor=principal,
+        action="run.gate.signal",
+        tenant_id=run.tenant_id,
+        changes={},
+        detail={
+            "run_id": run.id,
+            "step": step_name,
+            "decision": decision,
+            "comment": comment,
+            "applied": row.status != "pending",
+        },
+    )
+    return sig
+
+
+def _decide_gate(
+    session: Session, run: Run, runbook: Runbook, row: RunStep, sig: RunSignal, now: datetime
+) -> None:
+    sig.consumed_at = now
+    row.decided_by, row.finished_at = sig.principal, now
+    row.evidence = {
+        "decision": sig.decision,
+        "by": sig.principal,
+        "role": sig.role,
+        "comment": sig.comment,
+        "signalled_at": as_utc(sig.created_at).isoformat(),
+    }
+    if sig.decision == "approve":
+        row.status = "succeeded"
+        _advance(session, run, runbook, row, now)
+    else:
+        row.status, row.error = "failed", f"rejected by {sig.principal}"
+        _fail_run(session, run, row, now)
+
+
+def cancel(session: Session, *, run_id: str, principal: Principal, reason: str) -> Run:
+    """Stop a run: open steps are cancelled; a worker still busy is fenced off."""
+    run = get_run(session, run_id, for_update=True)
+    if run.status in FINISHED:
+        raise Conflict(f"run {run.id} is already {run.status}")
+    now = utcnow()
+    for row in steps_of(session, run.id):
+        if row.status not in FINISHED:
+            if row.status == "running":
+                _close_attempt(session, row, "cancelled", now)
+            row.status, row.finished_at = "cancelled", now
+            row.lease_token = row.lease_owner = None
+    run.status, run.finished_at, run.updated_at, run.error = "cancelled", now, now, reason
+    audit.record(
+        session,
+        actor=principal,
+        action="run.cancelled",
+        tenant_id=run.tenant_id,
+        changes={},
+        detail={"run_id": run.id, "reason": reason},
+    )
+    return run
+
+
+def retry(session: Session, *, run_id: str, principal: Principal) -> Run:
+    """Resume a failed run from its failed step, with a fresh set of attempts."""
+    run = get_run(session, run_id, for_update=True)
+    if run.status != "failed":
+        raise Conflict(f"only a failed run can be retried; run {run.id} is {run.status}")
+    now = utcnow()
+    failed = next(r for r in steps_of(session, run.id) if r.status == "failed")
+    failed.failures, failed.finished_at = 0, None
+    run.status, run.finished_at, run.error = "running", None, None
+    _activate(session, run, spec_of(run), failed, now)
+    audit.record(
+        session,
+        actor=principal,
+        action="run.retried",
+        tenant_id=run.tenant_id,
+        changes={},
+        detail={"run_id": run.id, "from_step": failed.name},
+    )
+    return run
+
+
+@dataclass(frozen=True)
+class Breach:
+    run_id: str
+    tenant_id: str | None
+    step: str | None
+    deadline: datetime
+
+
+def check_deadlines(session: Session) -> list[Breach]:
+    """Record every SLA deadline passed by an unfinished run or step, once."""
+    now = utcnow()
+    breaches: list[Breach] = []
+    runs = (
+        session.execute(
+            select(Run)
+            .where(
+                Run.sla_deadline <= now, Run.sla_breached_at.is_(None), Run.finished_at.is_(None)
+            )
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    for run in runs:
+        run.sla_breached_at = now
+        breaches.append(Breach(run.id, run.tenant_id, None, as_utc(run.sla_deadline or now)))
+    rows = (
+        session.execute(
+            select(RunStep)
+            .where(
+                RunStep.sla_deadline <= now,
+                RunStep.sla_breached_at.is_(None),
+                RunStep.finished_at.is_(None),
+            )
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    for row in rows:
+        row.sla_breached_at = now
+        owner = session.get(Run, row.run_id)
+        breaches.append(
+            Breach(
+                row.run_id,
+                owner.tenant_id if owner else None,
+                row.name,
+                as_utc(row.sla_deadline or now),
+            )
+        )
+    for b in breaches:
+        audit.record(
+            session,
+            actor=Principal(subject="system:engine", via="system"),
+            action="run.sla_breached",
+            tenant_id=b.tenant_id,
+            changes={},
+            detail={"run_id": b.run_id, "step": b.step, "deadline": b.deadline.isoformat()},
+        )
+    return breaches
