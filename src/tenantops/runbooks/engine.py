@@ -17,8 +17,9 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,7 +41,22 @@ from tenantops.runbooks.spec import Loaded, Runbook, seconds
 
 LEASE_GRACE = timedelta(seconds=30)
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
-_templates = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+class _Templates(SandboxedEnvironment):
+    """Jinja where ``a.b`` on a mapping means the key ``b`` before any attribute.
+
+    Plain Jinja prefers the attribute, so an output named ``items``, ``keys``
+    or ``values`` would render as a bound ``dict`` method.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+_templates = _Templates(undefined=StrictUndefined, autoescape=False)
 _WHOLE_EXPRESSION = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
 
@@ -76,8 +92,13 @@ def start_run(
     actor: Principal,
     tenant_id: str | None = None,
     inputs: dict[str, Any] | None = None,
+    audited: bool = True,
 ) -> Run:
-    """Create a run pinned to ``loaded``'s version and hash, and activate its first step."""
+    """Create a run pinned to ``loaded``'s version and hash, and activate its first step.
+
+    ``audited=False`` when the caller's own audit entry of the same transaction
+    already names the run (a tenant request that starts its onboarding).
+    """
     runbook = loaded.runbook
     values = dict(inputs or {})
     _check_inputs(runbook, values)
@@ -117,19 +138,20 @@ def start_run(
         steps.append(row)
         session.add(row)
     session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="run.started",
-        tenant_id=tenant_id,
-        changes={},
-        detail={
-            "run_id": run.id,
-            "runbook": runbook.id,
-            "version": runbook.version,
-            "hash": loaded.hash,
-        },
-    )
+    if audited:
+        audit.record(
+            session,
+            actor=actor,
+            action="run.started",
+            tenant_id=tenant_id,
+            changes={},
+            detail={
+                "run_id": run.id,
+                "runbook": runbook.id,
+                "version": runbook.version,
+                "hash": loaded.hash,
+            },
+        )
     _activate(session, run, runbook, steps[0], now)
     return run
 
@@ -176,6 +198,8 @@ def _deadline_for(sla_after: str, trigger: str, within: str, now: datetime) -> d
 def _activate(session: Session, run: Run, runbook: Runbook, row: RunStep, now: datetime) -> None:
     step = runbook.step(row.name)
     row.status, row.wake_at = "ready", now
+    if step.action is None:  # a gate or timer starts when it opens; an action when claimed
+        row.started_at = now
     if step.sla is not None:
         row.sla_deadline = _deadline_for(step.sla.after, "start", step.sla.within, now)
     if step.wait is not None:
@@ -253,8 +277,16 @@ class Claim:
     inputs: dict[str, Any]
 
 
-def claim(session: Session, *, worker: str, limit: int = 1) -> list[Claim]:
-    """Take up to ``limit`` due steps: ready ones, and running ones whose lease expired."""
+def claim(
+    session: Session, *, worker: str, limit: int = 1, lease_grace: timedelta = LEASE_GRACE
+) -> list[Claim]:
+    """Take up to ``limit`` due steps: ready ones, and running ones whose lease expired.
+
+    A lease lasts the step's timeout plus ``lease_grace``. Claiming never waits
+    on a lock (on PostgreSQL both the step and its run are taken with ``SKIP
+    LOCKED``), so it cannot deadlock with a gate decision or a cancel that
+    holds the run.
+    """
     now = utcnow()
     due = (
         select(RunStep)
@@ -270,8 +302,8 @@ def claim(session: Session, *, worker: str, limit: int = 1) -> list[Claim]:
     )
     claims: list[Claim] = []
     for row in session.execute(due).scalars().all():
-        run = session.get(Run, row.run_id)
-        if run is None or run.status in FINISHED:  # pragma: no cover - cancel closes steps
+        run = session.get(Run, row.run_id, with_for_update={"skip_locked": True})
+        if run is None or run.status in FINISHED:  # locked by a decision or cancel: next time
             continue
         runbook = spec_of(run)
         step = runbook.step(row.name)
@@ -284,7 +316,10 @@ def claim(session: Session, *, worker: str, limit: int = 1) -> list[Claim]:
             continue
         try:
             params = render(step.params, _context(session, run))
-        except TemplateError as exc:
+            json.dumps(params)  # stored as JSON: a value that is not fails here, not at commit
+        except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            # A template is user input: whatever it does wrong fails this run only,
+            # never the claim transaction (which would stall every worker on it).
             row.status, row.error, row.finished_at = "failed", f"params: {exc}", now
             _fail_run(session, run, row, now)
             continue
@@ -292,7 +327,7 @@ def claim(session: Session, *, worker: str, limit: int = 1) -> list[Claim]:
         row.status, row.inputs = "running", params
         row.lease_owner, row.lease_token = worker, new_id()
         timeout = seconds(step.timeout)
-        row.lease_expires_at = now + timedelta(seconds=timeout) + LEASE_GRACE
+        row.lease_expires_at = now + timedelta(seconds=timeout) + lease_grace
         row.started_at = row.started_at or now
         session.add(
             StepAttempt(
@@ -362,14 +397,14 @@ def complete(
     ``apply`` runs in the same transaction, after the fencing check, so what a
     step means to the control plane is recorded exactly once.
     """
+    # The run first, then the step: the order signal() and cancel() lock in.
+    run = session.get(Run, claim.run_id, with_for_update=True)
     row = _fenced(session, claim.step_id, claim.token)
-    if row is None:
+    if run is None or row is None:
         return None
     if apply is not None:
         apply(session)
     now = utcnow()
-    run = session.get(Run, row.run_id, with_for_update=True)
-    assert run is not None
     row.status, row.output, row.evidence = "succeeded", result.output, result.evidence
     row.finished_at, row.error = now, None
     row.lease_token = row.lease_owner = None
@@ -394,12 +429,11 @@ def complete(
 
 def fail(session: Session, *, claim: Claim, error: str, retriable: bool = True) -> RunStep | None:
     """Record a failed try: retry after backoff, or fail the run. ``None`` if fenced."""
+    run = session.get(Run, claim.run_id, with_for_update=True)
     row = _fenced(session, claim.step_id, claim.token)
-    if row is None:
+    if run is None or row is None:
         return None
     now = utcnow()
-    run = session.get(Run, row.run_id, with_for_update=True)
-    assert run is not None
     step = spec_of(run).step(row.name)
     row.failures += 1
     row.error = error
@@ -435,6 +469,19 @@ def get_run(session: Session, run_id: str, *, for_update: bool = False) -> Run:
     return run
 
 
+def open_runs(session: Session, *, tenant_id: str, runbook_id: str | None = None) -> list[Run]:
+    """The tenant's unfinished runs (of one runbook, if given), oldest first, locked."""
+    query = (
+        select(Run)
+        .where(Run.tenant_id == tenant_id, Run.finished_at.is_(None))
+        .order_by(Run.created_at)
+        .with_for_update()
+    )
+    if runbook_id is not None:
+        query = query.where(Run.runbook_id == runbook_id)
+    return list(session.execute(query).scalars())
+
+
 def steps_of(session: Session, run_id: str) -> list[RunStep]:
     return list(
         session.execute(
@@ -452,8 +499,13 @@ def signal(
     principal: Principal,
     role: str | None = None,
     comment: str | None = None,
+    audited: bool = True,
 ) -> RunSignal:
-    """A decision on a gate. Kept if the gate is not open yet; applied if it is."""
+    """A decision on a gate. Kept if the gate is not open yet; applied if it is.
+
+    A gate with a ``signal`` name is opened by the control plane (e.g. the
+    tenant approvals, which apply their own SoD rules), never by a person here.
+    """
     run = get_run(session, run_id, for_update=True)
     if run.status in FINISHED:
         raise Conflict(f"run {run.id} is {run.status}")
@@ -466,6 +518,11 @@ def signal(
     if decision not in ("approve", "reject"):
         raise Unprocessable("decision must be approve or reject")
     if principal.via != "system":
+        if gate.signal is not None:
+            raise Conflict(
+                f"gate {step_name!r} opens on the {gate.signal} signal; "
+                f"{gate.prompt or 'it cannot be decided here'}"
+            )
         held = [r for r in gate.roles if r in principal.role_names()]
         if not held:
             raise Forbidden(f"deciding {step_name!r} needs one of: {', '.join(gate.roles)}")
@@ -493,6 +550,8 @@ def signal(
         _decide_gate(session, run, runbook, row, sig, now)
     elif row.status in FINISHED:
         raise Conflict(f"gate {step_name!r} was already decided")
+    if not audited:
+        return sig
     audit.record(
         session,
         actor=principal,
@@ -530,7 +589,9 @@ def _decide_gate(
         _fail_run(session, run, row, now)
 
 
-def cancel(session: Session, *, run_id: str, principal: Principal, reason: str) -> Run:
+def cancel(
+    session: Session, *, run_id: str, principal: Principal, reason: str, audited: bool = True
+) -> Run:
     """Stop a run: open steps are cancelled; a worker still busy is fenced off."""
     run = get_run(session, run_id, for_update=True)
     if run.status in FINISHED:
@@ -543,6 +604,8 @@ def cancel(session: Session, *, run_id: str, principal: Principal, reason: str) 
             row.status, row.finished_at = "cancelled", now
             row.lease_token = row.lease_owner = None
     run.status, run.finished_at, run.updated_at, run.error = "cancelled", now, now, reason
+    if not audited:
+        return run
     audit.record(
         session,
         actor=principal,
@@ -560,8 +623,10 @@ def retry(session: Session, *, run_id: str, principal: Principal) -> Run:
     if run.status != "failed":
         raise Conflict(f"only a failed run can be retried; run {run.id} is {run.status}")
     now = utcnow()
-    failed = next(r for r in steps_of(session, run.id) if r.status == "failed")
-    failed.failures, failed.finished_at = 0, None
+    failed = next((r for r in steps_of(session, run.id) if r.status == "failed"), None)
+    if failed is None:
+        raise Conflict(f"run {run.id} has no failed step to retry from")
+    failed.failures, failed.finished_at, failed.error = 0, None, None
     run.status, run.finished_at, run.error = "running", None, None
     _activate(session, run, spec_of(run), failed, now)
     audit.record(
@@ -604,12 +669,14 @@ def check_deadlines(session: Session) -> list[Breach]:
     rows = (
         session.execute(
             select(RunStep)
+            .join(Run, Run.id == RunStep.run_id)
             .where(
                 RunStep.sla_deadline <= now,
                 RunStep.sla_breached_at.is_(None),
                 RunStep.finished_at.is_(None),
+                Run.finished_at.is_(None),
             )
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=RunStep)
         )
         .scalars()
         .all()

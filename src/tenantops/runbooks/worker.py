@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import structlog
 
 from tenantops.db import Database
+from tenantops.errors import AppError
 from tenantops.kit.ids import new_id
 from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext, Registry, StepFailed, StepResult
@@ -31,6 +32,16 @@ class WorkerStats:
     fenced: int = 0
 
 
+@dataclass
+class _Running:
+    """One action running on its own thread, and when the worker stops waiting for it."""
+
+    deadline: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: StepResult | None = None
+    error: BaseException | None = None
+
+
 class Worker:
     """Runs steps from the database until stopped; several may share one database."""
 
@@ -43,6 +54,7 @@ class Worker:
         concurrency: int = 4,
         poll_seconds: float = 0.5,
         deadline_check_seconds: float = 15.0,
+        lease_grace: timedelta = engine.LEASE_GRACE,
     ) -> None:
         self.db = db
         self.actions = actions
@@ -50,8 +62,8 @@ class Worker:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.deadline_check_seconds = deadline_check_seconds
+        self.lease_grace = lease_grace
         self.stats = WorkerStats()
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="step")
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,17 +75,48 @@ class Worker:
     def run_once(self) -> int:
         """Claim and run one batch; returns how many steps were claimed."""
         with self.db.write() as session:
-            claims = engine.claim(session, worker=self.name, limit=self.concurrency)
-        futures = [(c, self._pool.submit(self._execute, c)) for c in claims]
-        for claim, future in futures:
-            self._record(claim, future)
+            claims = engine.claim(
+                session, worker=self.name, limit=self.concurrency, lease_grace=self.lease_grace
+            )
+        running = [(c, self._start(c)) for c in claims]
+        for claim, run in running:
+            try:
+                self._record(claim, run)
+            except Exception:
+                # Recording failed (database down?): the lease will expire and the
+                # step will be claimed again; the other steps of the batch still count.
+                log.exception("could not record a step", run_id=claim.run_id, step=claim.step_name)
         return len(claims)
+
+    def _start(self, claim: engine.Claim) -> _Running:
+        """Run the action on a thread of its own (daemon).
+
+        Not a pool: a thread cannot be killed, so an action that hangs past its
+        timeout would hold a pool slot for good and starve later steps; a
+        daemon thread also never keeps the process from exiting.
+        """
+        run = _Running(deadline=time.monotonic() + claim.timeout)
+
+        def target() -> None:
+            try:
+                run.result = self._execute(claim)
+            except BaseException as exc:  # handed to the recording thread
+                run.error = exc
+            finally:
+                run.done.set()
+
+        threading.Thread(target=target, name=f"step-{claim.step_name}", daemon=True).start()
+        return run
 
     def _execute(self, claim: engine.Claim) -> StepResult:
         action = self.actions.get(claim.action)
         if action is None:
             raise StepFailed(f"no action named {claim.action!r} is installed", retriable=False)
-        ctx = ActionContext(
+        return action.run(self._context(claim))
+
+    @staticmethod
+    def _context(claim: engine.Claim) -> ActionContext:
+        return ActionContext(
             run_id=claim.run_id,
             step_name=claim.step_name,
             tenant_id=claim.tenant_id,
@@ -83,40 +126,38 @@ class Worker:
             actor=claim.actor,
             inputs=claim.inputs,
         )
-        return action.run(ctx)
 
-    def _record(self, claim: engine.Claim, future: Future[StepResult]) -> None:
-        try:
-            result = future.result(timeout=claim.timeout)
-        except FutureTimeout:
+    def _record(self, claim: engine.Claim, run: _Running) -> None:
+        # The deadline counts from the step's start, not from when the
+        # previous step of the batch was recorded.
+        if not run.done.wait(max(0.0, run.deadline - time.monotonic())):
             self._fail(claim, f"timed out after {claim.timeout:g}s", retriable=True)
             return
+        if isinstance(run.error, StepFailed):
+            self._fail(claim, str(run.error), retriable=run.error.retriable)
+            return
+        if run.error is not None or run.result is None:
+            exc = run.error
+            log.error("action crashed", action=claim.action, run_id=claim.run_id, exc_info=exc)
+            self._fail(claim, f"{type(exc).__name__}: {exc}", retriable=True)
+            return
+        result = run.result
+        apply = getattr(self.actions[claim.action], "apply", None)
+        ctx = self._context(claim)
+        try:
+            with self.db.write() as session:
+                row = engine.complete(
+                    session,
+                    claim=claim,
+                    result=result,
+                    apply=(lambda s: apply(s, ctx, result)) if apply else None,
+                )
         except StepFailed as exc:
             self._fail(claim, str(exc), retriable=exc.retriable)
             return
-        except Exception as exc:
-            log.exception("action crashed", action=claim.action, run_id=claim.run_id)
-            self._fail(claim, f"{type(exc).__name__}: {exc}", retriable=True)
+        except AppError as exc:  # the control plane refused the change: a retry cannot help
+            self._fail(claim, f"{exc.title}: {exc}", retriable=False)
             return
-        action = self.actions[claim.action]
-        apply = getattr(action, "apply", None)
-        ctx = ActionContext(
-            run_id=claim.run_id,
-            step_name=claim.step_name,
-            tenant_id=claim.tenant_id,
-            params=claim.params,
-            idempotency_key=claim.idempotency_key,
-            attempt=claim.attempt,
-            actor=claim.actor,
-            inputs=claim.inputs,
-        )
-        with self.db.write() as session:
-            row = engine.complete(
-                session,
-                claim=claim,
-                result=result,
-                apply=(lambda s: apply(s, ctx, result)) if apply else None,
-            )
         if row is None:
             self.stats.fenced += 1
             log.warning("lease lost; result dropped", run_id=claim.run_id, step=claim.step_name)
@@ -153,20 +194,20 @@ class Worker:
 
     def serve(self) -> None:
         """Loop until ``stop()``: run work, sleep ``poll_seconds`` or until woken."""
-        since_deadline_check = self.deadline_check_seconds
+        next_deadline_check = time.monotonic()
         while not self._stop.is_set():
             try:
                 claimed = self.run_once()
-                if since_deadline_check >= self.deadline_check_seconds:
+                # By the clock, not by idle polls: a busy worker checks too.
+                if time.monotonic() >= next_deadline_check:
                     self.check_deadlines()
-                    since_deadline_check = 0.0
+                    next_deadline_check = time.monotonic() + self.deadline_check_seconds
             except Exception:
                 log.exception("worker loop error")
                 claimed = 0
             if claimed == 0:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
-                since_deadline_check += self.poll_seconds
 
     def start(self) -> None:
         """Serve in a background thread (the in-process worker of ``tenantops serve``)."""
@@ -178,4 +219,3 @@ class Worker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._pool.shutdown(wait=False, cancel_futures=True)
