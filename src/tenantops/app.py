@@ -31,6 +31,7 @@ from tenantops.errors import PROBLEM_BASE, AppError
 from tenantops.kit.context import request_id_var
 from tenantops.kit.ids import new_id
 from tenantops.logs import configure_logging
+from tenantops.runbooks.routes import router as runbooks_router
 from tenantops.tenants.routes import router as tenants_router
 from tenantops.wiring import build_worker
 
@@ -206,6 +207,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     _install_middleware(app, registry)
     app.include_router(tenants_router)
     app.include_router(audit_router)
+    app.include_router(runbooks_router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -35,6 +35,16 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
         {R.OPS_ENGINEER, R.QA, R.ADMIN}
     ),
     ("GET", f"{API}/audit"): frozenset({R.AUDITOR, R.ADMIN}),
+    ("GET", f"{API}/runs"): ANYONE,
+    ("GET", f"{API}/runs/{{run_id}}"): ANYONE,
+    # The gate's own roles and segregation of duties are checked by the engine.
+    ("POST", f"{API}/runs/{{run_id}}/gates/{{step}}"): frozenset(
+        {R.GOVERNANCE, R.SECURITY, R.OPS_ENGINEER, R.QA, R.FINANCE, R.ACCOUNT_MANAGER, R.ADMIN}
+    ),
+    ("POST", f"{API}/runs/{{run_id}}/cancel"): frozenset({R.OPS_ENGINEER, R.ADMIN}),
+    ("POST", f"{API}/runs/{{run_id}}/retry"): frozenset({R.OPS_ENGINEER, R.ADMIN}),
+    ("GET", f"{API}/runbooks"): ANYONE,
+    ("GET", f"{API}/runbooks/{{runbook_id}}"): ANYONE,
 }
 
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(

@@ -1,0 +1,104 @@
+"""Read queries over runs, steps and attempts for the API (the engine writes them)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tenantops.errors import Unprocessable
+from tenantops.runbooks.models import Run, RunStep, StepAttempt
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Filters of ``GET /runs``; ``tenant_id`` is already resolved from an id or a name."""
+
+    tenant_id: str | None = None
+    runbook_id: str | None = None
+    status: str | None = None
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The run id a cursor of ``encode_cursor`` carries; 422 for anything else."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        last_id = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
+        if str(uuid.UUID(last_id)) != last_id:
+            raise ValueError(last_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise Unprocessable("the cursor is not one this API issued", param="cursor") from exc
+    return last_id
+
+
+def list_page(
+    session: Session, filters: RunFilter, *, after_id: str | None, limit: int
+) -> tuple[Sequence[Run], str | None]:
+    """Newest first, keyset-paged on the time-ordered id; returns (rows, next cursor)."""
+    query = select(Run).order_by(Run.id.desc()).limit(limit + 1)
+    if filters.tenant_id is not None:
+        query = query.where(Run.tenant_id == filters.tenant_id)
+    if filters.runbook_id:
+        query = query.where(Run.runbook_id == filters.runbook_id)
+    if filters.status:
+        query = query.where(Run.status == filters.status)
+    if after_id is not None:
+        query = query.where(Run.id < after_id)
+    rows = session.execute(query).scalars().all()
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1].id)
+    return rows, None
+
+
+def get(session: Session, run_id: str) -> Run | None:
+    return session.get(Run, run_id)
+
+
+def steps(session: Session, run_id: str) -> Sequence[RunStep]:
+    return (
+        session.execute(select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.position))
+        .scalars()
+        .all()
+    )
+
+
+def step_progress(session: Session, run_ids: Sequence[str]) -> dict[str, list[RunStep]]:
+    """The steps of several runs at once (one query), by run id, in order."""
+    by_run: dict[str, list[RunStep]] = {run_id: [] for run_id in run_ids}
+    if not run_ids:
+        return by_run
+    rows = session.execute(
+        select(RunStep).where(RunStep.run_id.in_(run_ids)).order_by(RunStep.position)
+    ).scalars()
+    for row in rows:
+        by_run[row.run_id].append(row)
+    return by_run
+
+
+def attempts(session: Session, step_ids: Sequence[str]) -> dict[str, list[StepAttempt]]:
+    """Attempts of the given steps, by step id, oldest first."""
+    by_step: dict[str, list[StepAttempt]] = {step_id: [] for step_id in step_ids}
+    if not step_ids:
+        return by_step
+    rows = session.execute(
+        select(StepAttempt)
+        .where(StepAttempt.step_id.in_(step_ids))
+        .order_by(StepAttempt.step_id, StepAttempt.attempt)
+    ).scalars()
+    for row in rows:
+        by_step[row.step_id].append(row)
+    return by_step
+
+
+def count_attempts(session: Session, step_id: str, status: str) -> int:
+    query = select(func.count()).where(StepAttempt.step_id == step_id, StepAttempt.status == status)
+    return int(session.execute(query).scalar_one())

@@ -1,0 +1,150 @@
+"""JSON API of runs and the runbook library: ``/api/v1/runs`` and ``/api/v1/runbooks``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from tenantops.auth.deps import Caller, GuardedRoute, authorize
+from tenantops.db import Database
+from tenantops.kit.problems import problem_responses
+from tenantops.runbooks import service, spec
+from tenantops.runbooks.schemas import (
+    CancelRequest,
+    GateDecisionCreate,
+    RunbookRead,
+    RunbookSummary,
+    RunPage,
+    RunRead,
+    RunStatus,
+)
+
+router = APIRouter(
+    prefix="/api/v1",
+    route_class=GuardedRoute,
+    tags=["runs"],
+    dependencies=[Depends(authorize)],
+    responses=problem_responses(401, 403, 404, 422, 503),
+)
+CHANGES = problem_responses(400, 409)
+
+RunId = Annotated[str, Path(min_length=1, max_length=36, description="The run's id")]
+StepName = Annotated[str, Path(min_length=1, max_length=63, description="The gate step's name")]
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+Db = Annotated[Database, Depends(_db)]
+
+
+def _wake(request: Request) -> None:
+    """A change committed: let the in-process worker look for work now, not at its next poll."""
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        worker.wake()
+
+
+@router.get("/runs", summary="List runbook runs", response_model=RunPage)
+def list_runs(
+    caller: Caller,
+    db: Db,
+    tenant: Annotated[str | None, Query(max_length=63, description="tenant id or name")] = None,
+    runbook: Annotated[str | None, Query(max_length=63, description="runbook id")] = None,
+    status: RunStatus | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> RunPage:
+    """Newest first; a tenant owner sees only the runs of their tenant."""
+    with db.read() as session:
+        return service.list_runs(
+            session,
+            principal=caller,
+            tenant=tenant,
+            runbook_id=runbook,
+            status=status,
+            cursor=cursor,
+            limit=limit,
+        )
+
+
+@router.get(
+    "/runs/{run_id}", summary="Read a run with its steps and evidence", response_model=RunRead
+)
+def get_run(run_id: RunId, caller: Caller, db: Db) -> RunRead:
+    with db.read() as session:
+        return service.read_run(session, principal=caller, run_id=run_id)
+
+
+@router.post(
+    "/runs/{run_id}/gates/{step}",
+    summary="Approve or reject an approval gate of a run",
+    response_model=RunRead,
+    responses=CHANGES,
+)
+def decide_gate(
+    run_id: RunId,
+    step: StepName,
+    data: GateDecisionCreate,
+    request: Request,
+    caller: Caller,
+    db: Db,
+) -> RunRead:
+    """Needs one of the gate's roles; whoever started the run cannot decide its gates.
+
+    A decision sent before the run reaches the gate is kept and applied when it does.
+    """
+    with db.write() as session:
+        run = service.decide_gate(session, principal=caller, run_id=run_id, step=step, data=data)
+    _wake(request)
+    return run
+
+
+@router.post(
+    "/runs/{run_id}/cancel", summary="Cancel a run", response_model=RunRead, responses=CHANGES
+)
+def cancel_run(
+    run_id: RunId, data: CancelRequest, request: Request, caller: Caller, db: Db
+) -> RunRead:
+    with db.write() as session:
+        run = service.cancel_run(session, principal=caller, run_id=run_id, reason=data.reason)
+    _wake(request)
+    return run
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    summary="Retry a failed run from its failed step",
+    response_model=RunRead,
+    responses=problem_responses(409),
+)
+def retry_run(run_id: RunId, request: Request, caller: Caller, db: Db) -> RunRead:
+    with db.write() as session:
+        run = service.retry_run(session, principal=caller, run_id=run_id)
+    _wake(request)
+    return run
+
+
+@router.get(
+    "/runbooks",
+    summary="The runbook library",
+    response_model=list[RunbookSummary],
+    tags=["runbooks"],
+)
+def list_runbooks() -> list[RunbookSummary]:
+    return [service.runbook_summary(r) for r in spec.load_library().values()]
+
+
+@router.get(
+    "/runbooks/{runbook_id}",
+    summary="A runbook of the library, with its document",
+    response_model=RunbookRead,
+    tags=["runbooks"],
+)
+def get_runbook(
+    runbook_id: Annotated[str, Path(min_length=1, max_length=63)],
+) -> RunbookRead:
+    return service.runbook_read(spec.get(spec.load_library(), runbook_id))

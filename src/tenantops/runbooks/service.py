@@ -1,0 +1,258 @@
+"""Runs and runbooks as the API and CLI see them: scoped reads, gate decisions, cancel, retry.
+
+The engine owns the rules of a run (segregation of duties on gates, what can be
+cancelled or retried); this module adds who may see which run — a tenant owner
+sees only the runs of their own tenant, and a run of another tenant is a 404,
+exactly like a tenant that does not exist — and shapes rows for the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tenantops.auth.principal import SYSTEM, Principal
+from tenantops.errors import NotFound
+from tenantops.kit.clock import as_utc, utcnow
+from tenantops.runbooks import engine, repository
+from tenantops.runbooks.models import Run, RunStep, StepAttempt
+from tenantops.runbooks.schemas import (
+    AttemptRead,
+    GateDecisionCreate,
+    GateInfo,
+    RunbookRead,
+    RunbookSummary,
+    RunPage,
+    RunRead,
+    RunSummary,
+    SlaStatus,
+    StepRead,
+)
+from tenantops.runbooks.spec import Loaded, Runbook
+from tenantops.tenants import service as tenants
+
+
+def sla_status(
+    deadline: datetime | None,
+    breached_at: datetime | None,
+    finished_at: datetime | None,
+    now: datetime,
+) -> SlaStatus | None:
+    """The SLA clock of a run or step; a deadline passed counts even before it is recorded."""
+    if deadline is None:
+        return None
+    deadline = as_utc(deadline)
+    end = as_utc(finished_at) if finished_at is not None else None
+    return SlaStatus(
+        deadline=deadline,
+        breached=breached_at is not None or (end or now) > deadline,
+        breached_at=as_utc(breached_at) if breached_at is not None else None,
+        remaining_seconds=None if end is not None else round((deadline - now).total_seconds(), 3),
+    )
+
+
+def _own_tenant_id(session: Session, principal: Principal) -> str | None:
+    """The id of the one tenant a tenant-scoped principal may see; ``None`` if none exists."""
+    if principal.tenant is None:
+        return None
+    try:
+        return tenants.get_tenant(session, principal=principal, ref=principal.tenant).id
+    except NotFound:
+        return None
+
+
+def _visible(session: Session, principal: Principal, run_id: str) -> Run:
+    # A tenant owner asking for a run of another tenant (or of no tenant) learns
+    # nothing, not even that it exists: the same 404 as a run that does not.
+    run = repository.get(session, run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id!r}")
+    if principal.tenant_scoped and (
+        run.tenant_id is None or run.tenant_id != _own_tenant_id(session, principal)
+    ):
+        raise NotFound(f"no run {run_id!r}")
+    return run
+
+
+def _tenant_names(session: Session, tenant_ids: set[str]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for tenant_id in tenant_ids:
+        try:
+            names[tenant_id] = tenants.get_tenant(session, principal=SYSTEM, ref=tenant_id).name
+        except NotFound:
+            continue
+    return names
+
+
+def _summary(
+    run: Run, steps: Sequence[RunStep], tenant_name: str | None, now: datetime
+) -> dict[str, Any]:
+    current = next((s.name for s in steps if s.status != "succeeded"), None)
+    return {
+        "id": run.id,
+        "runbook_id": run.runbook_id,
+        "runbook_version": run.runbook_version,
+        "runbook_hash": run.runbook_hash,
+        "tenant_id": run.tenant_id,
+        "tenant_name": tenant_name,
+        "status": run.status,
+        "started_by": run.started_by,
+        "created_at": as_utc(run.created_at),
+        "updated_at": as_utc(run.updated_at),
+        "finished_at": as_utc(run.finished_at) if run.finished_at else None,
+        "error": run.error,
+        "current_step": current if run.status != "succeeded" else None,
+        "steps_done": sum(1 for s in steps if s.status == "succeeded"),
+        "steps_total": len(steps),
+        "sla": sla_status(run.sla_deadline, run.sla_breached_at, run.finished_at, now),
+    }
+
+
+def _step(row: RunStep, runbook: Runbook, attempts: list[StepAttempt], now: datetime) -> StepRead:
+    spec = runbook.step(row.name)
+    started = as_utc(row.started_at) if row.started_at else None
+    finished = as_utc(row.finished_at) if row.finished_at else None
+    gate = spec.gate
+    return StepRead.model_validate(
+        {
+            "name": row.name,
+            "title": spec.title,
+            "position": row.position,
+            "kind": row.kind,
+            "action": spec.action,
+            "gate": GateInfo(roles=gate.roles, prompt=gate.prompt, signal=gate.signal)
+            if gate
+            else None,
+            "status": row.status,
+            "attempt": row.attempt,
+            "failures": row.failures,
+            "max_attempts": row.max_attempts,
+            "wake_at": as_utc(row.wake_at) if row.wake_at else None,
+            "lease_owner": row.lease_owner,
+            "lease_expires_at": as_utc(row.lease_expires_at) if row.lease_expires_at else None,
+            "idempotency_key": row.idempotency_key,
+            "inputs": row.inputs,
+            "output": row.output,
+            "evidence": row.evidence,
+            "error": row.error,
+            "decided_by": row.decided_by,
+            "started_at": started,
+            "finished_at": finished,
+            "duration_seconds": (finished - started).total_seconds()
+            if started and finished
+            else None,
+            "sla": sla_status(row.sla_deadline, row.sla_breached_at, row.finished_at, now),
+            "attempts": [AttemptRead.model_validate(a) for a in attempts],
+        }
+    )
+
+
+def read_run(session: Session, *, principal: Principal, run_id: str) -> RunRead:
+    """A run the principal may see, with every step, attempt and SLA clock."""
+    run = _visible(session, principal, run_id)
+    now = utcnow()
+    rows = repository.steps(session, run.id)
+    tries = repository.attempts(session, [r.id for r in rows])
+    runbook = engine.spec_of(run)
+    names = _tenant_names(session, {run.tenant_id} if run.tenant_id else set())
+    return RunRead.model_validate(
+        {
+            **_summary(run, rows, names.get(run.tenant_id or ""), now),
+            "inputs": run.inputs,
+            "steps": [_step(r, runbook, tries[r.id], now) for r in rows],
+        }
+    )
+
+
+def list_runs(
+    session: Session,
+    *,
+    principal: Principal,
+    tenant: str | None,
+    runbook_id: str | None,
+    status: str | None,
+    cursor: str | None,
+    limit: int,
+) -> RunPage:
+    """A page of runs the principal may see, newest first; ``tenant`` is an id or a name."""
+    tenant_id = None
+    if tenant is not None:
+        tenant_id = tenants.get_tenant(session, principal=principal, ref=tenant).id
+    elif principal.tenant_scoped:
+        tenant_id = _own_tenant_id(session, principal)
+        if tenant_id is None:
+            return RunPage(items=[], next_cursor=None)
+    after = repository.decode_cursor(cursor) if cursor else None
+    filters = repository.RunFilter(tenant_id=tenant_id, runbook_id=runbook_id, status=status)
+    runs, next_cursor = repository.list_page(session, filters, after_id=after, limit=limit)
+    steps = repository.step_progress(session, [r.id for r in runs])
+    names = _tenant_names(session, {r.tenant_id for r in runs if r.tenant_id})
+    now = utcnow()
+    items = [
+        RunSummary.model_validate(_summary(r, steps[r.id], names.get(r.tenant_id or ""), now))
+        for r in runs
+    ]
+    return RunPage(items=items, next_cursor=next_cursor)
+
+
+def decide_gate(
+    session: Session,
+    *,
+    principal: Principal,
+    run_id: str,
+    step: str,
+    data: GateDecisionCreate,
+) -> RunRead:
+    """Approve or reject a gate; the engine enforces its roles and segregation of duties."""
+    _visible(session, principal, run_id)
+    engine.signal(
+        session,
+        run_id=run_id,
+        step_name=step,
+        decision=data.decision,
+        principal=principal,
+        comment=data.comment,
+    )
+    session.flush()
+    return read_run(session, principal=principal, run_id=run_id)
+
+
+def cancel_run(session: Session, *, principal: Principal, run_id: str, reason: str) -> RunRead:
+    """Cancel an unfinished run; a worker still running one of its steps is fenced off."""
+    _visible(session, principal, run_id)
+    engine.cancel(session, run_id=run_id, principal=principal, reason=reason)
+    session.flush()
+    return read_run(session, principal=principal, run_id=run_id)
+
+
+def retry_run(session: Session, *, principal: Principal, run_id: str) -> RunRead:
+    """Resume a failed run from its failed step."""
+    _visible(session, principal, run_id)
+    engine.retry(session, run_id=run_id, principal=principal)
+    session.flush()
+    return read_run(session, principal=principal, run_id=run_id)
+
+
+def runbook_summary(loaded: Loaded) -> RunbookSummary:
+    rb = loaded.runbook
+    return RunbookSummary(
+        id=rb.id,
+        version=rb.version,
+        title=rb.title,
+        kind=rb.kind,
+        description=rb.description,
+        tenant=rb.tenant,
+        hash=loaded.hash,
+        source=loaded.source,
+        steps=len(rb.steps),
+    )
+
+
+def runbook_read(loaded: Loaded) -> RunbookRead:
+    return RunbookRead(
+        **runbook_summary(loaded).model_dump(),
+        document=loaded.runbook.model_dump(mode="json", exclude_none=True),
+    )
