@@ -38,6 +38,28 @@ class WorkerSettings(BaseModel):
     deadline_check_seconds: float = Field(default=15.0, gt=0, le=3600)
 
 
+class GitOpsSettings(BaseModel):
+    """The GitOps repository tenants are rendered into, and what Argo CD needs to read it.
+
+    The local adapter keeps a real git repository at ``repo_path`` (default
+    ``data_dir/gitops``), created on first use. Manifests are validated against
+    the schemas of ``kubernetes_version`` — fixed, so a render is reproducible.
+    """
+
+    repo_path: Path | None = Field(default=None, description="default: data_dir/gitops")
+    repo_url: str | None = Field(
+        default=None, description="the URL Argo CD pulls from; default: file:// of repo_path"
+    )
+    branch: str = "main"
+    kubernetes_version: str = "1.31.0"
+    argocd_namespace: str = "argocd"
+    argocd_project: str = "default"
+    destination_server: str = "https://kubernetes.default.svc"
+    ingress_namespace: str = "ingress-nginx"
+    vault_server: str = "http://vault.vault.svc:8200"
+    vault_mount: str = "secret"
+
+
 class Settings(BaseSettings):
     """Everything tenantops reads from its environment."""
 
@@ -58,6 +80,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     oidc: OIDCSettings = Field(default_factory=OIDCSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
     # A bootstrap admin token printed once on first start of an empty database,
     # so the embedded default is usable without an identity provider.
     bootstrap_admin: bool = True
@@ -67,3 +90,9 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'tenantops.db').resolve()}"
+
+    def resolved_gitops_path(self) -> Path:
+        """Where the GitOps repository lives: the configured path, or ``data_dir/gitops``."""
+        if self.gitops.repo_path is not None:
+            return self.gitops.repo_path
+        return self.data_dir / "gitops"

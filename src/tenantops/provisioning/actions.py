@@ -1,0 +1,181 @@
+"""The ``gitops.*`` runbook actions: render, validate and commit a tenant's manifests.
+
+Each action reads the tenant snapshot from ``ctx.inputs["tenant"]`` (the
+``TenantRead`` fields) and its parameters from the step, and hands the GitOps
+port one :class:`~tenantops.drivers.gitops.Change` carrying the step's
+idempotency key — so a step re-executed after a crash returns the commit it
+made the first time. Nothing is committed unless every manifest validates.
+
+``gitops.sync_tenant``  render + validate + commit (isolated iff the tenant is suspended,
+                        or as the ``isolated`` parameter says)
+``gitops.isolate``      commit the deny-all isolation in place of the allow policies
+``gitops.unisolate``    restore the allow policies
+``gitops.remove``       delete the tenant's folder and Application (offboarding)
+``gitops.plan``         render + validate only (dry runs): the manifests and their digest
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from tenantops.config import Settings
+from tenantops.drivers.errors import DriverError
+from tenantops.drivers.gitops import Change, GitOpsRepo, LocalGitRepo
+from tenantops.provisioning.manifests import (
+    TIERS,
+    Platform,
+    Rendered,
+    TenantSpec,
+    TierSize,
+    app_path,
+    render_root,
+    render_tenant,
+    tenant_dir,
+)
+from tenantops.provisioning.validation import ManifestInvalid
+from tenantops.runbooks.actions import (
+    ActionContext,
+    FunctionAction,
+    Registry,
+    StepFailed,
+    StepResult,
+)
+
+
+def platform_from(settings: Settings) -> Platform:
+    """The render's view of ``Settings.gitops``."""
+    g = settings.gitops
+    return Platform(
+        repo_url=g.repo_url or settings.resolved_gitops_path().resolve().as_uri(),
+        revision=g.branch,
+        kubernetes_version=g.kubernetes_version,
+        argocd_namespace=g.argocd_namespace,
+        argocd_project=g.argocd_project,
+        destination_server=g.destination_server,
+        ingress_namespace=g.ingress_namespace,
+        vault_server=g.vault_server,
+        vault_mount=g.vault_mount,
+    )
+
+
+def _spec(ctx: ActionContext, *, isolated: bool | None) -> TenantSpec:
+    tenant = ctx.inputs.get("tenant")
+    if not isinstance(tenant, Mapping):
+        raise StepFailed(
+            f"{ctx.step_name}: the run has no tenant snapshot in inputs.tenant", retriable=False
+        )
+    if isolated is None and "isolated" in ctx.params:
+        isolated = bool(ctx.params["isolated"])
+    try:
+        return TenantSpec.from_snapshot(tenant, groups=ctx.params.get("groups"), isolated=isolated)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise StepFailed(f"{ctx.step_name}: bad tenant snapshot: {exc!r}", retriable=False) from exc
+
+
+def _guarded(fn: Callable[[ActionContext], StepResult]) -> Callable[[ActionContext], StepResult]:
+    """Map render and driver errors onto ``StepFailed``: invalid manifests are permanent."""
+
+    def run(ctx: ActionContext) -> StepResult:
+        try:
+            return fn(ctx)
+        except ManifestInvalid as exc:
+            raise StepFailed(
+                f"manifest invalid, nothing committed: {exc}", retriable=False
+            ) from exc
+        except DriverError as exc:
+            raise StepFailed(f"gitops: {exc}", retriable=exc.retriable) from exc
+
+    return run
+
+
+def gitops_actions(
+    settings: Settings,
+    *,
+    repo: GitOpsRepo | None = None,
+    tiers: Mapping[str, TierSize] = TIERS,
+) -> Registry:
+    """The ``gitops.*`` actions bound to ``repo`` (default: the local git repository)."""
+    platform = platform_from(settings)
+    target: GitOpsRepo = repo or LocalGitRepo(
+        settings.resolved_gitops_path(), branch=settings.gitops.branch
+    )
+
+    def render(spec: TenantSpec) -> Rendered:
+        return render_tenant(spec, platform, tiers)
+
+    def commit(ctx: ActionContext, summary: str, rendered: Rendered) -> StepResult:
+        root_path, root_text = render_root(platform)
+        result = target.apply(
+            Change(
+                summary=summary,
+                run_id=ctx.run_id,
+                actor=ctx.actor,
+                idempotency_key=ctx.idempotency_key,
+                files={root_path: root_text, **rendered.files},
+                replace=(tenant_dir(_name(rendered)),),
+            )
+        )
+        return StepResult(
+            output={
+                "commit": result.sha,
+                "changed": result.changed,
+                "manifest_digest": rendered.digest,
+                "files": sorted(rendered.files),
+            },
+            evidence={"commit": result.sha, "manifest_digest": rendered.digest},
+        )
+
+    def sync_tenant(ctx: ActionContext) -> StepResult:
+        spec = _spec(ctx, isolated=None)
+        return commit(ctx, f"Sync tenant {spec.name} ({spec.tier}, {spec.region})", render(spec))
+
+    def isolate(ctx: ActionContext) -> StepResult:
+        spec = _spec(ctx, isolated=True)
+        return commit(ctx, f"Isolate tenant {spec.name}: deny all traffic", render(spec))
+
+    def unisolate(ctx: ActionContext) -> StepResult:
+        spec = _spec(ctx, isolated=False)
+        return commit(ctx, f"Lift the isolation of tenant {spec.name}", render(spec))
+
+    def remove(ctx: ActionContext) -> StepResult:
+        spec = _spec(ctx, isolated=None)
+        result = target.apply(
+            Change(
+                summary=f"Remove tenant {spec.name} (offboarding)",
+                run_id=ctx.run_id,
+                actor=ctx.actor,
+                idempotency_key=ctx.idempotency_key,
+                files={app_path(spec.name): None},
+                replace=(tenant_dir(spec.name),),
+            )
+        )
+        removed = [tenant_dir(spec.name), app_path(spec.name)]
+        return StepResult(
+            output={"commit": result.sha, "changed": result.changed, "removed": removed},
+            evidence={"commit": result.sha, "removed": removed},
+        )
+
+    def plan(ctx: ActionContext) -> StepResult:
+        rendered = render(_spec(ctx, isolated=None))
+        root_path, root_text = render_root(platform)
+        return StepResult(
+            output={
+                "manifest_digest": rendered.digest,
+                "files": sorted(rendered.files),
+                "manifests": {root_path: root_text, **rendered.files},
+            },
+            evidence={"manifest_digest": rendered.digest},
+        )
+
+    return {
+        "gitops.sync_tenant": FunctionAction(_guarded(sync_tenant)),
+        "gitops.isolate": FunctionAction(_guarded(isolate)),
+        "gitops.unisolate": FunctionAction(_guarded(unisolate)),
+        "gitops.remove": FunctionAction(_guarded(remove)),
+        "gitops.plan": FunctionAction(_guarded(plan)),
+    }
+
+
+def _name(rendered: Rendered) -> str:
+    namespace = next(o for o in rendered.objects.values() if o["kind"] == "Namespace")
+    return str(namespace["metadata"]["name"])
