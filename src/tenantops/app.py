@@ -27,10 +27,12 @@ from tenantops.audit.routes import router as audit_router
 from tenantops.auth.oidc import OIDCVerifier
 from tenantops.config import Settings
 from tenantops.db import Database
+from tenantops.drivers.health.routes import router as probe_router
 from tenantops.errors import PROBLEM_BASE, AppError
 from tenantops.kit.context import request_id_var
 from tenantops.kit.ids import new_id
 from tenantops.logs import configure_logging
+from tenantops.notifications.routes import router as notifications_router
 from tenantops.runbooks.routes import router as runbooks_router
 from tenantops.tenants.routes import router as tenants_router
 from tenantops.wiring import build_worker
@@ -207,6 +209,8 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     _install_middleware(app, registry)
     app.include_router(tenants_router)
     app.include_router(audit_router)
+    app.include_router(notifications_router)
+    app.include_router(probe_router)
     app.include_router(runbooks_router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")

@@ -38,6 +38,45 @@ class WorkerSettings(BaseModel):
     deadline_check_seconds: float = Field(default=15.0, gt=0, le=3600)
 
 
+class SMTPSettings(BaseModel):
+    """SMTP delivery of the notification outbox; off (outbox only) unless ``host`` is set."""
+
+    host: str | None = None
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(default="tenantops@localhost", alias="from")
+    starttls: bool = False
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    attempts: int = Field(default=3, ge=1, le=20, description="tries per delivery")
+    backoff_seconds: float = Field(default=0.5, ge=0, le=60, description="first retry delay")
+
+    model_config = {"populate_by_name": True}
+
+
+class NotifySettings(BaseModel):
+    """Who the stakeholder roles of a notification are (``to: legal`` and so on)."""
+
+    legal: list[str] = Field(default_factory=lambda: ["legal@localhost"])
+    finance: list[str] = Field(default_factory=lambda: ["finance@localhost"])
+    security: list[str] = Field(default_factory=lambda: ["security@localhost"])
+    dashboard_url: str = Field(
+        default="http://127.0.0.1:8080", description="base of links in the onboarding pack"
+    )
+
+
+class HealthSettings(BaseModel):
+    """Health checks of tenants: a URL per tenant, or the built-in probe of this server.
+
+    ``base_url`` takes a ``{tenant}`` placeholder (the tenant's name), e.g.
+    ``https://{tenant}.apps.example.com/healthz``; unset, the checks call
+    ``/probe/tenants/{tenant}`` of this server (host and port from the settings).
+    """
+
+    base_url: str | None = None
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+
+
 class GitOpsSettings(BaseModel):
     """The GitOps repository tenants are rendered into, and what Argo CD needs to read it.
 
@@ -81,6 +120,9 @@ class Settings(BaseSettings):
     oidc: OIDCSettings = Field(default_factory=OIDCSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
+    smtp: SMTPSettings = Field(default_factory=SMTPSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     # A bootstrap admin token printed once on first start of an empty database,
     # so the embedded default is usable without an identity provider.
     bootstrap_admin: bool = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tenantops.config import Settings
 from tenantops.db import Database
+from tenantops.drivers.actions import driver_actions
 from tenantops.provisioning.actions import gitops_actions
 from tenantops.runbooks.actions import Registry, builtin_actions
 from tenantops.runbooks.worker import Worker
@@ -18,6 +19,7 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     """Every action a runbook step may name, bound to the configured drivers."""
     actions = builtin_actions()
     actions.update(tenant_actions())
+    actions.update(driver_actions(settings, db))
     actions.update(gitops_actions(settings))
     return actions
 

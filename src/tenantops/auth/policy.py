@@ -15,6 +15,10 @@ ANYONE = frozenset(Role)
 
 API = "/api/v1"
 
+NOTIFICATION_READERS = frozenset(
+    {R.ADMIN, R.OPS_ENGINEER, R.SECURITY, R.GOVERNANCE, R.AUDITOR, R.ACCOUNT_MANAGER}
+)
+
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", f"{API}/me"): ANYONE,
     ("POST", f"{API}/tenants"): frozenset({R.ACCOUNT_MANAGER, R.ADMIN}),
@@ -35,6 +39,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
         {R.OPS_ENGINEER, R.QA, R.ADMIN}
     ),
     ("GET", f"{API}/audit"): frozenset({R.AUDITOR, R.ADMIN}),
+    # The outbox names stakeholders and incidents: staff only, not tenant owners.
+    ("GET", f"{API}/notifications"): NOTIFICATION_READERS,
+    ("GET", f"{API}/notifications/{{message_id}}"): NOTIFICATION_READERS,
     ("GET", f"{API}/runs"): ANYONE,
     ("GET", f"{API}/runs/{{run_id}}"): ANYONE,
     # The gate's own roles and segregation of duties are checked by the engine.
@@ -56,6 +63,10 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),
         ("GET", "/redoc"),
+        # The built-in per-tenant probe stands in for a workload's own health endpoint.
+        ("GET", "/probe/tenants/{name}"),
+        ("GET", "/probe/tenants/{name}/synthetic"),
+        ("PUT", "/probe/tenants/{name}/synthetic"),
     }
 )
 

@@ -8,6 +8,11 @@ from tenantops.approvals import models as _approvals  # noqa: F401 - registers t
 from tenantops.audit import models as _audit  # noqa: F401
 from tenantops.auth import models as _auth  # noqa: F401
 from tenantops.db import Base
+from tenantops.drivers.access import models as _access  # noqa: F401
+from tenantops.drivers.health import models as _health  # noqa: F401
+from tenantops.drivers.identity import models as _identity  # noqa: F401
+from tenantops.drivers.secrets import models as _secrets  # noqa: F401
+from tenantops.notifications import models as _notifications  # noqa: F401
 from tenantops.runbooks import models as _runbooks  # noqa: F401
 from tenantops.tenants import models as _tenants  # noqa: F401
 

@@ -1,0 +1,417 @@
+"""Runbook actions of the identity, secrets, access, notify and health drivers.
+
+Each action reads the tenant snapshot from ``ctx.inputs["tenant"]`` (the
+TenantRead fields), calls its driver with the step's idempotency key — so a
+step run again after a crash returns the recorded effect instead of repeating
+it — and turns a ``DriverError`` into ``StepFailed`` with the same verdict on
+retrying. ``driver_actions`` binds them to the configured adapters; only
+``tenantops.wiring`` calls it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tenantops.config import Settings
+from tenantops.db import Database
+from tenantops.drivers.access.local import LocalQueueAccess
+from tenantops.drivers.access.port import AccessState, QueueAccess, RateLimit
+from tenantops.drivers.errors import DriverError
+from tenantops.drivers.health.local import HttpHealth
+from tenantops.drivers.health.port import CheckResult, HealthChecker
+from tenantops.drivers.identity.local import LocalIdentity
+from tenantops.drivers.identity.port import Grant, GroupState, IdentityProvider, Permission
+from tenantops.drivers.notify.local import OutboxNotifier
+from tenantops.drivers.notify.port import Notifier, OutgoingMessage
+from tenantops.drivers.notify.render import render
+from tenantops.drivers.notify.smtp import SmtpTransport
+from tenantops.drivers.secrets.local import LocalSecrets
+from tenantops.drivers.secrets.port import PathSpec, SecretStore, StoreState
+from tenantops.runbooks.actions import (
+    ActionContext,
+    FunctionAction,
+    Registry,
+    StepFailed,
+    StepResult,
+)
+
+DEFAULT_SECRET_PATHS = ("app/config", "app/database", "app/queue")
+STAKEHOLDERS = ("tenant_owner", "contacts", "legal", "finance", "security")
+
+
+@dataclass(frozen=True)
+class Drivers:
+    """The adapters the actions call."""
+
+    identity: IdentityProvider
+    secrets: SecretStore
+    access: QueueAccess
+    notifier: Notifier
+    health: HealthChecker
+
+
+def health_url_template(settings: Settings) -> str:
+    """The configured per-tenant URL, or this server's built-in probe."""
+    if settings.health.base_url:
+        return settings.health.base_url
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/probe/tenants/{{tenant}}"
+
+
+def local_drivers(settings: Settings, db: Database) -> Drivers:
+    """The embedded-default adapters (SMTP delivery if ``settings.smtp.host`` is set)."""
+    identity = LocalIdentity(db)
+    smtp = settings.smtp
+    transport = SmtpTransport(smtp) if smtp.host else None
+    return Drivers(
+        identity=identity,
+        secrets=LocalSecrets(db),
+        access=LocalQueueAccess(db),
+        notifier=OutboxNotifier(
+            db,
+            transport,
+            sender=smtp.sender,
+            attempts=smtp.attempts,
+            backoff_seconds=smtp.backoff_seconds,
+        ),
+        health=HttpHealth(
+            db,
+            url_template=health_url_template(settings),
+            identity=identity,
+            timeout_seconds=settings.health.timeout_seconds,
+        ),
+    )
+
+
+# Helpers --------------------------------------------------------------------------------
+
+
+def _tenant(ctx: ActionContext) -> dict[str, Any]:
+    tenant = ctx.inputs.get("tenant")
+    if not isinstance(tenant, dict) or not tenant.get("name"):
+        raise StepFailed(
+            f"{ctx.step_name}: the run has no tenant snapshot in inputs.tenant", retriable=False
+        )
+    tenant_id = ctx.tenant_id or tenant.get("id")
+    if not tenant_id:
+        raise StepFailed(f"{ctx.step_name}: the tenant snapshot has no id", retriable=False)
+    return {**tenant, "id": str(tenant_id)}
+
+
+def _guarded(fn: Callable[[ActionContext], StepResult]) -> FunctionAction:
+    """``fn`` as an action whose driver errors become ``StepFailed``."""
+
+    def run(ctx: ActionContext) -> StepResult:
+        try:
+            return fn(ctx)
+        except DriverError as exc:
+            raise StepFailed(str(exc), retriable=exc.retriable) from exc
+
+    return FunctionAction(run)
+
+
+def _number(ctx: ActionContext, name: str, kind: type[float] | type[int]) -> float:
+    value = ctx.params.get(name)
+    try:
+        number = kind(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise StepFailed(
+            f"{ctx.step_name}: param {name!r} must be a number, not {value!r}", retriable=False
+        ) from None
+    return number
+
+
+def _group_result(state: GroupState) -> StepResult:
+    return StepResult(
+        output=state.as_dict(),
+        evidence={
+            "group": state.group,
+            "enabled": state.enabled,
+            "members": [f"{g.subject}:{g.permission.value}" for g in state.members],
+        },
+    )
+
+
+def _store_result(state: StoreState) -> StepResult:
+    return StepResult(
+        output=state.as_dict(),
+        evidence={
+            "store": state.store_ref,
+            "status": state.status,
+            "paths": {p.path: p.status for p in state.paths},
+        },
+    )
+
+
+def _access_result(state: AccessState) -> StepResult:
+    out = state.as_dict()
+    return StepResult(
+        output=out,
+        evidence={"queues_paused": state.queues_paused, "rate_limit": out["rate_limit"]},
+    )
+
+
+def _check_result(result: CheckResult) -> StepResult:
+    evidence: dict[str, Any] = {"passed": result.passed, "url": result.url}
+    if result.status is not None:
+        evidence["status"] = result.status
+    if result.latency_ms is not None:
+        evidence["latency_ms"] = result.latency_ms
+    evidence.update(result.detail)
+    return StepResult(output=result.as_dict(), evidence=evidence)
+
+
+def recipients(to: object, tenant: dict[str, Any] | None, settings: Settings) -> tuple[str, str]:
+    """``(audience, addresses)``: a stakeholder role resolved, or addresses as given.
+
+    Returns the addresses comma-joined; raises ``StepFailed`` when nobody is left.
+    """
+    audience = "direct"
+    if isinstance(to, str) and to in STAKEHOLDERS:
+        audience = to
+        if to in ("tenant_owner", "contacts"):
+            if tenant is None:
+                raise StepFailed(f"'to: {to}' needs a run against a tenant", retriable=False)
+            found = (
+                [tenant.get("business_owner")] if to == "tenant_owner" else tenant.get("contacts")
+            )
+            addresses = [str(a) for a in (found or []) if a]
+        else:
+            addresses = list(getattr(settings.notify, to))
+    elif isinstance(to, str):
+        addresses = [a.strip() for a in to.split(",") if a.strip()]
+    elif isinstance(to, Sequence):
+        addresses = [str(a).strip() for a in to if str(a).strip()]
+    else:
+        raise StepFailed(
+            f"'to' must be a list of addresses or one of {STAKEHOLDERS}", retriable=False
+        )
+    bad = [a for a in addresses if "@" not in a or any(c.isspace() for c in a)]
+    if bad:
+        raise StepFailed(f"not e-mail addresses: {bad}", retriable=False)
+    if not addresses:
+        hint = f" (set TENANTOPS_NOTIFY__{audience.upper()})" if audience in STAKEHOLDERS else ""
+        raise StepFailed(f"no recipient for 'to: {to}'{hint}", retriable=False)
+    return audience, ",".join(dict.fromkeys(addresses))
+
+
+# Actions --------------------------------------------------------------------------------
+
+
+def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None = None) -> Registry:
+    """Every driver action, bound to ``drivers`` (default: the local adapters of ``settings``)."""
+    d = drivers or local_drivers(settings, db)
+
+    def create_group(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        grants = [Grant(str(t["business_owner"]), Permission.WRITE)]
+        owner = str(t["business_owner"]).lower()
+        grants += [
+            Grant(str(c), Permission.READ)
+            for c in t.get("contacts") or []
+            if str(c).lower() != owner
+        ]
+        state = d.identity.create_group(
+            tenant_id=t["id"],
+            tenant_name=t["name"],
+            grants=grants,
+            idempotency_key=ctx.idempotency_key,
+        )
+        return _group_result(state)
+
+    def add_member(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        try:
+            permission = Permission(str(ctx.params.get("permission", "read")))
+        except ValueError:
+            raise StepFailed(
+                f"permission must be one of {[p.value for p in Permission]}", retriable=False
+            ) from None
+        subject = str(ctx.params.get("subject") or "")
+        state = d.identity.add_member(
+            tenant_id=t["id"], grant=Grant(subject, permission), idempotency_key=ctx.idempotency_key
+        )
+        return _group_result(state)
+
+    def remove_member(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        state = d.identity.remove_member(
+            tenant_id=t["id"],
+            subject=str(ctx.params.get("subject") or ""),
+            idempotency_key=ctx.idempotency_key,
+        )
+        return _group_result(state)
+
+    def disable_access(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        return _group_result(
+            d.identity.disable_access(tenant_id=t["id"], idempotency_key=ctx.idempotency_key)
+        )
+
+    def enable_access(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        return _group_result(
+            d.identity.enable_access(tenant_id=t["id"], idempotency_key=ctx.idempotency_key)
+        )
+
+    def create_store(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        paths = ctx.params.get("paths") or DEFAULT_SECRET_PATHS
+        if isinstance(paths, str) or not isinstance(paths, Sequence):
+            raise StepFailed("param 'paths' must be a list of secret paths", retriable=False)
+        meta = {
+            "owner": str(t["business_owner"]),
+            "classification": str(t.get("compliance_classification", "")),
+        }
+        state = d.secrets.create_store(
+            tenant_id=t["id"],
+            tenant_name=t["name"],
+            paths=[PathSpec(str(p), meta) for p in paths],
+            idempotency_key=ctx.idempotency_key,
+        )
+        return _store_result(state)
+
+    def revoke(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        return _store_result(
+            d.secrets.revoke(tenant_id=t["id"], idempotency_key=ctx.idempotency_key)
+        )
+
+    def restore(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        return _store_result(
+            d.secrets.restore(tenant_id=t["id"], idempotency_key=ctx.idempotency_key)
+        )
+
+    def pause_queues(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        return _access_result(
+            d.access.pause_queues(
+                tenant_id=t["id"], tenant_name=t["name"], idempotency_key=ctx.idempotency_key
+            )
+        )
+
+    def resume_queues(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        return _access_result(
+            d.access.resume_queues(
+                tenant_id=t["id"], tenant_name=t["name"], idempotency_key=ctx.idempotency_key
+            )
+        )
+
+    def set_rate_limit(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        limit = RateLimit(rate=_number(ctx, "rate", float), burst=int(_number(ctx, "burst", int)))
+        return _access_result(
+            d.access.set_rate_limit(
+                tenant_id=t["id"],
+                tenant_name=t["name"],
+                limit=limit,
+                idempotency_key=ctx.idempotency_key,
+            )
+        )
+
+    def lift_rate_limit(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        return _access_result(
+            d.access.lift_rate_limit(
+                tenant_id=t["id"], tenant_name=t["name"], idempotency_key=ctx.idempotency_key
+            )
+        )
+
+    def send(ctx: ActionContext) -> StepResult:
+        raw = ctx.inputs.get("tenant")
+        tenant = _tenant(ctx) if isinstance(raw, dict) else None
+        template = ctx.params.get("template")
+        if not isinstance(template, str) or not template:
+            raise StepFailed("notify.send needs a 'template'", retriable=False)
+        variables = ctx.params.get("vars") or {}
+        if not isinstance(variables, dict):
+            raise StepFailed("param 'vars' must be a mapping", retriable=False)
+        audience, addresses = recipients(ctx.params.get("to"), tenant, settings)
+        subject, body = render(
+            template,
+            audience=audience,
+            context={
+                "tenant": tenant,
+                "vars": variables,
+                "run_id": ctx.run_id,
+                "dashboard_url": settings.notify.dashboard_url.rstrip("/"),
+            },
+        )
+        delivery = d.notifier.send(
+            OutgoingMessage(
+                to=tuple(addresses.split(",")),
+                subject=subject,
+                body=body,
+                template=template,
+                audience=audience,
+                tenant_id=tenant["id"] if tenant else None,
+                tenant_name=tenant["name"] if tenant else None,
+                run_id=ctx.run_id,
+            ),
+            idempotency_key=ctx.idempotency_key,
+        )
+        return StepResult(
+            output={"message_id": delivery.message_id, "status": delivery.status},
+            evidence={
+                "message_id": delivery.message_id,
+                "status": delivery.status,
+                "attempts": delivery.attempts,
+                "template": template,
+                "audience": audience,
+                "to": addresses.split(","),
+                "subject": subject,
+            },
+        )
+
+    def check(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        return _check_result(
+            d.health.check(
+                tenant_id=t["id"], tenant_name=t["name"], idempotency_key=ctx.idempotency_key
+            )
+        )
+
+    def synthetic(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        return _check_result(
+            d.health.synthetic(
+                tenant_id=t["id"], tenant_name=t["name"], idempotency_key=ctx.idempotency_key
+            )
+        )
+
+    def review(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        return _check_result(
+            d.health.review_access(
+                tenant_id=t["id"],
+                owner=str(t["business_owner"]),
+                contacts=[str(c) for c in t.get("contacts") or []],
+                idempotency_key=ctx.idempotency_key,
+            )
+        )
+
+    table: dict[str, Callable[[ActionContext], StepResult]] = {
+        "identity.create_group": create_group,
+        "identity.add_member": add_member,
+        "identity.remove_member": remove_member,
+        "identity.disable_access": disable_access,
+        "identity.enable_access": enable_access,
+        "secrets.create_store": create_store,
+        "secrets.revoke": revoke,
+        "secrets.restore": restore,
+        "access.pause_queues": pause_queues,
+        "access.resume_queues": resume_queues,
+        "access.set_rate_limit": set_rate_limit,
+        "access.lift_rate_limit": lift_rate_limit,
+        "notify.send": send,
+        "health.check": check,
+        "health.synthetic": synthetic,
+        "access.review": review,
+    }
+    return {name: _guarded(fn) for name, fn in table.items()}

@@ -1,0 +1,1 @@
+"""Health driver: HTTP health checks, synthetic tests and access reviews of tenants."""

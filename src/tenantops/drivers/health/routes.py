@@ -1,0 +1,111 @@
+"""The built-in probe of each tenant: what the embedded default health-checks.
+
+Stands in for a tenant's own workload endpoint. A tenant is *serving* when
+its lifecycle state is ``verifying`` or ``active`` and the local drivers say
+its group's access is on, its secret store is active and its queues are not
+paused — so a check after provisioning proves the provisioning happened, and
+a check of a suspended tenant fails.
+
+These routes are public, like a workload's health endpoint. They answer 200
+whenever the probe itself worked and put the verdict in the body
+(``serving``), as a status page does; the health driver reads the verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from tenantops.auth.principal import SYSTEM
+from tenantops.db import Database
+from tenantops.drivers.access.local import LocalQueueAccess
+from tenantops.drivers.health.models import ProbeValue
+from tenantops.drivers.identity.local import LocalIdentity
+from tenantops.drivers.secrets.local import LocalSecrets
+from tenantops.errors import NotFound
+from tenantops.kit.clock import utcnow
+from tenantops.tenants import service as tenants
+
+router = APIRouter(prefix="/probe", tags=["probe"])
+
+SERVING_STATES = frozenset({"verifying", "active"})
+
+TenantName = Annotated[str, Path(min_length=1, max_length=63)]
+
+
+class ProbeRead(BaseModel):
+    tenant: str
+    state: str | None
+    serving: bool
+    checks: dict[str, bool]
+
+
+class SyntheticWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: str | None = Field(default=None, max_length=200)
+
+
+class SyntheticRead(BaseModel):
+    tenant: str
+    written: bool | None = None
+    value: str | None = None
+
+
+def _probe(db: Database, session: Session, name: str) -> tuple[str | None, ProbeRead]:
+    try:
+        tenant = tenants.get_tenant(session, principal=SYSTEM, ref=name)
+    except NotFound:
+        return None, ProbeRead(tenant=name, state=None, serving=False, checks={})
+    group = LocalIdentity(db).get_group(tenant_id=tenant.id)
+    store = LocalSecrets(db).get_store(tenant_id=tenant.id)
+    access = LocalQueueAccess(db).get_state(tenant_id=tenant.id)
+    checks = {
+        "state": tenant.state in SERVING_STATES,
+        "identity": group is not None and group.enabled,
+        "secrets": store is not None and store.status == "active",
+        "queues": access is None or not access.queues_paused,
+    }
+    return tenant.id, ProbeRead(
+        tenant=tenant.name, state=tenant.state, serving=all(checks.values()), checks=checks
+    )
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+@router.get("/tenants/{name}", summary="Is the tenant serving (built-in health probe)")
+def probe(request: Request, name: TenantName) -> ProbeRead:
+    db = _db(request)
+    with db.read() as session:
+        return _probe(db, session, name)[1]
+
+
+@router.put("/tenants/{name}/synthetic", summary="Write a synthetic-test value")
+def write_synthetic(request: Request, name: TenantName, body: SyntheticWrite) -> SyntheticRead:
+    db = _db(request)
+    with db.read() as session:
+        tenant_id, verdict = _probe(db, session, name)
+    if tenant_id is None or not verdict.serving or body.value is None:
+        return SyntheticRead(tenant=name, written=False)
+    with db.write() as session:
+        row = session.get(ProbeValue, tenant_id, with_for_update=True)
+        if row is None:
+            session.add(ProbeValue(tenant_id=tenant_id, value=body.value, written_at=utcnow()))
+        else:
+            row.value, row.written_at = body.value, utcnow()
+    return SyntheticRead(tenant=name, written=True, value=body.value)
+
+
+@router.get("/tenants/{name}/synthetic", summary="Read the synthetic-test value back")
+def read_synthetic(request: Request, name: TenantName) -> SyntheticRead:
+    db = _db(request)
+    with db.read() as session:
+        tenant_id, verdict = _probe(db, session, name)
+        row = session.get(ProbeValue, tenant_id) if tenant_id and verdict.serving else None
+        return SyntheticRead(tenant=name, value=row.value if row else None)

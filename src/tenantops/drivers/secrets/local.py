@@ -1,0 +1,264 @@
+"""The local secret store: references and metadata in the control-plane database.
+
+The embedded default and the test seam of ``SecretStore``. It keeps what a
+Vault adapter would keep on our side — which store, which paths, revoked or
+not — and refuses metadata that looks like it carries a value, so a secret
+cannot end up in the control plane through it. Each change and its
+effect-log row commit together: once per idempotency key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tenantops.db import Database
+from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.secrets.models import SecretEffect, SecretPathRecord, SecretStoreRecord
+from tenantops.drivers.secrets.port import PathSpec, SecretRef, StoreState
+from tenantops.kit.clock import utcnow
+
+PATH = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*$")
+META_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+# Metadata describes a secret; a key like these would carry one.
+VALUE_WORDS = ("value", "password", "passwd", "secret", "token", "credential", "private", "pem")
+META_VALUE_MAX = 200
+
+
+def prefix_of(tenant_name: str) -> str:
+    return f"tenants/{tenant_name}/"
+
+
+def store_ref_of(tenant_name: str) -> str:
+    return f"local://secrets/{prefix_of(tenant_name)}"
+
+
+def _check_path(path: str) -> str:
+    if not PATH.fullmatch(path) or ".." in path.split("/"):
+        raise DriverError(
+            f"{path!r} is not a secret path (lowercase segments joined by '/')",
+            retry=Retry.PERMANENT,
+        )
+    return path
+
+
+def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    for key, value in metadata.items():
+        if not META_KEY.fullmatch(key) or any(w in key for w in VALUE_WORDS):
+            raise DriverError(
+                f"metadata key {key!r} is refused: metadata describes a secret, "
+                "it never carries its value",
+                retry=Retry.PERMANENT,
+            )
+        if not isinstance(value, str) or len(value) > META_VALUE_MAX:
+            raise DriverError(
+                f"metadata {key!r} must be a string of at most {META_VALUE_MAX} characters",
+                retry=Retry.PERMANENT,
+            )
+    return dict(metadata)
+
+
+def _state(session: Session, store: SecretStoreRecord) -> StoreState:
+    paths = session.execute(
+        select(SecretPathRecord)
+        .where(SecretPathRecord.tenant_id == store.tenant_id)
+        .order_by(SecretPathRecord.path)
+    ).scalars()
+    return StoreState(
+        tenant_id=store.tenant_id,
+        tenant_name=store.tenant_name,
+        store_ref=store.store_ref,
+        prefix=store.prefix,
+        status=store.status,
+        paths=tuple(SecretRef(p.path, p.status, p.version, dict(p.meta)) for p in paths),
+    )
+
+
+def _from_record(result: dict[str, object]) -> StoreState:
+    paths = result["paths"]
+    assert isinstance(paths, list)
+    return StoreState(
+        tenant_id=str(result["tenant_id"]),
+        tenant_name=str(result["tenant_name"]),
+        store_ref=str(result["store_ref"]),
+        prefix=str(result["prefix"]),
+        status=str(result["status"]),
+        paths=tuple(
+            SecretRef(p["path"], p["status"], int(p["version"]), dict(p["metadata"])) for p in paths
+        ),
+    )
+
+
+def _put_path(session: Session, store: SecretStoreRecord, spec: PathSpec) -> None:
+    full = store.prefix + _check_path(spec.path.strip("/"))
+    metadata = _check_metadata(spec.metadata)
+    now = utcnow()
+    row = session.get(SecretPathRecord, full)
+    if row is None:
+        session.add(
+            SecretPathRecord(
+                path=full,
+                tenant_id=store.tenant_id,
+                status=store.status,
+                version=1,
+                meta=metadata,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    elif row.meta != metadata and metadata:
+        row.meta, row.updated_at = metadata, now
+
+
+class LocalSecrets:
+    """``SecretStore`` on the control-plane database (metadata only)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _change(
+        self,
+        *,
+        key: str,
+        operation: str,
+        tenant_id: str,
+        mutate: Callable[[Session], SecretStoreRecord],
+    ) -> StoreState:
+        for _ in range(3):
+            try:
+                with self.db.write() as session:
+                    done = session.get(SecretEffect, key)
+                    if done is not None:
+                        if done.operation != operation:
+                            raise DriverError(
+                                f"idempotency key {key!r} was used for {done.operation}, "
+                                f"not {operation}",
+                                retry=Retry.PERMANENT,
+                            )
+                        return _from_record(done.result)
+                    store = mutate(session)
+                    store.updated_at = utcnow()
+                    session.flush()
+                    state = _state(session, store)
+                    session.add(
+                        SecretEffect(
+                            idempotency_key=key,
+                            operation=operation,
+                            tenant_id=tenant_id,
+                            result=state.as_dict(),
+                            at=utcnow(),
+                        )
+                    )
+                    return state
+            except IntegrityError:
+                continue  # a concurrent run of the same key (or store) won; read its record
+        raise DriverError(f"secrets change {operation} kept conflicting", retry=Retry.RETRIABLE)
+
+    @staticmethod
+    def _store(session: Session, tenant_id: str) -> SecretStoreRecord:
+        store = session.get(SecretStoreRecord, tenant_id, with_for_update=True)
+        if store is None:
+            raise DriverError(
+                f"tenant {tenant_id} has no secret store; create it first",
+                retry=Retry.NEEDS_HUMAN,
+            )
+        return store
+
+    def create_store(
+        self,
+        *,
+        tenant_id: str,
+        tenant_name: str,
+        paths: Sequence[PathSpec],
+        idempotency_key: str,
+    ) -> StoreState:
+        def mutate(session: Session) -> SecretStoreRecord:
+            store = session.get(SecretStoreRecord, tenant_id, with_for_update=True)
+            if store is None:
+                now = utcnow()
+                store = SecretStoreRecord(
+                    tenant_id=tenant_id,
+                    tenant_name=tenant_name,
+                    store_ref=store_ref_of(tenant_name),
+                    prefix=prefix_of(tenant_name),
+                    status="active",
+                    created_at=now,
+                    updated_at=now,
+                    revoked_at=None,
+                )
+                session.add(store)
+                session.flush()
+            for spec in paths:
+                _put_path(session, store, spec)
+            return store
+
+        return self._change(
+            key=idempotency_key, operation="create_store", tenant_id=tenant_id, mutate=mutate
+        )
+
+    def add_path(self, *, tenant_id: str, path: PathSpec, idempotency_key: str) -> StoreState:
+        def mutate(session: Session) -> SecretStoreRecord:
+            store = self._store(session, tenant_id)
+            _put_path(session, store, path)
+            return store
+
+        return self._change(
+            key=idempotency_key, operation="add_path", tenant_id=tenant_id, mutate=mutate
+        )
+
+    def revoke(self, *, tenant_id: str, idempotency_key: str) -> StoreState:
+        def mutate(session: Session) -> SecretStoreRecord:
+            store = self._store(session, tenant_id)
+            now = utcnow()
+            store.status, store.revoked_at = "revoked", now
+            for row in self._under_prefix(session, store):
+                if row.status != "revoked":
+                    row.status, row.updated_at = "revoked", now
+            return store
+
+        return self._change(
+            key=idempotency_key, operation="revoke", tenant_id=tenant_id, mutate=mutate
+        )
+
+    def restore(self, *, tenant_id: str, idempotency_key: str) -> StoreState:
+        def mutate(session: Session) -> SecretStoreRecord:
+            store = self._store(session, tenant_id)
+            now = utcnow()
+            store.status, store.revoked_at = "active", None
+            for row in self._under_prefix(session, store):
+                if row.status == "revoked":
+                    # What was revoked may have leaked: it comes back as a new version.
+                    row.status, row.version, row.updated_at = "active", row.version + 1, now
+            return store
+
+        return self._change(
+            key=idempotency_key, operation="restore", tenant_id=tenant_id, mutate=mutate
+        )
+
+    @staticmethod
+    def _under_prefix(session: Session, store: SecretStoreRecord) -> list[SecretPathRecord]:
+        pattern = store.prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return list(
+            session.execute(
+                select(SecretPathRecord).where(
+                    SecretPathRecord.path.like(pattern + "%", escape="\\")
+                )
+            ).scalars()
+        )
+
+    def get_store(self, *, tenant_id: str) -> StoreState | None:
+        with self.db.read() as session:
+            store = session.get(SecretStoreRecord, tenant_id)
+            return None if store is None else _state(session, store)
+
+    def effect_count(self, *, tenant_id: str | None = None) -> int:
+        """How many effects were applied (the crash harness counts these)."""
+        query = select(SecretEffect.idempotency_key)
+        if tenant_id is not None:
+            query = query.where(SecretEffect.tenant_id == tenant_id)
+        with self.db.read() as session:
+            return len(session.execute(query).all())

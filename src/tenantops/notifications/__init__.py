@@ -1,0 +1,1 @@
+"""Notifications: the outbox of messages to stakeholders, and its read API."""

@@ -1,0 +1,73 @@
+"""Queries of the notification outbox."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from tenantops.errors import Unprocessable
+from tenantops.notifications.models import OutboxMessage
+
+
+@dataclass(frozen=True)
+class NotificationFilter:
+    tenant: str | None = None
+    status: str | None = None
+    only: str | None = None  # a tenant-scoped caller's tenant (id or name)
+
+
+def get(session: Session, message_id: str, *, for_update: bool = False) -> OutboxMessage | None:
+    return session.get(OutboxMessage, message_id, with_for_update=for_update)
+
+
+def get_by_key(session: Session, key: str) -> OutboxMessage | None:
+    return session.execute(
+        select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
+    ).scalar_one_or_none()
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        last_id = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
+        if str(uuid.UUID(last_id)) != last_id:
+            raise ValueError(last_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise Unprocessable("the cursor is not one this API issued", param="cursor") from exc
+    return last_id
+
+
+def list_page(
+    session: Session, filters: NotificationFilter, *, after_id: str | None, limit: int
+) -> tuple[Sequence[OutboxMessage], str | None]:
+    """Newest first, keyset-paged on the time-ordered id; returns (rows, next cursor)."""
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit + 1)
+    if filters.tenant is not None:
+        query = query.where(
+            or_(
+                OutboxMessage.tenant_id == filters.tenant,
+                OutboxMessage.tenant_name == filters.tenant,
+            )
+        )
+    if filters.only is not None:
+        query = query.where(
+            or_(OutboxMessage.tenant_id == filters.only, OutboxMessage.tenant_name == filters.only)
+        )
+    if filters.status is not None:
+        query = query.where(OutboxMessage.status == filters.status)
+    if after_id is not None:
+        query = query.where(OutboxMessage.id < after_id)
+    rows = session.execute(query).scalars().all()
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1].id)
+    return rows, None
