@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from tenantops.audit import repository
 from tenantops.audit.models import AuditEntry, AuditHead
 from tenantops.auth.principal import Principal
 from tenantops.db import Database
@@ -250,3 +251,27 @@ def verify(session: Session) -> VerifyResult:
             "does not match the hash the head records",
         )
     return VerifyResult(True, checked)
+
+
+def tenant_trail(session: Session, tenant_id: str) -> list[dict[str, Any]]:
+    """Every entry about one tenant, oldest first, as plain JSON values (evidence, exports)."""
+    entries: list[dict[str, Any]] = []
+    after: int | None = None
+    while True:
+        page = repository.list_entries(session, tenant_id=tenant_id, after_seq=after, limit=500)
+        entries.extend(
+            {
+                "seq": e.seq,
+                "id": e.id,
+                "at": as_utc(e.at).isoformat(),
+                "actor": e.actor,
+                "action": e.action,
+                "changes": e.changes,
+                "detail": e.detail,
+                "hash": e.hash,
+            }
+            for e in page
+        )
+        if len(page) < 500:
+            return entries
+        after = page[-1].seq

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import timedelta
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -216,6 +217,12 @@ def load_library(extra: Path | None = None) -> dict[str, Loaded]:
             )
         found[loaded.runbook.id] = loaded
     return found
+
+
+@cache
+def shipped() -> dict[str, Loaded]:
+    """The shipped library, parsed once per process (the files are part of the install)."""
+    return load_library()
 
 
 def get(library: dict[str, Loaded], runbook_id: str) -> Loaded:

@@ -29,6 +29,7 @@ from tenantops.errors import (
 from tenantops.kit.canonical import canonical_json
 from tenantops.kit.clock import utcnow
 from tenantops.kit.ids import new_id
+from tenantops.runbooks import engine, spec
 from tenantops.tenants import lifecycle, repository
 from tenantops.tenants.lifecycle import Facts, TenantEvent, TenantState
 from tenantops.tenants.models import IdempotencyRecord, Tenant
@@ -40,6 +41,7 @@ from tenantops.tenants.schemas import (
     ReactivationRequestCreate,
     SuspendRequest,
     TenantCreate,
+    TenantRead,
 )
 
 AUDITED_FIELDS = (
@@ -65,6 +67,47 @@ STEP_ROLES: dict[TenantEvent, frozenset[Role]] = {
     TenantEvent.VERIFICATION_FAILED: frozenset({Role.QA, Role.ADMIN}),
     TenantEvent.ARCHIVE: frozenset({Role.OPS_ENGINEER, Role.ADMIN}),
 }
+
+
+ONBOARDING_RUNBOOK = "tenant-onboarding"
+SUSPENSION_RUNBOOK = "tenant-suspension"
+REACTIVATION_RUNBOOK = "tenant-reactivation"
+OFFBOARDING_RUNBOOK = "tenant-offboarding"
+
+
+def _start_run(
+    session: Session, runbook_id: str, tenant: Tenant, principal: Principal, **inputs: Any
+) -> str:
+    """Start a shipped runbook for ``tenant`` in this transaction; the caller audits it."""
+    session.flush()
+    run = engine.start_run(
+        session,
+        loaded=spec.get(spec.shipped(), runbook_id),
+        actor=principal,
+        tenant_id=tenant.id,
+        inputs={"tenant": TenantRead.model_validate(tenant).model_dump(mode="json"), **inputs},
+        audited=False,
+    )
+    return run.id
+
+
+def _signal_onboarding(
+    session: Session, tenant: Tenant, principal: Principal, decision: str
+) -> str | None:
+    """Open (or close) the approval gate of the tenant's onboarding run."""
+    for run in engine.open_runs(session, tenant_id=tenant.id, runbook_id=ONBOARDING_RUNBOOK):
+        engine.signal(
+            session,
+            run_id=run.id,
+            step_name="approval",
+            decision=decision,
+            # The tenant approvals applied the SoD rules; the gate records who closed it.
+            principal=Principal(subject=principal.subject, via="system"),
+            comment="decided through the tenant approvals",
+            audited=False,
+        )
+        return run.id
+    return None
 
 
 def snapshot(tenant: Tenant) -> dict[str, Any]:
@@ -219,7 +262,11 @@ def create_tenant(
         action="tenant.requested",
         tenant_id=tenant.id,
         changes=audit.diff({}, snapshot(tenant)),
-        detail={"approval_request_id": request.id, "ticket_ref": data.ticket_ref},
+        detail={
+            "approval_request_id": request.id,
+            "ticket_ref": data.ticket_ref,
+            "run_id": _start_run(session, ONBOARDING_RUNBOOK, tenant, principal),
+        },
     )
     return tenant, False
 
@@ -253,6 +300,8 @@ def decide_onboarding(
         "comment": data.comment,
         "risk_ref": data.risk_ref,
     }
+    if status != "pending":
+        detail["run_id"] = _signal_onboarding(session, tenant, principal, data.decision)
     if status == "approved":
         return _move(
             session,
@@ -295,13 +344,18 @@ def suspend_tenant(
 ) -> Tenant:
     """Suspend an active tenant (incident, payment breach)."""
     tenant = _lock(session, principal=principal, ref=ref, if_match=if_match)
+    lifecycle.ensure_possible(TenantState(tenant.state), TenantEvent.SUSPEND)
+    inputs: dict[str, Any] = {"reason": data.reason}
+    if data.incident_ref is not None:
+        inputs["incident_ref"] = data.incident_ref
+    run_id = _start_run(session, SUSPENSION_RUNBOOK, tenant, principal, **inputs)
     return _move(
         session,
         tenant,
         TenantEvent.SUSPEND,
         principal=principal,
         action="tenant.suspended",
-        detail={"reason": data.reason, "incident_ref": data.incident_ref},
+        detail={"reason": data.reason, "incident_ref": data.incident_ref, "run_id": run_id},
     )
 
 
@@ -371,6 +425,9 @@ def decide_reactivation(
         "risk_ref": data.risk_ref,
     }
     if status == "approved":
+        detail["run_id"] = _start_run(
+            session, REACTIVATION_RUNBOOK, tenant, principal, approval_request_id=request.id
+        )
         return _move(
             session,
             tenant,
@@ -405,13 +462,30 @@ def offboard_tenant(
     tenant = _lock(session, principal=principal, ref=ref, if_match=if_match)
     lifecycle.ensure_possible(TenantState(tenant.state), TenantEvent.OFFBOARD)
     cancelled = approvals.cancel_pending(session, tenant_id=tenant.id)
+    stopped = [
+        engine.cancel(
+            session,
+            run_id=run.id,
+            principal=principal,
+            reason="tenant offboarded",
+            audited=False,
+        ).id
+        for run in engine.open_runs(session, tenant_id=tenant.id)
+    ]
+    run_id = _start_run(session, OFFBOARDING_RUNBOOK, tenant, principal, reason=data.reason)
     return _move(
         session,
         tenant,
         TenantEvent.OFFBOARD,
         principal=principal,
         action="tenant.offboarding",
-        detail={"reason": data.reason, "ticket_ref": data.ticket_ref, "cancelled": cancelled},
+        detail={
+            "reason": data.reason,
+            "ticket_ref": data.ticket_ref,
+            "cancelled": cancelled,
+            "cancelled_runs": stopped,
+            "run_id": run_id,
+        },
     )
 
 
