@@ -87,11 +87,13 @@ def test_disable_then_enable_keeps_the_grants(db: Database) -> None:
     on = idp.enable_access(tenant_id=tid, idempotency_key="on")
     replayed_off = idp.disable_access(tenant_id=tid, idempotency_key="off")
 
-    assert not off.enabled and on.enabled
+    assert not off.enabled
+    assert on.enabled
     assert on.members == off.members
     assert not replayed_off.enabled  # what was recorded then
     now = idp.get_group(tenant_id=tid)
-    assert now is not None and now.enabled  # and the replay did not disable again
+    assert now is not None
+    assert now.enabled
 
 
 def test_members_are_added_changed_and_removed(db: Database) -> None:
@@ -128,7 +130,8 @@ def test_a_key_reused_for_another_operation_is_refused(db: Database) -> None:
         idp.disable_access(tenant_id=tid, idempotency_key="k")
     assert caught.value.retry is Retry.PERMANENT
     group = idp.get_group(tenant_id=tid)
-    assert group is not None and group.enabled
+    assert group is not None
+    assert group.enabled
 
 
 def test_concurrent_runs_of_one_step_apply_the_effect_once(db: Database) -> None:
