@@ -17,6 +17,7 @@ from tenantops.config import Settings
 from tenantops.errors import AppError
 from tenantops.kit.client import ClientError
 from tenantops.logs import configure_logging
+from tenantops.runbooks.cli import runbooks_app, runs_app
 from tenantops.tenants.cli import app as tenants_app
 
 try:  # typer >= 0.26 ships its own copy of click
@@ -36,6 +37,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(runs_app, name="runs")
+app.add_typer(runbooks_app, name="runbooks")
 
 
 @app.command()

@@ -102,3 +102,9 @@ def attempts(session: Session, step_ids: Sequence[str]) -> dict[str, list[StepAt
 def count_attempts(session: Session, step_id: str, status: str) -> int:
     query = select(func.count()).where(StepAttempt.step_id == step_id, StepAttempt.status == status)
     return int(session.execute(query).scalar_one())
+
+
+def open_runs(session: Session) -> Sequence[Run]:
+    """Every unfinished run, oldest first."""
+    query = select(Run).where(Run.status.in_(("running", "waiting"))).order_by(Run.id)
+    return session.execute(query).scalars().all()
