@@ -18,7 +18,7 @@ from tenantops.tenants.actions import tenant_actions
 def build_actions(settings: Settings, db: Database) -> Registry:
     """Every action a runbook step may name, bound to the configured drivers."""
     actions = builtin_actions()
-    actions.update(tenant_actions())
+    actions.update(tenant_actions(settings.data_dir))
     actions.update(driver_actions(settings, db))
     actions.update(gitops_actions(settings))
     return actions

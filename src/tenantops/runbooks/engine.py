@@ -482,6 +482,12 @@ def open_runs(session: Session, *, tenant_id: str, runbook_id: str | None = None
     return list(session.execute(query).scalars())
 
 
+def runs_of(session: Session, *, tenant_id: str) -> list[Run]:
+    """Every run of a tenant, oldest first."""
+    query = select(Run).where(Run.tenant_id == tenant_id).order_by(Run.created_at, Run.id)
+    return list(session.execute(query).scalars())
+
+
 def steps_of(session: Session, run_id: str) -> list[RunStep]:
     return list(
         session.execute(

@@ -1,18 +1,28 @@
-"""Runbook actions of the tenant domain: lifecycle transitions and tenant events.
+"""Runbook actions of the tenant domain: lifecycle transitions, evidence, export, certificate.
 
-``tenant.transition`` has no side effect outside the control plane; its
-``apply`` moves the tenant through the lifecycle table inside the transaction
-that completes the step, so a re-run step can never transition twice.
+These have no side effect outside the control plane and its data directory;
+their ``apply`` runs inside the transaction that completes the step, so a
+re-run step never transitions twice, and the files they write are named by
+run, so a re-run overwrites the same file with the same content.
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+from typing import Any
+
 from sqlalchemy.orm import Session
 
+from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal, Role
+from tenantops.kit.canonical import canonical_json
+from tenantops.kit.clock import utcnow
+from tenantops.kit.files import write_atomic
+from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext, FunctionAction, Registry, StepResult
 from tenantops.tenants import service
-from tenantops.tenants.schemas import LifecycleEventCreate
+from tenantops.tenants.schemas import LifecycleEventCreate, TenantRead
 
 ENGINE = Principal(subject="system:runbook-engine", roles=frozenset({Role.ADMIN}), via="system")
 
@@ -35,5 +45,119 @@ def _transition_apply(session: Session, ctx: ActionContext, result: StepResult) 
     result.evidence["state"] = tenant.state
 
 
-def tenant_actions() -> Registry:
-    return {"tenant.transition": FunctionAction(_transition_run, _transition_apply)}
+def _nothing(ctx: ActionContext) -> StepResult:
+    return StepResult()
+
+
+def _digest(document: Any) -> str:
+    return hashlib.sha256(canonical_json(document).encode()).hexdigest()
+
+
+def _runs(session: Session, tenant_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": run.id,
+            "runbook": run.runbook_id,
+            "version": run.runbook_version,
+            "hash": run.runbook_hash,
+            "status": run.status,
+            "steps": [
+                {"name": s.name, "status": s.status, "evidence": s.evidence or {}}
+                for s in engine.steps_of(session, run.id)
+            ],
+        }
+        for run in engine.runs_of(session, tenant_id=tenant_id)
+    ]
+
+
+class TenantFiles:
+    """Evidence bundles, exports and deletion certificates under the data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir
+
+    def _write(self, kind: str, ctx: ActionContext, document: dict[str, Any]) -> tuple[Path, str]:
+        body = canonical_json(document).encode()
+        path = self.root / kind / (ctx.tenant_id or "none") / f"{ctx.run_id}.json"
+        write_atomic(path, body)
+        return path, hashlib.sha256(body).hexdigest()
+
+    def collect_evidence(self, session: Session, ctx: ActionContext, result: StepResult) -> None:
+        """The tenant's audit trail and runs at this moment, hashed; the incident reference."""
+        tenant_id = _tenant_id(ctx)
+        trail = audit.tenant_trail(session, tenant_id)
+        document = {
+            "tenant_id": tenant_id,
+            "collected_at": utcnow().isoformat(),
+            "incident_ref": ctx.params.get("incident_ref") or None,
+            "audit": trail,
+            "runs": _runs(session, tenant_id),
+        }
+        path, digest = self._write("evidence", ctx, document)
+        result.output.update(bundle=str(path), digest=digest, entries=len(trail))
+        result.evidence.update(
+            digest=digest, entries=len(trail), incident_ref=document["incident_ref"]
+        )
+
+    def export(self, session: Session, ctx: ActionContext, result: StepResult) -> None:
+        """The tenant's records as JSON, with the manifest digests its runs committed."""
+        tenant_id = _tenant_id(ctx)
+        tenant = service.get_tenant(session, principal=ENGINE, ref=tenant_id)
+        runs = _runs(session, tenant_id)
+        document = {
+            "tenant": TenantRead.model_validate(tenant).model_dump(mode="json"),
+            "approvals": [
+                a.model_dump(mode="json")
+                for a in service.list_approvals(session, principal=ENGINE, ref=tenant_id)
+            ],
+            "audit": audit.tenant_trail(session, tenant_id),
+            "runs": runs,
+            "manifest_digests": sorted(
+                {
+                    str(step["evidence"]["manifest_digest"])
+                    for run in runs
+                    for step in run["steps"]
+                    if "manifest_digest" in step["evidence"]
+                }
+            ),
+            "exported_at": utcnow().isoformat(),
+        }
+        path, digest = self._write("exports", ctx, document)
+        result.output.update(bundle=str(path), digest=digest)
+        result.evidence.update(bundle=path.name, digest=digest)
+
+    def certificate(self, session: Session, ctx: ActionContext, result: StepResult) -> None:
+        """A deletion certificate naming what was removed, with the hashes that prove it."""
+        tenant_id = _tenant_id(ctx)
+        tenant = service.get_tenant(session, principal=ENGINE, ref=tenant_id)
+        body = {
+            "certificate": "tenant-deletion",
+            "tenant_id": tenant.id,
+            "tenant_name": tenant.name,
+            "run_id": ctx.run_id,
+            "issued_at": utcnow().isoformat(),
+            "export_digest": ctx.params.get("export_digest"),
+            "removal_commit": ctx.params.get("removal_commit"),
+            "revoked": ctx.params.get("revoked", []),
+            "audit_head": (audit.tenant_trail(session, tenant_id) or [{"hash": None}])[-1]["hash"],
+        }
+        document = {**body, "digest": _digest(body)}
+        path, _ = self._write("certificates", ctx, document)
+        result.output.update(certificate=str(path), digest=document["digest"])
+        result.evidence.update(certificate=path.name, digest=document["digest"])
+
+
+def _tenant_id(ctx: ActionContext) -> str:
+    if ctx.tenant_id is None:
+        raise ValueError(f"{ctx.step_name} needs a run against a tenant")
+    return ctx.tenant_id
+
+
+def tenant_actions(data_dir: Path) -> Registry:
+    files = TenantFiles(data_dir)
+    return {
+        "tenant.transition": FunctionAction(_transition_run, _transition_apply),
+        "tenant.collect_evidence": FunctionAction(_nothing, files.collect_evidence),
+        "tenant.export": FunctionAction(_nothing, files.export),
+        "tenant.deletion_certificate": FunctionAction(_nothing, files.certificate),
+    }

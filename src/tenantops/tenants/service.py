@@ -92,7 +92,7 @@ def _start_run(
 
 
 def _signal_onboarding(
-    session: Session, tenant: Tenant, principal: Principal, decision: str
+    session: Session, tenant: Tenant, principal: Principal, decision: str, role: str
 ) -> str | None:
     """Open (or close) the approval gate of the tenant's onboarding run."""
     for run in engine.open_runs(session, tenant_id=tenant.id, runbook_id=ONBOARDING_RUNBOOK):
@@ -103,6 +103,7 @@ def _signal_onboarding(
             decision=decision,
             # The tenant approvals applied the SoD rules; the gate records who closed it.
             principal=Principal(subject=principal.subject, via="system"),
+            role=role,
             comment="decided through the tenant approvals",
             audited=False,
         )
@@ -301,7 +302,7 @@ def decide_onboarding(
         "risk_ref": data.risk_ref,
     }
     if status != "pending":
-        detail["run_id"] = _signal_onboarding(session, tenant, principal, data.decision)
+        detail["run_id"] = _signal_onboarding(session, tenant, principal, data.decision, data.role)
     if status == "approved":
         return _move(
             session,
