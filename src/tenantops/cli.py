@@ -61,6 +61,10 @@ def serve(
     from tenantops.store import open_database
 
     settings = Settings()
+    # The flags win over the environment, and the app must know where it listens
+    # (the built-in tenant probe and the links it sends are built from them).
+    settings.host = host or settings.host
+    settings.port = port or settings.port
     db = open_database(settings, migrate_empty=True)
     if settings.bootstrap_admin and settings.oidc.issuer is None:
         with db.write() as session:
@@ -85,8 +89,8 @@ def serve(
     application = create_app(settings, db=db)
     uvicorn.run(
         application,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         log_level="warning",
         access_log=False,
     )
