@@ -19,7 +19,7 @@ from tenantops.drivers.gitops import Change, Commit, GitOpsRepo, LocalGitRepo
 
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ["git", f"--git-dir={repo}", *args], capture_output=True, text=True, check=True
     ).stdout
 
 
@@ -43,9 +43,9 @@ def test_the_repository_is_created_on_first_use(repo: LocalGitRepo) -> None:
     assert not repo.path.exists()
     assert repo.read() == {}
     head = repo.head()
-    assert (repo.path / ".git").is_dir()
-    assert git(repo.path, "rev-parse", "HEAD").strip() == head
-    assert git(repo.path, "branch", "--show-current").strip() == "main"
+    assert git(repo.path, "rev-parse", "--is-bare-repository").strip() == "true"
+    assert git(repo.path, "rev-parse", "main").strip() == head
+    assert git(repo.path, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
 
 
 def test_a_change_is_one_commit_with_its_run_actor_and_key(repo: LocalGitRepo) -> None:
@@ -62,7 +62,7 @@ def test_a_change_is_one_commit_with_its_run_actor_and_key(repo: LocalGitRepo) -
     assert "Tenantops-Run: run-k1" in trailers
     assert port.read() == {"a/x.yaml": "x: 1\n", "b.yaml": "b\n"}
     assert port.read("a") == {"a/x.yaml": "x: 1\n"}
-    assert git(repo.path, "status", "--porcelain") == ""
+    assert port.read("a/x.yaml") == {"a/x.yaml": "x: 1\n"}
 
 
 def test_the_same_key_again_returns_the_first_commit_and_commits_nothing(
@@ -99,7 +99,6 @@ def test_replace_leaves_exactly_the_new_files_and_deletes_the_rest(repo: LocalGi
     removed = repo.apply(change("k3", {"keep.yaml": None}, replace=("t", "never-there")))
     assert removed.changed
     assert repo.read() == {}
-    assert not (repo.path / "t").exists()
 
 
 def test_deleting_what_is_not_there_is_no_change(repo: LocalGitRepo) -> None:
@@ -108,7 +107,9 @@ def test_deleting_what_is_not_there_is_no_change(repo: LocalGitRepo) -> None:
     assert done == Commit(sha=head, changed=False)
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "../outside.yaml", ".git/config", "a/../../b"])
+@pytest.mark.parametrize(
+    "path", ["/etc/passwd", "../outside.yaml", ".git/config", "a/../../b", "a b.yaml", "a\nb"]
+)
 def test_a_path_outside_the_repository_is_refused(repo: LocalGitRepo, path: str) -> None:
     with pytest.raises(DriverError) as caught:
         repo.apply(change("k1", {path: "x\n"}))
@@ -117,19 +118,43 @@ def test_a_path_outside_the_repository_is_refused(repo: LocalGitRepo, path: str)
 
 
 def test_what_a_killed_writer_left_behind_is_cleared_before_the_next_commit(
-    repo: LocalGitRepo,
+    repo: LocalGitRepo, tmp_path: Path
 ) -> None:
     repo.apply(change("k1", {"t/a.yaml": "a\n"}))
-    # A writer killed mid-commit: git's lock file, a staged file, an edited and
-    # a stray file in the work tree. None of it may reach the next commit.
-    (repo.path / "t" / "a.yaml").write_text("half-written")
-    (repo.path / "stray.yaml").write_text("stray\n")
-    git(repo.path, "add", "stray.yaml")
-    (repo.path / ".git" / "index.lock").write_text("")
+    # A writer killed mid-commit leaves git's lock on the branch and HEAD.
+    (repo.path / "refs" / "heads" / "main.lock").write_text("")
+    (repo.path / "HEAD.lock").write_text("")
     done = repo.apply(change("k2", {"u/b.yaml": "b\n"}))
     assert done.changed
     assert repo.read() == {"t/a.yaml": "a\n", "u/b.yaml": "b\n"}
-    assert git(repo.path, "show", "--name-only", "--format=", "HEAD").split() == ["u/b.yaml"]
+    git(repo.path, "fsck", "--strict")
+
+
+def test_a_stream_cut_short_commits_nothing(repo: LocalGitRepo) -> None:
+    head = repo.head()
+    # What a writer killed half-way through its fast-import would have sent.
+    cut = subprocess.run(
+        ["git", f"--git-dir={repo.path}", "fast-import", "--quiet", "--done"],
+        input=b"commit refs/heads/main\ncommitter x <x@x> 0 +0000\ndata 2\nhi\n"
+        + f"from {head}\nM 100644 inline half.yaml\ndata 4\nha\n".encode(),
+        capture_output=True,
+        check=False,
+    )
+    assert cut.returncode != 0
+    assert repo.head() == head
+    assert repo.read() == {}
+
+
+def test_the_repository_may_live_inside_another_repository(tmp_path: Path) -> None:
+    outer = tmp_path / "outer"
+    subprocess.run(["git", "init", "-q", str(outer)], check=True)
+    inner = LocalGitRepo(outer / "data" / "gitops")
+    inner.apply(change("k1", {"a.yaml": "a\n"}))
+    assert inner.read() == {"a.yaml": "a\n"}
+    outer_log = subprocess.run(
+        ["git", "-C", str(outer), "log", "--oneline"], capture_output=True, text=True, check=False
+    )
+    assert outer_log.stdout == ""
 
 
 def test_git_missing_needs_a_human(tmp_path: Path) -> None:
@@ -169,7 +194,6 @@ def test_concurrent_writers_each_commit_once_and_the_repository_stays_consistent
             assert len(repo.commits_with_key(f"w{w}/r{r}")) == 1
     assert len(repo.log()) == 1 + writers * rounds
     assert repo.read() == {f"t{w}/f.yaml": f"{rounds - 1}\n" for w in range(writers)}
-    assert git(repo.path, "status", "--porcelain") == ""
     git(repo.path, "fsck", "--strict")
 
 

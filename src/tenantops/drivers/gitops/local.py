@@ -1,21 +1,25 @@
-"""The local GitOps adapter: a real git repository on disk, driven by the git CLI.
+"""The local GitOps adapter: a real (bare) git repository on disk, driven by the git CLI.
 
-Why the git CLI and not a library: see docs/decisions/0008. Every write holds
-an exclusive ``fcntl`` lock on ``.git/tenantops.lock``, so workers in threads or
-processes commit one at a time; the kernel drops the lock of a process that
-dies, and the next writer clears what that process left half-done (git's own
-stale ``*.lock`` files, a dirty index or work tree) before it starts. A commit
-is atomic in git (objects first, then the branch ref), so a crash leaves either
-the old head or the new one.
+Why the git CLI and not a library, and why bare: see docs/decisions/0008. A
+change never touches a work tree: the new tree is computed from the head's
+listing, compared with it in memory (an unchanged render makes no commit and
+no git call beyond the listing), and written with one ``git fast-import``
+that creates the blobs, trees and commit and moves the branch. Every write
+holds an exclusive ``fcntl`` lock on ``tenantops.lock`` in the repository, so
+workers in threads or processes commit one at a time; the kernel drops the
+lock of a process that dies, and the next writer removes the lock files git
+left half-done. A branch moves atomically, so a crash leaves either the old
+head or the new one (plus, at worst, unreferenced objects that gc drops).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
-import shutil
+import re
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
@@ -30,89 +34,88 @@ from tenantops.drivers.gitops.port import (
 from tenantops.kit.clock import utcnow
 
 LOCK_NAME = "tenantops.lock"
-# Lock files git itself leaves behind when killed mid-command; stale once we hold our lock.
-GIT_LOCKS = ("index.lock", "HEAD.lock", "packed-refs.lock", "config.lock")
+# Lock files git leaves behind when killed mid-command; stale once we hold our lock.
+GIT_LOCKS = ("HEAD.lock", "packed-refs.lock", "config.lock", "shallow.lock")
+SAFE_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+FILE_MODE = "100644"
+GC_EVERY = 200  # commits between `git gc --auto` checks
 
 
 def _one_line(value: str) -> str:
     return " ".join(value.split())
 
 
+def blob_sha(data: bytes) -> str:
+    """The id git gives a file's content (so equality needs no git call)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
 class LocalGitRepo:
-    """A git repository at ``path`` (created on first write) with one branch."""
+    """A bare git repository at ``path`` (created on first use) with one branch."""
 
     def __init__(
         self, path: Path, *, branch: str = "main", git: str = "git", timeout: float = 120.0
     ) -> None:
         self.path = Path(path)
         self.branch = branch
+        self.ref = f"refs/heads/{branch}"
         self.git = git
         self.timeout = timeout
+        self._commits = 0
+        self._ready = False
 
     # -- the port -----------------------------------------------------------
 
     def apply(self, change: Change) -> Commit:
         """Commit ``change`` unless its key was committed before or nothing differs."""
-        deletions = [self._relative(p) for p in change.replace]
-        deletions += [self._relative(p) for p, text in change.files.items() if text is None]
-        writes = {self._relative(p): text for p, text in change.files.items() if text is not None}
         key = _one_line(change.idempotency_key)
         if not key:
             raise DriverError("a change needs an idempotency key", retry=Retry.PERMANENT)
+        removed = [self._relative(p) for p in change.replace]
+        removed += [self._relative(p) for p, text in change.files.items() if text is None]
+        written = {
+            self._relative(p): text.encode("utf-8")
+            for p, text in change.files.items()
+            if text is not None
+        }
         with self._locked():
             self._ensure()
             done = self._find(key)
             if done:
                 return Commit(sha=done[0], changed=True, replayed=True)
-            self._run("reset", "-q", "--hard", "HEAD")
-            if deletions:
-                self._run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *deletions)
-                for rel in deletions:
-                    target = self.path / rel
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    else:
-                        target.unlink(missing_ok=True)
-            for rel, text in writes.items():
-                target = self.path / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
-            if writes:
-                self._run("add", "--", *writes)
-            if self._run("diff", "--cached", "--quiet", check=False).returncode == 0:
-                return Commit(sha=self._head(), changed=False)
-            self._commit(change, key)
-            return Commit(sha=self._head(), changed=True)
+            head = self._head()
+            current = self._listing(head)
+            wanted = {
+                path: entry
+                for path, entry in current.items()
+                if not any(path == r or path.startswith(f"{r}/") for r in removed)
+            }
+            wanted.update({path: (FILE_MODE, blob_sha(data)) for path, data in written.items()})
+            if wanted == current:
+                return Commit(sha=head, changed=False)
+            sha = self._import(change, key, head, removed, written)
+            self._commits += 1
+            if self._commits % GC_EVERY == 0:
+                self._run("gc", "--auto", "--quiet")
+            return Commit(sha=sha, changed=True)
 
     def read(self, prefix: str = "") -> dict[str, str]:
         """The committed files under ``prefix`` at the head of the branch, path -> text."""
         if not self._initialised():
             return {}
-        spec = [self._relative(prefix)] if prefix else []
-        listing = self._run("ls-tree", "-r", "-z", "HEAD", "--", *spec).stdout
-        entries: list[tuple[str, str]] = []
-        for record in listing.split("\0"):
-            if not record:
-                continue
-            meta, path = record.split("\t", 1)
-            _mode, kind, sha = meta.split()
-            if kind == "blob":
-                entries.append((sha, path))
+        rel = self._relative(prefix) if prefix else ""
+        entries = [
+            (sha, path)
+            for path, (_mode, sha) in self._listing(self.ref).items()
+            if not rel or path == rel or path.startswith(f"{rel}/")
+        ]
         if not entries:
             return {}
-        batch = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [self.git, "-C", str(self.path), "cat-file", "--batch"],
-            input="".join(f"{sha}\n" for sha, _ in entries).encode(),
-            capture_output=True,
-            env=self._env(),
-            timeout=self.timeout,
-            check=False,
+        batch = self._call(
+            [*self._git(), "cat-file", "--batch"],
+            "".join(f"{sha}\n" for sha, _ in entries).encode(),
         )
-        if batch.returncode != 0:
-            raise DriverError(
-                f"git cat-file failed: {batch.stderr.decode()}", retry=Retry.RETRIABLE
-            )
-        out, pos, files = batch.stdout, 0, {}
+        out, pos, files = batch, 0, {}
         for _sha, path in entries:
             header_end = out.index(b"\n", pos)
             size = int(out[pos:header_end].split()[2])
@@ -136,18 +139,19 @@ class LocalGitRepo:
         """Every commit message of the branch, newest first (for people and tests)."""
         if not self._initialised():
             return []
-        out = self._run("log", "--format=%B%x00", "HEAD").stdout
+        out = self._run("log", "--format=%B%x00", self.ref).stdout
         return [m.strip() for m in out.split("\0") if m.strip()]
 
     # -- internals ----------------------------------------------------------
 
     def _relative(self, path: str) -> str:
         pure = PurePosixPath(path)
-        if pure.is_absolute() or not pure.parts or {"..", ".git"} & set(pure.parts):
+        text = pure.as_posix()
+        if pure.is_absolute() or not SAFE_PATH.match(text) or {"..", ".", ".git"} & set(pure.parts):
             raise DriverError(
                 f"{path!r} is not a path inside the repository", retry=Retry.PERMANENT
             )
-        return pure.as_posix()
+        return text
 
     def _env(self) -> dict[str, str]:
         # No user or system git config may change what we commit (signing, hooks, …).
@@ -161,37 +165,17 @@ class LocalGitRepo:
             "TZ": "UTC",
         }
 
-    def _run(
-        self,
-        *args: str,
-        check: bool = True,
-        stdin: str | None = None,
-        env: dict[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        argv: Sequence[str] = [
-            self.git,
-            "-C",
-            str(self.path),
-            "-c",
-            "user.name=tenantops",
-            "-c",
-            "user.email=tenantops@localhost",
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "core.hooksPath=/dev/null",
-            # gc runs inside our lock, never detached behind it.
-            "-c",
-            "gc.autoDetach=false",
-            *args,
-        ]
+    def _git(self) -> list[str]:
+        # --git-dir, never discovery: the repository may sit inside another one.
+        return [self.git, f"--git-dir={self.path}"]
+
+    def _call(self, argv: Sequence[str], stdin: bytes | None = None) -> bytes:
         try:
             done = subprocess.run(  # noqa: S603 - fixed argv, no shell
                 argv,
                 input=stdin,
                 capture_output=True,
-                text=True,
-                env={**self._env(), **(env or {})},
+                env=self._env(),
                 timeout=self.timeout,
                 check=False,
             )
@@ -200,20 +184,21 @@ class LocalGitRepo:
                 f"git is not installed ({self.git})", retry=Retry.NEEDS_HUMAN
             ) from exc
         except subprocess.TimeoutExpired as exc:
-            raise DriverError(f"git {args[0]} timed out", retry=Retry.RETRIABLE) from exc
-        if check and done.returncode != 0:
-            raise DriverError(
-                f"git {args[0]} failed: {done.stderr.strip() or done.stdout.strip()}",
-                retry=Retry.RETRIABLE,
-            )
-        return done
+            raise DriverError(f"git {argv[2]} timed out", retry=Retry.RETRIABLE) from exc
+        if done.returncode != 0:
+            detail = done.stderr.decode(errors="replace").strip()
+            raise DriverError(f"git {argv[2]} failed: {detail}", retry=Retry.RETRIABLE)
+        return done.stdout
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        out = self._call([*self._git(), *args])
+        return subprocess.CompletedProcess(args, 0, out.decode("utf-8"), "")
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        gitdir = self.path / ".git"
         try:
-            gitdir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(gitdir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise DriverError(
                 f"cannot open the GitOps repository at {self.path}: {exc}", retry=Retry.NEEDS_HUMAN
@@ -226,33 +211,41 @@ class LocalGitRepo:
             os.close(fd)
 
     def _initialised(self) -> bool:
-        return (self.path / ".git" / "HEAD").is_file()
+        return (self.path / "HEAD").is_file() and (self.path / "objects").is_dir()
 
     def _ensure(self) -> None:
-        """Create the repository on first use and clear what a killed writer left (lock held)."""
-        gitdir = self.path / ".git"
+        """Create the repository on first use; clear what a killed writer left (lock held)."""
         if not self._initialised():
-            self._run("init", "-q", "-b", self.branch)
+            self._ready = False
+            self._run("init", "-q", "--bare", "-b", self.branch)
         for name in GIT_LOCKS:
-            (gitdir / name).unlink(missing_ok=True)
-        for stale in (gitdir / "refs").rglob("*.lock"):
+            (self.path / name).unlink(missing_ok=True)
+        for stale in (self.path / "refs").rglob("*.lock"):
             stale.unlink(missing_ok=True)
-        if self._run("rev-parse", "-q", "--verify", "HEAD", check=False).returncode != 0:
-            self._run(
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "Initialise the GitOps repository",
-                env=self._dates(),
+        if not self._ready and not self._has_head():
+            self._fast_import(
+                f"commit {self.ref}\n"
+                f"committer tenantops <tenantops@localhost> {self._epoch()} +0000\n".encode()
+                + self._data(b"Initialise the GitOps repository\n")
             )
+        self._ready = True
 
-    def _dates(self) -> dict[str, str]:
-        now = utcnow().isoformat()
-        return {"GIT_AUTHOR_DATE": now, "GIT_COMMITTER_DATE": now}
+    def _has_head(self) -> bool:
+        listing = self._run("for-each-ref", "--format=%(objectname)", self.ref).stdout
+        return bool(listing.strip())
 
     def _head(self) -> str:
-        return self._run("rev-parse", "HEAD").stdout.strip()
+        return self._run("rev-parse", "--verify", "-q", f"{self.ref}^{{commit}}").stdout.strip()
+
+    def _listing(self, rev: str) -> dict[str, tuple[str, str]]:
+        out = self._run("ls-tree", "-r", "-z", "--full-tree", rev).stdout
+        files: dict[str, tuple[str, str]] = {}
+        for record in out.split("\0"):
+            if record:
+                meta, path = record.split("\t", 1)
+                mode, _kind, sha = meta.split()
+                files[path] = (mode, sha)
+        return files
 
     def _find(self, key: str) -> list[str]:
         out = self._run(
@@ -260,7 +253,7 @@ class LocalGitRepo:
             "--fixed-strings",
             f"--grep={key}",
             f"--format=%H%x1f%(trailers:key={IDEMPOTENCY_TRAILER},valueonly,separator=%x1f)%x1e",
-            "HEAD",
+            self.ref,
         ).stdout
         found = []
         for record in out.split("\x1e"):
@@ -269,7 +262,28 @@ class LocalGitRepo:
                 found.append(sha)
         return found
 
-    def _commit(self, change: Change, key: str) -> None:
+    @staticmethod
+    def _epoch() -> int:
+        return int(utcnow().timestamp())
+
+    @staticmethod
+    def _data(payload: bytes) -> bytes:
+        return b"data %d\n" % len(payload) + payload + b"\n"
+
+    def _fast_import(self, stream: bytes) -> str:
+        """Run one import; returns what it printed (the commit's sha, when asked with get-mark)."""
+        # --done: a stream cut short (a killed writer) is refused, never half-applied.
+        out = self._call([*self._git(), "fast-import", "--quiet", "--done"], stream + b"done\n")
+        return out.decode().strip()
+
+    def _import(
+        self,
+        change: Change,
+        key: str,
+        parent: str,
+        removed: list[str],
+        written: Mapping[str, bytes],
+    ) -> str:
         actor = _one_line(change.actor).replace("<", "").replace(">", "") or "unknown"
         run_id = _one_line(change.run_id)
         message = (
@@ -280,12 +294,17 @@ class LocalGitRepo:
             f"{IDEMPOTENCY_TRAILER}: {key}\n"
         )
         email = actor if "@" in actor else f"{actor.replace(' ', '.')}@tenantops.invalid"
-        self._run(
-            "commit",
-            "-q",
-            "--no-verify",
-            "-F",
-            "-",
-            stdin=message,
-            env={**self._dates(), "GIT_AUTHOR_NAME": actor, "GIT_AUTHOR_EMAIL": email},
-        )
+        when = self._epoch()
+        parts = [
+            f"commit {self.ref}\nmark :1\n".encode(),
+            f"author {actor} <{email}> {when} +0000\n".encode(),
+            f"committer tenantops <tenantops@localhost> {when} +0000\n".encode(),
+            self._data(message.encode()),
+            f"from {parent}\n".encode(),
+        ]
+        parts += [f"D {path}\n".encode() for path in removed]
+        for path, data in written.items():
+            parts.append(f"M {FILE_MODE} inline {path}\n".encode())
+            parts.append(self._data(data))
+        parts.append(b"get-mark :1\n")
+        return self._fast_import(b"".join(parts))
