@@ -1,0 +1,199 @@
+"""A worker process the crash and multi-worker tests start, kill and restart.
+
+    python -m tests.runbooks.crash_worker --db URL --effects PATH [--name NAME]
+        [--concurrency 4] [--lease-grace 0.2] [--actions MODULE:FACTORY]
+
+It prints ``ready`` on stdout once it is about to claim work, then serves
+until SIGTERM (or SIGKILL, which is the point). ``--actions`` names a factory
+``(db, effects_path) -> Registry``; the default installs ``effect``, an action
+with a real side effect recorded in an :class:`EffectLog`. To run the harness
+against another runbook, pass a factory that installs that runbook's actions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import random
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from tenantops.db import Database
+from tenantops.logs import configure_logging
+from tenantops.runbooks.actions import ActionContext, FunctionAction, Registry, StepResult
+from tenantops.runbooks.worker import Worker
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tries (key TEXT, run_id TEXT, step TEXT, attempt INT, worker TEXT);
+CREATE TABLE IF NOT EXISTS checks (key TEXT, found INT);
+CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS applied (key TEXT, run_id TEXT, step TEXT, worker TEXT);
+"""
+
+
+class EffectLog:
+    """A driver's own record of side effects, in a SQLite file of its own.
+
+    ``tries``: every execution of the action. ``checks``: every attempt to
+    apply the effect, and whether its idempotency key was already there.
+    ``applied``: one row per time the effect really happened, with no unique
+    constraint, so an effect applied twice shows up as two rows.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def tried(self, ctx: ActionContext, worker: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO tries VALUES (?, ?, ?, ?, ?)",
+                (ctx.idempotency_key, ctx.run_id, ctx.step_name, ctx.attempt, worker),
+            )
+
+    def apply_once(self, ctx: ActionContext, worker: str) -> bool:
+        """Apply the effect unless its key is already recorded; True if it was applied now."""
+        with self._tx() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM effects WHERE key = ?", (ctx.idempotency_key,)
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO checks VALUES (?, ?)", (ctx.idempotency_key, found is not None)
+            )
+            if found is not None:
+                return False
+            conn.execute("INSERT INTO effects VALUES (?)", (ctx.idempotency_key,))
+            conn.execute(
+                "INSERT INTO applied VALUES (?, ?, ?, ?)",
+                (ctx.idempotency_key, ctx.run_id, ctx.step_name, worker),
+            )
+            return True
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(self.path, timeout=30)
+        try:
+            return list(conn.execute(sql, args).fetchall())
+        finally:
+            conn.close()
+
+
+def effect_actions(db: Database, effects: Path, *, max_sleep_ms: int = 8) -> Registry:
+    """``effect``: record the try, nap, apply once by idempotency key, nap again.
+
+    The naps (a few random milliseconds) make a kill likely to land inside a
+    step: before the effect, and between the effect and the step's completion.
+    """
+    log = EffectLog(effects)
+    worker = f"pid{os.getpid()}"
+
+    def nap() -> None:
+        time.sleep(random.uniform(0, max_sleep_ms) / 1000)
+
+    def run(ctx: ActionContext) -> StepResult:
+        log.tried(ctx, worker)
+        nap()
+        applied_now = log.apply_once(ctx, worker)
+        nap()
+        return StepResult(
+            output={"key": ctx.idempotency_key},
+            evidence={"applied_now": applied_now, "attempt": ctx.attempt},
+        )
+
+    return {"effect": FunctionAction(run)}
+
+
+def spawn(db_url: str, effects: Path, *extra: str) -> subprocess.Popen[str]:
+    """Start a worker process and wait (bounded) until it says ``ready``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", __name__, "--db", db_url, "--effects", str(effects), *extra],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline() if ready else ""
+    if line.strip() != "ready":
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"worker did not start (exit {proc.returncode}, said {line!r})")
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it does not go within a few seconds."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _factory(spec: str) -> Callable[[Database, Path], Registry]:
+    module, _, name = spec.partition(":")
+    found: Callable[[Database, Path], Registry] = getattr(importlib.import_module(module), name)
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--effects", required=True, type=Path)
+    parser.add_argument("--name")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--lease-grace", type=float, default=0.2)
+    parser.add_argument("--poll", type=float, default=0.02)
+    parser.add_argument("--actions", default=f"{__name__}:effect_actions")
+    args = parser.parse_args(argv)
+
+    configure_logging("WARNING", json=False)
+    db = Database(args.db)
+    worker = Worker(
+        db,
+        _factory(args.actions)(db, args.effects),
+        name=args.name,
+        concurrency=args.concurrency,
+        poll_seconds=args.poll,
+        lease_grace=timedelta(seconds=args.lease_grace),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop(timeout=0))
+    print("ready", flush=True)  # the protocol with the test
+    worker.serve()
+    db.dispose()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
