@@ -19,11 +19,12 @@ run: $(BIN)/.installed  ## install, then serve on the embedded default (SQLite i
 test: $(BIN)/.installed  ## the whole test suite, on SQLite and PostgreSQL
 	$(BIN)/pytest
 
-lint: $(BIN)/.installed  ## ruff, mypy (strict), import contracts
+lint: $(BIN)/.installed  ## ruff, mypy (strict), import contracts, the runbook library against its schema
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/tenantops runbooks validate
 
 check: lint test
 
