@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from tenantops.config import NotifySettings, Settings, SMTPSettings
 from tenantops.db import Database
 from tenantops.drivers.actions import driver_actions
+from tenantops.drivers.notify.local import OutboxNotifier
 from tenantops.drivers.notify.render import render, template_names
 from tenantops.kit.ids import new_id
 from tenantops.runbooks.actions import ActionContext, Registry, StepFailed
@@ -205,6 +206,7 @@ def test_a_replayed_step_returns_the_same_message(db: Database, settings: Settin
     first, _ = send(actions, t, "k", template="reactivation", to="tenant_owner")
     again, _ = send(actions, t, "k", template="reactivation", to="tenant_owner")
     assert again == first
+    assert OutboxNotifier(db).effect_count(tenant_id=t["id"]) == 1
 
 
 # SMTP delivery -----------------------------------------------------------------------------
@@ -329,12 +331,16 @@ def test_the_outbox_is_listed_newest_first_and_filtered(
     ).json()
     sent = client.get("/api/v1/notifications", params={"status": "sent"}, headers=ops).json()
 
-    assert [m["tenant_name"] for m in everything] == ["globex", "acme", "acme"]
+    # Ids are time-ordered to the millisecond: messages of one millisecond may come in any order.
+    assert sorted(m["tenant_name"] for m in everything) == ["acme", "acme", "globex"]
+    millis = [m["created_at"][:23] for m in everything]
+    assert millis == sorted(millis, reverse=True)
     assert {m["audience"] for m in by_name["items"]} == {"legal", "tenant_owner"}
     assert [m["template"] for m in by_id["items"]] == ["onboarding_pack"]
     assert sent["items"] == []
-    assert everything[0]["body"]
-    assert everything[0]["recipients"] == ["owner@acme.example"]
+    globex = next(m for m in everything if m["tenant_name"] == "globex")
+    assert globex["body"]
+    assert globex["recipients"] == ["owner@acme.example"]
 
 
 def test_the_outbox_pages_with_a_cursor(

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from tenantops.errors import Unprocessable
@@ -30,6 +30,13 @@ def get_by_key(session: Session, key: str) -> OutboxMessage | None:
     return session.execute(
         select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
     ).scalar_one_or_none()
+
+
+def count(session: Session, *, tenant_id: str | None) -> int:
+    query = select(func.count()).select_from(OutboxMessage)
+    if tenant_id is not None:
+        query = query.where(OutboxMessage.tenant_id == tenant_id)
+    return int(session.execute(query).scalar_one())
 
 
 def encode_cursor(last_id: str) -> str:

@@ -104,6 +104,11 @@ def mark_pending(session: Session, *, message_id: str) -> OutboxMessage:
     return row
 
 
+def count_messages(session: Session, *, tenant_id: str | None = None) -> int:
+    """How many messages the outbox holds (of one tenant, if given)."""
+    return repository.count(session, tenant_id=tenant_id)
+
+
 def get_notification(session: Session, *, principal: Principal, message_id: str) -> OutboxMessage:
     """A message the principal may see."""
     row = repository.get(session, message_id)

@@ -17,6 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import SYSTEM
@@ -93,13 +94,20 @@ def write_synthetic(request: Request, name: TenantName, body: SyntheticWrite) ->
         tenant_id, verdict = _probe(db, session, name)
     if tenant_id is None or not verdict.serving or body.value is None:
         return SyntheticRead(tenant=name, written=False)
-    with db.write() as session:
-        row = session.get(ProbeValue, tenant_id, with_for_update=True)
-        if row is None:
-            session.add(ProbeValue(tenant_id=tenant_id, value=body.value, written_at=utcnow()))
-        else:
-            row.value, row.written_at = body.value, utcnow()
-    return SyntheticRead(tenant=name, written=True, value=body.value)
+    for _ in range(3):
+        try:
+            with db.write() as session:
+                row = session.get(ProbeValue, tenant_id, with_for_update=True)
+                if row is None:
+                    session.add(
+                        ProbeValue(tenant_id=tenant_id, value=body.value, written_at=utcnow())
+                    )
+                else:
+                    row.value, row.written_at = body.value, utcnow()
+            return SyntheticRead(tenant=name, written=True, value=body.value)
+        except IntegrityError:
+            continue  # another write created the row first: update it
+    return SyntheticRead(tenant=name, written=False)
 
 
 @router.get("/tenants/{name}/synthetic", summary="Read the synthetic-test value back")

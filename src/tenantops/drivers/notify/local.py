@@ -117,3 +117,8 @@ class OutboxNotifier:
             f"message {failed.id} not delivered after {failed.attempts} attempts: {error}",
             retry=Retry.RETRIABLE if error.retriable else error.retry,
         )
+
+    def effect_count(self, *, tenant_id: str | None = None) -> int:
+        """How many messages the outbox holds (one per idempotency key)."""
+        with self.db.read() as session:
+            return service.count_messages(session, tenant_id=tenant_id)
