@@ -216,3 +216,39 @@ def test_concurrent_processes_serialise_on_the_repository_lock(repo: LocalGitRep
             assert len(repo.commits_with_key(f"p{n}/{i}")) == 1
     assert len(repo.log()) == 1 + 3 * 4
     git(repo.path, "fsck", "--strict")
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from tenantops.drivers.gitops import Change, LocalGitRepo
+repo = LocalGitRepo(Path(sys.argv[1]))
+for i in range(int(sys.argv[2])):
+    repo.apply(Change(summary=f"step {i}", run_id="run", actor="worker",
+                      idempotency_key=f"run/step-{i}",
+                      files={f"t{i % 3}/f.yaml": f"{i}\\n", "shared.yaml": f"{i}\\n"},
+                      replace=(f"t{i % 3}",)))
+"""
+
+
+def test_a_writer_killed_at_any_moment_then_re_run_applies_each_key_once(
+    repo: LocalGitRepo,
+) -> None:
+    steps = 40
+    for kill_after in (1, 7, 19):
+        child = subprocess.Popen([sys.executable, "-c", WRITER, str(repo.path), str(steps)])
+        # Bounded wait until the child has committed some steps, then SIGKILL it
+        # wherever it is: inside git, between steps, or holding the lock.
+        for _ in range(2000):
+            if len(repo.log()) > kill_after or child.poll() is not None:
+                break
+            threading.Event().wait(0.005)
+        child.kill()
+        child.wait(timeout=60)
+    # The restarted worker re-executes every step, as after a crash.
+    again = subprocess.run([sys.executable, "-c", WRITER, str(repo.path), str(steps)], check=False)
+    assert again.returncode == 0
+    for i in range(steps):
+        assert len(repo.commits_with_key(f"run/step-{i}")) == 1
+    assert repo.read("shared.yaml") == {"shared.yaml": f"{steps - 1}\n"}
+    git(repo.path, "fsck", "--strict")

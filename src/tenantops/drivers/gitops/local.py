@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -63,6 +64,7 @@ class LocalGitRepo:
         self.timeout = timeout
         self._commits = 0
         self._ready = False
+        self._held = threading.local()
 
     # -- the port -----------------------------------------------------------
 
@@ -80,10 +82,10 @@ class LocalGitRepo:
         }
         with self._locked():
             self._ensure()
-            done = self._find(key)
+            head = self._head()
+            done = self._find(key, head)
             if done:
                 return Commit(sha=done[0], changed=True, replayed=True)
-            head = self._head()
             current = self._listing(head)
             wanted = {
                 path: entry
@@ -101,12 +103,13 @@ class LocalGitRepo:
 
     def read(self, prefix: str = "") -> dict[str, str]:
         """The committed files under ``prefix`` at the head of the branch, path -> text."""
-        if not self._initialised():
-            return {}
         rel = self._relative(prefix) if prefix else ""
+        tip = self._tip()
+        if tip is None:
+            return {}
         entries = [
             (sha, path)
-            for path, (_mode, sha) in self._listing(self.ref).items()
+            for path, (_mode, sha) in self._listing(tip).items()
             if not rel or path == rel or path.startswith(f"{rel}/")
         ]
         if not entries:
@@ -125,9 +128,8 @@ class LocalGitRepo:
 
     def commits_with_key(self, idempotency_key: str) -> list[str]:
         """Every commit (newest first) carrying ``idempotency_key`` — the effect log."""
-        if not self._initialised():
-            return []
-        return self._find(_one_line(idempotency_key))
+        tip = self._tip()
+        return [] if tip is None else self._find(_one_line(idempotency_key), tip)
 
     def head(self) -> str:
         """The sha at the head of the branch (creating the repository if need be)."""
@@ -137,9 +139,10 @@ class LocalGitRepo:
 
     def log(self) -> list[str]:
         """Every commit message of the branch, newest first (for people and tests)."""
-        if not self._initialised():
+        tip = self._tip()
+        if tip is None:
             return []
-        out = self._run("log", "--format=%B%x00", self.ref).stdout
+        out = self._run("log", "--format=%B%x00", tip).stdout
         return [m.strip() for m in out.split("\0") if m.strip()]
 
     # -- internals ----------------------------------------------------------
@@ -170,10 +173,14 @@ class LocalGitRepo:
         return [self.git, f"--git-dir={self.path}"]
 
     def _call(self, argv: Sequence[str], stdin: bytes | None = None) -> bytes:
+        # git inherits the lock: if this process is killed while git runs, the
+        # lock stays held until that git exits, so no writer overlaps an orphan.
+        held: int | None = getattr(self._held, "fd", None)
         try:
             done = subprocess.run(  # noqa: S603 - fixed argv, no shell
                 argv,
                 input=stdin,
+                pass_fds=() if held is None else (held,),
                 capture_output=True,
                 env=self._env(),
                 timeout=self.timeout,
@@ -205,8 +212,10 @@ class LocalGitRepo:
             ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._held.fd = fd
             yield
         finally:
+            self._held.fd = None
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
@@ -222,7 +231,7 @@ class LocalGitRepo:
             (self.path / name).unlink(missing_ok=True)
         for stale in (self.path / "refs").rglob("*.lock"):
             stale.unlink(missing_ok=True)
-        if not self._ready and not self._has_head():
+        if not self._ready and self._tip() is None:
             self._fast_import(
                 f"commit {self.ref}\n"
                 f"committer tenantops <tenantops@localhost> {self._epoch()} +0000\n".encode()
@@ -230,9 +239,12 @@ class LocalGitRepo:
             )
         self._ready = True
 
-    def _has_head(self) -> bool:
+    def _tip(self) -> str | None:
+        """The branch's commit, or None before the repository has one (readers need no lock)."""
+        if not self._initialised():
+            return None
         listing = self._run("for-each-ref", "--format=%(objectname)", self.ref).stdout
-        return bool(listing.strip())
+        return listing.strip() or None
 
     def _head(self) -> str:
         return self._run("rev-parse", "--verify", "-q", f"{self.ref}^{{commit}}").stdout.strip()
@@ -247,13 +259,13 @@ class LocalGitRepo:
                 files[path] = (mode, sha)
         return files
 
-    def _find(self, key: str) -> list[str]:
+    def _find(self, key: str, tip: str) -> list[str]:
         out = self._run(
             "log",
             "--fixed-strings",
             f"--grep={key}",
             f"--format=%H%x1f%(trailers:key={IDEMPOTENCY_TRAILER},valueonly,separator=%x1f)%x1e",
-            self.ref,
+            tip,
         ).stdout
         found = []
         for record in out.split("\x1e"):
