@@ -582,3 +582,29 @@ def test_a_param_that_is_not_data_fails_its_run_and_not_the_queue(db: Database) 
     assert run_of(db, bad).status == "failed"
     assert (run_of(db, bad).error or "").startswith("step one failed: params:")
     assert run_of(db, good).status == "succeeded"
+
+
+def test_a_quick_step_is_recorded_without_waiting_for_a_slow_one(db: Database) -> None:
+    """Recorded in the order steps end, so a quick step's lease cannot run out behind a slow one."""
+    release = threading.Event()
+
+    def slow(ctx: ActionContext) -> StepResult:
+        release.wait(10)
+        return StepResult()
+
+    slow_run = start(db, runbook("  - {name: one, action: slow, timeout: 30s}\n"))
+    quick_run = start(db, runbook("  - {name: one, action: noop, timeout: 30s}\n"))
+    w = worker(db, {"slow": FunctionAction(slow)}, concurrency=2)
+    batch = threading.Thread(target=w.run_once)
+    batch.start()
+    try:
+        for _ in range(500):  # bounded polling: up to ~5 s
+            if run_of(db, quick_run).status == "succeeded":
+                break
+            threading.Event().wait(0.01)
+        assert run_of(db, quick_run).status == "succeeded"
+        assert run_of(db, slow_run).status == "running"
+    finally:
+        release.set()
+        batch.join(10)
+    assert run_of(db, slow_run).status == "succeeded"

@@ -8,11 +8,14 @@ whose lease expired; drivers see the same idempotency key again.
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 import structlog
 
@@ -78,17 +81,32 @@ class Worker:
             claims = engine.claim(
                 session, worker=self.name, limit=self.concurrency, lease_grace=self.lease_grace
             )
-        running = [(c, self._start(c)) for c in claims]
-        for claim, run in running:
+        # Record each step as soon as it ends (or times out), not in claim
+        # order: a quick step must not wait behind a slow one until its own
+        # lease expires and another worker runs it again.
+        finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+        pending = {i: (c, self._start(c, partial(finished.put, i))) for i, c in enumerate(claims)}
+        while pending:
+            nearest = min(run.deadline for _, run in pending.values())
             try:
-                self._record(claim, run)
-            except Exception:
-                # Recording failed (database down?): the lease will expire and the
-                # step will be claimed again; the other steps of the batch still count.
-                log.exception("could not record a step", run_id=claim.run_id, step=claim.step_name)
+                ready = [finished.get(timeout=max(0.0, nearest - time.monotonic()))]
+            except queue.Empty:
+                now = time.monotonic()
+                ready = [i for i, (_, run) in pending.items() if run.deadline <= now]
+            for i in ready:
+                if i in pending:  # a step may end just as its deadline passes
+                    self._record_safely(*pending.pop(i))
         return len(claims)
 
-    def _start(self, claim: engine.Claim) -> _Running:
+    def _record_safely(self, claim: engine.Claim, run: _Running) -> None:
+        try:
+            self._record(claim, run)
+        except Exception:
+            # Recording failed (database down?): the lease will expire and the
+            # step will be claimed again; the other steps of the batch still count.
+            log.exception("could not record a step", run_id=claim.run_id, step=claim.step_name)
+
+    def _start(self, claim: engine.Claim, on_done: Callable[[], None]) -> _Running:
         """Run the action on a thread of its own (daemon).
 
         Not a pool: a thread cannot be killed, so an action that hangs past its
@@ -104,6 +122,7 @@ class Worker:
                 run.error = exc
             finally:
                 run.done.set()
+                on_done()
 
         threading.Thread(target=target, name=f"step-{claim.step_name}", daemon=True).start()
         return run
@@ -128,9 +147,7 @@ class Worker:
         )
 
     def _record(self, claim: engine.Claim, run: _Running) -> None:
-        # The deadline counts from the step's start, not from when the
-        # previous step of the batch was recorded.
-        if not run.done.wait(max(0.0, run.deadline - time.monotonic())):
+        if not run.done.is_set():
             self._fail(claim, f"timed out after {claim.timeout:g}s", retriable=True)
             return
         if isinstance(run.error, StepFailed):
