@@ -1,0 +1,414 @@
+"""Runbook engine throughput against DBOS 3.4 and the database's raw commit rate.
+
+For one store (SQLite in WAL mode, or PostgreSQL on 127.0.0.1:5432 with trust
+auth), each on a fresh database of its own, this measures in one invocation:
+
+1. the raw commit rate: tiny ``INSERT`` + ``COMMIT`` transactions in a loop on
+   one connection (the physical limit of a durable transaction per step);
+2. tenantops: N runs of a 5-step runbook of builtin ``noop`` steps, started by
+   one thread through ``engine.start_run`` while W ``Worker`` threads
+   (``serve``, woken on each start) drain them; step transitions/s and runs/s
+   over the wall time from the first start to the last run succeeded;
+3. DBOS 3.4: N five-step workflows (five ``@DBOS.step`` no-ops), started with
+   ``DBOS.start_workflow`` and awaited, on the same kind of database.
+
+DBOS is NOT a dependency of tenantops. It runs in a separate virtualenv that
+this script calls as a subprocess (``--dbos-python``), so the product's
+dependencies stay untouched:
+
+    python3 -m venv /tmp/dbos-venv
+    /tmp/dbos-venv/bin/pip install dbos==3.4.0 -e /work/main
+
+Then:
+
+    .venv/bin/python bench/bench_engine.py --store sqlite   --runs 1000
+    .venv/bin/python bench/bench_engine.py --store postgres --runs 1000
+    .venv/bin/python bench/bench_engine.py --store sqlite --runs 300 --profile
+
+``--profile`` skips the comparison and runs one worker on the main thread
+under cProfile (runs started beforehand), printing the hot spots of the
+claim/complete path. ``--no-dbos`` skips DBOS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import logging
+import pstats
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+STEPS = 5
+
+RUNBOOK = """
+id: bench-noop
+version: "1.0"
+title: Five no-op steps
+tenant: false
+steps:
+  - {name: s1, action: noop, params: {i: 1}}
+  - {name: s2, action: noop, params: {i: 2}}
+  - {name: s3, action: noop, params: {i: 3}}
+  - {name: s4, action: noop, params: {i: 4}}
+  - {name: s5, action: noop, params: {i: 5}}
+"""
+
+
+# --- fresh databases ---------------------------------------------------------------
+
+
+def fresh_store(kind: str, label: str) -> tuple[str, Callable[[], None]]:
+    """A URL (``sqlite:///…`` or ``postgresql://…``) of a new, empty database, and its drop."""
+    if kind == "sqlite":
+        path = Path(tempfile.mkdtemp(prefix=f"bench-{label}-")) / f"{label}.db"
+        return f"sqlite:///{path}", lambda: None
+    import psycopg
+
+    name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
+
+
+def sqlalchemy_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+# --- 1. raw commit rate --------------------------------------------------------------
+
+
+def raw_commits(kind: str, seconds: float, connections: int = 1) -> dict[str, Any]:
+    """Commits/s of ``connections`` threads, each on its own connection, doing
+    ``INSERT`` + ``COMMIT`` of one tiny row in a loop.
+
+    One connection is the latency-bound limit of a single committer; several
+    show what group commit (PostgreSQL) or the single write lock (SQLite) allow.
+    """
+    url, drop = fresh_store(kind, "raw")
+    try:
+        _raw_connect(kind, url, create=True)[1]()
+        counts = [0] * connections
+        ready = threading.Barrier(connections + 1)
+        go = threading.Event()
+        until = [0.0]
+
+        def loop(i: int) -> None:
+            one, close = _raw_connect(kind, url)
+            ready.wait()
+            go.wait()
+            n = 0
+            while time.perf_counter() < until[0]:
+                one(n)
+                n += 1
+            counts[i] = n
+            close()
+
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(connections)]
+        for t in threads:
+            t.start()
+        ready.wait()
+        started = time.perf_counter()
+        until[0] = started + seconds
+        go.set()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        n = sum(counts)
+        return {
+            "connections": connections,
+            "commits": n,
+            "seconds": elapsed,
+            "commits_per_s": n / elapsed,
+        }
+    finally:
+        drop()
+
+
+def _raw_connect(
+    kind: str, url: str, *, create: bool = False
+) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """(insert-and-commit one row, close) on a new connection to ``url``."""
+    if kind == "sqlite":
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
+        # The settings tenantops uses (src/tenantops/db.py): WAL, synchronous=NORMAL.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        if create:
+            conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+
+        def one(i: int) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t (v) VALUES (?)", (f"v{i}",))
+            conn.execute("COMMIT")
+
+        return one, conn.close
+    import psycopg
+
+    pg = psycopg.connect(url)
+    if create:
+        pg.execute("CREATE TABLE t (id bigserial PRIMARY KEY, v text)")
+        pg.commit()
+
+    def one_pg(i: int) -> None:
+        pg.execute("INSERT INTO t (v) VALUES (%s)", (f"v{i}",))
+        pg.commit()
+
+    return one_pg, pg.close
+
+
+# --- 2. tenantops ----------------------------------------------------------------
+
+
+def _tenantops_setup(kind: str) -> tuple[Any, Any, Callable[[], None]]:
+    from tenantops.db import Database
+    from tenantops.migrations import upgrade
+    from tenantops.runbooks.spec import parse
+
+    url, drop = fresh_store(kind, "tenantops")
+    db = Database(sqlalchemy_url(url))
+    upgrade(db.engine)
+    return db, parse(RUNBOOK), drop
+
+
+def tenantops_engine(kind: str, runs: int, workers: int, concurrency: int) -> dict[str, Any]:
+    """Start ``runs`` runs from one thread while ``workers`` worker threads drain them."""
+    from sqlalchemy import func, select
+
+    from tenantops.auth.principal import Principal, Role
+    from tenantops.runbooks import engine
+    from tenantops.runbooks.actions import builtin_actions
+    from tenantops.runbooks.models import Run
+    from tenantops.runbooks.worker import Worker
+
+    logging.getLogger().setLevel(logging.WARNING)
+    db, loaded, drop = _tenantops_setup(kind)
+    amy = Principal("amy", frozenset({Role.ADMIN}))
+    pool = [
+        Worker(db, builtin_actions(), name=f"w{i}", concurrency=concurrency, poll_seconds=0.05)
+        for i in range(workers)
+    ]
+    try:
+        for w in pool:
+            w.start()
+        cpu = time.process_time()
+        started = time.perf_counter()
+        for _ in range(runs):
+            with db.write() as s:
+                engine.start_run(s, loaded=loaded, actor=amy)
+            for w in pool:
+                w.wake()
+        started_all = time.perf_counter() - started
+        done = 0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            with db.read() as s:
+                done = s.execute(
+                    select(func.count()).select_from(Run).where(Run.status == "succeeded")
+                ).scalar_one()
+            if done >= runs:
+                break
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        return {
+            "runs": runs,
+            "succeeded": done,
+            "cpu_ms_per_run": cpu / runs * 1000,
+            "workers": workers,
+            "concurrency": concurrency,
+            "seconds": elapsed,
+            "start_seconds": started_all,
+            "runs_per_s": done / elapsed,
+            "steps_per_s": done * STEPS / elapsed,
+            "fenced": sum(w.stats.fenced for w in pool),
+        }
+    finally:
+        for w in pool:
+            w.stop()
+        db.dispose()
+        drop()
+
+
+def profile_engine(kind: str, runs: int, concurrency: int, top: int) -> None:
+    """Runs started first; then one worker's run_once loop on this thread under cProfile."""
+    from tenantops.auth.principal import Principal, Role
+    from tenantops.runbooks import engine
+    from tenantops.runbooks.actions import builtin_actions
+    from tenantops.runbooks.worker import Worker
+
+    logging.getLogger().setLevel(logging.WARNING)
+    db, loaded, drop = _tenantops_setup(kind)
+    amy = Principal("amy", frozenset({Role.ADMIN}))
+    try:
+        prof = cProfile.Profile()
+        prof.enable()
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            with db.write() as s:
+                engine.start_run(s, loaded=loaded, actor=amy)
+        t_start = time.perf_counter() - t0
+        w = Worker(db, builtin_actions(), name="prof", concurrency=concurrency)
+        t1 = time.perf_counter()
+        steps = 0
+        while (n := w.run_once()) > 0:
+            steps += n
+        t_drain = time.perf_counter() - t1
+        prof.disable()
+        print(
+            f"{kind}: start_run {runs / t_start:.0f}/s ({t_start / runs * 1000:.2f} ms each); "
+            f"{steps} steps by one worker in {t_drain:.1f}s = {steps / t_drain:.0f} steps/s "
+            f"({t_drain / steps * 1000:.2f} ms per step, claim+complete)"
+        )
+        for order in ("tottime", "cumulative"):
+            out = io.StringIO()
+            pstats.Stats(prof, stream=out).strip_dirs().sort_stats(order).print_stats(top)
+            print(out.getvalue())
+    finally:
+        db.dispose()
+        drop()
+
+
+# --- 3. DBOS (runs inside the DBOS virtualenv) -----------------------------------
+
+
+def dbos_child(url: str, runs: int) -> None:
+    """Run ``runs`` five-step DBOS workflows on ``url``; print a JSON result line."""
+    from dbos import DBOS, DBOSConfig
+
+    @DBOS.step()
+    def noop(params: dict[str, int]) -> dict[str, Any]:
+        return {"echo": params}
+
+    @DBOS.workflow()
+    def five_steps() -> None:
+        for i in range(1, STEPS + 1):
+            noop({"i": i})
+
+    config: DBOSConfig = {
+        "name": "bench-dbos",
+        "system_database_url": url,
+        "run_admin_server": False,
+        "log_level": "WARNING",
+    }
+    DBOS(config=config)
+    DBOS.launch()
+    try:
+        cpu = time.process_time()
+        started = time.perf_counter()
+        handles = [DBOS.start_workflow(five_steps) for _ in range(runs)]
+        started_all = time.perf_counter() - started
+        for h in handles:
+            h.get_result()
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+    finally:
+        DBOS.destroy()
+    print(
+        json.dumps(
+            {
+                "runs": runs,
+                "seconds": elapsed,
+                "start_seconds": started_all,
+                "runs_per_s": runs / elapsed,
+                "steps_per_s": runs * STEPS / elapsed,
+                "cpu_ms_per_run": cpu / runs * 1000,
+            }
+        )
+    )
+
+
+def dbos_engine(kind: str, runs: int, python: str) -> dict[str, Any]:
+    url, drop = fresh_store(kind, "dbos")
+    try:
+        out = subprocess.run(
+            [python, __file__, "--dbos-child", url, "--runs", str(runs)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"DBOS run failed:\n{out.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
+    finally:
+        drop()
+
+
+# --- report ----------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--runs", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=2, help="tenantops worker threads")
+    p.add_argument("--concurrency", type=int, default=8, help="steps claimed per batch")
+    p.add_argument("--raw-seconds", type=float, default=5.0)
+    p.add_argument("--raw-connections", type=int, default=8, help="second raw row")
+    p.add_argument("--dbos-python", default="/tmp/dbos-venv/bin/python")  # noqa: S108
+    p.add_argument("--no-dbos", action="store_true")
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--dbos-child", metavar="URL", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.dbos_child:
+        dbos_child(args.dbos_child, args.runs)
+        return
+    if args.profile:
+        profile_engine(args.store, args.runs, args.concurrency, args.top)
+        return
+
+    raw = raw_commits(args.store, args.raw_seconds)
+    raw_n = raw_commits(args.store, args.raw_seconds, connections=args.raw_connections)
+    ours = tenantops_engine(args.store, args.runs, args.workers, args.concurrency)
+    dbos = None if args.no_dbos else dbos_engine(args.store, args.runs, args.dbos_python)
+
+    print(f"\nstore={args.store} runs={args.runs} (5 no-op steps each)")
+    print("| system | runs/s | step transitions/s | commits/s | CPU ms/run | wall s |")
+    print("|---|---|---|---|---|---|")
+    for r in (raw, raw_n):
+        print(
+            f"| raw INSERT+COMMIT, {r['connections']} connection(s) | | | "
+            f"{r['commits_per_s']:,.0f} | | {r['seconds']:.1f} |"
+        )
+    rows = [(f"tenantops ({ours['workers']} workers × {ours['concurrency']})", ours)]
+    if dbos is not None:
+        rows.append(("DBOS 3.4", dbos))
+    for name, r in rows:
+        print(
+            f"| {name} | {r['runs_per_s']:,.1f} | {r['steps_per_s']:,.0f} | | "
+            f"{r['cpu_ms_per_run']:.1f} | {r['seconds']:.1f} |"
+        )
+    print()
+    half = raw["commits_per_s"] / 2
+    print(
+        f"target: step transitions/s ≥ half the raw commit rate of one connection "
+        f"({half:,.0f}/s): {'met' if ours['steps_per_s'] >= half else 'NOT met'} "
+        f"({ours['steps_per_s'] / raw['commits_per_s']:.0%} of raw)"
+    )
+    if dbos is not None:
+        ratio = ours["runs_per_s"] / dbos["runs_per_s"]
+        print(f"target: runs/s ≥ 10× DBOS: {'met' if ratio >= 10 else 'NOT met'} ({ratio:.2f}×)")
+    print(json.dumps({"raw": raw, "raw_n": raw_n, "tenantops": ours, "dbos": dbos}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
