@@ -200,7 +200,8 @@ def _activate(session: Session, run: Run, runbook: Runbook, row: RunStep, now: d
     row.status, row.wake_at = "ready", now
     if step.action is None:  # a gate or timer starts when it opens; an action when claimed
         row.started_at = now
-    if step.sla is not None:
+    if step.sla is not None and step.sla.after == "start":
+        # An SLA keyed on an earlier step was set when that step finished.
         row.sla_deadline = _deadline_for(step.sla.after, "start", step.sla.within, now)
     if step.wait is not None:
         row.wake_at = now + timedelta(seconds=seconds(step.wait))
