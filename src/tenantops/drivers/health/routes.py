@@ -28,9 +28,10 @@ from tenantops.drivers.identity.local import LocalIdentity
 from tenantops.drivers.secrets.local import LocalSecrets
 from tenantops.errors import NotFound
 from tenantops.kit.clock import utcnow
+from tenantops.kit.problems import problem_responses
 from tenantops.tenants import service as tenants
 
-router = APIRouter(prefix="/probe", tags=["probe"])
+router = APIRouter(prefix="/probe", tags=["probe"], responses=problem_responses(422))
 
 SERVING_STATES = frozenset({"verifying", "active"})
 
@@ -87,7 +88,12 @@ def probe(request: Request, name: TenantName) -> ProbeRead:
         return _probe(db, session, name)[1]
 
 
-@router.put("/tenants/{name}/synthetic", summary="Write a synthetic-test value")
+@router.put(
+    "/tenants/{name}/synthetic",
+    summary="Write a synthetic-test value",
+    # A body that cannot be decoded at all (not UTF-8) is a 400.
+    responses=problem_responses(400),
+)
 def write_synthetic(request: Request, name: TenantName, body: SyntheticWrite) -> SyntheticRead:
     db = _db(request)
     with db.read() as session:
