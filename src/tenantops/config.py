@@ -60,6 +60,9 @@ class NotifySettings(BaseModel):
     legal: list[str] = Field(default_factory=lambda: ["legal@localhost"])
     finance: list[str] = Field(default_factory=lambda: ["finance@localhost"])
     security: list[str] = Field(default_factory=lambda: ["security@localhost"])
+    oncall: list[str] = Field(
+        default_factory=lambda: ["oncall@localhost"], description="SLA breaches go here"
+    )
     dashboard_url: str = Field(
         default="http://127.0.0.1:8080", description="base of links in the onboarding pack"
     )

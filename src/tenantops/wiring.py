@@ -6,11 +6,15 @@ driver or action is installed here, and only here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.actions import driver_actions
 from tenantops.provisioning.actions import gitops_actions
-from tenantops.runbooks.actions import Registry, builtin_actions
+from tenantops.runbooks import engine
+from tenantops.runbooks.actions import ActionContext, Registry, builtin_actions
+from tenantops.runbooks.engine import Breach
 from tenantops.runbooks.worker import Worker
 from tenantops.tenants.actions import tenant_actions
 
@@ -24,12 +28,46 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     return actions
 
 
+def breach_notifier(db: Database, actions: Registry) -> Callable[[Breach], None]:
+    """Raise an SLA breach to on-call through the configured notifier (once per breach)."""
+    send = actions["notify.send"]
+
+    def notify(breach: Breach) -> None:
+        with db.read() as session:
+            run = engine.get_run(session, breach.run_id)
+            runbook_id, tenant = run.runbook_id, run.inputs.get("tenant")
+        send.run(
+            ActionContext(
+                run_id=breach.run_id,
+                step_name="sla-breach",
+                tenant_id=breach.tenant_id,
+                params={
+                    "template": "sla_breach",
+                    "to": "oncall",
+                    "vars": {
+                        "runbook": runbook_id,
+                        "step": breach.step,
+                        "deadline": breach.deadline.isoformat(),
+                    },
+                },
+                idempotency_key=f"{breach.run_id}/sla-breach/{breach.step or 'run'}",
+                attempt=1,
+                actor="system:engine",
+                inputs={"tenant": tenant} if isinstance(tenant, dict) else {},
+            )
+        )
+
+    return notify
+
+
 def build_worker(settings: Settings, db: Database) -> Worker:
     w = settings.worker
+    actions = build_actions(settings, db)
     return Worker(
         db,
-        build_actions(settings, db),
+        actions,
         concurrency=w.concurrency,
         poll_seconds=w.poll_seconds,
         deadline_check_seconds=w.deadline_check_seconds,
+        on_breach=breach_notifier(db, actions),
     )

@@ -38,7 +38,7 @@ from tenantops.runbooks.actions import (
 )
 
 DEFAULT_SECRET_PATHS = ("app/config", "app/database", "app/queue")
-STAKEHOLDERS = ("tenant_owner", "contacts", "legal", "finance", "security")
+STAKEHOLDERS = ("tenant_owner", "contacts", "legal", "finance", "security", "oncall")
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ class Worker:
         poll_seconds: float = 0.5,
         deadline_check_seconds: float = 15.0,
         lease_grace: timedelta = engine.LEASE_GRACE,
+        on_breach: Callable[[engine.Breach], None] | None = None,
     ) -> None:
         self.db = db
         self.actions = actions
@@ -66,6 +67,7 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.deadline_check_seconds = deadline_check_seconds
         self.lease_grace = lease_grace
+        self.on_breach = on_breach
         self.stats = WorkerStats()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -207,6 +209,11 @@ class Worker:
                 tenant_id=b.tenant_id,
                 deadline=b.deadline.isoformat(),
             )
+            if self.on_breach is not None:
+                try:
+                    self.on_breach(b)
+                except Exception:  # a notifier outage must not stop deadline checks
+                    log.exception("could not raise the sla breach", run_id=b.run_id, step=b.step)
         return len(breaches)
 
     def serve(self) -> None:
