@@ -25,6 +25,7 @@ from starlette.routing import Match
 from tenantops import __version__
 from tenantops.audit.routes import router as audit_router
 from tenantops.auth.oidc import OIDCVerifier
+from tenantops.breakglass.routes import router as breakglass_router
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.health.routes import router as probe_router
@@ -212,6 +213,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(notifications_router)
     app.include_router(probe_router)
     app.include_router(runbooks_router)
+    app.include_router(breakglass_router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     def healthz() -> dict[str, str]:

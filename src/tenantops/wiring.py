@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tenantops.breakglass.actions import breakglass_actions
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.actions import driver_actions
@@ -25,6 +26,7 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     actions.update(tenant_actions(settings.data_dir))
     actions.update(driver_actions(settings, db))
     actions.update(gitops_actions(settings))
+    actions.update(breakglass_actions())
     return actions
 
 

@@ -39,6 +39,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
         {R.OPS_ENGINEER, R.QA, R.ADMIN}
     ),
     ("GET", f"{API}/audit"): frozenset({R.AUDITOR, R.ADMIN}),
+    ("POST", f"{API}/break-glass"): frozenset({R.OPS_ENGINEER, R.SECURITY}),
     # The outbox names stakeholders and incidents: staff only, not tenant owners.
     ("GET", f"{API}/notifications"): NOTIFICATION_READERS,
     ("GET", f"{API}/notifications/{{message_id}}"): NOTIFICATION_READERS,

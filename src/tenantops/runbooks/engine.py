@@ -204,7 +204,13 @@ def _activate(session: Session, run: Run, runbook: Runbook, row: RunStep, now: d
         # An SLA keyed on an earlier step was set when that step finished.
         row.sla_deadline = _deadline_for(step.sla.after, "start", step.sla.within, now)
     if step.wait is not None:
-        row.wake_at = now + timedelta(seconds=seconds(step.wait))
+        try:
+            delay = seconds(str(render(step.wait, _context(session, run))))
+        except (TemplateError, ValueError) as exc:
+            row.status, row.error, row.finished_at = "failed", f"wait: {exc}", now
+            _fail_run(session, run, row, now)
+            return
+        row.wake_at = now + timedelta(seconds=delay)
     if step.gate is not None:
         row.status, row.wake_at = "waiting", None
         run.status = "waiting"
@@ -553,26 +559,26 @@ def signal(
     session.add(sig)
     session.flush()
     row = next(r for r in steps_of(session, run.id) if r.name == step_name)
+    if row.status in FINISHED:
+        raise Conflict(f"gate {step_name!r} was already decided")
+    if audited:
+        # Recorded before it is applied, so the trail reads decision -> what followed.
+        audit.record(
+            session,
+            actor=principal,
+            action="run.gate.signal",
+            tenant_id=run.tenant_id,
+            changes={},
+            detail={
+                "run_id": run.id,
+                "step": step_name,
+                "decision": decision,
+                "comment": comment,
+                "applied": row.status == "waiting",
+            },
+        )
     if row.status == "waiting":
         _decide_gate(session, run, runbook, row, sig, now)
-    elif row.status in FINISHED:
-        raise Conflict(f"gate {step_name!r} was already decided")
-    if not audited:
-        return sig
-    audit.record(
-        session,
-        actor=principal,
-        action="run.gate.signal",
-        tenant_id=run.tenant_id,
-        changes={},
-        detail={
-            "run_id": run.id,
-            "step": step_name,
-            "decision": decision,
-            "comment": comment,
-            "applied": row.status != "pending",
-        },
-    )
     return sig
 
 

@@ -7,7 +7,8 @@ A runbook has an ``id``, a ``version``, declared ``inputs`` and ordered
   policy, timeout, optional compensation and the evidence keys it records;
 - ``gate``: wait for an approval signal (for as long as it takes) from holders
   of ``roles``, under the segregation-of-duties rules;
-- ``wait``: a durable timer (``duration``) before the next step.
+- ``wait``: a durable timer (a duration, or a template that renders to one) before
+  the next step.
 
 The JSON Schema published by ``schema()`` is generated from these models, so
 the validator and the documentation cannot drift apart.
@@ -94,7 +95,16 @@ class Step(BaseModel):
     action: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]*$")] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     gate: Gate | None = None
-    wait: Duration | None = None
+    wait: (
+        Annotated[
+            str,
+            Field(
+                pattern=r"^(\d+(ms|s|m|h|d)|\{\{.+\}\})$",
+                description="A duration, or a template giving one (e.g. {{ inputs.duration }})",
+            ),
+        ]
+        | None
+    ) = None
     retry: Retry = Field(default_factory=Retry)
     timeout: Duration = "5m"
     compensate: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]*$")] | None = None

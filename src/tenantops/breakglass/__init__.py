@@ -1,0 +1,1 @@
+"""Emergency break glass: time-boxed elevated access, audited, revoked on time, reviewed."""

@@ -1,0 +1,28 @@
+"""Runbook action of the break-glass runbook: revoke the grant's token."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from tenantops.auth import tokens
+from tenantops.auth.principal import Principal, Role
+from tenantops.kit.clock import as_utc
+from tenantops.runbooks.actions import ActionContext, FunctionAction, Registry, StepResult
+
+ENGINE = Principal(subject="system:runbook-engine", roles=frozenset({Role.ADMIN}), via="system")
+
+
+def _nothing(ctx: ActionContext) -> StepResult:
+    return StepResult()
+
+
+def _revoke(session: Session, ctx: ActionContext, result: StepResult) -> None:
+    # Revoking twice is harmless, so a re-run step changes nothing.
+    row = tokens.revoke_token(session, actor=ENGINE, token_id=str(ctx.params["token_id"]))
+    revoked_at = as_utc(row.revoked_at).isoformat() if row.revoked_at else None
+    result.output.update(token_id=row.id, revoked_at=revoked_at)
+    result.evidence.update(token_id=row.id, subject=row.subject, revoked_at=revoked_at)
+
+
+def breakglass_actions() -> Registry:
+    return {"auth.revoke_token": FunctionAction(_nothing, _revoke)}

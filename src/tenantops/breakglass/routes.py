@@ -1,0 +1,51 @@
+"""JSON API of break glass: ``POST /api/v1/break-glass``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from tenantops.auth.deps import Caller, GuardedRoute, authorize
+from tenantops.breakglass import service
+from tenantops.breakglass.schemas import BreakGlassCreate, BreakGlassRead
+from tenantops.db import Database
+from tenantops.kit.problems import problem_responses
+
+router = APIRouter(
+    prefix="/api/v1",
+    route_class=GuardedRoute,
+    tags=["break glass"],
+    dependencies=[Depends(authorize)],
+    responses=problem_responses(400, 401, 403, 404, 422, 503),
+)
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+@router.post(
+    "/break-glass",
+    status_code=201,
+    summary="Emergency elevated access (time-boxed, audited, reviewed)",
+    response_model=BreakGlassRead,
+)
+def open_break_glass(
+    data: BreakGlassCreate,
+    request: Request,
+    caller: Caller,
+    db: Annotated[Database, Depends(_db)],
+) -> BreakGlassRead:
+    """Grant an expiring elevated token; security is notified, a review follows.
+
+    The token is in this response only. It is revoked automatically when its
+    time is up; the run stays open on a review gate that another person closes.
+    """
+    with db.write() as session:
+        grant = service.open_break_glass(session, principal=caller, data=data)
+    worker = request.app.state.worker
+    if worker is not None:
+        worker.wake()
+    return grant

@@ -1,0 +1,88 @@
+"""Open a break-glass grant: an expiring elevated token plus the runbook that watches it.
+
+The grant is the only bypass of segregation of duties, so it is never silent:
+the request needs a reason and an incident, the token carries its own subject
+(``breakglass:<who>``) so every use is attributable, security is notified by
+the first step, a durable timer revokes the token at expiry (the token's own
+expiry is a second guard), and a review gate stays open until someone other
+than the requester closes it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from tenantops.audit import service as audit
+from tenantops.auth import tokens
+from tenantops.auth.principal import Principal, Role
+from tenantops.breakglass.schemas import BreakGlassCreate, BreakGlassRead
+from tenantops.runbooks import engine, spec
+from tenantops.runbooks.spec import seconds
+from tenantops.tenants import service as tenants
+from tenantops.tenants.schemas import TenantRead
+
+RUNBOOK = "emergency-break-glass"
+
+
+def open_break_glass(
+    session: Session, *, principal: Principal, data: BreakGlassCreate
+) -> BreakGlassRead:
+    """Grant time-boxed elevated access and start the break-glass runbook."""
+    tenant = (
+        tenants.get_tenant(session, principal=principal, ref=data.tenant) if data.tenant else None
+    )
+    subject = f"breakglass:{principal.subject}"
+    issued = tokens.create_token(
+        session,
+        actor=principal,
+        subject=subject,
+        roles=[Role(r) for r in data.roles],
+        tenant_id=tenant.id if tenant else None,
+        ttl=timedelta(seconds=seconds(data.duration)),
+    )
+    assert issued.expires_at is not None
+    inputs: dict[str, object] = {
+        "reason": data.reason,
+        "incident_ref": data.incident_ref,
+        "duration": data.duration,
+        "token_id": issued.id,
+        "subject": subject,
+        "expires_at": issued.expires_at.isoformat(),
+    }
+    if tenant is not None:
+        inputs["tenant"] = TenantRead.model_validate(tenant).model_dump(mode="json")
+    run = engine.start_run(
+        session,
+        loaded=spec.get(spec.shipped(), RUNBOOK),
+        actor=principal,
+        tenant_id=tenant.id if tenant else None,
+        inputs=inputs,
+        audited=False,
+    )
+    audit.record(
+        session,
+        actor=principal,
+        action="breakglass.opened",
+        tenant_id=tenant.id if tenant else None,
+        changes={},
+        detail={
+            "run_id": run.id,
+            "token_id": issued.id,
+            "subject": subject,
+            "roles": sorted(data.roles),
+            "reason": data.reason,
+            "incident_ref": data.incident_ref,
+            "expires_at": issued.expires_at,
+        },
+    )
+    return BreakGlassRead(
+        run_id=run.id,
+        token=issued.value,
+        token_id=issued.id,
+        subject=subject,
+        roles=sorted(data.roles),
+        tenant_id=tenant.id if tenant else None,
+        expires_at=issued.expires_at,
+    )
