@@ -27,6 +27,9 @@ from tenantops.db import Database
 from tenantops.errors import Unprocessable
 from tenantops.runbooks import service, spec
 from tenantops.runbooks.actions import Registry
+from tenantops.runbooks.plan import Plan, plan_runbook
+from tenantops.runbooks.sandbox import TENANT_STAGES, Faults
+from tenantops.runbooks.testing import RunbookTestReport, run_runbook_test
 from tenantops.tenants.cli import DEFAULT_URL, Output, Token, Url, _client, _console
 
 runs_app = typer.Typer(
@@ -506,7 +509,7 @@ def runbook_test(
         str | None,
         typer.Option(
             help="How far the sample tenant is taken first: "
-            + "|".join(service.TENANT_STAGES)
+            + "|".join(TENANT_STAGES)
             + " (default: where the runbook starts)"
         ),
     ] = None,
@@ -522,18 +525,16 @@ def runbook_test(
     inputs = _input_values(input_ or [])
     if dry_run:
         _print_plan(
-            service.plan_runbook(
-                loaded, build=local_drivers, inputs=inputs, tenant_state=tenant_state
-            ),
+            plan_runbook(loaded, build=local_drivers, inputs=inputs, tenant_state=tenant_state),
             as_json,
         )
         return
-    faults = service.Faults(
+    faults = Faults(
         fail=_fault_counts(fail or []),
         timeout=frozenset(timeout or []),
         crash=frozenset(crash or []),
     )
-    report = service.run_runbook_test(
+    report = run_runbook_test(
         loaded, build=local_drivers, faults=faults, inputs=inputs, tenant_state=tenant_state
     )
     _print_report(report, as_json)
@@ -541,7 +542,7 @@ def runbook_test(
         raise typer.Exit(1)
 
 
-def _print_plan(plan: service.Plan, as_json: bool) -> None:
+def _print_plan(plan: Plan, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(_jsonable(plan), indent=2, default=str))
         return
@@ -582,7 +583,7 @@ def _print_preview(preview: dict[str, Any]) -> None:
             console.print(f"---\n# {path}\n{str(text).rstrip()}", markup=False, highlight=False)
 
 
-def _print_report(report: service.RunbookTestReport, as_json: bool) -> None:
+def _print_report(report: RunbookTestReport, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(_jsonable(report), indent=2, default=str))
         return
