@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from tenantops.errors import Unprocessable
+# The services read a page's cursor through the repository that pages.
+from tenantops.kit.cursor import decode_cursor as decode_cursor
+from tenantops.kit.cursor import page
 from tenantops.tenants.models import IdempotencyRecord, Tenant
 
 
@@ -37,23 +36,6 @@ class TenantFilter:
     owner: str | None = None
     q: str | None = None
     only: str | None = None
-
-
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    """The tenant id a cursor of ``encode_cursor`` carries; 422 for anything else."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        last_id = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
-        # Only an id can be a cursor: any other string would silently page wrongly.
-        if str(uuid.UUID(last_id)) != last_id:
-            raise ValueError(last_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise Unprocessable("the cursor is not one this API issued", param="cursor") from exc
-    return last_id
 
 
 def _escape_like(text: str) -> str:
@@ -86,10 +68,7 @@ def list_page(
         )
     if after_id is not None:
         query = query.where(Tenant.id < after_id)
-    rows = session.execute(query).scalars().all()
-    if len(rows) > limit:
-        return rows[:limit], encode_cursor(rows[limit - 1].id)
-    return rows, None
+    return page(session.execute(query).scalars().all(), limit)
 
 
 def get_idempotency(session: Session, principal: str, key: str) -> IdempotencyRecord | None:
