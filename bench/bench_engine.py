@@ -45,6 +45,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,8 @@ def tenantops_engine(kind: str, runs: int, workers: int, concurrency: int) -> di
 
 def profile_engine(kind: str, runs: int, concurrency: int, top: int) -> None:
     """Runs started first; then one worker's run_once loop on this thread under cProfile."""
+    from sqlalchemy import event
+
     from tenantops.auth.principal import Principal, Role
     from tenantops.runbooks import engine
     from tenantops.runbooks.actions import builtin_actions
@@ -265,20 +268,41 @@ def profile_engine(kind: str, runs: int, concurrency: int, top: int) -> None:
                 engine.start_run(s, loaded=loaded, actor=amy)
         t_start = time.perf_counter() - t0
         w = Worker(db, builtin_actions(), name="prof", concurrency=concurrency)
+        statements: Counter[str] = Counter()
+
+        @event.listens_for(db.engine, "before_cursor_execute")
+        def count(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+            words = sql.split()
+            table = next(
+                (words[i + 1] for i, x in enumerate(words[:-1]) if x in ("FROM", "INTO", "UPDATE")),
+                "",
+            )
+            statements[f"{words[0]} {table}".strip()] += 1
+
         t1 = time.perf_counter()
         steps = 0
         while (n := w.run_once()) > 0:
             steps += n
         t_drain = time.perf_counter() - t1
         prof.disable()
+        event.remove(db.engine, "before_cursor_execute", count)
+        print(f"SQL statements per step while draining ({steps} steps):")
+        for what, k in statements.most_common():
+            print(f"  {k / steps:6.2f}  {what}")
+        print(f"  {sum(statements.values()) / steps:6.2f}  in all")
         print(
             f"{kind}: start_run {runs / t_start:.0f}/s ({t_start / runs * 1000:.2f} ms each); "
             f"{steps} steps by one worker in {t_drain:.1f}s = {steps / t_drain:.0f} steps/s "
             f"({t_drain / steps * 1000:.2f} ms per step, claim+complete)"
         )
-        for order in ("tottime", "cumulative"):
+        for order, only in (
+            ("tottime", ()),
+            ("cumulative", ()),
+            ("cumulative", (r"tenantops|sqlalchemy/orm/session.py:.*\((commit|flush|get)\)",)),
+        ):
             out = io.StringIO()
-            pstats.Stats(prof, stream=out).strip_dirs().sort_stats(order).print_stats(top)
+            stats = pstats.Stats(prof, stream=out).sort_stats(order)
+            stats.print_stats(*only, top)
             print(out.getvalue())
     finally:
         db.dispose()

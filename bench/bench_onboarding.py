@@ -20,8 +20,12 @@ and per tenant the time from its second approval to ``active`` (the
 the tenant active). Because every tenant is approved before the workers
 start, that time includes queueing behind the others; the run's own time
 (first step after the gate started -> ``active``) is reported beside it.
+With ``--rate R`` the tenants are instead requested and approved at R per
+second while the workers run, so approval -> active is the latency one tenant
+sees on a system that keeps up.
 
     .venv/bin/python bench/bench_onboarding.py --tenants 1000
+    .venv/bin/python bench/bench_onboarding.py --tenants 200 --rate 1
     .venv/bin/python bench/bench_onboarding.py --tenants 100 --workers 2
 """
 
@@ -34,6 +38,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,10 +106,16 @@ def start_server(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     raise SystemExit("tenantops serve did not become ready")
 
 
-def request_and_approve(db: Database, n: int) -> dict[str, float]:
-    """Tenants t-0 … t-(n-1), requested and approved twice; their second-approval times."""
+def request_and_approve(db: Database, n: int, rate: float = 0.0) -> dict[str, float]:
+    """Tenants t-0 … t-(n-1), requested and approved twice; their second-approval times.
+
+    ``rate`` > 0 paces the requests at that many tenants per second.
+    """
     approved: dict[str, float] = {}
+    began = time.perf_counter()
     for i in range(n):
+        if rate > 0:
+            time.sleep(max(0.0, began + i / rate - time.perf_counter()))
         name = f"t-{i}"
         with db.write() as s:
             service.create_tenant(
@@ -137,6 +148,13 @@ def main() -> None:
     p.add_argument("--tenants", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2, help="worker threads")
     p.add_argument("--concurrency", type=int, default=4, help="steps claimed per batch")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="instead of approving all first: request+approve this many tenants/s "
+        "while the workers run (approval->active without a backlog)",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
     args = p.parse_args()
     logging.getLogger().setLevel(logging.WARNING)
@@ -157,10 +175,13 @@ def main() -> None:
     server = start_server(data, port, tmp / "serve.log")
     workers: list[Worker] = []
     try:
-        t0 = time.perf_counter()
-        approved = request_and_approve(db, args.tenants)
-        setup = time.perf_counter() - t0
-        print(f"setup: {args.tenants} tenants requested and approved in {setup:.1f}s", flush=True)
+        approved: dict[str, float] = {}
+        setup = 0.0
+        if not args.rate:
+            t0 = time.perf_counter()
+            approved = request_and_approve(db, args.tenants)
+            setup = time.perf_counter() - t0
+            print(f"setup: {args.tenants} tenants requested and approved in {setup:.1f}s")
 
         workers = [
             Worker(
@@ -175,6 +196,12 @@ def main() -> None:
         started = time.perf_counter()
         for w in workers:
             w.start()
+        feeder = None
+        if args.rate:
+            feeder = threading.Thread(
+                target=lambda: approved.update(request_and_approve(db, args.tenants, args.rate))
+            )
+            feeder.start()
         deadline = time.monotonic() + args.timeout
         finished = 0
         last_report = time.monotonic()
@@ -193,6 +220,8 @@ def main() -> None:
         wall = time.perf_counter() - started
         for w in workers:
             w.stop()
+        if feeder is not None:
+            feeder.join()
 
         with db.read() as s:
             runs = {r.id: r for r in s.execute(select(Run)).scalars()}
