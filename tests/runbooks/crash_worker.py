@@ -1,13 +1,25 @@
 """A worker process the crash and multi-worker tests start, kill and restart.
 
     python -m tests.runbooks.crash_worker --db URL --effects PATH [--name NAME]
-        [--concurrency 4] [--lease-grace 0.2] [--actions MODULE:FACTORY]
+        [--concurrency 4] [--lease-grace 0.2] [--poll 0.02] [--actions MODULE:FACTORY]
+        [--take-over]
 
 It prints ``ready`` on stdout once it is about to claim work, then serves
 until SIGTERM (or SIGKILL, which is the point). ``--actions`` names a factory
 ``(db, effects_path) -> Registry``; the default installs ``effect``, an action
 with a real side effect recorded in an :class:`EffectLog`. To run the harness
-against another runbook, pass a factory that installs that runbook's actions.
+against another runbook, pass a factory that installs that runbook's actions:
+``onboarding_actions`` installs the product's own (``wiring.build_actions``
+with the ``TENANTOPS_*`` settings of the environment).
+
+``--take-over`` (with ``--name``) is for a process restarted under the name of
+one the harness killed and waited for: it first ends the leases that name
+still holds, as if they had run out. A lease lasts the step's timeout plus the
+grace, and the shipped runbooks have timeouts of minutes; this lets the
+restarted worker reclaim its dead predecessor's steps now, through the
+engine's own reclaim path (the attempt closed ``lost``, the step run again
+under a new lease token), without waiting those minutes. It must never be
+used while a process of that name may still be alive.
 """
 
 from __future__ import annotations
@@ -28,10 +40,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import update
+
+from tenantops.config import Settings
 from tenantops.db import Database
+from tenantops.kit.clock import utcnow
 from tenantops.logs import configure_logging
 from tenantops.runbooks.actions import ActionContext, FunctionAction, Registry, StepResult
+from tenantops.runbooks.models import RunStep
 from tenantops.runbooks.worker import Worker
+from tenantops.wiring import build_actions
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tries (key TEXT, run_id TEXT, step TEXT, attempt INT, worker TEXT);
@@ -131,13 +149,37 @@ def effect_actions(db: Database, effects: Path, *, max_sleep_ms: int = 8) -> Reg
     return {"effect": FunctionAction(run)}
 
 
-def spawn(db_url: str, effects: Path, *extra: str) -> subprocess.Popen[str]:
+def onboarding_actions(db: Database, effects: Path) -> Registry:
+    """The product's actions and local drivers, as ``tenantops worker`` has them.
+
+    Settings come from the ``TENANTOPS_*`` environment (data directory, GitOps
+    repository, health URL); the database is the one given. The drivers keep
+    their own effect logs, so ``effects`` is not used.
+    """
+    return build_actions(Settings(database_url=db.url), db)
+
+
+def take_over(db: Database, name: str) -> int:
+    """End the leases ``name`` still holds (its process is dead); how many there were."""
+    with db.write() as session:
+        ended = session.execute(
+            update(RunStep)
+            .where(RunStep.lease_owner == name, RunStep.status == "running")
+            .values(lease_expires_at=utcnow())
+        )
+        return int(getattr(ended, "rowcount", 0) or 0)
+
+
+def spawn(
+    db_url: str, effects: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """Start a worker process and wait (bounded) until it says ``ready``."""
     proc = subprocess.Popen(
         [sys.executable, "-m", __name__, "--db", db_url, "--effects", str(effects), *extra],
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
@@ -176,10 +218,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lease-grace", type=float, default=0.2)
     parser.add_argument("--poll", type=float, default=0.02)
     parser.add_argument("--actions", default=f"{__name__}:effect_actions")
+    parser.add_argument("--take-over", action="store_true")
     args = parser.parse_args(argv)
+    if args.take_over and not args.name:
+        parser.error("--take-over needs --name")
 
     configure_logging("WARNING", json=False)
     db = Database(args.db)
+    if args.take_over:
+        take_over(db, args.name)
     worker = Worker(
         db,
         _factory(args.actions)(db, args.effects),
