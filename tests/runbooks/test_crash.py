@@ -9,7 +9,8 @@ the driver's own effect log shows each effect applied exactly once.
 
 The runbook and the actions are parameters of :func:`crash_until_done`; to
 run the harness against another runbook, give it that runbook and an actions
-factory (see ``tests/runbooks/crash_worker.py``).
+factory (see ``tests/runbooks/crash_worker.py``); ``test_crash_onboarding.py``
+does so with the shipped ``tenant-onboarding`` runbook and the real drivers.
 """
 
 from __future__ import annotations

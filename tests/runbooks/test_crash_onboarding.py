@@ -21,12 +21,21 @@ reclaimed at once through the engine's reclaim path (see crash_worker).
 At the end every run succeeded and every tenant is ``active``; every action
 step was recorded complete once (one succeeded attempt, one
 ``run.step.succeeded`` audit entry); each effect was applied once, counted by
-the drivers' own logs: one git commit per gitops idempotency key (git keeps
-no uniqueness, so a repeated commit would show), one effect row per identity,
-secrets and health key and one outbox message per notify key; the audit chain
-verifies. Effects are counted from the drivers' tables, not from the steps,
-so an effect applied by a killed attempt and applied again by its re-run
-would show as a second commit, or a second key where one was expected.
+the drivers' own logs, not by the steps: one git commit per gitops
+idempotency key (git enforces no uniqueness, so a change committed again by a
+re-run would show as a second commit), one effect row per identity, secrets
+and health key, one outbox message per notify key, and no key the steps did
+not give (the database drivers write an effect and its log row in one
+transaction keyed by the idempotency key, so a repeat would have to come
+under another key, or add grants the test counts); the audit chain verifies.
+The kills land between steps and inside them, including after a driver
+applied its effect and before the step was recorded: the re-run then finds
+the effect already applied (``found_on_rerun``, asserted non-zero).
+
+Time: about 80 s on SQLite and 170-200 s on PostgreSQL for 200 runs on the
+shared 2-core development machine at a load average of 7-14 (other sessions'
+tests and benchmarks); the CPU it needs is about 105 s (test, workers, server)
+plus PostgreSQL's own. ``TENANTOPS_CRASH_ONBOARDING_RUNS`` sets another count.
 """
 
 from __future__ import annotations
@@ -86,8 +95,8 @@ WORKER_ARGS = (
     "--lease-grace",
     "1.5",
 )
-BUDGET_SECONDS = 300.0  # a bound, not a target: the run takes far less (see the report)
-KILL_EVERY = (0.5, 3.0)  # seconds between kills, uniformly at random
+BUDGET_SECONDS = 420.0  # a bound on a loaded machine, not a target (see above)
+KILL_EVERY = (0.5, 4.0)  # seconds from a restart to the next kill, uniformly at random
 MAX_KILLS = 120
 
 AMY = Principal("amy", frozenset({Role.ACCOUNT_MANAGER}))
@@ -222,12 +231,14 @@ def unfinished(db: Database) -> int:
 def crash_until_done(db: Database, f: Fleet, rng: random.Random, approver: Approver) -> None:
     """Kill a random worker after a random delay, restart it; until every run has finished."""
     give_up = time.monotonic() + BUDGET_SECONDS
+    next_kill = time.monotonic() + rng.uniform(*KILL_EVERY)
     while time.monotonic() < give_up:
-        time.sleep(rng.uniform(*KILL_EVERY))
+        time.sleep(0.25)
         if not unfinished(db) and approver.thread is not None and not approver.thread.is_alive():
             return
-        if f.kills < MAX_KILLS:
+        if time.monotonic() >= next_kill and f.kills < MAX_KILLS:
             f.kill_and_restart(rng.choice(f.names))
+            next_kill = time.monotonic() + rng.uniform(*KILL_EVERY)
 
 
 # What happened, read back from the engine and the drivers' effect logs ------------------------
@@ -403,3 +414,4 @@ def test_killed_workers_onboard_every_tenant_with_every_effect_once(
     # The kills did land inside steps (the attempts they cut short were run again).
     assert f.kills >= 10, report
     assert sum(seen.lost.values()) > 0, report
+    assert seen.found_on_rerun > 0, report
