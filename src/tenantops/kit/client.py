@@ -75,6 +75,25 @@ class ApiClient:
     def post(self, path: str, json: Any, **kwargs: Any) -> Any:
         return self.request("POST", path, json=json, **kwargs)
 
+    def collect(self, path: str, params: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` items of a cursor-paged list, newest first, 200 a request at most."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while len(items) < limit:
+            page = self.get(
+                path,
+                params={
+                    **params,
+                    "limit": min(200, limit - len(items)),
+                    **({"cursor": cursor} if cursor else {}),
+                },
+            )
+            items.extend(page["items"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        return items
+
 
 def _describe(response: httpx.Response) -> str:
     try:

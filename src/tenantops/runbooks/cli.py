@@ -25,12 +25,12 @@ from rich.text import Text
 
 from tenantops.db import Database
 from tenantops.errors import Unprocessable
+from tenantops.kit.cli import DEFAULT_URL, Output, Token, Url, connect, terminal
 from tenantops.runbooks import service, spec
 from tenantops.runbooks.actions import Registry
 from tenantops.runbooks.plan import Plan, plan_runbook
 from tenantops.runbooks.sandbox import TENANT_STAGES, Faults
 from tenantops.runbooks.testing import RunbookTestReport, run_runbook_test
-from tenantops.tenants.cli import DEFAULT_URL, Output, Token, Url, _client, _console
 
 runs_app = typer.Typer(
     help="Runbook runs on a server: list, show, watch, decide.", no_args_is_help=True
@@ -141,7 +141,7 @@ def _show_run(run: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(run, indent=2))
         return
-    _console().print(Group(_header(run), _steps_table(run)))
+    terminal().print(Group(_header(run), _steps_table(run)))
 
 
 @runs_app.command("list")
@@ -160,22 +160,8 @@ def list_runs(
     params = {
         k: v for k, v in {"tenant": tenant, "runbook": runbook, "status": status}.items() if v
     }
-    items: list[dict[str, Any]] = []
-    cursor = None
-    with _client(url, token) as client:
-        while len(items) < limit:
-            page = client.get(
-                "/runs",
-                params={
-                    **params,
-                    "limit": min(200, limit - len(items)),
-                    **({"cursor": cursor} if cursor else {}),
-                },
-            )
-            items.extend(page["items"])
-            cursor = page["next_cursor"]
-            if not cursor:
-                break
+    with connect(url, token) as client:
+        items = client.collect("/runs", params, limit)
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
@@ -203,7 +189,7 @@ def list_runs(
             r["started_by"],
             _since(r["created_at"]),
         )
-    _console().print(table)
+    terminal().print(table)
     if not items:
         typer.echo("no runs match")
 
@@ -213,7 +199,7 @@ def show_run(
     run_id: str, url: Url = DEFAULT_URL, token: Token = None, as_json: Output = False
 ) -> None:
     """Show a run: every step with its status, tries, timing, SLA and evidence."""
-    with _client(url, token) as client:
+    with connect(url, token) as client:
         _show_run(client.get(f"/runs/{run_id}"), as_json)
 
 
@@ -228,8 +214,8 @@ def watch_run(
 
     Exits 0 when the run succeeded, 1 when it failed or was cancelled.
     """
-    console = _console()
-    with _client(url, token) as client:
+    console = terminal()
+    with connect(url, token) as client:
         run = client.get(f"/runs/{run_id}")
         try:
             with Live(
@@ -260,7 +246,7 @@ def _decide(
     as_json: bool,
 ) -> None:
     body = {"decision": decision, "comment": comment}
-    with _client(url, token) as client:
+    with connect(url, token) as client:
         _show_run(client.post(f"/runs/{run_id}/gates/{step}", body), as_json)
 
 
@@ -299,7 +285,7 @@ def cancel_run(
     as_json: Output = False,
 ) -> None:
     """Cancel an unfinished run."""
-    with _client(url, token) as client:
+    with connect(url, token) as client:
         _show_run(client.post(f"/runs/{run_id}/cancel", {"reason": reason}), as_json)
 
 
@@ -308,7 +294,7 @@ def retry_run(
     run_id: str, url: Url = DEFAULT_URL, token: Token = None, as_json: Output = False
 ) -> None:
     """Retry a failed run from its failed step."""
-    with _client(url, token) as client:
+    with connect(url, token) as client:
         _show_run(client.post(f"/runs/{run_id}/retry", None), as_json)
 
 
@@ -328,7 +314,7 @@ def list_runbooks(as_json: Output = False) -> None:
         table.add_row(
             i.id, i.version, i.title, i.kind, "yes" if i.tenant else "no", str(i.steps), i.hash[:12]
         )
-    _console().print(table)
+    terminal().print(table)
 
 
 @runbooks_app.command("show")
@@ -371,7 +357,7 @@ def show_runbook(
             f"{s.sla.within} after {s.sla.after}" if s.sla else "-",
             ", ".join(s.evidence) or "-",
         )
-    _console().print(Group(head, steps))
+    terminal().print(Group(head, steps))
 
 
 @runbooks_app.command("validate")
@@ -546,7 +532,7 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(_jsonable(plan), indent=2, default=str))
         return
-    console = _console()
+    console = terminal()
     console.print(
         f"[bold]{plan.runbook}[/bold] {plan.version} ({plan.hash[:12]}) — dry run, nothing is done"
     )
@@ -571,7 +557,7 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
 
 def _print_preview(preview: dict[str, Any]) -> None:
     """The ``gitops.plan`` output: its facts, then each manifest as a YAML document."""
-    console = _console()
+    console = terminal()
     console.print("   gitops.plan:", markup=False)
     manifests = preview.get("manifests")
     for key, value in preview.items():
@@ -598,7 +584,7 @@ def _print_report(report: RunbookTestReport, as_json: bool) -> None:
             str(s.executions),
             notes or "-",
         )
-    console = _console()
+    console = terminal()
     console.print(table)
     for note in report.notes:
         console.print(f"- {note}", markup=False)

@@ -3,51 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from tenantops.kit.client import ApiClient, ClientError
+from tenantops.kit.cli import DEFAULT_URL, Output, Token, Url, connect, terminal
+from tenantops.kit.client import ClientError
 
 app = typer.Typer(
     help="Request, approve, suspend, reactivate and offboard tenants.", no_args_is_help=True
 )
-
-Url = Annotated[str, typer.Option("--url", envvar="TENANTOPS_URL", help="Server URL")]
-Token = Annotated[
-    str | None,
-    typer.Option("--token", envvar="TENANTOPS_TOKEN", help="API or OIDC token", show_default=False),
-]
-Output = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-DEFAULT_URL = "http://127.0.0.1:8080"
-PIPE_WIDTH = 1000  # columns a table may use when stdout is not a terminal
-
-
-def _console() -> Console:
-    """Rich fits a terminal; into a pipe or file every value is printed whole.
-
-    Rich assumes 80 columns when stdout is not a terminal and would cut names
-    and states short with an ellipsis, which breaks ``grep`` and ``awk``.
-    """
-    return Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
-
-
-def _client(url: str, token: str | None) -> ApiClient:
-    """A client for ``url``; refuses early what can only fail (no token, not an HTTP URL)."""
-    if not url.startswith(("http://", "https://")):
-        raise typer.BadParameter(
-            f"{url!r} is not an http:// or https:// URL", param_hint="'--url' / TENANTOPS_URL"
-        )
-    if not token:
-        raise ClientError(
-            "no token: pass --token or set TENANTOPS_TOKEN "
-            "(create one with: tenantops tokens create)"
-        )
-    return ApiClient(url, token)
 
 
 def _show(tenant: dict[str, Any], as_json: bool) -> None:
@@ -79,7 +46,7 @@ def _show(tenant: dict[str, Any], as_json: bool) -> None:
         elif key == "monthly_budget" and isinstance(value, int | float):
             value = f"{value:,.2f}"  # as in the list
         table.add_row(f"[bold]{key}[/bold]", "-" if value is None else str(value))
-    _console().print(table)
+    terminal().print(table)
 
 
 @app.command("list")
@@ -106,22 +73,8 @@ def list_(
         }.items()
         if v
     }
-    items: list[dict[str, Any]] = []
-    cursor = None
-    with _client(url, token) as client:
-        while len(items) < limit:
-            page = client.get(
-                "/tenants",
-                params={
-                    **params,
-                    "limit": min(200, limit - len(items)),
-                    **({"cursor": cursor} if cursor else {}),
-                },
-            )
-            items.extend(page["items"])
-            cursor = page["next_cursor"]
-            if not cursor:
-                break
+    with connect(url, token) as client:
+        items = client.collect("/tenants", params, limit)
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
@@ -138,7 +91,7 @@ def list_(
             f"{t['monthly_budget']:,.2f} {t['currency']}",
             t["created_at"][:16],
         )
-    _console().print(table)
+    terminal().print(table)
     if not items:
         typer.echo("no tenants match")
 
@@ -146,7 +99,7 @@ def list_(
 @app.command("show")
 def show(tenant: str, url: Url = DEFAULT_URL, token: Token = None, as_json: Output = False) -> None:
     """Show one tenant (by name or id)."""
-    with _client(url, token) as client:
+    with connect(url, token) as client:
         _show(client.get(f"/tenants/{tenant}"), as_json)
 
 
@@ -181,7 +134,7 @@ def create(
         "ticket_ref": ticket,
     }
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    with _client(url, token) as client:
+    with connect(url, token) as client:
         _show(client.post("/tenants", body, headers=headers), as_json)
 
 
@@ -196,7 +149,7 @@ def _decide(
     as_json: bool,
 ) -> None:
     body = {"role": role, "decision": decision, "comment": comment, "risk_ref": risk_ref}
-    with _client(url, token) as client:
+    with connect(url, token) as client:
         _show(client.post(f"/tenants/{tenant}/approvals", body), as_json)
 
 
@@ -242,7 +195,7 @@ def suspend(
 ) -> None:
     """Suspend an active tenant."""
     body = {"reason": reason, "incident_ref": incident}
-    with _client(url, token) as client:
+    with connect(url, token) as client:
         _show(client.post(f"/tenants/{tenant}/suspend", body), as_json)
 
 
@@ -260,7 +213,7 @@ def reactivate(
     """Request reactivation (--reason), or decide the pending request (--approve/--reject)."""
     if sum([reason is not None, approve, reject]) != 1:
         raise typer.BadParameter("give exactly one of --reason (request), --approve or --reject")
-    with _client(url, token) as client:
+    with connect(url, token) as client:
         if reason is not None:
             path = f"/tenants/{tenant}/reactivation-requests"
             request = client.post(path, {"reason": reason})
@@ -289,5 +242,5 @@ def offboard(
 ) -> None:
     """Start offboarding a tenant."""
     body = {"reason": reason, "ticket_ref": ticket}
-    with _client(url, token) as client:
+    with connect(url, token) as client:
         _show(client.post(f"/tenants/{tenant}/offboard", body), as_json)
