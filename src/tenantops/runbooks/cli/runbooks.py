@@ -1,8 +1,8 @@
-"""``tenantops runs`` (runs on a server, over HTTP) and ``tenantops runbooks`` (the library).
+"""``tenantops runbooks``: the runbook library — list, show, validate, schema, test.
 
-``runbooks validate``, ``schema`` and ``test`` need no server: they read the
-runbook files and, for ``test``, run one against a throwaway database in a
-temporary directory with the local drivers.
+None of these needs a server: they read the runbook files and, for ``test``,
+run one against a throwaway database in a temporary directory with the local
+drivers.
 """
 
 from __future__ import annotations
@@ -19,286 +19,21 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.console import Group
-from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 
 from tenantops.db import Database
 from tenantops.errors import Unprocessable
-from tenantops.kit.cli import DEFAULT_URL, Output, Token, Url, connect, terminal
+from tenantops.kit.cli import Output, terminal
 from tenantops.runbooks import service, spec
 from tenantops.runbooks.actions import Registry
+from tenantops.runbooks.cli.runs import status_text
 from tenantops.runbooks.plan import Plan, plan_runbook
 from tenantops.runbooks.sandbox import TENANT_STAGES, Faults
 from tenantops.runbooks.testing import RunbookTestReport, run_runbook_test
 
-runs_app = typer.Typer(
-    help="Runbook runs on a server: list, show, watch, decide.", no_args_is_help=True
-)
 runbooks_app = typer.Typer(
     help="The runbook library: list, show, validate, schema, test.", no_args_is_help=True
 )
-
-FINISHED = ("succeeded", "failed", "cancelled")
-STATUS_STYLE = {
-    "succeeded": "green",
-    "failed": "red",
-    "cancelled": "magenta",
-    "running": "cyan",
-    "ready": "cyan",
-    "waiting": "yellow",
-    "pending": "dim",
-}
-
-
-def _since(value: str | None) -> str:
-    return value[:19].replace("T", " ") if value else "-"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
-def _sla(sla: dict[str, Any] | None) -> str:
-    if not sla:
-        return "-"
-    if sla["breached"]:
-        return "BREACHED"
-    left = sla.get("remaining_seconds")
-    return "met" if left is None else f"{_duration(left)} left"
-
-
-def _status(status: str) -> Text:
-    return Text(status, style=STATUS_STYLE.get(status, ""))
-
-
-def _evidence(step: dict[str, Any]) -> str:
-    if step.get("error") and step["status"] != "succeeded":
-        return f"error: {step['error']}"
-    evidence = step.get("evidence") or {}
-    return ", ".join(f"{k}={v}" for k, v in evidence.items() if v is not None)
-
-
-def _steps_table(run: dict[str, Any]) -> Table:
-    table = Table(
-        "#",
-        "step",
-        "kind",
-        "status",
-        "tries",
-        "took",
-        "sla",
-        "evidence / error",
-        box=box.SIMPLE_HEAD,
-    )
-    for step in run["steps"]:
-        what = step["action"] or (
-            "gate: " + ", ".join(step["gate"]["roles"]) if step["gate"] else step["kind"]
-        )
-        table.add_row(
-            str(step["position"] + 1),
-            step["name"],
-            what,
-            _status(step["status"]),
-            f"{step['attempt']}/{step['max_attempts']}" if step["kind"] == "action" else "-",
-            _duration(step["duration_seconds"]),
-            _sla(step["sla"]),
-            _evidence(step),
-        )
-    return table
-
-
-def _header(run: dict[str, Any]) -> Table:
-    table = Table(show_header=False, box=None)
-    tenant = run["tenant_name"] or run["tenant_id"] or "-"
-    for key, value in (
-        ("run", run["id"]),
-        ("runbook", f"{run['runbook_id']} {run['runbook_version']} ({run['runbook_hash'][:12]})"),
-        ("tenant", tenant),
-        ("status", run["status"]),
-        ("progress", f"{run['steps_done']}/{run['steps_total']}"),
-        ("current_step", run["current_step"] or "-"),
-        ("started_by", run["started_by"]),
-        ("created_at", _since(run["created_at"])),
-        ("finished_at", _since(run["finished_at"])),
-        ("sla", _sla(run["sla"])),
-        ("sla_deadline", _since(run["sla"]["deadline"]) if run["sla"] else "-"),
-        ("error", run["error"] or "-"),
-    ):
-        table.add_row(f"[bold]{key}[/bold]", value)
-    return table
-
-
-def _show_run(run: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(run, indent=2))
-        return
-    terminal().print(Group(_header(run), _steps_table(run)))
-
-
-@runs_app.command("list")
-def list_runs(
-    url: Url = DEFAULT_URL,
-    token: Token = None,
-    tenant: Annotated[str | None, typer.Option(help="Tenant name or id")] = None,
-    runbook: Annotated[str | None, typer.Option(help="Runbook id")] = None,
-    status: Annotated[
-        str | None, typer.Option(help="running|waiting|succeeded|failed|cancelled")
-    ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many")] = 50,
-    as_json: Output = False,
-) -> None:
-    """List runs, newest first."""
-    params = {
-        k: v for k, v in {"tenant": tenant, "runbook": runbook, "status": status}.items() if v
-    }
-    with connect(url, token) as client:
-        items = client.collect("/runs", params, limit)
-    if as_json:
-        typer.echo(json.dumps(items, indent=2))
-        return
-    table = Table(
-        "id",
-        "runbook",
-        "tenant",
-        "status",
-        "progress",
-        "step",
-        "sla",
-        "started_by",
-        "created",
-        box=box.SIMPLE_HEAD,
-    )
-    for r in items:
-        table.add_row(
-            r["id"],
-            r["runbook_id"],
-            r["tenant_name"] or r["tenant_id"] or "-",
-            _status(r["status"]),
-            f"{r['steps_done']}/{r['steps_total']}",
-            r["current_step"] or "-",
-            _sla(r["sla"]),
-            r["started_by"],
-            _since(r["created_at"]),
-        )
-    terminal().print(table)
-    if not items:
-        typer.echo("no runs match")
-
-
-@runs_app.command("show")
-def show_run(
-    run_id: str, url: Url = DEFAULT_URL, token: Token = None, as_json: Output = False
-) -> None:
-    """Show a run: every step with its status, tries, timing, SLA and evidence."""
-    with connect(url, token) as client:
-        _show_run(client.get(f"/runs/{run_id}"), as_json)
-
-
-@runs_app.command("watch")
-def watch_run(
-    run_id: str,
-    url: Url = DEFAULT_URL,
-    token: Token = None,
-    interval: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds between polls")] = 1.0,
-) -> None:
-    """Follow a run's step progress live until it finishes (Ctrl-C stops watching).
-
-    Exits 0 when the run succeeded, 1 when it failed or was cancelled.
-    """
-    console = terminal()
-    with connect(url, token) as client:
-        run = client.get(f"/runs/{run_id}")
-        try:
-            with Live(
-                Group(_header(run), _steps_table(run)),
-                console=console,
-                refresh_per_second=4,
-                transient=False,
-            ) as live:
-                while run["status"] not in FINISHED:
-                    time.sleep(interval)
-                    run = client.get(f"/runs/{run_id}")
-                    live.update(Group(_header(run), _steps_table(run)))
-        except KeyboardInterrupt:
-            typer.echo(f"stopped watching; run {run_id} is {run['status']}", err=True)
-            raise typer.Exit(130) from None
-    typer.echo(f"run {run_id} {run['status']}")
-    if run["status"] != "succeeded":
-        raise typer.Exit(1)
-
-
-def _decide(
-    run_id: str,
-    step: str,
-    decision: str,
-    comment: str | None,
-    url: str,
-    token: str | None,
-    as_json: bool,
-) -> None:
-    body = {"decision": decision, "comment": comment}
-    with connect(url, token) as client:
-        _show_run(client.post(f"/runs/{run_id}/gates/{step}", body), as_json)
-
-
-@runs_app.command("approve")
-def approve_gate(
-    run_id: str,
-    step: Annotated[str, typer.Argument(help="The gate step")],
-    comment: str | None = None,
-    url: Url = DEFAULT_URL,
-    token: Token = None,
-    as_json: Output = False,
-) -> None:
-    """Approve an approval gate of a run (you need one of its roles, and not to have started it)."""
-    _decide(run_id, step, "approve", comment, url, token, as_json)
-
-
-@runs_app.command("reject")
-def reject_gate(
-    run_id: str,
-    step: Annotated[str, typer.Argument(help="The gate step")],
-    comment: Annotated[str, typer.Option(help="Why (required)")],
-    url: Url = DEFAULT_URL,
-    token: Token = None,
-    as_json: Output = False,
-) -> None:
-    """Reject an approval gate: the run fails at that step."""
-    _decide(run_id, step, "reject", comment, url, token, as_json)
-
-
-@runs_app.command("cancel")
-def cancel_run(
-    run_id: str,
-    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail)")],
-    url: Url = DEFAULT_URL,
-    token: Token = None,
-    as_json: Output = False,
-) -> None:
-    """Cancel an unfinished run."""
-    with connect(url, token) as client:
-        _show_run(client.post(f"/runs/{run_id}/cancel", {"reason": reason}), as_json)
-
-
-@runs_app.command("retry")
-def retry_run(
-    run_id: str, url: Url = DEFAULT_URL, token: Token = None, as_json: Output = False
-) -> None:
-    """Retry a failed run from its failed step."""
-    with connect(url, token) as client:
-        _show_run(client.post(f"/runs/{run_id}/retry", None), as_json)
-
-
-# --- the library (local) ----------------------------------------------------
 
 
 @runbooks_app.command("list")
@@ -579,7 +314,7 @@ def _print_report(report: RunbookTestReport, as_json: bool) -> None:
         table.add_row(
             s.name,
             s.kind,
-            _status(s.status),
+            status_text(s.status),
             ",".join(s.attempts) or "-",
             str(s.executions),
             notes or "-",
