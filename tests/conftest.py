@@ -7,9 +7,13 @@ A laptop without PostgreSQL runs ``TENANTOPS_TEST_STORES=sqlite make test``.
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,11 +22,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tenantops.app import create_app
-from tenantops.auth import tokens
-from tenantops.auth.principal import SYSTEM, Role
+from tenantops.cli import main
 from tenantops.config import Settings
 from tenantops.db import Base, Database
 from tenantops.migrations import upgrade
+from tests.servers import bearer, mint_token
 
 PG_ADMIN_URL = os.environ.get(
     "TENANTOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -110,23 +114,90 @@ def client(db: Database, settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
-TokenFactory = Callable[..., dict[str, str]]
+Headers = dict[str, str]
+TokenFactory = Callable[..., Headers]
 
 
 @pytest.fixture
 def auth(db: Database) -> TokenFactory:
     """``auth("alice", "governance", tenant=None)`` -> an Authorization header."""
 
-    def make(subject: str, *roles: str, tenant: str | None = None) -> dict[str, str]:
-        with db.write() as session:
-            issued = tokens.create_token(
-                session,
-                actor=SYSTEM,
-                subject=subject,
-                roles=[Role(r) for r in roles],
-                tenant_id=tenant,
-                ttl=None,
-            )
-        return {"Authorization": f"Bearer {issued.value}"}
+    def make(subject: str, *roles: str, tenant: str | None = None) -> Headers:
+        return bearer(mint_token(db, subject, *roles, tenant=tenant))
 
     return make
+
+
+@dataclass(frozen=True)
+class Actors:
+    """One principal per job, each with its own API token (an Authorization header)."""
+
+    am: Headers
+    gov: Headers
+    sec: Headers
+    ops: Headers
+    qa: Headers
+    auditor: Headers
+    admin: Headers
+
+    @classmethod
+    def minted(cls, token: TokenFactory) -> Actors:
+        """The cast, each minted by ``token(subject, role)`` in this order."""
+        return cls(
+            am=token("amy", "account_manager"),
+            gov=token("gus", "governance"),
+            sec=token("sue", "security"),
+            ops=token("oli", "ops_engineer"),
+            qa=token("quinn", "qa"),
+            auditor=token("ada", "auditor"),
+            admin=token("root", "admin"),
+        )
+
+
+@pytest.fixture
+def actors(auth: TokenFactory) -> Actors:
+    return Actors.minted(auth)
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+CliRunner = Callable[..., CliResult]
+
+
+def invoke(capsys: pytest.CaptureFixture[str], *argv: str) -> CliResult:
+    """``tenantops ARGV`` in this process; its exit code and exactly what it printed."""
+    earlier = capsys.readouterr()
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    # Hand back what was printed before the command, for the test to read.
+    sys.stdout.write(earlier.out)
+    sys.stderr.write(earlier.err)
+    # `tokens create|list|revoke` open a Database and never dispose it; on
+    # PostgreSQL its pooled connection then warns when garbage-collected at
+    # some later, unrelated point. Collect it here, where we know its origin.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    return CliResult(code, captured.out, captured.err)
+
+
+@pytest.fixture
+def cli(
+    db: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> CliRunner:
+    """``cli("audit", "verify")`` runs ``tenantops`` against the test store."""
+    monkeypatch.setenv("TENANTOPS_DATABASE_URL", db.url)
+    monkeypatch.setenv("TENANTOPS_DATA_DIR", str(tmp_path / "data"))
+
+    def run(*argv: str) -> CliResult:
+        return invoke(capsys, *argv)
+
+    return run

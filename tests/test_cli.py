@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tenantops.cli import main
 from tenantops.db import Database
+from tests.conftest import CliResult, invoke
+from tests.flows import step
 from tests.servers import (
     READY_WITHIN,
     bearer,
@@ -56,24 +57,14 @@ def cli(server: Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     return CLI(capsys)
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 class CLI:
     """``tenantops ARGS`` in this process, with what it printed."""
 
     def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
         self.capsys = capsys
 
-    def __call__(self, *args: str) -> Result:
-        self.capsys.readouterr()
-        code = main(list(args))
-        captured = self.capsys.readouterr()
-        return Result(code, captured.out, captured.err)
+    def __call__(self, *args: str) -> CliResult:
+        return invoke(self.capsys, *args)
 
     def ok(self, *args: str) -> str:
         result = self(*args)
@@ -127,14 +118,9 @@ def _to_active(server: Server, tenant: str) -> None:
     """Provision and verify through the API, as the runbook engine would."""
     ops = bearer(server.token("cli-ops", "ops_engineer"))
     qa = bearer(server.token("cli-qa", "qa"))
-    for event, who in [("start_provisioning", ops), ("provisioned", ops), ("verified", qa)]:
-        r = httpx.post(
-            f"{server.url}/api/v1/tenants/{tenant}/lifecycle-events",
-            json={"event": event},
-            headers=who,
-            timeout=30,
-        )
-        assert r.status_code == 200, r.text
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for event, who in [("start_provisioning", ops), ("provisioned", ops), ("verified", qa)]:
+            step(client, tenant, event, who)
 
 
 def test_a_tenant_from_request_to_offboarding(server: Server, cli: CLI) -> None:
@@ -224,7 +210,7 @@ def test_reject_and_filtered_list(
     assert "no tenants match" in empty
 
 
-def _one_line_error(result: Result) -> str:
+def _one_line_error(result: CliResult) -> str:
     assert result.code != 0, result
     lines = result.err.strip().splitlines()
     assert len(lines) == 1, result.err

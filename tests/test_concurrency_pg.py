@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ from tenantops.approvals.schemas import ApprovalRequestRead
 from tenantops.audit import repository as audit_repository
 from tenantops.audit import service as audit_service
 from tenantops.db import Database
-from tests.conftest import STORES, create_pg_database, drop_pg_database
+from tenantops.tenants.lifecycle import TenantState
+from tests.conftest import STORES, Actors, create_pg_database, drop_pg_database
 from tests.factories import tenant_body
+from tests.flows import tenant_in
 from tests.servers import bearer, mint_token, run_cli, serve_process, tenantops_env
 
 pytestmark = [
@@ -59,6 +62,11 @@ class Cluster:
 
     def token(self, subject: str, *roles: str) -> dict[str, str]:
         return bearer(mint_token(self.db, subject, *roles))
+
+    @cached_property
+    def actors(self) -> Actors:
+        """One principal per job, to bring tenants along the lifecycle."""
+        return Actors.minted(self.token)
 
     def post(self, path: str, body: dict[str, Any], who: dict[str, str]) -> httpx.Response:
         return httpx.post(f"{self.urls[0]}{API}{path}", json=body, headers=who, timeout=30)
@@ -122,18 +130,8 @@ def _requested_tenant(cluster: Cluster) -> str:
 
 
 def _active_tenant(cluster: Cluster) -> str:
-    tid = _requested_tenant(cluster)
-    steps = [
-        ("approvals", {"role": "governance", "decision": "approve"}, "governance"),
-        ("approvals", {"role": "security", "decision": "approve"}, "security"),
-        ("lifecycle-events", {"event": "start_provisioning"}, "ops_engineer"),
-        ("lifecycle-events", {"event": "provisioned"}, "ops_engineer"),
-        ("lifecycle-events", {"event": "verified"}, "qa"),
-    ]
-    for action, body, role in steps:
-        r = cluster.post(f"/tenants/{tid}/{action}", body, cluster.token(f"{role}-{tid}", role))
-        assert r.status_code == 200, r.text
-    assert r.json()["state"] == "active"
+    with httpx.Client(base_url=cluster.urls[0], timeout=30) as client:
+        tid: str = tenant_in(client, cluster.actors, TenantState.ACTIVE)["id"]
     return tid
 
 

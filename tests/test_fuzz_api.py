@@ -31,12 +31,19 @@ from tenantops.app import create_app
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.migrations import upgrade
-from tests.factories import tenant_body
+from tenantops.tenants.lifecycle import TenantState
+from tests.conftest import Actors
+from tests.flows import tenant_in
 from tests.servers import bearer, mint_token
 
 MAX_EXAMPLES = 25
-# Seeded tenant -> how many lifecycle steps it is taken through (see Fuzzed._seed).
-SEEDED = {"fz-requested": 0, "fz-approved": 2, "fz-active": 5, "fz-suspended": 6}
+# Seeded tenant -> the lifecycle state it is brought to (see Fuzzed._seed).
+SEEDED = {
+    "fz-requested": TenantState.REQUESTED,
+    "fz-approved": TenantState.APPROVED,
+    "fz-active": TenantState.ACTIVE,
+    "fz-suspended": TenantState.SUSPENDED,
+}
 # What the spec promises. Left out on purpose: positive_data_acceptance and
 # negative_data_rejection, heuristics that flag deliberate server-side checks
 # (a cursor this API never issued, an If-Match that is no ETag, a number
@@ -51,10 +58,6 @@ CHECKS = [
 ]
 
 
-def _token(db: Database, subject: str, *roles: str) -> dict[str, str]:
-    return bearer(mint_token(db, subject, *roles))
-
-
 class Fuzzed:
     """The app under test, its tokens and the tenants seeded in it."""
 
@@ -62,41 +65,25 @@ class Fuzzed:
         self.db = Database(f"sqlite:///{tmp / 'fuzz.db'}")
         upgrade(self.db.engine)
         self.app: FastAPI = create_app(Settings(data_dir=tmp, log_json=False), db=self.db)
-        self.admin = _token(self.db, "fuzz-admin", "admin")
-        self.approver = {
-            "governance": _token(self.db, "fuzz-gov", "governance"),
-            "security": _token(self.db, "fuzz-sec", "security"),
-        }
+        self.actors = Actors.minted(self._token)
         self._seed()
+
+    def _token(self, subject: str, *roles: str) -> dict[str, str]:
+        return bearer(mint_token(self.db, f"fuzz-{subject}", *roles))
 
     def _seed(self) -> None:
         """Take each seeded tenant as far along the lifecycle as its name says."""
-        am = _token(self.db, "fuzz-am", "account_manager")
-        ops, qa = _token(self.db, "fuzz-ops", "ops_engineer"), _token(self.db, "fuzz-qa", "qa")
-        gov, sec = self.approver["governance"], self.approver["security"]
-        lifecycle = [
-            ("approvals", {"role": "governance", "decision": "approve"}, gov),
-            ("approvals", {"role": "security", "decision": "approve"}, sec),
-            ("lifecycle-events", {"event": "start_provisioning"}, ops),
-            ("lifecycle-events", {"event": "provisioned"}, ops),
-            ("lifecycle-events", {"event": "verified"}, qa),
-            ("suspend", {"reason": "fuzz"}, ops),
-        ]
         with TestClient(self.app) as client:
-            for name, steps in SEEDED.items():
-                r = client.post("/api/v1/tenants", json=tenant_body(name=name), headers=am)
-                assert r.status_code == 201, r.text
-                for action, body, who in lifecycle[:steps]:
-                    r = client.post(f"/api/v1/tenants/{name}/{action}", json=body, headers=who)
-                    assert r.status_code == 200, r.text
+            for name, state in SEEDED.items():
+                tenant_in(client, self.actors, state, name=name)
 
     def headers_for(self, case: schemathesis.Case[Any]) -> dict[str, str]:
         """Governance or security for the decisions, admin for the rest."""
         path = case.operation.path
         if case.method.upper() == "POST" and path.endswith("/approvals"):
             role = case.body.get("role") if isinstance(case.body, dict) else None
-            return self.approver["security" if role == "security" else "governance"]
-        return self.admin
+            return self.actors.sec if role == "security" else self.actors.gov
+        return self.actors.admin
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import TokenFactory
+from tests.conftest import Actors
 from tests.factories import tenant_body
 
 
 def test_request_approve_provision_suspend_reactivate_offboard(
-    client: TestClient, auth: TokenFactory
+    client: TestClient, actors: Actors
 ) -> None:
-    am = auth("amy", "account_manager")
-    gov = auth("gus", "governance")
-    sec = auth("sue", "security")
-    ops = auth("oli", "ops_engineer")
-    qa = auth("quinn", "qa")
+    am, gov, sec, ops, qa = actors.am, actors.gov, actors.sec, actors.ops, actors.qa
 
     r = client.post("/api/v1/tenants", json=tenant_body(name="acme"), headers=am)
     assert r.status_code == 201, r.text
@@ -67,9 +63,9 @@ def test_request_approve_provision_suspend_reactivate_offboard(
     r = client.post("/api/v1/tenants/acme/lifecycle-events", json={"event": "archive"}, headers=ops)
     assert r.json()["state"] == "archived"
 
-    audit = client.get(
-        "/api/v1/audit", params={"tenant_id": tid}, headers=auth("ada", "auditor")
-    ).json()["items"]
+    audit = client.get("/api/v1/audit", params={"tenant_id": tid}, headers=actors.auditor).json()[
+        "items"
+    ]
     assert [e["action"] for e in audit] == [
         "tenant.requested",
         "tenant.approval.recorded",

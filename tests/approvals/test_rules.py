@@ -9,8 +9,9 @@ from fastapi.testclient import TestClient
 
 from tenantops.approvals.rules import PriorDecision, check_decision, outcome
 from tenantops.errors import AlreadyDecided, Forbidden, SegregationOfDuties, Unprocessable
-from tests.conftest import TokenFactory
-from tests.factories import tenant_body
+from tenantops.tenants.lifecycle import TenantState
+from tests import flows
+from tests.conftest import Actors, TokenFactory
 
 BOTH = ("governance", "security")
 
@@ -125,29 +126,15 @@ def test_reactivation_needs_only_governance() -> None:
 # --- through the API ----------------------------------------------------------
 
 
-def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
-
-
 def _create(client: TestClient, who: dict[str, str]) -> str:
-    response = client.post("/api/v1/tenants", json=tenant_body(), headers=who)
-    assert response.status_code == 201, response.text
-    tid: str = response.json()["id"]
+    tid: str = flows.request_tenant(client, who)["id"]
     return tid
 
 
 def _decide(
     client: TestClient, who: dict[str, str], tid: str, role: str, decision: str = "approve"
 ) -> Any:
-    return client.post(
-        f"/api/v1/tenants/{tid}/approvals",
-        json={"role": role, "decision": decision, "comment": "ok", "risk_ref": "RISK-7"},
-        headers=who,
-    )
+    return flows.decide(client, tid, role, who, decision, comment="ok", risk_ref="RISK-7")
 
 
 def _state(client: TestClient, tid: str, who: dict[str, str]) -> str:
@@ -159,7 +146,7 @@ def test_requester_cannot_approve_their_own_tenant(client: TestClient, auth: Tok
     amy = auth("amy", "account_manager", "governance", "security")
     tid = _create(client, amy)
     for role in BOTH:
-        problem = _problem(_decide(client, amy, tid, role), 403)
+        problem = flows.problem(_decide(client, amy, tid, role), 403)
         assert problem["type"].endswith("/segregation-of-duties")
         assert problem["rule"] == "requester-not-approver"
         assert problem["detail"].startswith("you requested this change, so you cannot decide")
@@ -168,52 +155,56 @@ def test_requester_cannot_approve_their_own_tenant(client: TestClient, auth: Tok
 
 
 def test_one_person_with_both_roles_cannot_give_both_approvals(
-    client: TestClient, auth: TokenFactory
+    client: TestClient, actors: Actors, auth: TokenFactory
 ) -> None:
-    am = auth("amy", "account_manager")
+    am = actors.am
     bea = auth("bea", "governance", "security")
     tid = _create(client, am)
     assert _decide(client, bea, tid, "governance").status_code == 200
-    problem = _problem(_decide(client, bea, tid, "security"), 403)
+    problem = flows.problem(_decide(client, bea, tid, "security"), 403)
     assert problem["rule"] == "distinct-approvers"
     assert "must come from a different person" in problem["detail"]
     assert _state(client, tid, am) == "requested"
     # A second person completes it.
-    response = _decide(client, auth("sue", "security"), tid, "security")
+    response = _decide(client, actors.sec, tid, "security")
     assert response.json()["state"] == "approved"
 
 
-def test_deciding_in_a_role_you_do_not_hold(client: TestClient, auth: TokenFactory) -> None:
-    am = auth("amy", "account_manager")
+def test_deciding_in_a_role_you_do_not_hold(
+    client: TestClient, actors: Actors, auth: TokenFactory
+) -> None:
+    am = actors.am
     tid = _create(client, am)
-    problem = _problem(_decide(client, auth("gus", "governance"), tid, "security"), 403)
+    problem = flows.problem(_decide(client, actors.gov, tid, "security"), 403)
     assert (
         problem["detail"] == "you do not hold the security role, so you cannot decide as security"
     )
     # Roles the route does not admit at all are refused before the rules are asked.
-    problem = _problem(
+    problem = flows.problem(
         _decide(client, auth("oli", "ops_engineer", "admin"), tid, "governance"), 403
     )
     assert "needs one of: governance, security" in problem["detail"]
     assert _state(client, tid, am) == "requested"
 
 
-def test_two_approvals_in_one_role_do_not_approve(client: TestClient, auth: TokenFactory) -> None:
-    am = auth("amy", "account_manager")
+def test_two_approvals_in_one_role_do_not_approve(
+    client: TestClient, actors: Actors, auth: TokenFactory
+) -> None:
+    am = actors.am
     tid = _create(client, am)
-    assert _decide(client, auth("gus", "governance"), tid, "governance").status_code == 200
-    problem = _problem(_decide(client, auth("gil", "governance"), tid, "governance"), 409)
+    assert _decide(client, actors.gov, tid, "governance").status_code == 200
+    problem = flows.problem(_decide(client, auth("gil", "governance"), tid, "governance"), 409)
     assert problem["detail"] == "the governance decision was already taken by gus (approve)"
     assert _state(client, tid, am) == "requested"
 
 
-def test_two_approvals_from_two_people_approve(client: TestClient, auth: TokenFactory) -> None:
-    am = auth("amy", "account_manager")
+def test_two_approvals_from_two_people_approve(client: TestClient, actors: Actors) -> None:
+    am = actors.am
     tid = _create(client, am)
-    first = _decide(client, auth("sue", "security"), tid, "security")
+    first = _decide(client, actors.sec, tid, "security")
     assert first.status_code == 200, first.text
     assert first.json()["state"] == "requested"
-    second = _decide(client, auth("gus", "governance"), tid, "governance")
+    second = _decide(client, actors.gov, tid, "governance")
     assert second.json()["state"] == "approved"
     [request] = client.get(f"/api/v1/tenants/{tid}/approvals", headers=am).json()
     assert request["kind"] == "onboarding"
@@ -226,9 +217,9 @@ def test_two_approvals_from_two_people_approve(client: TestClient, auth: TokenFa
 
 
 @pytest.mark.parametrize("first", [None, "governance", "security"])
-def test_one_rejection_rejects(client: TestClient, auth: TokenFactory, first: str | None) -> None:
-    am = auth("amy", "account_manager")
-    people = {"governance": auth("gus", "governance"), "security": auth("sue", "security")}
+def test_one_rejection_rejects(client: TestClient, actors: Actors, first: str | None) -> None:
+    am = actors.am
+    people = {"governance": actors.gov, "security": actors.sec}
     tid = _create(client, am)
     if first is not None:
         assert _decide(client, people[first], tid, first).status_code == 200
@@ -241,55 +232,29 @@ def test_one_rejection_rejects(client: TestClient, auth: TokenFactory, first: st
     # Nobody can approve it afterwards.
     other = next(r for r in BOTH if r != rejecting)
     if first is None:
-        problem = _problem(_decide(client, people[other], tid, other), 409)
+        problem = flows.problem(_decide(client, people[other], tid, other), 409)
         assert problem["current_state"] == "rejected"
 
 
 # --- reactivation -------------------------------------------------------------
 
 
-def _suspended_tenant(client: TestClient, auth: TokenFactory) -> str:
-    tid = _create(client, auth("amy", "account_manager"))
-    assert _decide(client, auth("gus", "governance"), tid, "governance").status_code == 200
-    assert _decide(client, auth("sue", "security"), tid, "security").status_code == 200
-    ops, qa = auth("oli", "ops_engineer"), auth("quinn", "qa")
-    for event, who in [("start_provisioning", ops), ("provisioned", ops), ("verified", qa)]:
-        response = client.post(
-            f"/api/v1/tenants/{tid}/lifecycle-events", json={"event": event}, headers=who
-        )
-        assert response.status_code == 200, response.text
-    response = client.post(f"/api/v1/tenants/{tid}/suspend", json={"reason": "x"}, headers=ops)
-    assert response.json()["state"] == "suspended"
+def _suspended_tenant(client: TestClient, actors: Actors) -> str:
+    tid: str = flows.tenant_in(client, actors, TenantState.SUSPENDED)["id"]
     return tid
 
 
-def _ask(client: TestClient, tid: str, who: dict[str, str]) -> Any:
-    return client.post(
-        f"/api/v1/tenants/{tid}/reactivation-requests", json={"reason": "paid"}, headers=who
-    )
-
-
-def _decide_reactivation(
-    client: TestClient, tid: str, request_id: str, who: dict[str, str], decision: str = "approve"
-) -> Any:
-    return client.post(
-        f"/api/v1/tenants/{tid}/reactivation-requests/{request_id}/approvals",
-        json={"decision": decision},
-        headers=who,
-    )
-
-
 def test_reactivation_only_after_governance_approves_that_request(
-    client: TestClient, auth: TokenFactory
+    client: TestClient, actors: Actors
 ) -> None:
-    tid = _suspended_tenant(client, auth)
-    gov, am = auth("gus", "governance"), auth("amy", "account_manager")
+    tid = _suspended_tenant(client, actors)
+    gov, am = actors.gov, actors.am
 
     # No request yet: nothing to approve.
-    problem = _problem(_decide_reactivation(client, tid, "no-such-request", gov), 404)
+    problem = flows.problem(flows.decide_reactivation(client, tid, "no-such-request", gov), 404)
     assert "no pending reactivation request" in problem["detail"]
 
-    asked = _ask(client, tid, am)
+    asked = flows.request_reactivation(client, tid, am)
     assert asked.status_code == 201, asked.text
     request = asked.json()
     assert (request["kind"], request["status"], request["required_roles"]) == (
@@ -299,32 +264,34 @@ def test_reactivation_only_after_governance_approves_that_request(
     )
     assert _state(client, tid, am) == "suspended"
     # One pending request at a time.
-    assert _problem(_ask(client, tid, am), 409)["detail"].startswith("a reactivation request")
+    assert flows.problem(flows.request_reactivation(client, tid, am), 409)["detail"].startswith(
+        "a reactivation request"
+    )
     # Security is not the role that decides reactivation.
-    _problem(_decide_reactivation(client, tid, request["id"], auth("sue", "security")), 403)
+    flows.problem(flows.decide_reactivation(client, tid, request["id"], actors.sec), 403)
     assert _state(client, tid, am) == "suspended"
 
-    response = _decide_reactivation(client, tid, request["id"], gov)
+    response = flows.decide_reactivation(client, tid, request["id"], gov)
     assert response.status_code == 200, response.text
     assert response.json()["state"] == "active"
     # The request is spent: it cannot reactivate again.
-    problem = _problem(_decide_reactivation(client, tid, request["id"], gov), 409)
+    problem = flows.problem(flows.decide_reactivation(client, tid, request["id"], gov), 409)
     assert problem["current_state"] == "active"
 
 
 def test_rejected_reactivation_keeps_the_tenant_suspended(
-    client: TestClient, auth: TokenFactory
+    client: TestClient, actors: Actors
 ) -> None:
-    tid = _suspended_tenant(client, auth)
-    gov, am = auth("gus", "governance"), auth("amy", "account_manager")
-    first = _ask(client, tid, am).json()["id"]
-    response = _decide_reactivation(client, tid, first, gov, "reject")
+    tid = _suspended_tenant(client, actors)
+    gov, am = actors.gov, actors.am
+    first = flows.request_reactivation(client, tid, am).json()["id"]
+    response = flows.decide_reactivation(client, tid, first, gov, "reject")
     assert response.status_code == 200, response.text
     assert response.json()["state"] == "suspended"
     # The rejected request cannot be approved afterwards; a new one can.
-    _problem(_decide_reactivation(client, tid, first, gov), 404)
-    second = _ask(client, tid, am).json()["id"]
-    assert _decide_reactivation(client, tid, second, gov).json()["state"] == "active"
+    flows.problem(flows.decide_reactivation(client, tid, first, gov), 404)
+    second = flows.request_reactivation(client, tid, am).json()["id"]
+    assert flows.decide_reactivation(client, tid, second, gov).json()["state"] == "active"
     statuses = [
         (r["kind"], r["status"])
         for r in client.get(f"/api/v1/tenants/{tid}/approvals", headers=am).json()
@@ -337,28 +304,26 @@ def test_rejected_reactivation_keeps_the_tenant_suspended(
 
 
 def test_requester_of_a_reactivation_cannot_approve_it(
-    client: TestClient, auth: TokenFactory
+    client: TestClient, actors: Actors, auth: TokenFactory
 ) -> None:
-    tid = _suspended_tenant(client, auth)
+    tid = _suspended_tenant(client, actors)
     olga = auth("olga", "ops_engineer", "governance")
-    request_id = _ask(client, tid, olga).json()["id"]
-    problem = _problem(_decide_reactivation(client, tid, request_id, olga), 403)
+    request_id = flows.request_reactivation(client, tid, olga).json()["id"]
+    problem = flows.problem(flows.decide_reactivation(client, tid, request_id, olga), 403)
     assert problem["rule"] == "requester-not-approver"
     assert "you requested this change" in problem["detail"]
     assert _state(client, tid, olga) == "suspended"
-    response = _decide_reactivation(client, tid, request_id, auth("gus", "governance"))
+    response = flows.decide_reactivation(client, tid, request_id, actors.gov)
     assert response.json()["state"] == "active"
 
 
-def test_offboarding_cancels_a_pending_reactivation(client: TestClient, auth: TokenFactory) -> None:
-    tid = _suspended_tenant(client, auth)
-    am = auth("amy", "account_manager")
-    request_id = _ask(client, tid, am).json()["id"]
-    response = client.post(f"/api/v1/tenants/{tid}/offboard", json={"reason": "gone"}, headers=am)
+def test_offboarding_cancels_a_pending_reactivation(client: TestClient, actors: Actors) -> None:
+    tid = _suspended_tenant(client, actors)
+    am = actors.am
+    request_id = flows.request_reactivation(client, tid, am).json()["id"]
+    response = flows.offboard(client, tid, am, reason="gone")
     assert response.json()["state"] == "offboarding"
-    problem = _problem(
-        _decide_reactivation(client, tid, request_id, auth("gus", "governance")), 409
-    )
+    problem = flows.problem(flows.decide_reactivation(client, tid, request_id, actors.gov), 409)
     assert problem["current_state"] == "offboarding"
     kinds = client.get(f"/api/v1/tenants/{tid}/approvals", headers=am).json()
     assert kinds[-1]["status"] == "cancelled"

@@ -1,19 +1,14 @@
-"""Reading the audit trail straight from the store, and driving tenants through the API."""
+"""Reading the audit trail straight from the store, and making the store refuse entries."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
 from tenantops.audit.models import AuditEntry, AuditHead
 from tenantops.db import Database
-from tests.factories import tenant_body
-
-Headers = dict[str, str]
 
 
 def entries(db: Database) -> list[AuditEntry]:
@@ -32,33 +27,6 @@ def head(db: Database) -> tuple[int, str]:
         row = session.get(AuditHead, 1)
         assert row is not None
         return row.seq, row.hash
-
-
-def request_tenant(client: TestClient, headers: Headers, **overrides: Any) -> dict[str, Any]:
-    r = client.post("/api/v1/tenants", json=tenant_body(**overrides), headers=headers)
-    assert r.status_code == 201, r.text
-    tenant: dict[str, Any] = r.json()
-    return tenant
-
-
-def approve(client: TestClient, tenant: str, headers: Headers, role: str) -> dict[str, Any]:
-    r = client.post(
-        f"/api/v1/tenants/{tenant}/approvals",
-        json={"role": role, "decision": "approve"},
-        headers=headers,
-    )
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-def step(client: TestClient, tenant: str, event: str, headers: Headers) -> dict[str, Any]:
-    r = client.post(
-        f"/api/v1/tenants/{tenant}/lifecycle-events", json={"event": event}, headers=headers
-    )
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
 
 
 FAIL_MESSAGE = "audit store refuses writes (test trigger)"

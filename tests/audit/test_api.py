@@ -16,9 +16,9 @@ from tenantops.auth.principal import Role
 from tenantops.auth.tokens import TOKEN_PREFIX
 from tenantops.db import Database
 from tenantops.logs import configure_logging
-from tests.audit.conftest import Cast, RunCli
-from tests.audit.helpers import Headers, approve, entries, request_tenant
-from tests.conftest import TokenFactory
+from tests.audit.helpers import entries
+from tests.conftest import Actors, CliRunner, Headers, TokenFactory
+from tests.flows import approve, request_tenant
 
 Freeze = Callable[[datetime], None]
 T1 = datetime(2031, 5, 1, 9, 0, tzinfo=UTC)
@@ -52,27 +52,27 @@ def read_all(client: TestClient, headers: Headers, **params: Any) -> list[dict[s
 
 
 @pytest.fixture
-def two_tenants(client: TestClient, cast: Cast, fake_clock: Freeze) -> tuple[str, str]:
+def two_tenants(client: TestClient, actors: Actors, fake_clock: Freeze) -> tuple[str, str]:
     """Tenant A requested and approved by governance on day 1; tenant B on day 2."""
     fake_clock(T1)
-    a = request_tenant(client, cast.am)["id"]
-    approve(client, a, cast.gov, "governance")
+    a = request_tenant(client, actors.am)["id"]
+    approve(client, a, "governance", actors.gov)
     fake_clock(T2)
-    b = request_tenant(client, cast.admin)["id"]
-    approve(client, b, cast.sec, "security")
+    b = request_tenant(client, actors.admin)["id"]
+    approve(client, b, "security", actors.sec)
     fake_clock(T3)
     return a, b
 
 
 def test_filters(
-    db: Database, client: TestClient, cast: Cast, two_tenants: tuple[str, str]
+    db: Database, client: TestClient, actors: Actors, two_tenants: tuple[str, str]
 ) -> None:
     a, b = two_tenants
-    everything = read(client, cast.auditor)
+    everything = read(client, actors.auditor)
     assert [e["seq"] for e in everything] == [e.seq for e in entries(db)]
 
     def pick(**params: Any) -> list[tuple[str, str | None]]:
-        return [(e["action"], e["tenant_id"]) for e in read(client, cast.auditor, **params)]
+        return [(e["action"], e["tenant_id"]) for e in read(client, actors.auditor, **params)]
 
     assert pick(tenant_id=a) == [("tenant.requested", a), ("tenant.approval.recorded", a)]
     assert pick(tenant_id=b) == [("tenant.requested", b), ("tenant.approval.recorded", b)]
@@ -80,7 +80,7 @@ def test_filters(
     assert pick(actor="gus", tenant_id=a) == [("tenant.approval.recorded", a)]
     assert pick(actor="gus", tenant_id=b) == []
     assert pick(action="tenant.requested") == [("tenant.requested", a), ("tenant.requested", b)]
-    assert [e["actor"] for e in read(client, cast.auditor, action="token.created")] == [
+    assert [e["actor"] for e in read(client, actors.auditor, action="token.created")] == [
         "system:tenantops"
     ] * 7
     assert pick(tenant_id="no-such-tenant") == []
@@ -99,24 +99,24 @@ def test_filters(
 
 
 def test_time_filters_mean_the_same_instant_in_any_offset(
-    client: TestClient, cast: Cast, two_tenants: tuple[str, str]
+    client: TestClient, actors: Actors, two_tenants: tuple[str, str]
 ) -> None:
     a, b = two_tenants
     cest = timezone(timedelta(hours=2))
     # 2031-05-02 11:00+02:00 is T2; a naive time is UTC.
     for since in (T2.astimezone(cest).isoformat(), T2.replace(tzinfo=None).isoformat()):
-        items = read(client, cast.auditor, since=since)
+        items = read(client, actors.auditor, since=since)
         assert [e["tenant_id"] for e in items] == [b, b], since
     until = (T2 - timedelta(microseconds=1)).astimezone(timezone(timedelta(hours=-7)))
-    items = read(client, cast.auditor, since=T1.isoformat(), until=until.isoformat())
+    items = read(client, actors.auditor, since=T1.isoformat(), until=until.isoformat())
     assert [e["tenant_id"] for e in items] == [a, a]
 
 
 def test_entries_show_their_chain_and_time_in_utc(
-    client: TestClient, cast: Cast, two_tenants: tuple[str, str]
+    client: TestClient, actors: Actors, two_tenants: tuple[str, str]
 ) -> None:
     a, _ = two_tenants
-    first, second = read(client, cast.auditor, tenant_id=a)
+    first, second = read(client, actors.auditor, tenant_id=a)
     assert datetime.fromisoformat(first["at"]) == T1
     assert second["prev_hash"] == first["hash"]
     assert second["seq"] == first["seq"] + 1
@@ -125,30 +125,30 @@ def test_entries_show_their_chain_and_time_in_utc(
 
 
 def test_paging_with_after_and_next_after(
-    db: Database, client: TestClient, cast: Cast, two_tenants: tuple[str, str]
+    db: Database, client: TestClient, actors: Actors, two_tenants: tuple[str, str]
 ) -> None:
     a, _ = two_tenants
     all_seqs = [e.seq for e in entries(db)]
     assert len(all_seqs) == 11
 
     for limit in (1, 2, 3, 5, 11, 500):
-        got = [e["seq"] for e in read_all(client, cast.auditor, limit=limit)]
+        got = [e["seq"] for e in read_all(client, actors.auditor, limit=limit)]
         assert got == all_seqs, limit
 
     # The first page of 4, then everything after its last entry.
-    r = client.get("/api/v1/audit", params={"limit": 4}, headers=cast.auditor).json()
+    r = client.get("/api/v1/audit", params={"limit": 4}, headers=actors.auditor).json()
     assert [e["seq"] for e in r["items"]] == all_seqs[:4]
     assert r["next_after"] == all_seqs[3]
-    rest = read(client, cast.auditor, after=r["next_after"])
+    rest = read(client, actors.auditor, after=r["next_after"])
     assert [e["seq"] for e in rest] == all_seqs[4:]
 
     # Paging combines with filters.
-    got = read_all(client, cast.auditor, limit=1, action="token.created")
+    got = read_all(client, actors.auditor, limit=1, action="token.created")
     assert [e["seq"] for e in got] == all_seqs[:7]
-    got = read_all(client, cast.auditor, limit=1, tenant_id=a)
+    got = read_all(client, actors.auditor, limit=1, tenant_id=a)
     assert [e["tenant_id"] for e in got] == [a, a]
 
-    assert read(client, cast.auditor, after=all_seqs[-1]) == []
+    assert read(client, actors.auditor, after=all_seqs[-1]) == []
 
 
 @pytest.mark.parametrize(
@@ -162,8 +162,10 @@ def test_paging_with_after_and_next_after(
         {"tenant_id": "x" * 37},
     ],
 )
-def test_bad_query_is_a_422_problem(client: TestClient, cast: Cast, params: dict[str, Any]) -> None:
-    r = client.get("/api/v1/audit", params=params, headers=cast.auditor)
+def test_bad_query_is_a_422_problem(
+    client: TestClient, actors: Actors, params: dict[str, Any]
+) -> None:
+    r = client.get("/api/v1/audit", params=params, headers=actors.auditor)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["status"] == 422
@@ -197,7 +199,7 @@ def test_token_values_never_reach_the_trail_or_the_logs(
     db: Database,
     client: TestClient,
     auth: TokenFactory,
-    run_cli: RunCli,
+    cli: CliRunner,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -210,7 +212,7 @@ def test_token_values_never_reach_the_trail_or_the_logs(
             ("--subject", "watcher", "--role", "auditor"),
             ("--subject", "ci", "--role", "account_manager"),
         ):
-            result = run_cli("tokens", "create", *argv)
+            result = cli("tokens", "create", *argv)
             assert result.code == 0, result.err
             value = result.out.strip().splitlines()[-1]
             assert value.startswith(TOKEN_PREFIX)
@@ -224,21 +226,19 @@ def test_token_values_never_reach_the_trail_or_the_logs(
         request_tenant(client, fixture_headers)
         assert client.get("/api/v1/me", headers=admin).status_code == 200
         assert client.get("/api/v1/audit", headers=ci).status_code == 403
-        owner = run_cli(
-            "tokens", "create", "--subject", "o", "--role", "tenant_owner", "--tenant", tid
-        )
+        owner = cli("tokens", "create", "--subject", "o", "--role", "tenant_owner", "--tenant", tid)
         assert owner.code == 0, owner.err
         cli_tokens.append(owner.out.strip().splitlines()[-1])
 
         # A revoked token, and a made-up one, are refused without echoing them.
-        revoked = run_cli("tokens", "revoke", cli_tokens[2][: len(TOKEN_PREFIX) + 6])
+        revoked = cli("tokens", "revoke", cli_tokens[2][: len(TOKEN_PREFIX) + 6])
         assert revoked.code == 0, revoked.err
         made_up = TOKEN_PREFIX + secrets.token_urlsafe(32)
         for value in (cli_tokens[2], made_up):
             r = client.get("/api/v1/me", headers={"Authorization": f"Bearer {value}"})
             assert r.status_code == 401
             assert value not in r.text
-        listed = run_cli("tokens", "list")
+        listed = cli("tokens", "list")
         assert listed.code == 0, listed.err
 
         trail_json = client.get("/api/v1/audit", params={"limit": 500}, headers=auditor).text

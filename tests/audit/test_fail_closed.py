@@ -21,9 +21,11 @@ from tenantops.auth.tokens import TOKEN_PREFIX
 from tenantops.db import Database
 from tenantops.logs import configure_logging
 from tenantops.tenants.models import IdempotencyRecord, Tenant
-from tests.audit.conftest import ActiveTenant, Cast, RunCli
-from tests.audit.helpers import FAIL_MESSAGE, approve, count, failing_audit, head, request_tenant
+from tests.audit.conftest import ActiveTenant
+from tests.audit.helpers import FAIL_MESSAGE, count, failing_audit, head
+from tests.conftest import Actors, CliRunner
 from tests.factories import tenant_body
+from tests.flows import approve, request_tenant
 
 
 def assert_audit_unavailable(r: Response) -> None:
@@ -50,36 +52,36 @@ def tenant_row(db: Database, tenant_id: str) -> Tenant:
 
 
 def test_request_is_refused_and_leaves_no_tenant_no_approval_no_idempotency_key(
-    db: Database, client: TestClient, cast: Cast
+    db: Database, client: TestClient, actors: Actors
 ) -> None:
     body = tenant_body(name="ghost")
     key = {"Idempotency-Key": "create-ghost-1"}
     trail_before = count(db), head(db)
 
     with failing_audit(db):
-        r = client.post("/api/v1/tenants", json=body, headers={**cast.am, **key})
+        r = client.post("/api/v1/tenants", json=body, headers={**actors.am, **key})
         assert_audit_unavailable(r)
 
     assert rows(db, Tenant) == 0
     assert rows(db, ApprovalRequest) == 0
     assert rows(db, IdempotencyRecord) == 0
     assert (count(db), head(db)) == trail_before
-    assert client.get("/api/v1/tenants/ghost", headers=cast.am).status_code == 404
+    assert client.get("/api/v1/tenants/ghost", headers=actors.am).status_code == 404
 
     # With the audit store back, the same key creates the tenant afresh: the
     # refused attempt left no idempotency record to replay.
-    r = client.post("/api/v1/tenants", json=body, headers={**cast.am, **key})
+    r = client.post("/api/v1/tenants", json=body, headers={**actors.am, **key})
     assert r.status_code == 201, r.text
     assert "Idempotent-Replayed" not in r.headers
     assert r.json()["state"] == "requested"
 
 
 def test_approval_is_refused_and_records_no_decision(
-    db: Database, client: TestClient, cast: Cast
+    db: Database, client: TestClient, actors: Actors
 ) -> None:
-    tenant = request_tenant(client, cast.am)
+    tenant = request_tenant(client, actors.am)
     tid = tenant["id"]
-    approve(client, tid, cast.gov, "governance")
+    approve(client, tid, "governance", actors.gov)
     before = tenant_row(db, tid)
     trail_before = count(db), head(db)
 
@@ -88,14 +90,14 @@ def test_approval_is_refused_and_records_no_decision(
         r = client.post(
             f"/api/v1/tenants/{tid}/approvals",
             json={"role": "security", "decision": "approve"},
-            headers=cast.sec,
+            headers=actors.sec,
         )
         assert_audit_unavailable(r)
         # A request refused for its own reason still gets that reason, not a 503.
         r = client.post(
             f"/api/v1/tenants/{tid}/approvals",
             json={"role": "governance", "decision": "reject"},
-            headers=cast.gov,
+            headers=actors.gov,
         )
         assert r.status_code == 409, r.text  # governance has already decided
 
@@ -113,31 +115,31 @@ def test_approval_is_refused_and_records_no_decision(
     assert (count(db), head(db)) == trail_before
 
     # Nothing half-done blocks the retry once the audit store is back.
-    assert approve(client, tid, cast.sec, "security")["state"] == "approved"
+    assert approve(client, tid, "security", actors.sec)["state"] == "approved"
 
 
 def test_first_approval_is_refused_and_records_no_decision(
-    db: Database, client: TestClient, cast: Cast
+    db: Database, client: TestClient, actors: Actors
 ) -> None:
-    tid = request_tenant(client, cast.am)["id"]
+    tid = request_tenant(client, actors.am)["id"]
     version = tenant_row(db, tid).version
 
     with failing_audit(db):
         r = client.post(
             f"/api/v1/tenants/{tid}/approvals",
             json={"role": "governance", "decision": "approve", "risk_ref": "RISK-9"},
-            headers=cast.gov,
+            headers=actors.gov,
         )
         assert_audit_unavailable(r)
 
     assert rows(db, ApprovalDecision) == 0
     assert tenant_row(db, tid).version == version
-    listed = client.get(f"/api/v1/tenants/{tid}/approvals", headers=cast.gov).json()
+    listed = client.get(f"/api/v1/tenants/{tid}/approvals", headers=actors.gov).json()
     assert [req["decisions"] for req in listed] == [[]]
 
 
 def test_suspend_is_refused_and_the_tenant_stays_active(
-    db: Database, client: TestClient, cast: Cast, active_tenant: ActiveTenant
+    db: Database, client: TestClient, actors: Actors, active_tenant: ActiveTenant
 ) -> None:
     tenant = active_tenant()
     before = tenant_row(db, tenant["id"])
@@ -147,23 +149,23 @@ def test_suspend_is_refused_and_the_tenant_stays_active(
         r = client.post(
             f"/api/v1/tenants/{tenant['id']}/suspend",
             json={"reason": "payment breach", "incident_ref": "INC7"},
-            headers={**cast.ops, "If-Match": f'"{before.version}"'},
+            headers={**actors.ops, "If-Match": f'"{before.version}"'},
         )
         assert_audit_unavailable(r)
 
     after = tenant_row(db, tenant["id"])
     assert (after.state, after.version) == ("active", before.version)
     assert (count(db), head(db)) == trail_before
-    r = client.get(f"/api/v1/tenants/{tenant['id']}", headers=cast.ops)
+    r = client.get(f"/api/v1/tenants/{tenant['id']}", headers=actors.ops)
     assert r.json()["state"] == "active"
     assert r.headers["ETag"] == f'"{before.version}"'
 
 
 def test_token_is_not_issued_when_its_creation_cannot_be_audited(
-    db: Database, run_cli: RunCli
+    db: Database, cli: CliRunner
 ) -> None:
     with failing_audit(db):
-        result = run_cli("tokens", "create", "--subject", "bot", "--role", "admin")
+        result = cli("tokens", "create", "--subject", "bot", "--role", "admin")
 
     assert result.code != 0
     # No token value printed for a token that does not exist. (stdout is not
@@ -175,13 +177,15 @@ def test_token_is_not_issued_when_its_creation_cannot_be_audited(
 
 
 def test_refusal_is_logged_for_the_operator(
-    db: Database, client: TestClient, cast: Cast, capsys: pytest.CaptureFixture[str]
+    db: Database, client: TestClient, actors: Actors, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure_logging("INFO", json=True)
     try:
         with failing_audit(db):
             r = client.post(
-                "/api/v1/tenants", json=tenant_body(), headers={**cast.am, "X-Request-ID": "r-503"}
+                "/api/v1/tenants",
+                json=tenant_body(),
+                headers={**actors.am, "X-Request-ID": "r-503"},
             )
     finally:
         structlog.reset_defaults()

@@ -15,8 +15,8 @@ from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.errors import AuditUnavailable
 from tenantops.kit.clock import as_utc
-from tests.audit.conftest import Cast
-from tests.audit.helpers import Headers, count, entries
+from tests.audit.helpers import count, entries
+from tests.conftest import Actors, Headers
 from tests.factories import tenant_body
 
 Freeze = Callable[[datetime], None]
@@ -83,7 +83,7 @@ def state_change(before: str, after: str) -> dict[str, Any]:
 
 
 def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_and_diff(
-    db: Database, client: TestClient, cast: Cast, auth: Any, fake_clock: Freeze
+    db: Database, client: TestClient, actors: Actors, auth: Any, fake_clock: Freeze
 ) -> None:
     send = Recorder(db, client, fake_clock)
     # A principal with two roles: both are recorded, sorted.
@@ -115,7 +115,7 @@ def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_an
         (
             f"/tenants/{tid}/approvals",
             "gus",
-            cast.gov,
+            actors.gov,
             {"role": "governance", "decision": "approve", "risk_ref": "RISK-7"},
             "tenant.approval.recorded",
             ["governance"],
@@ -125,7 +125,7 @@ def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_an
         (
             f"/tenants/{tid}/approvals",
             "sue",
-            cast.sec,
+            actors.sec,
             {"role": "security", "decision": "approve"},
             "tenant.approved",
             ["security"],
@@ -135,7 +135,7 @@ def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_an
         (
             "/tenants/globex/lifecycle-events",
             "oli",
-            cast.ops,
+            actors.ops,
             {"event": "start_provisioning"},
             "tenant.step.start_provisioning",
             ["ops_engineer"],
@@ -145,7 +145,7 @@ def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_an
         (
             "/tenants/globex/lifecycle-events",
             "oli",
-            cast.ops,
+            actors.ops,
             {"event": "provisioned"},
             "tenant.step.provisioned",
             ["ops_engineer"],
@@ -155,7 +155,7 @@ def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_an
         (
             "/tenants/globex/lifecycle-events",
             "quinn",
-            cast.qa,
+            actors.qa,
             {"event": "verified", "evidence_ref": "QA-1"},
             "tenant.step.verified",
             ["qa"],
@@ -165,7 +165,7 @@ def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_an
         (
             "/tenants/globex/suspend",
             "oli",
-            cast.ops,
+            actors.ops,
             {"reason": "payment breach", "incident_ref": "INC9"},
             "tenant.suspended",
             ["ops_engineer"],
@@ -207,7 +207,7 @@ def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_an
     r, new = send(
         "POST",
         f"/tenants/globex/reactivation-requests/{request_id}/approvals",
-        cast.gov,
+        actors.gov,
         {"decision": "approve", "comment": "paid in full"},
     )
     e = the_one(
@@ -244,15 +244,15 @@ def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_an
 
 
 def test_a_rejection_writes_one_entry(
-    db: Database, client: TestClient, cast: Cast, fake_clock: Freeze
+    db: Database, client: TestClient, actors: Actors, fake_clock: Freeze
 ) -> None:
     send = Recorder(db, client, fake_clock)
-    r, _ = send("POST", "/tenants", cast.am, tenant_body())
+    r, _ = send("POST", "/tenants", actors.am, tenant_body())
     tid = r.json()["id"]
     r, new = send(
         "POST",
         f"/tenants/{tid}/approvals",
-        cast.sec,
+        actors.sec,
         {"role": "security", "decision": "reject", "comment": "no DPIA"},
     )
     e = the_one(
@@ -270,31 +270,31 @@ def test_a_rejection_writes_one_entry(
 
 
 def test_reads_refusals_and_replays_write_nothing(
-    db: Database, client: TestClient, cast: Cast, fake_clock: Freeze
+    db: Database, client: TestClient, actors: Actors, fake_clock: Freeze
 ) -> None:
     send = Recorder(db, client, fake_clock)
     body = tenant_body()
     key = {"Idempotency-Key": "k-1"}
-    r, new = send("POST", "/tenants", {**cast.am, **key}, body)
+    r, new = send("POST", "/tenants", {**actors.am, **key}, body)
     assert (r.status_code, len(new)) == (201, 1)
     tid = r.json()["id"]
 
     nothing = [
-        send("POST", "/tenants", {**cast.am, **key}, body),  # replay: same tenant
-        send("POST", "/tenants", {**cast.am, **key}, {**body, "tier": "premium"}),  # 422
-        send("POST", "/tenants", cast.am, {**body, "name": body["name"]}),  # 409 name taken
-        send("POST", "/tenants", cast.gov, tenant_body()),  # 403 role
+        send("POST", "/tenants", {**actors.am, **key}, body),  # replay: same tenant
+        send("POST", "/tenants", {**actors.am, **key}, {**body, "tier": "premium"}),  # 422
+        send("POST", "/tenants", actors.am, {**body, "name": body["name"]}),  # 409 name taken
+        send("POST", "/tenants", actors.gov, tenant_body()),  # 403 role
         send("POST", "/tenants", {}, tenant_body()),  # 401
-        send("POST", f"/tenants/{tid}/suspend", cast.ops, {"reason": "x"}),  # 409 state
+        send("POST", f"/tenants/{tid}/suspend", actors.ops, {"reason": "x"}),  # 409 state
         send(
             "POST",
             f"/tenants/{tid}/approvals",
-            cast.am,
+            actors.am,
             {"role": "governance", "decision": "approve"},
         ),  # 403
-        send("GET", f"/tenants/{tid}", cast.am),
-        send("GET", "/tenants", cast.am),
-        send("GET", "/audit", cast.auditor),
+        send("GET", f"/tenants/{tid}", actors.am),
+        send("GET", "/tenants", actors.am),
+        send("GET", "/audit", actors.auditor),
     ]
     statuses = [r.status_code for r, _ in nothing]
     assert statuses == [201, 422, 409, 403, 401, 409, 403, 200, 200, 200]

@@ -21,20 +21,21 @@ from tenantops.audit.models import AuditEntry, AuditHead
 from tenantops.auth.principal import SYSTEM
 from tenantops.db import Database
 from tenantops.kit.clock import utcnow
-from tests.audit.conftest import ActiveTenant, Cast, RunCli
+from tests.audit.conftest import ActiveTenant
 from tests.audit.helpers import entries
+from tests.conftest import Actors, CliRunner
 
 log = AuditEntry.__table__
 
 
 @pytest.fixture
-def trail(db: Database, client: TestClient, cast: Cast, active_tenant: ActiveTenant) -> int:
+def trail(db: Database, client: TestClient, actors: Actors, active_tenant: ActiveTenant) -> int:
     """A trail of real entries (tokens, a tenant's onboarding, a suspension); its length."""
     tenant = active_tenant()
     r = client.post(
         f"/api/v1/tenants/{tenant['id']}/suspend",
         json={"reason": "incident", "incident_ref": "INC1"},
-        headers=cast.ops,
+        headers=actors.ops,
     )
     assert r.status_code == 200, r.text
     rows = entries(db)
@@ -51,14 +52,14 @@ def broken_at(result: Any) -> int:
     return int(match.group(1))
 
 
-def test_intact_trail_verifies(trail: int, run_cli: RunCli) -> None:
-    result = run_cli("audit", "verify")
+def test_intact_trail_verifies(trail: int, cli: CliRunner) -> None:
+    result = cli("audit", "verify")
     assert result.code == 0, result.err
     assert result.out.strip() == f"audit trail intact: {trail} entries verified"
 
 
-def test_empty_trail_verifies(db: Database, run_cli: RunCli) -> None:
-    result = run_cli("audit", "verify")
+def test_empty_trail_verifies(db: Database, cli: CliRunner) -> None:
+    result = cli("audit", "verify")
     assert result.code == 0, result.err
     assert "0 entries verified" in result.out
 
@@ -215,29 +216,29 @@ TAMPERS: list[Tamper] = [
 
 @pytest.mark.parametrize("tamper", TAMPERS, ids=lambda t: t.__name__)
 def test_tampering_is_detected_and_the_first_bad_entry_named(
-    db: Database, trail: int, run_cli: RunCli, tamper: Tamper
+    db: Database, trail: int, cli: CliRunner, tamper: Tamper
 ) -> None:
-    assert run_cli("audit", "verify").code == 0
+    assert cli("audit", "verify").code == 0
     with db.engine.begin() as conn:
         expected = tamper(conn, trail)
-    assert broken_at(run_cli("audit", "verify")) == expected
+    assert broken_at(cli("audit", "verify")) == expected
 
 
 @pytest.mark.parametrize("tamper", [edit_and_rehash, insert_into_gap], ids=lambda t: t.__name__)
 def test_a_consistent_forgery_is_reported_at_the_broken_link_naming_both_entries(
-    db: Database, trail: int, run_cli: RunCli, tamper: Tamper
+    db: Database, trail: int, cli: CliRunner, tamper: Tamper
 ) -> None:
     with db.engine.begin() as conn:
         bad = tamper(conn, trail)
-    result = run_cli("audit", "verify")
+    result = cli("audit", "verify")
     assert broken_at(result) == bad
     assert f"does not link to entry {bad - 1}" in result.err
 
 
-def test_a_missing_head_row_is_reported(db: Database, trail: int, run_cli: RunCli) -> None:
+def test_a_missing_head_row_is_reported(db: Database, trail: int, cli: CliRunner) -> None:
     with db.engine.begin() as conn:
         conn.execute(delete(AuditHead.__table__))
-    result = run_cli("audit", "verify")
+    result = cli("audit", "verify")
     assert result.code == 1
     assert "head" in result.err
 

@@ -20,19 +20,14 @@ from tenantops.db import Database
 from tests.auth.conftest import AUDIENCE, FakeClock, Issuer, OidcClientFactory, new_rsa_key
 from tests.conftest import TokenFactory
 from tests.factories import tenant_body
+from tests.flows import problem
+from tests.servers import bearer
 
 ME = "/api/v1/me"
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def assert_unauthenticated(response: Response) -> None:
-    assert response.status_code == 401, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == 401
+    body = problem(response, 401)
     assert body["type"].endswith("/not-authenticated")
     assert body["detail"]
 

@@ -165,15 +165,22 @@ def two_tenants(client: TestClient, auth: TokenFactory) -> tuple[dict[str, Any],
     return mine.json(), theirs.json()
 
 
+@pytest.fixture
+def owner(
+    auth: TokenFactory, two_tenants: tuple[dict[str, Any], dict[str, Any]], bound_by: str
+) -> dict[str, str]:
+    """A tenant owner bound to the first of ``two_tenants`` by its ``bound_by`` (id or name)."""
+    mine, _ = two_tenants
+    return auth("olga", "tenant_owner", tenant=mine[bound_by])
+
+
 @pytest.mark.parametrize("bound_by", ["id", "name"])
 def test_a_tenant_owner_sees_only_its_own_tenant(
     client: TestClient,
-    auth: TokenFactory,
     two_tenants: tuple[dict[str, Any], dict[str, Any]],
-    bound_by: str,
+    owner: dict[str, str],
 ) -> None:
     mine, theirs = two_tenants
-    owner = auth("olga", "tenant_owner", tenant=mine[bound_by])
 
     r = client.get(f"/api/v1/tenants/{mine['id']}", headers=owner)
     assert r.status_code == 200, r.text
@@ -203,16 +210,14 @@ def test_a_tenant_owner_sees_only_its_own_tenant(
 @pytest.mark.parametrize("ref", ["id", "name"])
 def test_another_tenant_is_404_as_if_it_did_not_exist(
     client: TestClient,
-    auth: TokenFactory,
     two_tenants: tuple[dict[str, Any], dict[str, Any]],
-    bound_by: str,
+    owner: dict[str, str],
     method: str,
     suffix: str,
     body: dict[str, str] | None,
     ref: str,
 ) -> None:
-    mine, theirs = two_tenants
-    owner = auth("olga", "tenant_owner", tenant=mine[bound_by])
+    _, theirs = two_tenants
 
     r = client.request(method, f"/api/v1/tenants/{theirs[ref]}{suffix}", json=body, headers=owner)
     absent = client.request(method, f"/api/v1/tenants/nobody{suffix}", json=body, headers=owner)

@@ -7,25 +7,16 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from httpx import Response
 from sqlalchemy import inspect, text
 
 from tenantops.db import Database
-from tests.auth.conftest import CliRunner, FakeClock
-from tests.conftest import TokenFactory
+from tests.auth.conftest import FakeClock
+from tests.conftest import CliResult, CliRunner, TokenFactory
 from tests.factories import tenant_body
+from tests.flows import problem
+from tests.servers import bearer
 
 ME = "/api/v1/me"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_problem(response: Response, status: int) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["status"] == status
 
 
 def create(cli: CliRunner, *args: str) -> str:
@@ -53,6 +44,14 @@ def dump(db: Database) -> str:
 def count_tokens(db: Database) -> int:
     with db.engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM api_tokens")).scalar_one())
+
+
+def assert_refused_storing_nothing(result: CliResult, db: Database) -> None:
+    """A non-zero exit, nothing on stdout, one line on stderr, and no token stored."""
+    assert result.code != 0
+    assert result.out == ""
+    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert count_tokens(db) == 0
 
 
 def test_create_prints_only_the_token_and_it_works(cli: CliRunner, client: TestClient) -> None:
@@ -124,7 +123,7 @@ def test_revoked_token_is_refused(cli: CliRunner, client: TestClient, db: Databa
     assert result.code == 0, result.err
     assert token not in result.out + result.err
     r = client.get(ME, headers=bearer(token))
-    assert_problem(r, 401)
+    problem(r, 401)
     assert token not in dump(db)
 
 
@@ -140,7 +139,7 @@ def test_expired_token_is_refused(cli: CliRunner, client: TestClient, clock: Fak
     clock.advance(timedelta(hours=8) - timedelta(seconds=1))
     assert client.get(ME, headers=bearer(token)).status_code == 200
     clock.advance(timedelta(seconds=1))
-    assert_problem(client.get(ME, headers=bearer(token)), 401)
+    problem(client.get(ME, headers=bearer(token)), 401)
 
 
 def test_tenant_owner_token_is_bound_to_its_tenant(
@@ -156,27 +155,21 @@ def test_tenant_owner_token_is_bound_to_its_tenant(
     assert [t["id"] for t in client.get("/api/v1/tenants", headers=owner).json()["items"]] == [
         mine["id"]
     ]
-    assert_problem(client.get(f"/api/v1/tenants/{theirs['id']}", headers=owner), 404)
+    problem(client.get(f"/api/v1/tenants/{theirs['id']}", headers=owner), 404)
 
 
 def test_tenant_owner_without_a_tenant_is_refused(cli: CliRunner, db: Database) -> None:
     result = cli("tokens", "create", "--subject", "olga", "--role", "tenant_owner")
 
-    assert result.code != 0
-    assert result.out == ""
-    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert_refused_storing_nothing(result, db)
     assert "--tenant" in result.err
-    assert count_tokens(db) == 0
 
 
 def test_unknown_tenant_is_refused(cli: CliRunner, db: Database) -> None:
     result = cli(
         "tokens", "create", "--subject", "olga", "--role", "tenant_owner", "--tenant", "nope"
     )
-    assert result.code != 0
-    assert result.out == ""
-    assert len(result.err.strip().splitlines()) == 1, result.err
-    assert count_tokens(db) == 0
+    assert_refused_storing_nothing(result, db)
 
 
 @pytest.mark.parametrize(
@@ -185,10 +178,7 @@ def test_unknown_tenant_is_refused(cli: CliRunner, db: Database) -> None:
 def test_bad_ttl_is_one_line_and_non_zero(cli: CliRunner, db: Database, ttl: str) -> None:
     result = cli("tokens", "create", "--subject", "s", "--role", "qa", "--ttl", ttl)
 
-    assert result.code != 0
-    assert result.out == ""
-    assert len(result.err.strip().splitlines()) == 1, result.err
-    assert count_tokens(db) == 0
+    assert_refused_storing_nothing(result, db)
 
 
 @pytest.mark.parametrize(
@@ -206,10 +196,7 @@ def test_bad_arguments_are_one_line_and_non_zero(
 ) -> None:
     result = cli("tokens", "create", *args)
 
-    assert result.code != 0
-    assert result.out == ""
-    assert len(result.err.strip().splitlines()) == 1, result.err
-    assert count_tokens(db) == 0
+    assert_refused_storing_nothing(result, db)
 
 
 @pytest.mark.parametrize(
@@ -227,7 +214,7 @@ def test_bad_arguments_are_one_line_and_non_zero(
 )
 def test_no_valid_token_is_401(client: TestClient, headers: dict[str, str]) -> None:
     r = client.get("/api/v1/tenants", headers=headers)
-    assert_problem(r, 401)
+    problem(r, 401)
     assert r.json()["type"].endswith("/not-authenticated")
 
 
@@ -236,7 +223,7 @@ def test_wrong_role_is_403(cli: CliRunner, client: TestClient) -> None:
 
     r = client.post("/api/v1/tenants", json=tenant_body(), headers=finance)
 
-    assert_problem(r, 403)
+    problem(r, 403)
     assert "account_manager" in r.json()["detail"]
     assert client.get("/api/v1/audit", headers=finance).status_code == 403
 
@@ -250,6 +237,6 @@ def test_a_token_scoped_to_a_tenant_never_sees_another(
 
     scoped_ops = bearer(create(cli, "--subject", "o", "--role", "ops_engineer", "--tenant", "mine"))
 
-    assert_problem(client.get(f"/api/v1/tenants/{theirs['id']}", headers=scoped_ops), 404)
+    problem(client.get(f"/api/v1/tenants/{theirs['id']}", headers=scoped_ops), 404)
     names = [t["name"] for t in client.get("/api/v1/tenants", headers=scoped_ops).json()["items"]]
     assert names == ["mine"]

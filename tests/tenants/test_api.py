@@ -9,32 +9,22 @@ from fastapi.testclient import TestClient
 
 from tenantops.errors import Unprocessable
 from tenantops.kit.etag import parse_if_match
-from tests.conftest import TokenFactory
+from tenantops.tenants.lifecycle import TenantState
+from tests.conftest import Actors, TokenFactory
 from tests.factories import tenant_body
-
-PROBLEM = "application/problem+json"
+from tests.flows import decide, problem, request_tenant, tenant_in
 
 
 @pytest.fixture
-def am(auth: TokenFactory) -> dict[str, str]:
-    return auth("amy", "account_manager")
+def am(actors: Actors) -> dict[str, str]:
+    return actors.am
 
 
 def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
+    body = problem(response, status)
     assert body["type"].startswith("https://")
     assert body["title"]
     assert body["detail"]
-    return body
-
-
-def _create(client: TestClient, who: dict[str, str], **overrides: Any) -> dict[str, Any]:
-    response = client.post("/api/v1/tenants", json=tenant_body(**overrides), headers=who)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
     return body
 
 
@@ -114,11 +104,11 @@ def test_messages_a_person_understands(client: TestClient, am: dict[str, str]) -
 
 
 def test_valid_edges_are_accepted(client: TestClient, am: dict[str, str]) -> None:
-    longest = _create(client, am, name="a" * 63, monthly_budget=0, contacts=[])
+    longest = request_tenant(client, am, name="a" * 63, monthly_budget=0, contacts=[])
     assert (longest["name"], longest["monthly_budget"], longest["contacts"]) == ("a" * 63, 0, [])
-    single = _create(client, am, name="a", currency="CHF", monthly_budget="12.50")
+    single = request_tenant(client, am, name="a", currency="CHF", monthly_budget="12.50")
     assert (single["currency"], single["monthly_budget"]) == ("CHF", 12.5)
-    mixed = _create(
+    mixed = request_tenant(
         client,
         am,
         name="x-1-y",
@@ -148,7 +138,7 @@ def test_create_answers_201_with_the_tenant(client: TestClient, am: dict[str, st
 
 
 def test_duplicate_name_is_409(client: TestClient, am: dict[str, str]) -> None:
-    _create(client, am, name="acme")
+    request_tenant(client, am, name="acme")
     response = client.post("/api/v1/tenants", json=tenant_body(name="acme"), headers=am)
     problem = _problem(response, 409)
     assert problem["detail"] == "a tenant named 'acme' already exists"
@@ -160,7 +150,7 @@ def test_duplicate_name_is_409(client: TestClient, am: dict[str, str]) -> None:
 
 
 def test_same_key_same_body_gives_the_same_tenant(
-    client: TestClient, am: dict[str, str], auth: TokenFactory
+    client: TestClient, am: dict[str, str], actors: Actors
 ) -> None:
     body = tenant_body(name="acme")
     headers = {**am, "Idempotency-Key": "intake-42"}
@@ -178,7 +168,7 @@ def test_same_key_same_body_gives_the_same_tenant(
     trail = client.get(
         "/api/v1/audit",
         params={"action": "tenant.requested"},
-        headers=auth("ada", "auditor"),
+        headers=actors.auditor,
     ).json()["items"]
     assert len(trail) == 1
 
@@ -220,18 +210,14 @@ def _names(client: TestClient, who: dict[str, str], **params: Any) -> set[str]:
     return {t["name"] for t in response.json()["items"]}
 
 
-def test_list_filters(client: TestClient, am: dict[str, str], auth: TokenFactory) -> None:
-    _create(client, am, name="alpha", region="eu-central-1", tier="standard")
-    _create(client, am, name="bravo", region="us-east-1", tier="premium")
-    _create(
+def test_list_filters(client: TestClient, am: dict[str, str], actors: Actors) -> None:
+    request_tenant(client, am, name="alpha", region="eu-central-1", tier="standard")
+    request_tenant(client, am, name="bravo", region="us-east-1", tier="premium")
+    request_tenant(
         client, am, name="charlie", region="eu-central-1", tier="premium", business_owner="c@x.io"
     )
-    delta = _create(client, am, name="delta", region="us-east-1", tier="standard")
-    rejected = client.post(
-        f"/api/v1/tenants/{delta['id']}/approvals",
-        json={"role": "governance", "decision": "reject"},
-        headers=auth("gus", "governance"),
-    )
+    delta = request_tenant(client, am, name="delta", region="us-east-1", tier="standard")
+    rejected = decide(client, delta["id"], "governance", actors.gov, "reject")
     assert rejected.json()["state"] == "rejected"
 
     assert _names(client, am) == {"alpha", "bravo", "charlie", "delta"}
@@ -251,9 +237,15 @@ def test_list_filters(client: TestClient, am: dict[str, str], auth: TokenFactory
 
 
 def test_list_text_search(client: TestClient, am: dict[str, str]) -> None:
-    _create(client, am, name="globex", display_name="Globex Corporation", business_owner="h@g.io")
-    _create(client, am, name="initech", display_name="Initech 100% Cloud", business_owner="b@i.io")
-    _create(client, am, name="umbrella", display_name="Umbrella_Ops", business_owner="w@u.io")
+    request_tenant(
+        client, am, name="globex", display_name="Globex Corporation", business_owner="h@g.io"
+    )
+    request_tenant(
+        client, am, name="initech", display_name="Initech 100% Cloud", business_owner="b@i.io"
+    )
+    request_tenant(
+        client, am, name="umbrella", display_name="Umbrella_Ops", business_owner="w@u.io"
+    )
 
     assert _names(client, am, q="glob") == {"globex"}  # name
     assert _names(client, am, q="CORPORATION") == {"globex"}  # display name, any case
@@ -268,7 +260,8 @@ def test_list_text_search(client: TestClient, am: dict[str, str]) -> None:
 
 def test_cursor_pagination_visits_each_tenant_once(client: TestClient, am: dict[str, str]) -> None:
     created = {
-        _create(client, am, region="eu-west-1" if n % 2 else "eu-north-1")["id"] for n in range(7)
+        request_tenant(client, am, region="eu-west-1" if n % 2 else "eu-north-1")["id"]
+        for n in range(7)
     }
     for params, expected_total in [({}, 7), ({"region": "eu-west-1"}, 3)]:
         seen: list[str] = []
@@ -296,7 +289,7 @@ def test_cursor_pagination_visits_each_tenant_once(client: TestClient, am: dict[
 
 @pytest.mark.parametrize("cursor", ["garbage", "YWJj", "!!!!", "bm90LWFuLWlk", "%%%"])
 def test_bad_cursor_is_422(client: TestClient, am: dict[str, str], cursor: str) -> None:
-    _create(client, am)
+    request_tenant(client, am)
     response = client.get("/api/v1/tenants", params={"cursor": cursor}, headers=am)
     problem = _problem(response, 422)
     assert problem["param"] == "cursor"
@@ -307,7 +300,7 @@ def test_bad_cursor_is_422(client: TestClient, am: dict[str, str], cursor: str) 
 
 
 def test_get_by_id_and_by_name(client: TestClient, am: dict[str, str]) -> None:
-    tenant = _create(client, am, name="acme")
+    tenant = request_tenant(client, am, name="acme")
     by_id = client.get(f"/api/v1/tenants/{tenant['id']}", headers=am)
     by_name = client.get("/api/v1/tenants/acme", headers=am)
     assert by_id.status_code == by_name.status_code == 200
@@ -317,26 +310,11 @@ def test_get_by_id_and_by_name(client: TestClient, am: dict[str, str]) -> None:
     assert problem["detail"] == "no tenant 'nope'"
 
 
-def _active(client: TestClient, auth: TokenFactory, am: dict[str, str]) -> str:
-    tid: str = _create(client, am)["id"]
-    for role in ("governance", "security"):
-        client.post(
-            f"/api/v1/tenants/{tid}/approvals",
-            json={"role": role, "decision": "approve"},
-            headers=auth(f"{role}-person", role),
-        )
-    ops, qa = auth("oli", "ops_engineer"), auth("quinn", "qa")
-    for event, who in [("start_provisioning", ops), ("provisioned", ops), ("verified", qa)]:
-        client.post(f"/api/v1/tenants/{tid}/lifecycle-events", json={"event": event}, headers=who)
-    assert client.get(f"/api/v1/tenants/{tid}", headers=am).json()["state"] == "active"
-    return tid
-
-
 def test_if_match_guards_state_changes(
-    client: TestClient, am: dict[str, str], auth: TokenFactory
+    client: TestClient, am: dict[str, str], actors: Actors
 ) -> None:
-    tid = _active(client, auth, am)
-    ops = auth("oli", "ops_engineer")
+    tid = tenant_in(client, actors, TenantState.ACTIVE)["id"]
+    ops = actors.ops
     read = client.get(f"/api/v1/tenants/{tid}", headers=am)
     etag = read.headers["etag"]
     assert etag == f'"{read.json()["version"]}"'
@@ -387,15 +365,15 @@ def test_if_match_guards_state_changes(
 
 
 def test_a_recorded_approval_moves_the_etag(
-    client: TestClient, am: dict[str, str], auth: TokenFactory
+    client: TestClient, am: dict[str, str], actors: Actors
 ) -> None:
-    tenant = _create(client, am)
+    tenant = request_tenant(client, am)
     etag = client.get(f"/api/v1/tenants/{tenant['id']}", headers=am).headers["etag"]
     url = f"/api/v1/tenants/{tenant['id']}/approvals"
     first = client.post(
         url,
         json={"role": "governance", "decision": "approve"},
-        headers={**auth("gus", "governance"), "If-Match": etag},
+        headers={**actors.gov, "If-Match": etag},
     )
     assert first.status_code == 200, first.text
     assert first.json()["state"] == "requested"
@@ -404,14 +382,14 @@ def test_a_recorded_approval_moves_the_etag(
         client.post(
             url,
             json={"role": "security", "decision": "approve"},
-            headers={**auth("sue", "security"), "If-Match": etag},
+            headers={**actors.sec, "If-Match": etag},
         ),
         412,
     )
     again = client.post(
         url,
         json={"role": "security", "decision": "approve"},
-        headers={**auth("sue", "security"), "If-Match": first.headers["etag"]},
+        headers={**actors.sec, "If-Match": first.headers["etag"]},
     )
     assert again.json()["state"] == "approved"
 
@@ -447,7 +425,7 @@ WRONG_METHODS = [
 
 
 def test_wrong_method_is_405_problem(client: TestClient, am: dict[str, str]) -> None:
-    tenant = _create(client, am)
+    tenant = request_tenant(client, am)
     for method, path, _allowed in WRONG_METHODS:
         response = client.request(method, path.format(id=tenant["id"]), headers=am)
         problem = _problem(response, 405)
@@ -457,7 +435,7 @@ def test_wrong_method_is_405_problem(client: TestClient, am: dict[str, str]) -> 
 
 
 def test_405_allow_names_every_method_served(client: TestClient, am: dict[str, str]) -> None:
-    tenant = _create(client, am)
+    tenant = request_tenant(client, am)
     for method, path, allowed in WRONG_METHODS:
         response = client.request(method, path.format(id=tenant["id"]), headers=am)
         assert response.status_code == 405

@@ -24,8 +24,17 @@ from tenantops.tenants.lifecycle import (
     allowed_events,
     transition,
 )
-from tests.conftest import TokenFactory
-from tests.factories import tenant_body
+from tests.conftest import Actors
+from tests.flows import (
+    PATH,
+    decide,
+    decide_reactivation,
+    ok,
+    problem,
+    request_reactivation,
+    send_event,
+    tenant_in,
+)
 
 S, E = TenantState, TenantEvent
 
@@ -138,104 +147,6 @@ def test_refusal_lists_what_is_allowed_instead() -> None:
 # --- the same table through the API ----------------------------------------
 
 
-@dataclass
-class Actors:
-    am: dict[str, str]
-    gov: dict[str, str]
-    sec: dict[str, str]
-    ops: dict[str, str]
-    qa: dict[str, str]
-    auditor: dict[str, str]
-
-
-@pytest.fixture
-def actors(auth: TokenFactory) -> Actors:
-    return Actors(
-        am=auth("amy", "account_manager"),
-        gov=auth("gus", "governance"),
-        sec=auth("sue", "security"),
-        ops=auth("oli", "ops_engineer"),
-        qa=auth("quinn", "qa"),
-        auditor=auth("ada", "auditor"),
-    )
-
-
-def _ok(response: Any, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _step(client: TestClient, who: dict[str, str], tid: str, event: str) -> Any:
-    return client.post(
-        f"/api/v1/tenants/{tid}/lifecycle-events", json={"event": event}, headers=who
-    )
-
-
-def _decide(client: TestClient, who: dict[str, str], tid: str, role: str, decision: str) -> Any:
-    return client.post(
-        f"/api/v1/tenants/{tid}/approvals", json={"role": role, "decision": decision}, headers=who
-    )
-
-
-def _request_reactivation(client: TestClient, a: Actors, tid: str) -> Any:
-    return client.post(
-        f"/api/v1/tenants/{tid}/reactivation-requests", json={"reason": "paid"}, headers=a.am
-    )
-
-
-def _decide_reactivation(client: TestClient, a: Actors, tid: str, request_id: str) -> Any:
-    return client.post(
-        f"/api/v1/tenants/{tid}/reactivation-requests/{request_id}/approvals",
-        json={"decision": "approve"},
-        headers=a.gov,
-    )
-
-
-# How to bring a fresh tenant from one state to the next, by API calls only.
-Step = Callable[[TestClient, Actors, str], Any]
-PATH: dict[TenantState, tuple[TenantState, Step]] = {
-    S.APPROVED: (
-        S.REQUESTED,
-        lambda c, a, t: (
-            _decide(c, a.gov, t, "governance", "approve"),
-            _decide(c, a.sec, t, "security", "approve"),
-        )[-1],
-    ),
-    S.REJECTED: (S.REQUESTED, lambda c, a, t: _decide(c, a.gov, t, "governance", "reject")),
-    S.PROVISIONING: (S.APPROVED, lambda c, a, t: _step(c, a.ops, t, "start_provisioning")),
-    S.PROVISIONING_FAILED: (
-        S.PROVISIONING,
-        lambda c, a, t: _step(c, a.ops, t, "provisioning_failed"),
-    ),
-    S.VERIFYING: (S.PROVISIONING, lambda c, a, t: _step(c, a.ops, t, "provisioned")),
-    S.ACTIVE: (S.VERIFYING, lambda c, a, t: _step(c, a.qa, t, "verified")),
-    S.SUSPENDED: (
-        S.ACTIVE,
-        lambda c, a, t: c.post(
-            f"/api/v1/tenants/{t}/suspend", json={"reason": "unpaid"}, headers=a.ops
-        ),
-    ),
-    S.OFFBOARDING: (
-        S.ACTIVE,
-        lambda c, a, t: c.post(
-            f"/api/v1/tenants/{t}/offboard", json={"reason": "end"}, headers=a.am
-        ),
-    ),
-    S.ARCHIVED: (S.OFFBOARDING, lambda c, a, t: _step(c, a.ops, t, "archive")),
-}
-
-
-def _tenant_in(client: TestClient, a: Actors, state: TenantState) -> str:
-    chain = [state]
-    while chain[-1] is not S.REQUESTED:
-        chain.append(PATH[chain[-1]][0])
-    tid: str = _ok(client.post("/api/v1/tenants", json=tenant_body(), headers=a.am), 201)["id"]
-    for target in reversed(chain[:-1]):
-        assert _ok(PATH[target][1](client, a, tid))["state"] == target.value
-    return tid
-
-
 # Every API action that maps to a lifecycle event. ``attempt`` makes the first
 # call (the one refused in a wrong state); ``complete`` finishes the action
 # when it takes more than one call, and returns the final response.
@@ -249,19 +160,19 @@ class Action:
 ACTIONS = [
     Action(
         E.APPROVE,
-        lambda c, a, t: _decide(c, a.gov, t, "governance", "approve"),
-        lambda c, a, t, first: _decide(c, a.sec, t, "security", "approve"),
+        lambda c, a, t: decide(c, t, "governance", a.gov, "approve"),
+        lambda c, a, t, first: decide(c, t, "security", a.sec, "approve"),
     ),
-    Action(E.REJECT, lambda c, a, t: _decide(c, a.sec, t, "security", "reject")),
+    Action(E.REJECT, lambda c, a, t: decide(c, t, "security", a.sec, "reject")),
     Action(E.SUSPEND, PATH[S.SUSPENDED][1]),
     Action(
         E.REACTIVATE,
-        lambda c, a, t: _request_reactivation(c, a, t),
-        lambda c, a, t, first: _decide_reactivation(c, a, t, _ok(first, 201)["id"]),
+        lambda c, a, t: request_reactivation(c, t, a.am),
+        lambda c, a, t, first: decide_reactivation(c, t, ok(first, 201)["id"], a.gov),
     ),
     Action(E.OFFBOARD, PATH[S.OFFBOARDING][1]),
     *(
-        Action(event, lambda c, a, t, name=event.value, who=who: _step(c, who(a), t, name))
+        Action(event, lambda c, a, t, name=event.value, who=who: send_event(c, t, name, who(a)))
         for event, who in [
             (E.START_PROVISIONING, lambda a: a.ops),
             (E.PROVISIONED, lambda a: a.ops),
@@ -279,13 +190,10 @@ def test_every_lifecycle_event_has_an_api_action() -> None:
 
 
 def _assert_refused(response: Any, state: TenantState) -> None:
-    assert response.status_code == 409, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    problem = response.json()
-    assert problem["status"] == 409
-    assert problem["type"].endswith("/invalid-transition")
-    assert problem["current_state"] == state.value
-    assert f"that is {state.value}" in problem["detail"]
+    body = problem(response, 409)
+    assert body["type"].endswith("/invalid-transition")
+    assert body["current_state"] == state.value
+    assert f"that is {state.value}" in body["detail"]
 
 
 @pytest.mark.parametrize("state", list(TenantState), ids=str)
@@ -296,27 +204,27 @@ def test_every_api_action_in_every_state(
     refused = [a for a in ACTIONS if (state, a.event) not in EXPECTED]
 
     # One tenant takes every refusal: a refusal must leave it exactly as it was.
-    tid = _tenant_in(client, actors, state)
-    before = _ok(client.get(f"/api/v1/tenants/{tid}", headers=actors.am))
+    tid = tenant_in(client, actors, state)["id"]
+    before = ok(client.get(f"/api/v1/tenants/{tid}", headers=actors.am))
     trail = {"tenant_id": tid}
-    entries = len(_ok(client.get("/api/v1/audit", params=trail, headers=actors.auditor))["items"])
+    entries = len(ok(client.get("/api/v1/audit", params=trail, headers=actors.auditor))["items"])
     for action in refused:
         _assert_refused(action.attempt(client, actors, tid), state)
     # Deciding a reactivation request is refused by state too, not as a 404; only
     # a suspended tenant gets as far as looking for the request.
-    decided = _decide_reactivation(client, actors, tid, "no-such-request")
+    decided = decide_reactivation(client, tid, "no-such-request", actors.gov)
     if state is S.SUSPENDED:
         assert decided.status_code == 404, decided.text
     else:
         _assert_refused(decided, state)
-    assert _ok(client.get(f"/api/v1/tenants/{tid}", headers=actors.am)) == before
-    audit = _ok(client.get("/api/v1/audit", params=trail, headers=actors.auditor))
+    assert ok(client.get(f"/api/v1/tenants/{tid}", headers=actors.am)) == before
+    audit = ok(client.get("/api/v1/audit", params=trail, headers=actors.auditor))
     assert len(audit["items"]) == entries
 
     # Each allowed action on its own fresh tenant yields the documented state.
     for action in allowed:
-        tid = _tenant_in(client, actors, state)
+        tid = tenant_in(client, actors, state)["id"]
         first = action.attempt(client, actors, tid)
-        final = _ok(action.complete(client, actors, tid, first))
+        final = ok(action.complete(client, actors, tid, first))
         target, _guard = EXPECTED[(state, action.event)]
         assert final["state"] == target.value, action.event
