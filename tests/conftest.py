@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from tenantops.app import create_app
 from tenantops.cli import main
-from tenantops.config import Settings
+from tenantops.config import Settings, WorkerSettings
 from tenantops.db import Base, Database
 from tenantops.migrations import upgrade
 from tests.servers import bearer, mint_token
@@ -105,7 +105,8 @@ def db(store_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, log_json=False)
+    # No in-process worker: API tests see exactly the state their requests made.
+    return Settings(data_dir=tmp_path, log_json=False, worker=WorkerSettings(in_process=False))
 
 
 @pytest.fixture

@@ -187,6 +187,8 @@ def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_an
         )
         assert r.json()["state"] == state
         assert e.changes == changes, action
+    run_id = e.detail.pop("run_id")  # the suspension runbook started by this change
+    assert run_id
     assert e.detail == {"reason": "payment breach", "incident_ref": "INC9"}
 
     r, new = send("POST", "/tenants/globex/reactivation-requests", am, {"reason": "paid"})
