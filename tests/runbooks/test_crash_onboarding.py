@@ -32,10 +32,12 @@ The kills land between steps and inside them, including after a driver
 applied its effect and before the step was recorded: the re-run then finds
 the effect already applied (``found_on_rerun``, asserted non-zero).
 
-Time: about 80 s on SQLite and 170-200 s on PostgreSQL for 200 runs on the
-shared 2-core development machine at a load average of 7-14 (other sessions'
-tests and benchmarks); the CPU it needs is about 105 s (test, workers, server)
-plus PostgreSQL's own. ``TENANTOPS_CRASH_ONBOARDING_RUNS`` sets another count.
+Time, 200 runs per store, measured on the shared 2-core development machine
+while other sessions ran the suite (this test included) and benchmarks, load
+average 6-14: SQLite 79-104 s, PostgreSQL 167-221 s. The CPU it needs (test,
+workers, server; PostgreSQL's backends not counted) is about 90 s per store,
+so on two otherwise idle cores both should fit in about a minute each.
+``TENANTOPS_CRASH_ONBOARDING_RUNS`` sets another count.
 """
 
 from __future__ import annotations
