@@ -38,6 +38,7 @@ import io
 import json
 import logging
 import pstats
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -73,8 +74,8 @@ steps:
 def fresh_store(kind: str, label: str) -> tuple[str, Callable[[], None]]:
     """A URL (``sqlite:///…`` or ``postgresql://…``) of a new, empty database, and its drop."""
     if kind == "sqlite":
-        path = Path(tempfile.mkdtemp(prefix=f"bench-{label}-")) / f"{label}.db"
-        return f"sqlite:///{path}", lambda: None
+        where = Path(tempfile.mkdtemp(prefix=f"bench-{label}-"))
+        return f"sqlite:///{where / f'{label}.db'}", lambda: shutil.rmtree(where, True)
     import psycopg
 
     name = f"bench_{label}_{uuid.uuid4().hex[:8]}"

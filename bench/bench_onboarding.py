@@ -40,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -261,7 +261,7 @@ def main() -> None:
                 f"{pct(to_active, 50):.1f} s | {pct(to_active, 99):.1f} s | "
                 f"{pct(own, 50):.2f} s | {pct(own, 99):.2f} s |"
             )
-        print(f"(setup {setup:.1f}s; finished at {datetime.now(UTC).isoformat()})")
+        print(f"(setup {setup:.1f}s; data dir kept for inspection: {data})")
     finally:
         for w in workers:
             w.stop()
