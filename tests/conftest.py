@@ -28,6 +28,11 @@ from tenantops.db import Base, Database
 from tenantops.migrations import upgrade
 from tests.servers import bearer, mint_token
 
+# An app built in a test runs no background worker unless the test asks for one
+# (Settings(worker=WorkerSettings(in_process=True))): requests must see exactly
+# the state they made. Servers started as subprocesses get a clean environment.
+os.environ.setdefault("TENANTOPS_WORKER__IN_PROCESS", "false")
+
 PG_ADMIN_URL = os.environ.get(
     "TENANTOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -43,7 +43,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("cli")
-    env = tenantops_env(data_dir=str(tmp), bootstrap_admin="false")
+    # The test moves tenants through provisioning itself, so no worker runs the runbooks.
+    env = tenantops_env(data_dir=str(tmp), bootstrap_admin="false", worker__in_process="false")
     with serve_process(env, tmp / "server.log") as url:
         db = Database(f"sqlite:///{tmp / 'tenantops.db'}")
         yield Server(url=url, db=db)

@@ -610,11 +610,11 @@ def test_a_quick_step_is_recorded_without_waiting_for_a_slow_one(db: Database) -
     assert run_of(db, slow_run).status == "succeeded"
 
 
-def test_a_step_sla_keyed_on_an_earlier_step_keeps_its_deadline(db: Database, clock: Clock) -> None:
+def test_a_step_sla_keyed_on_an_earlier_step_keeps_its_clock(db: Database, clock: Clock) -> None:
     loaded = runbook(
         "  - {name: one, action: noop}\n"
-        "  - {name: two, action: fail, params: {retriable: true}, retry: {attempts: 5, backoff: 1h},"
-        " sla: {within: 30m, after: one}}\n",
+        "  - {name: two, action: fail, params: {retriable: true},"
+        " retry: {attempts: 5, backoff: 1h}, sla: {within: 30m, after: one}}\n",
     )
     run_id = start(db, loaded)
     finished_one = clock.now

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Depends, Request
 
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.breakglass import service
 from tenantops.breakglass.schemas import BreakGlassCreate, BreakGlassRead
-from tenantops.db import Database
 from tenantops.kit.problems import problem_responses
+from tenantops.kit.web import Db, wake_worker
 
 router = APIRouter(
     prefix="/api/v1",
@@ -19,11 +17,6 @@ router = APIRouter(
     dependencies=[Depends(authorize)],
     responses=problem_responses(400, 401, 403, 404, 422, 503),
 )
-
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
 
 
 @router.post(
@@ -36,7 +29,7 @@ def open_break_glass(
     data: BreakGlassCreate,
     request: Request,
     caller: Caller,
-    db: Annotated[Database, Depends(_db)],
+    db: Db,
 ) -> BreakGlassRead:
     """Grant an expiring elevated token; security is notified, a review follows.
 
@@ -45,7 +38,5 @@ def open_break_glass(
     """
     with db.write() as session:
         grant = service.open_break_glass(session, principal=caller, data=data)
-    worker = request.app.state.worker
-    if worker is not None:
-        worker.wake()
+    wake_worker(request)
     return grant

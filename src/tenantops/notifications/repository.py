@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from tenantops.errors import Unprocessable
+from tenantops.kit.cursor import decode_cursor as decode_cursor
+from tenantops.kit.cursor import page
 from tenantops.notifications.models import OutboxMessage
 
 
@@ -39,21 +37,6 @@ def count(session: Session, *, tenant_id: str | None) -> int:
     return int(session.execute(query).scalar_one())
 
 
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        last_id = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
-        if str(uuid.UUID(last_id)) != last_id:
-            raise ValueError(last_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise Unprocessable("the cursor is not one this API issued", param="cursor") from exc
-    return last_id
-
-
 def list_page(
     session: Session, filters: NotificationFilter, *, after_id: str | None, limit: int
 ) -> tuple[Sequence[OutboxMessage], str | None]:
@@ -74,7 +57,4 @@ def list_page(
         query = query.where(OutboxMessage.status == filters.status)
     if after_id is not None:
         query = query.where(OutboxMessage.id < after_id)
-    rows = session.execute(query).scalars().all()
-    if len(rows) > limit:
-        return rows[:limit], encode_cursor(rows[limit - 1].id)
-    return rows, None
+    return page(session.execute(query).scalars().all(), limit)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
-from tenantops.db import Database
 from tenantops.kit.problems import problem_responses
+from tenantops.kit.web import Db
 from tenantops.notifications import service
 from tenantops.notifications.repository import NotificationFilter
 from tenantops.notifications.schemas import (
@@ -24,14 +24,6 @@ router = APIRouter(
     dependencies=[Depends(authorize)],
     responses=problem_responses(401, 403, 404, 422, 503),
 )
-
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-Db = Annotated[Database, Depends(_db)]
 
 
 @router.get(

@@ -35,7 +35,7 @@ from tenantops.auth.principal import Principal
 from tenantops.errors import Conflict, Forbidden, NotFound, SegregationOfDuties, Unprocessable
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
-from tenantops.runbooks.actions import StepResult
+from tenantops.runbooks.actions import ActionContext, StepResult
 from tenantops.runbooks.models import Run, RunSignal, RunStep, StepAttempt
 from tenantops.runbooks.spec import Loaded, Runbook, seconds
 
@@ -282,6 +282,19 @@ class Claim:
     tenant_id: str | None
     actor: str
     inputs: dict[str, Any]
+
+    def context(self) -> ActionContext:
+        """What the claimed step's action is told."""
+        return ActionContext(
+            run_id=self.run_id,
+            step_name=self.step_name,
+            tenant_id=self.tenant_id,
+            params=self.params,
+            idempotency_key=self.idempotency_key,
+            attempt=self.attempt,
+            actor=self.actor,
+            inputs=self.inputs,
+        )
 
 
 def claim(

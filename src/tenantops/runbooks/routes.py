@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
-from tenantops.db import Database
 from tenantops.kit.problems import problem_responses
+from tenantops.kit.web import Db, wake_worker
 from tenantops.runbooks import service, spec
 from tenantops.runbooks.schemas import (
     CancelRequest,
@@ -31,21 +31,6 @@ CHANGES = problem_responses(400, 409)
 
 RunId = Annotated[str, Path(min_length=1, max_length=36, description="The run's id")]
 StepName = Annotated[str, Path(min_length=1, max_length=63, description="The gate step's name")]
-
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-Db = Annotated[Database, Depends(_db)]
-
-
-def _wake(request: Request) -> None:
-    """A change committed: let the in-process worker look for work now, not at its next poll."""
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()
 
 
 @router.get("/runs", summary="List runbook runs", response_model=RunPage)
@@ -99,7 +84,7 @@ def decide_gate(
     """
     with db.write() as session:
         run = service.decide_gate(session, principal=caller, run_id=run_id, step=step, data=data)
-    _wake(request)
+    wake_worker(request)
     return run
 
 
@@ -111,7 +96,7 @@ def cancel_run(
 ) -> RunRead:
     with db.write() as session:
         run = service.cancel_run(session, principal=caller, run_id=run_id, reason=data.reason)
-    _wake(request)
+    wake_worker(request)
     return run
 
 
@@ -124,7 +109,7 @@ def cancel_run(
 def retry_run(run_id: RunId, request: Request, caller: Caller, db: Db) -> RunRead:
     with db.write() as session:
         run = service.retry_run(session, principal=caller, run_id=run_id)
-    _wake(request)
+    wake_worker(request)
     return run
 
 

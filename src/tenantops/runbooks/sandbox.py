@@ -27,7 +27,7 @@ from tenantops.errors import Unprocessable
 from tenantops.kit.clock import as_utc
 from tenantops.migrations import upgrade
 from tenantops.runbooks import engine, repository
-from tenantops.runbooks.actions import ActionContext, Registry
+from tenantops.runbooks.actions import Registry
 from tenantops.runbooks.spec import Runbook
 from tenantops.runbooks.worker import Worker
 from tenantops.tenants import lifecycle
@@ -338,18 +338,8 @@ def _crash(
         action = worker.actions.get(claim.action)
         ran = "claimed it and died"
         if action is not None:
-            ctx = ActionContext(
-                run_id=claim.run_id,
-                step_name=claim.step_name,
-                tenant_id=claim.tenant_id,
-                params=claim.params,
-                idempotency_key=claim.idempotency_key,
-                attempt=claim.attempt,
-                actor=claim.actor,
-                inputs=claim.inputs,
-            )
             try:
-                action.run(ctx)
+                action.run(claim.context())
                 ran = "ran it and died before recording the result"
             except Exception as exc:
                 ran = f"ran it ({type(exc).__name__}) and died"

@@ -23,7 +23,7 @@ from tenantops.db import Database
 from tenantops.errors import AppError
 from tenantops.kit.ids import new_id
 from tenantops.runbooks import engine
-from tenantops.runbooks.actions import ActionContext, Registry, StepFailed, StepResult
+from tenantops.runbooks.actions import Registry, StepFailed, StepResult
 
 log = structlog.get_logger("tenantops.worker")
 
@@ -133,20 +133,7 @@ class Worker:
         action = self.actions.get(claim.action)
         if action is None:
             raise StepFailed(f"no action named {claim.action!r} is installed", retriable=False)
-        return action.run(self._context(claim))
-
-    @staticmethod
-    def _context(claim: engine.Claim) -> ActionContext:
-        return ActionContext(
-            run_id=claim.run_id,
-            step_name=claim.step_name,
-            tenant_id=claim.tenant_id,
-            params=claim.params,
-            idempotency_key=claim.idempotency_key,
-            attempt=claim.attempt,
-            actor=claim.actor,
-            inputs=claim.inputs,
-        )
+        return action.run(claim.context())
 
     def _record(self, claim: engine.Claim, run: _Running) -> None:
         if not run.done.is_set():
@@ -162,7 +149,7 @@ class Worker:
             return
         result = run.result
         apply = getattr(self.actions[claim.action], "apply", None)
-        ctx = self._context(claim)
+        ctx = claim.context()
         try:
             with self.db.write() as session:
                 row = engine.complete(

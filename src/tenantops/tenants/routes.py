@@ -9,9 +9,9 @@ from pydantic import BaseModel
 
 from tenantops.approvals.schemas import ApprovalRequestRead
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
-from tenantops.db import Database
 from tenantops.kit.etag import etag, parse_if_match
 from tenantops.kit.problems import problem_responses
+from tenantops.kit.web import Db, wake_worker
 from tenantops.tenants import service
 from tenantops.tenants.lifecycle import TenantState
 from tenantops.tenants.repository import TenantFilter
@@ -51,12 +51,10 @@ IfMatch = Annotated[
 ]
 
 
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-Db = Annotated[Database, Depends(_db)]
+def _changed(request: Request, response: Response, tenant: object) -> TenantRead:
+    """After a committed change: wake the worker (it may have started a runbook), answer."""
+    wake_worker(request)
+    return _tenant_response(response, tenant)
 
 
 def _tenant_response(response: Response, tenant: object) -> TenantRead:
@@ -89,6 +87,7 @@ def me(caller: Caller) -> Me:
 def create_tenant(
     data: TenantCreate,
     response: Response,
+    request: Request,
     caller: Caller,
     db: Db,
     idempotency_key: Annotated[
@@ -108,7 +107,7 @@ def create_tenant(
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/api/v1/tenants/{tenant.id}"
-    return _tenant_response(response, tenant)
+    return _changed(request, response, tenant)
 
 
 @router.get("/tenants", summary="List and search tenants", response_model=TenantPage)
@@ -163,6 +162,7 @@ def decide_onboarding(
     tenant: TenantRef,
     data: ApprovalCreate,
     response: Response,
+    request: Request,
     caller: Caller,
     db: Db,
     if_match: IfMatch = None,
@@ -172,7 +172,7 @@ def decide_onboarding(
         row = service.decide_onboarding(
             session, principal=caller, ref=tenant, data=data, if_match=parse_if_match(if_match)
         )
-    return _tenant_response(response, row)
+    return _changed(request, response, row)
 
 
 @router.post(
@@ -185,6 +185,7 @@ def suspend_tenant(
     tenant: TenantRef,
     data: SuspendRequest,
     response: Response,
+    request: Request,
     caller: Caller,
     db: Db,
     if_match: IfMatch = None,
@@ -193,7 +194,7 @@ def suspend_tenant(
         row = service.suspend_tenant(
             session, principal=caller, ref=tenant, data=data, if_match=parse_if_match(if_match)
         )
-    return _tenant_response(response, row)
+    return _changed(request, response, row)
 
 
 @router.post(
@@ -221,6 +222,7 @@ def decide_reactivation(
     request_id: Annotated[str, Path(min_length=1, max_length=36)],
     data: ReactivationDecisionCreate,
     response: Response,
+    request: Request,
     caller: Caller,
     db: Db,
     if_match: IfMatch = None,
@@ -234,7 +236,7 @@ def decide_reactivation(
             data=data,
             if_match=parse_if_match(if_match),
         )
-    return _tenant_response(response, row)
+    return _changed(request, response, row)
 
 
 @router.post(
@@ -247,6 +249,7 @@ def offboard_tenant(
     tenant: TenantRef,
     data: OffboardRequest,
     response: Response,
+    request: Request,
     caller: Caller,
     db: Db,
     if_match: IfMatch = None,
@@ -255,7 +258,7 @@ def offboard_tenant(
         row = service.offboard_tenant(
             session, principal=caller, ref=tenant, data=data, if_match=parse_if_match(if_match)
         )
-    return _tenant_response(response, row)
+    return _changed(request, response, row)
 
 
 @router.post(
@@ -268,6 +271,7 @@ def record_step(
     tenant: TenantRef,
     data: LifecycleEventCreate,
     response: Response,
+    request: Request,
     caller: Caller,
     db: Db,
     if_match: IfMatch = None,
@@ -276,4 +280,4 @@ def record_step(
         row = service.record_step(
             session, principal=caller, ref=tenant, data=data, if_match=parse_if_match(if_match)
         )
-    return _tenant_response(response, row)
+    return _changed(request, response, row)

@@ -9,6 +9,7 @@ recorded in ``health_results`` under the step's idempotency key.
 from __future__ import annotations
 
 import secrets
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -50,6 +51,9 @@ class HttpHealth:
         self.url_template = url_template
         self.identity = identity
         self.timeout = timeout_seconds
+        # Building an SSL context loads the CA bundle (milliseconds of CPU); one
+        # per driver, not one per check.
+        self._tls = ssl.create_default_context()
         self.transport = transport
 
     def url_of(self, tenant_name: str) -> str:
@@ -97,7 +101,12 @@ class HttpHealth:
         return result
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(timeout=self.timeout, transport=self.transport, follow_redirects=False)
+        return httpx.Client(
+            timeout=self.timeout,
+            transport=self.transport,
+            follow_redirects=False,
+            verify=self._tls,
+        )
 
     def _request(
         self, client: httpx.Client, method: str, url: str, **kwargs: Any

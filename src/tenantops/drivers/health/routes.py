@@ -29,6 +29,7 @@ from tenantops.drivers.secrets.local import LocalSecrets
 from tenantops.errors import NotFound
 from tenantops.kit.clock import utcnow
 from tenantops.kit.problems import problem_responses
+from tenantops.kit.web import database
 from tenantops.tenants import service as tenants
 
 router = APIRouter(prefix="/probe", tags=["probe"], responses=problem_responses(422))
@@ -76,14 +77,9 @@ def _probe(db: Database, session: Session, name: str) -> tuple[str | None, Probe
     )
 
 
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 @router.get("/tenants/{name}", summary="Is the tenant serving (built-in health probe)")
 def probe(request: Request, name: TenantName) -> ProbeRead:
-    db = _db(request)
+    db = database(request)
     with db.read() as session:
         return _probe(db, session, name)[1]
 
@@ -95,7 +91,7 @@ def probe(request: Request, name: TenantName) -> ProbeRead:
     responses=problem_responses(400),
 )
 def write_synthetic(request: Request, name: TenantName, body: SyntheticWrite) -> SyntheticRead:
-    db = _db(request)
+    db = database(request)
     with db.read() as session:
         tenant_id, verdict = _probe(db, session, name)
     if tenant_id is None or not verdict.serving or body.value is None:
@@ -118,7 +114,7 @@ def write_synthetic(request: Request, name: TenantName, body: SyntheticWrite) ->
 
 @router.get("/tenants/{name}/synthetic", summary="Read the synthetic-test value back")
 def read_synthetic(request: Request, name: TenantName) -> SyntheticRead:
-    db = _db(request)
+    db = database(request)
     with db.read() as session:
         tenant_id, verdict = _probe(db, session, name)
         row = session.get(ProbeValue, tenant_id) if tenant_id and verdict.serving else None

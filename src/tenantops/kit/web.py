@@ -1,0 +1,25 @@
+"""Request-scoped helpers every router shares: the database, waking the worker."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tenantops.db import Database
+
+
+def database(request: Request) -> Database:
+    """The application's database (set by ``create_app``)."""
+    db: Database = request.app.state.db
+    return db
+
+
+Db = Annotated[Database, Depends(database)]
+
+
+def wake_worker(request: Request) -> None:
+    """A change committed that may have made work: let the in-process worker look now."""
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        worker.wake()
