@@ -337,3 +337,35 @@ def _tenant_json() -> dict[str, object]:
         "monthly_budget": 100,
         "currency": "EUR",
     }
+
+
+def test_the_notification_outbox_from_the_terminal(server: Server, cli: CLI) -> None:
+    from tenantops.drivers.notify.local import OutboxNotifier
+    from tenantops.drivers.notify.port import OutgoingMessage
+
+    sent = OutboxNotifier(server.db).send(
+        OutgoingMessage(
+            to=("legal@corp.example",),
+            subject="[Suspension] cli-outbox suspended",
+            body="Tenant cli-outbox was suspended: payment breach.",
+            template="suspension",
+            audience="legal",
+            tenant_name="cli-outbox",
+        ),
+        idempotency_key="cli-test/notify-legal",
+    )
+    ops = server.token("cli-olga", "ops_engineer")
+
+    listed = cli.ok("notifications", "list", "--tenant", "cli-outbox", "--token", ops)
+    assert "legal@corp.example" in listed
+    assert "[Suspension] cli-outbox suspended" in listed
+    items = json.loads(cli.ok("notifications", "list", "--json", "--token", ops))
+    assert [m["id"] for m in items if m["tenant_name"] == "cli-outbox"] == [sent.message_id]
+
+    shown = cli.ok("notifications", "show", sent.message_id, "--token", ops)
+    assert "Tenant cli-outbox was suspended: payment breach." in shown
+    assert "stored" in shown
+
+    refused = cli("notifications", "show", sent.message_id, "--token", server.token("q", "qa"))
+    assert refused.code != 0
+    assert len(refused.err.strip().splitlines()) == 1

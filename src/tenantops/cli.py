@@ -17,6 +17,7 @@ from tenantops.config import Settings
 from tenantops.errors import AppError
 from tenantops.kit.client import ClientError
 from tenantops.logs import configure_logging
+from tenantops.notifications.cli import app as notifications_app
 from tenantops.runbooks.cli import runbooks_app, runs_app
 from tenantops.tenants.cli import app as tenants_app
 
@@ -39,6 +40,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(runs_app, name="runs")
 app.add_typer(runbooks_app, name="runbooks")
+app.add_typer(notifications_app, name="notifications")
 
 
 @app.command()
