@@ -36,6 +36,12 @@ class WorkerSettings(BaseModel):
     concurrency: int = Field(default=4, ge=1, le=64)
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
     deadline_check_seconds: float = Field(default=15.0, gt=0, le=3600)
+    lease_seconds: float = Field(
+        default=20.0,
+        ge=1,
+        le=3600,
+        description="a step held without a heartbeat this long is taken over by another worker",
+    )
 
 
 class SMTPSettings(BaseModel):

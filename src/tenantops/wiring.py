@@ -7,6 +7,7 @@ driver or action is installed here, and only here.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from tenantops.breakglass.actions import breakglass_actions
 from tenantops.config import Settings
@@ -71,5 +72,6 @@ def build_worker(settings: Settings, db: Database) -> Worker:
         concurrency=w.concurrency,
         poll_seconds=w.poll_seconds,
         deadline_check_seconds=w.deadline_check_seconds,
+        lease=timedelta(seconds=w.lease_seconds),
         on_breach=breach_notifier(db, actions),
     )

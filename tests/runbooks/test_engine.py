@@ -312,6 +312,54 @@ def test_a_shorter_lease_grace_reclaims_sooner(db: Database, clock: Clock) -> No
         assert len(engine.claim(s, worker="w2", lease_grace=grace)) == 1
 
 
+def test_a_renewed_lease_holds_and_a_dead_workers_lapses_after_the_lease(
+    db: Database, clock: Clock
+) -> None:
+    start(db, runbook("  - {name: slow, action: noop, timeout: 5m}\n"))
+    lease = timedelta(seconds=20)
+    with db.write() as s:
+        [held] = engine.claim(s, worker="w1", lease=lease)
+    assert held.hold_until == clock.now + timedelta(minutes=5) + engine.LEASE_GRACE
+
+    # While w1 heartbeats, nobody else takes the step, well past one lease.
+    for _ in range(6):
+        clock.advance(seconds=15)
+        with db.write() as s:
+            assert engine.renew(s, claims=[held], lease=lease) == 1
+        with db.write() as s:
+            assert engine.claim(s, worker="w2", lease=lease) == []
+
+    # w1 dies: its lease lapses after one lease, not after the 5-minute timeout.
+    clock.advance(seconds=19)
+    with db.write() as s:
+        assert engine.claim(s, worker="w2", lease=lease) == []
+    clock.advance(seconds=1)
+    with db.write() as s:
+        [taken] = engine.claim(s, worker="w2", lease=lease)
+    # The dead worker's token renews nothing and records nothing.
+    with db.write() as s:
+        assert engine.renew(s, claims=[held], lease=lease) == 0
+    with db.write() as s:
+        assert engine.complete(s, claim=held, result=StepResult()) is None
+    with db.write() as s:
+        assert engine.complete(s, claim=taken, result=StepResult()) is not None
+
+
+def test_renewal_never_holds_a_step_past_its_timeout(db: Database, clock: Clock) -> None:
+    start(db, runbook("  - {name: slow, action: noop, timeout: 30s}\n"))
+    grace = timedelta(seconds=5)
+    lease = timedelta(seconds=20)
+    with db.write() as s:
+        [held] = engine.claim(s, worker="w1", lease=lease, lease_grace=grace)
+    for _ in range(3):
+        clock.advance(seconds=12)
+        with db.write() as s:
+            engine.renew(s, claims=[held], lease=lease)
+    # 36 s in: the renewals were capped at 30 s + 5 s grace, so the step is free.
+    with db.write() as s:
+        assert len(engine.claim(s, worker="w2", lease=lease)) == 1
+
+
 GATED = (
     "  - {name: one, action: noop}\n"
     "  - {name: approve, gate: {roles: [governance]}}\n"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -282,6 +282,7 @@ class Claim:
     tenant_id: str | None
     actor: str
     inputs: dict[str, Any]
+    hold_until: datetime | None = None
 
     def context(self) -> ActionContext:
         """What the claimed step's action is told."""
@@ -298,11 +299,19 @@ class Claim:
 
 
 def claim(
-    session: Session, *, worker: str, limit: int = 1, lease_grace: timedelta = LEASE_GRACE
+    session: Session,
+    *,
+    worker: str,
+    limit: int = 1,
+    lease_grace: timedelta = LEASE_GRACE,
+    lease: timedelta | None = None,
 ) -> list[Claim]:
     """Take up to ``limit`` due steps: ready ones, and running ones whose lease expired.
 
-    A lease lasts the step's timeout plus ``lease_grace``. Claiming never waits
+    A lease can never outlast the step's timeout plus ``lease_grace`` (its
+    ``hold_until``). With ``lease`` it is shorter and the worker renews it
+    while the action runs (``renew``), so the steps of a worker that died are
+    taken over after ``lease``, not after the whole timeout. Claiming never waits
     on a lock (on PostgreSQL both the step and its run are taken with ``SKIP
     LOCKED``), so it cannot deadlock with a gate decision or a cancel that
     holds the run.
@@ -347,7 +356,8 @@ def claim(
         row.status, row.inputs = "running", params
         row.lease_owner, row.lease_token = worker, new_id()
         timeout = seconds(step.timeout)
-        row.lease_expires_at = now + timedelta(seconds=timeout) + lease_grace
+        hold_until = now + timedelta(seconds=timeout) + lease_grace
+        row.lease_expires_at = min(hold_until, now + lease) if lease else hold_until
         row.started_at = row.started_at or now
         session.add(
             StepAttempt(
@@ -373,9 +383,33 @@ def claim(
                 tenant_id=run.tenant_id,
                 actor=run.started_by,
                 inputs=run.inputs,
+                hold_until=hold_until,
             )
         )
     return claims
+
+
+def renew(session: Session, *, claims: Sequence[Claim], lease: timedelta) -> int:
+    """Extend the leases a worker still holds by ``lease`` (never past ``hold_until``).
+
+    A claim whose lease was lost (taken over, cancelled) matches no row and is
+    not renewed. Returns how many were.
+    """
+    now = utcnow()
+    renewed = 0
+    for held in claims:
+        expires = now + lease if held.hold_until is None else min(held.hold_until, now + lease)
+        result = session.execute(
+            update(RunStep)
+            .where(
+                RunStep.id == held.step_id,
+                RunStep.lease_token == held.token,
+                RunStep.status == "running",
+            )
+            .values(lease_expires_at=expires)
+        )
+        renewed += int(getattr(result, "rowcount", 0) or 0)
+    return renewed
 
 
 def _close_attempt(

@@ -27,6 +27,10 @@ from tenantops.runbooks.actions import Registry, StepFailed, StepResult
 
 log = structlog.get_logger("tenantops.worker")
 
+# How long a claimed step stays ours without a heartbeat: the steps of a worker
+# that died are taken over after this, not after their whole timeout.
+LEASE = timedelta(seconds=20)
+
 
 @dataclass
 class WorkerStats:
@@ -58,6 +62,7 @@ class Worker:
         poll_seconds: float = 0.5,
         deadline_check_seconds: float = 15.0,
         lease_grace: timedelta = engine.LEASE_GRACE,
+        lease: timedelta = LEASE,
         on_breach: Callable[[engine.Breach], None] | None = None,
     ) -> None:
         self.db = db
@@ -67,6 +72,7 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.deadline_check_seconds = deadline_check_seconds
         self.lease_grace = lease_grace
+        self.lease = lease
         self.on_breach = on_breach
         self.stats = WorkerStats()
         self._wake = threading.Event()
@@ -81,15 +87,21 @@ class Worker:
         """Claim and run one batch; returns how many steps were claimed."""
         with self.db.write() as session:
             claims = engine.claim(
-                session, worker=self.name, limit=self.concurrency, lease_grace=self.lease_grace
+                session,
+                worker=self.name,
+                limit=self.concurrency,
+                lease_grace=self.lease_grace,
+                lease=self.lease,
             )
         # Record each step as soon as it ends (or times out), not in claim
         # order: a quick step must not wait behind a slow one until its own
         # lease expires and another worker runs it again.
         finished: queue.SimpleQueue[int] = queue.SimpleQueue()
         pending = {i: (c, self._start(c, partial(finished.put, i))) for i, c in enumerate(claims)}
+        heartbeat = self.lease.total_seconds() / 3
+        renew_at = time.monotonic() + heartbeat
         while pending:
-            nearest = min(run.deadline for _, run in pending.values())
+            nearest = min(min(run.deadline for _, run in pending.values()), renew_at)
             try:
                 ready = [finished.get(timeout=max(0.0, nearest - time.monotonic()))]
             except queue.Empty:
@@ -98,7 +110,20 @@ class Worker:
             for i in ready:
                 if i in pending:  # a step may end just as its deadline passes
                     self._record_safely(*pending.pop(i))
+            if pending and time.monotonic() >= renew_at:
+                self._renew([claim for claim, _ in pending.values()])
+                renew_at = time.monotonic() + heartbeat
         return len(claims)
+
+    def _renew(self, claims: list[engine.Claim]) -> None:
+        """Heartbeat: keep the leases of steps still running, so a dead worker's lapse soon."""
+        try:
+            with self.db.write() as session:
+                engine.renew(session, claims=claims, lease=self.lease)
+        except Exception:
+            # The lease may lapse and the step run again elsewhere; the fencing
+            # token keeps this worker from recording over it.
+            log.exception("could not renew leases", steps=[c.step_name for c in claims])
 
     def _record_safely(self, claim: engine.Claim, run: _Running) -> None:
         try:
