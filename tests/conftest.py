@@ -14,6 +14,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from tenantops.app import create_app
 from tenantops.cli import main
 from tenantops.config import Settings, WorkerSettings
 from tenantops.db import Base, Database
+from tenantops.kit.clock import set_clock
 from tenantops.migrations import upgrade
 from tests.servers import bearer, mint_token
 
@@ -207,3 +209,23 @@ def cli(
         return invoke(capsys, *argv)
 
     return run
+
+
+class Clock:
+    """The one clock of tenantops, frozen at ``now`` until a test moves it."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+
+    def advance(self, delta: timedelta | None = None, **parts: float) -> None:
+        """``advance(timedelta(hours=1))`` or ``advance(hours=1)``."""
+        self.now += (delta or timedelta()) + timedelta(**parts)
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    """The project clock, frozen at 2030-01-01 09:00 UTC; the wall clock comes back after."""
+    frozen = Clock()
+    set_clock(lambda: frozen.now)
+    yield frozen
+    set_clock(None)

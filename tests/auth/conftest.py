@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from tenantops.app import create_app
 from tenantops.config import OIDCSettings, Settings
 from tenantops.db import Database
 from tenantops.kit.clock import set_clock
+from tests.conftest import Clock
 
 AUDIENCE = "tenantops"
 REALM = "/realms/ops"
@@ -174,19 +175,11 @@ def oidc_client(db: Database, issuer: Issuer, tmp_path: Path) -> Iterator[OidcCl
         client.__exit__(None, None, None)
 
 
-@dataclass
-class FakeClock:
-    """The one clock of tenantops, moved by hand."""
-
-    now: datetime
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
 @pytest.fixture
-def clock() -> Iterator[FakeClock]:
-    fake = FakeClock(datetime.now(UTC))
+def clock() -> Iterator[Clock]:
+    """The shared fake clock, but starting at the wall clock: PyJWT checks ``exp``
+    against real time while tenantops' own caches read the project clock."""
+    fake = Clock(datetime.now(UTC))
     set_clock(lambda: fake.now)
     yield fake
     set_clock(None)

@@ -17,8 +17,8 @@ from tenantops.app import create_app
 from tenantops.auth.oidc import JWKS_MAX_AGE, UNKNOWN_KID_COOLDOWN
 from tenantops.config import OIDCSettings, Settings
 from tenantops.db import Database
-from tests.auth.conftest import AUDIENCE, FakeClock, Issuer, OidcClientFactory, new_rsa_key
-from tests.conftest import TokenFactory
+from tests.auth.conftest import AUDIENCE, Issuer, OidcClientFactory, new_rsa_key
+from tests.conftest import Clock, TokenFactory
 from tests.factories import tenant_body
 from tests.flows import problem
 from tests.servers import bearer
@@ -187,7 +187,7 @@ def test_invalid_tokens_are_refused_with_401(
 
 
 def test_new_key_is_picked_up_without_a_restart(
-    oidc_client: OidcClientFactory, issuer: Issuer, clock: FakeClock
+    oidc_client: OidcClientFactory, issuer: Issuer, clock: Clock
 ) -> None:
     client = oidc_client()
     assert client.get(ME, headers=bearer(issuer.sign(kid="k1"))).status_code == 200
@@ -201,7 +201,7 @@ def test_new_key_is_picked_up_without_a_restart(
 
 
 def test_a_key_the_issuer_withdrew_stops_working(
-    oidc_client: OidcClientFactory, issuer: Issuer, clock: FakeClock
+    oidc_client: OidcClientFactory, issuer: Issuer, clock: Clock
 ) -> None:
     client = oidc_client()
     issuer.add_key("k2")
@@ -215,7 +215,7 @@ def test_a_key_the_issuer_withdrew_stops_working(
 
 
 def test_unknown_kids_do_not_hammer_the_issuer(
-    oidc_client: OidcClientFactory, issuer: Issuer, clock: FakeClock
+    oidc_client: OidcClientFactory, issuer: Issuer, clock: Clock
 ) -> None:
     client = oidc_client()
     assert client.get(ME, headers=bearer(issuer.sign())).status_code == 200

@@ -10,8 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
 from tenantops.db import Database
-from tests.auth.conftest import FakeClock
-from tests.conftest import CliResult, CliRunner, TokenFactory
+from tests.conftest import CliResult, CliRunner, Clock, TokenFactory
 from tests.factories import tenant_body
 from tests.flows import problem
 from tests.servers import bearer
@@ -133,7 +132,7 @@ def test_revoking_an_unknown_token_is_one_line_and_non_zero(cli: CliRunner) -> N
     assert len(result.err.strip().splitlines()) == 1, result.err
 
 
-def test_expired_token_is_refused(cli: CliRunner, client: TestClient, clock: FakeClock) -> None:
+def test_expired_token_is_refused(cli: CliRunner, client: TestClient, clock: Clock) -> None:
     token = create(cli, "--subject", "ci-bot", "--role", "ops_engineer", "--ttl", "8h")
 
     clock.advance(timedelta(hours=8) - timedelta(seconds=1))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -13,30 +10,16 @@ from tenantops.audit.models import AuditEntry
 from tenantops.auth.models import ApiToken
 from tenantops.config import Settings
 from tenantops.db import Database
-from tenantops.kit.clock import set_clock
 from tenantops.notifications.models import OutboxMessage
 from tenantops.runbooks.worker import Worker
 from tenantops.wiring import build_actions
-from tests.conftest import TokenFactory
+from tests.conftest import Clock, TokenFactory
 
 REQUEST = {
     "reason": "database failover stuck, need admin to reassign",
     "incident_ref": "INC0042",
     "duration": "30m",
 }
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    c = Clock()
-    set_clock(lambda: c.now)
-    yield c
-    set_clock(None)
 
 
 def drain(worker: Worker) -> None:
@@ -71,14 +54,14 @@ def test_break_glass_is_time_boxed_notified_revoked_and_reviewed_by_another(
     assert "INC0042" in message.body
 
     # The timer holds: nothing is revoked before the time is up.
-    clock.now += timedelta(minutes=29)
+    clock.advance(minutes=29)
     drain(worker)
     assert client.get("/api/v1/me", headers=elevated).status_code == 200
     with db.read() as s:
         assert s.get(ApiToken, grant["token_id"]).revoked_at is None  # type: ignore[union-attr]
 
     # At expiry the runbook revokes the token, then waits for the review.
-    clock.now += timedelta(minutes=1)
+    clock.advance(minutes=1)
     drain(worker)
     with db.read() as s:
         token = s.get(ApiToken, grant["token_id"])

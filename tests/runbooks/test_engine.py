@@ -8,8 +8,7 @@ timeout of a few tens of milliseconds.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from tenantops.audit.models import AuditEntry
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.errors import Conflict, Forbidden, SegregationOfDuties
-from tenantops.kit.clock import set_clock
 from tenantops.runbooks import engine
 from tenantops.runbooks.actions import (
     ActionContext,
@@ -33,28 +31,11 @@ from tenantops.runbooks.actions import (
 from tenantops.runbooks.models import Run, RunSignal, RunStep, StepAttempt
 from tenantops.runbooks.spec import Loaded, load_library, parse
 from tenantops.runbooks.worker import Worker
+from tests.conftest import Clock
 
 AMY = Principal("amy", frozenset({Role.OPS_ENGINEER, Role.GOVERNANCE}))  # starts runs
 GUS = Principal("gus", frozenset({Role.GOVERNANCE}))
 QUINN = Principal("quinn", frozenset({Role.QA}))
-
-
-class Clock:
-    """The project clock, frozen until a test moves it."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    c = Clock()
-    set_clock(lambda: c.now)
-    yield c
-    set_clock(None)
 
 
 def runbook(steps: str, *, extra: str = "") -> Loaded:
