@@ -104,8 +104,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     url = create_pg_database()
     db: Database | None = None
     try:
+        # No worker: these tests race API requests; runbooks advancing the same
+        # tenants in the background would add changes the assertions do not expect.
         env = tenantops_env(
-            database_url=url, data_dir=str(tmp), bootstrap_admin="false", log_json="true"
+            database_url=url,
+            data_dir=str(tmp),
+            bootstrap_admin="false",
+            log_json="true",
+            worker__in_process="false",
         )
         migrated = run_cli("db", "upgrade", env=env)
         assert migrated.returncode == 0, migrated.stderr
