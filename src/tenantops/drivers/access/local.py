@@ -12,12 +12,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantops.db import Database
 from tenantops.drivers.access.models import AccessEffect, QueueAccessRecord
 from tenantops.drivers.access.port import AccessState, RateLimit
+from tenantops.drivers.effects import apply_once
 from tenantops.drivers.errors import DriverError, Retry
 from tenantops.kit.clock import utcnow
 
@@ -83,36 +83,23 @@ class LocalQueueAccess:
         tenant_name: str,
         mutate: Callable[[QueueAccessRecord], None],
     ) -> AccessState:
-        for _ in range(3):
-            try:
-                with self.db.write() as session:
-                    done = session.get(AccessEffect, key)
-                    if done is not None:
-                        if done.operation != operation:
-                            raise DriverError(
-                                f"idempotency key {key!r} was used for {done.operation}, "
-                                f"not {operation}",
-                                retry=Retry.PERMANENT,
-                            )
-                        return _from_record(done.result)
-                    row = self._row(session, tenant_id, tenant_name)
-                    mutate(row)
-                    row.updated_at = utcnow()
-                    session.flush()
-                    state = _state(row)
-                    session.add(
-                        AccessEffect(
-                            idempotency_key=key,
-                            operation=operation,
-                            tenant_id=tenant_id,
-                            result=state.as_dict(),
-                            at=utcnow(),
-                        )
-                    )
-                    return state
-            except IntegrityError:
-                continue  # a concurrent run of the same key (or tenant) won; read its record
-        raise DriverError(f"access change {operation} kept conflicting", retry=Retry.RETRIABLE)
+        def change(session: Session) -> AccessState:
+            row = self._row(session, tenant_id, tenant_name)
+            mutate(row)
+            row.updated_at = utcnow()
+            session.flush()
+            return _state(row)
+
+        return apply_once(
+            self.db,
+            AccessEffect,
+            key=key,
+            operation=operation,
+            tenant_id=tenant_id,
+            change=change,
+            recorded=_from_record,
+            what="access",
+        )
 
     @staticmethod
     def _row(session: Session, tenant_id: str, tenant_name: str) -> QueueAccessRecord:

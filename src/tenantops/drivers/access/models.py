@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String
+from sqlalchemy import Boolean, DateTime, Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantops.db import Base
+from tenantops.drivers.effects import EffectLog
 
 
 class QueueAccessRecord(Base):
@@ -25,13 +25,7 @@ class QueueAccessRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class AccessEffect(Base):
+class AccessEffect(EffectLog, Base):
     """Every change, once per idempotency key, with the state it produced."""
 
     __tablename__ = "access_effects"
-
-    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    operation: Mapped[str] = mapped_column(String(32))
-    tenant_id: Mapped[str] = mapped_column(String(36), index=True)
-    result: Mapped[dict[str, Any]] = mapped_column(JSON)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

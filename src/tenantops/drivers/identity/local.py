@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantops.db import Database
+from tenantops.drivers.effects import apply_once
 from tenantops.drivers.errors import DriverError, Retry
 from tenantops.drivers.identity.models import IdentityEffect, IdentityGroup, IdentityMember
 from tenantops.drivers.identity.port import Grant, GroupState, Permission
@@ -86,35 +86,22 @@ class LocalIdentity:
         tenant_id: str,
         mutate: Callable[[Session], IdentityGroup],
     ) -> GroupState:
-        for _ in range(3):
-            try:
-                with self.db.write() as session:
-                    done = session.get(IdentityEffect, key)
-                    if done is not None:
-                        if done.operation != operation:
-                            raise DriverError(
-                                f"idempotency key {key!r} was used for {done.operation}, "
-                                f"not {operation}",
-                                retry=Retry.PERMANENT,
-                            )
-                        return _from_record(done.result)
-                    group = mutate(session)
-                    group.updated_at = utcnow()
-                    session.flush()
-                    state = _state(session, group)
-                    session.add(
-                        IdentityEffect(
-                            idempotency_key=key,
-                            operation=operation,
-                            tenant_id=tenant_id,
-                            result=state.as_dict(),
-                            at=utcnow(),
-                        )
-                    )
-                    return state
-            except IntegrityError:
-                continue  # a concurrent run of the same key (or group) won; read its record
-        raise DriverError(f"identity change {operation} kept conflicting", retry=Retry.RETRIABLE)
+        def change(session: Session) -> GroupState:
+            group = mutate(session)
+            group.updated_at = utcnow()
+            session.flush()
+            return _state(session, group)
+
+        return apply_once(
+            self.db,
+            IdentityEffect,
+            key=key,
+            operation=operation,
+            tenant_id=tenant_id,
+            change=change,
+            recorded=_from_record,
+            what="identity",
+        )
 
     @staticmethod
     def _group(session: Session, tenant_id: str) -> IdentityGroup:

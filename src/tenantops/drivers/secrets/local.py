@@ -13,10 +13,10 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantops.db import Database
+from tenantops.drivers.effects import apply_once
 from tenantops.drivers.errors import DriverError, Retry
 from tenantops.drivers.secrets.models import SecretEffect, SecretPathRecord, SecretStoreRecord
 from tenantops.drivers.secrets.port import PathSpec, SecretRef, StoreState
@@ -128,35 +128,22 @@ class LocalSecrets:
         tenant_id: str,
         mutate: Callable[[Session], SecretStoreRecord],
     ) -> StoreState:
-        for _ in range(3):
-            try:
-                with self.db.write() as session:
-                    done = session.get(SecretEffect, key)
-                    if done is not None:
-                        if done.operation != operation:
-                            raise DriverError(
-                                f"idempotency key {key!r} was used for {done.operation}, "
-                                f"not {operation}",
-                                retry=Retry.PERMANENT,
-                            )
-                        return _from_record(done.result)
-                    store = mutate(session)
-                    store.updated_at = utcnow()
-                    session.flush()
-                    state = _state(session, store)
-                    session.add(
-                        SecretEffect(
-                            idempotency_key=key,
-                            operation=operation,
-                            tenant_id=tenant_id,
-                            result=state.as_dict(),
-                            at=utcnow(),
-                        )
-                    )
-                    return state
-            except IntegrityError:
-                continue  # a concurrent run of the same key (or store) won; read its record
-        raise DriverError(f"secrets change {operation} kept conflicting", retry=Retry.RETRIABLE)
+        def change(session: Session) -> StoreState:
+            store = mutate(session)
+            store.updated_at = utcnow()
+            session.flush()
+            return _state(session, store)
+
+        return apply_once(
+            self.db,
+            SecretEffect,
+            key=key,
+            operation=operation,
+            tenant_id=tenant_id,
+            change=change,
+            recorded=_from_record,
+            what="secrets",
+        )
 
     @staticmethod
     def _store(session: Session, tenant_id: str) -> SecretStoreRecord:

@@ -6,12 +6,12 @@ There is deliberately no column that could hold a secret's value.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantops.db import Base
+from tenantops.drivers.effects import EffectLog
 
 
 class SecretStoreRecord(Base):
@@ -45,13 +45,7 @@ class SecretPathRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class SecretEffect(Base):
+class SecretEffect(EffectLog, Base):
     """Every change, once per idempotency key, with the state it produced."""
 
     __tablename__ = "secret_effects"
-
-    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    operation: Mapped[str] = mapped_column(String(32))
-    tenant_id: Mapped[str] = mapped_column(String(36), index=True)
-    result: Mapped[dict[str, Any]] = mapped_column(JSON)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
