@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -180,7 +181,17 @@ CliRunner = Callable[..., CliResult]
 def invoke(capsys: pytest.CaptureFixture[str], *argv: str) -> CliResult:
     """``tenantops ARGV`` in this process; its exit code and exactly what it printed."""
     earlier = capsys.readouterr()
-    code = main(list(argv))
+    # As in its own process: the CLI sets up its own logging, and whatever the
+    # test had set up (a server's logging, say) is back afterwards.
+    saved = structlog.get_config() if structlog.is_configured() else None
+    structlog.reset_defaults()
+    try:
+        code = main(list(argv))
+    finally:
+        if saved is None:
+            structlog.reset_defaults()
+        else:
+            structlog.configure(**saved)
     captured = capsys.readouterr()
     # Hand back what was printed before the command, for the test to read.
     sys.stdout.write(earlier.out)

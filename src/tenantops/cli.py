@@ -155,6 +155,9 @@ def db_current() -> None:
     typer.echo(f"{current or 'empty'} (code expects {head_revision(db.engine)})")
 
 
+LONG_RUNNING = frozenset({"serve", "worker"})
+
+
 def _one_line(message: str) -> str:
     """``message`` on one line: a server's or driver's text may carry newlines."""
     return " ".join(message.split())
@@ -167,8 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         if not structlog.is_configured():
             # Logs go to stderr, so stdout carries only what a command prints
             # (`TOKEN=$(tenantops tokens create …)` must capture the token alone).
+            # The long-running commands log at the configured level; a one-shot
+            # command reports its failure in its one error line, so it logs
+            # nothing short of a crash.
             settings = Settings()
-            configure_logging(settings.log_level, json=settings.log_json)
+            args = sys.argv[1:] if argv is None else argv
+            long_running = bool(args) and args[0] in LONG_RUNNING
+            level = settings.log_level if long_running else "CRITICAL"
+            configure_logging(level, json=settings.log_json)
         result = command.main(args=argv, prog_name="tenantops", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
         # Raising it rendered the help already when Rich formats it (the message is
