@@ -29,8 +29,8 @@ from tenantops.errors import (
 from tenantops.kit.canonical import canonical_json
 from tenantops.kit.clock import utcnow
 from tenantops.kit.ids import new_id
-from tenantops.runbooks import engine, spec
-from tenantops.tenants import lifecycle, repository
+from tenantops.runbooks import engine
+from tenantops.tenants import lifecycle, repository, runs
 from tenantops.tenants.lifecycle import Facts, TenantEvent, TenantState
 from tenantops.tenants.models import IdempotencyRecord, Tenant
 from tenantops.tenants.schemas import (
@@ -41,7 +41,6 @@ from tenantops.tenants.schemas import (
     ReactivationRequestCreate,
     SuspendRequest,
     TenantCreate,
-    TenantRead,
 )
 
 AUDITED_FIELDS = (
@@ -67,48 +66,6 @@ STEP_ROLES: dict[TenantEvent, frozenset[Role]] = {
     TenantEvent.VERIFICATION_FAILED: frozenset({Role.QA, Role.ADMIN}),
     TenantEvent.ARCHIVE: frozenset({Role.OPS_ENGINEER, Role.ADMIN}),
 }
-
-
-ONBOARDING_RUNBOOK = "tenant-onboarding"
-SUSPENSION_RUNBOOK = "tenant-suspension"
-REACTIVATION_RUNBOOK = "tenant-reactivation"
-OFFBOARDING_RUNBOOK = "tenant-offboarding"
-
-
-def _start_run(
-    session: Session, runbook_id: str, tenant: Tenant, principal: Principal, **inputs: Any
-) -> str:
-    """Start a shipped runbook for ``tenant`` in this transaction; the caller audits it."""
-    session.flush()
-    run = engine.start_run(
-        session,
-        loaded=spec.get(spec.shipped(), runbook_id),
-        actor=principal,
-        tenant_id=tenant.id,
-        inputs={"tenant": TenantRead.model_validate(tenant).model_dump(mode="json"), **inputs},
-        audited=False,
-    )
-    return run.id
-
-
-def _signal_onboarding(
-    session: Session, tenant: Tenant, principal: Principal, decision: str, role: str
-) -> str | None:
-    """Open (or close) the approval gate of the tenant's onboarding run."""
-    for run in engine.open_runs(session, tenant_id=tenant.id, runbook_id=ONBOARDING_RUNBOOK):
-        engine.signal(
-            session,
-            run_id=run.id,
-            step_name="approval",
-            decision=decision,
-            # The tenant approvals applied the SoD rules; the gate records who closed it.
-            principal=Principal(subject=principal.subject, via="system"),
-            role=role,
-            comment="decided through the tenant approvals",
-            audited=False,
-        )
-        return run.id
-    return None
 
 
 def snapshot(tenant: Tenant) -> dict[str, Any]:
@@ -266,7 +223,7 @@ def create_tenant(
         detail={
             "approval_request_id": request.id,
             "ticket_ref": data.ticket_ref,
-            "run_id": _start_run(session, ONBOARDING_RUNBOOK, tenant, principal),
+            "run_id": runs.start(session, runs.ONBOARDING_RUNBOOK, tenant, principal),
         },
     )
     return tenant, False
@@ -302,7 +259,9 @@ def decide_onboarding(
         "risk_ref": data.risk_ref,
     }
     if status != "pending":
-        detail["run_id"] = _signal_onboarding(session, tenant, principal, data.decision, data.role)
+        detail["run_id"] = runs.signal_onboarding(
+            session, tenant, principal, data.decision, data.role
+        )
     if status == "approved":
         return _move(
             session,
@@ -349,7 +308,7 @@ def suspend_tenant(
     inputs: dict[str, Any] = {"reason": data.reason}
     if data.incident_ref is not None:
         inputs["incident_ref"] = data.incident_ref
-    run_id = _start_run(session, SUSPENSION_RUNBOOK, tenant, principal, **inputs)
+    run_id = runs.start(session, runs.SUSPENSION_RUNBOOK, tenant, principal, **inputs)
     return _move(
         session,
         tenant,
@@ -426,8 +385,8 @@ def decide_reactivation(
         "risk_ref": data.risk_ref,
     }
     if status == "approved":
-        detail["run_id"] = _start_run(
-            session, REACTIVATION_RUNBOOK, tenant, principal, approval_request_id=request.id
+        detail["run_id"] = runs.start(
+            session, runs.REACTIVATION_RUNBOOK, tenant, principal, approval_request_id=request.id
         )
         return _move(
             session,
@@ -473,7 +432,7 @@ def offboard_tenant(
         ).id
         for run in engine.open_runs(session, tenant_id=tenant.id)
     ]
-    run_id = _start_run(session, OFFBOARDING_RUNBOOK, tenant, principal, reason=data.reason)
+    run_id = runs.start(session, runs.OFFBOARDING_RUNBOOK, tenant, principal, reason=data.reason)
     return _move(
         session,
         tenant,

@@ -1,0 +1,58 @@
+"""The runbooks a tenant change starts, and the onboarding gate the approvals open.
+
+Called by ``tenants.service`` inside the transaction of the change, so a
+tenant change and the run it starts commit together; the change's own audit
+entry names the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tenantops.auth.principal import Principal
+from tenantops.runbooks import engine, spec
+from tenantops.tenants.models import Tenant
+from tenantops.tenants.schemas import TenantRead
+
+ONBOARDING_RUNBOOK = "tenant-onboarding"
+SUSPENSION_RUNBOOK = "tenant-suspension"
+REACTIVATION_RUNBOOK = "tenant-reactivation"
+OFFBOARDING_RUNBOOK = "tenant-offboarding"
+
+
+def start(
+    session: Session, runbook_id: str, tenant: Tenant, principal: Principal, **inputs: Any
+) -> str:
+    """Start a shipped runbook for ``tenant`` in this transaction; the caller audits it."""
+    session.flush()
+    run = engine.start_run(
+        session,
+        loaded=spec.get(spec.shipped(), runbook_id),
+        actor=principal,
+        tenant_id=tenant.id,
+        inputs={"tenant": TenantRead.model_validate(tenant).model_dump(mode="json"), **inputs},
+        audited=False,
+    )
+    return run.id
+
+
+def signal_onboarding(
+    session: Session, tenant: Tenant, principal: Principal, decision: str, role: str
+) -> str | None:
+    """Open (or close) the approval gate of the tenant's onboarding run."""
+    for run in engine.open_runs(session, tenant_id=tenant.id, runbook_id=ONBOARDING_RUNBOOK):
+        engine.signal(
+            session,
+            run_id=run.id,
+            step_name="approval",
+            decision=decision,
+            # The tenant approvals applied the SoD rules; the gate records who closed it.
+            principal=Principal(subject=principal.subject, via="system"),
+            role=role,
+            comment="decided through the tenant approvals",
+            audited=False,
+        )
+        return run.id
+    return None
