@@ -114,14 +114,7 @@ def record(
     """
     try:
         session.flush()
-        # populate_existing: a head this session read earlier (unlocked) may be
-        # stale; the locked read must see the latest committed seq and hash.
-        head = session.execute(
-            select(AuditHead)
-            .where(AuditHead.id == HEAD_ID)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).scalar_one()
+        head = _locked_head(session)
         # In UTC whatever zone the clock reports: the stored instant and its hash
         # must not depend on it (SQLite keeps only the wall time).
         at = as_utc(utcnow()).astimezone(UTC)
@@ -155,6 +148,29 @@ def record(
             "the audit entry could not be written, so the change was not made"
         ) from exc
     return entry
+
+
+def _locked_head(session: Session) -> AuditHead:
+    """The chain head, locked until the transaction ends; read once per transaction.
+
+    The lock is held to the end of the transaction, so a second entry of the
+    same transaction (a worker recording a batch of steps) reuses the head it
+    already holds instead of reading it again.
+    """
+    transaction = session.get_transaction()
+    held = session.info.get("audit_head")
+    if held is not None and held[0] is transaction:
+        return held[1]  # type: ignore[no-any-return]
+    # populate_existing: a head this session read earlier (unlocked) may be
+    # stale; the locked read must see the latest committed seq and hash.
+    head = session.execute(
+        select(AuditHead)
+        .where(AuditHead.id == HEAD_ID)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    session.info["audit_head"] = (transaction, head)
+    return head
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,23 @@ _templates = _Templates(undefined=StrictUndefined, autoescape=False)
 _WHOLE_EXPRESSION = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
 
+_SPECS: dict[str, Runbook] = {}
+_SPECS_KEPT = 256
+
+
 def spec_of(run: Run) -> Runbook:
-    """The pinned runbook a run executes (never the file as it is now)."""
-    return Runbook.model_validate(run.document)
+    """The pinned runbook a run executes (never the file as it is now).
+
+    Parsed once per content hash: the hash pins the document, so every run of
+    one runbook version shares one parsed copy (treat it as read-only).
+    """
+    spec = _SPECS.get(run.runbook_hash)
+    if spec is None:
+        spec = Runbook.model_validate(run.document)
+        if len(_SPECS) >= _SPECS_KEPT:
+            _SPECS.pop(next(iter(_SPECS)))
+        _SPECS[run.runbook_hash] = spec
+    return spec
 
 
 def _check_inputs(runbook: Runbook, inputs: dict[str, Any]) -> None:
@@ -156,12 +170,25 @@ def start_run(
     return run
 
 
+def _templated(value: Any) -> bool:
+    """Whether ``value`` holds a template anywhere (plain values need no context)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_templated(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_templated(v) for v in value)
+    return False
+
+
 def _context(session: Session, run: Run) -> dict[str, Any]:
     outputs = {
-        s.name: s.output or {}
-        for s in session.execute(
-            select(RunStep).where(RunStep.run_id == run.id, RunStep.status == "succeeded")
-        ).scalars()
+        name: output or {}
+        for name, output in session.execute(
+            select(RunStep.name, RunStep.output).where(
+                RunStep.run_id == run.id, RunStep.status == "succeeded"
+            )
+        )
     }
     return {
         "run": {
@@ -236,19 +263,37 @@ def _advance(session: Session, run: Run, runbook: Runbook, done: RunStep, now: d
     """After ``done`` succeeded: start SLA clocks keyed on it and activate the next step."""
     if runbook.sla is not None and run.sla_deadline is None:
         run.sla_deadline = _deadline_for(runbook.sla.after, done.name, runbook.sla.within, now)
-    rows = (
-        session.execute(select(RunStep).where(RunStep.run_id == run.id).order_by(RunStep.position))
+    clocked = [s for s in runbook.steps if s.sla is not None and s.sla.after == done.name]
+    if clocked:  # steps whose SLA clock starts when ``done`` finished
+        keyed = session.execute(
+            select(RunStep).where(
+                RunStep.run_id == run.id,
+                RunStep.name.in_([s.name for s in clocked]),
+                RunStep.sla_deadline.is_(None),
+                RunStep.status.not_in(FINISHED),
+            )
+        ).scalars()
+        for row in keyed:
+            sla = runbook.step(row.name).sla
+            assert sla is not None
+            row.sla_deadline = now + timedelta(seconds=seconds(sla.within))
+    following = (
+        session.execute(
+            select(RunStep)
+            .where(
+                RunStep.run_id == run.id,
+                RunStep.position > done.position,
+                RunStep.status == "pending",
+            )
+            .order_by(RunStep.position)
+            .limit(1)
+        )
         .scalars()
-        .all()
+        .first()
     )
-    for row in rows:
-        step = runbook.step(row.name)
-        if step.sla is not None and row.sla_deadline is None and row.status not in FINISHED:
-            row.sla_deadline = _deadline_for(step.sla.after, done.name, step.sla.within, now)
-    following = [r for r in rows if r.position > done.position and r.status == "pending"]
     run.status = "running"
-    if following:
-        _activate(session, run, runbook, following[0], now)
+    if following is not None:
+        _activate(session, run, runbook, following, now)
     else:
         run.status, run.finished_at = "succeeded", now
         audit.record(
@@ -305,8 +350,13 @@ def claim(
     limit: int = 1,
     lease_grace: timedelta = LEASE_GRACE,
     lease: timedelta | None = None,
+    runs: Sequence[str] | None = None,
 ) -> list[Claim]:
     """Take up to ``limit`` due steps: ready ones, and running ones whose lease expired.
+
+    With ``runs``, only steps of those runs: a worker that just completed steps
+    takes the next ones of the same runs in the completing transaction, so a run
+    of quick steps goes on without a claim transaction or a poll between steps.
 
     A lease can never outlast the step's timeout plus ``lease_grace`` (its
     ``hold_until``). With ``lease`` it is shorter and the worker renews it
@@ -329,6 +379,10 @@ def claim(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    if runs is not None:
+        if not runs:
+            return []
+        due = due.where(RunStep.run_id.in_(runs))
     claims: list[Claim] = []
     for row in session.execute(due).scalars().all():
         run = session.get(Run, row.run_id, with_for_update={"skip_locked": True})
@@ -344,7 +398,11 @@ def claim(
             _advance(session, run, runbook, row, now)
             continue
         try:
-            params = render(step.params, _context(session, run))
+            params = (
+                render(step.params, _context(session, run))
+                if _templated(step.params)
+                else step.params
+            )
             json.dumps(params)  # stored as JSON: a value that is not fails here, not at commit
         except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
             # A template is user input: whatever it does wrong fails this run only,

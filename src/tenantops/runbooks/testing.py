@@ -161,8 +161,14 @@ def run_runbook_test(
                     tenant_id=tenant.id if tenant else None,
                     inputs=inputs_for(runbook, inputs or {}, tenant),
                 ).id
+            # Step by step (no chaining), so a crash can be injected before any step.
             worker = Worker(
-                db, actions, name="runbooks-test-worker", concurrency=1, poll_seconds=0.01
+                db,
+                actions,
+                name="runbooks-test-worker",
+                concurrency=1,
+                poll_seconds=0.01,
+                chain=False,
             )
             try:
                 drive(

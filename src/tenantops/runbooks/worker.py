@@ -18,6 +18,7 @@ from datetime import timedelta
 from functools import partial
 
 import structlog
+from sqlalchemy.orm import Session
 
 from tenantops.db import Database
 from tenantops.errors import AppError
@@ -64,6 +65,7 @@ class Worker:
         lease_grace: timedelta = engine.LEASE_GRACE,
         lease: timedelta = LEASE,
         on_breach: Callable[[engine.Breach], None] | None = None,
+        chain: bool = True,
     ) -> None:
         self.db = db
         self.actions = actions
@@ -74,6 +76,8 @@ class Worker:
         self.lease_grace = lease_grace
         self.lease = lease
         self.on_breach = on_breach
+        # Take the next step of a run in the transaction that completes the last one.
+        self.chain = chain
         self.stats = WorkerStats()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -84,36 +88,55 @@ class Worker:
         self._wake.set()
 
     def run_once(self) -> int:
-        """Claim and run one batch; returns how many steps were claimed."""
+        """Claim and run one batch, and the next steps of its runs as they come due.
+
+        Returns how many steps were run. Results are recorded as steps end (or
+        time out), not in claim order: a quick step must not wait behind a slow
+        one until its own lease expires and another worker runs it again. The
+        steps that ended together are recorded in one transaction, which also
+        claims the next step of each of their runs for this worker.
+        """
         with self.db.write() as session:
-            claims = engine.claim(
-                session,
-                worker=self.name,
-                limit=self.concurrency,
-                lease_grace=self.lease_grace,
-                lease=self.lease,
-            )
-        # Record each step as soon as it ends (or times out), not in claim
-        # order: a quick step must not wait behind a slow one until its own
-        # lease expires and another worker runs it again.
+            claims = self._claim(session)
         finished: queue.SimpleQueue[int] = queue.SimpleQueue()
-        pending = {i: (c, self._start(c, partial(finished.put, i))) for i, c in enumerate(claims)}
+        pending: dict[int, tuple[engine.Claim, _Running]] = {}
+        started = 0
+
+        def launch(new: list[engine.Claim]) -> None:
+            nonlocal started
+            for claim in new:
+                pending[started] = (claim, self._start(claim, partial(finished.put, started)))
+                started += 1
+
+        launch(claims)
         heartbeat = self.lease.total_seconds() / 3
         renew_at = time.monotonic() + heartbeat
         while pending:
             nearest = min(min(run.deadline for _, run in pending.values()), renew_at)
             try:
                 ready = [finished.get(timeout=max(0.0, nearest - time.monotonic()))]
+                while not finished.empty():  # everything else that ended meanwhile
+                    ready.append(finished.get_nowait())
             except queue.Empty:
                 now = time.monotonic()
                 ready = [i for i, (_, run) in pending.items() if run.deadline <= now]
-            for i in ready:
-                if i in pending:  # a step may end just as its deadline passes
-                    self._record_safely(*pending.pop(i))
+            # A step may end just as its deadline passes: record it once.
+            batch = [pending.pop(i) for i in dict.fromkeys(ready) if i in pending]
+            launch(self._record_safely(batch))
             if pending and time.monotonic() >= renew_at:
                 self._renew([claim for claim, _ in pending.values()])
                 renew_at = time.monotonic() + heartbeat
-        return len(claims)
+        return started
+
+    def _claim(self, session: Session, runs: list[str] | None = None) -> list[engine.Claim]:
+        return engine.claim(
+            session,
+            worker=self.name,
+            limit=self.concurrency if runs is None else len(runs),
+            lease_grace=self.lease_grace,
+            lease=self.lease,
+            runs=runs,
+        )
 
     def _renew(self, claims: list[engine.Claim]) -> None:
         """Heartbeat: keep the leases of steps still running, so a dead worker's lapse soon."""
@@ -125,12 +148,86 @@ class Worker:
             # token keeps this worker from recording over it.
             log.exception("could not renew leases", steps=[c.step_name for c in claims])
 
-    def _record_safely(self, claim: engine.Claim, run: _Running) -> None:
+    def _record_safely(self, batch: list[tuple[engine.Claim, _Running]]) -> list[engine.Claim]:
+        """Record what ``batch`` did; returns the next steps claimed for this worker."""
+        succeeded: list[tuple[engine.Claim, StepResult]] = []
+        for claim, run in batch:
+            result = self._outcome(claim, run)
+            if result is not None:
+                succeeded.append((claim, result))
+        if len(succeeded) <= 1:
+            return self._complete_one(*succeeded[0]) if succeeded else []
         try:
-            self._record(claim, run)
+            return self._complete(succeeded)
+        except Exception:
+            log.info("recording the batch step by step", steps=len(succeeded), exc_info=True)
+        # One completion spoilt the shared transaction (an action's apply refused
+        # its change, say): record each on its own so the others still count.
+        chained: list[engine.Claim] = []
+        for claim, result in succeeded:
+            chained += self._complete_one(claim, result)
+        return chained
+
+    def _complete_one(self, claim: engine.Claim, result: StepResult) -> list[engine.Claim]:
+        try:
+            return self._complete([(claim, result)])
+        except StepFailed as exc:
+            self._fail_safely(claim, str(exc), retriable=exc.retriable)
+        except AppError as exc:  # the control plane refused the change: a retry cannot help
+            self._fail_safely(claim, f"{exc.title}: {exc}", retriable=False)
         except Exception:
             # Recording failed (database down?): the lease will expire and the
-            # step will be claimed again; the other steps of the batch still count.
+            # step will be claimed again.
+            log.exception("could not record a step", run_id=claim.run_id, step=claim.step_name)
+        return []
+
+    def _complete(self, succeeded: list[tuple[engine.Claim, StepResult]]) -> list[engine.Claim]:
+        """Record ``succeeded`` and claim their runs' next steps, in one transaction."""
+        fenced: list[engine.Claim] = []
+        advanced: list[str] = []
+        with self.db.write() as session:
+            for claim, result in succeeded:
+                row = engine.complete(
+                    session, claim=claim, result=result, apply=self._apply(claim, result)
+                )
+                if row is None:
+                    fenced.append(claim)
+                else:
+                    advanced.append(claim.run_id)
+            chained = self._claim(session, runs=advanced) if advanced and self.chain else []
+        self.stats.completed += len(succeeded) - len(fenced)
+        self.stats.fenced += len(fenced)
+        for claim in fenced:
+            log.warning("lease lost; result dropped", run_id=claim.run_id, step=claim.step_name)
+        return chained
+
+    def _apply(self, claim: engine.Claim, result: StepResult) -> Callable[[Session], None] | None:
+        """What the step's action changes in the control plane, bound to this step."""
+        apply = getattr(self.actions[claim.action], "apply", None)
+        if apply is None:
+            return None
+        ctx = claim.context()
+        return lambda session: apply(session, ctx, result)
+
+    def _outcome(self, claim: engine.Claim, run: _Running) -> StepResult | None:
+        """The step's result, or ``None`` once its failure or timeout is recorded."""
+        if not run.done.is_set():
+            self._fail_safely(claim, f"timed out after {claim.timeout:g}s", retriable=True)
+            return None
+        if isinstance(run.error, StepFailed):
+            self._fail_safely(claim, str(run.error), retriable=run.error.retriable)
+            return None
+        if run.error is not None or run.result is None:
+            exc = run.error
+            log.error("action crashed", action=claim.action, run_id=claim.run_id, exc_info=exc)
+            self._fail_safely(claim, f"{type(exc).__name__}: {exc}", retriable=True)
+            return None
+        return run.result
+
+    def _fail_safely(self, claim: engine.Claim, error: str, *, retriable: bool) -> None:
+        try:
+            self._fail(claim, error, retriable=retriable)
+        except Exception:
             log.exception("could not record a step", run_id=claim.run_id, step=claim.step_name)
 
     def _start(self, claim: engine.Claim, on_done: Callable[[], None]) -> _Running:
@@ -159,41 +256,6 @@ class Worker:
         if action is None:
             raise StepFailed(f"no action named {claim.action!r} is installed", retriable=False)
         return action.run(claim.context())
-
-    def _record(self, claim: engine.Claim, run: _Running) -> None:
-        if not run.done.is_set():
-            self._fail(claim, f"timed out after {claim.timeout:g}s", retriable=True)
-            return
-        if isinstance(run.error, StepFailed):
-            self._fail(claim, str(run.error), retriable=run.error.retriable)
-            return
-        if run.error is not None or run.result is None:
-            exc = run.error
-            log.error("action crashed", action=claim.action, run_id=claim.run_id, exc_info=exc)
-            self._fail(claim, f"{type(exc).__name__}: {exc}", retriable=True)
-            return
-        result = run.result
-        apply = getattr(self.actions[claim.action], "apply", None)
-        ctx = claim.context()
-        try:
-            with self.db.write() as session:
-                row = engine.complete(
-                    session,
-                    claim=claim,
-                    result=result,
-                    apply=(lambda s: apply(s, ctx, result)) if apply else None,
-                )
-        except StepFailed as exc:
-            self._fail(claim, str(exc), retriable=exc.retriable)
-            return
-        except AppError as exc:  # the control plane refused the change: a retry cannot help
-            self._fail(claim, f"{exc.title}: {exc}", retriable=False)
-            return
-        if row is None:
-            self.stats.fenced += 1
-            log.warning("lease lost; result dropped", run_id=claim.run_id, step=claim.step_name)
-        else:
-            self.stats.completed += 1
 
     def _fail(self, claim: engine.Claim, error: str, *, retriable: bool) -> None:
         with self.db.write() as session:
