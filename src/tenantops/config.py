@@ -7,6 +7,7 @@ and passed into ``create_app(settings)``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -108,6 +109,41 @@ class GitOpsSettings(BaseModel):
     vault_mount: str = "secret"
 
 
+class EventsSettings(BaseModel):
+    """The event outbox's relay: which broker it publishes to, and webhook delivery.
+
+    ``broker = "none"`` (the embedded default) keeps events in the outbox only:
+    readable with ``tenantops events tail`` and delivered to webhook
+    subscriptions. The relay runs in ``serve`` and in ``worker``.
+    """
+
+    broker: Literal["none", "nats", "kafka"] = "none"
+    relay: bool = Field(default=True, description="run the relay in serve and worker")
+    poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    batch: int = Field(default=200, ge=1, le=5000, description="events per publish")
+    lease_seconds: float = Field(
+        default=15.0, ge=1, le=600, description="a relay silent this long hands over"
+    )
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_stream: str = Field(default="TENANTOPS", description="created if missing")
+    nats_subject_prefix: str = Field(
+        default="", description="prepended to the topic: '' publishes on tenant.lifecycle"
+    )
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_options: dict[str, str] = Field(
+        default_factory=dict, description="extra librdkafka settings (security.protocol, …)"
+    )
+    publish_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="derives every webhook secret; default: a key file in data_dir, made once",
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_attempts: int = Field(default=8, ge=1, le=50, description="tries before dead")
+    webhook_backoff_seconds: float = Field(default=2.0, ge=0, le=3600, description="first retry")
+    webhook_backoff_max_seconds: float = Field(default=600.0, ge=0, le=86400)
+
+
 class Settings(BaseSettings):
     """Everything tenantops reads from its environment."""
 
@@ -132,6 +168,7 @@ class Settings(BaseSettings):
     smtp: SMTPSettings = Field(default_factory=SMTPSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     # A bootstrap admin token printed once on first start of an empty database,
     # so the embedded default is usable without an identity provider.
     bootstrap_admin: bool = True

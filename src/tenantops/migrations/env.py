@@ -12,6 +12,7 @@ from tenantops.drivers.access import models as _access  # noqa: F401
 from tenantops.drivers.health import models as _health  # noqa: F401
 from tenantops.drivers.identity import models as _identity  # noqa: F401
 from tenantops.drivers.secrets import models as _secrets  # noqa: F401
+from tenantops.events import models as _events  # noqa: F401
 from tenantops.notifications import models as _notifications  # noqa: F401
 from tenantops.runbooks import models as _runbooks  # noqa: F401
 from tenantops.tenants import models as _tenants  # noqa: F401

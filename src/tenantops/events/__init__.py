@@ -1,0 +1,1 @@
+"""Events: the transactional outbox, the CloudEvents envelope and the publishers."""

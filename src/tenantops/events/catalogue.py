@@ -1,0 +1,216 @@
+"""Every event type tenantops publishes: its topic, what it means, and its data schema.
+
+The catalogue is closed: ``outbox.emit`` refuses a type that is not here, so
+the AsyncAPI document generated from it (``/asyncapi.json``) names everything a
+consumer can receive. A data schema only grows (new optional fields); a change
+that would break a consumer gets a new ``schema_version``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SOURCE = "/tenantops"
+TYPE_PREFIX = "io.tenantops."
+SCHEMA_BASE = "https://tenantops.dev/schemas/events/"
+
+Topic = Literal["tenant.lifecycle", "tenant.billing", "tenant.compliance", "tenant.security"]
+TOPICS: tuple[Topic, ...] = (
+    "tenant.lifecycle",
+    "tenant.billing",
+    "tenant.compliance",
+    "tenant.security",
+)
+TOPIC_SUMMARIES: dict[Topic, str] = {
+    "tenant.lifecycle": "A tenant's state changed, or a runbook run on it finished.",
+    "tenant.billing": "Cost alerts and the actions taken on them (FinOps).",
+    "tenant.compliance": "Approval decisions and SLA breaches: what an auditor follows.",
+    "tenant.security": "Isolation and elevated access: suspensions, break-glass grants.",
+}
+
+
+class EventData(BaseModel):
+    """The part every event's data shares."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = Field(1, description="Bumped only for a change that breaks consumers.")
+    tenant_id: str | None = Field(None, description="The tenant the event is about.")
+    tenant_name: str | None = Field(None, description="Its name, for humans reading the event.")
+    actor: str = Field(description="Who made the change: a person, a token or system:engine.")
+
+
+class TenantStateChanged(EventData):
+    """A tenant moved from one lifecycle state to another."""
+
+    from_state: str | None = Field(description="State before; null when the tenant was created.")
+    to_state: str
+    lifecycle_event: str | None = Field(
+        description="The lifecycle event that moved it (approve, suspend, …); null on creation."
+    )
+    tier: str
+    region: str
+    reason: str | None = None
+    ticket_ref: str | None = None
+    run_id: str | None = Field(None, description="The runbook run this change started, if any.")
+
+
+class ApprovalRecorded(EventData):
+    """A governance or security decision on a tenant request."""
+
+    request_id: str
+    kind: str = Field(description="onboarding or reactivation")
+    role: str
+    decision: Literal["approve", "reject"]
+    status: str = Field(description="The request's status after this decision.")
+    comment: str | None = None
+    risk_ref: str | None = None
+
+
+class RunFinished(EventData):
+    """A runbook run ended."""
+
+    run_id: str
+    runbook: str
+    version: str
+    status: Literal["succeeded", "failed", "cancelled"]
+    error: str | None = None
+
+
+class StepFinished(EventData):
+    """One step of a runbook run ended (after its last attempt, if it failed)."""
+
+    run_id: str
+    runbook: str
+    step: str
+    status: Literal["succeeded", "failed"]
+    attempt: int
+    evidence: dict[str, object] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class SlaBreached(EventData):
+    """A run or one of its steps passed its SLA deadline while still open."""
+
+    run_id: str
+    runbook: str
+    step: str | None = Field(description="The step, or null when the run's own SLA passed.")
+    deadline: str = Field(description="RFC 3339 instant that passed.")
+
+
+class AccessChanged(EventData):
+    """Elevated (break-glass) access was granted to a person, or revoked."""
+
+    grant_id: str
+    subject: str = Field(description="Who holds (or held) the access.")
+    reason: str | None = None
+    incident_ref: str | None = None
+    expires_at: str | None = Field(None, description="RFC 3339; when it ends by itself.")
+
+
+@dataclass(frozen=True)
+class EventType:
+    """One kind of event: ``io.tenantops.<name>`` on ``topic``, data shaped by ``data``."""
+
+    name: str
+    topic: Topic
+    summary: str
+    data: type[EventData]
+
+    @property
+    def type(self) -> str:
+        return TYPE_PREFIX + self.name
+
+    @property
+    def dataschema(self) -> str:
+        return f"{SCHEMA_BASE}{self.name}/v1"
+
+
+def _tenant_state(state: str, summary: str, topic: Topic = "tenant.lifecycle") -> EventType:
+    return EventType(f"tenant.{state}", topic, summary, TenantStateChanged)
+
+
+TENANT_REQUESTED = _tenant_state("requested", "A tenant was requested (onboarding starts).")
+TENANT_APPROVED = _tenant_state("approved", "Both approvals are in; provisioning may start.")
+TENANT_REJECTED = _tenant_state("rejected", "The tenant request was rejected.")
+TENANT_PROVISIONING = _tenant_state("provisioning", "Provisioning of the tenant started.")
+TENANT_PROVISIONING_FAILED = _tenant_state(
+    "provisioning_failed", "Provisioning or verification failed; ops must act."
+)
+TENANT_VERIFYING = _tenant_state("verifying", "Provisioned; verification is running.")
+TENANT_ACTIVE = _tenant_state("active", "The tenant is active (handed over, or reactivated).")
+TENANT_SUSPENDED = _tenant_state(
+    "suspended", "The tenant was suspended and is being isolated.", "tenant.security"
+)
+TENANT_OFFBOARDING = _tenant_state("offboarding", "Offboarding started: export, revoke, remove.")
+TENANT_ARCHIVED = _tenant_state("archived", "Offboarding finished; the tenant is archived.")
+
+APPROVAL_RECORDED = EventType(
+    "tenant.approval.recorded",
+    "tenant.compliance",
+    "A governance or security decision on an onboarding or reactivation request.",
+    ApprovalRecorded,
+)
+RUN_SUCCEEDED = EventType(
+    "run.succeeded", "tenant.lifecycle", "A runbook run succeeded.", RunFinished
+)
+RUN_FAILED = EventType("run.failed", "tenant.lifecycle", "A runbook run failed.", RunFinished)
+RUN_CANCELLED = EventType(
+    "run.cancelled", "tenant.lifecycle", "A runbook run was cancelled.", RunFinished
+)
+STEP_SUCCEEDED = EventType(
+    "run.step.succeeded",
+    "tenant.lifecycle",
+    "A runbook step succeeded, with its evidence.",
+    StepFinished,
+)
+STEP_FAILED = EventType(
+    "run.step.failed", "tenant.lifecycle", "A runbook step failed for good.", StepFinished
+)
+SLA_BREACHED = EventType(
+    "run.sla_breached", "tenant.compliance", "A run or step passed its SLA deadline.", SlaBreached
+)
+ACCESS_GRANTED = EventType(
+    "tenant.access.granted",
+    "tenant.security",
+    "Break-glass access was granted: time-boxed, with reason and incident.",
+    AccessChanged,
+)
+ACCESS_REVOKED = EventType(
+    "tenant.access.revoked",
+    "tenant.security",
+    "Break-glass access was revoked (at expiry or by hand).",
+    AccessChanged,
+)
+
+CATALOGUE: dict[str, EventType] = {
+    e.type: e
+    for e in (
+        TENANT_REQUESTED,
+        TENANT_APPROVED,
+        TENANT_REJECTED,
+        TENANT_PROVISIONING,
+        TENANT_PROVISIONING_FAILED,
+        TENANT_VERIFYING,
+        TENANT_ACTIVE,
+        TENANT_SUSPENDED,
+        TENANT_OFFBOARDING,
+        TENANT_ARCHIVED,
+        APPROVAL_RECORDED,
+        RUN_SUCCEEDED,
+        RUN_FAILED,
+        RUN_CANCELLED,
+        STEP_SUCCEEDED,
+        STEP_FAILED,
+        SLA_BREACHED,
+        ACCESS_GRANTED,
+        ACCESS_REVOKED,
+    )
+}
+
+TENANT_STATES: dict[str, EventType] = {
+    e.name.removeprefix("tenant."): e for e in CATALOGUE.values() if e.data is TenantStateChanged
+}

@@ -1,0 +1,53 @@
+"""Write an event in the caller's transaction; read the backlog.
+
+``emit`` only inserts a row: it commits or rolls back with the change it
+reports, so a rolled-back change publishes nothing and a committed one is
+never lost. The relay publishes later (``events.relay``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tenantops.events.catalogue import CATALOGUE, EventData, EventType
+from tenantops.events.models import Delivery, OutboxEvent
+from tenantops.kit.clock import utcnow
+from tenantops.kit.ids import new_id
+
+
+def emit(session: Session, kind: EventType, data: EventData) -> OutboxEvent:
+    """Add one event of ``kind`` to the outbox, in ``session``'s transaction."""
+    if CATALOGUE.get(kind.type) is not kind:
+        raise ValueError(f"event type {kind.type} is not in the catalogue")
+    if not isinstance(data, kind.data):
+        raise TypeError(f"{kind.type} carries {kind.data.__name__}, not {type(data).__name__}")
+    event = OutboxEvent(
+        id=new_id(),
+        type=kind.type,
+        topic=kind.topic,
+        tenant_id=data.tenant_id,
+        time=utcnow(),
+        data=data.model_dump(mode="json"),
+    )
+    session.add(event)
+    return event
+
+
+def backlog(session: Session) -> dict[str, int]:
+    """How much waits: events not yet published or dispatched, deliveries pending or dead."""
+    unpublished = session.scalar(
+        select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+    )
+    undispatched = session.scalar(
+        select(func.count()).select_from(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None))
+    )
+    by_status = dict(
+        session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).tuples()
+    )
+    return {
+        "unpublished": int(unpublished or 0),
+        "undispatched": int(undispatched or 0),
+        "deliveries_pending": int(by_status.get("pending", 0)),
+        "deliveries_dead": int(by_status.get("dead", 0)),
+    }

@@ -1,0 +1,1 @@
+"""Brokers the relay publishes to, behind one port (``port.Publisher``)."""

@@ -1,0 +1,308 @@
+"""The outbox relay: publish events to the broker and deliver them to webhooks.
+
+One relay leads at a time (a lease row; several ``serve``/``worker``
+processes on one PostgreSQL database each run one, the others stand by), so
+in normal operation no event goes out twice. It reads the outbox in ``seq``
+order, which is commit order, so a tenant's events go out in the order they
+happened. A broker that is down leaves events in the outbox (the backlog in
+``/metrics``) and is retried with backoff; nothing is lost.
+
+Webhooks: each event gets one delivery row per matching subscription; a
+delivery is retried with exponential backoff until ``webhook_attempts`` then
+marked ``dead`` (visible in the API and CLI, redelivered by hand). A tenant's
+deliveries to one subscription go out in order: a later one waits while an
+earlier one is still pending.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+import structlog
+from sqlalchemy import select, update
+
+from tenantops.config import EventsSettings
+from tenantops.db import Database
+from tenantops.events.envelope import encode
+from tenantops.events.models import Delivery, OutboxEvent, RelayLease, Subscription
+from tenantops.events.publishers.port import Publisher, PublishError
+from tenantops.events.webhooks import post, secret_for
+from tenantops.kit.clock import as_utc, utcnow
+from tenantops.kit.ids import new_id
+
+log = structlog.get_logger("tenantops.events")
+
+LEASE_NAME = "relay"
+MAX_BROKER_BACKOFF = 30.0
+
+
+def matches(patterns: Sequence[str], event_type: str) -> bool:
+    """``*`` alone, an exact type, or a prefix ending in ``*`` (``io.tenantops.tenant.*``)."""
+    return any(
+        p == "*" or p == event_type or (p.endswith("*") and event_type.startswith(p[:-1]))
+        for p in patterns
+    )
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    dispatched: int = 0
+    delivered: int = 0
+    failed_attempts: int = 0
+    dead: int = 0
+
+
+class Relay:
+    def __init__(
+        self,
+        db: Database,
+        publisher: Publisher,
+        settings: EventsSettings,
+        signing_key: bytes,
+        *,
+        name: str | None = None,
+    ) -> None:
+        self.db = db
+        self.publisher = publisher
+        self.settings = settings
+        self.key = signing_key
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+        self.stats = RelayStats()
+        self._http = httpx.Client(timeout=settings.webhook_timeout_seconds)
+        self._broker_retry_at = 0.0
+        self._broker_backoff = 0.0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- leadership -----------------------------------------------------------------
+
+    def lead(self) -> bool:
+        """Hold (or take over an expired) relay lease; ``False`` while another relay leads."""
+        now = utcnow()
+        with self.db.write() as session:
+            lease = session.get(RelayLease, LEASE_NAME, with_for_update=True)
+            if lease is None:
+                lease = RelayLease(name=LEASE_NAME)
+                session.add(lease)
+            free = (
+                lease.holder in (None, self.name)
+                or lease.expires_at is None
+                or as_utc(lease.expires_at) <= now
+            )
+            if not free:
+                return False
+            lease.holder = self.name
+            lease.expires_at = now + timedelta(seconds=self.settings.lease_seconds)
+        return True
+
+    def resign(self) -> None:
+        with self.db.write() as session:
+            session.execute(
+                update(RelayLease)
+                .where(RelayLease.name == LEASE_NAME, RelayLease.holder == self.name)
+                .values(holder=None, expires_at=None)
+            )
+
+    # --- one round ------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Publish, dispatch and deliver what is due; returns how much was done."""
+        if not self.lead():
+            return 0
+        return self.publish() + self.dispatch() + self.deliver()
+
+    def publish(self) -> int:
+        """Send the oldest unpublished events to the broker; mark what it acknowledged."""
+        if time.monotonic() < self._broker_retry_at:
+            return 0
+        with self.db.read() as session:
+            events = list(
+                session.execute(
+                    select(OutboxEvent)
+                    .where(OutboxEvent.published_at.is_(None))
+                    .order_by(OutboxEvent.seq)
+                    .limit(self.settings.batch)
+                ).scalars()
+            )
+        if not events:
+            return 0
+        acknowledged = len(events)
+        try:
+            self.publisher.publish(events)
+            self._broker_backoff = 0.0
+        except PublishError as exc:
+            acknowledged = exc.acknowledged
+            self._broker_backoff = min(MAX_BROKER_BACKOFF, max(0.5, self._broker_backoff * 2))
+            self._broker_retry_at = time.monotonic() + self._broker_backoff
+            log.warning(
+                "broker refused events; they stay in the outbox",
+                broker=self.publisher.name,
+                error=str(exc),
+                acknowledged=acknowledged,
+                retry_in_s=self._broker_backoff,
+            )
+        if acknowledged:
+            done = [e.seq for e in events[:acknowledged]]
+            with self.db.write() as session:
+                session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.seq.in_(done))
+                    .values(published_at=utcnow())
+                )
+            self.stats.published += acknowledged
+        return acknowledged
+
+    def dispatch(self) -> int:
+        """Give every new event a delivery row per matching webhook subscription."""
+        now = utcnow()
+        with self.db.write() as session:
+            events = list(
+                session.execute(
+                    select(OutboxEvent)
+                    .where(OutboxEvent.dispatched_at.is_(None))
+                    .order_by(OutboxEvent.seq)
+                    .limit(self.settings.batch)
+                ).scalars()
+            )
+            if not events:
+                return 0
+            subscriptions = list(
+                session.execute(
+                    select(Subscription).where(Subscription.deleted_at.is_(None))
+                ).scalars()
+            )
+            for event in events:
+                for sub in subscriptions:
+                    if matches(sub.types, event.type):
+                        session.add(
+                            Delivery(
+                                id=new_id(),
+                                subscription_id=sub.id,
+                                event_seq=event.seq,
+                                tenant_id=event.tenant_id,
+                                status="pending",
+                                attempts=0,
+                                next_attempt_at=now,
+                                created_at=now,
+                            )
+                        )
+                event.dispatched_at = now
+        self.stats.dispatched += len(events)
+        return len(events)
+
+    def deliver(self) -> int:
+        """POST the due deliveries, oldest first, keeping each tenant's order per webhook."""
+        now = utcnow()
+        with self.db.read() as session:
+            rows = session.execute(
+                select(Delivery, OutboxEvent, Subscription)
+                .join(OutboxEvent, OutboxEvent.seq == Delivery.event_seq)
+                .join(Subscription, Subscription.id == Delivery.subscription_id)
+                .where(Delivery.status == "pending")
+                .order_by(Delivery.event_seq)
+                .limit(self.settings.batch)
+            ).all()
+        blocked: set[tuple[str, str | None]] = set()
+        attempted = 0
+        for delivery, event, sub in rows:
+            key = (sub.id, delivery.tenant_id)
+            if key in blocked:
+                continue
+            due = delivery.next_attempt_at is None or as_utc(delivery.next_attempt_at) <= now
+            if not due:
+                blocked.add(key)  # an earlier event of this tenant waits: so do the later
+                continue
+            attempted += 1
+            if not self._attempt(delivery, event, sub):
+                blocked.add(key)
+        return attempted
+
+    def _attempt(self, delivery: Delivery, event: OutboxEvent, sub: Subscription) -> bool:
+        outcome = post(
+            self._http,
+            sub.url,
+            secret=secret_for(self.key, sub.id),
+            msg_id=event.id,
+            timestamp=int(time.time()),
+            body=encode(event),
+        )
+        now = utcnow()
+        attempts = delivery.attempts + 1
+        values: dict[str, object] = {
+            "attempts": attempts,
+            "last_status": outcome.status,
+            "last_error": outcome.error,
+        }
+        if outcome.ok:
+            values.update(status="delivered", delivered_at=now, next_attempt_at=None)
+            self.stats.delivered += 1
+        elif attempts >= self.settings.webhook_attempts:
+            values.update(status="dead", next_attempt_at=None)
+            self.stats.dead += 1
+            log.warning(
+                "webhook delivery dead after its last attempt",
+                delivery_id=delivery.id,
+                subscription_id=sub.id,
+                event_id=event.id,
+                error=outcome.error,
+            )
+        else:
+            delay = min(
+                self.settings.webhook_backoff_max_seconds,
+                self.settings.webhook_backoff_seconds * 2 ** (attempts - 1),
+            )
+            if outcome.retry_after is not None:
+                delay = max(
+                    delay, min(outcome.retry_after, self.settings.webhook_backoff_max_seconds)
+                )
+            values["next_attempt_at"] = now + timedelta(seconds=delay)
+            self.stats.failed_attempts += 1
+        with self.db.write() as session:
+            # Only while still pending: a delete or a redelivery meanwhile wins.
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery.id, Delivery.status == "pending")
+                .values(**values)
+            )
+        return outcome.ok
+
+    # --- the loop -------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                log.exception("relay loop error")
+                busy = 0
+            if not busy:
+                self._wake.wait(self.settings.poll_seconds)
+                self._wake.clear()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.serve, name="event-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self.resign()
+        except Exception:
+            log.exception("could not hand over the relay lease")
+        self._http.close()
+        self.publisher.close()
