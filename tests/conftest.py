@@ -35,6 +35,8 @@ from tests.servers import bearer, mint_token
 # (Settings(worker=WorkerSettings(in_process=True))): requests must see exactly
 # the state they made. Servers started as subprocesses get a clean environment.
 os.environ.setdefault("TENANTOPS_WORKER__IN_PROCESS", "false")
+# Likewise the event relay: a test that wants events published runs a Relay itself.
+os.environ.setdefault("TENANTOPS_EVENTS__RELAY", "false")
 
 PG_ADMIN_URL = os.environ.get(
     "TENANTOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

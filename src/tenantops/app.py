@@ -30,13 +30,16 @@ from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.health.routes import router as probe_router
 from tenantops.errors import PROBLEM_BASE, AppError
+from tenantops.events.metrics import OutboxCollector
+from tenantops.events.routes import catalogue_router as asyncapi_router
+from tenantops.events.routes import router as events_router
 from tenantops.kit.context import request_id_var
 from tenantops.kit.ids import new_id
 from tenantops.logs import configure_logging
 from tenantops.notifications.routes import router as notifications_router
 from tenantops.runbooks.routes import router as runbooks_router
 from tenantops.tenants.routes import router as tenants_router
-from tenantops.wiring import build_worker
+from tenantops.wiring import build_relay, build_worker
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("tenantops.http")
@@ -181,14 +184,18 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     registry = CollectorRegistry()
 
     worker = build_worker(settings, database) if settings.worker.in_process else None
+    relay = build_relay(settings, database) if settings.events.relay else None
+    registry.register(OutboxCollector(database))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if worker is not None:
-            worker.start()
+        for looper in (worker, relay):
+            if looper is not None:
+                looper.start()
         yield
-        if worker is not None:
-            worker.stop()
+        for looper in (worker, relay):
+            if looper is not None:
+                looper.stop()
         if db is None:
             database.dispose()
 
@@ -205,6 +212,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = database
     app.state.worker = worker
+    app.state.relay = relay
     app.state.oidc = OIDCVerifier(settings.oidc) if settings.oidc.issuer else None
     _install_error_handlers(app)
     _install_middleware(app, registry)
@@ -214,6 +222,8 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(probe_router)
     app.include_router(runbooks_router)
     app.include_router(breakglass_router)
+    app.include_router(events_router)
+    app.include_router(asyncapi_router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -15,6 +15,7 @@ from tenantops.auth.cli import app as tokens_app
 from tenantops.auth.cli import operator
 from tenantops.config import Settings
 from tenantops.errors import AppError
+from tenantops.events.cli import app as events_app
 from tenantops.kit.client import ClientError
 from tenantops.logs import configure_logging
 from tenantops.notifications.cli import app as notifications_app
@@ -41,6 +42,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(runs_app, name="runs")
 app.add_typer(runbooks_app, name="runbooks")
 app.add_typer(notifications_app, name="notifications")
+app.add_typer(events_app, name="events")
 
 
 @app.command()
@@ -109,13 +111,15 @@ def worker(
     import signal
 
     from tenantops.store import open_database
-    from tenantops.wiring import build_worker
+    from tenantops.wiring import build_relay, build_worker
 
     settings = Settings()
     if concurrency is not None:
         settings.worker.concurrency = concurrency
     db = open_database(settings)
     runner = build_worker(settings, db)
+    # The event relay runs beside the worker; with several processes one leads.
+    relay = build_relay(settings, db) if settings.events.relay else None
 
     def _stop(_signum: int, _frame: object) -> None:
         runner.stop(timeout=0)
@@ -123,8 +127,14 @@ def worker(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     typer.echo(f"worker {runner.name} started (concurrency {runner.concurrency})", err=True)
-    runner.serve()
-    db.dispose()
+    if relay is not None:
+        relay.start()
+    try:
+        runner.serve()
+    finally:
+        if relay is not None:
+            relay.stop(timeout=5)
+        db.dispose()
 
 
 @db_app.command("upgrade")

@@ -13,6 +13,9 @@ from tenantops.breakglass.actions import breakglass_actions
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.actions import driver_actions
+from tenantops.events.publishers.port import NoBroker, Publisher
+from tenantops.events.relay import Relay
+from tenantops.events.webhooks import signing_key
 from tenantops.provisioning.actions import gitops_actions
 from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext, Registry, builtin_actions
@@ -75,3 +78,30 @@ def build_worker(settings: Settings, db: Database) -> Worker:
         lease=timedelta(seconds=w.lease_seconds),
         on_breach=breach_notifier(db, actions),
     )
+
+
+def build_publisher(settings: Settings) -> Publisher:
+    """The broker the relay publishes to, as configured (``TENANTOPS_EVENTS__BROKER``)."""
+    e = settings.events
+    if e.broker == "nats":
+        from tenantops.events.publishers.nats import NatsPublisher
+
+        return NatsPublisher(
+            e.nats_url,
+            stream=e.nats_stream,
+            subject_prefix=e.nats_subject_prefix,
+            timeout=e.publish_timeout_seconds,
+        )
+    if e.broker == "kafka":
+        from tenantops.events.publishers.kafka import KafkaPublisher
+
+        return KafkaPublisher(
+            e.kafka_bootstrap_servers,
+            options=e.kafka_options,
+            timeout=e.publish_timeout_seconds,
+        )
+    return NoBroker()
+
+
+def build_relay(settings: Settings, db: Database) -> Relay:
+    return Relay(db, build_publisher(settings), settings.events, signing_key(settings))

@@ -19,6 +19,11 @@ NOTIFICATION_READERS = frozenset(
     {R.ADMIN, R.OPS_ENGINEER, R.SECURITY, R.GOVERNANCE, R.AUDITOR, R.ACCOUNT_MANAGER}
 )
 
+# The event stream spans every tenant: staff only (tenant owners see their own runs).
+EVENT_READERS = NOTIFICATION_READERS | {R.FINANCE}
+WEBHOOK_READERS = frozenset({R.ADMIN, R.SECURITY, R.AUDITOR})
+DELIVERY_READERS = frozenset({R.ADMIN, R.OPS_ENGINEER, R.SECURITY, R.AUDITOR})
+
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", f"{API}/me"): ANYONE,
     ("POST", f"{API}/tenants"): frozenset({R.ACCOUNT_MANAGER, R.ADMIN}),
@@ -51,6 +56,14 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ),
     ("POST", f"{API}/runs/{{run_id}}/cancel"): frozenset({R.OPS_ENGINEER, R.ADMIN}),
     ("POST", f"{API}/runs/{{run_id}}/retry"): frozenset({R.OPS_ENGINEER, R.ADMIN}),
+    ("GET", f"{API}/events"): EVENT_READERS,
+    ("GET", f"{API}/events/subscriptions"): WEBHOOK_READERS,
+    ("POST", f"{API}/events/subscriptions"): frozenset({R.ADMIN}),
+    ("DELETE", f"{API}/events/subscriptions/{{subscription_id}}"): frozenset({R.ADMIN}),
+    ("GET", f"{API}/events/deliveries"): DELIVERY_READERS,
+    ("POST", f"{API}/events/deliveries/{{delivery_id}}/redeliver"): frozenset(
+        {R.ADMIN, R.OPS_ENGINEER}
+    ),
     ("GET", f"{API}/runbooks"): ANYONE,
     ("GET", f"{API}/runbooks/{{runbook_id}}"): ANYONE,
 }
@@ -61,6 +74,7 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/readyz"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
+        ("GET", "/asyncapi.json"),
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),
         ("GET", "/redoc"),

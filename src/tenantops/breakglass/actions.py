@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.auth import tokens
 from tenantops.auth.principal import Principal, Role
+from tenantops.events import catalogue, outbox
 from tenantops.kit.clock import as_utc
 from tenantops.runbooks.actions import ActionContext, FunctionAction, Registry, StepResult
 
@@ -22,6 +23,20 @@ def _revoke(session: Session, ctx: ActionContext, result: StepResult) -> None:
     revoked_at = as_utc(row.revoked_at).isoformat() if row.revoked_at else None
     result.output.update(token_id=row.id, revoked_at=revoked_at)
     result.evidence.update(token_id=row.id, subject=row.subject, revoked_at=revoked_at)
+    tenant = ctx.inputs.get("tenant")
+    outbox.emit(
+        session,
+        catalogue.ACCESS_REVOKED,
+        catalogue.AccessChanged(
+            tenant_id=ctx.tenant_id,
+            tenant_name=tenant.get("name") if isinstance(tenant, dict) else None,
+            actor=ENGINE.subject,
+            grant_id=row.id,
+            subject=row.subject,
+            reason=str(ctx.inputs.get("reason") or "") or None,
+            incident_ref=str(ctx.inputs.get("incident_ref") or "") or None,
+        ),
+    )
 
 
 def breakglass_actions() -> Registry:

@@ -18,6 +18,7 @@ from tenantops.audit import service as audit
 from tenantops.auth import tokens
 from tenantops.auth.principal import Principal, Role
 from tenantops.breakglass.schemas import BreakGlassCreate, BreakGlassRead
+from tenantops.events import catalogue, outbox
 from tenantops.runbooks import engine, spec
 from tenantops.runbooks.spec import seconds
 from tenantops.tenants import service as tenants
@@ -76,6 +77,20 @@ def open_break_glass(
             "incident_ref": data.incident_ref,
             "expires_at": issued.expires_at,
         },
+    )
+    outbox.emit(
+        session,
+        catalogue.ACCESS_GRANTED,
+        catalogue.AccessChanged(
+            tenant_id=tenant.id if tenant else None,
+            tenant_name=tenant.name if tenant else None,
+            actor=principal.subject,
+            grant_id=issued.id,
+            subject=subject,
+            reason=data.reason,
+            incident_ref=data.incident_ref,
+            expires_at=issued.expires_at.isoformat(),
+        ),
     )
     return BreakGlassRead(
         run_id=run.id,

@@ -19,7 +19,8 @@ Db = Annotated[Database, Depends(database)]
 
 
 def wake_worker(request: Request) -> None:
-    """A change committed that may have made work: let the in-process worker look now."""
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()
+    """A change committed that may have made work: let the in-process worker and relay look now."""
+    for name in ("worker", "relay"):
+        looper = getattr(request.app.state, name, None)
+        if looper is not None:
+            looper.wake()

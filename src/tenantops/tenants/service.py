@@ -30,7 +30,7 @@ from tenantops.kit.canonical import canonical_json
 from tenantops.kit.clock import utcnow
 from tenantops.kit.ids import new_id
 from tenantops.runbooks import engine
-from tenantops.tenants import lifecycle, repository, runs
+from tenantops.tenants import announcements, lifecycle, repository, runs
 from tenantops.tenants.lifecycle import Facts, TenantEvent, TenantState
 from tenantops.tenants.models import IdempotencyRecord, Tenant
 from tenantops.tenants.schemas import (
@@ -143,6 +143,14 @@ def _move(
         changes=audit.diff(before, snapshot(tenant)),
         detail=detail,
     )
+    announcements.state_changed(
+        session,
+        tenant,
+        before=before["state"],
+        event=event.value,
+        principal=principal,
+        detail=detail,
+    )
     return tenant
 
 
@@ -223,8 +231,16 @@ def create_tenant(
         detail={
             "approval_request_id": request.id,
             "ticket_ref": data.ticket_ref,
-            "run_id": runs.start(session, runs.ONBOARDING_RUNBOOK, tenant, principal),
+            "run_id": (run_id := runs.start(session, runs.ONBOARDING_RUNBOOK, tenant, principal)),
         },
+    )
+    announcements.state_changed(
+        session,
+        tenant,
+        before=None,
+        event=None,
+        principal=principal,
+        detail={"ticket_ref": data.ticket_ref, "run_id": run_id},
     )
     return tenant, False
 
@@ -262,6 +278,18 @@ def decide_onboarding(
         detail["run_id"] = runs.signal_onboarding(
             session, tenant, principal, data.decision, data.role
         )
+    announcements.approval_recorded(
+        session,
+        tenant,
+        principal=principal,
+        request_id=request.id,
+        kind=approvals.ONBOARDING,
+        role=data.role,
+        decision=data.decision,
+        status=status,
+        comment=data.comment,
+        risk_ref=data.risk_ref,
+    )
     if status == "approved":
         return _move(
             session,
@@ -384,6 +412,18 @@ def decide_reactivation(
         "comment": data.comment,
         "risk_ref": data.risk_ref,
     }
+    announcements.approval_recorded(
+        session,
+        tenant,
+        principal=principal,
+        request_id=request.id,
+        kind=approvals.REACTIVATION,
+        role="governance",
+        decision=data.decision,
+        status=status,
+        comment=data.comment,
+        risk_ref=data.risk_ref,
+    )
     if status == "approved":
         detail["run_id"] = runs.start(
             session, runs.REACTIVATION_RUNBOOK, tenant, principal, approval_request_id=request.id

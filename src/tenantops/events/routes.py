@@ -1,0 +1,132 @@
+"""JSON API of events: the stream, webhook subscriptions, deliveries; ``/asyncapi.json``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from tenantops.auth.deps import Caller, GuardedRoute, authorize
+from tenantops.events import service
+from tenantops.events.asyncapi import document
+from tenantops.events.schemas import (
+    DeliveryPage,
+    DeliveryRead,
+    DeliveryStatus,
+    EventPage,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionPage,
+    SubscriptionRead,
+)
+from tenantops.events.webhooks import signing_key
+from tenantops.kit.problems import problem_responses
+from tenantops.kit.web import Db, wake_worker
+
+router = APIRouter(
+    prefix="/api/v1/events",
+    route_class=GuardedRoute,
+    tags=["events"],
+    dependencies=[Depends(authorize)],
+    responses=problem_responses(401, 403, 404, 422, 503),
+)
+
+catalogue_router = APIRouter(tags=["events"])
+
+Id = Annotated[str, Path(min_length=1, max_length=36)]
+
+
+@catalogue_router.get(
+    "/asyncapi.json", summary="The event catalogue (AsyncAPI 3.0)", response_model=dict[str, Any]
+)
+def asyncapi() -> dict[str, Any]:
+    return document()
+
+
+@router.get("", summary="Events of the outbox, oldest first after a sequence number")
+def list_events(
+    db: Db,
+    after: Annotated[int, Query(ge=0, description="Only events after this sequence")] = 0,
+    type: Annotated[
+        list[str] | None, Query(max_length=50, description="Event types; * suffix matches")
+    ] = None,
+    tenant: Annotated[str | None, Query(max_length=36, description="Tenant id")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    last: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="Instead: the newest this many (after is ignored)"),
+    ] = None,
+) -> EventPage:
+    """Follow the stream by passing ``next_after`` back as ``after``."""
+    with db.read() as session:
+        if last is not None:
+            items, end = service.latest(session, last=last, types=type or (), tenant_id=tenant)
+        else:
+            items, end = service.stream(
+                session, after=after, types=type or (), tenant_id=tenant, limit=limit
+            )
+    return EventPage(items=items, next_after=end)
+
+
+@router.get("/subscriptions", summary="Webhook subscriptions")
+def list_subscriptions(db: Db) -> SubscriptionPage:
+    with db.read() as session:
+        rows = service.list_subscriptions(session)
+        return SubscriptionPage(items=[SubscriptionRead.model_validate(r) for r in rows])
+
+
+@router.post(
+    "/subscriptions",
+    status_code=201,
+    summary="Subscribe a webhook; the signing secret is in this response only",
+)
+def create_subscription(
+    data: SubscriptionCreate, request: Request, caller: Caller, db: Db
+) -> SubscriptionCreated:
+    key = signing_key(request.app.state.settings)
+    with db.write() as session:
+        sub, secret = service.create_subscription(session, principal=caller, data=data, key=key)
+        return SubscriptionCreated.model_validate(
+            {**SubscriptionRead.model_validate(sub).model_dump(), "secret": secret}
+        )
+
+
+@router.delete(
+    "/subscriptions/{subscription_id}",
+    status_code=204,
+    summary="Stop a webhook; its pending deliveries are cancelled",
+)
+def delete_subscription(subscription_id: Id, caller: Caller, db: Db) -> Response:
+    with db.write() as session:
+        service.delete_subscription(session, principal=caller, subscription_id=subscription_id)
+    return Response(status_code=204)
+
+
+@router.get("/deliveries", summary="Webhook deliveries, newest event first")
+def list_deliveries(
+    db: Db,
+    status: DeliveryStatus | None = None,
+    subscription: Annotated[str | None, Query(max_length=36)] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,19}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> DeliveryPage:
+    with db.read() as session:
+        items, next_cursor = service.list_deliveries(
+            session,
+            status=status.value if status else None,
+            subscription_id=subscription,
+            before=int(cursor) if cursor else None,
+            limit=limit,
+        )
+    return DeliveryPage(items=items, next_cursor=next_cursor)
+
+
+@router.post(
+    "/deliveries/{delivery_id}/redeliver",
+    summary="Send a dead or delivered event to its webhook again",
+)
+def redeliver(delivery_id: Id, request: Request, caller: Caller, db: Db) -> DeliveryRead:
+    with db.write() as session:
+        read = service.redeliver(session, principal=caller, delivery_id=delivery_id)
+    wake_worker(request)
+    return read

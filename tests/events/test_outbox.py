@@ -1,0 +1,126 @@
+"""Every tenant change writes its event in its own transaction; a rollback writes none."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tenantops.auth.principal import Principal, Role
+from tenantops.db import Database
+from tenantops.events import catalogue, outbox
+from tenantops.events.models import OutboxEvent
+from tenantops.tenants import service as tenants
+from tenantops.tenants.schemas import TenantCreate
+from tests import flows
+from tests.conftest import Actors
+from tests.factories import tenant_body
+
+
+def events(db: Database, tenant_id: str | None = None) -> list[OutboxEvent]:
+    with db.read() as session:
+        query = select(OutboxEvent).order_by(OutboxEvent.seq)
+        if tenant_id is not None:
+            query = query.where(OutboxEvent.tenant_id == tenant_id)
+        return list(session.execute(query).scalars())
+
+
+def test_a_tenant_lifecycle_is_announced_in_order_on_its_topics(
+    client: TestClient, db: Database, actors: Actors
+) -> None:
+    tenant = flows.tenant_in(client, actors, flows.S.ACTIVE)
+    flows.ok(flows.suspend(client, tenant["id"], actors.ops))
+
+    seen = [(e.type.removeprefix("io.tenantops."), e.topic) for e in events(db, tenant["id"])]
+    assert seen == [
+        ("tenant.requested", "tenant.lifecycle"),
+        ("tenant.approval.recorded", "tenant.compliance"),
+        ("tenant.approval.recorded", "tenant.compliance"),
+        ("tenant.approved", "tenant.lifecycle"),
+        ("tenant.provisioning", "tenant.lifecycle"),
+        ("tenant.verifying", "tenant.lifecycle"),
+        ("tenant.active", "tenant.lifecycle"),
+        ("tenant.suspended", "tenant.security"),
+    ]
+    suspended = events(db, tenant["id"])[-1]
+    assert suspended.data["from_state"] == "active"
+    assert suspended.data["to_state"] == "suspended"
+    assert suspended.data["lifecycle_event"] == "suspend"
+    assert suspended.data["reason"] == "unpaid"
+    assert suspended.data["tenant_name"] == tenant["name"]
+    assert suspended.data["schema_version"] == 1
+    decisions = [e.data for e in events(db, tenant["id"]) if e.type.endswith("approval.recorded")]
+    assert [(d["role"], d["status"]) for d in decisions] == [
+        ("governance", "pending"),
+        ("security", "approved"),
+    ]
+
+
+def test_a_refused_change_announces_nothing(
+    client: TestClient, db: Database, actors: Actors
+) -> None:
+    tenant = flows.request_tenant(client, actors.am)
+    before = len(events(db))
+    # The requester may not approve their own tenant: refused, nothing written.
+    flows.problem(flows.decide(client, tenant["id"], "governance", actors.am), 403)
+    flows.problem(flows.suspend(client, tenant["id"], actors.ops), 409)
+    assert len(events(db)) == before
+
+
+def test_a_rolled_back_transaction_leaves_no_event(db: Database) -> None:
+    amy = Principal("amy", frozenset({Role.ACCOUNT_MANAGER}))
+
+    def change_that_fails_late() -> None:
+        with db.write() as session:
+            tenants.create_tenant(session, principal=amy, data=TenantCreate(**tenant_body()))
+            session.flush()
+            assert session.execute(select(OutboxEvent)).scalars().first() is not None
+            raise RuntimeError("the change fails after its event was written")
+
+    with pytest.raises(RuntimeError):
+        change_that_fails_late()
+    assert events(db) == []
+
+
+def test_emit_refuses_a_type_outside_the_catalogue_and_data_of_another_shape(
+    db: Database,
+) -> None:
+    rogue = catalogue.EventType(
+        "tenant.teleported", "tenant.lifecycle", "not real", catalogue.TenantStateChanged
+    )
+    with db.write() as session:
+        with pytest.raises(ValueError, match="not in the catalogue"):
+            outbox.emit(
+                session, rogue, catalogue.AccessChanged(actor="x", grant_id="g", subject="s")
+            )
+        with pytest.raises(TypeError, match="carries TenantStateChanged"):
+            outbox.emit(
+                session,
+                catalogue.TENANT_ACTIVE,
+                catalogue.AccessChanged(actor="x", grant_id="g", subject="s"),
+            )
+    assert events(db) == []
+
+
+def test_break_glass_grant_is_announced_on_the_security_topic(
+    client: TestClient, db: Database, actors: Actors
+) -> None:
+    tenant = flows.tenant_in(client, actors, flows.S.ACTIVE)
+    flows.ok(
+        client.post(
+            "/api/v1/break-glass",
+            json={
+                "tenant": tenant["name"],
+                "roles": ["ops_engineer"],
+                "reason": "database failover stuck",
+                "incident_ref": "INC-1",
+                "duration": "30m",
+            },
+            headers=actors.ops,
+        ),
+        201,
+    )
+    [granted] = [e for e in events(db, tenant["id"]) if e.type.endswith("access.granted")]
+    assert granted.topic == "tenant.security"
+    assert granted.data["incident_ref"] == "INC-1"
+    assert granted.data["subject"].startswith("breakglass:")
