@@ -113,3 +113,44 @@ def serve_process(env: Mapping[str, str], log: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=15)
+
+
+NATS_SERVER = "/usr/sbin/nats-server"
+
+
+class NatsServer:
+    """A NATS server with JetStream of a test's own, on a free port, stoppable and restartable.
+
+    Its own (not the machine's shared one on 4222), so a test can take it down.
+    Restarted on the same port and store directory, it keeps its streams.
+    """
+
+    def __init__(self, store: Path) -> None:
+        if not Path(NATS_SERVER).exists():
+            raise RuntimeError(f"{NATS_SERVER} is needed (Debian package nats-server)")
+        self.store = store
+        self.port = free_port()
+        self.url = f"nats://{HOST}:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [NATS_SERVER, "-a", HOST, "-p", str(self.port), "-js", "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex((HOST, self.port)) == 0:
+                    return
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self._proc.returncode}")
+            time.sleep(0.05)
+        raise RuntimeError(f"nats-server did not listen on {self.port} within 20 s")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(10)
+        self._proc = None

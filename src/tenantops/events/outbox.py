@@ -42,8 +42,8 @@ def backlog(session: Session) -> dict[str, int]:
     undispatched = session.scalar(
         select(func.count()).select_from(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None))
     )
-    by_status = dict(
-        session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).tuples()
+    by_status: dict[str, int] = dict(
+        session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
     )
     return {
         "unpublished": int(unpublished or 0),

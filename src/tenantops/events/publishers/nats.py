@@ -7,11 +7,13 @@ so the relay (a plain thread) can call it synchronously.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import nats
+import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
@@ -23,6 +25,7 @@ from tenantops.events.models import OutboxEvent
 from tenantops.events.publishers.port import PublishError
 
 T = TypeVar("T")
+log = structlog.get_logger("tenantops.events")
 
 # How long JetStream remembers a message id: a republish within it is dropped.
 DUPLICATE_WINDOW_SECONDS = 24 * 3600
@@ -45,23 +48,37 @@ class NatsPublisher:
         self._thread.start()
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._down = False
+
+    # nats-py reports every failed reconnect attempt; say it once per outage instead.
+    async def _on_error(self, exc: Exception) -> None:
+        if not self._down:
+            log.warning("nats error", url=self.url, error=repr(exc))
+
+    async def _on_disconnected(self) -> None:
+        if not self._down:
+            self._down = True
+            log.warning("nats disconnected; reconnecting", url=self.url)
+
+    async def _on_reconnected(self) -> None:
+        self._down = False
+        log.info("nats reconnected", url=self.url)
 
     def subject(self, topic: str) -> str:
         return self.prefix + topic
 
     def _call(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result(self.timeout * 3)
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        try:
+            return future.result(self.timeout * 3)
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()
+            raise PublishError(f"NATS at {self.url} did not answer in time") from exc
 
     async def _connected(self) -> JetStreamContext:
         if self._nc is None or self._nc.is_closed or self._js is None:
-            self._nc = await nats.connect(
-                self.url,
-                connect_timeout=self.timeout,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                name="tenantops-relay",
-            )
+            # Bounded: with reconnects on, nats-py would retry a first connect forever.
+            self._nc = await asyncio.wait_for(self._connect(), self.timeout)
             self._js = self._nc.jetstream(timeout=self.timeout)
             subjects = [self.subject(t) for t in TOPICS]
             try:
@@ -75,6 +92,19 @@ class NatsPublisher:
                     )
                 )
         return self._js
+
+    async def _connect(self) -> Client:
+        return await nats.connect(
+            self.url,
+            connect_timeout=self.timeout,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            name="tenantops-relay",
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
 
     async def _publish(self, events: Sequence[OutboxEvent]) -> None:
         try:
@@ -124,8 +154,13 @@ class NatsPublisher:
             await self._nc.close()
 
     def close(self) -> None:
+        if self._loop.is_closed():
+            return
         try:
-            self._call(self._close())
+            if self._thread.is_alive():
+                self._call(self._close())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
+            if not self._thread.is_alive():
+                self._loop.close()
