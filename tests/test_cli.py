@@ -369,3 +369,53 @@ def test_the_notification_outbox_from_the_terminal(server: Server, cli: CLI) -> 
     refused = cli("notifications", "show", sent.message_id, "--token", server.token("q", "qa"))
     assert refused.code != 0
     assert len(refused.err.strip().splitlines()) == 1
+
+
+def test_events_from_the_terminal(server: Server, cli: CLI) -> None:
+    admin = server.token("cli-ada", "admin")
+    ops = server.token("cli-olaf", "ops_engineer")
+    am = server.token("cli-amir", "account_manager")
+    closed = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens: deliveries stay pending
+
+    made = cli.ok(
+        "events", "subscriptions", "create", closed, "--type", "io.tenantops.tenant.*",
+        "--description", "billing", "--token", admin,
+    )  # fmt: skip
+    assert "signing secret (shown once" in made
+    assert "whsec_" in made
+    sub_id = made.split()[1]
+    assert closed in cli.ok("events", "subscriptions", "list", "--token", admin)
+
+    cli.ok(*_create_args("cli-events", am))
+    tail = cli.ok("events", "tail", "--no-follow", "--last", "3", "--token", ops)
+    assert re.search(r"tenant\.requested\s+cli-events", tail), tail
+    lines = cli.ok("events", "tail", "--no-follow", "--json", "--token", ops).splitlines()
+    assert json.loads(lines[-1])["data"]["tenant_name"] == "cli-events"
+
+    deadline = time.monotonic() + READY_WITHIN
+    listed = ""
+    while "tenant.requested" not in listed and time.monotonic() < deadline:
+        listed = cli.ok("events", "deliveries", "--subscription", sub_id, "--token", ops)
+        time.sleep(0.2)
+    assert "tenant.requested" in listed
+    assert "pending" in listed
+
+    bad = cli("events", "subscriptions", "create", "not-a-url", "--token", admin)
+    assert bad.code != 0
+    assert len(bad.err.strip().splitlines()) == 1
+    assert "url" in bad.err
+    missing = cli("events", "redeliver", "no-such-delivery", "--token", ops)
+    assert missing.code != 0
+    assert "no delivery" in missing.err
+    qa = server.token("cli-quinn", "qa")
+    assert cli("events", "tail", "--no-follow", "--token", qa).code != 0  # not for every role
+
+    assert "deleted" in cli.ok("events", "subscriptions", "delete", sub_id, "--token", admin)
+    assert "no webhook subscriptions" in cli.ok("events", "subscriptions", "list", "--token", admin)
+
+
+def test_the_event_catalogue_prints_offline(cli: CLI) -> None:
+    from tenantops.events.asyncapi import document, markdown
+
+    assert cli.ok("events", "catalogue", "--markdown") == markdown()
+    assert json.loads(cli.ok("events", "catalogue")) == document()
