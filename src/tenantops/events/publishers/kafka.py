@@ -5,16 +5,21 @@ mode: the value is the JSON CloudEvent, ``content-type`` says so, and the
 ``ce_id``/``ce_type``/``ce_subject`` headers let a consumer route or dedupe
 without parsing the value.
 
-The key is the tenant id, so a tenant's events land on one partition in the
-order the relay sent them. Events about no tenant share the key ``-``: they
-too stay in order, on one partition (there are few of them).
+The key is the tenant id, so a tenant's events on a topic land on one
+partition in the order the relay sent them (across topics, the CloudEvents
+``sequence`` attribute orders them). Events about no tenant share the key
+``-``: they too stay in order, on one partition (there are few of them).
 
 Duplicates: the idempotent producer drops the repeats of its own retries
 within one producer session, and an event the relay sends again while its
 first copy is still queued or in flight in this producer is not produced a
-second time (``publish`` waits for the first copy instead). Across sessions -
-a relay restarted, or an acknowledgement lost - Kafka keeps both copies:
+second time (``publish`` waits for the first copy instead). Across sessions —
+a relay restarted, or an acknowledgement lost — Kafka keeps both copies:
 consumers dedupe by ``ce_id``, which is the outbox event id on every copy.
+
+Topics are not created here: a cluster that does not auto-create them needs
+them made by ops; ``check()`` names the missing ones. Tested against
+librdkafka's mock cluster (decision 0010).
 """
 
 from __future__ import annotations
@@ -132,9 +137,11 @@ class KafkaPublisher:
         self._fatal = None
         self._sends.clear()
         if producer is not None:
-            producer.purge(in_queue=True, in_flight=True, blocking=False)
-            producer.poll(0)
-            producer.close()
+            try:
+                producer.purge(in_queue=True, in_flight=True, blocking=False)
+                producer.poll(0)
+            finally:
+                producer.close()
 
     def _produce(self, producer: Producer, event: OutboxEvent) -> _Send:
         send = _Send()
