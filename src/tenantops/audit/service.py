@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -148,6 +148,68 @@ def record(
             "the audit entry could not be written, so the change was not made"
         ) from exc
     return entry
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """One entry for ``record_many``: the arguments ``record`` takes."""
+
+    actor: Principal
+    action: str
+    tenant_id: str | None
+    changes: dict[str, Any]
+    detail: dict[str, Any] | None = None
+
+
+_LOG = cast(Table, AuditEntry.__table__)
+
+
+def record_many(session: Session, entries: Sequence[NewEntry]) -> None:
+    """Append ``entries`` in order, as that many ``record`` calls would, in fewer statements.
+
+    The chain is the same one ``record`` builds (same fields, hashes and head),
+    but the head is locked once, the entries go in with one multi-row
+    ``INSERT`` and the head is moved once. Fail-closed like ``record``: if the
+    entries cannot be written, ``AuditUnavailable`` is raised and the caller's
+    transaction rolls back with them.
+    """
+    if not entries:
+        return
+    try:
+        session.flush()
+        head = _locked_head(session)
+        seq, prev = head.seq, head.hash
+        request_id = current_request_id()
+        rows: list[dict[str, Any]] = []
+        for new in entries:
+            seq += 1
+            row = {
+                "seq": seq,
+                "id": new_id(),
+                "at": as_utc(utcnow()).astimezone(UTC),
+                "actor": new.actor.subject,
+                "actor_roles": new.actor.role_names(),
+                "action": new.action,
+                "tenant_id": new.tenant_id,
+                "request_id": request_id,
+                "changes": jsonable(new.changes),
+                "detail": jsonable(new.detail or {}),
+                "prev_hash": prev,
+            }
+            row["hash"] = prev = entry_hash(**row)
+            rows.append(row)
+        session.execute(insert(_LOG), rows)
+        head.seq, head.hash = seq, prev
+        session.flush()
+    except SQLAlchemyError as exc:
+        log.error(
+            "audit entries not written; the change is refused",
+            actions=sorted({e.action for e in entries}),
+            error=f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}",
+        )
+        raise AuditUnavailable(
+            "the audit entry could not be written, so the change was not made"
+        ) from exc
 
 
 def _locked_head(session: Session) -> AuditHead:

@@ -22,12 +22,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import StrictUndefined
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
@@ -37,7 +37,7 @@ from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
 from tenantops.runbooks.actions import ActionContext, StepResult
 from tenantops.runbooks.models import Run, RunSignal, RunStep, StepAttempt
-from tenantops.runbooks.spec import Loaded, Runbook, seconds
+from tenantops.runbooks.spec import Loaded, Runbook, Step, seconds
 
 LEASE_GRACE = timedelta(seconds=30)
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
@@ -72,10 +72,24 @@ def spec_of(run: Run) -> Runbook:
     """
     spec = _SPECS.get(run.runbook_hash)
     if spec is None:
-        spec = Runbook.model_validate(run.document)
-        if len(_SPECS) >= _SPECS_KEPT:
-            _SPECS.pop(next(iter(_SPECS)))
-        _SPECS[run.runbook_hash] = spec
+        spec = _keep_spec(run.runbook_hash, run.document)
+    return spec
+
+
+def cached_spec(session: Session, run_id: str, runbook_hash: str) -> Runbook:
+    """``spec_of`` for a run known by id and hash: its document is read only on a cache miss."""
+    spec = _SPECS.get(runbook_hash)
+    if spec is None:
+        document = session.execute(select(Run.document).where(Run.id == run_id)).scalar_one()
+        spec = _keep_spec(runbook_hash, document)
+    return spec
+
+
+def _keep_spec(runbook_hash: str, document: dict[str, Any]) -> Runbook:
+    spec = Runbook.model_validate(document)
+    if len(_SPECS) >= _SPECS_KEPT:
+        _SPECS.pop(next(iter(_SPECS)))
+    _SPECS[runbook_hash] = spec
     return spec
 
 
@@ -151,6 +165,9 @@ def start_run(
         )
         steps.append(row)
         session.add(row)
+    first_is_action = runbook.steps[0].action is not None
+    if first_is_action:  # nothing to read or decide: written with the run's first INSERTs
+        _activate(session, run, runbook, steps[0], now)
     session.flush()
     if audited:
         audit.record(
@@ -166,18 +183,19 @@ def start_run(
                 "hash": loaded.hash,
             },
         )
-    _activate(session, run, runbook, steps[0], now)
+    if not first_is_action:  # a gate or timer opens after the run.started entry
+        _activate(session, run, runbook, steps[0], now)
     return run
 
 
-def _templated(value: Any) -> bool:
+def templated(value: Any) -> bool:
     """Whether ``value`` holds a template anywhere (plain values need no context)."""
     if isinstance(value, str):
         return "{{" in value or "{%" in value
     if isinstance(value, dict):
-        return any(_templated(v) for v in value.values())
+        return any(templated(v) for v in value.values())
     if isinstance(value, list):
-        return any(_templated(v) for v in value)
+        return any(templated(v) for v in value)
     return False
 
 
@@ -365,10 +383,24 @@ def claim(
     on a lock (on PostgreSQL both the step and its run are taken with ``SKIP
     LOCKED``), so it cannot deadlock with a gate decision or a cancel that
     holds the run.
+
+    Ready action steps with plain params are taken set-based (one ``UPDATE``
+    and one ``INSERT`` for all); a timer, a templated step or a lapsed lease
+    goes through the step-by-step path.
     """
+    if runs is not None and not runs:
+        return []
     now = utcnow()
     due = (
-        select(RunStep)
+        select(
+            RunStep.id,
+            RunStep.run_id,
+            RunStep.name,
+            RunStep.status,
+            RunStep.attempt,
+            RunStep.idempotency_key,
+            RunStep.started_at,
+        )
         .where(
             or_(
                 and_(RunStep.status == "ready", RunStep.wake_at <= now),
@@ -380,71 +412,234 @@ def claim(
         .with_for_update(skip_locked=True)
     )
     if runs is not None:
-        if not runs:
-            return []
         due = due.where(RunStep.run_id.in_(runs))
-    claims: list[Claim] = []
-    for row in session.execute(due).scalars().all():
-        run = session.get(Run, row.run_id, with_for_update={"skip_locked": True})
-        if run is None or run.status in FINISHED:  # locked by a decision or cancel: next time
-            continue
-        runbook = spec_of(run)
-        step = runbook.step(row.name)
-        if row.status == "running":
-            _close_attempt(session, row, "lost", now, "the worker's lease expired")
-        if step.wait is not None:
-            row.status, row.finished_at = "succeeded", now
-            row.output = {"waited": step.wait}
-            _advance(session, run, runbook, row, now)
-            continue
-        try:
-            params = (
-                render(step.params, _context(session, run))
-                if _templated(step.params)
-                else step.params
-            )
-            json.dumps(params)  # stored as JSON: a value that is not fails here, not at commit
-        except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            # A template is user input: whatever it does wrong fails this run only,
-            # never the claim transaction (which would stall every worker on it).
-            row.status, row.error, row.finished_at = "failed", f"params: {exc}", now
-            _fail_run(session, run, row, now)
-            continue
-        row.attempt += 1
-        row.status, row.inputs = "running", params
-        row.lease_owner, row.lease_token = worker, new_id()
-        timeout = seconds(step.timeout)
-        hold_until = now + timedelta(seconds=timeout) + lease_grace
-        row.lease_expires_at = min(hold_until, now + lease) if lease else hold_until
-        row.started_at = row.started_at or now
-        session.add(
-            StepAttempt(
-                id=new_id(),
-                step_id=row.id,
-                attempt=row.attempt,
-                worker=worker,
-                status="running",
-                started_at=now,
-            )
+    rows = session.execute(due).all()
+    if not rows:
+        return []
+    # Locked by a decision or a cancel: skipped, taken next time.
+    owners = {
+        run.id: run
+        for run in session.execute(
+            select(Run.id, Run.status, Run.runbook_hash, Run.tenant_id, Run.started_by, Run.inputs)
+            .where(Run.id.in_({row.run_id for row in rows}))
+            .with_for_update(skip_locked=True)
         )
-        claims.append(
-            Claim(
+    }
+    claims: list[Claim] = []
+    taken: list[Taken] = []
+    for row in rows:
+        run = owners.get(row.run_id)
+        if run is None or run.status in FINISHED:
+            continue
+        runbook = cached_spec(session, run.id, run.runbook_hash)
+        step = runbook.step(row.name)
+        if row.status == "ready" and step.action is not None and not templated(step.params):
+            held = Taken.of(
                 step_id=row.id,
-                token=row.lease_token,
                 run_id=run.id,
-                step_name=row.name,
-                action=step.action or "",
-                params=params,
+                step=step,
+                params=step.params,
                 idempotency_key=row.idempotency_key,
-                attempt=row.attempt,
-                timeout=timeout,
+                attempt=row.attempt + 1,
                 tenant_id=run.tenant_id,
                 actor=run.started_by,
                 inputs=run.inputs,
-                hold_until=hold_until,
+                started_at=row.started_at,
+                now=now,
+                lease=lease,
+                lease_grace=lease_grace,
             )
+            taken.append(held)
+            claims.append(held.claim)
+            continue
+        one = _claim_one(
+            session,
+            session.get_one(RunStep, row.id),
+            session.get_one(Run, run.id),
+            runbook,
+            worker=worker,
+            now=now,
+            lease=lease,
+            lease_grace=lease_grace,
         )
+        if one is not None:
+            claims.append(one)
+    take(session, taken, worker=worker, now=now)
     return claims
+
+
+_STEPS = cast(Table, RunStep.__table__)
+_ATTEMPTS = cast(Table, StepAttempt.__table__)
+# Bound names start with b_: a bind may not share its column's name in SET.
+_TAKE = (
+    update(_STEPS)
+    .where(_STEPS.c.id == bindparam("b_id"))
+    .values(
+        status="running",
+        # A step activated and taken at once (batch.complete_many) wakes now.
+        wake_at=func.coalesce(_STEPS.c.wake_at, bindparam("b_now", type_=_STEPS.c.wake_at.type)),
+        attempt=bindparam("b_attempt", type_=_STEPS.c.attempt.type),
+        inputs=bindparam("b_inputs", type_=_STEPS.c.inputs.type),
+        lease_owner=bindparam("b_owner", type_=_STEPS.c.lease_owner.type),
+        lease_token=bindparam("b_token", type_=_STEPS.c.lease_token.type),
+        lease_expires_at=bindparam("b_expires", type_=_STEPS.c.lease_expires_at.type),
+        started_at=bindparam("b_started", type_=_STEPS.c.started_at.type),
+    )
+)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A step about to be leased set-based: its claim and the step row's new lease columns."""
+
+    claim: Claim
+    expires: datetime
+    started_at: datetime
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        step_id: str,
+        run_id: str,
+        step: Step,
+        params: dict[str, Any],
+        idempotency_key: str,
+        attempt: int,
+        tenant_id: str | None,
+        actor: str,
+        inputs: dict[str, Any],
+        started_at: datetime | None,
+        now: datetime,
+        lease: timedelta | None,
+        lease_grace: timedelta,
+    ) -> Taken:
+        timeout = seconds(step.timeout)
+        hold_until = now + timedelta(seconds=timeout) + lease_grace
+        return cls(
+            claim=Claim(
+                step_id=step_id,
+                token=new_id(),
+                run_id=run_id,
+                step_name=step.name,
+                action=step.action or "",
+                params=params,
+                idempotency_key=idempotency_key,
+                attempt=attempt,
+                timeout=timeout,
+                tenant_id=tenant_id,
+                actor=actor,
+                inputs=inputs,
+                hold_until=hold_until,
+            ),
+            expires=min(hold_until, now + lease) if lease else hold_until,
+            started_at=started_at or now,
+        )
+
+
+def take(session: Session, taken: Sequence[Taken], *, worker: str, now: datetime) -> None:
+    """Lease ``taken`` steps (rows the caller has locked) to ``worker``: one ``UPDATE``, one
+    ``INSERT`` of their attempts, whatever their number."""
+    if not taken:
+        return
+    session.execute(
+        _TAKE,
+        [
+            {
+                "b_id": t.claim.step_id,
+                "b_attempt": t.claim.attempt,
+                "b_inputs": t.claim.params,
+                "b_owner": worker,
+                "b_now": now,
+                "b_token": t.claim.token,
+                "b_expires": t.expires,
+                "b_started": t.started_at,
+            }
+            for t in taken
+        ],
+    )
+    session.execute(
+        insert(_ATTEMPTS),
+        [
+            {
+                "id": new_id(),
+                "step_id": t.claim.step_id,
+                "attempt": t.claim.attempt,
+                "worker": worker,
+                "status": "running",
+                "started_at": now,
+                "finished_at": None,
+                "error": None,
+            }
+            for t in taken
+        ],
+    )
+
+
+def _claim_one(
+    session: Session,
+    row: RunStep,
+    run: Run,
+    runbook: Runbook,
+    *,
+    worker: str,
+    now: datetime,
+    lease: timedelta | None,
+    lease_grace: timedelta,
+) -> Claim | None:
+    """Claim one step the step-by-step way: a timer ends, params are rendered, a lapsed
+    lease is closed ``lost``. ``None`` if the step needed no worker or failed its run."""
+    step = runbook.step(row.name)
+    if row.status == "running":
+        _close_attempt(session, row, "lost", now, "the worker's lease expired")
+    if step.wait is not None:
+        row.status, row.finished_at = "succeeded", now
+        row.output = {"waited": step.wait}
+        _advance(session, run, runbook, row, now)
+        return None
+    try:
+        params = (
+            render(step.params, _context(session, run)) if templated(step.params) else step.params
+        )
+        json.dumps(params)  # stored as JSON: a value that is not fails here, not at commit
+    except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
+        # A template is user input: whatever it does wrong fails this run only,
+        # never the claim transaction (which would stall every worker on it).
+        row.status, row.error, row.finished_at = "failed", f"params: {exc}", now
+        _fail_run(session, run, row, now)
+        return None
+    row.attempt += 1
+    row.status, row.inputs = "running", params
+    row.lease_owner, row.lease_token = worker, new_id()
+    timeout = seconds(step.timeout)
+    hold_until = now + timedelta(seconds=timeout) + lease_grace
+    row.lease_expires_at = min(hold_until, now + lease) if lease else hold_until
+    row.started_at = row.started_at or now
+    session.add(
+        StepAttempt(
+            id=new_id(),
+            step_id=row.id,
+            attempt=row.attempt,
+            worker=worker,
+            status="running",
+            started_at=now,
+        )
+    )
+    return Claim(
+        step_id=row.id,
+        token=row.lease_token,
+        run_id=run.id,
+        step_name=row.name,
+        action=step.action or "",
+        params=params,
+        idempotency_key=row.idempotency_key,
+        attempt=row.attempt,
+        timeout=timeout,
+        tenant_id=run.tenant_id,
+        actor=run.started_by,
+        inputs=run.inputs,
+        hold_until=hold_until,
+    )
 
 
 def renew(session: Session, *, claims: Sequence[Claim], lease: timedelta) -> int:

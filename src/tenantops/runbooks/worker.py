@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from tenantops.db import Database
 from tenantops.errors import AppError
 from tenantops.kit.ids import new_id
-from tenantops.runbooks import engine
-from tenantops.runbooks.actions import Registry, StepFailed, StepResult
+from tenantops.runbooks import batch, engine
+from tenantops.runbooks.actions import FunctionAction, Registry, StepFailed, StepResult
 
 log = structlog.get_logger("tenantops.worker")
 
@@ -182,28 +182,33 @@ class Worker:
         return []
 
     def _complete(self, succeeded: list[tuple[engine.Claim, StepResult]]) -> list[engine.Claim]:
-        """Record ``succeeded`` and claim their runs' next steps, in one transaction."""
-        fenced: list[engine.Claim] = []
-        advanced: list[str] = []
+        """Record ``succeeded`` and claim their runs' next steps, in one transaction.
+
+        Plain steps are recorded set-based (``batch.complete_many``); the others
+        step by step through ``engine.complete`` in the same transaction.
+        """
+        holder = (
+            batch.Holder(worker=self.name, lease=self.lease, lease_grace=self.lease_grace)
+            if self.chain
+            else None
+        )
+        finished = [
+            batch.Finished(claim, result, self._apply(claim, result)) for claim, result in succeeded
+        ]
         with self.db.write() as session:
-            for claim, result in succeeded:
-                row = engine.complete(
-                    session, claim=claim, result=result, apply=self._apply(claim, result)
-                )
-                if row is None:
-                    fenced.append(claim)
-                else:
-                    advanced.append(claim.run_id)
-            chained = self._claim(session, runs=advanced) if advanced and self.chain else []
-        self.stats.completed += len(succeeded) - len(fenced)
-        self.stats.fenced += len(fenced)
-        for claim in fenced:
+            recorded = batch.complete_many(session, finished, holder=holder)
+        self.stats.completed += len(recorded.completed)
+        self.stats.fenced += len(recorded.fenced)
+        for claim in recorded.fenced:
             log.warning("lease lost; result dropped", run_id=claim.run_id, step=claim.step_name)
-        return chained
+        return recorded.chained
 
     def _apply(self, claim: engine.Claim, result: StepResult) -> Callable[[Session], None] | None:
         """What the step's action changes in the control plane, bound to this step."""
-        apply = getattr(self.actions[claim.action], "apply", None)
+        action = self.actions[claim.action]
+        if isinstance(action, FunctionAction) and action.apply_fn is None:
+            return None  # its apply() does nothing: the step can take the batch path
+        apply = getattr(action, "apply", None)
         if apply is None:
             return None
         ctx = claim.context()
