@@ -211,6 +211,12 @@ class NatsBroker:
         asyncio.run(drop())
 
 
+# The holder's own connection chatter is of no interest to these tests.
+MOCK_CLUSTER_LOG = logging.getLogger("tests.kafka.mock-cluster")
+MOCK_CLUSTER_LOG.propagate = False
+MOCK_CLUSTER_LOG.addHandler(logging.NullHandler())
+
+
 def mock_cluster(**settings: object) -> tuple[Producer, str]:
     """A librdkafka mock cluster (3 brokers) and its bootstrap address.
 
@@ -219,10 +225,7 @@ def mock_cluster(**settings: object) -> tuple[Producer, str]:
     names them (librdkafka also logs "Mock cluster enabled … replaced with
     <addresses>"), so other clients reach it as any bootstrap address.
     """
-    quiet = logging.getLogger("tests.kafka.mock-cluster")
-    quiet.propagate = False
-    quiet.addHandler(logging.NullHandler())
-    holder = Producer({"test.mock.num.brokers": 3, **settings}, logger=quiet)
+    holder = Producer({"test.mock.num.brokers": 3, **settings}, logger=MOCK_CLUSTER_LOG)
     metadata = holder.list_topics(timeout=10)
     bootstrap = ",".join(f"{b.host}:{b.port}" for b in metadata.brokers.values())
     return holder, bootstrap
