@@ -212,7 +212,7 @@ class Relay:
                 .limit(self.settings.batch)
             ).all()
         blocked: set[tuple[str, str | None]] = set()
-        attempted = 0
+        outcomes: list[dict[str, object]] = []
         for delivery, event, sub in rows:
             key = (sub.id, delivery.tenant_id)
             if key in blocked:
@@ -221,12 +221,27 @@ class Relay:
             if not due:
                 blocked.add(key)  # an earlier event of this tenant waits: so do the later
                 continue
-            attempted += 1
-            if not self._attempt(delivery, event, sub):
+            outcome = self._attempt(delivery, event, sub)
+            outcomes.append(outcome)
+            if outcome["status"] != "delivered":
                 blocked.add(key)
-        return attempted
+        if outcomes:
+            # One transaction for the round; only rows still pending (a delete or a
+            # redelivery meanwhile wins). A crash before it re-sends the round:
+            # at least once, deduplicated on webhook-id.
+            with self.db.write() as session:
+                for values in outcomes:
+                    session.execute(
+                        update(Delivery)
+                        .where(Delivery.id == values.pop("id"), Delivery.status == "pending")
+                        .values(**values)
+                    )
+        return len(outcomes)
 
-    def _attempt(self, delivery: Delivery, event: OutboxEvent, sub: Subscription) -> bool:
+    def _attempt(
+        self, delivery: Delivery, event: OutboxEvent, sub: Subscription
+    ) -> dict[str, object]:
+        """POST one delivery; the values its row takes (with its ``id``)."""
         outcome = post(
             self._http,
             sub.url,
@@ -238,6 +253,8 @@ class Relay:
         now = utcnow()
         attempts = delivery.attempts + 1
         values: dict[str, object] = {
+            "id": delivery.id,
+            "status": "pending",
             "attempts": attempts,
             "last_status": outcome.status,
             "last_error": outcome.error,
@@ -266,14 +283,7 @@ class Relay:
                 )
             values["next_attempt_at"] = now + timedelta(seconds=delay)
             self.stats.failed_attempts += 1
-        with self.db.write() as session:
-            # Only while still pending: a delete or a redelivery meanwhile wins.
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id == delivery.id, Delivery.status == "pending")
-                .values(**values)
-            )
-        return outcome.ok
+        return values
 
     # --- the loop -------------------------------------------------------------------
 

@@ -150,6 +150,7 @@ class NatsPublisher:
         return self._call(self._check())
 
     async def _close(self) -> None:
+        self._down = True  # closing on purpose: nothing to warn about
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.close()
 
