@@ -130,6 +130,7 @@ class EventsSettings(BaseModel):
         default="", description="prepended to the topic: '' publishes on tenant.lifecycle"
     )
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_prefix: str = Field(default="", description="prepended to the topic")
     kafka_options: dict[str, str] = Field(
         default_factory=dict, description="extra librdkafka settings (security.protocol, …)"
     )

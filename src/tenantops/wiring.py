@@ -98,6 +98,7 @@ def build_publisher(settings: Settings) -> Publisher:
         return KafkaPublisher(
             e.kafka_bootstrap_servers,
             options=e.kafka_options,
+            topic_prefix=e.kafka_topic_prefix,
             timeout=e.publish_timeout_seconds,
         )
     return NoBroker()
