@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -215,3 +216,34 @@ def test_one_relay_leads_at_a_time(db: Database) -> None:
     first.resign()
     assert second.lead()
     assert not first.lead()
+
+
+def test_two_relays_running_at_once_deliver_each_event_once(
+    client: TestClient, db: Database, settings: Settings, actors: Actors, receiver: Receiver
+) -> None:
+    flows.ok(
+        client.post(SUBS, json={"url": receiver.url, "types": ["*"]}, headers=actors.admin), 201
+    )
+    tenants = [flows.request_tenant(client, actors.am) for _ in range(5)]
+    fast = EventsSettings(poll_seconds=0.01, lease_seconds=30)
+    relays = [
+        Relay(db, NoBroker(), fast, signing_key(settings), name=f"relay-{i}") for i in range(2)
+    ]
+    for r in relays:
+        r.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(receiver.received) < len(tenants) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(3):  # let any second relay have its chance to repeat one
+            for r in relays:
+                r.wake()
+            time.sleep(0.1)
+    finally:
+        for r in relays:
+            r.stop()
+    ids = [headers["webhook-id"] for headers, _ in receiver.received]
+    assert len(ids) == len(tenants)
+    assert len(set(ids)) == len(ids)
+    assert sum(r.stats.delivered for r in relays) == len(tenants)
+    assert min(r.stats.delivered for r in relays) == 0  # one led, the other stood by
