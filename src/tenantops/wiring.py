@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+import structlog
+
 from tenantops.breakglass.actions import breakglass_actions
 from tenantops.config import Settings
 from tenantops.db import Database
@@ -22,6 +24,8 @@ from tenantops.runbooks.actions import ActionContext, Registry, builtin_actions
 from tenantops.runbooks.engine import Breach
 from tenantops.runbooks.worker import Worker
 from tenantops.tenants.actions import tenant_actions
+
+log = structlog.get_logger("tenantops.events")
 
 
 def build_actions(settings: Settings, db: Database) -> Registry:
@@ -105,4 +109,10 @@ def build_publisher(settings: Settings) -> Publisher:
 
 
 def build_relay(settings: Settings, db: Database) -> Relay:
+    if not db.is_sqlite and settings.events.signing_key is None:
+        # Each replica would derive webhook secrets from a key file of its own.
+        log.warning(
+            "TENANTOPS_EVENTS__SIGNING_KEY is not set: replicas sharing this database "
+            "sign webhooks with different keys; set the same key on every replica"
+        )
     return Relay(db, build_publisher(settings), settings.events, signing_key(settings))

@@ -247,3 +247,23 @@ def test_two_relays_running_at_once_deliver_each_event_once(
     assert len(set(ids)) == len(ids)
     assert sum(r.stats.delivered for r in relays) == len(tenants)
     assert min(r.stats.delivered for r in relays) == 0  # one led, the other stood by
+
+
+def test_a_webhook_that_keeps_failing_does_not_starve_the_others(
+    client: TestClient, db: Database, settings: Settings, actors: Actors, receiver: Receiver
+) -> None:
+    from tests.servers import free_port
+
+    down = f"http://127.0.0.1:{free_port()}/hook"
+    for url in (down, receiver.url):
+        flows.ok(client.post(SUBS, json={"url": url, "types": ["*"]}, headers=actors.admin), 201)
+    relay = relay_for(db, settings, batch=2, webhook_backoff_seconds=3600)
+    for _ in range(3):
+        flows.request_tenant(client, actors.am)
+        drain(relay)
+    # The dead-slow webhook now has more deliveries backing off than one round reads.
+    late = flows.request_tenant(client, actors.am)
+    drain(relay)
+    subjects = [json.loads(body)["subject"] for _, body in receiver.received]
+    assert len(subjects) == 4
+    assert subjects[-1] == late["id"]

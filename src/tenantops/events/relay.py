@@ -27,6 +27,7 @@ from datetime import timedelta
 import httpx
 import structlog
 from sqlalchemy import select, update
+from sqlalchemy.orm import aliased
 
 from tenantops.config import EventsSettings
 from tenantops.db import Database
@@ -202,12 +203,26 @@ class Relay:
     def deliver(self) -> int:
         """POST the due deliveries, oldest first, keeping each tenant's order per webhook."""
         now = utcnow()
+        earlier = aliased(Delivery)
+        # An earlier delivery of the same tenant to the same webhook that is still
+        # backing off holds the later ones back (so order holds through retries).
+        held_back = (
+            select(earlier.id)
+            .where(
+                earlier.subscription_id == Delivery.subscription_id,
+                earlier.tenant_id.is_not_distinct_from(Delivery.tenant_id),
+                earlier.status == "pending",
+                earlier.event_seq < Delivery.event_seq,
+                earlier.next_attempt_at > now,
+            )
+            .exists()
+        )
         with self.db.read() as session:
             rows = session.execute(
                 select(Delivery, OutboxEvent, Subscription)
                 .join(OutboxEvent, OutboxEvent.seq == Delivery.event_seq)
                 .join(Subscription, Subscription.id == Delivery.subscription_id)
-                .where(Delivery.status == "pending")
+                .where(Delivery.status == "pending", Delivery.next_attempt_at <= now, ~held_back)
                 .order_by(Delivery.event_seq)
                 .limit(self.settings.batch)
             ).all()
@@ -215,11 +230,7 @@ class Relay:
         outcomes: list[dict[str, object]] = []
         for delivery, event, sub in rows:
             key = (sub.id, delivery.tenant_id)
-            if key in blocked:
-                continue
-            due = delivery.next_attempt_at is None or as_utc(delivery.next_attempt_at) <= now
-            if not due:
-                blocked.add(key)  # an earlier event of this tenant waits: so do the later
+            if key in blocked:  # an earlier one failed in this round
                 continue
             outcome = self._attempt(delivery, event, sub)
             outcomes.append(outcome)
