@@ -40,6 +40,8 @@ from tenantops.runbooks.models import Run, RunSignal, RunStep, StepAttempt
 from tenantops.runbooks.spec import Loaded, Runbook, Step, seconds
 
 LEASE_GRACE = timedelta(seconds=30)
+_STEPS = cast(Table, RunStep.__table__)
+_ATTEMPTS = cast(Table, StepAttempt.__table__)
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -149,43 +151,56 @@ def start_run(
     if runbook.sla is not None and runbook.sla.after == "start":
         run.sla_deadline = now + timedelta(seconds=seconds(runbook.sla.within))
     session.add(run)
-    steps = []
-    for position, step in enumerate(runbook.steps):
-        row = RunStep(
-            id=new_id(),
-            run_id=run.id,
-            position=position,
-            name=step.name,
-            kind=step.kind,
-            status="pending",
-            attempt=0,
-            failures=0,
-            max_attempts=step.retry.attempts,
-            idempotency_key=f"{run.id}/{step.name}",
-        )
-        steps.append(row)
-        session.add(row)
-    first_is_action = runbook.steps[0].action is not None
-    if first_is_action:  # nothing to read or decide: written with the run's first INSERTs
-        _activate(session, run, runbook, steps[0], now)
+    started = audit.NewEntry(
+        actor=actor,
+        action="run.started",
+        tenant_id=tenant_id,
+        changes={},
+        detail={
+            "run_id": run.id,
+            "runbook": runbook.id,
+            "version": runbook.version,
+            "hash": loaded.hash,
+        },
+    )
+    first = runbook.steps[0]
+    if first.action is not None:
+        # Nothing to read or decide: the steps go in with one INSERT, the first
+        # already ready (what _activate does to an action step).
+        session.flush()  # the run row before its steps (foreign key)
+        rows = [_step_row(run.id, position, step) for position, step in enumerate(runbook.steps)]
+        rows[0]["status"], rows[0]["wake_at"] = "ready", now
+        if first.sla is not None and first.sla.after == "start":
+            rows[0]["sla_deadline"] = now + timedelta(seconds=seconds(first.sla.within))
+        session.execute(insert(_STEPS), rows)
+        if audited:
+            audit.record_many(session, [started])
+        return run
+    steps = [RunStep(**_step_row(run.id, p, step)) for p, step in enumerate(runbook.steps)]
+    session.add_all(steps)
     session.flush()
     if audited:
-        audit.record(
-            session,
-            actor=actor,
-            action="run.started",
-            tenant_id=tenant_id,
-            changes={},
-            detail={
-                "run_id": run.id,
-                "runbook": runbook.id,
-                "version": runbook.version,
-                "hash": loaded.hash,
-            },
-        )
-    if not first_is_action:  # a gate or timer opens after the run.started entry
-        _activate(session, run, runbook, steps[0], now)
+        audit.record_many(session, [started])
+    _activate(session, run, runbook, steps[0], now)  # a gate or timer opens after run.started
     return run
+
+
+def _step_row(run_id: str, position: int, step: Step) -> dict[str, Any]:
+    """The columns of a new, pending step row."""
+    return {
+        "id": new_id(),
+        "run_id": run_id,
+        "position": position,
+        "name": step.name,
+        "kind": step.kind,
+        "status": "pending",
+        "attempt": 0,
+        "failures": 0,
+        "max_attempts": step.retry.attempts,
+        "wake_at": None,
+        "idempotency_key": f"{run_id}/{step.name}",
+        "sla_deadline": None,
+    }
 
 
 def templated(value: Any) -> bool:
@@ -468,8 +483,6 @@ def claim(
     return claims
 
 
-_STEPS = cast(Table, RunStep.__table__)
-_ATTEMPTS = cast(Table, StepAttempt.__table__)
 # Bound names start with b_: a bind may not share its column's name in SET.
 _TAKE = (
     update(_STEPS)

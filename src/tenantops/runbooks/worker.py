@@ -50,6 +50,51 @@ class _Running:
     error: BaseException | None = None
 
 
+class _Threads:
+    """Daemon threads for actions: reused when idle, a new one whenever none is.
+
+    Not a fixed pool: a thread cannot be killed, so an action that hangs past
+    its timeout would hold a pool slot for good and starve later steps. Here a
+    hung thread is just never idle again; the next step gets another thread.
+    Reuse saves starting a thread per step (on a loaded machine its start-up
+    handshake costs more than a no-op step). Up to ``keep`` idle threads wait
+    for work, each for ``idle_seconds`` at most; daemon threads never keep the
+    process from exiting.
+    """
+
+    def __init__(self, *, keep: int, idle_seconds: float = 30.0) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # waiting threads that no submit() has counted on yet
+        self._keep = keep
+        self._idle_seconds = idle_seconds
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            reuse = self._idle > 0
+            if reuse:
+                self._idle -= 1
+        self._jobs.put(job)
+        if not reuse:
+            threading.Thread(target=self._serve, name="step", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:  # more threads wait than jobs come: this one may go
+                        self._idle -= 1
+                        return
+                continue  # a submit() counted on a waiting thread: its job is coming
+            job()
+            with self._lock:
+                if self._idle >= self._keep:
+                    return
+                self._idle += 1
+
+
 class Worker:
     """Runs steps from the database until stopped; several may share one database."""
 
@@ -79,6 +124,7 @@ class Worker:
         # Take the next step of a run in the transaction that completes the last one.
         self.chain = chain
         self.stats = WorkerStats()
+        self._threads = _Threads(keep=concurrency)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -236,12 +282,7 @@ class Worker:
             log.exception("could not record a step", run_id=claim.run_id, step=claim.step_name)
 
     def _start(self, claim: engine.Claim, on_done: Callable[[], None]) -> _Running:
-        """Run the action on a thread of its own (daemon).
-
-        Not a pool: a thread cannot be killed, so an action that hangs past its
-        timeout would hold a pool slot for good and starve later steps; a
-        daemon thread also never keeps the process from exiting.
-        """
+        """Run the action on a daemon thread of ``_Threads`` (reused, never a fixed pool)."""
         run = _Running(deadline=time.monotonic() + claim.timeout)
 
         def target() -> None:
@@ -253,7 +294,7 @@ class Worker:
                 run.done.set()
                 on_done()
 
-        threading.Thread(target=target, name=f"step-{claim.step_name}", daemon=True).start()
+        self._threads.submit(target)
         return run
 
     def _execute(self, claim: engine.Claim) -> StepResult:
