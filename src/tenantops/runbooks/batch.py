@@ -73,6 +73,31 @@ _MAKE_READY = (
     .where(_STEPS.c.id == bindparam("b_id"), _STEPS.c.status == "pending")
     .values(status="ready", wake_at=bindparam("b_now", type_=_STEPS.c.wake_at.type))
 )
+# Built once: statement construction is a visible share of a batch's CPU.
+_LOCK_RUNS = (
+    select(Run.id, Run.runbook_hash)
+    .where(Run.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Run.id)
+    .with_for_update()
+)
+_FENCE_AND_NEXT = (
+    select(
+        RunStep.id,
+        RunStep.run_id,
+        RunStep.position,
+        RunStep.name,
+        RunStep.status,
+        RunStep.attempt,
+        RunStep.lease_token,
+        RunStep.idempotency_key,
+        RunStep.started_at,
+    )
+    .where(
+        RunStep.run_id.in_(bindparam("runs", expanding=True)),
+        or_(RunStep.id.in_(bindparam("steps", expanding=True)), RunStep.status == "pending"),
+    )
+    .with_for_update()
+)
 _RUN_MOVED = (
     update(_RUNS)
     .where(_RUNS.c.id == bindparam("b_id"))
@@ -174,15 +199,7 @@ def complete_many(
     # Every run of the batch, locked in id order before any step or the audit
     # head: the order signal() and cancel() lock in, and no two workers'
     # batches can wait on each other's runs in a cycle.
-    runs = {
-        row.id: row
-        for row in session.execute(
-            select(Run.id, Run.runbook_hash)
-            .where(Run.id.in_(sorted(per_run)))
-            .order_by(Run.id)
-            .with_for_update()
-        )
-    }
+    runs = {row.id: row for row in session.execute(_LOCK_RUNS, {"ids": sorted(per_run)})}
     plain: list[_Plain] = []
     slow: list[Finished] = []
     for f in finished:
@@ -229,22 +246,8 @@ def _complete_plain(
     """The set-based half of ``complete_many``; returns runs left for ``engine.claim``."""
     # One read fences the finished steps and finds the runs' pending steps.
     rows = session.execute(
-        select(
-            RunStep.id,
-            RunStep.run_id,
-            RunStep.position,
-            RunStep.name,
-            RunStep.status,
-            RunStep.attempt,
-            RunStep.lease_token,
-            RunStep.idempotency_key,
-            RunStep.started_at,
-        )
-        .where(
-            RunStep.run_id.in_([p.run_id for p in plain]),
-            or_(RunStep.id.in_([p.done.claim.step_id for p in plain]), RunStep.status == "pending"),
-        )
-        .with_for_update()
+        _FENCE_AND_NEXT,
+        {"runs": [p.run_id for p in plain], "steps": [p.done.claim.step_id for p in plain]},
     ).all()
     by_id = {row.id: row for row in rows}
     pending: dict[str, list[Any]] = defaultdict(list)
