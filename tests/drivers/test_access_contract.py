@@ -326,7 +326,7 @@ def test_the_control_planes_own_user_is_never_paused(
     assert unsafe.effect_count() == 0
 
 
-@pytest.mark.parametrize("name", ["acme*", "Acme", "a:b", "-acme", "x" * 64])
+@pytest.mark.parametrize("name", ["acme*", "Acme", "a:b", "-acme", "acme\n", "a b", "x" * 64])
 def test_a_tenant_name_that_could_widen_the_key_pattern_is_refused(
     rq: RedisQueueAccess, name: str
 ) -> None:
@@ -451,6 +451,14 @@ def test_the_rate_limit_state_is_readable_in_redis(
     assert float(bucket["tokens"]) == pytest.approx(3.5, abs=0.1)
     assert state is not None
     assert state.rate_limit == RateLimit(2.5, 5)
+
+
+@pytest.mark.parametrize("prefix", ["t*", "t?", "[t]", "t ", "t\\"])
+def test_a_prefix_that_is_a_glob_is_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="pattern"):
+        RedisAccessSettings(key_prefix=prefix)
+    with pytest.raises(ValueError, match="pattern"):
+        RedisAccessSettings(user_prefix=prefix)
 
 
 def test_a_script_the_server_does_not_have_is_loaded_and_run(admin: redis.Redis) -> None:

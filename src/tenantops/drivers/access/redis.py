@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -74,7 +74,8 @@ from tenantops.drivers.effects import apply_once
 from tenantops.drivers.errors import DriverError, Retry
 from tenantops.kit.clock import utcnow
 
-TENANT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A DNS label, as tenant names are: no glob character, colon or space can widen a pattern.
+TENANT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 # Token bucket. KEYS[1] the bucket hash, ARGV[1] the cost. Returns
 # {allowed (0/1), tokens left, seconds until the cost fits}; floats as strings,
@@ -179,7 +180,7 @@ def driver_error(exc: RedisError, doing: str, *, secret: str | None = None) -> D
     """``exc`` as a ``DriverError`` saying whether a retry can help; ``secret`` is masked."""
     text = f"redis {doing}: {type(exc).__name__}: {exc}"
     if secret:
-        text = text.replace(secret, "***")
+        text = text.replace(secret, "***").replace(unquote(secret), "***")
     if isinstance(exc, AuthenticationError | AuthorizationError):
         return DriverError(
             f"{text} — check the user and password of the Redis URL", retry=Retry.NEEDS_HUMAN
@@ -237,7 +238,7 @@ class RedisQueueAccess:
 
     def user_for(self, tenant_name: str) -> str:
         """The tenant's Redis user; a permanent error for a name that is not a DNS label."""
-        if len(tenant_name) > 63 or not TENANT_NAME.match(tenant_name):
+        if len(tenant_name) > 63 or not TENANT_NAME.fullmatch(tenant_name):
             raise DriverError(
                 f"tenant name {tenant_name!r} is not a DNS label; it cannot name a Redis user",
                 retry=Retry.PERMANENT,

@@ -11,6 +11,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
 
+# Prefixes end up in ACL key patterns: no glob characters (*?[]\), spaces or quotes.
+PLAIN = r"^[A-Za-z0-9:._-]*$"
+
 
 class RedisAccessSettings(BaseModel):
     """Where the Redis that enforces tenants' queue ACLs and rate limits is, and its names."""
@@ -22,10 +25,12 @@ class RedisAccessSettings(BaseModel):
     )
     user_prefix: str = Field(
         default="tenant-",
+        pattern=PLAIN,
         description="A tenant's Redis user is <user_prefix><tenant name>.",
     )
     key_prefix: str = Field(
         default="tenantops:",
+        pattern=PLAIN,
         description="A tenant's keys and channels are <key_prefix><tenant name>:*; "
         "the adapter's own keys are <key_prefix>_access:* and <key_prefix>_ratelimit:*.",
     )
