@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import select
 
@@ -243,7 +243,7 @@ def vendors() -> Iterator[Vendors]:
     server.server_close()
 
 
-def channels_for(v: Vendors, **extra: Any) -> ChannelsSettings:
+def channels_for(v: Vendors) -> ChannelsSettings:
     return ChannelsSettings(
         slack={"secops": SecretStr(v.base + SLACK_SECRET_PATH)},
         teams={"finance": SecretStr(v.base + TEAMS_SECRET_PATH)},
@@ -253,7 +253,6 @@ def channels_for(v: Vendors, **extra: Any) -> ChannelsSettings:
                 routing_key=SecretStr(ROUTING_KEY), base_url=v.base + "/pd", severity="critical"
             )
         },
-        **extra,
     )
 
 
@@ -381,6 +380,13 @@ def test_channels_come_from_the_environment_and_never_show_their_secrets(
     shown = repr(channels) + str(channels.model_dump())
     for secret in ("tok", "sig=abc", WHSEC, ROUTING_KEY):
         assert secret not in shown
+
+
+def test_a_settings_error_does_not_print_the_secret_it_was_given() -> None:
+    with pytest.raises(ValidationError) as caught:
+        ChannelsSettings.model_validate({"webhooks": {"billing": {"secret": WHSEC}}})
+    assert "webhooks.billing.url" in str(caught.value)
+    assert WHSEC not in str(caught.value)
 
 
 def test_a_misconfigured_channel_stops_the_transport_naming_it_not_its_secret() -> None:

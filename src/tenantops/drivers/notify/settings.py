@@ -7,7 +7,10 @@ lower case (environment variables are read case-insensitively, so
 Slack and Teams incoming-webhook URLs carry their credential in the path, so
 they are ``SecretStr`` like the signing secrets and routing keys. They are
 checked by ``problems()`` rather than by validators: a pydantic validation
-error prints the offending input, and the input here is the secret.
+error prints the offending input, and the input here is the secret. For the
+same reason these models hide inputs in their errors; pydantic honours that
+only on the outermost model, so the application ``Settings`` must set
+``hide_input_in_errors`` too.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import re
 from typing import Literal
 
 import httpx
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 SCHEMES = ("slack", "teams", "webhook", "pagerduty")
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
@@ -39,6 +42,8 @@ def _url_problem(url: str) -> str | None:
 class WebhookChannel(BaseModel):
     """A generic webhook: JSON POSTs signed the Standard Webhooks way with ``secret``."""
 
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     url: str = Field(description="where to POST; not a secret (the signature is)")
     secret: SecretStr = Field(description="whsec_ + base64 key, shared with the receiver")
 
@@ -53,6 +58,8 @@ class WebhookChannel(BaseModel):
 
 class PagerDutyChannel(BaseModel):
     """A PagerDuty service's Events API v2 integration."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     routing_key: SecretStr = Field(description="the integration key of the service")
     base_url: str = Field(default=PAGERDUTY_URL, description="events API host (tests: a local one)")
@@ -70,6 +77,8 @@ class PagerDutyChannel(BaseModel):
 
 class ChannelsSettings(BaseModel):
     """Named channels a notification recipient can point at (``<scheme>:<name>``)."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     slack: dict[str, SecretStr] = Field(
         default_factory=dict, description="name -> Slack incoming-webhook URL"
