@@ -91,11 +91,27 @@ def names(admin: redis.Redis) -> Iterator[RedisAccessSettings]:
         admin.delete(key)
 
 
+Make = Callable[..., RedisQueueAccess]
+
+
 @pytest.fixture
-def rq(db: Database, names: RedisAccessSettings) -> Iterator[RedisQueueAccess]:
-    adapter = RedisQueueAccess(db, names)
-    yield adapter
-    adapter.close()
+def make(db: Database, names: RedisAccessSettings) -> Iterator[Make]:
+    """``make(url=…, user_prefix=…)``: a Redis adapter on this test's names, closed after."""
+    made: list[RedisQueueAccess] = []
+
+    def build(**changes: Any) -> RedisQueueAccess:
+        settings = RedisAccessSettings.model_validate({**names.model_dump(), **changes})
+        made.append(RedisQueueAccess(db, settings))
+        return made[-1]
+
+    yield build
+    for adapter in made:
+        adapter.close()
+
+
+@pytest.fixture
+def rq(make: Make) -> RedisQueueAccess:
+    return make()
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -313,13 +329,10 @@ def test_resume_refuses_to_turn_on_a_password_less_user(
     assert rq.effect_count(tenant_id=tid) == 0
 
 
-def test_the_control_planes_own_user_is_never_paused(
-    admin: redis.Redis, db: Database, names: RedisAccessSettings
-) -> None:
-    unsafe = RedisQueueAccess(db, names.model_copy(update={"user_prefix": ""}))
+def test_the_control_planes_own_user_is_never_paused(admin: redis.Redis, make: Make) -> None:
+    unsafe = make(user_prefix="")
     with pytest.raises(DriverError) as caught:
         unsafe.pause_queues(tenant_id=new_id(), tenant_name="default", idempotency_key="p")
-    unsafe.close()
 
     assert caught.value.retry is Retry.PERMANENT
     assert "on" in admin.acl_getuser("default")["flags"]
@@ -349,16 +362,19 @@ def limited(rq: RedisQueueAccess, rate: float, burst: int) -> str:
 def test_a_burst_is_allowed_at_once_then_refused_then_refilled_at_the_rate(
     rq: RedisQueueAccess,
 ) -> None:
-    tid = limited(rq, rate=20.0, burst=3)
+    tid = limited(rq, rate=4.0, burst=3)  # a token every 0.25 s
 
     burst = [rq.allow(tid) for _ in range(3)]
     refused = rq.allow(tid)
 
     assert all(a.allowed for a in burst)
     assert not refused.allowed
-    assert 0 < refused.retry_after_seconds <= 1 / 20
-    time.sleep(refused.retry_after_seconds + 0.02)  # one token's worth at 20/s, and a margin
-    assert rq.allow(tid).allowed
+    assert 0 < refused.retry_after_seconds <= 1 / 4
+    assert refused.retry_after_seconds == pytest.approx((1 - refused.remaining) / 4)
+    time.sleep(refused.retry_after_seconds + 0.02)  # just enough for one token, and a margin
+    again = rq.allow(tid)
+    assert again.allowed
+    assert not rq.allow(tid).allowed  # one token came back, not the whole burst
 
 
 def test_tokens_are_fractional(rq: RedisQueueAccess) -> None:
@@ -473,29 +489,19 @@ def test_a_script_the_server_does_not_have_is_loaded_and_run(admin: redis.Redis)
 # Redis only: errors and doctor ------------------------------------------------------------
 
 
-def at(names: RedisAccessSettings, url: str) -> RedisAccessSettings:
-    """``names`` with another URL."""
-    return RedisAccessSettings.model_validate({**names.model_dump(), "url": url})
+def unreachable(make: Make) -> RedisQueueAccess:
+    return make(url="redis://127.0.0.1:1/0")
 
 
-def unreachable(db: Database, names: RedisAccessSettings) -> RedisQueueAccess:
-    return RedisQueueAccess(db, at(names, "redis://127.0.0.1:1/0"))
-
-
-def as_user(
-    admin: redis.Redis, db: Database, names: RedisAccessSettings, *rules: str
-) -> RedisQueueAccess:
+def as_user(admin: redis.Redis, make: Make, *rules: str) -> RedisQueueAccess:
     """The adapter logged in as a user of its own with ``rules``."""
-    user = f"{names.user_prefix}ops"
+    user = f"{make().settings.user_prefix}ops"
     admin.execute_command("ACL", "SETUSER", user, "on", ">ops-pw", *rules)
-    url = f"redis://{user}:ops-pw@{REDIS_HOST}:{REDIS_PORT}/0"
-    return RedisQueueAccess(db, at(names, url))
+    return make(url=f"redis://{user}:ops-pw@{REDIS_HOST}:{REDIS_PORT}/0")
 
 
-def test_an_unreachable_redis_is_worth_a_retry_and_records_nothing(
-    db: Database, names: RedisAccessSettings
-) -> None:
-    down = unreachable(db, names)
+def test_an_unreachable_redis_is_worth_a_retry_and_records_nothing(make: Make) -> None:
+    down = unreachable(make)
     calls: list[Callable[[], object]] = [
         lambda: down.pause_queues(tenant_id="t", tenant_name="acme", idempotency_key="p"),
         lambda: down.get_state(tenant_id="t"),
@@ -508,24 +514,18 @@ def test_an_unreachable_redis_is_worth_a_retry_and_records_nothing(
     assert down.effect_count() == 0
 
 
-def test_a_missing_permission_needs_a_human(
-    admin: redis.Redis, db: Database, names: RedisAccessSettings
-) -> None:
-    weak = as_user(admin, db, names, "~*", "+@all", "-acl", "-client")
+def test_a_missing_permission_needs_a_human(admin: redis.Redis, make: Make) -> None:
+    weak = as_user(admin, make, "~*", "+@all", "-acl", "-client")
     with pytest.raises(DriverError) as caught:
         weak.pause_queues(tenant_id=new_id(), tenant_name="acme", idempotency_key="p")
-    weak.close()
 
     assert caught.value.retry is Retry.NEEDS_HUMAN
     assert weak.effect_count() == 0
 
 
-def test_a_wrong_password_needs_a_human_and_is_never_shown(
-    admin: redis.Redis, db: Database, names: RedisAccessSettings
-) -> None:
-    good = as_user(admin, db, names, "+@all")
-    url = good.settings.url.get_secret_value().replace("ops-pw", "not-the-pw-xyz")
-    bad = RedisQueueAccess(db, at(names, url))
+def test_a_wrong_password_needs_a_human_and_is_never_shown(admin: redis.Redis, make: Make) -> None:
+    good = as_user(admin, make, "+@all")
+    bad = make(url=good.settings.url.get_secret_value().replace("ops-pw", "not-the-pw-xyz"))
 
     with pytest.raises(DriverError) as caught:
         bad.pause_queues(tenant_id=new_id(), tenant_name="acme", idempotency_key="p")
@@ -549,19 +549,18 @@ def test_doctor_passes_for_a_user_with_every_permission(rq: RedisQueueAccess) ->
 
 
 def test_doctor_names_each_missing_permission_and_its_fix(
-    admin: redis.Redis, db: Database, names: RedisAccessSettings
+    admin: redis.Redis, make: Make, names: RedisAccessSettings
 ) -> None:
-    weak = as_user(admin, db, names, f"~{names.key_prefix}*", "+@all", "-client|kill")
+    weak = as_user(admin, make, f"~{names.key_prefix}*", "+@all", "-client|kill")
     rows = weak.check()
-    weak.close()
 
     failed = {r.check: r for r in rows if not r.ok}
     assert set(failed) == {"redis may CLIENT KILL USER"}
     assert "+client|kill" in failed["redis may CLIENT KILL USER"].fix
 
 
-def test_doctor_says_when_redis_is_not_there(db: Database, names: RedisAccessSettings) -> None:
-    rows = unreachable(db, names).check()
+def test_doctor_says_when_redis_is_not_there(make: Make) -> None:
+    rows = unreachable(make).check()
     assert len(rows) == 1
     assert rows[0].check == "redis reachable"
     assert not rows[0].ok
@@ -569,10 +568,10 @@ def test_doctor_says_when_redis_is_not_there(db: Database, names: RedisAccessSet
 
 
 def test_the_least_privilege_doctor_prints_is_enough_for_every_operation(
-    admin: redis.Redis, db: Database, names: RedisAccessSettings, rq: RedisQueueAccess
+    admin: redis.Redis, make: Make, rq: RedisQueueAccess
 ) -> None:
     least = rq.least_privilege("x").split()[3:]  # ACL SETUSER x <rules…>
-    ops = as_user(admin, db, names, *least)
+    ops = as_user(admin, make, *least)
     tid = new_id()
 
     ops.pause_queues(tenant_id=tid, tenant_name="acme", idempotency_key="p")
@@ -583,7 +582,6 @@ def test_the_least_privilege_doctor_prints_is_enough_for_every_operation(
     ops.lift_rate_limit(tenant_id=tid, tenant_name="acme", idempotency_key="u")
     resumed = ops.resume_queues(tenant_id=tid, tenant_name="acme", idempotency_key="r")
     rows = ops.check()
-    ops.close()
 
     assert allowed.allowed
     assert not resumed.queues_paused
