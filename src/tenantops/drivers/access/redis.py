@@ -1,6 +1,7 @@
 """The Redis queue-access adapter: a tenant's ACL user and a token bucket per tenant.
 
-``QueueAccess`` on a real Redis (6.2+; tested on 7.0). What it does there:
+``QueueAccess`` on a real Redis (7.0+: ``check()`` uses ``ACL DRYRUN``; tested on 7.0.15).
+What it does there:
 
 - **Pause** turns the tenant's user off (``ACL SETUSER <user> off``) and then
   closes that user's open connections (``CLIENT KILL USER <user>``): turning a
