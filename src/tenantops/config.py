@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tenantops.drivers.access.settings import RedisAccessSettings
+
 
 class OIDCSettings(BaseModel):
     """OpenID Connect bearer-token verification (Keycloak, Entra ID, …).
@@ -109,6 +111,14 @@ class GitOpsSettings(BaseModel):
     vault_mount: str = "secret"
 
 
+class AccessSettings(BaseModel):
+    """Which adapter enforces queue pauses and rate limits: ``local`` (the embedded
+    default, state in the database) or ``redis`` (Redis ACLs + a token bucket)."""
+
+    adapter: Literal["local", "redis"] = "local"
+    redis: RedisAccessSettings = Field(default_factory=RedisAccessSettings)
+
+
 class EventsSettings(BaseModel):
     """The event outbox's relay: which broker it publishes to, and webhook delivery.
 
@@ -170,6 +180,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
     # A bootstrap admin token printed once on first start of an empty database,
     # so the embedded default is usable without an identity provider.
     bootstrap_admin: bool = True

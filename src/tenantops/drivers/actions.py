@@ -18,6 +18,7 @@ from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.access.local import LocalQueueAccess
 from tenantops.drivers.access.port import AccessState, QueueAccess, RateLimit
+from tenantops.drivers.access.redis import RedisQueueAccess
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.health.local import HttpHealth
 from tenantops.drivers.health.port import CheckResult, HealthChecker
@@ -63,14 +64,19 @@ def health_url_template(settings: Settings) -> str:
 
 
 def local_drivers(settings: Settings, db: Database) -> Drivers:
-    """The embedded-default adapters (SMTP delivery if ``settings.smtp.host`` is set)."""
+    """The configured adapters: the embedded defaults, Redis for queue access if chosen,
+    SMTP delivery if ``settings.smtp.host`` is set."""
     identity = LocalIdentity(db)
     smtp = settings.smtp
     transport = SmtpTransport(smtp) if smtp.host else None
     return Drivers(
         identity=identity,
         secrets=LocalSecrets(db),
-        access=LocalQueueAccess(db),
+        access=(
+            RedisQueueAccess(db, settings.access.redis)
+            if settings.access.adapter == "redis"
+            else LocalQueueAccess(db)
+        ),
         notifier=OutboxNotifier(
             db,
             transport,

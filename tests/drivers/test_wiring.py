@@ -1,0 +1,33 @@
+"""Configuration selects the adapter behind each port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tenantops.config import Settings
+from tenantops.db import Database
+from tenantops.drivers.access.local import LocalQueueAccess
+from tenantops.drivers.access.redis import RedisQueueAccess
+from tenantops.drivers.actions import local_drivers
+
+
+def test_queue_access_is_local_by_default_and_redis_when_configured(
+    db: Database, tmp_path: Path
+) -> None:
+    assert isinstance(local_drivers(Settings(data_dir=tmp_path), db).access, LocalQueueAccess)
+    configured = Settings(
+        data_dir=tmp_path,
+        access={"adapter": "redis", "redis": {"url": "redis://127.0.0.1:6379/0"}},
+    )
+    access = local_drivers(configured, db).access
+    assert isinstance(access, RedisQueueAccess)
+    access.close()
+
+
+def test_the_redis_url_is_a_secret_in_the_settings(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        access={"adapter": "redis", "redis": {"url": "redis://ops:hunter2@10.0.0.1:6379/0"}},
+    )
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in settings.model_dump_json()
