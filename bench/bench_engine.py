@@ -594,7 +594,7 @@ def main() -> None:
         _table(
             "B. drain only: every run started (DBOS: enqueued) first with no worker "
             "running; timed from the workers' start to the last run succeeded",
-            [],
+            [] if args.measure == "both" else [raw, raw_n],
             [(name, ours)] + ([("DBOS 3.4 (queue, enqueued first)", dbos)] if dbos else []),
         )
         _targets(raw, ours, dbos)
