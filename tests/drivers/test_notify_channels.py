@@ -481,11 +481,16 @@ def test_the_signed_webhook_verifies_with_the_event_webhook_scheme(
     hook = SignedWebhook(
         "billing", WebhookChannel(url=vendors.base + "/hook/billing", secret=SecretStr(WHSEC)), http
     )
+    plain = envelope(("webhook:billing",))
     set_clock(lambda: datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
     try:
         hook.deliver(
             FullEnvelope(
-                **envelope(("webhook:billing",)).__dict__,
+                message_id=plain.message_id,
+                sender=plain.sender,
+                to=plain.to,
+                subject=plain.subject,
+                body=plain.body,
                 audience="security",
                 template="suspension",
                 tenant_name="acme",
