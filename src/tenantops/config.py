@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tenantops.drivers.access.settings import RedisAccessSettings
+from tenantops.drivers.notify.settings import ChannelsSettings
 
 
 class OIDCSettings(BaseModel):
@@ -64,7 +65,12 @@ class SMTPSettings(BaseModel):
 
 
 class NotifySettings(BaseModel):
-    """Who the stakeholder roles of a notification are (``to: legal`` and so on)."""
+    """Who the stakeholder roles of a notification are (``to: legal`` and so on).
+
+    Each is a list of e-mail addresses and ``<channel>:<name>`` recipients
+    (``slack:secops``, ``teams:finance``, ``webhook:billing``, ``pagerduty:oncall``)
+    whose endpoints ``TENANTOPS_CHANNELS__…`` configures.
+    """
 
     legal: list[str] = Field(default_factory=lambda: ["legal@localhost"])
     finance: list[str] = Field(default_factory=lambda: ["finance@localhost"])
@@ -162,6 +168,8 @@ class Settings(BaseSettings):
         env_prefix="TENANTOPS_",
         env_nested_delimiter="__",
         extra="ignore",
+        # A validation error must not echo a webhook URL, key or password back.
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Path("tenantops-data")
@@ -181,6 +189,7 @@ class Settings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
     # A bootstrap admin token printed once on first start of an empty database,
     # so the embedded default is usable without an identity provider.
     bootstrap_admin: bool = True

@@ -23,6 +23,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         if json
         else [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
     )
+    # httpx logs each request's full URL at INFO; a Slack or Teams webhook URL is a secret.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

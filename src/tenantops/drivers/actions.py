@@ -25,8 +25,9 @@ from tenantops.drivers.health.port import CheckResult, HealthChecker
 from tenantops.drivers.identity.local import LocalIdentity
 from tenantops.drivers.identity.port import Grant, GroupState, IdentityProvider, Permission
 from tenantops.drivers.notify.local import OutboxNotifier
-from tenantops.drivers.notify.port import Notifier, OutgoingMessage
+from tenantops.drivers.notify.port import Notifier, OutgoingMessage, Transport
 from tenantops.drivers.notify.render import render
+from tenantops.drivers.notify.routing import RoutingTransport, is_recipient
 from tenantops.drivers.notify.smtp import SmtpTransport
 from tenantops.drivers.secrets.local import LocalSecrets
 from tenantops.drivers.secrets.port import PathSpec, SecretStore, StoreState
@@ -51,6 +52,7 @@ class Drivers:
     access: QueueAccess
     notifier: Notifier
     health: HealthChecker
+    channels: RoutingTransport | None = None
 
 
 def health_url_template(settings: Settings) -> str:
@@ -68,7 +70,13 @@ def local_drivers(settings: Settings, db: Database) -> Drivers:
     SMTP delivery if ``settings.smtp.host`` is set."""
     identity = LocalIdentity(db)
     smtp = settings.smtp
-    transport = SmtpTransport(smtp) if smtp.host else None
+    email = SmtpTransport(smtp) if smtp.host else None
+    # Channel recipients (slack:…, teams:…, webhook:…, pagerduty:…) go through the
+    # routing transport, which hands plain addresses to SMTP.
+    channels = (
+        RoutingTransport(settings.channels, smtp=email) if settings.channels.configured() else None
+    )
+    transport: Transport | None = channels or email
     return Drivers(
         identity=identity,
         secrets=LocalSecrets(db),
@@ -90,6 +98,7 @@ def local_drivers(settings: Settings, db: Database) -> Drivers:
             identity=identity,
             timeout_seconds=settings.health.timeout_seconds,
         ),
+        channels=channels,
     )
 
 
@@ -196,9 +205,11 @@ def recipients(to: object, tenant: dict[str, Any] | None, settings: Settings) ->
         raise StepFailed(
             f"'to' must be a list of addresses or one of {STAKEHOLDERS}", retriable=False
         )
-    bad = [a for a in addresses if "@" not in a or any(c.isspace() for c in a)]
+    bad = [a for a in addresses if not is_recipient(a)]
     if bad:
-        raise StepFailed(f"not e-mail addresses: {bad}", retriable=False)
+        raise StepFailed(
+            f"not e-mail addresses or <channel>:<name> recipients: {bad}", retriable=False
+        )
     if not addresses:
         hint = f" (set TENANTOPS_NOTIFY__{audience.upper()})" if audience in STAKEHOLDERS else ""
         raise StepFailed(f"no recipient for 'to: {to}'{hint}", retriable=False)
@@ -402,6 +413,47 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
             )
         )
 
+    def page(ctx: ActionContext) -> StepResult:
+        """PagerDuty Events v2: trigger, acknowledge or resolve one alert.
+
+        The dedup key defaults to ``tenantops/<tenant or platform>/<incident>``, so
+        a playbook's trigger and its later resolve name the same alert; PagerDuty
+        deduplicates by it, so a step run again changes nothing.
+        """
+        p = ctx.params
+        if d.channels is None:
+            raise StepFailed(
+                "no PagerDuty service is configured (TENANTOPS_CHANNELS__PAGERDUTY__…)",
+                retriable=False,
+            )
+        pd = d.channels.pagerduty(str(p.get("service") or "default"))
+        action = str(p.get("action") or "trigger")
+        incident = str(p.get("incident") or ctx.step_name)
+        key = str(p.get("dedup_key") or f"tenantops/{ctx.tenant_id or 'platform'}/{incident}")
+        if action == "trigger":
+            if not p.get("summary"):
+                raise StepFailed(f"{ctx.step_name}: a trigger needs a summary", retriable=False)
+            given = p.get("details")
+            details: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+            key = pd.trigger(
+                summary=str(p["summary"]),
+                source=str(p.get("source") or pd.source),
+                severity=str(p.get("severity") or pd.severity),
+                dedup_key=key,
+                custom_details={"run_id": ctx.run_id, "tenant_id": ctx.tenant_id, **details},
+            )
+        elif action == "acknowledge":
+            key = pd.acknowledge(key)
+        elif action == "resolve":
+            key = pd.resolve(key)
+        else:
+            raise StepFailed(
+                f"{ctx.step_name}: action must be trigger, acknowledge or resolve, not {action!r}",
+                retriable=False,
+            )
+        result = {"service": str(p.get("service") or "default"), "action": action, "dedup_key": key}
+        return StepResult(output=result, evidence=result)
+
     table: dict[str, Callable[[ActionContext], StepResult]] = {
         "identity.create_group": create_group,
         "identity.add_member": add_member,
@@ -416,6 +468,7 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
         "access.set_rate_limit": set_rate_limit,
         "access.lift_rate_limit": lift_rate_limit,
         "notify.send": send,
+        "notify.page": page,
         "health.check": check,
         "health.synthetic": synthetic,
         "access.review": review,

@@ -25,6 +25,9 @@ from tenantops.notifications.models import OutboxMessage
 from tenantops.notifications.schemas import NotificationStatus
 
 DONE = (NotificationStatus.SENT, NotificationStatus.STORED)
+# The longest a channel's Retry-After may hold a worker between two attempts;
+# beyond it, the step fails retriable and the engine's backoff takes over.
+MAX_RETRY_AFTER = 30.0
 
 
 def _delivery(row: OutboxMessage) -> Delivery:
@@ -94,11 +97,18 @@ class OutboxNotifier:
             to=tuple(row.recipients),
             subject=row.subject,
             body=row.body,
+            audience=row.audience,
+            template=row.template,
+            tenant_name=row.tenant_name,
         )
         error: DriverError | None = None
         for attempt in range(self.attempts):
             if attempt:
-                self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+                delay = self.backoff_seconds * 2 ** (attempt - 1)
+                asked = getattr(error, "retry_after", None)  # a channel's Retry-After
+                if isinstance(asked, int | float):
+                    delay = max(delay, min(float(asked), MAX_RETRY_AFTER))
+                self.sleep(delay)
             try:
                 self.transport.deliver(envelope)
             except DriverError as exc:

@@ -44,6 +44,9 @@ class Envelope:
     to: tuple[str, ...]
     subject: str
     body: str
+    audience: str | None = None
+    template: str | None = None
+    tenant_name: str | None = None
 
 
 class Notifier(Protocol):
