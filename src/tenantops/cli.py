@@ -137,6 +137,35 @@ def worker(
         db.dispose()
 
 
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """Check every configured adapter: reachable, logged in, allowed. Exit 1 if one fails."""
+    import json
+
+    from rich.table import Table
+
+    from tenantops.doctor import run as examine
+    from tenantops.kit.cli import terminal
+
+    findings = examine(Settings())
+    failed = [f for f in findings if f.status == "fail"]
+    if as_json:
+        typer.echo(json.dumps([f.__dict__ for f in findings], indent=2))
+    else:
+        table = Table("check", "status", "detail", "fix")
+        style = {"ok": "green", "skip": "dim", "fail": "bold red"}
+        for f in findings:
+            table.add_row(f.check, f"[{style[f.status]}]{f.status}[/]", f.detail, f.fix)
+        terminal().print(table)
+        typer.echo(
+            f"{len(failed)} of {len(findings)} checks failed" if failed else "all checks pass"
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision")] = "head",

@@ -1,0 +1,121 @@
+"""``tenantops doctor``: a table of what is configured and reachable; non-zero when one fails."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import invoke
+from tests.servers import free_port
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A clean TENANTOPS_* environment with its data dir in ``tmp_path``."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("TENANTOPS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("TENANTOPS_DATA_DIR", str(tmp_path / "data"))
+    return monkeypatch
+
+
+def findings(capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, list[dict[str, str]]]]:
+    result = invoke(capsys, "doctor", "--json")
+    by_check: dict[str, list[dict[str, str]]] = {}
+    for f in json.loads(result.out):
+        by_check.setdefault(f["check"], []).append(f)
+    return result.code, by_check
+
+
+def test_the_embedded_default_passes_and_changes_nothing(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, found = findings(capsys)
+    assert code == 0
+    assert {f["status"] for fs in found.values() for f in fs} <= {"ok", "skip"}
+    assert "made by the first `tenantops serve`" in found["database"][0]["detail"]
+    assert not (tmp_path / "data").exists()  # a probe never creates anything
+
+    table = invoke(capsys, "doctor")
+    assert table.code == 0
+    assert "all checks pass" in table.out
+
+
+def test_each_failure_is_named_with_its_fix_and_no_secret(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = free_port()
+    env.setenv("TENANTOPS_SMTP__HOST", "127.0.0.1")
+    env.setenv("TENANTOPS_SMTP__PORT", str(closed))
+    env.setenv("TENANTOPS_SMTP__PASSWORD", "smtp-hunter2")
+    env.setenv("TENANTOPS_SMTP__USERNAME", "mailer")
+    env.setenv("TENANTOPS_EVENTS__BROKER", "nats")
+    env.setenv("TENANTOPS_EVENTS__NATS_URL", f"nats://127.0.0.1:{closed}")
+    env.setenv("TENANTOPS_EVENTS__PUBLISH_TIMEOUT_SECONDS", "1")
+    env.setenv("TENANTOPS_NOTIFY__SECURITY", '["security@corp.example", "slack:secops"]')
+    env.setenv("TENANTOPS_ACCESS__ADAPTER", "redis")
+    env.setenv("TENANTOPS_ACCESS__REDIS__URL", f"redis://ops:redis-hunter2@127.0.0.1:{closed}/0")
+
+    result = invoke(capsys, "doctor", "--json")
+    assert result.code == 1
+    failed = {f["check"]: f for f in json.loads(result.out) if f["status"] == "fail"}
+    assert set(failed) >= {"notify: smtp", "events: nats", "notify: recipients"}
+    assert any(check.startswith("access: redis") for check in failed)
+    assert "TENANTOPS_SMTP__HOST" in failed["notify: smtp"]["fix"]
+    assert "slack:secops is not configured" in failed["notify: recipients"]["detail"]
+    assert all(f["fix"] for f in failed.values())
+    assert "hunter2" not in result.out + result.err
+
+    table = invoke(capsys, "doctor")
+    assert table.code == 1
+    assert f"{len(failed)} of" in table.out
+    assert "hunter2" not in table.out + table.err
+
+
+def test_the_real_redis_and_nats_pass(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.setenv("TENANTOPS_ACCESS__ADAPTER", "redis")
+    env.setenv("TENANTOPS_EVENTS__BROKER", "nats")
+    env.setenv("TENANTOPS_EVENTS__NATS_STREAM", "DOCTOR_TEST")
+    env.setenv("TENANTOPS_EVENTS__NATS_SUBJECT_PREFIX", "doctortest.")
+    try:
+        code, found = findings(capsys)
+    finally:
+        asyncio.run(_delete_stream("DOCTOR_TEST"))
+    assert code == 0, found
+    assert found["events: nats"][0]["status"] == "ok"
+    assert all(f["status"] == "ok" for k, fs in found.items() if k.startswith("access") for f in fs)
+
+
+async def _delete_stream(name: str) -> None:
+    import nats
+
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    try:
+        await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()
+
+
+def test_an_outdated_database_says_to_upgrade(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    (tmp_path / "data").mkdir()
+    sqlite3.connect(tmp_path / "data" / "tenantops.db").executescript(
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL);"
+        "INSERT INTO alembic_version VALUES ('0001');"
+    )
+    code, found = findings(capsys)
+    assert code == 1
+    [db] = found["database"]
+    assert db["status"] == "fail"
+    assert "schema at 0001" in db["detail"]
+    assert db["fix"] == "run: tenantops db upgrade"
