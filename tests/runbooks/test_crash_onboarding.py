@@ -3,7 +3,9 @@
 Two hundred tenants are requested (``tenants.service.create_tenant`` starts
 each onboarding run) and approved by governance and by security, two
 principals (``decide_onboarding`` opens the gate): half before any worker
-runs, so the signal waits for the gate, half while the workers run. Several
+runs, so the signal waits for the gate, half while the workers run, paced
+by the kills (a few approvals per kill, so a fast engine cannot finish the
+runs before the kills have landed). Several
 worker processes (``python -m tests.runbooks.crash_worker`` with the actions of
 ``tenantops.wiring.build_actions``: a real bare git repository, identity,
 secrets, access and the notification outbox in the database, health checks
@@ -49,7 +51,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,10 +100,13 @@ WORKER_ARGS = (
     "1.5",
 )
 BUDGET_SECONDS = 420.0  # a bound on a loaded machine, not a target (see above)
-# Seconds from a restart to the next kill, uniformly at random: short enough that
-# a fast (idle) machine still lands ten or more kills before the runs finish.
+# Seconds from a restart to the next kill, uniformly at random.
 KILL_EVERY = (0.2, 1.5)
 MAX_KILLS = 120
+# The late tenants are approved at most this many per kill so far: however fast
+# the engine drains the runs, the last ones cannot finish before
+# len(late) / APPROVALS_PER_KILL kills have landed among busy workers.
+APPROVALS_PER_KILL = 8
 
 AMY = Principal("amy", frozenset({Role.ACCOUNT_MANAGER}))
 GUS = Principal("gus", frozenset({Role.GOVERNANCE}))
@@ -157,12 +162,15 @@ class Approver:
 
     db: Database
     names: list[str]
+    kills: Callable[[], int]  # how many kills have landed so far (paces the approvals)
     error: BaseException | None = None
     thread: threading.Thread | None = None
 
     def _run(self) -> None:
         try:
-            for name in self.names:
+            for i, name in enumerate(self.names):
+                while self.kills() < i // APPROVALS_PER_KILL:
+                    time.sleep(0.05)
                 approve(self.db, name)
         except BaseException as exc:  # handed to the test, which re-raises it
             self.error = exc
@@ -359,9 +367,9 @@ def test_killed_workers_onboard_every_tenant_with_every_effect_once(
 
     with serve_process(tenantops_env(**settings), tmp_path / "serve.log") as url:
         worker_env = tenantops_env(**settings, health__base_url=f"{url}/probe/tenants/{{tenant}}")
-        approver = Approver(db, late)
         driven = time.monotonic()
         with fleet(db.url, worker_env, tmp_path / "unused-effects", WORKERS) as f:
+            approver = Approver(db, late, kills=lambda: f.kills)
             approver.start()
             crash_until_done(db, f, random.Random(SEED), approver)
             approver.join()
