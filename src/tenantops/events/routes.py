@@ -28,7 +28,7 @@ router = APIRouter(
     route_class=GuardedRoute,
     tags=["events"],
     dependencies=[Depends(authorize)],
-    responses=problem_responses(401, 403, 404, 422, 503),
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
 )
 
 catalogue_router = APIRouter(tags=["events"])

@@ -29,8 +29,9 @@ from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal
+from tenantops.events import outbox
 from tenantops.kit.clock import utcnow
-from tenantops.runbooks import engine
+from tenantops.runbooks import announcements, engine
 from tenantops.runbooks.actions import StepResult
 from tenantops.runbooks.models import Run, RunStep, StepAttempt
 from tenantops.runbooks.spec import Runbook, Step
@@ -304,8 +305,31 @@ def _complete_plain(
         ],
     )
     entries: list[audit.NewEntry] = []
+    announced: list[outbox.Event] = []
     for p in live:
         claim = p.done.claim
+        announced.append(
+            announcements.step_finished(
+                run_id=claim.run_id,
+                runbook=p.runbook.id,
+                tenant_id=claim.tenant_id,
+                inputs=claim.inputs,
+                step=claim.step_name,
+                attempt=p.attempt,
+                evidence=p.done.result.evidence,
+            )
+        )
+        if p.following is None:
+            announced.append(
+                announcements.run_finished(
+                    run_id=claim.run_id,
+                    runbook=p.runbook.id,
+                    version=p.runbook.version,
+                    tenant_id=claim.tenant_id,
+                    inputs=claim.inputs,
+                    status="succeeded",
+                )
+            )
         entries.append(
             audit.NewEntry(
                 actor=_SYSTEM,
@@ -331,6 +355,7 @@ def _complete_plain(
                 )
             )
     audit.record_many(session, entries)
+    outbox.emit_many(session, announced)
     recorded.completed += [p.done.claim for p in live]
     return left
 

@@ -35,6 +35,7 @@ from tenantops.auth.principal import Principal
 from tenantops.errors import Conflict, Forbidden, NotFound, SegregationOfDuties, Unprocessable
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
+from tenantops.runbooks import announcements
 from tenantops.runbooks.actions import ActionContext, StepResult
 from tenantops.runbooks.models import Run, RunSignal, RunStep, StepAttempt
 from tenantops.runbooks.spec import Loaded, Runbook, Step, seconds
@@ -337,6 +338,7 @@ def _advance(session: Session, run: Run, runbook: Runbook, done: RunStep, now: d
             changes={},
             detail={"run_id": run.id},
         )
+        _announce_run(session, run, "succeeded")
     run.updated_at = now
 
 
@@ -747,6 +749,18 @@ def complete(
             "evidence": result.evidence,
         },
     )
+    announcements.emit(
+        session,
+        announcements.step_finished(
+            run_id=run.id,
+            runbook=run.runbook_id,
+            tenant_id=run.tenant_id,
+            inputs=run.inputs,
+            step=row.name,
+            attempt=row.attempt,
+            evidence=result.evidence,
+        ),
+    )
     _advance(session, run, spec_of(run), row, now)
     return row
 
@@ -783,6 +797,36 @@ def _fail_run(session: Session, run: Run, row: RunStep, now: datetime) -> None:
         tenant_id=run.tenant_id,
         changes={},
         detail={"run_id": run.id, "step": row.name, "error": row.error, "attempts": row.attempt},
+    )
+    announcements.emit(
+        session,
+        announcements.step_finished(
+            run_id=run.id,
+            runbook=run.runbook_id,
+            tenant_id=run.tenant_id,
+            inputs=run.inputs,
+            step=row.name,
+            attempt=row.attempt,
+            evidence=row.evidence,
+            error=row.error or "failed",
+        ),
+    )
+    _announce_run(session, run, "failed")
+
+
+def _announce_run(session: Session, run: Run, status: str, actor: str | None = None) -> None:
+    announcements.emit(
+        session,
+        announcements.run_finished(
+            run_id=run.id,
+            runbook=run.runbook_id,
+            version=run.runbook_version,
+            tenant_id=run.tenant_id,
+            inputs=run.inputs,
+            status=status,
+            actor=actor or announcements.ENGINE,
+            error=run.error,
+        ),
     )
 
 
@@ -934,6 +978,8 @@ def cancel(
             row.status, row.finished_at = "cancelled", now
             row.lease_token = row.lease_owner = None
     run.status, run.finished_at, run.updated_at, run.error = "cancelled", now, now, reason
+    # Announced even when the caller's own audit entry names the run.
+    _announce_run(session, run, "cancelled", principal.subject)
     if not audited:
         return run
     audit.record(
@@ -1030,5 +1076,18 @@ def check_deadlines(session: Session) -> list[Breach]:
             tenant_id=b.tenant_id,
             changes={},
             detail={"run_id": b.run_id, "step": b.step, "deadline": b.deadline.isoformat()},
+        )
+        breached = session.get(Run, b.run_id)
+        assert breached is not None
+        announcements.emit(
+            session,
+            announcements.sla_breached(
+                run_id=b.run_id,
+                runbook=breached.runbook_id,
+                tenant_id=b.tenant_id,
+                inputs=breached.inputs,
+                step=b.step,
+                deadline=b.deadline.isoformat(),
+            ),
         )
     return breaches
