@@ -6,6 +6,7 @@ step by step; a run must be announced the same whichever path finished it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tenantops.db import Database
@@ -87,3 +88,37 @@ def test_cancel_and_sla_breach_are_announced(db: Database, clock: Clock) -> None
     [gone] = [e for e in events(db) if e.type.endswith("run.cancelled")]
     assert gone.data["actor"] == AMY.subject
     assert gone.data["error"] == "not needed"
+
+
+def test_a_membership_granted_and_removed_by_a_runbook_is_announced(
+    db: Database, tmp_path: Path
+) -> None:
+    from tenantops.config import Settings
+    from tenantops.drivers.actions import driver_actions
+
+    loaded = runbook(
+        "  - {name: group, action: identity.create_group}\n"
+        "  - {name: grant, action: identity.add_member,"
+        " params: {subject: Dana@Acme.example, permission: write, reason: on call}}\n"
+        "  - {name: ungrant, action: identity.remove_member,"
+        " params: {subject: dana@acme.example}}\n",
+        extra="inputs:\n  tenant: {type: object}\n",
+    )
+    tenant = {
+        "id": "0193a0c4-5b6e-7d2f-9a10-2b3c4d5e6f70",
+        "name": "acme",
+        "business_owner": "owner@acme.example",
+        "contacts": [],
+    }
+    run_id = start(db, loaded, tenant=tenant)
+    drain(worker(db, driver_actions(Settings(data_dir=tmp_path), db)))
+    access = [e for e in events(db) if ".access." in e.type]
+    assert [(e.type.rsplit(".", 1)[1], e.data["subject"]) for e in access] == [
+        ("granted", "dana@acme.example"),
+        ("revoked", "dana@acme.example"),
+    ]
+    assert access[0].topic == "tenant.security"
+    assert access[0].data["tenant_name"] == "acme"
+    assert access[0].data["reason"] == "on call"
+    assert access[0].data["grant_id"].endswith("/dana@acme.example")
+    assert ("run.succeeded", None) in announced(db, run_id)

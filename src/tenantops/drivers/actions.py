@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.access.local import LocalQueueAccess
@@ -31,6 +33,7 @@ from tenantops.drivers.notify.routing import RoutingTransport, is_recipient
 from tenantops.drivers.notify.smtp import SmtpTransport
 from tenantops.drivers.secrets.local import LocalSecrets
 from tenantops.drivers.secrets.port import PathSpec, SecretStore, StoreState
+from tenantops.events import catalogue, outbox
 from tenantops.runbooks.actions import (
     ActionContext,
     FunctionAction,
@@ -117,7 +120,10 @@ def _tenant(ctx: ActionContext) -> dict[str, Any]:
     return {**tenant, "id": str(tenant_id)}
 
 
-def _guarded(fn: Callable[[ActionContext], StepResult]) -> FunctionAction:
+def _guarded(
+    fn: Callable[[ActionContext], StepResult],
+    apply: Callable[[Session, ActionContext, StepResult], None] | None = None,
+) -> FunctionAction:
     """``fn`` as an action whose driver errors become ``StepFailed``."""
 
     def run(ctx: ActionContext) -> StepResult:
@@ -126,7 +132,29 @@ def _guarded(fn: Callable[[ActionContext], StepResult]) -> FunctionAction:
         except DriverError as exc:
             raise StepFailed(str(exc), retriable=exc.retriable) from exc
 
-    return FunctionAction(run)
+    return FunctionAction(run, apply)
+
+
+def _announce_membership(granted: bool) -> Callable[[Session, ActionContext, StepResult], None]:
+    """``tenant.access.granted``/``revoked`` for a group membership, with the step's record."""
+
+    def apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+        tenant = ctx.inputs.get("tenant") if isinstance(ctx.inputs.get("tenant"), dict) else {}
+        subject = str(ctx.params.get("subject") or "").lower()
+        outbox.emit(
+            session,
+            catalogue.ACCESS_GRANTED if granted else catalogue.ACCESS_REVOKED,
+            catalogue.AccessChanged(
+                tenant_id=ctx.tenant_id,
+                tenant_name=tenant.get("name") if tenant else None,
+                actor=ctx.actor,
+                grant_id=f"{result.output.get('group', 'group')}/{subject}",
+                subject=subject,
+                reason=str(ctx.params.get("reason") or "") or None,
+            ),
+        )
+
+    return apply
 
 
 def _number(ctx: ActionContext, name: str, kind: type[float] | type[int]) -> float:
@@ -473,4 +501,8 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
         "health.synthetic": synthetic,
         "access.review": review,
     }
-    return {name: _guarded(fn) for name, fn in table.items()}
+    announced = {
+        "identity.add_member": _announce_membership(granted=True),
+        "identity.remove_member": _announce_membership(granted=False),
+    }
+    return {name: _guarded(fn, announced.get(name)) for name, fn in table.items()}

@@ -102,9 +102,10 @@ class SlaBreached(EventData):
 
 
 class AccessChanged(EventData):
-    """Elevated (break-glass) access was granted to a person, or revoked."""
+    """Access to a tenant was granted to a person or revoked: a group membership, or
+    time-boxed elevated (break-glass) access."""
 
-    grant_id: str
+    grant_id: str = Field(description="The break-glass token id, or <group>/<member>.")
     subject: str = Field(description="Who holds (or held) the access.")
     reason: str | None = None
     incident_ref: str | None = None
@@ -176,13 +177,13 @@ SLA_BREACHED = EventType(
 ACCESS_GRANTED = EventType(
     "tenant.access.granted",
     "tenant.security",
-    "Break-glass access was granted: time-boxed, with reason and incident.",
+    "Access was granted: a group membership, or time-boxed break-glass access.",
     AccessChanged,
 )
 ACCESS_REVOKED = EventType(
     "tenant.access.revoked",
     "tenant.security",
-    "Break-glass access was revoked (at expiry or by hand).",
+    "Access was revoked: a membership removed, or break-glass access ended.",
     AccessChanged,
 )
 
