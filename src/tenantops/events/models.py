@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantops.db import Base
@@ -66,6 +66,15 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_event_deliveries_due", "status", "next_attempt_at"),
         Index("ix_event_deliveries_subscription", "subscription_id", "event_seq", unique=True),
+        # The relay's "is an earlier delivery of this tenant still backing off?"
+        # looks at pending rows only; delivered ones pile up and must not be read.
+        Index(
+            "ix_event_deliveries_pending",
+            "subscription_id",
+            "event_seq",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -23,10 +23,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import httpx
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import aliased
 
 from tenantops.config import EventsSettings
@@ -42,6 +43,23 @@ log = structlog.get_logger("tenantops.events")
 
 LEASE_NAME = "relay"
 MAX_BROKER_BACKOFF = 30.0
+
+
+_DELIVERIES = cast(Table, Delivery.__table__)
+# One executemany per round. Only rows still pending: a delete or a redelivery
+# that happened meanwhile wins. (Bind names differ from the columns they set.)
+_RECORD_ATTEMPT = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("b_id"), _DELIVERIES.c.status == "pending")
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        last_status=bindparam("b_last_status", type_=_DELIVERIES.c.last_status.type),
+        last_error=bindparam("b_last_error", type_=_DELIVERIES.c.last_error.type),
+        delivered_at=bindparam("b_delivered_at", type_=_DELIVERIES.c.delivered_at.type),
+        next_attempt_at=bindparam("b_next_attempt_at", type_=_DELIVERIES.c.next_attempt_at.type),
+    )
+)
 
 
 def matches(patterns: Sequence[str], event_type: str) -> bool:
@@ -234,19 +252,14 @@ class Relay:
                 continue
             outcome = self._attempt(delivery, event, sub)
             outcomes.append(outcome)
-            if outcome["status"] != "delivered":
+            if outcome["b_status"] != "delivered":
                 blocked.add(key)
         if outcomes:
             # One transaction for the round; only rows still pending (a delete or a
             # redelivery meanwhile wins). A crash before it re-sends the round:
             # at least once, deduplicated on webhook-id.
             with self.db.write() as session:
-                for values in outcomes:
-                    session.execute(
-                        update(Delivery)
-                        .where(Delivery.id == values.pop("id"), Delivery.status == "pending")
-                        .values(**values)
-                    )
+                session.execute(_RECORD_ATTEMPT, outcomes)
         return len(outcomes)
 
     def _attempt(
@@ -264,17 +277,19 @@ class Relay:
         now = utcnow()
         attempts = delivery.attempts + 1
         values: dict[str, object] = {
-            "id": delivery.id,
-            "status": "pending",
-            "attempts": attempts,
-            "last_status": outcome.status,
-            "last_error": outcome.error,
+            "b_id": delivery.id,
+            "b_status": "pending",
+            "b_attempts": attempts,
+            "b_last_status": outcome.status,
+            "b_last_error": outcome.error,
+            "b_delivered_at": None,
+            "b_next_attempt_at": None,
         }
         if outcome.ok:
-            values.update(status="delivered", delivered_at=now, next_attempt_at=None)
+            values.update(b_status="delivered", b_delivered_at=now)
             self.stats.delivered += 1
         elif attempts >= self.settings.webhook_attempts:
-            values.update(status="dead", next_attempt_at=None)
+            values.update(b_status="dead")
             self.stats.dead += 1
             log.warning(
                 "webhook delivery dead after its last attempt",
@@ -292,7 +307,7 @@ class Relay:
                 delay = max(
                     delay, min(outcome.retry_after, self.settings.webhook_backoff_max_seconds)
                 )
-            values["next_attempt_at"] = now + timedelta(seconds=delay)
+            values["b_next_attempt_at"] = now + timedelta(seconds=delay)
             self.stats.failed_attempts += 1
         return values
 

@@ -96,10 +96,18 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_event_deliveries_subscription", ["subscription_id", "event_seq"], unique=True
         )
+        batch_op.create_index(
+            "ix_event_deliveries_pending",
+            ["subscription_id", "event_seq"],
+            unique=False,
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("event_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_event_deliveries_pending")
         batch_op.drop_index("ix_event_deliveries_subscription")
         batch_op.drop_index("ix_event_deliveries_due")
 
