@@ -29,7 +29,11 @@ def _line(event: dict[str, Any]) -> str:
     data = event.get("data") or {}
     who = data.get("tenant_name") or event.get("subject") or "-"
     what = event["type"].removeprefix("io.tenantops.")
-    extra = data.get("to_state") or data.get("status") or data.get("decision") or ""
+    extra = data.get("to_state") or data.get("decision") or data.get("status") or ""
+    if data.get("step"):
+        extra = f"{data['step']}: {extra}" if extra else str(data["step"])
+    elif data.get("subject") and "access" in what:
+        extra = str(data["subject"])
     return f"{event['time'][:23]}  #{event['sequence']:>6}  {what:<28} {who:<24} {extra}"
 
 
