@@ -749,18 +749,7 @@ def complete(
             "evidence": result.evidence,
         },
     )
-    announcements.emit(
-        session,
-        announcements.step_finished(
-            run_id=run.id,
-            runbook=run.runbook_id,
-            tenant_id=run.tenant_id,
-            inputs=run.inputs,
-            step=row.name,
-            attempt=row.attempt,
-            evidence=result.evidence,
-        ),
-    )
+    _announce_step(session, run, row)
     _advance(session, run, spec_of(run), row, now)
     return row
 
@@ -798,6 +787,11 @@ def _fail_run(session: Session, run: Run, row: RunStep, now: datetime) -> None:
         changes={},
         detail={"run_id": run.id, "step": row.name, "error": row.error, "attempts": row.attempt},
     )
+    _announce_step(session, run, row, error=row.error or "failed")
+    _announce_run(session, run, "failed")
+
+
+def _announce_step(session: Session, run: Run, row: RunStep, error: str | None = None) -> None:
     announcements.emit(
         session,
         announcements.step_finished(
@@ -808,10 +802,9 @@ def _fail_run(session: Session, run: Run, row: RunStep, now: datetime) -> None:
             step=row.name,
             attempt=row.attempt,
             evidence=row.evidence,
-            error=row.error or "failed",
+            error=error,
         ),
     )
-    _announce_run(session, run, "failed")
 
 
 def _announce_run(session: Session, run: Run, status: str, actor: str | None = None) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,22 +34,6 @@ def _state(row: QueueAccessRecord) -> AccessState:
         queues_paused=row.queues_paused,
         paused_at=row.paused_at,
         rate_limit=limit,
-    )
-
-
-def _from_record(result: dict[str, object]) -> AccessState:
-    limit = result["rate_limit"]
-    paused_at = result["paused_at"]
-    return AccessState(
-        tenant_id=str(result["tenant_id"]),
-        tenant_name=str(result["tenant_name"]),
-        queues_paused=bool(result["queues_paused"]),
-        paused_at=datetime.fromisoformat(paused_at) if isinstance(paused_at, str) else None,
-        rate_limit=(
-            RateLimit(rate=float(limit["rate"]), burst=int(limit["burst"]))
-            if isinstance(limit, dict)
-            else None
-        ),
     )
 
 
@@ -97,7 +80,7 @@ class LocalQueueAccess:
             operation=operation,
             tenant_id=tenant_id,
             change=change,
-            recorded=_from_record,
+            recorded=AccessState.from_dict,
             what="access",
         )
 

@@ -28,6 +28,23 @@ class AccessState:
     paused_at: datetime | None
     rate_limit: RateLimit | None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> AccessState:
+        """The state ``as_dict`` recorded (an effect log entry)."""
+        limit = data["rate_limit"]
+        paused_at = data["paused_at"]
+        return cls(
+            tenant_id=str(data["tenant_id"]),
+            tenant_name=str(data["tenant_name"]),
+            queues_paused=bool(data["queues_paused"]),
+            paused_at=datetime.fromisoformat(paused_at) if isinstance(paused_at, str) else None,
+            rate_limit=(
+                RateLimit(rate=float(limit["rate"]), burst=int(limit["burst"]))
+                if isinstance(limit, dict)
+                else None
+            ),
+        )
+
     def as_dict(self) -> dict[str, object]:
         return {
             "tenant_id": self.tenant_id,

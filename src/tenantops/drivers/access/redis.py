@@ -67,7 +67,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.db import Database
-from tenantops.drivers.access.local import _from_record, check_limit
+from tenantops.drivers.access.local import check_limit
 from tenantops.drivers.access.models import AccessEffect
 from tenantops.drivers.access.port import AccessState, RateLimit
 from tenantops.drivers.access.settings import RedisAccessSettings
@@ -490,7 +490,7 @@ class RedisQueueAccess:
             operation=operation,
             tenant_id=tenant_id,
             change=change,
-            recorded=_from_record,
+            recorded=AccessState.from_dict,
             what="access",
         )
 
