@@ -124,3 +124,31 @@ def test_break_glass_grant_is_announced_on_the_security_topic(
     assert granted.topic == "tenant.security"
     assert granted.data["incident_ref"] == "INC-1"
     assert granted.data["subject"].startswith("breakglass:")
+
+
+def test_the_event_stream_pages_by_sequence_and_filters_by_type(
+    client: TestClient, db: Database, actors: Actors
+) -> None:
+    first = flows.request_tenant(client, actors.am)
+    flows.approve(client, first["id"], "governance", actors.gov)
+    second = flows.request_tenant(client, actors.am)
+    url = "/api/v1/events"
+
+    page = flows.ok(client.get(url, params={"limit": 2}, headers=actors.auditor))
+    assert [e["type"] for e in page["items"]] == [
+        "io.tenantops.tenant.requested",
+        "io.tenantops.tenant.approval.recorded",
+    ]
+    rest = flows.ok(client.get(url, params={"after": page["next_after"]}, headers=actors.auditor))
+    assert [e["subject"] for e in rest["items"]] == [second["id"]]
+    assert rest["items"][0]["sequence"] == str(rest["next_after"])
+
+    only = flows.ok(
+        client.get(url, params={"type": "io.tenantops.tenant.requested"}, headers=actors.ops)
+    )
+    assert [e["subject"] for e in only["items"]] == [first["id"], second["id"]]
+    newest = flows.ok(client.get(url, params={"last": 1}, headers=actors.ops))
+    assert [e["subject"] for e in newest["items"]] == [second["id"]]
+    mine = flows.ok(client.get(url, params={"tenant": first["id"]}, headers=actors.ops))
+    assert {e["subject"] for e in mine["items"]} == {first["id"]}
+    flows.problem(client.get(url, headers=actors.qa), 403)  # not every role reads the stream

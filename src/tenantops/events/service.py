@@ -38,8 +38,12 @@ def stream(
         query = query.where(OutboxEvent.tenant_id == tenant_id)
     last = after
     items: list[dict[str, Any]] = []
-    # Type patterns (wildcards) are matched here; pages are read until full.
-    while len(items) < limit:
+    # Type patterns (wildcards) are matched here; pages are read until full, but
+    # at most ten: a filter that matches little must not read the whole outbox in
+    # one request (the caller goes on from ``last``).
+    for _ in range(10):
+        if len(items) >= limit:
+            break
         rows = session.execute(query.where(OutboxEvent.seq > last).limit(limit)).scalars().all()
         if not rows:
             break
