@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tenantops.drivers.access.settings import RedisAccessSettings
+from tenantops.drivers.gitops.settings import RemoteGitSettings
 from tenantops.drivers.notify.settings import ChannelsSettings
 
 
@@ -115,6 +116,10 @@ class GitOpsSettings(BaseModel):
     ingress_namespace: str = "ingress-nginx"
     vault_server: str = "http://vault.vault.svc:8200"
     vault_mount: str = "secret"
+    remote: RemoteGitSettings | None = Field(
+        default=None,
+        description="push to this remote git repository (SSH or HTTPS) instead of the local one",
+    )
 
 
 class AccessSettings(BaseModel):

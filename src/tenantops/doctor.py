@@ -99,6 +99,15 @@ def gitops(settings: Settings) -> Iterator[Finding]:
             check=False,
         ).stdout.strip()
         yield Finding("gitops: git", "ok", version)
+    if settings.gitops.remote is not None:
+        from tenantops.drivers.gitops.remote import RemoteGitRepo
+        from tenantops.provisioning.actions import gitops_repo
+
+        repo = gitops_repo(settings)
+        assert isinstance(repo, RemoteGitRepo)
+        for row in repo.check():
+            yield Finding(f"gitops: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix)
+        return
     path = settings.resolved_gitops_path()
     parent = path if path.exists() else path.parent
     if _writable(parent):

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from tenantops.config import Settings
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.gitops import Change, GitOpsRepo, LocalGitRepo
+from tenantops.drivers.gitops.remote import RemoteGitRepo
 from tenantops.provisioning.manifests import (
     TIERS,
     Platform,
@@ -46,7 +47,10 @@ def platform_from(settings: Settings) -> Platform:
     """The render's view of ``Settings.gitops``."""
     g = settings.gitops
     return Platform(
-        repo_url=g.repo_url or settings.resolved_gitops_path().resolve().as_uri(),
+        repo_url=g.repo_url
+        or (
+            g.remote.safe_url() if g.remote else settings.resolved_gitops_path().resolve().as_uri()
+        ),
         revision=g.branch,
         kubernetes_version=g.kubernetes_version,
         argocd_namespace=g.argocd_namespace,
@@ -88,17 +92,26 @@ def _guarded(fn: Callable[[ActionContext], StepResult]) -> Callable[[ActionConte
     return run
 
 
+def gitops_repo(settings: Settings) -> GitOpsRepo:
+    """The remote repository when ``TENANTOPS_GITOPS__REMOTE__URL`` is set, else the local one."""
+    g = settings.gitops
+    if g.remote is not None:
+        return RemoteGitRepo(
+            g.remote.model_copy(update={"branch": g.branch}),
+            cache_dir=g.remote.cache_dir or settings.data_dir / "gitops-remote",
+        )
+    return LocalGitRepo(settings.resolved_gitops_path(), branch=g.branch)
+
+
 def gitops_actions(
     settings: Settings,
     *,
     repo: GitOpsRepo | None = None,
     tiers: Mapping[str, TierSize] = TIERS,
 ) -> Registry:
-    """The ``gitops.*`` actions bound to ``repo`` (default: the local git repository)."""
+    """The ``gitops.*`` actions bound to ``repo`` (default: the configured repository)."""
     platform = platform_from(settings)
-    target: GitOpsRepo = repo or LocalGitRepo(
-        settings.resolved_gitops_path(), branch=settings.gitops.branch
-    )
+    target: GitOpsRepo = repo or gitops_repo(settings)
 
     def render(spec: TenantSpec) -> Rendered:
         return render_tenant(spec, platform, tiers)
