@@ -57,6 +57,7 @@ class Seen:
     path: str
     token: bool
     body: Any
+    namespace: str | None = None
 
 
 @dataclass
@@ -117,9 +118,11 @@ class Vault:
         """Answer the next request whose path contains ``on`` with the recorded ``error``."""
         self.script.append((on, error))
 
-    def answer(self, method: str, path: str, token: str | None, raw: bytes) -> dict[str, Any]:
+    def answer(
+        self, method: str, path: str, token: str | None, raw: bytes, namespace: str | None = None
+    ) -> dict[str, Any]:
         body = json.loads(raw) if raw else None
-        self.seen.append(Seen(method, path, token is not None, body))
+        self.seen.append(Seen(method, path, token is not None, body, namespace))
         if "/data/" in path and f"/{MOUNT}/" in path:
             self.problems.append(f"{method} {path}: a secret's value was touched")
         for i, (on, error) in enumerate(self.script):
@@ -201,7 +204,13 @@ def _handler(vault: Vault) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(int(self.headers.get("content-length") or 0))
             path = self.path.split("?")[0]
             method = "LIST" if "list=true" in self.path else self.command
-            reply = vault.answer(method, path, self.headers.get("X-Vault-Token"), raw)
+            reply = vault.answer(
+                method,
+                path,
+                self.headers.get("X-Vault-Token"),
+                raw,
+                self.headers.get("X-Vault-Namespace"),
+            )
             data = b"" if "body" not in reply else json.dumps(reply["body"]).encode()
             self.send_response(reply["status"])
             for k, v in reply.get("headers", {}).items():
@@ -473,6 +482,11 @@ def test_the_lifecycle_is_made_of_documented_metadata_policy_and_lease_calls(
         "tenantops_status": "active",
         "tenantops_version": "2",
     }
+
+
+def test_a_namespace_goes_with_every_call(vault: Vault, make: Make) -> None:
+    make_store(make(namespace="team-a"))
+    assert {s.namespace for s in vault.seen} == {"team-a"}
 
 
 def test_a_replayed_step_does_not_call_vault(vault: Vault, vs: VaultSecretStore) -> None:

@@ -27,14 +27,14 @@ failed half-way can simply run again.
 
 What a Vault answer means for a retry:
 
-=================================================  ============================
-401, 403 (bad/expired token, missing policy)       ``needs_human``
-501 (Vault not initialised), TLS verification      ``needs_human``
-404 on a read                                      absent (not an error)
-404 on a write (no such mount), 400, 405, other    ``permanent``
-409, 412, 429 (``Retry-After`` kept), 472, 473     ``retriable``
-5xx (503: sealed or standby), no connection, timeout  ``retriable``
-=================================================  ============================
+======================================================  ==================
+401, 403 (bad or expired token, a policy missing)       ``needs_human``
+501 (not initialised), a TLS verification failure       ``needs_human``
+404 on a read                                           absent, no error
+404 on a write (no such mount), 400, 405, any other     ``permanent``
+409, 412, 429 (``Retry-After`` kept), 472, 473          ``retriable``
+5xx (503: sealed, standby), no connection, a timeout    ``retriable``
+======================================================  ==================
 
 The token never appears in a message, a repr or a log line.
 """
