@@ -14,6 +14,7 @@ answer means for a retry, ``doctor``, and that the token is never shown.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import re
@@ -27,13 +28,16 @@ from typing import Any, Protocol
 import pytest
 from pydantic import SecretStr
 
+from tenantops.config import Settings
 from tenantops.db import Database
+from tenantops.drivers.actions import driver_actions, local_drivers
 from tenantops.drivers.errors import DriverError, Retry
 from tenantops.drivers.secrets.local import LocalSecrets
 from tenantops.drivers.secrets.port import PathSpec, SecretStore, StoreState
 from tenantops.drivers.secrets.settings import VaultSettings
 from tenantops.drivers.secrets.vault import VaultError, VaultSecretStore
 from tenantops.kit.ids import new_id
+from tenantops.runbooks.actions import ActionContext, StepFailed
 
 CONTRACTS = Path(__file__).parent / "contracts" / "vault"
 TOKEN = "hvs.CAESIJ-test-token-never-shown-9f8e7d"  # a test token
@@ -645,3 +649,48 @@ def test_doctor_names_a_missing_capability_and_its_fix(vault: Vault, vs: VaultSe
     assert set(failed) == {"vault may revoke leases"}
     assert "sudo" in failed["vault may revoke leases"].detail
     assert 'path "sys/leases/revoke-prefix/*"' in failed["vault may revoke leases"].fix
+
+
+# Vault behind the runbook actions ----------------------------------------------------------
+
+
+def test_the_runbook_actions_run_on_vault_and_keep_its_verdicts(
+    vault: Vault, vs: VaultSecretStore, db: Database, settings: Settings
+) -> None:
+    drivers = dataclasses.replace(local_drivers(settings, db), secrets=vs)
+    actions = driver_actions(settings, db, drivers=drivers)
+    tenant = {"id": new_id(), "name": "acme", "business_owner": "o@acme.example"}
+
+    def run(action: str, key: str) -> dict[str, Any]:
+        ctx = ActionContext(
+            run_id="run-1",
+            step_name="secrets",
+            tenant_id=tenant["id"],
+            params={},
+            idempotency_key=key,
+            attempt=1,
+            actor="amy",
+            inputs={"tenant": tenant},
+        )
+        return dict(actions[action].run(ctx).evidence)
+
+    created = run("secrets.create_store", "c")
+    vault.fail("sealed", on="/sys/policies/acl/")
+    with pytest.raises(StepFailed) as sealed:
+        run("secrets.revoke", "r")
+    revoked = run("secrets.revoke", "r")  # the step's retry, once Vault is unsealed
+    vault.fail("permission_denied")
+    with pytest.raises(StepFailed) as denied:
+        run("secrets.restore", "s")
+
+    assert created["store"] == "vault://secret/tenants/acme/"
+    assert set(created["paths"]) == {
+        "tenants/acme/app/config",
+        "tenants/acme/app/database",
+        "tenants/acme/app/queue",
+    }
+    assert sealed.value.retriable
+    assert revoked["status"] == "revoked"
+    assert not denied.value.retriable
+    assert "needs_human" in str(denied.value)
+    assert TOKEN not in f"{sealed.value} {denied.value}"
