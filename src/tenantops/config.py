@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tenantops.drivers.access.settings import RedisAccessSettings
 from tenantops.drivers.gitops.settings import RemoteGitSettings
 from tenantops.drivers.notify.settings import ChannelsSettings
+from tenantops.drivers.secrets.settings import VaultSettings
 
 
 class OIDCSettings(BaseModel):
@@ -130,6 +131,15 @@ class AccessSettings(BaseModel):
     redis: RedisAccessSettings = Field(default_factory=RedisAccessSettings)
 
 
+class SecretsSettings(BaseModel):
+    """Which adapter keeps tenants' secret stores: ``local`` (references in the
+    database) or ``vault`` (policies, KV v2 metadata and lease revocation; values
+    never touched)."""
+
+    adapter: Literal["local", "vault"] = "local"
+    vault: VaultSettings = Field(default_factory=VaultSettings)
+
+
 class EventsSettings(BaseModel):
     """The event outbox's relay: which broker it publishes to, and webhook delivery.
 
@@ -194,6 +204,7 @@ class Settings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
     # A bootstrap admin token printed once on first start of an empty database,
     # so the embedded default is usable without an identity provider.

@@ -179,6 +179,22 @@ def access(settings: Settings) -> Iterator[Finding]:
         adapter.db.dispose()
 
 
+def secrets(settings: Settings) -> Iterator[Finding]:
+    if settings.secrets.adapter == "local":
+        yield Finding("secrets", "skip", "local adapter: references kept in the database")
+        return
+    from tenantops.drivers.secrets.vault import VaultSecretStore
+
+    db = Database(settings.resolved_database_url())
+    adapter = VaultSecretStore(db, settings.secrets.vault)
+    try:
+        for row in adapter.check():
+            yield Finding(f"secrets: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix)
+    finally:
+        adapter.close()
+        db.dispose()
+
+
 def notify(settings: Settings) -> Iterator[Finding]:
     smtp = settings.smtp
     if smtp.host is None:
@@ -293,7 +309,7 @@ def terraform(settings: Settings) -> Iterator[Finding]:
         )
 
 
-PROBES: tuple[Probe, ...] = (database, gitops, events, access, notify, oidc, terraform)
+PROBES: tuple[Probe, ...] = (database, gitops, events, access, secrets, notify, oidc, terraform)
 
 
 def run(settings: Settings, probes: tuple[Probe, ...] = PROBES) -> list[Finding]:

@@ -31,3 +31,19 @@ def test_the_redis_url_is_a_secret_in_the_settings(tmp_path: Path) -> None:
     )
     assert "hunter2" not in repr(settings)
     assert "hunter2" not in settings.model_dump_json()
+
+
+def test_secret_stores_are_local_by_default_and_vault_when_configured(
+    db: Database, tmp_path: Path
+) -> None:
+    from tenantops.drivers.secrets.local import LocalSecrets
+    from tenantops.drivers.secrets.vault import VaultSecretStore
+
+    assert isinstance(local_drivers(Settings(data_dir=tmp_path), db).secrets, LocalSecrets)
+    configured = Settings(
+        data_dir=tmp_path,
+        secrets={"adapter": "vault", "vault": {"url": "http://127.0.0.1:8200", "token": "hvs.x"}},
+    )
+    store = local_drivers(configured, db).secrets
+    assert isinstance(store, VaultSecretStore)
+    store.close()

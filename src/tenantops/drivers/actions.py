@@ -33,6 +33,7 @@ from tenantops.drivers.notify.routing import RoutingTransport, is_recipient
 from tenantops.drivers.notify.smtp import SmtpTransport
 from tenantops.drivers.secrets.local import LocalSecrets
 from tenantops.drivers.secrets.port import PathSpec, SecretStore, StoreState
+from tenantops.drivers.secrets.vault import VaultSecretStore
 from tenantops.events import catalogue, outbox
 from tenantops.runbooks.actions import (
     ActionContext,
@@ -82,7 +83,11 @@ def local_drivers(settings: Settings, db: Database) -> Drivers:
     transport: Transport | None = channels or email
     return Drivers(
         identity=identity,
-        secrets=LocalSecrets(db),
+        secrets=(
+            VaultSecretStore(db, settings.secrets.vault)
+            if settings.secrets.adapter == "vault"
+            else LocalSecrets(db)
+        ),
         access=(
             RedisQueueAccess(db, settings.access.redis)
             if settings.access.adapter == "redis"
