@@ -37,7 +37,8 @@ def store_ref_of(tenant_name: str) -> str:
     return f"local://secrets/{prefix_of(tenant_name)}"
 
 
-def _check_path(path: str) -> str:
+def check_path(path: str) -> str:
+    """``path`` if it is a secret path every adapter accepts; a permanent error otherwise."""
     if not PATH.fullmatch(path) or ".." in path.split("/"):
         raise DriverError(
             f"{path!r} is not a secret path (lowercase segments joined by '/')",
@@ -46,7 +47,8 @@ def _check_path(path: str) -> str:
     return path
 
 
-def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """``metadata`` if it only describes a secret (never a value); a permanent error otherwise."""
     for key, value in metadata.items():
         if not META_KEY.fullmatch(key) or any(w in key for w in VALUE_WORDS):
             raise DriverError(
@@ -78,7 +80,8 @@ def _state(session: Session, store: SecretStoreRecord) -> StoreState:
     )
 
 
-def _from_record(result: dict[str, object]) -> StoreState:
+def state_from_record(result: dict[str, object]) -> StoreState:
+    """The state an effect-log entry recorded (shared by the adapters)."""
     paths = result["paths"]
     assert isinstance(paths, list)
     return StoreState(
@@ -94,8 +97,8 @@ def _from_record(result: dict[str, object]) -> StoreState:
 
 
 def _put_path(session: Session, store: SecretStoreRecord, spec: PathSpec) -> None:
-    full = store.prefix + _check_path(spec.path.strip("/"))
-    metadata = _check_metadata(spec.metadata)
+    full = store.prefix + check_path(spec.path.strip("/"))
+    metadata = check_metadata(spec.metadata)
     now = utcnow()
     row = session.get(SecretPathRecord, full)
     if row is None:
@@ -141,7 +144,7 @@ class LocalSecrets:
             operation=operation,
             tenant_id=tenant_id,
             change=change,
-            recorded=_from_record,
+            recorded=state_from_record,
             what="secrets",
         )
 

@@ -57,7 +57,7 @@ from sqlalchemy.orm import Session
 from tenantops.db import Database
 from tenantops.drivers.effects import apply_once
 from tenantops.drivers.errors import DriverError, Retry
-from tenantops.drivers.secrets.local import _check_metadata, _check_path, _from_record
+from tenantops.drivers.secrets.local import check_metadata, check_path, state_from_record
 from tenantops.drivers.secrets.models import SecretEffect
 from tenantops.drivers.secrets.port import PathSpec, SecretRef, StoreState
 from tenantops.drivers.secrets.settings import VaultSettings
@@ -535,8 +535,8 @@ class VaultSecretStore:
     # Helpers ----------------------------------------------------------------------------
 
     def _checked(self, spec: PathSpec) -> PathSpec:
-        path = _check_path(spec.path.strip("/"))
-        metadata = _check_metadata(spec.metadata)
+        path = check_path(spec.path.strip("/"))
+        metadata = check_metadata(spec.metadata)
         reserved = [k for k in metadata if k.startswith(OURS)]
         if reserved or len(metadata) > CUSTOM_METADATA_MAX - 2:
             raise VaultError(
@@ -564,7 +564,7 @@ class VaultSecretStore:
             operation=operation,
             tenant_id=tenant_id,
             change=change,
-            recorded=_from_record,
+            recorded=state_from_record,
             what="secrets",
         )
 
