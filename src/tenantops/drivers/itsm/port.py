@@ -1,0 +1,82 @@
+"""The ITSM port: open, update and read tickets, at most one per step's idempotency key.
+
+Value objects only. ``open`` with a key it has seen returns the ticket it
+opened then (``replayed``) instead of a second one, so a runbook step
+re-executed after a crash does not file the same incident twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class TicketKind(StrEnum):
+    """What kind of record."""
+
+    INCIDENT = "incident"
+    CHANGE = "change"
+    PROBLEM = "problem"
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A record in the ITSM tool; ``id`` is the tool's key, ``number`` what people quote."""
+
+    kind: TicketKind
+    id: str
+    number: str
+    state: str
+    tenant: str
+    correlation_id: str
+    link: str = ""
+    replayed: bool = False
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "id": self.id,
+            "number": self.number,
+            "state": self.state,
+            "tenant": self.tenant,
+            "correlation_id": self.correlation_id,
+            "link": self.link,
+            "replayed": self.replayed,
+            "fields": dict(self.fields),
+        }
+
+
+class Itsm(Protocol):
+    """An IT service management tool (ServiceNow; in memory locally)."""
+
+    def open(
+        self,
+        kind: TicketKind,
+        *,
+        tenant: str,
+        short_description: str,
+        description: str,
+        idempotency_key: str,
+        fields: Mapping[str, str] | None = None,
+    ) -> Ticket:
+        """Open a record linked to ``tenant``, or return the one this key opened before."""
+        ...
+
+    def update(
+        self,
+        ticket: Ticket,
+        *,
+        idempotency_key: str,
+        state: str | None = None,
+        work_notes: str | None = None,
+        fields: Mapping[str, str] | None = None,
+    ) -> Ticket:
+        """Set ``state``/``fields`` and add ``work_notes``; the record as it is afterwards."""
+        ...
+
+    def get(self, ticket: Ticket) -> Ticket:
+        """The record as it is now."""
+        ...
