@@ -414,3 +414,37 @@ def test_local_stand_in_reports_the_gitops_head_and_says_no_cluster_saw_it(
     with pytest.raises(DriverError) as raised:
         argocd.sync(APP, revision="0" * 40)
     assert raised.value.retry is Retry.PERMANENT
+
+
+# One contract for every adapter of the port ------------------------------------------------
+
+
+@pytest.fixture(params=["local", "rest"])
+def any_argocd(
+    request: pytest.FixtureRequest, replay: Replay, fake_time: FakeTime, tmp_path: Path
+) -> Iterator[tuple[ArgoCD, str]]:
+    if request.param == "local":
+        repo = LocalGitRepo(tmp_path / "gitops")
+        sha = repo.apply(
+            Change(summary="s", run_id="r", actor="a", idempotency_key="k", files={"f": "x\n"})
+        ).sha
+        yield LocalArgoCD(repo), sha
+        return
+    replay.script(ex("sync_started"), ex("synced_progressing"), ex("synced_healthy"))
+    settings = ArgoCDSettings(url=replay.url, token=SecretStr(TOKEN))
+    client = ArgoCDRest(settings, sleep=fake_time.sleep, clock=fake_time.clock)
+    yield client, NEW
+    client.close()
+    replay.assert_done()
+
+
+def test_contract_sync_then_wait_ends_synced_healthy_at_the_revision_with_history(
+    any_argocd: tuple[ArgoCD, str],
+) -> None:
+    argocd, revision = any_argocd
+    argocd.sync(APP, revision=revision)
+    state = argocd.wait(APP, timeout=60, revision=revision)
+    assert state.done
+    assert (state.app, state.revision) == (APP, revision)
+    assert state.history[0].revision == revision
+    assert state.as_dict()["observed_by"] == state.observed_by

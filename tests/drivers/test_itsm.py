@@ -132,18 +132,42 @@ def test_update_patches_state_and_a_work_note_marked_with_the_key_then_get_reads
     snow: ServiceNowItsm,
     replay: Replay,  # noqa: F811
 ) -> None:
-    replay.script(ex("lookup_incident_found"), ex("update_incident"), ex("get_incident"))
+    replay.script(
+        ex("lookup_incident_found"), ex("journal_none"), ex("update_incident"), ex("get_incident")
+    )
     ticket = open_incident(snow)
     updated = snow.update(
         ticket, idempotency_key="run-7f3a:step-5", state="2", work_notes="Queue access paused."
     )
     assert updated.state == "2"
     assert snow.get(updated).state == "2"
-    patch = replay.seen[1]
+    patch = replay.seen[2]
     assert patch.body == {
         "state": "2",
         "work_notes": "Queue access paused.\n[tenantops run-7f3a:step-5]",
     }
+    replay.assert_done()
+
+
+def test_a_re_run_update_does_not_post_its_work_note_twice(
+    snow: ServiceNowItsm,
+    replay: Replay,  # noqa: F811
+) -> None:
+    replay.script(ex("journal_found"), ex("update_incident_state_only"))
+    ticket = Ticket(TicketKind.INCIDENT, SYS_ID, "INC0010023", "1", "acme", KEY)
+    snow.update(ticket, idempotency_key="run-7f3a:step-5", state="2", work_notes="paused")
+    assert replay.seen[1].body == {"state": "2"}
+    replay.assert_done()
+
+
+def test_a_journal_the_user_may_not_read_means_the_note_is_posted(
+    snow: ServiceNowItsm,
+    replay: Replay,  # noqa: F811
+) -> None:
+    replay.script(ex("journal_forbidden"), ex("update_incident"))
+    ticket = Ticket(TicketKind.INCIDENT, SYS_ID, "INC0010023", "1", "acme", KEY)
+    snow.update(ticket, idempotency_key="run-7f3a:step-5", state="2", work_notes="paused")
+    assert "[tenantops run-7f3a:step-5]" in replay.seen[1].body["work_notes"]
     replay.assert_done()
 
 
@@ -297,3 +321,40 @@ def test_in_memory_opens_once_per_key_and_notes_once_per_key() -> None:
             description="d",
             idempotency_key=KEY,
         )
+
+
+# One contract for every adapter of the port ------------------------------------------------
+
+
+@pytest.fixture(params=["in_memory", "servicenow"])
+def any_itsm(request: pytest.FixtureRequest, replay: Replay) -> Iterator[Itsm]:  # noqa: F811
+    if request.param == "in_memory":
+        yield InMemoryItsm()
+        return
+    replay.script(
+        ex("lookup_incident_none"),
+        ex("create_incident"),
+        ex("lookup_incident_found"),
+        ex("journal_none"),
+        ex("update_incident"),
+        ex("get_incident"),
+    )
+    client = ServiceNowItsm(settings(replay.url))
+    yield client
+    client.close()
+    replay.assert_done()
+
+
+def test_contract_one_record_per_key_linked_to_the_tenant_and_updated_in_place(
+    any_itsm: Itsm,
+) -> None:
+    first = open_incident(any_itsm)
+    again = open_incident(any_itsm)
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.id == first.id
+    assert again.number == first.number
+    assert first.tenant == "acme"
+    assert first.kind is TicketKind.INCIDENT
+    updated = any_itsm.update(first, idempotency_key="s5", state="2", work_notes="paused")
+    assert updated.id == first.id
+    assert any_itsm.get(updated).state == "2"

@@ -9,7 +9,9 @@ finds the record it made instead of opening a second one. ``correlation_display`
 reads ``<correlation_display>:<tenant>`` — the link back to the tenant — and
 ``tenant_field`` (a custom ``u_`` field) gets the tenant's name too when set.
 ``update`` is ``PATCH /api/now/table/<table>/<sys_id>``; a work note carries the
-key as a marker, so a note posted twice by a re-run step is recognisable.
+step's key as a marker, and is left out when the record's journal
+(``sys_journal_field``) already holds that marker — a re-run step does not post
+it twice (where the user may not read the journal, it may, recognisably).
 
 What a ServiceNow answer means for a retry (errors come as
 ``{"error": {"message", "detail"}, "status": "failure"}``):
@@ -207,7 +209,9 @@ class ServiceNowItsm:
         if state is not None:
             body["state"] = state
         if work_notes:
-            body["work_notes"] = f"{work_notes}\n[tenantops {correlation_of(idempotency_key)}]"
+            marker = f"[tenantops {correlation_of(idempotency_key)}]"
+            if not self._noted(ticket, marker):
+                body["work_notes"] = f"{work_notes}\n{marker}"
         kept = {**ticket.fields, **extra}
         answer = self._call(
             "PATCH",
@@ -219,6 +223,28 @@ class ServiceNowItsm:
             },
         )
         return self._ticket(ticket.kind, answer.get("result") or {}, kept)
+
+    def _noted(self, ticket: Ticket, marker: str) -> bool:
+        """Whether a work note with ``marker`` is already in the record's journal.
+
+        Reading ``sys_journal_field`` takes a role many integration users lack;
+        without it the note is posted (a re-run may then post it twice).
+        """
+        try:
+            found = self._call(
+                "GET",
+                "/api/now/table/sys_journal_field",
+                params={
+                    "sysparm_query": f"element_id={ticket.id}^element=work_notes^valueLIKE{marker}",
+                    "sysparm_limit": "1",
+                    "sysparm_fields": "sys_id",
+                },
+            )
+        except ServiceNowError as e:
+            if e.status in (403, 404):
+                return False
+            raise
+        return bool(found.get("result"))
 
     def get(self, ticket: Ticket) -> Ticket:
         """The record as it is now."""
