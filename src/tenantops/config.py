@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tenantops.drivers.access.settings import RedisAccessSettings
+from tenantops.drivers.argocd.settings import ArgoCDSettings
 from tenantops.drivers.gitops.settings import RemoteGitSettings
+from tenantops.drivers.itsm.settings import ServiceNowSettings
 from tenantops.drivers.notify.settings import ChannelsSettings
 from tenantops.drivers.secrets.settings import VaultSettings
 
@@ -205,6 +207,12 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    argocd: ArgoCDSettings | None = Field(
+        default=None, description="sync and watch tenant Applications; unset: no cluster"
+    )
+    servicenow: ServiceNowSettings | None = Field(
+        default=None, description="open and update ITSM records; unset: kept in memory"
+    )
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
     # A bootstrap admin token printed once on first start of an empty database,
     # so the embedded default is usable without an identity provider.

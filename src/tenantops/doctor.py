@@ -195,6 +195,34 @@ def secrets(settings: Settings) -> Iterator[Finding]:
         db.dispose()
 
 
+def argocd(settings: Settings) -> Iterator[Finding]:
+    if settings.argocd is None:
+        yield Finding("argocd", "skip", "not configured: syncs are reported without a cluster")
+        return
+    from tenantops.drivers.argocd.rest import ArgoCDRest
+
+    client = ArgoCDRest(settings.argocd)
+    try:
+        for row in client.check():
+            yield Finding(f"argocd: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix)
+    finally:
+        client.close()
+
+
+def itsm(settings: Settings) -> Iterator[Finding]:
+    if settings.servicenow is None:
+        yield Finding("itsm", "skip", "no ServiceNow: records are kept in memory")
+        return
+    from tenantops.drivers.itsm.servicenow import ServiceNowItsm
+
+    client = ServiceNowItsm(settings.servicenow)
+    try:
+        for row in client.check():
+            yield Finding(f"itsm: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix)
+    finally:
+        client.close()
+
+
 def notify(settings: Settings) -> Iterator[Finding]:
     smtp = settings.smtp
     if smtp.host is None:
@@ -309,7 +337,18 @@ def terraform(settings: Settings) -> Iterator[Finding]:
         )
 
 
-PROBES: tuple[Probe, ...] = (database, gitops, events, access, secrets, notify, oidc, terraform)
+PROBES: tuple[Probe, ...] = (
+    database,
+    gitops,
+    events,
+    access,
+    secrets,
+    argocd,
+    itsm,
+    notify,
+    oidc,
+    terraform,
+)
 
 
 def run(settings: Settings, probes: tuple[Probe, ...] = PROBES) -> list[Finding]:

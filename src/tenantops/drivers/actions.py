@@ -21,11 +21,17 @@ from tenantops.db import Database
 from tenantops.drivers.access.local import LocalQueueAccess
 from tenantops.drivers.access.port import AccessState, QueueAccess, RateLimit
 from tenantops.drivers.access.redis import RedisQueueAccess
+from tenantops.drivers.argocd.local import LocalArgoCD
+from tenantops.drivers.argocd.port import ArgoCD, app_name
+from tenantops.drivers.argocd.rest import ArgoCDRest
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.health.local import HttpHealth
 from tenantops.drivers.health.port import CheckResult, HealthChecker
 from tenantops.drivers.identity.local import LocalIdentity
 from tenantops.drivers.identity.port import Grant, GroupState, IdentityProvider, Permission
+from tenantops.drivers.itsm.local import InMemoryItsm
+from tenantops.drivers.itsm.port import Itsm, Ticket, TicketKind
+from tenantops.drivers.itsm.servicenow import ServiceNowItsm
 from tenantops.drivers.notify.local import OutboxNotifier
 from tenantops.drivers.notify.port import Notifier, OutgoingMessage, Transport
 from tenantops.drivers.notify.render import render
@@ -56,6 +62,8 @@ class Drivers:
     access: QueueAccess
     notifier: Notifier
     health: HealthChecker
+    argocd: ArgoCD
+    itsm: Itsm
     channels: RoutingTransport | None = None
 
 
@@ -106,8 +114,20 @@ def local_drivers(settings: Settings, db: Database) -> Drivers:
             identity=identity,
             timeout_seconds=settings.health.timeout_seconds,
         ),
+        argocd=_argocd(settings),
+        itsm=ServiceNowItsm(settings.servicenow) if settings.servicenow else InMemoryItsm(),
         channels=channels,
     )
+
+
+def _argocd(settings: Settings) -> ArgoCD:
+    """Argo CD's REST API when configured; else the no-cluster stand-in, which reports the
+    GitOps head as synced and says so (``observed_by``) in every state it returns."""
+    if settings.argocd is not None:
+        return ArgoCDRest(settings.argocd)
+    from tenantops.provisioning.actions import gitops_repo  # provisioning builds on drivers
+
+    return LocalArgoCD(gitops_repo(settings))
 
 
 # Helpers --------------------------------------------------------------------------------
@@ -171,6 +191,11 @@ def _number(ctx: ActionContext, name: str, kind: type[float] | type[int]) -> flo
             f"{ctx.step_name}: param {name!r} must be a number, not {value!r}", retriable=False
         ) from None
     return number
+
+
+def _strings(value: object) -> dict[str, str]:
+    """A ``fields`` param as strings (an absent or non-mapping one is empty)."""
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def _group_result(state: GroupState) -> StepResult:
@@ -446,6 +471,56 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
             )
         )
 
+    def sync_wait(ctx: ActionContext) -> StepResult:
+        """Sync the tenant's Application (at ``revision``, the GitOps commit) and wait until
+        it is Synced and Healthy; its state and sync history are the evidence."""
+        t = _tenant(ctx)
+        app = app_name(str(t["name"]))
+        revision = str(ctx.params.get("revision") or "") or None
+        timeout = _number(ctx, "timeout", float) if "timeout" in ctx.params else None
+        d.argocd.sync(app, revision=revision)
+        state = d.argocd.wait(
+            app,
+            timeout=timeout or (settings.argocd.wait_seconds if settings.argocd else 60.0),
+            revision=revision,
+        )
+        return StepResult(output=state.as_dict(), evidence=state.as_dict())
+
+    def ticket_open(ctx: ActionContext) -> StepResult:
+        t = _tenant(ctx)
+        try:
+            kind = TicketKind(str(ctx.params.get("kind") or "incident"))
+        except ValueError:
+            kinds = [k.value for k in TicketKind]
+            raise StepFailed(
+                f"{ctx.step_name}: kind must be one of {kinds}", retriable=False
+            ) from None
+        ticket = d.itsm.open(
+            kind,
+            tenant=str(t["name"]),
+            short_description=str(ctx.params.get("short_description") or ctx.step_name),
+            description=str(ctx.params.get("description") or ""),
+            idempotency_key=ctx.idempotency_key,
+            fields=_strings(ctx.params.get("fields")),
+        )
+        return StepResult(output=ticket.as_dict(), evidence=ticket.as_dict())
+
+    def ticket_update(ctx: ActionContext) -> StepResult:
+        given = ctx.params.get("ticket")
+        if not isinstance(given, dict):
+            raise StepFailed(
+                f"{ctx.step_name}: param 'ticket' must be the output of an itsm.open step",
+                retriable=False,
+            )
+        ticket = d.itsm.update(
+            Ticket.from_dict(given),
+            idempotency_key=ctx.idempotency_key,
+            state=str(ctx.params["state"]) if ctx.params.get("state") else None,
+            work_notes=str(ctx.params["work_notes"]) if ctx.params.get("work_notes") else None,
+            fields=_strings(ctx.params.get("fields")),
+        )
+        return StepResult(output=ticket.as_dict(), evidence=ticket.as_dict())
+
     def page(ctx: ActionContext) -> StepResult:
         """PagerDuty Events v2: trigger, acknowledge or resolve one alert.
 
@@ -502,6 +577,9 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
         "access.lift_rate_limit": lift_rate_limit,
         "notify.send": send,
         "notify.page": page,
+        "argocd.sync_wait": sync_wait,
+        "itsm.open": ticket_open,
+        "itsm.update": ticket_update,
         "health.check": check,
         "health.synthetic": synthetic,
         "access.review": review,

@@ -35,6 +35,20 @@ class Ticket:
     replayed: bool = False
     fields: Mapping[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Ticket:
+        """The ticket ``as_dict`` gave (a step's output handed to a later step)."""
+        return cls(
+            kind=TicketKind(str(data["kind"])),
+            id=str(data["id"]),
+            number=str(data.get("number") or ""),
+            state=str(data.get("state") or ""),
+            tenant=str(data.get("tenant") or ""),
+            correlation_id=str(data.get("correlation_id") or ""),
+            link=str(data.get("link") or ""),
+            fields={str(k): str(v) for k, v in dict(data.get("fields") or {}).items()},
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind.value,

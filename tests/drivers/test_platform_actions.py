@@ -1,0 +1,68 @@
+"""argocd.sync_wait, itsm.open and itsm.update as runbook steps, on the embedded default.
+
+Without Argo CD or ServiceNow configured, the stand-ins answer: the GitOps head
+reported as synced (saying it was observed without a cluster), ITSM records in
+memory. The REST adapters themselves are tested against recorded contracts in
+test_argocd.py and test_itsm.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tenantops.config import Settings
+from tenantops.db import Database
+from tenantops.drivers.actions import driver_actions, local_drivers
+from tenantops.drivers.argocd.local import LocalArgoCD
+from tenantops.drivers.argocd.rest import ArgoCDRest
+from tenantops.drivers.itsm.local import InMemoryItsm
+from tenantops.provisioning.actions import gitops_actions
+from tenantops.runbooks.actions import StepFailed
+from tests.provisioning.test_actions import ctx
+
+
+def test_a_synced_tenant_is_reported_with_the_gitops_commit(db: Database, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    commit = gitops_actions(settings)["gitops.sync_tenant"].run(ctx()).evidence["commit"]
+    actions = driver_actions(settings, db)
+    synced = actions["argocd.sync_wait"].run(ctx("argocd", params={"revision": commit}))
+    assert synced.evidence["app"] == "tenant-acme"
+    assert synced.evidence["sync_status"] == "Synced"
+    assert synced.evidence["health"] == "Healthy"
+    assert synced.evidence["revision"] == commit
+    assert synced.evidence["observed_by"] == "local (no cluster)"
+
+
+def test_a_ticket_opened_by_one_step_is_updated_by_another(db: Database, tmp_path: Path) -> None:
+    actions = driver_actions(Settings(data_dir=tmp_path), db)
+    opened = actions["itsm.open"].run(
+        ctx("ticket", params={"kind": "change", "short_description": "onboard acme"})
+    )
+    again = actions["itsm.open"].run(
+        ctx("ticket", params={"kind": "change", "short_description": "onboard acme"})
+    )
+    assert again.output["id"] == opened.output["id"]  # same step key: the same record
+    assert again.output["replayed"]
+    updated = actions["itsm.update"].run(
+        ctx("close", params={"ticket": opened.output, "state": "closed", "work_notes": "done"})
+    )
+    assert updated.output["id"] == opened.output["id"]
+    assert updated.output["state"] == "closed"
+    assert opened.output["tenant"] == "acme"
+    with pytest.raises(StepFailed, match="kind must be one of"):
+        actions["itsm.open"].run(ctx("bad", params={"kind": "request"}))
+    with pytest.raises(StepFailed, match=r"output of an itsm\.open step"):
+        actions["itsm.update"].run(ctx("bad-update", params={"ticket": "INC001"}))
+
+
+def test_configured_argocd_is_the_rest_adapter(db: Database, tmp_path: Path) -> None:
+    assert isinstance(local_drivers(Settings(data_dir=tmp_path), db).argocd, LocalArgoCD)
+    assert isinstance(local_drivers(Settings(data_dir=tmp_path), db).itsm, InMemoryItsm)
+    configured = Settings(
+        data_dir=tmp_path, argocd={"url": "https://argocd.example", "token": "argo-token"}
+    )
+    client = local_drivers(configured, db).argocd
+    assert isinstance(client, ArgoCDRest)
+    client.close()
