@@ -1,0 +1,457 @@
+"""``IdentityProvider`` on Microsoft Entra ID through Microsoft Graph v1.0 over httpx.
+
+A tenant is one security group (``<prefix><tenant name>``, not mail-enabled)
+whose description carries the tenant id, so it is found again by id. Members
+are users looked up by user principal name. Disabling access sets every
+member's ``accountEnabled`` to false (Graph has no per-group sign-in switch;
+Conditional Access could be one, but it needs a licence and a policy per
+tenant): a user who belongs to two tenants is locked out of both, which is what
+an emergency suspension wants. Enabling sets it back; grants are never touched.
+
+Graph groups hold no per-member attributes, so the permission of each member
+(read/write/admin) is the one tenantops last recorded in the identity effect
+log; membership and the group itself are read from Graph. Every change is
+applied once per idempotency key through that log (``apply_once``), and each
+Graph call converges (an existing group or membership is success), so a step
+run again after a crash between Graph and the log commit repeats nothing.
+
+Token: OAuth2 client credentials at ``{login_url}/{tenant}/oauth2/v2.0/token``
+with scope ``https://graph.microsoft.com/.default``; application permissions
+``Group.ReadWrite.All``, ``GroupMember.ReadWrite.All``, ``User.ReadWrite.All``
+(``User.EnableDisableAccount.All`` + ``User.Read.All`` suffice for the
+accounts). The secret and the bearer token never appear in errors, logs or reprs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tenantops.db import Database
+from tenantops.drivers.effects import apply_once
+from tenantops.drivers.errors import Retry
+from tenantops.drivers.identity.local import _from_record
+from tenantops.drivers.identity.models import IdentityEffect
+from tenantops.drivers.identity.port import Grant, GroupState, Permission
+from tenantops.drivers.identity.settings import CheckRow, EntraSettings, IdentityError, failure
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+PERMISSIONS_FIX = (
+    "grant the app registration the Microsoft Graph application permissions "
+    "Group.ReadWrite.All, GroupMember.ReadWrite.All and User.ReadWrite.All "
+    "(or User.Read.All + User.EnableDisableAccount.All), then an admin consents"
+)
+HINTS = {
+    401: "the app's credentials were refused; check client id/secret (`tenantops doctor`)",
+    403: f"Graph refused the call; {PERMISSIONS_FIX}",
+}
+
+
+def _already(response: httpx.Response) -> bool:
+    """Graph's answer that a reference (member) or object already exists."""
+    if response.status_code == 409:
+        return True
+    if response.status_code != 400:
+        return False
+    try:
+        message = str(response.json().get("error", {}).get("message", ""))
+    except ValueError:
+        return False
+    return "already exist" in message
+
+
+def _upn(subject: str) -> str:
+    return subject.strip().lower()
+
+
+class EntraIdentity:
+    """``IdentityProvider`` on Entra ID groups and users."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: EntraSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self._http = httpx.Client(timeout=settings.timeout_seconds, transport=transport)
+        self._token: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"EntraIdentity(tenant={self.settings.tenant_id!r}, client={self.settings.client_id!r})"
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    # HTTP ----------------------------------------------------------------------------------
+
+    def _fetch_token(self) -> str:
+        s = self.settings
+        url = f"{s.login_url.rstrip('/')}/{s.tenant_id}/oauth2/v2.0/token"
+        try:
+            response = self._http.post(
+                url,
+                data={
+                    "client_id": s.client_id,
+                    "client_secret": s.client_secret.get_secret_value(),
+                    "grant_type": "client_credentials",
+                    "scope": GRAPH_SCOPE,
+                },
+            )
+        except httpx.HTTPError as exc:
+            raise IdentityError(
+                f"Entra token endpoint unreachable: {type(exc).__name__}", retry=Retry.RETRIABLE
+            ) from None
+        if response.status_code in (400, 401) and "invalid_client" in response.text:
+            raise IdentityError(
+                "Entra refused the client credentials (invalid_client); check client id/secret",
+                retry=Retry.NEEDS_HUMAN,
+                status=response.status_code,
+            )
+        if response.status_code != 200:
+            raise failure("Entra token", response.status_code, response.headers.get("Retry-After"))
+        token = response.json().get("access_token")
+        if not isinstance(token, str) or not token:
+            raise IdentityError("Entra token answer had no access_token", retry=Retry.PERMANENT)
+        return token
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        ok: Callable[[httpx.Response], bool] = lambda r: False,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Call Graph; a 2xx or an answer ``ok`` accepts is returned, anything else raised."""
+        url = f"{self.settings.graph_url.rstrip('/')}{path}"
+        for attempt in (1, 2):
+            if self._token is None:
+                self._token = self._fetch_token()
+            headers = {"Authorization": f"Bearer {self._token}"}
+            try:
+                response = self._http.request(method, url, headers=headers, **kwargs)
+            except httpx.HTTPError as exc:
+                raise IdentityError(
+                    f"{what}: Graph unreachable ({type(exc).__name__})", retry=Retry.RETRIABLE
+                ) from None
+            if response.status_code == 401 and attempt == 1:
+                self._token = None  # expired: one fresh token, then the verdict stands
+                continue
+            if response.is_success or ok(response):
+                return response
+            if response.status_code == 409:
+                raise IdentityError(f"{what}: HTTP 409 conflict", retry=Retry.PERMANENT, status=409)
+            hint = HINTS.get(response.status_code, "")
+            raise failure(what, response.status_code, response.headers.get("Retry-After"), hint)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # Graph objects -------------------------------------------------------------------------
+
+    def _marker(self, tenant_id: str) -> str:
+        return f"tenantops tenant {tenant_id}"
+
+    def _find_group(self, tenant_id: str) -> dict[str, Any] | None:
+        literal = self._marker(tenant_id).replace("'", "''")  # an OData string literal
+        response = self._call(
+            "GET",
+            "/groups",
+            "find the tenant group",
+            params={
+                "$filter": f"description eq '{literal}'",
+                "$select": "id,displayName,description",
+            },
+        )
+        found = response.json().get("value", [])
+        return found[0] if found else None
+
+    def _user(self, subject: str, what: str) -> dict[str, Any] | None:
+        response = self._call(
+            "GET",
+            f"/users/{quote(_upn(subject), safe='@')}",  # '#EXT#' in a guest's UPN
+            what,
+            ok=lambda r: r.status_code == 404,
+            params={"$select": "id,userPrincipalName,accountEnabled"},
+        )
+        return None if response.status_code == 404 else dict(response.json())
+
+    def _members(self, group_id: str) -> list[dict[str, Any]]:
+        response = self._call(
+            "GET",
+            f"/groups/{group_id}/members",
+            "read the group's members",
+            params={"$select": "id,userPrincipalName,accountEnabled"},
+        )
+        return [m for m in response.json().get("value", []) if m.get("userPrincipalName")]
+
+    def _set_account(self, user_id: str, enabled: bool) -> None:
+        self._call(
+            "PATCH",
+            f"/users/{user_id}",
+            "set the account's accountEnabled (user not found)",
+            json={"accountEnabled": enabled},
+        )
+
+    # State ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _recorded(session: Session, tenant_id: str) -> GroupState | None:
+        row = session.execute(
+            select(IdentityEffect)
+            .where(IdentityEffect.tenant_id == tenant_id)
+            .order_by(IdentityEffect.at.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        return None if row is None else _from_record(row.result)
+
+    def _state(
+        self,
+        tenant_id: str,
+        group: dict[str, Any],
+        *,
+        enabled: bool,
+        permissions: dict[str, Permission],
+    ) -> GroupState:
+        subjects = sorted(_upn(m["userPrincipalName"]) for m in self._members(group["id"]))
+        return GroupState(
+            tenant_id=tenant_id,
+            tenant_name=str(group["displayName"]).removeprefix(self.settings.group_prefix),
+            group=str(group["displayName"]),
+            enabled=enabled,
+            members=tuple(Grant(s, permissions.get(s, Permission.READ)) for s in subjects),
+        )
+
+    def _change(
+        self,
+        *,
+        key: str,
+        operation: str,
+        tenant_id: str,
+        change: Callable[[GroupState | None], tuple[dict[str, Any], bool, dict[str, Permission]]],
+    ) -> GroupState:
+        def run(session: Session) -> GroupState:
+            before = self._recorded(session, tenant_id)
+            group, enabled, permissions = change(before)
+            return self._state(tenant_id, group, enabled=enabled, permissions=permissions)
+
+        return apply_once(
+            self.db,
+            IdentityEffect,
+            key=key,
+            operation=operation,
+            tenant_id=tenant_id,
+            change=run,
+            recorded=_from_record,
+            what="identity",
+        )
+
+    def _existing(self, tenant_id: str) -> dict[str, Any]:
+        group = self._find_group(tenant_id)
+        if group is None:
+            raise IdentityError(
+                f"tenant {tenant_id} has no Entra group; create it first", retry=Retry.NEEDS_HUMAN
+            )
+        return group
+
+    def _add(self, group_id: str, grant: Grant, enabled: bool) -> str:
+        user = self._user(grant.subject, "look up the user")
+        if user is None:
+            raise IdentityError(
+                f"no Entra user {_upn(grant.subject)!r}; create or invite them first",
+                retry=Retry.PERMANENT,
+                status=404,
+            )
+        ref = f"{self.settings.graph_url.rstrip('/')}/directoryObjects/{user['id']}"
+        self._call(
+            "POST",
+            f"/groups/{group_id}/members/$ref",
+            "add the member (group not found)",
+            ok=_already,
+            json={"@odata.id": ref},
+        )
+        if not enabled and user.get("accountEnabled", True):
+            self._set_account(str(user["id"]), False)  # joins a suspended tenant: stays out
+        return _upn(grant.subject)
+
+    @staticmethod
+    def _permissions(before: GroupState | None) -> dict[str, Permission]:
+        return {} if before is None else {g.subject: g.permission for g in before.members}
+
+    # The port ------------------------------------------------------------------------------
+
+    def create_group(
+        self, *, tenant_id: str, tenant_name: str, grants: Sequence[Grant], idempotency_key: str
+    ) -> GroupState:
+        name = f"{self.settings.group_prefix}{tenant_name}"
+
+        def change(
+            before: GroupState | None,
+        ) -> tuple[dict[str, Any], bool, dict[str, Permission]]:
+            group = self._find_group(tenant_id)
+            if group is None:
+                response = self._call(
+                    "POST",
+                    "/groups",
+                    "create the tenant group",
+                    ok=lambda r: r.status_code == 409,
+                    json={
+                        "displayName": name,
+                        "description": self._marker(tenant_id),
+                        "mailEnabled": False,
+                        "mailNickname": name,
+                        "securityEnabled": True,
+                    },
+                )
+                group = (
+                    self._existing(tenant_id) if response.status_code == 409 else response.json()
+                )
+            enabled = before.enabled if before is not None else True
+            permissions = self._permissions(before)
+            for grant in grants:
+                permissions[self._add(group["id"], grant, enabled)] = grant.permission
+            return group, enabled, permissions
+
+        return self._change(
+            key=idempotency_key, operation="create_group", tenant_id=tenant_id, change=change
+        )
+
+    def add_member(self, *, tenant_id: str, grant: Grant, idempotency_key: str) -> GroupState:
+        def change(
+            before: GroupState | None,
+        ) -> tuple[dict[str, Any], bool, dict[str, Permission]]:
+            group = self._existing(tenant_id)
+            enabled = before.enabled if before is not None else True
+            permissions = self._permissions(before)
+            permissions[self._add(group["id"], grant, enabled)] = grant.permission
+            return group, enabled, permissions
+
+        return self._change(
+            key=idempotency_key, operation="add_member", tenant_id=tenant_id, change=change
+        )
+
+    def remove_member(self, *, tenant_id: str, subject: str, idempotency_key: str) -> GroupState:
+        def change(
+            before: GroupState | None,
+        ) -> tuple[dict[str, Any], bool, dict[str, Permission]]:
+            group = self._existing(tenant_id)
+            user = self._user(subject, "look up the user")
+            if user is not None:
+                self._call(
+                    "DELETE",
+                    f"/groups/{group['id']}/members/{user['id']}/$ref",
+                    "remove the member",
+                    ok=lambda r: r.status_code == 404,  # not a member: already removed
+                )
+            permissions = self._permissions(before)
+            permissions.pop(_upn(subject), None)
+            return group, before.enabled if before is not None else True, permissions
+
+        return self._change(
+            key=idempotency_key, operation="remove_member", tenant_id=tenant_id, change=change
+        )
+
+    def _set_enabled(self, tenant_id: str, enabled: bool, key: str) -> GroupState:
+        def change(
+            before: GroupState | None,
+        ) -> tuple[dict[str, Any], bool, dict[str, Permission]]:
+            group = self._existing(tenant_id)
+            for member in self._members(group["id"]):
+                if member.get("accountEnabled") is not enabled:
+                    self._set_account(str(member["id"]), enabled)
+            return group, enabled, self._permissions(before)
+
+        operation = "enable_access" if enabled else "disable_access"
+        return self._change(key=key, operation=operation, tenant_id=tenant_id, change=change)
+
+    def disable_access(self, *, tenant_id: str, idempotency_key: str) -> GroupState:
+        return self._set_enabled(tenant_id, False, idempotency_key)
+
+    def enable_access(self, *, tenant_id: str, idempotency_key: str) -> GroupState:
+        return self._set_enabled(tenant_id, True, idempotency_key)
+
+    def get_group(self, *, tenant_id: str) -> GroupState | None:
+        group = self._find_group(tenant_id)
+        if group is None:
+            return None
+        with self.db.read() as session:
+            before = self._recorded(session, tenant_id)
+        return self._state(
+            tenant_id,
+            group,
+            enabled=before.enabled if before is not None else True,
+            permissions=self._permissions(before),
+        )
+
+    def list_groups(self) -> list[GroupState]:
+        response = self._call(
+            "GET",
+            "/groups",
+            "list the tenant groups",
+            params={
+                "$filter": "startswith(description,'tenantops tenant ')",
+                "$select": "id,displayName,description",
+            },
+        )
+        states = []
+        for group in response.json().get("value", []):
+            tenant_id = str(group.get("description", "")).removeprefix("tenantops tenant ")
+            state = self.get_group(tenant_id=tenant_id)
+            if state is not None:
+                states.append(state)
+        return sorted(states, key=lambda s: s.tenant_name)
+
+    # Doctor --------------------------------------------------------------------------------
+
+    def check(self) -> list[CheckRow]:
+        """Token obtainable, groups readable, and the permissions to change them granted."""
+        rows: list[CheckRow] = []
+        try:
+            self._token = self._fetch_token()
+        except IdentityError as exc:
+            fix = "set TENANTOPS_IDENTITY__ENTRA__TENANT_ID/CLIENT_ID/CLIENT_SECRET to a valid app"
+            return [CheckRow("entra token", False, str(exc), fix)]
+        rows.append(CheckRow("entra token", True, f"tenant {self.settings.tenant_id}", ""))
+        try:
+            self._call("GET", "/groups", "read groups", params={"$top": "1", "$select": "id"})
+        except IdentityError as exc:
+            return [*rows, CheckRow("entra read groups", False, str(exc), PERMISSIONS_FIX)]
+        rows.append(CheckRow("entra read groups", True, "GET /groups", ""))
+        # Creating a group needs an application role: read the roles the token carries.
+        roles = set(_claims(self._token).get("roles", []))
+        needed = {"Group.ReadWrite.All", "GroupMember.ReadWrite.All"}
+        users = {"User.ReadWrite.All", "User.EnableDisableAccount.All"}
+        missing = sorted(needed - roles) + ([] if roles & users else ["User.ReadWrite.All"])
+        rows.append(
+            CheckRow(
+                "entra create groups and disable accounts",
+                not missing,
+                "roles granted" if not missing else f"missing {', '.join(missing)}",
+                "" if not missing else PERMISSIONS_FIX,
+            )
+        )
+        return rows
+
+
+def _claims(token: str | None) -> dict[str, Any]:
+    """The unverified claims of a Graph access token (only to name missing roles)."""
+    if not token or token.count(".") != 2:
+        return {}
+    part = token.split(".")[1]
+    try:
+        raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        claims = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}

@@ -1,0 +1,826 @@
+"""The identity-provider port's contract, run against every adapter that can run here.
+
+The local adapter (on SQLite and PostgreSQL), the Keycloak adapter and the Entra
+adapter must behave alike for a runbook. No Keycloak or Entra ID runs here, so
+each remote adapter talks to a small HTTP server on 127.0.0.1 that replays the
+request/response pairs recorded in ``tests/drivers/contracts/{keycloak,entra}/``
+from the vendors' API documentation. The server checks every request against
+its recorded shape (method, path, query and body keys, a bearer token) and
+answers the recorded response, keeping just enough state (groups, users,
+membership) for what was written to be read back; anything off-contract is
+collected in ``problems`` and fails the test. Then what only a vendor shows:
+the documented calls, what each error answer means for a retry, ``doctor``, and
+that neither the client secret nor the bearer token is ever shown.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from pydantic import SecretStr
+
+from tenantops.db import Database
+from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.identity.entra import EntraIdentity
+from tenantops.drivers.identity.keycloak import KeycloakIdentity
+from tenantops.drivers.identity.local import LocalIdentity
+from tenantops.drivers.identity.port import Grant, IdentityProvider, Permission
+from tenantops.drivers.identity.settings import (
+    EntraSettings,
+    IdentityError,
+    KeycloakSettings,
+    retry_after,
+)
+from tenantops.kit.ids import new_id
+
+CONTRACTS = Path(__file__).parent / "contracts"
+SECRET = "kc-and-entra-client-secret-never-shown-0d9c"
+REALM = "tenants"
+DIRECTORY = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+USERS = ("owner@acme.example", "ops@acme.example", "sre@acme.example")
+
+OWNER = Grant("Owner@Acme.example", Permission.WRITE)
+CONTACT = Grant("ops@acme.example", Permission.READ)
+SRE = "sre@acme.example"
+
+
+def recordings(vendor: str, name: str) -> dict[str, dict[str, Any]]:
+    loaded = json.loads((CONTRACTS / vendor / f"{name}.json").read_text())
+    return {x["name"]: x for x in loaded["exchanges"]}
+
+
+# The replaying servers --------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    name: str
+    method: str
+    pattern: re.Pattern[str]
+    request: dict[str, Any]
+
+
+def _route(x: dict[str, Any], fixed: dict[str, str]) -> Route:
+    req = x["request"]
+    parts = re.split(r"(\{[a-z]+\})", req["path"])
+    regex = "".join(
+        re.escape(fixed[p[1:-1]])
+        if p.startswith("{") and p[1:-1] in fixed
+        else f"(?P<{p[1:-1]}>[^/]+)"
+        if p.startswith("{")
+        else re.escape(p)
+        for p in parts
+    )
+    return Route(x["name"], req["method"], re.compile(f"^{regex}$"), req)
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, str]
+    authorization: str | None
+    body: Any
+    status: int = 0
+
+
+Reply = dict[str, Any]
+
+
+@dataclass
+class Replay:
+    """A vendor's API replayed from its recordings; tests script failures through it."""
+
+    vendor: str
+    fixed: dict[str, str]
+    variants: frozenset[str]
+    exchanges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    routes: list[Route] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    script: list[tuple[str, str, Reply]] = field(default_factory=list)
+    issued: set[str] = field(default_factory=set)
+    token_exchange: str = "token"
+    base: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("token", "groups", "users"):
+            for x in recordings(self.vendor, name).values():
+                self.exchanges[x["name"]] = x
+                if x["name"] not in self.variants:
+                    self.routes.append(_route(x, self.fixed))
+        self.errors = recordings(self.vendor, "errors")
+
+    def fail(self, error: str, *, on: str = "", method: str = "", times: int = 1) -> None:
+        """Answer the next ``times`` requests to a path containing ``on`` with ``error``."""
+        reply = self.errors[error]["response"]
+        self.script.extend([(method, on, reply)] * times)
+
+    def answer_once(self, reply: Reply, *, on: str, method: str = "") -> None:
+        self.script.append((method, on, reply))
+
+    def reply(self, name: str) -> Reply:
+        return copy.deepcopy(self.exchanges[name]["response"])
+
+    def answer(
+        self, method: str, path: str, query: dict[str, str], auth: str | None, body: Any
+    ) -> Reply:
+        seen = Seen(method, path, query, auth, body)
+        self.seen.append(seen)
+        for i, (m, on, reply) in enumerate(self.script):
+            if on in path and m in ("", method):
+                del self.script[i]
+                return reply
+        route = next((r for r in self.routes if r.method == method and r.pattern.match(path)), None)
+        if route is None:
+            self.problems.append(f"{method} {path}: no documented route")
+            return self.errors["not_found"]["response"]
+        req = route.request
+        if req.get("auth", True):
+            if auth is None:
+                self.problems.append(f"{method} {path}: no Authorization header")
+                return self.errors["unauthorized"]["response"]
+            if not auth.startswith("Bearer ") or auth[7:] not in self.issued:
+                return self.errors["unauthorized"]["response"]
+        elif auth is not None and "Bearer" in auth:
+            self.problems.append(f"{method} {path}: a bearer token sent to the token endpoint")
+        extra_query = set(query) - set(req.get("query_keys", ()))
+        if extra_query:
+            self.problems.append(f"{method} {path}: undocumented query {extra_query}")
+        keys = set(body) if isinstance(body, dict) else set()
+        missing = set(req.get("required_keys", ())) - keys
+        extra = keys - set(req["allowed_keys"]) if "allowed_keys" in req else set()
+        wrong = {
+            k
+            for k, v in req.get("values", {}).items()
+            if isinstance(body, dict) and body.get(k) != v
+        }
+        if missing or extra or wrong:
+            self.problems.append(
+                f"{method} {path}: missing {missing}, extra {extra}, wrong {wrong}"
+            )
+        if req.get("form") and not isinstance(body, dict):
+            self.problems.append(f"{method} {path}: not a form")
+        match = route.pattern.match(path)
+        assert match is not None
+        groups = {k: unquote(v) for k, v in match.groupdict().items()}
+        if route.name == "token":
+            if not isinstance(body, dict) or body.get("client_secret") != SECRET:
+                return self.reply("invalid_client")
+            reply = self.reply(self.token_exchange)
+            self.issued.add(reply["body"]["access_token"])
+            return reply
+        return self.state(route.name, groups, query, body)
+
+    def state(self, name: str, g: dict[str, str], query: dict[str, str], body: Any) -> Reply:
+        raise NotImplementedError
+
+    def calls(self) -> list[tuple[str, str]]:
+        return [(s.method, s.path) for s in self.seen]
+
+
+@dataclass
+class Keycloak(Replay):
+    """Keycloak's Admin REST API: groups with attributes, users, membership."""
+
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    members: dict[str, set[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in USERS:
+            uid = str(uuid.uuid4())
+            self.users[uid] = {"id": uid, "username": name, "email": name, "enabled": True}
+
+    def user(self, name: str) -> dict[str, Any]:
+        return next(u for u in self.users.values() if u["username"] == name)
+
+    def state(self, name: str, g: dict[str, str], query: dict[str, str], body: Any) -> Reply:
+        reply = self.reply(name)
+        if name == "search_groups":
+            found = list(self.groups.values())
+            if "q" in query:
+                key, _, value = query["q"].partition(":")
+                found = [x for x in found if x["attributes"].get(key) == [value]]
+            if "max" in query:
+                found = found[: int(query["max"])]
+            template = reply["body"][0]
+            reply["body"] = [{**template, **copy.deepcopy(x)} for x in found]
+        elif name == "create_group":
+            if any(x["name"] == body["name"] for x in self.groups.values()):
+                return self.reply("group_exists")
+            gid = str(uuid.uuid4())
+            self.groups[gid] = {
+                "id": gid,
+                "name": body["name"],
+                "path": f"/{body['name']}",
+                "attributes": copy.deepcopy(body.get("attributes", {})),
+            }
+            self.members[gid] = set()
+            reply["headers"]["Location"] = f"{self.base}/admin/realms/{REALM}/groups/{gid}"
+        elif name == "update_group":
+            if g["id"] not in self.groups:
+                return self.reply("group_not_found")
+            self.groups[g["id"]].update(name=body["name"], attributes=body.get("attributes", {}))
+        elif name == "group_members":
+            if g["id"] not in self.groups:
+                return self.reply("group_not_found")
+            template = reply["body"][0]
+            reply["body"] = [{**template, **self.users[u]} for u in sorted(self.members[g["id"]])]
+        elif name == "find_users":
+            key = "username" if "username" in query else "email"
+            if query.get("exact") != "true":
+                self.problems.append("a user looked up without exact=true")
+            template = reply["body"][0]
+            reply["body"] = [{**template, **u} for u in self.users.values() if u[key] == query[key]]
+        elif name == "update_user":
+            if g["id"] not in self.users:
+                return self.reply("user_not_found")
+            self.users[g["id"]]["enabled"] = body["enabled"]
+        elif name in ("join_group", "leave_group"):
+            if g["id"] not in self.users:
+                return self.reply("user_not_found")
+            if g["group"] not in self.groups:
+                return self.reply("group_not_found")
+            change = self.members[g["group"]]
+            change.add(g["id"]) if name == "join_group" else change.discard(g["id"])
+        return reply
+
+
+@dataclass
+class Graph(Replay):
+    """Microsoft Graph v1.0: security groups, users, membership references."""
+
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    members: dict[str, set[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in USERS:
+            uid = str(uuid.uuid4())
+            self.users[uid] = {"id": uid, "userPrincipalName": name, "accountEnabled": True}
+
+    def user(self, name: str) -> dict[str, Any]:
+        return next(u for u in self.users.values() if u["userPrincipalName"] == name)
+
+    def _filter(self, expression: str) -> list[dict[str, Any]]:
+        eq = re.fullmatch(r"description eq '([^']*)'", expression)
+        starts = re.fullmatch(r"startswith\(description,'([^']*)'\)", expression)
+        if eq:
+            return [x for x in self.groups.values() if x["description"] == eq.group(1)]
+        if starts:
+            return [x for x in self.groups.values() if x["description"].startswith(starts.group(1))]
+        self.problems.append(f"unsupported $filter {expression!r}")
+        return []
+
+    def state(self, name: str, g: dict[str, str], query: dict[str, str], body: Any) -> Reply:
+        reply = self.reply(name)
+        if name == "list_groups":
+            found = (
+                self._filter(query["$filter"]) if "$filter" in query else list(self.groups.values())
+            )
+            if "$top" in query:
+                found = found[: int(query["$top"])]
+            reply["body"]["value"] = copy.deepcopy(found)
+        elif name == "create_group":
+            gid = str(uuid.uuid4())
+            keep = ("displayName", "description", "mailNickname", "mailEnabled", "securityEnabled")
+            self.groups[gid] = {"id": gid, **{k: body.get(k) for k in keep}}
+            self.members[gid] = set()
+            reply["body"].update(self.groups[gid])
+        elif name == "add_member":
+            if g["id"] not in self.groups:
+                return self.errors["not_found"]["response"]
+            uid = str(body["@odata.id"]).rsplit("/directoryObjects/", 1)[-1]
+            if not str(body["@odata.id"]).startswith(self.base + "/v1.0/directoryObjects/"):
+                self.problems.append(f"@odata.id {body['@odata.id']!r} is not a directoryObject")
+            if uid not in self.users:
+                return self.errors["not_found"]["response"]
+            if uid in self.members[g["id"]]:
+                return self.reply("member_exists")
+            self.members[g["id"]].add(uid)
+        elif name == "remove_member":
+            if g["member"] not in self.members.get(g["id"], set()):
+                return self.reply("not_a_member")
+            self.members[g["id"]].discard(g["member"])
+        elif name == "list_members":
+            if g["id"] not in self.groups:
+                return self.errors["not_found"]["response"]
+            template = reply["body"]["value"][0]
+            reply["body"]["value"] = [
+                {**template, **self.users[u]} for u in sorted(self.members[g["id"]])
+            ]
+        elif name == "get_user":
+            user = next(
+                (u for u in self.users.values() if g["upn"] in (u["id"], u["userPrincipalName"])),
+                None,
+            )
+            if user is None:
+                return self.reply("user_not_found")
+            reply["body"].update(user)
+        elif name == "update_user":
+            if g["upn"] not in self.users:
+                return self.errors["not_found"]["response"]
+            self.users[g["upn"]]["accountEnabled"] = body["accountEnabled"]
+        return reply
+
+
+def _serve(replay: Replay) -> Iterator[Replay]:
+    class Handler(BaseHTTPRequestHandler):
+        def handle_any(self) -> None:
+            url = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body: Any = None
+            if "x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
+                body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+            elif raw:
+                body = json.loads(raw)
+            reply = replay.answer(
+                self.command, url.path, query, self.headers.get("Authorization"), body
+            )
+            replay.seen[-1].status = reply["status"]
+            payload = reply.get("body")
+            data = b""
+            if payload is not None:
+                data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+            self.send_response(reply["status"])
+            for name, value in reply.get("headers", {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any  # noqa: N815 - http.server names
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    replay.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield replay
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert replay.problems == [], replay.problems
+
+
+@pytest.fixture
+def keycloak() -> Iterator[Keycloak]:
+    variants = frozenset(
+        {"group_exists", "group_not_found", "user_not_found", "invalid_client"}
+        | {"token_without_manage_users"}
+    )
+    yield from _serve(Keycloak("keycloak", {"realm": REALM}, variants))  # type: ignore[misc]
+
+
+@pytest.fixture
+def graph() -> Iterator[Graph]:
+    variants = frozenset(
+        {"member_exists", "not_a_member", "user_not_found", "invalid_client", "token_without_roles"}
+    )
+    yield from _serve(Graph("entra", {"tenant": DIRECTORY}, variants))  # type: ignore[misc]
+
+
+def keycloak_settings(server: Replay, secret: str = SECRET) -> KeycloakSettings:
+    return KeycloakSettings(
+        server_url=server.base,
+        realm=REALM,
+        client_id="tenantops",
+        client_secret=SecretStr(secret),
+        timeout_seconds=5,
+    )
+
+
+def entra_settings(server: Replay, secret: str = SECRET) -> EntraSettings:
+    return EntraSettings(
+        tenant_id=DIRECTORY,
+        client_id="c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
+        client_secret=SecretStr(secret),
+        graph_url=f"{server.base}/v1.0",
+        login_url=server.base,
+        timeout_seconds=5,
+    )
+
+
+# The contract: every adapter ---------------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "keycloak", "entra"])
+def idp(request: pytest.FixtureRequest, db: Database) -> Iterator[IdentityProvider]:
+    if request.param == "local":
+        yield LocalIdentity(db)
+    elif request.param == "keycloak":
+        server = request.getfixturevalue("keycloak")
+        yield KeycloakIdentity(db, keycloak_settings(server))
+    else:
+        server = request.getfixturevalue("graph")
+        adapter = EntraIdentity(db, entra_settings(server))
+        yield adapter
+        adapter.close()
+
+
+def test_a_group_holds_the_owner_as_writer_and_contacts_as_readers(idp: IdentityProvider) -> None:
+    tid = new_id()
+    state = idp.create_group(
+        tenant_id=tid, tenant_name="acme", grants=[OWNER, CONTACT], idempotency_key=f"{tid}-c"
+    )
+
+    assert state.group == "tenant-acme"
+    assert state.tenant_id == tid
+    assert state.tenant_name == "acme"
+    assert state.enabled
+    assert state.permission_of("owner@acme.example") is Permission.WRITE
+    assert state.permission_of("ops@acme.example") is Permission.READ
+    assert idp.get_group(tenant_id=tid) == state
+    assert tid in {g.tenant_id for g in idp.list_groups()}
+
+
+def test_the_same_key_returns_the_recorded_state_and_changes_nothing(
+    idp: IdentityProvider,
+) -> None:
+    tid = new_id()
+    first = idp.create_group(
+        tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=f"{tid}-k"
+    )
+    disabled = idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-d")
+    again = idp.create_group(
+        tenant_id=tid, tenant_name="acme", grants=[OWNER, CONTACT], idempotency_key=f"{tid}-k"
+    )
+
+    assert again == first  # the recorded result, not a second effect
+    assert not disabled.enabled
+    current = idp.get_group(tenant_id=tid)
+    assert current is not None
+    assert not current.enabled
+    assert current.permission_of("ops@acme.example") is None
+
+
+def test_a_key_reused_for_another_operation_is_refused(idp: IdentityProvider) -> None:
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=f"{tid}")
+
+    with pytest.raises(DriverError) as caught:
+        idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}")
+
+    assert caught.value.retry is Retry.PERMANENT
+    state = idp.get_group(tenant_id=tid)
+    assert state is not None
+    assert state.enabled
+
+
+def test_disable_then_enable_keeps_the_grants(idp: IdentityProvider) -> None:
+    tid = new_id()
+    idp.create_group(
+        tenant_id=tid, tenant_name="acme", grants=[OWNER, CONTACT], idempotency_key=f"{tid}-c"
+    )
+
+    off = idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+    on = idp.enable_access(tenant_id=tid, idempotency_key=f"{tid}-on")
+    replayed_off = idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+
+    assert not off.enabled
+    assert on.enabled
+    assert on.members == off.members
+    assert not replayed_off.enabled  # what was recorded then
+    now = idp.get_group(tenant_id=tid)
+    assert now is not None
+    assert now.enabled
+
+
+def test_members_are_added_changed_and_removed(idp: IdentityProvider) -> None:
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=f"{tid}-c")
+
+    added = idp.add_member(
+        tenant_id=tid, grant=Grant(SRE, Permission.ADMIN), idempotency_key=f"{tid}-a"
+    )
+    changed = idp.add_member(
+        tenant_id=tid, grant=Grant(SRE, Permission.READ), idempotency_key=f"{tid}-b"
+    )
+    removed = idp.remove_member(tenant_id=tid, subject=SRE.upper(), idempotency_key=f"{tid}-r")
+    again = idp.remove_member(tenant_id=tid, subject=SRE, idempotency_key=f"{tid}-r2")
+
+    assert added.permission_of(SRE) is Permission.ADMIN
+    assert changed.permission_of(SRE) is Permission.READ
+    assert removed.permission_of(SRE) is None
+    assert again == removed  # removing a non-member changes nothing
+    assert removed.permission_of("owner@acme.example") is Permission.WRITE
+
+
+def test_creating_again_with_a_new_key_converges_on_one_group(idp: IdentityProvider) -> None:
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=f"{tid}-1")
+    second = idp.create_group(
+        tenant_id=tid, tenant_name="acme", grants=[CONTACT], idempotency_key=f"{tid}-2"
+    )
+
+    assert second.permission_of("owner@acme.example") is Permission.WRITE
+    assert second.permission_of("ops@acme.example") is Permission.READ
+    assert [g.tenant_id for g in idp.list_groups()].count(tid) == 1
+
+
+def test_changing_a_tenant_without_a_group_needs_a_human(idp: IdentityProvider) -> None:
+    with pytest.raises(DriverError) as caught:
+        idp.disable_access(tenant_id=new_id(), idempotency_key=new_id())
+
+    assert caught.value.retry is Retry.NEEDS_HUMAN
+    assert idp.get_group(tenant_id=new_id()) is None
+
+
+# Keycloak only -----------------------------------------------------------------------------
+
+
+def test_keycloak_gets_the_documented_calls(db: Database, keycloak: Keycloak) -> None:
+    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+
+    (group,) = keycloak.groups.values()
+    owner = keycloak.user("owner@acme.example")
+    assert group["name"] == "tenant-acme"
+    assert group["attributes"]["tenant_id"] == [tid]
+    assert group["attributes"]["tenantops_grants"] == ["owner@acme.example=write"]
+    assert keycloak.members[group["id"]] == {owner["id"]}
+    assert owner["enabled"] is False  # the member's account is what is switched off
+    assert keycloak.user("ops@acme.example")["enabled"] is True  # not a member: untouched
+    token = keycloak.seen[0]
+    assert (token.method, token.path) == ("POST", f"/realms/{REALM}/protocol/openid-connect/token")
+    assert token.body["grant_type"] == "client_credentials"
+    assert ("PUT", f"/admin/realms/{REALM}/users/{owner['id']}/groups/{group['id']}") in (
+        keycloak.calls()
+    )
+    assert all(s.authorization for s in keycloak.seen[1:])
+
+
+def test_a_user_keycloak_does_not_know_is_a_permanent_error(
+    db: Database, keycloak: Keycloak
+) -> None:
+    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[], idempotency_key=tid)
+
+    with pytest.raises(IdentityError) as caught:
+        idp.add_member(
+            tenant_id=tid, grant=Grant("nobody@acme.example", Permission.READ), idempotency_key="x"
+        )
+
+    assert caught.value.retry is Retry.PERMANENT
+    assert "nobody@acme.example" in str(caught.value)
+
+
+def test_a_concurrent_keycloak_create_409_converges_on_the_existing_group(
+    db: Database, keycloak: Keycloak
+) -> None:
+    tid = new_id()
+    KeycloakIdentity(db, keycloak_settings(keycloak)).create_group(
+        tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key="first"
+    )
+    keycloak.answer_once({"status": 200, "body": []}, on="/groups", method="GET")
+
+    state = KeycloakIdentity(db, keycloak_settings(keycloak)).create_group(
+        tenant_id=tid, tenant_name="acme", grants=[CONTACT], idempotency_key="second"
+    )
+
+    assert 409 in [s.status for s in keycloak.seen]
+    assert len(keycloak.groups) == 1
+    assert state.permission_of("ops@acme.example") is Permission.READ
+
+
+def test_a_keycloak_409_on_joining_the_group_means_already_a_member(
+    db: Database, keycloak: Keycloak
+) -> None:
+    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[], idempotency_key=tid)
+    keycloak.fail("conflict", on="/groups/", method="PUT")
+
+    state = idp.add_member(tenant_id=tid, grant=OWNER, idempotency_key="a")
+
+    assert state.permission_of("owner@acme.example") is Permission.WRITE
+
+
+# Entra only --------------------------------------------------------------------------------
+
+
+def test_entra_gets_the_documented_calls(db: Database, graph: Graph) -> None:
+    idp = EntraIdentity(db, entra_settings(graph))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+    idp.close()
+
+    (group,) = graph.groups.values()
+    owner = graph.user("owner@acme.example")
+    assert group["securityEnabled"] is True
+    assert group["mailEnabled"] is False
+    assert group["mailNickname"] == "tenant-acme"
+    assert graph.members[group["id"]] == {owner["id"]}
+    assert owner["accountEnabled"] is False
+    assert graph.user("ops@acme.example")["accountEnabled"] is True
+    token = graph.seen[0]
+    assert (token.method, token.path) == ("POST", f"/{DIRECTORY}/oauth2/v2.0/token")
+    assert token.body["scope"] == "https://graph.microsoft.com/.default"
+    assert ("GET", "/v1.0/users/owner@acme.example") in graph.calls()
+    assert ("PATCH", f"/v1.0/users/{owner['id']}") in graph.calls()
+
+
+def test_entra_adding_an_existing_member_is_success(db: Database, graph: Graph) -> None:
+    idp = EntraIdentity(db, entra_settings(graph))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+
+    state = idp.add_member(
+        tenant_id=tid, grant=Grant("owner@acme.example", Permission.ADMIN), idempotency_key="a"
+    )
+    idp.close()
+
+    assert 400 in [s.status for s in graph.seen]  # Graph's "references already exist"
+    assert state.permission_of("owner@acme.example") is Permission.ADMIN
+
+
+def test_a_concurrent_entra_create_409_converges_on_the_existing_group(
+    db: Database, graph: Graph
+) -> None:
+    tid = new_id()
+    idp = EntraIdentity(db, entra_settings(graph))
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key="first")
+    graph.answer_once({"status": 200, "body": {"value": []}}, on="/groups", method="GET")
+    graph.fail("conflict", on="/groups", method="POST")
+
+    state = idp.create_group(
+        tenant_id=tid, tenant_name="acme", grants=[CONTACT], idempotency_key="second"
+    )
+    idp.close()
+
+    assert len(graph.groups) == 1
+    assert state.permission_of("ops@acme.example") is Permission.READ
+
+
+def test_a_user_entra_does_not_know_is_a_permanent_error(db: Database, graph: Graph) -> None:
+    idp = EntraIdentity(db, entra_settings(graph))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[], idempotency_key=tid)
+
+    with pytest.raises(IdentityError) as caught:
+        idp.add_member(
+            tenant_id=tid, grant=Grant("nobody@acme.example", Permission.READ), idempotency_key="x"
+        )
+    idp.close()
+
+    assert caught.value.retry is Retry.PERMANENT
+    assert caught.value.status == 404
+
+
+# Both: what each error answer means ----------------------------------------------------------
+
+
+def _remote(kind: str, db: Database, request: pytest.FixtureRequest) -> tuple[Any, Replay]:
+    if kind == "keycloak":
+        server: Replay = request.getfixturevalue("keycloak")
+        return KeycloakIdentity(db, keycloak_settings(server)), server
+    server = request.getfixturevalue("graph")
+    return EntraIdentity(db, entra_settings(server)), server
+
+
+ERROR_CASES = [
+    (vendor, x["name"], x["verdict"], x.get("retry_after"))
+    for vendor in ("keycloak", "entra")
+    for x in recordings(vendor, "errors").values()
+]
+
+
+@pytest.mark.parametrize(("vendor", "error", "verdict", "wait"), ERROR_CASES)
+def test_each_recorded_error_answer_maps_to_its_verdict(
+    vendor: str,
+    error: str,
+    verdict: str,
+    wait: int | None,
+    db: Database,
+    request: pytest.FixtureRequest,
+) -> None:
+    idp, server = _remote(vendor, db, request)
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[], idempotency_key=f"{tid}-c")
+    # The group lookup fails (a 409 there cannot mean "already done"); 401 twice: both
+    # clients fetch a fresh token once before the verdict stands.
+    server.fail(error, on="/groups", method="GET", times=2 if error == "unauthorized" else 1)
+
+    with pytest.raises(IdentityError) as caught:
+        idp.add_member(tenant_id=tid, grant=OWNER, idempotency_key=f"{tid}-a")
+    server.script.clear()
+
+    assert caught.value.retry is Retry(verdict)
+    assert caught.value.retry_after == (float(wait) if wait is not None else None)
+    # The failed step recorded nothing: the same key, retried, applies the change once.
+    state = idp.add_member(tenant_id=tid, grant=OWNER, idempotency_key=f"{tid}-a")
+    assert state.permission_of("owner@acme.example") is Permission.WRITE
+
+
+@pytest.mark.parametrize("vendor", ["keycloak", "entra"])
+def test_an_unreachable_provider_is_retriable(vendor: str, db: Database) -> None:
+    dead = Replay.__new__(Replay)
+    dead.base = "http://127.0.0.1:9"  # discard port: nothing listens
+    idp: Any = (
+        KeycloakIdentity(db, keycloak_settings(dead))
+        if vendor == "keycloak"
+        else EntraIdentity(db, entra_settings(dead))
+    )
+
+    with pytest.raises(IdentityError) as caught:
+        idp.get_group(tenant_id=new_id())
+
+    assert caught.value.retry is Retry.RETRIABLE
+
+
+def test_retry_after_reads_seconds_and_dates() -> None:
+    assert retry_after("12") == 12.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: now
+    assert retry_after("soon") is None
+    assert retry_after(None) is None
+
+
+# Both: doctor, and secrets never shown ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("vendor", ["keycloak", "entra"])
+def test_doctor_passes_with_the_roles_and_names_them_when_missing(
+    vendor: str, db: Database, request: pytest.FixtureRequest
+) -> None:
+    idp, server = _remote(vendor, db, request)
+    assert all(row.ok for row in idp.check()), idp.check()
+
+    fresh, _ = _remote(vendor, db, request)
+    server.token_exchange = (
+        "token_without_manage_users" if vendor == "keycloak" else "token_without_roles"
+    )
+    rows = fresh.check()
+
+    assert [r.ok for r in rows] == [True, True, False]
+    assert "manage-users" in rows[-1].fix or "Group.ReadWrite.All" in rows[-1].fix
+
+
+@pytest.mark.parametrize("vendor", ["keycloak", "entra"])
+def test_doctor_says_when_the_client_credentials_are_refused(
+    vendor: str, db: Database, request: pytest.FixtureRequest
+) -> None:
+    server: Replay = request.getfixturevalue("keycloak" if vendor == "keycloak" else "graph")
+    wrong = "wrong-secret-also-never-shown"
+    idp: Any = (
+        KeycloakIdentity(db, keycloak_settings(server, wrong))
+        if vendor == "keycloak"
+        else EntraIdentity(db, entra_settings(server, wrong))
+    )
+
+    (row,) = idp.check()
+
+    assert not row.ok
+    assert "CLIENT_SECRET" in row.fix
+    assert wrong not in f"{row}"
+    with pytest.raises(IdentityError) as caught:
+        idp.get_group(tenant_id=new_id())
+    assert caught.value.retry is Retry.NEEDS_HUMAN
+
+
+@pytest.mark.parametrize("vendor", ["keycloak", "entra"])
+def test_neither_the_secret_nor_the_token_shows_in_errors_logs_or_reprs(
+    vendor: str,
+    db: Database,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    idp, server = _remote(vendor, db, request)
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    errors: list[str] = []
+    for error in ("unauthorized", "forbidden", "rate_limited", "unavailable"):
+        server.fail(error, on="/", times=2)
+        with pytest.raises(IdentityError) as caught:
+            idp.get_group(tenant_id=tid)
+        errors += [str(caught.value), repr(caught.value)]
+        server.script.clear()
+    (token,) = server.issued
+
+    shown = "\n".join([*errors, repr(idp), repr(idp.settings), str(idp.settings), caplog.text])
+    assert SECRET not in shown
+    assert token not in shown
+    assert "**********" in repr(idp.settings)
