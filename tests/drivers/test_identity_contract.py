@@ -571,6 +571,31 @@ def test_keycloak_gets_the_documented_calls(db: Database, keycloak: Keycloak) ->
     assert all(s.authorization for s in keycloak.seen[1:])
 
 
+def test_keycloak_enable_switches_on_only_the_accounts_disable_switched_off(
+    db: Database, keycloak: Keycloak
+) -> None:
+    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
+    tid = new_id()
+    idp.create_group(
+        tenant_id=tid, tenant_name="acme", grants=[OWNER, CONTACT], idempotency_key=tid
+    )
+    keycloak.user("ops@acme.example")["enabled"] = False  # offboarded by someone else
+
+    idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+    joined = idp.add_member(
+        tenant_id=tid, grant=Grant(SRE, Permission.READ), idempotency_key=f"{tid}-sre"
+    )
+    assert keycloak.user(SRE)["enabled"] is False  # joined a suspended tenant: stays out
+    assert not joined.enabled
+    idp.enable_access(tenant_id=tid, idempotency_key=f"{tid}-on")
+
+    assert keycloak.user("owner@acme.example")["enabled"] is True
+    assert keycloak.user(SRE)["enabled"] is True
+    assert keycloak.user("ops@acme.example")["enabled"] is False
+    (group,) = keycloak.groups.values()
+    assert group["attributes"]["tenantops_disabled"] == []
+
+
 def test_a_user_keycloak_does_not_know_is_a_permanent_error(
     db: Database, keycloak: Keycloak
 ) -> None:

@@ -11,7 +11,9 @@ group-based role mappings and the ``groups`` claim work unchanged. Members are
 found by exact username, then exact email.
 
 Disabling access sets ``enabled=false`` on every member's account and the
-group's switch to false; enabling turns both back. Keycloak groups have no
+group's switch to false, and keeps the ids of the accounts it switched off in
+``tenantops_disabled``; enabling switches on exactly those (an account someone
+else disabled, say at offboarding, stays off). Keycloak groups have no
 sign-in switch of their own, and removing members would lose the grants;
 disabling the account also ends its sessions at their next refresh. A user who
 belongs to two tenants is locked out of both, which an emergency suspension
@@ -184,14 +186,14 @@ class KeycloakIdentity:
             )
         return group
 
-    def _user_id(self, subject: str) -> str | None:
+    def _user(self, subject: str) -> dict[str, Any] | None:
         name = _subject(subject)
         found = self._call("GET", "/users", "look up the user", username=name, exact="true")
         users = found.json()
         if not users and "@" in name:
             found = self._call("GET", "/users", "look up the user", email=name, exact="true")
             users = found.json()
-        return str(users[0]["id"]) if users else None
+        return dict(users[0]) if users else None
 
     def _save(self, group: dict[str, Any], attributes: Attributes) -> None:
         self._call(
@@ -202,22 +204,27 @@ class KeycloakIdentity:
         )
         group["attributes"] = attributes
 
-    def _add(self, group: dict[str, Any], grant: Grant, enabled: bool) -> None:
-        user_id = self._user_id(grant.subject)
-        if user_id is None:
+    def _add(self, group: dict[str, Any], grant: Grant, enabled: bool) -> str | None:
+        """Make ``grant.subject`` a member; the account id if it was switched off with it."""
+        user = self._user(grant.subject)
+        if user is None:
             raise IdentityError(
                 f"no Keycloak user {_subject(grant.subject)!r}; create it first",
                 retry=Retry.PERMANENT,
                 status=404,
             )
+        user_id = str(user["id"])
         self._call(
             "PUT",
             f"/users/{user_id}/groups/{group['id']}",
             "add the member (user or group not found)",
             ok=lambda r: r.status_code == 409,
         )
-        if not enabled:  # joins a suspended tenant: stays out until enable
-            self._call("PUT", f"/users/{user_id}", "disable the account", body={"enabled": False})
+        if enabled or user.get("enabled") is False:
+            return None
+        # Joins a suspended tenant: stays out until enable_access.
+        self._call("PUT", f"/users/{user_id}", "disable the account", body={"enabled": False})
+        return user_id
 
     @staticmethod
     def _grants(group: dict[str, Any]) -> dict[str, Permission]:
@@ -226,8 +233,17 @@ class KeycloakIdentity:
         return {s: Permission(p) for s, p in pairs if p in Permission.__members__.values()}
 
     @staticmethod
+    def _off(group: dict[str, Any]) -> set[str]:
+        """Accounts tenantops switched off for this tenant (only these are switched back on)."""
+        return set(group.get("attributes", {}).get("tenantops_disabled", []))
+
+    @staticmethod
     def _attributes(
-        tenant_id: str, tenant_name: str, enabled: bool, grants: dict[str, Permission]
+        tenant_id: str,
+        tenant_name: str,
+        enabled: bool,
+        grants: dict[str, Permission],
+        off: set[str] | None = None,
     ) -> Attributes:
         return {
             "tenant_id": [tenant_id],
@@ -235,6 +251,7 @@ class KeycloakIdentity:
             "managed_by": ["tenantops"],
             "tenantops_enabled": ["true" if enabled else "false"],
             "tenantops_grants": [f"{s}={p.value}" for s, p in sorted(grants.items())],
+            "tenantops_disabled": sorted(off or ()),
         }
 
     @staticmethod
@@ -288,12 +305,12 @@ class KeycloakIdentity:
                 else:
                     group_id = created.headers.get("Location", "").rstrip("/").rsplit("/", 1)[-1]
                     group = {"id": group_id, "name": name, "attributes": attributes}
-            state = self._state(group)
-            current = self._grants(group)
+            state, current, off = self._state(group), self._grants(group), self._off(group)
             for grant in grants:
-                self._add(group, grant, state.enabled)
+                if (switched := self._add(group, grant, state.enabled)) is not None:
+                    off.add(switched)
                 current[_subject(grant.subject)] = grant.permission
-            self._save(group, self._attributes(tenant_id, tenant_name, state.enabled, current))
+            self._save(group, self._attributes(tenant_id, tenant_name, state.enabled, current, off))
             return group
 
         return self._change(
@@ -303,12 +320,12 @@ class KeycloakIdentity:
     def add_member(self, *, tenant_id: str, grant: Grant, idempotency_key: str) -> GroupState:
         def change() -> dict[str, Any]:
             group = self._existing(tenant_id)
-            state = self._state(group)
-            self._add(group, grant, state.enabled)
-            current = self._grants(group)
+            state, current, off = self._state(group), self._grants(group), self._off(group)
+            if (switched := self._add(group, grant, state.enabled)) is not None:
+                off.add(switched)
             current[_subject(grant.subject)] = grant.permission
             self._save(
-                group, self._attributes(tenant_id, state.tenant_name, state.enabled, current)
+                group, self._attributes(tenant_id, state.tenant_name, state.enabled, current, off)
             )
             return group
 
@@ -320,18 +337,19 @@ class KeycloakIdentity:
         def change() -> dict[str, Any]:
             group = self._existing(tenant_id)
             state = self._state(group)
-            user_id = self._user_id(subject)
-            if user_id is not None:
+            user = self._user(subject)
+            if user is not None:
                 self._call(
                     "DELETE",
-                    f"/users/{user_id}/groups/{group['id']}",
+                    f"/users/{user['id']}/groups/{group['id']}",
                     "remove the member",
                     ok=lambda r: r.status_code == 404,  # not a member: already removed
                 )
             current = self._grants(group)
             current.pop(_subject(subject), None)
+            off = self._off(group)  # a member removed while suspended is switched back on later
             self._save(
-                group, self._attributes(tenant_id, state.tenant_name, state.enabled, current)
+                group, self._attributes(tenant_id, state.tenant_name, state.enabled, current, off)
             )
             return group
 
@@ -342,24 +360,36 @@ class KeycloakIdentity:
     def _set_enabled(self, tenant_id: str, enabled: bool, key: str) -> GroupState:
         def change() -> dict[str, Any]:
             group = self._existing(tenant_id)
-            state = self._state(group)
-            members = self._call(
-                "GET",
-                f"/groups/{group['id']}/members",
-                "read the group's members (group not found)",
-                briefRepresentation="true",
-            ).json()
-            for user in members:
-                if user.get("enabled") is not enabled:
+            state, off = self._state(group), self._off(group)
+            if enabled:
+                for user_id in sorted(off):  # only what tenantops switched off
                     self._call(
                         "PUT",
-                        f"/users/{quote(str(user['id']))}",
-                        "set the account's enabled (user not found)",
-                        body={"enabled": enabled},
+                        f"/users/{quote(user_id)}",
+                        "enable the account",
+                        ok=lambda r: r.status_code == 404,  # deleted since: nothing to enable
+                        body={"enabled": True},
                     )
+                off = set()
+            else:
+                members = self._call(
+                    "GET",
+                    f"/groups/{group['id']}/members",
+                    "read the group's members (group not found)",
+                    briefRepresentation="true",
+                ).json()
+                for user in members:
+                    if user.get("enabled") is not False:  # one disabled by others stays theirs
+                        self._call(
+                            "PUT",
+                            f"/users/{quote(str(user['id']))}",
+                            "disable the account (user not found)",
+                            body={"enabled": False},
+                        )
+                        off.add(str(user["id"]))
             self._save(
                 group,
-                self._attributes(tenant_id, state.tenant_name, enabled, self._grants(group)),
+                self._attributes(tenant_id, state.tenant_name, enabled, self._grants(group), off),
             )
             return group
 
