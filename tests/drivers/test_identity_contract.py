@@ -267,6 +267,7 @@ class Graph(Replay):
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     members: dict[str, set[str]] = field(default_factory=dict)
+    extensions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -336,6 +337,28 @@ class Graph(Replay):
             if g["upn"] not in self.users:
                 return self.errors["not_found"]["response"]
             self.users[g["upn"]]["accountEnabled"] = body["accountEnabled"]
+        elif name in ("create_extension", "get_extension", "update_extension"):
+            return self._extension(name, g, body, reply)
+        return reply
+
+    def _extension(self, name: str, g: dict[str, str], body: Any, reply: Reply) -> Reply:
+        if g["id"] not in self.groups:
+            return self.errors["not_found"]["response"]
+        own = {"@odata.type", "extensionName", "id"}
+        if name == "create_extension":
+            key = (g["id"], body["extensionName"])
+            if key in self.extensions:
+                return self.reply("extension_exists")
+            self.extensions[key] = {k: v for k, v in body.items() if k not in own}
+        else:
+            key = (g["id"], g["extension"])
+            if key not in self.extensions:
+                return self.reply("extension_not_found")
+            if name == "update_extension":
+                self.extensions[key].update({k: v for k, v in body.items() if k not in own})
+                return reply
+        kept = {k: v for k, v in reply["body"].items() if k.startswith("@") or k in own}
+        reply["body"] = {**kept, **copy.deepcopy(self.extensions[key])}
         return reply
 
 
@@ -395,6 +418,7 @@ def keycloak() -> Iterator[Keycloak]:
 def graph() -> Iterator[Graph]:
     variants = frozenset(
         {"member_exists", "not_a_member", "user_not_found", "invalid_client", "token_without_roles"}
+        | {"extension_exists", "extension_not_found"}
     )
     yield from _serve(Graph("entra", {"tenant": DIRECTORY}, variants))  # type: ignore[misc]
 
@@ -666,6 +690,37 @@ def test_entra_gets_the_documented_calls(db: Database, graph: Graph) -> None:
     assert token.body["scope"] == "https://graph.microsoft.com/.default"
     assert ("GET", "/v1.0/users/owner@acme.example") in graph.calls()
     assert ("PATCH", f"/v1.0/users/{owner['id']}") in graph.calls()
+
+
+def test_entra_enable_switches_on_only_the_accounts_disable_switched_off(
+    db: Database, graph: Graph
+) -> None:
+    idp = EntraIdentity(db, entra_settings(graph))
+    tid = new_id()
+    idp.create_group(
+        tenant_id=tid, tenant_name="acme", grants=[OWNER, CONTACT], idempotency_key=tid
+    )
+    graph.user("ops@acme.example")["accountEnabled"] = False  # offboarded by someone else
+
+    idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+    joined = idp.add_member(
+        tenant_id=tid, grant=Grant(SRE, Permission.READ), idempotency_key=f"{tid}-sre"
+    )
+    assert graph.user(SRE)["accountEnabled"] is False  # joined a suspended tenant: stays out
+    assert not joined.enabled
+    idp.enable_access(tenant_id=tid, idempotency_key=f"{tid}-on")
+    idp.close()
+
+    assert graph.user("owner@acme.example")["accountEnabled"] is True
+    assert graph.user(SRE)["accountEnabled"] is True
+    assert graph.user("ops@acme.example")["accountEnabled"] is False
+    (extension,) = graph.extensions.values()
+    assert extension["disabled"] == []
+    assert extension["grants"] == [
+        "ops@acme.example=read",
+        "owner@acme.example=write",
+        "sre@acme.example=read",
+    ]
 
 
 def test_entra_adding_an_existing_member_is_success(db: Database, graph: Graph) -> None:

@@ -2,18 +2,22 @@
 
 A tenant is one security group (``<prefix><tenant name>``, not mail-enabled)
 whose description carries the tenant id, so it is found again by id. Members
-are users looked up by user principal name. Disabling access sets every
-member's ``accountEnabled`` to false (Graph has no per-group sign-in switch;
-Conditional Access could be one, but it needs a licence and a policy per
-tenant): a user who belongs to two tenants is locked out of both, which is what
-an emergency suspension wants. Enabling sets it back; grants are never touched.
+are users looked up by user principal name; membership is read from Graph.
+Graph groups hold no per-member attributes, so an open extension on the group
+(``com.tenantops.identity``) keeps each member's permission, the tenant's
+access switch and the accounts tenantops switched off.
 
-Graph groups hold no per-member attributes, so the permission of each member
-(read/write/admin) is the one tenantops last recorded in the identity effect
-log; membership and the group itself are read from Graph. Every change is
-applied once per idempotency key through that log (``apply_once``), and each
-Graph call converges (an existing group or membership is success), so a step
-run again after a crash between Graph and the log commit repeats nothing.
+Disabling access sets every member's ``accountEnabled`` to false (Graph has no
+per-group sign-in switch; Conditional Access could be one, but it needs a
+licence and a policy per tenant) and notes the accounts it switched off;
+enabling switches on exactly those, so an account someone else disabled (say at
+offboarding) stays off. A user in two tenants' groups is locked out of both,
+which an emergency suspension wants. Grants are never touched.
+
+Every change is applied once per idempotency key through the identity effect
+log (``apply_once``), and each Graph call converges (an existing group or
+membership is success), so a step run again after a crash between Graph and
+the log commit repeats nothing.
 
 Token: OAuth2 client credentials at ``{login_url}/{tenant}/oauth2/v2.0/token``
 with scope ``https://graph.microsoft.com/.default``; application permissions
@@ -27,11 +31,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.db import Database
@@ -43,6 +47,8 @@ from tenantops.drivers.identity.port import Grant, GroupState, Permission
 from tenantops.drivers.identity.settings import CheckRow, EntraSettings, IdentityError, failure
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+MARKER = "tenantops tenant "  # the group's description: MARKER + tenant id
+EXTENSION = "com.tenantops.identity"  # the open extension holding grants and the switch
 PERMISSIONS_FIX = (
     "grant the app registration the Microsoft Graph application permissions "
     "Group.ReadWrite.All, GroupMember.ReadWrite.All and User.ReadWrite.All "
@@ -69,6 +75,34 @@ def _already(response: httpx.Response) -> bool:
 
 def _upn(subject: str) -> str:
     return subject.strip().lower()
+
+
+@dataclass
+class Access:
+    """What Graph groups cannot hold natively, kept in the group's open extension."""
+
+    tenant_id: str
+    enabled: bool = True
+    grants: dict[str, Permission] = field(default_factory=dict)
+    disabled: set[str] = field(default_factory=set)  # accounts tenantops switched off
+
+    @classmethod
+    def read(cls, body: dict[str, Any]) -> Access:
+        pairs = (str(v).rsplit("=", 1) for v in body.get("grants", []) if "=" in str(v))
+        return cls(
+            tenant_id=str(body.get("tenantId", "")),
+            enabled=body.get("enabled", True) is not False,
+            grants={s: Permission(p) for s, p in pairs if p in {x.value for x in Permission}},
+            disabled={str(x) for x in body.get("disabled", [])},
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "tenantId": self.tenant_id,
+            "enabled": self.enabled,
+            "grants": [f"{s}={p.value}" for s, p in sorted(self.grants.items())],
+            "disabled": sorted(self.disabled),
+        }
 
 
 class EntraIdentity:
@@ -161,7 +195,7 @@ class EntraIdentity:
     # Graph objects -------------------------------------------------------------------------
 
     def _marker(self, tenant_id: str) -> str:
-        return f"tenantops tenant {tenant_id}"
+        return f"{MARKER}{tenant_id}"
 
     def _find_group(self, tenant_id: str) -> dict[str, Any] | None:
         literal = self._marker(tenant_id).replace("'", "''")  # an OData string literal
@@ -204,33 +238,48 @@ class EntraIdentity:
             json={"accountEnabled": enabled},
         )
 
-    # State ---------------------------------------------------------------------------------
+    # State: an open extension on the group -----------------------------------------------
 
-    @staticmethod
-    def _recorded(session: Session, tenant_id: str) -> GroupState | None:
-        row = session.execute(
-            select(IdentityEffect)
-            .where(IdentityEffect.tenant_id == tenant_id)
-            .order_by(IdentityEffect.at.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        return None if row is None else _from_record(row.result)
+    def _extension(self, group_id: str) -> Access | None:
+        response = self._call(
+            "GET",
+            f"/groups/{group_id}/extensions/{EXTENSION}",
+            "read the group's tenantops extension",
+            ok=lambda r: r.status_code == 404,
+        )
+        return None if response.status_code == 404 else Access.read(response.json())
 
-    def _state(
-        self,
-        tenant_id: str,
-        group: dict[str, Any],
-        *,
-        enabled: bool,
-        permissions: dict[str, Permission],
-    ) -> GroupState:
+    def _save(self, group_id: str, access: Access, *, exists: bool) -> None:
+        if exists:
+            self._call(
+                "PATCH",
+                f"/groups/{group_id}/extensions/{EXTENSION}",
+                "update the group's tenantops extension (group not found)",
+                json=access.body(),
+            )
+            return
+        created = self._call(
+            "POST",
+            f"/groups/{group_id}/extensions",
+            "create the group's tenantops extension (group not found)",
+            ok=lambda r: r.status_code == 409,  # written by a concurrent run: update it
+            json={
+                "@odata.type": "microsoft.graph.openTypeExtension",
+                "extensionName": EXTENSION,
+                **access.body(),
+            },
+        )
+        if created.status_code == 409:
+            self._save(group_id, access, exists=True)
+
+    def _state(self, tenant_id: str, group: dict[str, Any], access: Access) -> GroupState:
         subjects = sorted(_upn(m["userPrincipalName"]) for m in self._members(group["id"]))
         return GroupState(
             tenant_id=tenant_id,
             tenant_name=str(group["displayName"]).removeprefix(self.settings.group_prefix),
             group=str(group["displayName"]),
-            enabled=enabled,
-            members=tuple(Grant(s, permissions.get(s, Permission.READ)) for s in subjects),
+            enabled=access.enabled,
+            members=tuple(Grant(s, access.grants.get(s, Permission.READ)) for s in subjects),
         )
 
     def _change(
@@ -239,12 +288,23 @@ class EntraIdentity:
         key: str,
         operation: str,
         tenant_id: str,
-        change: Callable[[GroupState | None], tuple[dict[str, Any], bool, dict[str, Permission]]],
+        change: Callable[[dict[str, Any], Access], None],
+        create: Callable[[], dict[str, Any]] | None = None,
     ) -> GroupState:
         def run(session: Session) -> GroupState:
-            before = self._recorded(session, tenant_id)
-            group, enabled, permissions = change(before)
-            return self._state(tenant_id, group, enabled=enabled, permissions=permissions)
+            group = self._find_group(tenant_id)
+            if group is None and create is not None:
+                group = create()
+            if group is None:
+                raise IdentityError(
+                    f"tenant {tenant_id} has no Entra group; create it first",
+                    retry=Retry.NEEDS_HUMAN,
+                )
+            found = self._extension(group["id"])
+            access = found if found is not None else Access(tenant_id=tenant_id)
+            change(group, access)
+            self._save(group["id"], access, exists=found is not None)
+            return self._state(tenant_id, group, access)
 
         return apply_once(
             self.db,
@@ -257,15 +317,7 @@ class EntraIdentity:
             what="identity",
         )
 
-    def _existing(self, tenant_id: str) -> dict[str, Any]:
-        group = self._find_group(tenant_id)
-        if group is None:
-            raise IdentityError(
-                f"tenant {tenant_id} has no Entra group; create it first", retry=Retry.NEEDS_HUMAN
-            )
-        return group
-
-    def _add(self, group_id: str, grant: Grant, enabled: bool) -> str:
+    def _add(self, group_id: str, grant: Grant, access: Access) -> None:
         user = self._user(grant.subject, "look up the user")
         if user is None:
             raise IdentityError(
@@ -281,13 +333,10 @@ class EntraIdentity:
             ok=_already,
             json={"@odata.id": ref},
         )
-        if not enabled and user.get("accountEnabled", True):
+        access.grants[_upn(grant.subject)] = grant.permission
+        if not access.enabled and user.get("accountEnabled") is not False:
             self._set_account(str(user["id"]), False)  # joins a suspended tenant: stays out
-        return _upn(grant.subject)
-
-    @staticmethod
-    def _permissions(before: GroupState | None) -> dict[str, Permission]:
-        return {} if before is None else {g.subject: g.permission for g in before.members}
+            access.disabled.add(str(user["id"]))
 
     # The port ------------------------------------------------------------------------------
 
@@ -296,56 +345,53 @@ class EntraIdentity:
     ) -> GroupState:
         name = f"{self.settings.group_prefix}{tenant_name}"
 
-        def change(
-            before: GroupState | None,
-        ) -> tuple[dict[str, Any], bool, dict[str, Permission]]:
+        def create() -> dict[str, Any]:
+            response = self._call(
+                "POST",
+                "/groups",
+                "create the tenant group",
+                ok=lambda r: r.status_code == 409,  # a concurrent create won
+                json={
+                    "displayName": name,
+                    "description": self._marker(tenant_id),
+                    "mailEnabled": False,
+                    "mailNickname": name,
+                    "securityEnabled": True,
+                },
+            )
+            if response.status_code != 409:
+                return dict(response.json())
             group = self._find_group(tenant_id)
             if group is None:
-                response = self._call(
-                    "POST",
-                    "/groups",
-                    "create the tenant group",
-                    ok=lambda r: r.status_code == 409,
-                    json={
-                        "displayName": name,
-                        "description": self._marker(tenant_id),
-                        "mailEnabled": False,
-                        "mailNickname": name,
-                        "securityEnabled": True,
-                    },
+                raise IdentityError(
+                    "Graph answered 409 creating the group but none carries this tenant's id",
+                    retry=Retry.NEEDS_HUMAN,
+                    status=409,
                 )
-                group = (
-                    self._existing(tenant_id) if response.status_code == 409 else response.json()
-                )
-            enabled = before.enabled if before is not None else True
-            permissions = self._permissions(before)
+            return group
+
+        def change(group: dict[str, Any], access: Access) -> None:
             for grant in grants:
-                permissions[self._add(group["id"], grant, enabled)] = grant.permission
-            return group, enabled, permissions
+                self._add(group["id"], grant, access)
 
         return self._change(
-            key=idempotency_key, operation="create_group", tenant_id=tenant_id, change=change
+            key=idempotency_key,
+            operation="create_group",
+            tenant_id=tenant_id,
+            change=change,
+            create=create,
         )
 
     def add_member(self, *, tenant_id: str, grant: Grant, idempotency_key: str) -> GroupState:
-        def change(
-            before: GroupState | None,
-        ) -> tuple[dict[str, Any], bool, dict[str, Permission]]:
-            group = self._existing(tenant_id)
-            enabled = before.enabled if before is not None else True
-            permissions = self._permissions(before)
-            permissions[self._add(group["id"], grant, enabled)] = grant.permission
-            return group, enabled, permissions
+        def change(group: dict[str, Any], access: Access) -> None:
+            self._add(group["id"], grant, access)
 
         return self._change(
             key=idempotency_key, operation="add_member", tenant_id=tenant_id, change=change
         )
 
     def remove_member(self, *, tenant_id: str, subject: str, idempotency_key: str) -> GroupState:
-        def change(
-            before: GroupState | None,
-        ) -> tuple[dict[str, Any], bool, dict[str, Permission]]:
-            group = self._existing(tenant_id)
+        def change(group: dict[str, Any], access: Access) -> None:
             user = self._user(subject, "look up the user")
             if user is not None:
                 self._call(
@@ -354,23 +400,32 @@ class EntraIdentity:
                     "remove the member",
                     ok=lambda r: r.status_code == 404,  # not a member: already removed
                 )
-            permissions = self._permissions(before)
-            permissions.pop(_upn(subject), None)
-            return group, before.enabled if before is not None else True, permissions
+            # A member removed while suspended keeps its place in ``disabled``: enable
+            # switches it back on.
+            access.grants.pop(_upn(subject), None)
 
         return self._change(
             key=idempotency_key, operation="remove_member", tenant_id=tenant_id, change=change
         )
 
     def _set_enabled(self, tenant_id: str, enabled: bool, key: str) -> GroupState:
-        def change(
-            before: GroupState | None,
-        ) -> tuple[dict[str, Any], bool, dict[str, Permission]]:
-            group = self._existing(tenant_id)
-            for member in self._members(group["id"]):
-                if member.get("accountEnabled") is not enabled:
-                    self._set_account(str(member["id"]), enabled)
-            return group, enabled, self._permissions(before)
+        def change(group: dict[str, Any], access: Access) -> None:
+            if enabled:
+                for user_id in sorted(access.disabled):  # only what tenantops switched off
+                    self._call(
+                        "PATCH",
+                        f"/users/{user_id}",
+                        "enable the account",
+                        ok=lambda r: r.status_code == 404,  # deleted since: nothing to enable
+                        json={"accountEnabled": True},
+                    )
+                access.disabled = set()
+            else:
+                for member in self._members(group["id"]):
+                    if member.get("accountEnabled") is not False:  # one disabled by others stays
+                        self._set_account(str(member["id"]), False)
+                        access.disabled.add(str(member["id"]))
+            access.enabled = enabled
 
         operation = "enable_access" if enabled else "disable_access"
         return self._change(key=key, operation=operation, tenant_id=tenant_id, change=change)
@@ -385,14 +440,8 @@ class EntraIdentity:
         group = self._find_group(tenant_id)
         if group is None:
             return None
-        with self.db.read() as session:
-            before = self._recorded(session, tenant_id)
-        return self._state(
-            tenant_id,
-            group,
-            enabled=before.enabled if before is not None else True,
-            permissions=self._permissions(before),
-        )
+        access = self._extension(group["id"]) or Access(tenant_id=tenant_id)
+        return self._state(tenant_id, group, access)
 
     def list_groups(self) -> list[GroupState]:
         response = self._call(
@@ -400,16 +449,15 @@ class EntraIdentity:
             "/groups",
             "list the tenant groups",
             params={
-                "$filter": "startswith(description,'tenantops tenant ')",
+                "$filter": f"startswith(description,'{MARKER}')",
                 "$select": "id,displayName,description",
             },
         )
         states = []
         for group in response.json().get("value", []):
-            tenant_id = str(group.get("description", "")).removeprefix("tenantops tenant ")
-            state = self.get_group(tenant_id=tenant_id)
-            if state is not None:
-                states.append(state)
+            tenant_id = str(group.get("description", "")).removeprefix(MARKER)
+            access = self._extension(group["id"]) or Access(tenant_id=tenant_id)
+            states.append(self._state(tenant_id, group, access))
         return sorted(states, key=lambda s: s.tenant_name)
 
     # Doctor --------------------------------------------------------------------------------
