@@ -85,6 +85,10 @@ class KeycloakIdentity:
         s = self.settings
         return f"KeycloakIdentity(url={s.server_url!r}, realm={s.realm!r}, client={s.client_id!r})"
 
+    def close(self) -> None:
+        """Let go of the connection (python-keycloak closes its session when it goes)."""
+        self._admin = None
+
     # HTTP ----------------------------------------------------------------------------------
 
     @property
