@@ -60,6 +60,11 @@ def test_each_failure_is_named_with_its_fix_and_no_secret(
     env.setenv("TENANTOPS_NOTIFY__SECURITY", '["security@corp.example", "slack:secops"]')
     env.setenv("TENANTOPS_ACCESS__ADAPTER", "redis")
     env.setenv("TENANTOPS_ACCESS__REDIS__URL", f"redis://ops:redis-hunter2@127.0.0.1:{closed}/0")
+    env.setenv("TENANTOPS_IDENTITY__ADAPTER", "keycloak")
+    env.setenv("TENANTOPS_IDENTITY__KEYCLOAK__SERVER_URL", f"http://127.0.0.1:{closed}")
+    env.setenv("TENANTOPS_IDENTITY__KEYCLOAK__REALM", "platform")
+    env.setenv("TENANTOPS_IDENTITY__KEYCLOAK__CLIENT_ID", "tenantops")
+    env.setenv("TENANTOPS_IDENTITY__KEYCLOAK__CLIENT_SECRET", "kc-hunter2")
     env.setenv("TENANTOPS_SECRETS__ADAPTER", "vault")
     env.setenv("TENANTOPS_SECRETS__VAULT__URL", f"http://127.0.0.1:{closed}")
     env.setenv("TENANTOPS_SECRETS__VAULT__TOKEN", "hvs.vault-hunter2")
@@ -70,6 +75,7 @@ def test_each_failure_is_named_with_its_fix_and_no_secret(
     assert set(failed) >= {"notify: smtp", "events: nats", "notify: recipients"}
     assert any(check.startswith("access: redis") for check in failed)
     assert any(check.startswith("secrets: ") for check in failed)
+    assert any(check.startswith("identity: ") for check in failed)
     assert "TENANTOPS_SMTP__HOST" in failed["notify: smtp"]["fix"]
     assert "slack:secops is not configured" in failed["notify: recipients"]["detail"]
     assert all(f["fix"] for f in failed.values())

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tenantops.drivers.access.settings import RedisAccessSettings
 from tenantops.drivers.argocd.settings import ArgoCDSettings
 from tenantops.drivers.gitops.settings import RemoteGitSettings
+from tenantops.drivers.identity.settings import EntraSettings, KeycloakSettings
 from tenantops.drivers.itsm.settings import ServiceNowSettings
 from tenantops.drivers.notify.settings import ChannelsSettings
 from tenantops.drivers.secrets.settings import VaultSettings
@@ -133,6 +134,15 @@ class AccessSettings(BaseModel):
     redis: RedisAccessSettings = Field(default_factory=RedisAccessSettings)
 
 
+class IdentitySettings(BaseModel):
+    """Which adapter holds tenants' groups: ``local`` (the database), ``keycloak`` or
+    ``entra`` (Microsoft Graph)."""
+
+    adapter: Literal["local", "keycloak", "entra"] = "local"
+    keycloak: KeycloakSettings = Field(default_factory=KeycloakSettings)
+    entra: EntraSettings = Field(default_factory=EntraSettings)
+
+
 class SecretsSettings(BaseModel):
     """Which adapter keeps tenants' secret stores: ``local`` (references in the
     database) or ``vault`` (policies, KV v2 metadata and lease revocation; values
@@ -207,6 +217,7 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
     argocd: ArgoCDSettings | None = Field(
         default=None, description="sync and watch tenant Applications; unset: no cluster"
     )

@@ -179,6 +179,28 @@ def access(settings: Settings) -> Iterator[Finding]:
         adapter.db.dispose()
 
 
+def identity(settings: Settings) -> Iterator[Finding]:
+    adapter_name = settings.identity.adapter
+    if adapter_name == "local":
+        yield Finding("identity", "skip", "local adapter: tenant groups kept in the database")
+        return
+    from tenantops.drivers.identity.entra import EntraIdentity
+    from tenantops.drivers.identity.keycloak import KeycloakIdentity
+
+    db = Database(settings.resolved_database_url())
+    adapter: KeycloakIdentity | EntraIdentity = (
+        KeycloakIdentity(db, settings.identity.keycloak)
+        if adapter_name == "keycloak"
+        else EntraIdentity(db, settings.identity.entra)
+    )
+    try:
+        for row in adapter.check():
+            yield Finding(f"identity: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix)
+    finally:
+        adapter.close()
+        db.dispose()
+
+
 def secrets(settings: Settings) -> Iterator[Finding]:
     if settings.secrets.adapter == "local":
         yield Finding("secrets", "skip", "local adapter: references kept in the database")
@@ -342,6 +364,7 @@ PROBES: tuple[Probe, ...] = (
     gitops,
     events,
     access,
+    identity,
     secrets,
     argocd,
     itsm,

@@ -47,3 +47,38 @@ def test_secret_stores_are_local_by_default_and_vault_when_configured(
     store = local_drivers(configured, db).secrets
     assert isinstance(store, VaultSecretStore)
     store.close()
+
+
+def test_identity_is_local_by_default_keycloak_or_entra_when_configured(
+    db: Database, tmp_path: Path
+) -> None:
+    from tenantops.drivers.identity.entra import EntraIdentity
+    from tenantops.drivers.identity.keycloak import KeycloakIdentity
+    from tenantops.drivers.identity.local import LocalIdentity
+
+    assert isinstance(local_drivers(Settings(data_dir=tmp_path), db).identity, LocalIdentity)
+    keycloak = Settings(
+        data_dir=tmp_path,
+        identity={
+            "adapter": "keycloak",
+            "keycloak": {
+                "server_url": "https://sso.example",
+                "realm": "platform",
+                "client_id": "tenantops",
+                "client_secret": "kc-secret",
+            },
+        },
+    )
+    found = local_drivers(keycloak, db).identity
+    assert isinstance(found, KeycloakIdentity)
+    found.close()
+    entra = Settings(
+        data_dir=tmp_path,
+        identity={
+            "adapter": "entra",
+            "entra": {"tenant_id": "contoso", "client_id": "app", "client_secret": "e-secret"},
+        },
+    )
+    found_entra = local_drivers(entra, db).identity
+    assert isinstance(found_entra, EntraIdentity)
+    found_entra.close()

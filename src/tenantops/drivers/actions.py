@@ -27,6 +27,8 @@ from tenantops.drivers.argocd.rest import ArgoCDRest
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.health.local import HttpHealth
 from tenantops.drivers.health.port import CheckResult, HealthChecker
+from tenantops.drivers.identity.entra import EntraIdentity
+from tenantops.drivers.identity.keycloak import KeycloakIdentity
 from tenantops.drivers.identity.local import LocalIdentity
 from tenantops.drivers.identity.port import Grant, GroupState, IdentityProvider, Permission
 from tenantops.drivers.itsm.local import InMemoryItsm
@@ -80,7 +82,7 @@ def health_url_template(settings: Settings) -> str:
 def local_drivers(settings: Settings, db: Database) -> Drivers:
     """The configured adapters: the embedded defaults, Redis for queue access if chosen,
     SMTP delivery if ``settings.smtp.host`` is set."""
-    identity = LocalIdentity(db)
+    identity = _identity(settings, db)
     smtp = settings.smtp
     email = SmtpTransport(smtp) if smtp.host else None
     # Channel recipients (slack:…, teams:…, webhook:…, pagerduty:…) go through the
@@ -118,6 +120,15 @@ def local_drivers(settings: Settings, db: Database) -> Drivers:
         itsm=ServiceNowItsm(settings.servicenow) if settings.servicenow else InMemoryItsm(),
         channels=channels,
     )
+
+
+def _identity(settings: Settings, db: Database) -> IdentityProvider:
+    adapter = settings.identity.adapter
+    if adapter == "keycloak":
+        return KeycloakIdentity(db, settings.identity.keycloak)
+    if adapter == "entra":
+        return EntraIdentity(db, settings.identity.entra)
+    return LocalIdentity(db)
 
 
 def _argocd(settings: Settings) -> ArgoCD:
