@@ -6,11 +6,18 @@ and passed into ``create_app(settings)``.
 
 from __future__ import annotations
 
+import os
+import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from tenantops.drivers.access.settings import RedisAccessSettings
 from tenantops.drivers.argocd.settings import ArgoCDSettings
@@ -228,6 +235,31 @@ class Settings(BaseSettings):
     # A bootstrap admin token printed once on first start of an empty database,
     # so the embedded default is usable without an identity provider.
     bootstrap_admin: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then ``TENANTOPS_*`` variables, then the TOML file named by
+        ``TENANTOPS_CONFIG_FILE`` (same names, nested as tables: ``[events]``,
+        ``broker = "nats"``): the environment overrides the file."""
+        path = os.environ.get("TENANTOPS_CONFIG_FILE")
+        if not path:
+            return init_settings, env_settings, file_secret_settings
+        if not Path(path).is_file():
+            raise ValueError(f"TENANTOPS_CONFIG_FILE={path}: no such file")
+        try:
+            from_file = TomlConfigSettingsSource(
+                settings_cls, toml_file=Path(path), deep_merge=True
+            )
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"TENANTOPS_CONFIG_FILE={path} is not valid TOML: {exc}") from None
+        return init_settings, env_settings, from_file, file_secret_settings
 
     def resolved_database_url(self) -> str:
         """The URL to connect to: the configured one, or the embedded SQLite file."""

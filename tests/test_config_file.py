@@ -1,0 +1,67 @@
+"""``TENANTOPS_CONFIG_FILE``: settings from a TOML file, the environment overriding it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tenantops.config import Settings
+from tests.conftest import invoke
+
+CONFIG = """
+port = 9090
+
+[events]
+broker = "nats"
+nats_url = "nats://10.0.0.5:4222"
+
+[access]
+adapter = "redis"
+
+[access.redis]
+url = "redis://ops:file-hunter2@10.0.0.6:6379/0"
+"""
+
+
+def test_the_file_sets_nested_settings_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "tenantops.toml"
+    config.write_text(CONFIG)
+    monkeypatch.setenv("TENANTOPS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("TENANTOPS_PORT", "9999")
+    monkeypatch.delenv("TENANTOPS_EVENTS__BROKER", raising=False)
+    settings = Settings()
+    assert settings.port == 9999  # the environment overrides the file
+    assert settings.events.broker == "nats"
+    assert settings.events.nats_url == "nats://10.0.0.5:4222"
+    assert settings.events.poll_seconds == 0.5  # a default the file did not touch
+    assert settings.access.adapter == "redis"
+    assert settings.access.redis.url.get_secret_value().endswith("@10.0.0.6:6379/0")
+    assert "file-hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "no such file"),
+        ("port = \n", "is not valid TOML"),
+        ('port = "eighty"\n', "port"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_and_a_non_zero_exit(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: str | None,
+    says: str,
+) -> None:
+    config = tmp_path / "tenantops.toml"
+    if content is not None:
+        config.write_text(content)
+    monkeypatch.setenv("TENANTOPS_CONFIG_FILE", str(config))
+    result = invoke(capsys, "doctor")
+    assert result.code != 0
+    assert says in result.err
+    assert len(result.err.strip().splitlines()) == 1
