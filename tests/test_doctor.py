@@ -129,3 +129,19 @@ def test_an_outdated_database_says_to_upgrade(
     assert db["status"] == "fail"
     assert "schema at 0001" in db["detail"]
     assert db["fix"] == "run: tenantops db upgrade"
+
+
+def test_terraform_is_checked_only_when_chosen(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, found = findings(capsys)
+    assert [f["status"] for f in found["terraform"]] == ["skip"]
+    assert "runbooks use the GitOps path" in found["terraform"][0]["detail"]
+
+    env.setenv("TENANTOPS_TERRAFORM__BINARY", str(tmp_path / "no-such-terraform"))
+    code, found = findings(capsys)
+    assert code == 1
+    failed = [f for k, fs in found.items() if k.startswith("terraform") for f in fs]
+    assert failed
+    assert failed[0]["status"] == "fail"
+    assert "GitOps" in failed[0]["fix"] or "install" in failed[0]["fix"].lower()

@@ -26,6 +26,7 @@ from tenantops.drivers.identity.settings import EntraSettings, KeycloakSettings
 from tenantops.drivers.itsm.settings import ServiceNowSettings
 from tenantops.drivers.notify.settings import ChannelsSettings
 from tenantops.drivers.secrets.settings import VaultSettings
+from tenantops.drivers.terraform.settings import TerraformSettings
 
 
 class OIDCSettings(BaseModel):
@@ -225,6 +226,7 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    terraform: TerraformSettings = Field(default_factory=TerraformSettings)
     argocd: ArgoCDSettings | None = Field(
         default=None, description="sync and watch tenant Applications; unset: no cluster"
     )

@@ -348,15 +348,32 @@ def oidc(settings: Settings) -> Iterator[Finding]:
 
 
 def terraform(settings: Settings) -> Iterator[Finding]:
-    found = shutil.which("terraform") or shutil.which("tofu")
-    if found:
-        yield Finding("terraform", "ok", f"{found} installed")
-    else:
-        yield Finding(
-            "terraform",
-            "skip",
-            "neither terraform nor tofu installed: runbooks use the GitOps path",
+    """Terraform is checked only when chosen (``TENANTOPS_TERRAFORM__BINARY``); its check
+    initialises the module in a scratch directory, which an unchosen probe must not make."""
+    tf = settings.terraform
+    if not tf.binary:
+        found = shutil.which("terraform") or shutil.which("tofu")
+        detail = (
+            f"{found} found but not chosen (TENANTOPS_TERRAFORM__BINARY)"
+            if found
+            else "neither terraform nor tofu installed"
         )
+        yield Finding("terraform", "skip", f"{detail}: runbooks use the GitOps path")
+        return
+    from tenantops.drivers.terraform.cli import TerraformCli
+
+    if not tf.work_dir.is_absolute():
+        tf = tf.model_copy(update={"work_dir": settings.data_dir / tf.work_dir})
+    for row in TerraformCli(tf).check():
+        yield Finding(
+            f"terraform: {row.check}", "ok" if row.ok else "fail", _short(row.detail), row.fix
+        )
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """The first lines of a tool's long message, enough to recognise it."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 PROBES: tuple[Probe, ...] = (

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -23,6 +22,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from tenantops.drivers.errors import Retry
 from tenantops.drivers.terraform.port import (
@@ -36,7 +37,7 @@ from tenantops.drivers.terraform.port import (
 from tenantops.drivers.terraform.settings import TerraformSettings
 from tenantops.kit.clock import utcnow
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("tenantops.terraform")
 
 FIX_BINARY = (
     "install terraform (>= 1.5) or tofu on this host, or set TENANTOPS_TERRAFORM__BINARY "
@@ -171,7 +172,7 @@ class TerraformCli:
                     retry=Retry.NEEDS_HUMAN,
                     output=exc.output,
                 ) from exc
-            log.warning("terraform: %s plan %s was applied by an earlier run", plan.tenant, key)
+            log.warning("terraform plan was applied by an earlier run", tenant=plan.tenant, key=key)
         outputs = self._outputs(binary, work)
         result = Applied(
             tenant=plan.tenant,
@@ -370,7 +371,7 @@ class TerraformCli:
         ok_codes: Sequence[int] = (0,),
     ) -> subprocess.CompletedProcess[str]:
         command = [binary, *args]
-        log.info("terraform: %s (in %s)", " ".join(command), cwd)
+        log.info("terraform", command=" ".join(command), cwd=str(cwd))
         try:
             done = subprocess.run(  # noqa: S603 - argv built here, no shell
                 command,
@@ -397,7 +398,7 @@ class TerraformCli:
         message = f"terraform {stage} failed: {output[:1500]}"
         if hint:
             message += f" [{hint}]"
-        log.warning("terraform: %s", message)
+        log.warning("terraform failed", message=message)
         raise TerraformError(message, retry=retry, output=output)
 
 
