@@ -17,11 +17,14 @@ made the first time. Nothing is committed unless every manifest validates.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 
 from tenantops.config import Settings
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.gitops import Change, GitOpsRepo, LocalGitRepo
 from tenantops.drivers.gitops.remote import RemoteGitRepo
+from tenantops.drivers.terraform.cli import TerraformCli
+from tenantops.drivers.terraform.port import Provisioner
 from tenantops.provisioning.manifests import (
     TIERS,
     Platform,
@@ -192,3 +195,33 @@ def gitops_actions(
 def _name(rendered: Rendered) -> str:
     namespace = next(o for o in rendered.objects.values() if o["kind"] == "Namespace")
     return str(namespace["metadata"]["name"])
+
+
+def terraform_actions(settings: Settings, *, cli: Provisioner | None = None) -> Registry:
+    """``terraform.plan_apply``: the tenant-bootstrap module planned and applied, the plan
+    JSON kept as evidence. Only for installations that chose Terraform
+    (``TENANTOPS_TERRAFORM__BINARY``); the standard runbooks use the GitOps path."""
+    tf = settings.terraform
+    if not tf.work_dir.is_absolute():
+        tf = tf.model_copy(update={"work_dir": settings.data_dir / tf.work_dir})
+    provisioner: Provisioner = cli or TerraformCli(tf)
+
+    def plan_apply(ctx: ActionContext) -> StepResult:
+        spec = _spec(ctx, isolated=None)
+        variables = {
+            "tenant": spec.name,
+            "tier": spec.tier,
+            "region": spec.region,
+            "compliance_classification": spec.compliance_classification,
+            "business_owner": spec.business_owner,
+            "contacts": list(spec.contacts),
+            "isolated": spec.isolated,
+            "groups": {g.name: g.access.value for g in spec.groups},
+            "tier_size": asdict(TIERS[spec.tier]),
+        }
+        plan = provisioner.plan(spec.name, variables, idempotency_key=ctx.idempotency_key)
+        applied = provisioner.apply(plan)
+        evidence = {"plan": plan.as_dict(), "applied": applied.as_dict()}
+        return StepResult(output=evidence, evidence=evidence)
+
+    return {"terraform.plan_apply": FunctionAction(_guarded(plan_apply))}
