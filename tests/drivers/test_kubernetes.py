@@ -18,6 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.kubernetes.local import LocalCluster
 from tenantops.drivers.kubernetes.port import Applied, Cluster, isolation_policy, managed_drift
 from tenantops.drivers.kubernetes.rest import (
     APPLY_PATCH,
@@ -383,3 +384,97 @@ def test_doctor_without_a_server_says_it_is_unreachable() -> None:
     client.close()
     assert (row.check, row.ok) == ("kubernetes reachable", False)
     assert "reachable" in row.fix
+
+
+# One contract for every Cluster that can run here ---------------------------------------
+
+
+@pytest.fixture(params=["local", "rest-replayed"])
+def any_cluster(
+    request: pytest.FixtureRequest,
+    replay: Replay,  # noqa: F811
+) -> Iterator[tuple[Cluster, Replay | None]]:
+    if request.param == "local":
+        yield LocalCluster(), None
+        return
+    client = KubernetesRest(KubernetesSettings(api_url=replay.url, token=SecretStr(TOKEN)))
+    yield client, replay
+    client.close()
+    replay.assert_done()
+
+
+def test_contract_applied_objects_read_back_with_no_drift(
+    any_cluster: tuple[Cluster, Replay | None],
+) -> None:
+    cluster, script = any_cluster
+    if script is not None:
+        script.script(ex("tenant_acme")[1], ex("quota_same"), ex("quota_same"))
+
+    [applied] = cluster.apply([quota()])
+    live = cluster.read("ResourceQuota", "tenant-quota", "acme")
+
+    assert (applied.kind, applied.name, applied.namespace) == (
+        "ResourceQuota",
+        "tenant-quota",
+        "acme",
+    )
+    assert live is not None
+    assert live["spec"]["hard"] == quota()["spec"]["hard"]
+    assert cluster.drift([quota()]) == []
+
+
+def test_contract_a_missing_object_reads_none_and_is_drift(
+    any_cluster: tuple[Cluster, Replay | None],
+) -> None:
+    cluster, script = any_cluster
+    if script is not None:
+        script.script(ex("quota_not_found"), ex("quota_not_found"))
+
+    assert cluster.read("ResourceQuota", "tenant-quota", "acme") is None
+    assert [d.field for d in cluster.drift([quota()])] == [""]
+
+
+def test_contract_isolate_applies_the_deny_all_policy(
+    any_cluster: tuple[Cluster, Replay | None],
+) -> None:
+    cluster, script = any_cluster
+    if script is not None:
+        script.script(ex("isolate"))
+
+    applied = cluster.isolate("acme")
+
+    assert (applied.kind, applied.name, applied.namespace) == ("NetworkPolicy", "isolate", "acme")
+    assert applied.resource_version
+
+
+def test_contract_an_unknown_kind_is_permanent(
+    any_cluster: tuple[Cluster, Replay | None],
+) -> None:
+    cluster, _ = any_cluster
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "acme"}}
+    with pytest.raises(DriverError) as caught:
+        cluster.apply([pod])
+    assert caught.value.retry is Retry.PERMANENT
+
+
+def test_local_cluster_keeps_other_writers_fields_and_shows_their_drift() -> None:
+    cluster = LocalCluster()
+    cluster.apply([quota()])
+    cluster.edit("ResourceQuota", "tenant-quota", "acme", "spec.hard.pods", "150")
+    cluster.edit("ResourceQuota", "tenant-quota", "acme", "status", {"used": {"pods": "3"}})
+
+    [drift] = cluster.drift([quota()])
+    assert (drift.field, drift.desired, drift.live) == ("spec.hard.pods", "100", "150")
+
+    cluster.apply([quota()])  # applying again takes the field back
+    assert cluster.drift([quota()]) == []
+    live = cluster.read("ResourceQuota", "tenant-quota", "acme")
+    assert live is not None
+    assert live["status"] == {"used": {"pods": "3"}}  # not tenantops's field: kept
+
+
+def test_local_cluster_keeps_nothing_on_a_dry_run() -> None:
+    cluster = LocalCluster()
+    [applied] = cluster.apply([quota()], dry_run=True)
+    assert applied.dry_run
+    assert cluster.read("ResourceQuota", "tenant-quota", "acme") is None
