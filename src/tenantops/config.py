@@ -24,6 +24,7 @@ from tenantops.drivers.argocd.settings import ArgoCDSettings
 from tenantops.drivers.gitops.settings import RemoteGitSettings
 from tenantops.drivers.identity.settings import EntraSettings, KeycloakSettings
 from tenantops.drivers.itsm.settings import ServiceNowSettings
+from tenantops.drivers.kubernetes.settings import KubernetesSettings
 from tenantops.drivers.notify.settings import ChannelsSettings
 from tenantops.drivers.secrets.settings import VaultSettings
 from tenantops.drivers.terraform.settings import TerraformSettings
@@ -227,6 +228,10 @@ class Settings(BaseSettings):
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     terraform: TerraformSettings = Field(default_factory=TerraformSettings)
+    kubernetes: KubernetesSettings | None = Field(
+        default=None,
+        description="server-side apply, drift and emergency isolation; unset: in-memory cluster",
+    )
     argocd: ArgoCDSettings | None = Field(
         default=None, description="sync and watch tenant Applications; unset: no cluster"
     )

@@ -217,6 +217,22 @@ def secrets(settings: Settings) -> Iterator[Finding]:
         db.dispose()
 
 
+def kubernetes(settings: Settings) -> Iterator[Finding]:
+    if settings.kubernetes is None:
+        yield Finding("kubernetes", "skip", "not configured: the cluster is reached through GitOps")
+        return
+    from tenantops.drivers.kubernetes.rest import KubernetesRest
+
+    client = KubernetesRest(settings.kubernetes)
+    try:
+        for row in client.check():
+            yield Finding(
+                f"kubernetes: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix
+            )
+    finally:
+        client.close()
+
+
 def argocd(settings: Settings) -> Iterator[Finding]:
     if settings.argocd is None:
         yield Finding("argocd", "skip", "not configured: syncs are reported without a cluster")
@@ -383,6 +399,7 @@ PROBES: tuple[Probe, ...] = (
     access,
     identity,
     secrets,
+    kubernetes,
     argocd,
     itsm,
     notify,

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from typing import Any
 
 from tenantops.config import Settings
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.gitops import Change, GitOpsRepo, LocalGitRepo
 from tenantops.drivers.gitops.remote import RemoteGitRepo
+from tenantops.drivers.kubernetes.local import LocalCluster
+from tenantops.drivers.kubernetes.port import Cluster
+from tenantops.drivers.kubernetes.rest import KubernetesRest
 from tenantops.drivers.terraform.cli import TerraformCli
 from tenantops.drivers.terraform.port import Provisioner
 from tenantops.provisioning.manifests import (
@@ -225,3 +229,38 @@ def terraform_actions(settings: Settings, *, cli: Provisioner | None = None) -> 
         return StepResult(output=evidence, evidence=evidence)
 
     return {"terraform.plan_apply": FunctionAction(_guarded(plan_apply))}
+
+
+def cluster_actions(settings: Settings, *, cluster: Cluster | None = None) -> Registry:
+    """``k8s.isolate`` (the deny-all policy applied at once, ahead of the GitOps commit),
+    ``k8s.drift`` (live state against the render, read-only) and ``k8s.apply_tenant``
+    (server-side apply of the render without the Argo CD Application, for clusters
+    not run through GitOps). Unconfigured, an in-memory cluster stands in."""
+    target: Cluster = cluster or (
+        KubernetesRest(settings.kubernetes) if settings.kubernetes else LocalCluster()
+    )
+    platform = platform_from(settings)
+
+    def objects(ctx: ActionContext) -> list[dict[str, Any]]:
+        rendered = render_tenant(_spec(ctx, isolated=None), platform)
+        return [o for o in rendered.objects.values() if o.get("kind") != "Application"]
+
+    def isolate(ctx: ActionContext) -> StepResult:
+        applied = asdict(target.isolate(_spec(ctx, isolated=True).name))
+        return StepResult(output=applied, evidence=applied)
+
+    def drift(ctx: ActionContext) -> StepResult:
+        found = [asdict(d) for d in target.drift(objects(ctx))]
+        result = {"in_sync": not found, "drift": found}
+        return StepResult(output=result, evidence=result)
+
+    def apply_tenant(ctx: ActionContext) -> StepResult:
+        applied = target.apply(objects(ctx), dry_run=bool(ctx.params.get("dry_run")))
+        result = {"applied": [asdict(a) for a in applied]}
+        return StepResult(output=result, evidence=result)
+
+    return {
+        "k8s.isolate": FunctionAction(_guarded(isolate)),
+        "k8s.drift": FunctionAction(_guarded(drift)),
+        "k8s.apply_tenant": FunctionAction(_guarded(apply_tenant)),
+    }
