@@ -18,14 +18,13 @@ import hashlib
 import hmac
 import os
 import secrets
-import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
 
 from tenantops.config import Settings
+from tenantops.drivers.errors import retry_after
 from tenantops.events.envelope import CONTENT_TYPE
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix, not a secret
@@ -87,17 +86,6 @@ class Attempt:
     retry_after: float | None = None
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
 def post(
     client: httpx.Client, url: str, *, secret: str, msg_id: str, timestamp: int, body: bytes
 ) -> Attempt:
@@ -119,5 +107,5 @@ def post(
         False,
         response.status_code,
         f"HTTP {response.status_code}: {response.text[:200]}",
-        _retry_after(response.headers.get("retry-after")),
+        retry_after(response.headers.get("retry-after")),
     )

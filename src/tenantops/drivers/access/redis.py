@@ -72,7 +72,7 @@ from tenantops.drivers.access.models import AccessEffect
 from tenantops.drivers.access.port import AccessState, RateLimit
 from tenantops.drivers.access.settings import RedisAccessSettings
 from tenantops.drivers.effects import apply_once
-from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.errors import CheckRow, DriverError, Retry
 from tenantops.kit.clock import utcnow
 
 # A DNS label, as tenant names are: no glob character, colon or space can widen a pattern.
@@ -141,15 +141,6 @@ class Allowance(NamedTuple):
     allowed: bool
     remaining: float
     retry_after_seconds: float
-
-
-class CheckRow(NamedTuple):
-    """One line of ``tenantops doctor``: what was checked, whether it passed, how to fix it."""
-
-    check: str
-    ok: bool
-    detail: str
-    fix: str
 
 
 def _run(client: redis.Redis, *args: str | int) -> Any:

@@ -28,9 +28,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
-from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.errors import CheckRow, DriverError, Retry
 from tenantops.drivers.gitops.local import GIT_LOCKS, LocalGitRepo
 from tenantops.drivers.gitops.port import Change, Commit
 from tenantops.drivers.gitops.settings import RemoteGitSettings
@@ -70,15 +69,6 @@ NOT_FOUND = (
 )
 REJECTED = re.compile(r"\[rejected\].*\((fetch first|non-fast-forward)\)")
 USERINFO = re.compile(r"(://)[^/@\s]+@")
-
-
-class CheckRow(NamedTuple):
-    """One line of ``tenantops doctor``: what was checked, whether it passed, how to fix it."""
-
-    check: str
-    ok: bool
-    detail: str
-    fix: str
 
 
 class _Moved(Exception):

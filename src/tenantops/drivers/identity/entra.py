@@ -40,11 +40,11 @@ from sqlalchemy.orm import Session
 
 from tenantops.db import Database
 from tenantops.drivers.effects import apply_once
-from tenantops.drivers.errors import Retry
+from tenantops.drivers.errors import CheckRow, Retry
 from tenantops.drivers.identity.local import _from_record
 from tenantops.drivers.identity.models import IdentityEffect
 from tenantops.drivers.identity.port import Grant, GroupState, Permission
-from tenantops.drivers.identity.settings import CheckRow, EntraSettings, IdentityError, failure
+from tenantops.drivers.identity.settings import EntraSettings, IdentityError, failure
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 MARKER = "tenantops tenant "  # the group's description: MARKER + tenant id

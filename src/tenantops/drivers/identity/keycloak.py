@@ -44,12 +44,11 @@ from sqlalchemy.orm import Session
 
 from tenantops.db import Database
 from tenantops.drivers.effects import apply_once
-from tenantops.drivers.errors import Retry
+from tenantops.drivers.errors import CheckRow, Retry
 from tenantops.drivers.identity.local import _from_record
 from tenantops.drivers.identity.models import IdentityEffect
 from tenantops.drivers.identity.port import Grant, GroupState, Permission
 from tenantops.drivers.identity.settings import (
-    CheckRow,
     IdentityError,
     KeycloakSettings,
     failure,

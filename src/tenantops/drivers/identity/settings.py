@@ -15,13 +15,9 @@ follows one table (``verdict``), so a runbook step treats both vendors alike:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import NamedTuple
-
 from pydantic import BaseModel, Field, SecretStr
 
-from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.errors import DriverError, Retry, retry_after
 
 NAME = r"^[A-Za-z0-9_.-]*$"
 
@@ -53,28 +49,8 @@ class EntraSettings(BaseModel):
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
 
-class CheckRow(NamedTuple):
-    """One line of ``tenantops doctor``: what was checked, whether it passed, how to fix it."""
-
-    check: str
-    ok: bool
-    detail: str
-    fix: str
-
-
 class IdentityError(DriverError):
     """The identity provider refused or missed a call; ``status``/``retry_after`` when known."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry: Retry,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, retry=retry)
-        self.status, self.retry_after = status, retry_after
 
 
 def verdict(status: int) -> Retry:
@@ -84,22 +60,6 @@ def verdict(status: int) -> Retry:
     if status == 429 or status >= 500:
         return Retry.RETRIABLE
     return Retry.PERMANENT
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def failure(what: str, status: int, header: str | None, hint: str = "") -> IdentityError:

@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.errors import CheckRow, DriverError, Retry, retry_after
 from tenantops.drivers.itsm.port import Ticket, TicketKind
 from tenantops.drivers.itsm.settings import ServiceNowSettings
 
@@ -56,40 +54,6 @@ FIELDS = "sys_id,number,state,short_description,correlation_id,correlation_displ
 
 class ServiceNowError(DriverError):
     """ServiceNow refused or missed a call; ``status`` and ``retry_after`` when known."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry: Retry,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, retry=retry)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class CheckRow(NamedTuple):
-    """One line of ``tenantops doctor``: what was checked, whether it passed, how to fix it."""
-
-    check: str
-    ok: bool
-    detail: str
-    fix: str
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if usable."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def verdict(status: int) -> Retry:

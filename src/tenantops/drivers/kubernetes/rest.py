@@ -31,8 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tenantops.drivers.argocd.rest import retry_after
-from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.errors import CheckRow, DriverError, Retry, retry_after
 from tenantops.drivers.kubernetes.port import (
     FIELD_MANAGER,
     Applied,
@@ -94,19 +93,8 @@ class KubernetesError(DriverError):
         reason: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, retry=retry)
-        self.status = status
+        super().__init__(message, retry=retry, status=status, retry_after=retry_after)
         self.reason = reason
-        self.retry_after = retry_after
-
-
-class CheckRow(NamedTuple):
-    """One line of ``tenantops doctor``: what was checked, whether it passed, how to fix it."""
-
-    check: str
-    ok: bool
-    detail: str
-    fix: str
 
 
 def verdict(status: int, *, kind: Kind | None = None, method: str = "GET") -> Retry:

@@ -24,16 +24,14 @@ function event webhooks use, so one receiver-side ``verify`` checks both.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.errors import DriverError, Retry, retry_after
 from tenantops.drivers.notify.port import Envelope
 from tenantops.drivers.notify.settings import WebhookChannel
 from tenantops.events.webhooks import signature
@@ -44,18 +42,6 @@ USER_AGENT = "tenantops-notify/1"
 
 class ChannelError(DriverError):
     """A channel refused or missed a message; ``status`` and ``retry_after`` when known."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry: Retry,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, retry=retry)
-        self.status = status
-        self.retry_after = retry_after
 
 
 def http_client(
@@ -77,19 +63,6 @@ def verdict(status: int) -> Retry:
     if status in (401, 403):
         return Retry.NEEDS_HUMAN
     return Retry.PERMANENT
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if usable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _scrub(text: str, url: str) -> str:

@@ -42,11 +42,9 @@ The token never appears in a message, a repr or a log line.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import hvac  # type: ignore[import-untyped]
 import requests
@@ -56,7 +54,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.db import Database
 from tenantops.drivers.effects import apply_once
-from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.errors import CheckRow, DriverError, Retry, retry_after
 from tenantops.drivers.secrets.local import check_metadata, check_path, state_from_record
 from tenantops.drivers.secrets.models import SecretEffect
 from tenantops.drivers.secrets.port import PathSpec, SecretRef, StoreState
@@ -73,27 +71,6 @@ CUSTOM_METADATA_MAX = 64  # Vault's limit on custom_metadata keys
 class VaultError(DriverError):
     """Vault refused or missed a call; ``status`` and ``retry_after`` when known."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry: Retry,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, retry=retry)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class CheckRow(NamedTuple):
-    """One line of ``tenantops doctor``: what was checked, whether it passed, how to fix it."""
-
-    check: str
-    ok: bool
-    detail: str
-    fix: str
-
 
 class _Answer(Exception):
     """A non-2xx answer, caught inside this module and turned into ``VaultError``."""
@@ -101,19 +78,6 @@ class _Answer(Exception):
     def __init__(self, status: int, errors: list[str], retry_after: float | None) -> None:
         super().__init__(f"HTTP {status}")
         self.status, self.errors, self.retry_after = status, errors, retry_after
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if usable."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class _Adapter(JSONAdapter):  # type: ignore[misc]

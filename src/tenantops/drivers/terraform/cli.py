@@ -25,10 +25,9 @@ from typing import Any
 
 import structlog
 
-from tenantops.drivers.errors import Retry
+from tenantops.drivers.errors import CheckRow, Retry
 from tenantops.drivers.terraform.port import (
     Applied,
-    CheckRow,
     Plan,
     TerraformError,
     change_summary,

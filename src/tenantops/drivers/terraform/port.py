@@ -12,9 +12,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
-from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.errors import CheckRow, DriverError, Retry
 
 
 class TerraformError(DriverError):
@@ -23,15 +23,6 @@ class TerraformError(DriverError):
     def __init__(self, message: str, *, retry: Retry, output: str = "") -> None:
         super().__init__(message, retry=retry)
         self.output = output
-
-
-class CheckRow(NamedTuple):
-    """One line of ``tenantops doctor``: what was checked, whether it passed, how to fix it."""
-
-    check: str
-    ok: bool
-    detail: str
-    fix: str
 
 
 def plan_digest(plan_json: Mapping[str, Any]) -> str:
