@@ -10,14 +10,18 @@ from pathlib import Path
 
 from tenantops.config import Settings
 from tenantops.provisioning.actions import terraform_actions
-from tests.drivers.test_terraform import FIXTURE
+from tests.drivers.test_terraform import FIXTURE, binary
 from tests.provisioning.test_actions import ctx
 
+__all__ = ["binary"]  # the fixture: terraform on PATH (fails in CI when missing)
 
-def test_a_step_plans_and_applies_once_with_the_plan_as_evidence(tmp_path: Path) -> None:
+
+def test_a_step_plans_and_applies_once_with_the_plan_as_evidence(
+    tmp_path: Path, binary: str
+) -> None:
     settings = Settings(
         data_dir=tmp_path,
-        terraform={"binary": "terraform", "module_path": str(FIXTURE), "work_dir": "tf"},
+        terraform={"binary": binary, "module_path": str(FIXTURE), "work_dir": "tf"},
     )
     action = terraform_actions(settings)["terraform.plan_apply"]
     first = action.run(ctx("terraform"))
