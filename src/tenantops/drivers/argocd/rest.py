@@ -40,6 +40,7 @@ import httpx
 from tenantops.drivers.argocd.port import DEGRADED, HistoryEntry, SyncState
 from tenantops.drivers.argocd.settings import ArgoCDSettings
 from tenantops.drivers.errors import CheckRow, DriverError, Retry, retry_after
+from tenantops.drivers.http import send
 
 IN_PROGRESS = "another operation is already in progress"
 
@@ -224,18 +225,9 @@ class ArgoCDRest:
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         what = f"Argo CD {method} {path}"
-        try:
-            response = self._client.request(method, path, json=json, params=params)
-        except httpx.ConnectError as e:
-            if "CERTIFICATE_VERIFY_FAILED" in str(e):
-                raise ArgoCDError(
-                    f"{what}: TLS certificate not trusted", retry=Retry.NEEDS_HUMAN
-                ) from None
-            raise ArgoCDError(f"{what}: cannot connect", retry=Retry.RETRIABLE) from None
-        except httpx.TimeoutException:
-            raise ArgoCDError(f"{what}: timed out", retry=Retry.RETRIABLE) from None
-        except httpx.HTTPError as e:
-            raise ArgoCDError(f"{what}: {type(e).__name__}", retry=Retry.RETRIABLE) from None
+        response = send(
+            self._client, method, path, json=json, params=params, what=what, error=ArgoCDError
+        )
         if response.is_success:
             try:
                 body = response.json()

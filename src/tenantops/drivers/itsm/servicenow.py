@@ -38,6 +38,7 @@ from urllib.parse import quote
 import httpx
 
 from tenantops.drivers.errors import CheckRow, DriverError, Retry, retry_after
+from tenantops.drivers.http import send
 from tenantops.drivers.itsm.port import Ticket, TicketKind
 from tenantops.drivers.itsm.settings import ServiceNowSettings
 
@@ -310,18 +311,9 @@ class ServiceNowItsm:
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         what = f"ServiceNow {method} {path}"
-        try:
-            response = self._client.request(method, path, json=json, params=params)
-        except httpx.ConnectError as e:
-            if "CERTIFICATE_VERIFY_FAILED" in str(e):
-                raise ServiceNowError(
-                    f"{what}: TLS certificate not trusted", retry=Retry.NEEDS_HUMAN
-                ) from None
-            raise ServiceNowError(f"{what}: cannot connect", retry=Retry.RETRIABLE) from None
-        except httpx.TimeoutException:
-            raise ServiceNowError(f"{what}: timed out", retry=Retry.RETRIABLE) from None
-        except httpx.HTTPError as e:
-            raise ServiceNowError(f"{what}: {type(e).__name__}", retry=Retry.RETRIABLE) from None
+        response = send(
+            self._client, method, path, json=json, params=params, what=what, error=ServiceNowError
+        )
         if response.is_success:
             try:
                 body = response.json()

@@ -32,6 +32,7 @@ from urllib.parse import quote
 import httpx
 
 from tenantops.drivers.errors import CheckRow, DriverError, Retry, retry_after
+from tenantops.drivers.http import send
 from tenantops.drivers.kubernetes.port import (
     FIELD_MANAGER,
     Applied,
@@ -303,20 +304,16 @@ class KubernetesRest:
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         what = f"Kubernetes {method} {path}"
-        try:
-            response = self._client.request(
-                method, path, params=params, content=content, headers=headers
-            )
-        except httpx.ConnectError as e:
-            if "CERTIFICATE_VERIFY_FAILED" in str(e):
-                raise KubernetesError(
-                    f"{what}: TLS certificate not trusted", retry=Retry.NEEDS_HUMAN
-                ) from None
-            raise KubernetesError(f"{what}: cannot connect", retry=Retry.RETRIABLE) from None
-        except httpx.TimeoutException:
-            raise KubernetesError(f"{what}: timed out", retry=Retry.RETRIABLE) from None
-        except httpx.HTTPError as e:
-            raise KubernetesError(f"{what}: {type(e).__name__}", retry=Retry.RETRIABLE) from None
+        response = send(
+            self._client,
+            method,
+            path,
+            params=params,
+            content=content,
+            headers=headers,
+            what=what,
+            error=KubernetesError,
+        )
         if response.is_success:
             try:
                 body = response.json()
