@@ -274,6 +274,13 @@ class Settings(BaseSettings):
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'tenantops.db').resolve()}"
 
+    def resolved_terraform(self) -> TerraformSettings:
+        """The Terraform settings with ``work_dir`` under ``data_dir`` when it is relative."""
+        tf = self.terraform
+        if tf.work_dir.is_absolute():
+            return tf
+        return tf.model_copy(update={"work_dir": self.data_dir / tf.work_dir})
+
     def resolved_gitops_path(self) -> Path:
         """Where the GitOps repository lives: the configured path, or ``data_dir/gitops``."""
         if self.gitops.repo_path is not None:

@@ -13,7 +13,7 @@ import shutil
 import smtplib
 import ssl
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,7 +22,8 @@ import httpx
 
 from tenantops.config import Settings
 from tenantops.db import Database
-from tenantops.drivers.errors import DriverError
+from tenantops.drivers.actions import identity_provider, queue_access, secret_store
+from tenantops.drivers.errors import Checked, CheckRow, DriverError
 from tenantops.drivers.notify.routing import EMAIL, parse_recipient
 from tenantops.migrations import current_revision, head_revision
 
@@ -105,8 +106,7 @@ def gitops(settings: Settings) -> Iterator[Finding]:
 
         repo = gitops_repo(settings)
         assert isinstance(repo, RemoteGitRepo)
-        for row in repo.check():
-            yield Finding(f"gitops: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix)
+        yield from _findings("gitops", repo.check())
         return
     path = settings.resolved_gitops_path()
     parent = path if path.exists() else path.parent
@@ -164,57 +164,55 @@ def events(settings: Settings) -> Iterator[Finding]:
         )
 
 
+def _findings(
+    prefix: str, rows: Iterable[CheckRow], shown: Callable[[str], str] = str
+) -> Iterator[Finding]:
+    """An adapter's own check rows as findings, named after its port."""
+    for row in rows:
+        yield Finding(
+            f"{prefix}: {row.check}", "ok" if row.ok else "fail", shown(row.detail), row.fix
+        )
+
+
+def _asked(prefix: str, adapter: object) -> Iterator[Finding]:
+    """The findings of an adapter that checks itself; its connections closed after."""
+    assert isinstance(adapter, Checked), f"{type(adapter).__name__} cannot check itself"
+    try:
+        yield from _findings(prefix, adapter.check())
+    finally:
+        adapter.close()
+
+
+def _stored(
+    prefix: str, settings: Settings, build: Callable[[Settings, Database], object]
+) -> Iterator[Finding]:
+    """``_asked`` for an adapter that keeps its effect log in the database."""
+    db = Database(settings.resolved_database_url())
+    try:
+        yield from _asked(prefix, build(settings, db))
+    finally:
+        db.dispose()
+
+
 def access(settings: Settings) -> Iterator[Finding]:
     if settings.access.adapter == "local":
         yield Finding("access", "skip", "local adapter: queue access kept in the database")
         return
-    from tenantops.drivers.access.redis import RedisQueueAccess
-
-    adapter = RedisQueueAccess(Database(settings.resolved_database_url()), settings.access.redis)
-    try:
-        for row in adapter.check():
-            yield Finding(f"access: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix)
-    finally:
-        adapter.close()
-        adapter.db.dispose()
+    yield from _stored("access", settings, queue_access)
 
 
 def identity(settings: Settings) -> Iterator[Finding]:
-    adapter_name = settings.identity.adapter
-    if adapter_name == "local":
+    if settings.identity.adapter == "local":
         yield Finding("identity", "skip", "local adapter: tenant groups kept in the database")
         return
-    from tenantops.drivers.identity.entra import EntraIdentity
-    from tenantops.drivers.identity.keycloak import KeycloakIdentity
-
-    db = Database(settings.resolved_database_url())
-    adapter: KeycloakIdentity | EntraIdentity = (
-        KeycloakIdentity(db, settings.identity.keycloak)
-        if adapter_name == "keycloak"
-        else EntraIdentity(db, settings.identity.entra)
-    )
-    try:
-        for row in adapter.check():
-            yield Finding(f"identity: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix)
-    finally:
-        adapter.close()
-        db.dispose()
+    yield from _stored("identity", settings, identity_provider)
 
 
 def secrets(settings: Settings) -> Iterator[Finding]:
     if settings.secrets.adapter == "local":
         yield Finding("secrets", "skip", "local adapter: references kept in the database")
         return
-    from tenantops.drivers.secrets.vault import VaultSecretStore
-
-    db = Database(settings.resolved_database_url())
-    adapter = VaultSecretStore(db, settings.secrets.vault)
-    try:
-        for row in adapter.check():
-            yield Finding(f"secrets: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix)
-    finally:
-        adapter.close()
-        db.dispose()
+    yield from _stored("secrets", settings, secret_store)
 
 
 def kubernetes(settings: Settings) -> Iterator[Finding]:
@@ -223,14 +221,7 @@ def kubernetes(settings: Settings) -> Iterator[Finding]:
         return
     from tenantops.drivers.kubernetes.rest import KubernetesRest
 
-    client = KubernetesRest(settings.kubernetes)
-    try:
-        for row in client.check():
-            yield Finding(
-                f"kubernetes: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix
-            )
-    finally:
-        client.close()
+    yield from _asked("kubernetes", KubernetesRest(settings.kubernetes))
 
 
 def argocd(settings: Settings) -> Iterator[Finding]:
@@ -239,12 +230,7 @@ def argocd(settings: Settings) -> Iterator[Finding]:
         return
     from tenantops.drivers.argocd.rest import ArgoCDRest
 
-    client = ArgoCDRest(settings.argocd)
-    try:
-        for row in client.check():
-            yield Finding(f"argocd: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix)
-    finally:
-        client.close()
+    yield from _asked("argocd", ArgoCDRest(settings.argocd))
 
 
 def itsm(settings: Settings) -> Iterator[Finding]:
@@ -253,12 +239,7 @@ def itsm(settings: Settings) -> Iterator[Finding]:
         return
     from tenantops.drivers.itsm.servicenow import ServiceNowItsm
 
-    client = ServiceNowItsm(settings.servicenow)
-    try:
-        for row in client.check():
-            yield Finding(f"itsm: {row.check}", "ok" if row.ok else "fail", row.detail, row.fix)
-    finally:
-        client.close()
+    yield from _asked("itsm", ServiceNowItsm(settings.servicenow))
 
 
 def notify(settings: Settings) -> Iterator[Finding]:
@@ -378,12 +359,7 @@ def terraform(settings: Settings) -> Iterator[Finding]:
         return
     from tenantops.drivers.terraform.cli import TerraformCli
 
-    if not tf.work_dir.is_absolute():
-        tf = tf.model_copy(update={"work_dir": settings.data_dir / tf.work_dir})
-    for row in TerraformCli(tf).check():
-        yield Finding(
-            f"terraform: {row.check}", "ok" if row.ok else "fail", _short(row.detail), row.fix
-        )
+    yield from _findings("terraform", TerraformCli(settings.resolved_terraform()).check(), _short)
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -82,7 +82,7 @@ def health_url_template(settings: Settings) -> str:
 def local_drivers(settings: Settings, db: Database) -> Drivers:
     """The configured adapters: the embedded defaults, Redis for queue access if chosen,
     SMTP delivery if ``settings.smtp.host`` is set."""
-    identity = _identity(settings, db)
+    identity = identity_provider(settings, db)
     smtp = settings.smtp
     email = SmtpTransport(smtp) if smtp.host else None
     # Channel recipients (slack:…, teams:…, webhook:…, pagerduty:…) go through the
@@ -93,16 +93,8 @@ def local_drivers(settings: Settings, db: Database) -> Drivers:
     transport: Transport | None = channels or email
     return Drivers(
         identity=identity,
-        secrets=(
-            VaultSecretStore(db, settings.secrets.vault)
-            if settings.secrets.adapter == "vault"
-            else LocalSecrets(db)
-        ),
-        access=(
-            RedisQueueAccess(db, settings.access.redis)
-            if settings.access.adapter == "redis"
-            else LocalQueueAccess(db)
-        ),
+        secrets=secret_store(settings, db),
+        access=queue_access(settings, db),
         notifier=OutboxNotifier(
             db,
             transport,
@@ -122,13 +114,28 @@ def local_drivers(settings: Settings, db: Database) -> Drivers:
     )
 
 
-def _identity(settings: Settings, db: Database) -> IdentityProvider:
+def identity_provider(settings: Settings, db: Database) -> IdentityProvider:
+    """The configured identity adapter (``TENANTOPS_IDENTITY__ADAPTER``)."""
     adapter = settings.identity.adapter
     if adapter == "keycloak":
         return KeycloakIdentity(db, settings.identity.keycloak)
     if adapter == "entra":
         return EntraIdentity(db, settings.identity.entra)
     return LocalIdentity(db)
+
+
+def secret_store(settings: Settings, db: Database) -> SecretStore:
+    """The configured secret-store adapter (``TENANTOPS_SECRETS__ADAPTER``)."""
+    if settings.secrets.adapter == "vault":
+        return VaultSecretStore(db, settings.secrets.vault)
+    return LocalSecrets(db)
+
+
+def queue_access(settings: Settings, db: Database) -> QueueAccess:
+    """The configured queue-access adapter (``TENANTOPS_ACCESS__ADAPTER``)."""
+    if settings.access.adapter == "redis":
+        return RedisQueueAccess(db, settings.access.redis)
+    return LocalQueueAccess(db)
 
 
 def _argocd(settings: Settings) -> ArgoCD:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 class Retry(StrEnum):
@@ -58,6 +58,15 @@ class CheckRow(NamedTuple):
     ok: bool
     detail: str
     fix: str
+
+
+@runtime_checkable
+class Checked(Protocol):
+    """An adapter ``tenantops doctor`` can ask: its rows, then let go of its connections."""
+
+    def check(self) -> list[CheckRow]: ...
+
+    def close(self) -> None: ...
 
 
 def retry_after(value: str | None) -> float | None:

@@ -205,10 +205,7 @@ def terraform_actions(settings: Settings, *, cli: Provisioner | None = None) -> 
     """``terraform.plan_apply``: the tenant-bootstrap module planned and applied, the plan
     JSON kept as evidence. Only for installations that chose Terraform
     (``TENANTOPS_TERRAFORM__BINARY``); the standard runbooks use the GitOps path."""
-    tf = settings.terraform
-    if not tf.work_dir.is_absolute():
-        tf = tf.model_copy(update={"work_dir": settings.data_dir / tf.work_dir})
-    provisioner: Provisioner = cli or TerraformCli(tf)
+    provisioner: Provisioner = cli or TerraformCli(settings.resolved_terraform())
 
     def plan_apply(ctx: ActionContext) -> StepResult:
         spec = _spec(ctx, isolated=None)
