@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -149,14 +150,36 @@ def effect_actions(db: Database, effects: Path, *, max_sleep_ms: int = 8) -> Reg
     return {"effect": FunctionAction(run)}
 
 
+# How long an onboarding action waits after its effect before the worker may
+# record it. The engine records a step within milliseconds of its end, so a
+# random kill would seldom land between a driver's effect and its record; this
+# keeps that window open long enough for the kills to find it (the case the
+# crash test must show: the re-run finds the effect already applied).
+AFTER_EFFECT_SECONDS = 0.03
+
+
+def _after_effect_pause(action: Any) -> Any:
+    if not isinstance(action, FunctionAction):
+        return action
+
+    def run(ctx: ActionContext) -> StepResult:
+        result = action.run_fn(ctx)
+        time.sleep(AFTER_EFFECT_SECONDS)
+        return result
+
+    return replace(action, run_fn=run)
+
+
 def onboarding_actions(db: Database, effects: Path) -> Registry:
-    """The product's actions and local drivers, as ``tenantops worker`` has them.
+    """The product's actions and local drivers, as ``tenantops worker`` has them,
+    each pausing briefly after its effect (``AFTER_EFFECT_SECONDS``).
 
     Settings come from the ``TENANTOPS_*`` environment (data directory, GitOps
     repository, health URL); the database is the one given. The drivers keep
     their own effect logs, so ``effects`` is not used.
     """
-    return build_actions(Settings(database_url=db.url), db)
+    actions = build_actions(Settings(database_url=db.url), db)
+    return {name: _after_effect_pause(action) for name, action in actions.items()}
 
 
 def take_over(db: Database, name: str) -> int:
