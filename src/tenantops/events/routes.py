@@ -34,6 +34,7 @@ router = APIRouter(
 catalogue_router = APIRouter(tags=["events"])
 
 Id = Annotated[str, Path(min_length=1, max_length=36)]
+MAX_SEQ = 2**63 - 1  # the largest sequence a 64-bit column holds
 
 
 @catalogue_router.get(
@@ -46,7 +47,9 @@ def asyncapi() -> dict[str, Any]:
 @router.get("", summary="Events of the outbox, oldest first after a sequence number")
 def list_events(
     db: Db,
-    after: Annotated[int, Query(ge=0, description="Only events after this sequence")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_SEQ, description="Only events after this sequence")
+    ] = 0,
     type: Annotated[
         list[str] | None, Query(max_length=50, description="Event types; * suffix matches")
     ] = None,
@@ -107,7 +110,7 @@ def list_deliveries(
     db: Db,
     status: DeliveryStatus | None = None,
     subscription: Annotated[str | None, Query(max_length=36)] = None,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,19}$")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DeliveryPage:
     with db.read() as session:
