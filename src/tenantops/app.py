@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from tenantops import __version__
+from tenantops.alerts.routes import router as alerts_router
 from tenantops.audit.routes import router as audit_router
 from tenantops.auth.oidc import OIDCVerifier
 from tenantops.breakglass.routes import router as breakglass_router
@@ -33,6 +34,7 @@ from tenantops.errors import PROBLEM_BASE, AppError
 from tenantops.events.metrics import OutboxCollector
 from tenantops.events.routes import catalogue_router as asyncapi_router
 from tenantops.events.routes import router as events_router
+from tenantops.finops.routes import router as finops_router
 from tenantops.kit.context import request_id_var
 from tenantops.kit.ids import new_id
 from tenantops.logs import configure_logging
@@ -224,6 +226,8 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(breakglass_router)
     app.include_router(events_router)
     app.include_router(asyncapi_router)
+    app.include_router(finops_router)
+    app.include_router(alerts_router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     def healthz() -> dict[str, str]:

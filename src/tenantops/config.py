@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tenantops.alerts.settings import AlertsSettings
 from tenantops.drivers.access.settings import RedisAccessSettings
 from tenantops.drivers.argocd.settings import ArgoCDSettings
 from tenantops.drivers.gitops.settings import RemoteGitSettings
@@ -28,6 +29,7 @@ from tenantops.drivers.kubernetes.settings import KubernetesSettings
 from tenantops.drivers.notify.settings import ChannelsSettings
 from tenantops.drivers.secrets.settings import VaultSettings
 from tenantops.drivers.terraform.settings import TerraformSettings
+from tenantops.finops.settings import FinOpsSettings
 
 
 class OIDCSettings(BaseModel):
@@ -239,6 +241,8 @@ class Settings(BaseSettings):
         default=None, description="open and update ITSM records; unset: kept in memory"
     )
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
+    finops: FinOpsSettings = Field(default_factory=FinOpsSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     # A bootstrap admin token printed once on first start of an empty database,
     # so the embedded default is usable without an identity provider.
     bootstrap_admin: bool = True

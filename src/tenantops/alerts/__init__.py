@@ -1,0 +1,1 @@
+"""Alerts: the Alertmanager webhook receiver and the playbooks it starts."""

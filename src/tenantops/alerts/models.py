@@ -1,0 +1,3 @@
+"""Tables of the alerts domain."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""FinOps: FOCUS cost ingestion, the tenant ledger, budgets, cost metrics and reports."""

@@ -1,0 +1,3 @@
+"""Tables of the finops domain."""
+
+from __future__ import annotations
