@@ -66,6 +66,11 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ),
     ("GET", f"{API}/runbooks"): ANYONE,
     ("GET", f"{API}/runbooks/{{runbook_id}}"): ANYONE,
+    # --- finops routes (owned by the finops domain) ---
+    # --- end finops ---
+    # --- alerts routes ---
+    ("GET", f"{API}/alerts"): frozenset({R.ADMIN, R.OPS_ENGINEER, R.FINANCE, R.SECURITY}),
+    # --- end alerts ---
 }
 
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
@@ -82,6 +87,8 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/probe/tenants/{name}"),
         ("GET", "/probe/tenants/{name}/synthetic"),
         ("PUT", "/probe/tenants/{name}/synthetic"),
+        # Alertmanager authenticates with its own bearer token or HMAC (TENANTOPS_ALERTS__*).
+        ("POST", "/api/v1/webhooks/alertmanager"),
     }
 )
 
