@@ -1,0 +1,55 @@
+"""Where the finops tables live: schema ``finops`` on PostgreSQL, the main file on SQLite.
+
+The tables are declared with ``schema="finops"``. SQLite has no schemas (an
+attached database would split one transaction over two files, losing atomic
+commits in WAL mode), so every SQLite connection maps the schema away with
+``schema_translate_map``. That is an engine-level concern that belongs in
+``tenantops.db.make_engine``; until it moves there, ``install`` hooks every
+engine of the process when this domain's models are imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Connection, Engine
+
+SCHEMA = "finops"
+SQLITE_TRANSLATE: dict[str | None, str | None] = {SCHEMA: None}
+
+_installed = False
+
+
+def _on_connect(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.execution_options(schema_translate_map=SQLITE_TRANSLATE)
+
+
+def install() -> None:
+    """Map schema ``finops`` away on every SQLite connection of this process (idempotent)."""
+    global _installed
+    if not _installed:
+        event.listen(Engine, "engine_connect", _on_connect)
+        _installed = True
+
+
+def comparable_metadata(metadata: MetaData, dialect_name: str) -> MetaData:
+    """``metadata`` as a store sees it: on SQLite the finops tables without their schema.
+
+    For ``alembic.autogenerate.compare_metadata`` (which knows no schema
+    translation): on PostgreSQL pass ``opts={"include_schemas": True}``.
+    """
+    if dialect_name != "sqlite":
+        return metadata
+    copy = MetaData(naming_convention=dict(metadata.naming_convention))
+    for table in metadata.sorted_tables:
+        kwargs: dict[str, Any] = {}
+        if table.schema == SCHEMA:
+            kwargs["schema"] = None
+        table.to_metadata(copy, referred_schema_fn=_unschema, **kwargs)
+    return copy
+
+
+def _unschema(table: Any, to_schema: Any, constraint: Any, referred_schema: Any) -> Any:
+    return None if referred_schema == SCHEMA else referred_schema
