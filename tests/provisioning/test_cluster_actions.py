@@ -39,3 +39,13 @@ def test_a_dry_run_changes_nothing(tmp_path: Path) -> None:
     actions = cluster_actions(Settings(data_dir=tmp_path), cluster=cluster)
     actions["k8s.apply_tenant"].run(ctx("apply", params={"dry_run": True}))
     assert actions["k8s.drift"].run(ctx("drift")).evidence["in_sync"] is False
+
+
+def test_without_a_kubernetes_api_each_step_is_done_and_says_gitops_reaches_the_cluster(
+    tmp_path: Path,
+) -> None:
+    actions = cluster_actions(Settings(data_dir=tmp_path))
+    for name in ("k8s.isolate", "k8s.drift", "k8s.apply_tenant"):
+        result = actions[name].run(ctx(name))
+        assert result.evidence["skipped"] is True
+        assert "through GitOps" in result.evidence["reason"]

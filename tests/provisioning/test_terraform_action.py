@@ -34,3 +34,21 @@ def test_a_step_plans_and_applies_once_with_the_plan_as_evidence(
     again = action.run(ctx("terraform"))  # the same step run again: nothing applied twice
     assert again.evidence["plan"]["digest"] == plan["digest"]
     assert again.evidence["applied"]["replayed"] is True
+
+
+def test_not_chosen_the_step_is_done_without_effect_and_names_the_gitops_path(
+    tmp_path: Path,
+) -> None:
+    action = terraform_actions(Settings(data_dir=tmp_path))["terraform.plan_apply"]
+    result = action.run(ctx("terraform"))
+    assert result.evidence["skipped"] is True
+    assert "TENANTOPS_TERRAFORM__BINARY" in result.evidence["reason"]
+    assert not (tmp_path / "terraform-work").exists()
+
+
+def test_chosen_but_not_installed_the_runbook_keeps_the_gitops_path(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, terraform={"binary": str(tmp_path / "no-such-tofu")})
+    result = terraform_actions(settings)["terraform.plan_apply"].run(ctx("terraform"))
+    assert result.evidence["skipped"] is True
+    assert "not found" in result.evidence["reason"]
+    assert "GitOps" in result.evidence["reason"]

@@ -147,7 +147,12 @@ def _walk_the_lifecycle(
     assert steps["handover"]["evidence"]["message_id"]
     assert detail["sla"]["breached"] is False
     assert detail["runbook_hash"]
-    assert detail["runbook_version"] == "1.0"
+    assert detail["runbook_version"] == "1.1"
+    # The embedded default chose neither Terraform nor a cluster: the steps say so.
+    assert steps["terraform"]["evidence"]["skipped"] is True
+    assert "GitOps" in steps["terraform"]["evidence"]["reason"]
+    assert steps["argocd-sync"]["evidence"]["revision"] == commit
+    assert steps["argocd-sync"]["evidence"]["observed_by"] == "local (no cluster)"
 
     # Suspension: isolation committed, stakeholders told, evidence collected.
     r = api.post(
@@ -166,6 +171,7 @@ def _walk_the_lifecycle(
         s["name"]: s for s in api.get(f"/runs/{run['id']}", headers=people["oli"]).json()["steps"]
     }
     assert evidence["collect-evidence"]["evidence"]["incident_ref"] == "INC42"
+    assert "through GitOps" in evidence["isolate-now"]["evidence"]["reason"]
 
     # Reactivation only after governance approves; the isolation is lifted.
     r = api.post(

@@ -24,7 +24,6 @@ from tenantops.config import Settings
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.gitops import Change, GitOpsRepo, LocalGitRepo
 from tenantops.drivers.gitops.remote import RemoteGitRepo
-from tenantops.drivers.kubernetes.local import LocalCluster
 from tenantops.drivers.kubernetes.port import Cluster
 from tenantops.drivers.kubernetes.rest import KubernetesRest
 from tenantops.drivers.terraform.cli import TerraformCli
@@ -201,13 +200,33 @@ def _name(rendered: Rendered) -> str:
     return str(namespace["metadata"]["name"])
 
 
+def _not_here(reason: str) -> StepResult:
+    """A step whose system this installation does not use: done, and saying why."""
+    result = {"skipped": True, "reason": reason}
+    return StepResult(output=result, evidence=result)
+
+
 def terraform_actions(settings: Settings, *, cli: Provisioner | None = None) -> Registry:
     """``terraform.plan_apply``: the tenant-bootstrap module planned and applied, the plan
-    JSON kept as evidence. Only for installations that chose Terraform
-    (``TENANTOPS_TERRAFORM__BINARY``); the standard runbooks use the GitOps path."""
+    JSON kept as evidence.
+
+    Terraform is chosen with ``TENANTOPS_TERRAFORM__BINARY``. Not chosen, or chosen
+    and the binary is not installed, the step is done without effect and its evidence
+    says the GitOps step provisions the tenant (``doctor`` fails on the missing binary).
+    """
     provisioner: Provisioner = cli or TerraformCli(settings.resolved_terraform())
 
     def plan_apply(ctx: ActionContext) -> StepResult:
+        if cli is None and not settings.terraform.binary:
+            return _not_here(
+                "Terraform is not chosen (TENANTOPS_TERRAFORM__BINARY): "
+                "the GitOps step provisions this tenant"
+            )
+        if isinstance(provisioner, TerraformCli):
+            try:
+                provisioner.binary()
+            except DriverError as exc:
+                return _not_here(f"{exc}: the GitOps step provisions this tenant")
         spec = _spec(ctx, isolated=None)
         variables = {
             "tenant": spec.name,
@@ -232,9 +251,10 @@ def cluster_actions(settings: Settings, *, cluster: Cluster | None = None) -> Re
     """``k8s.isolate`` (the deny-all policy applied at once, ahead of the GitOps commit),
     ``k8s.drift`` (live state against the render, read-only) and ``k8s.apply_tenant``
     (server-side apply of the render without the Argo CD Application, for clusters
-    not run through GitOps). Unconfigured, an in-memory cluster stands in."""
-    target: Cluster = cluster or (
-        KubernetesRest(settings.kubernetes) if settings.kubernetes else LocalCluster()
+    not run through GitOps). With no Kubernetes API configured (``TENANTOPS_KUBERNETES__*``)
+    each step is done without effect and says so: the cluster is reached through GitOps."""
+    target: Cluster | None = cluster or (
+        KubernetesRest(settings.kubernetes) if settings.kubernetes else None
     )
     platform = platform_from(settings)
 
@@ -242,22 +262,33 @@ def cluster_actions(settings: Settings, *, cluster: Cluster | None = None) -> Re
         rendered = render_tenant(_spec(ctx, isolated=None), platform)
         return [o for o in rendered.objects.values() if o.get("kind") != "Application"]
 
-    def isolate(ctx: ActionContext) -> StepResult:
+    def direct(fn: Callable[[ActionContext, Cluster], StepResult]) -> FunctionAction:
+        def run(ctx: ActionContext) -> StepResult:
+            if target is None:
+                return _not_here(
+                    "no Kubernetes API configured (TENANTOPS_KUBERNETES__*): "
+                    "the cluster is reached through GitOps"
+                )
+            return fn(ctx, target)
+
+        return FunctionAction(_guarded(run))
+
+    def isolate(ctx: ActionContext, target: Cluster) -> StepResult:
         applied = asdict(target.isolate(_spec(ctx, isolated=True).name))
         return StepResult(output=applied, evidence=applied)
 
-    def drift(ctx: ActionContext) -> StepResult:
+    def drift(ctx: ActionContext, target: Cluster) -> StepResult:
         found = [asdict(d) for d in target.drift(objects(ctx))]
         result = {"in_sync": not found, "drift": found}
         return StepResult(output=result, evidence=result)
 
-    def apply_tenant(ctx: ActionContext) -> StepResult:
+    def apply_tenant(ctx: ActionContext, target: Cluster) -> StepResult:
         applied = target.apply(objects(ctx), dry_run=bool(ctx.params.get("dry_run")))
         result = {"applied": [asdict(a) for a in applied]}
         return StepResult(output=result, evidence=result)
 
     return {
-        "k8s.isolate": FunctionAction(_guarded(isolate)),
-        "k8s.drift": FunctionAction(_guarded(drift)),
-        "k8s.apply_tenant": FunctionAction(_guarded(apply_tenant)),
+        "k8s.isolate": direct(isolate),
+        "k8s.drift": direct(drift),
+        "k8s.apply_tenant": direct(apply_tenant),
     }
