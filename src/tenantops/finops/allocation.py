@@ -1,0 +1,109 @@
+"""Allocation of cost lines to tenants by the ordered rules of ``FinOpsSettings.allocation``.
+
+The first rule that names an existing tenant wins. A rule that names a tenant
+the registry does not know does not match (the next rule is tried), and the
+name is counted in ``unknown`` so the import summary can show it. A line no
+rule matches stays unallocated (tenant null); it is never dropped.
+
+Rules run per distinct value, not per line: a batch's Tags and ResourceId
+columns are dictionary-encoded, each distinct value is looked at once (and
+remembered across batches), and the answers are spread back over the lines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tenantops.finops.settings import AllocationRule
+
+CACHE_LIMIT = 200_000  # distinct values remembered per rule before starting over
+
+
+def tag_value(tags: str | None, key: str) -> str | None:
+    """``Tags[key]`` of a FOCUS Tags JSON object, as text; None when absent."""
+    if not tags:
+        return None
+    try:
+        value = json.loads(tags)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or key not in value or value[key] is None:
+        return None
+    found = value[key]
+    return found if isinstance(found, str) else json.dumps(found)
+
+
+@dataclass
+class _Compiled:
+    rule: AllocationRule
+    regex: re.Pattern[str] | None
+    cache: dict[str, str | None] = field(default_factory=dict)
+
+    def reference(self, value: str) -> str | None:
+        if self.rule.kind == "tag":
+            assert self.rule.key is not None
+            return tag_value(value, self.rule.key)
+        assert self.regex is not None
+        match = self.regex.search(value)
+        return match.group("tenant") if match and match.group("tenant") else None
+
+
+@dataclass
+class Allocation:
+    """Tenant id per line (null: unallocated) and how many lines each rule took."""
+
+    tenant_ids: pa.Array
+    by_rule: dict[str, int]
+
+
+class Allocator:
+    """Applies the rules to batches; ``resolve`` maps a tenant name or id to its id (or None)."""
+
+    def __init__(
+        self, rules: Sequence[AllocationRule], resolve: Callable[[str], str | None]
+    ) -> None:
+        self._rules = [
+            _Compiled(r, re.compile(r.pattern) if r.kind == "resource" and r.pattern else None)
+            for r in rules
+        ]
+        self._resolve = resolve
+        self.unknown: Counter[str] = Counter()
+
+    def _tenant_of(self, compiled: _Compiled, value: str) -> str | None:
+        if value in compiled.cache:
+            return compiled.cache[value]
+        if len(compiled.cache) >= CACHE_LIMIT:
+            compiled.cache.clear()
+        ref = compiled.reference(value)
+        tenant_id = self._resolve(ref) if ref is not None else None
+        if ref is not None and tenant_id is None:
+            self.unknown[ref] += 1
+        compiled.cache[value] = tenant_id
+        return tenant_id
+
+    def allocate(self, tags: pa.Array, resource_ids: pa.Array) -> Allocation:
+        tenant: pa.Array = pa.nulls(len(tags), pa.string())
+        by_rule: dict[str, int] = {}
+        for compiled in self._rules:
+            source = tags if compiled.rule.kind == "tag" else resource_ids
+            if pc.all(pc.is_valid(tenant)).as_py():
+                break
+            encoded = pc.dictionary_encode(source)
+            dictionary = encoded.dictionary.to_pylist()
+            mapped = pa.array(
+                [None if v is None else self._tenant_of(compiled, v) for v in dictionary],
+                pa.string(),
+            )
+            candidate = pc.take(mapped, encoded.indices)
+            taken = pc.and_(pc.is_null(tenant), pc.is_valid(candidate))
+            count = int(pc.sum(taken).as_py() or 0)
+            by_rule[compiled.rule.label] = by_rule.get(compiled.rule.label, 0) + count
+            tenant = pc.coalesce(tenant, candidate)
+        return Allocation(tenant_ids=tenant, by_rule=by_rule)
