@@ -85,13 +85,29 @@ def test_a_playbook_pages_then_resolves_the_same_alert(
         "service": "finops",
         "action": "trigger",
         "dedup_key": "tenantops/tenant-1/cost-overrun",
+        "paged_by": "pagerduty",
     }
 
 
-def test_paging_without_a_configured_service_fails_the_step_for_good(
+def test_without_pagerduty_on_call_is_paged_by_message_and_the_evidence_says_so(
     db: Database, tmp_path: Path
 ) -> None:
     page = driver_actions(Settings(data_dir=tmp_path), db)["notify.page"]
-    with pytest.raises(StepFailed, match="no PagerDuty service") as failed:
-        page.run(ctx("page", summary="x"))
+
+    sent = page.run(ctx("page", summary="acme over budget", details={"ratio": 1.2}))
+
+    assert sent.evidence["paged_by"] == "notification"
+    assert "no PagerDuty service 'default'" in sent.evidence["reason"]
+    assert sent.evidence["to"] == ["oncall@localhost"]
+    assert sent.evidence["subject"] == "[Page] acme over budget"
+    # Nothing to acknowledge or resolve by message: done, and saying why.
+    closed = page.run(ctx("close", action="resolve"))
+    assert closed.evidence["skipped"] is True
+    assert "nothing to resolve" in closed.evidence["reason"]
+
+
+def test_a_page_without_a_summary_fails_the_step_for_good(db: Database, tmp_path: Path) -> None:
+    page = driver_actions(Settings(data_dir=tmp_path), db)["notify.page"]
+    with pytest.raises(StepFailed, match="needs a summary") as failed:
+        page.run(ctx("page"))
     assert not failed.value.retriable

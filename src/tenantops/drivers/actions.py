@@ -151,6 +151,12 @@ def _argocd(settings: Settings) -> ArgoCD:
 # Helpers --------------------------------------------------------------------------------
 
 
+def _not_configured(reason: str) -> StepResult:
+    """A step whose system this installation does not have: done, and saying why."""
+    result = {"skipped": True, "reason": reason}
+    return StepResult(output=result, evidence=result)
+
+
 def _tenant(ctx: ActionContext) -> dict[str, Any]:
     tenant = ctx.inputs.get("tenant")
     if not isinstance(tenant, dict) or not tenant.get("name"):
@@ -417,15 +423,20 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
         )
 
     def send(ctx: ActionContext) -> StepResult:
-        raw = ctx.inputs.get("tenant")
-        tenant = _tenant(ctx) if isinstance(raw, dict) else None
         template = ctx.params.get("template")
         if not isinstance(template, str) or not template:
             raise StepFailed("notify.send needs a 'template'", retriable=False)
         variables = ctx.params.get("vars") or {}
         if not isinstance(variables, dict):
             raise StepFailed("param 'vars' must be a mapping", retriable=False)
-        audience, addresses = recipients(ctx.params.get("to"), tenant, settings)
+        return deliver(ctx, template, ctx.params.get("to"), variables)
+
+    def deliver(
+        ctx: ActionContext, template: str, to: object, variables: dict[str, Any]
+    ) -> StepResult:
+        raw = ctx.inputs.get("tenant")
+        tenant = _tenant(ctx) if isinstance(raw, dict) else None
+        audience, addresses = recipients(to, tenant, settings)
         subject, body = render(
             template,
             audience=audience,
@@ -547,13 +558,26 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
         deduplicates by it, so a step run again changes nothing.
         """
         p = ctx.params
-        if d.channels is None:
-            raise StepFailed(
-                "no PagerDuty service is configured (TENANTOPS_CHANNELS__PAGERDUTY__…)",
-                retriable=False,
-            )
-        pd = d.channels.pagerduty(str(p.get("service") or "default"))
         action = str(p.get("action") or "trigger")
+        service = str(p.get("service") or "default")
+        if d.channels is None or not d.channels.has_pagerduty(service):
+            # The embedded default has no PagerDuty: on-call still hears of it, by message.
+            why = (
+                f"no PagerDuty service {service!r} (TENANTOPS_CHANNELS__PAGERDUTY__"
+                f"{service.upper()}__ROUTING_KEY)"
+            )
+            if action != "trigger":
+                return _not_configured(f"{why}: nothing to {action}")
+            if not p.get("summary"):
+                raise StepFailed(f"{ctx.step_name}: a trigger needs a summary", retriable=False)
+            given = p.get("details")
+            extra = dict(given) if isinstance(given, dict) else {}
+            sent = deliver(
+                ctx, "page", p.get("to") or "oncall", {"summary": p["summary"], "details": extra}
+            )
+            fallback = {**sent.evidence, "paged_by": "notification", "reason": why}
+            return StepResult(output={**sent.output, **fallback}, evidence=fallback)
+        pd = d.channels.pagerduty(service)
         incident = str(p.get("incident") or ctx.step_name)
         key = str(p.get("dedup_key") or f"tenantops/{ctx.tenant_id or 'platform'}/{incident}")
         if action == "trigger":
@@ -577,7 +601,7 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
                 f"{ctx.step_name}: action must be trigger, acknowledge or resolve, not {action!r}",
                 retriable=False,
             )
-        result = {"service": str(p.get("service") or "default"), "action": action, "dedup_key": key}
+        result = {"service": service, "action": action, "dedup_key": key, "paged_by": "pagerduty"}
         return StepResult(output=result, evidence=result)
 
     table: dict[str, Callable[[ActionContext], StepResult]] = {

@@ -145,6 +145,9 @@ class RoutingTransport:
         if self._owns_client:
             self._client.close()
 
+    def has_pagerduty(self, name: str) -> bool:
+        return isinstance(self.channels.get(f"pagerduty:{name.lower()}"), PagerDutyEvents)
+
     def pagerduty(self, name: str) -> PagerDutyEvents:
         """The configured PagerDuty service ``name`` (for trigger/acknowledge/resolve steps)."""
         found = self.channels.get(f"pagerduty:{name.lower()}")
