@@ -82,7 +82,12 @@ def write_parquet(path: Path, rows: list[dict[str, Any]]) -> Path:
         values = [r[col] for r in rows]
         if col.endswith("Cost"):
             data[col] = pa.array([Decimal(v) for v in values], pa.decimal128(20, 6))
-        elif col in ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd"):
+        elif col in (
+            "BillingPeriodStart",
+            "BillingPeriodEnd",
+            "ChargePeriodStart",
+            "ChargePeriodEnd",
+        ):
             data[col] = pa.array([ts(v) for v in values], pa.timestamp("us", tz="UTC"))
         else:
             data[col] = pa.array([v if v != "" else None for v in values], pa.string())

@@ -18,9 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from tenantops.finops.arrow import pa, pc
 from tenantops.finops.settings import AllocationRule
 
 CACHE_LIMIT = 200_000  # distinct values remembered per rule before starting over

@@ -1,7 +1,257 @@
-"""``tenantops finops``: cost imports, budgets, the ledger."""
+"""``tenantops finops``: cost imports, budgets, the ledger — all through the API.
+
+``tenantops finops import FILE`` streams the file to ``POST /finops/imports``
+with a progress bar (on stderr) and prints the import summary; a rejected
+file prints one error line (with the first bad lines) and exits non-zero.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from tenantops.kit.cli import DEFAULT_URL, Output, Token, Url, connect, terminal
+from tenantops.kit.client import ClientError
 
 app = typer.Typer(help="FinOps: cost imports, budgets, the tenant ledger.", no_args_is_help=True)
+budget_app = typer.Typer(help="Tenant budgets.", no_args_is_help=True)
+app.add_typer(budget_app, name="budget")
+
+CONTENT_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+UPLOAD_TIMEOUT = httpx.Timeout(15.0, read=1800.0, write=600.0)
+Month = Annotated[str | None, typer.Option(help="YYYY-MM; default: this month")]
+
+
+def _chunks(path: Path, progress: Progress, task: Any) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            progress.update(task, advance=len(chunk))
+            yield chunk
+
+
+def _guess(path: Path) -> str:
+    with path.open("rb") as fh:
+        return "parquet" if fh.read(4) == b"PAR1" else "csv"
+
+
+def _problem_lines(exc: ClientError, body: dict[str, Any] | None) -> str:
+    if not body or not body.get("errors"):
+        return str(exc)
+    first = "; ".join(
+        f"line {e['line']}{' ' + e['column'] if e.get('column') else ''}: {e['message']}"
+        for e in body["errors"][:5]
+    )
+    return f"{exc} (first: {first})"
+
+
+@app.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv or parquet; default: from the content")
+    ] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    as_json: Output = False,
+) -> None:
+    """Import a FOCUS cost file (CSV or Parquet) and print the summary."""
+    kind = (fmt or _guess(file)).lower()
+    if kind not in CONTENT_TYPES:
+        raise typer.BadParameter("csv or parquet", param_hint="'--format'")
+    size = file.stat().st_size
+    with connect(url, token) as client:
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        with progress:
+            task = progress.add_task(f"uploading {file.name}", total=size)
+            try:
+                summary = client.request(
+                    "POST",
+                    "/finops/imports",
+                    content=_chunks(file, progress, task),
+                    headers={"content-type": CONTENT_TYPES[kind], "content-length": str(size)},
+                    params={"filename": file.name, "format": kind},
+                    timeout=UPLOAD_TIMEOUT,
+                )
+            except ClientError as exc:
+                raise ClientError(_problem_lines(exc, getattr(exc, "body", None))) from exc
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    verb = "already imported as" if summary["duplicate"] else "imported"
+    typer.echo(
+        f"{verb} {summary['id']}: {summary['rows']} lines of {summary['billing_account_id']} "
+        f"{summary['billing_period_start'][:10]}, {summary['effective_cost']} "
+        f"{summary['currency']} effective"
+    )
+    typer.echo(
+        f"allocated {summary['allocated_rows']} lines to {summary['summary'].get('tenants', 0)} "
+        f"tenant(s); unallocated {summary['unallocated_rows']} lines "
+        f"({summary['unallocated_cost']} {summary['currency']})"
+    )
+    for rule, count in summary["summary"].get("by_rule", {}).items():
+        typer.echo(f"  rule {rule}: {count} lines")
+    unknown = summary["summary"].get("unknown_tenants") or []
+    if unknown:
+        typer.echo("  unknown tenants: " + ", ".join(u["ref"] for u in unknown))
+    for old in summary["summary"].get("supersedes") or []:
+        typer.echo(f"  supersedes import {old}")
+
+
+@app.command("imports")
+def imports(
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 20,
+    as_json: Output = False,
+) -> None:
+    """Cost imports, newest first."""
+    with connect(url, token) as client:
+        items = client.collect("/finops/imports", {}, limit)
+    if as_json:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    table = Table("id", "file", "account", "period", "lines", "unallocated", "cost", "current")
+    for i in items:
+        table.add_row(
+            i["id"],
+            i["filename"],
+            i["billing_account_id"],
+            i["billing_period_start"][:7],
+            str(i["rows"]),
+            str(i["unallocated_rows"]),
+            f"{i['effective_cost']} {i['currency']}",
+            "no" if i["superseded_by"] else "yes",
+        )
+    terminal().print(table)
+
+
+@app.command("costs")
+def costs(
+    month: Month = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    limit: Annotated[int, typer.Option(min=1, max=100000)] = 1000,
+    as_json: Output = False,
+) -> None:
+    """Every tenant's cost, forecast and budget of a month."""
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"month": month} if month else {}
+    with connect(url, token) as client:
+        cursor = None
+        while len(items) < limit:
+            page = client.get(
+                "/finops/costs",
+                params={**params, "limit": min(1000, limit - len(items)), "cursor": cursor}
+                if cursor
+                else {**params, "limit": min(1000, limit - len(items))},
+            )
+            items.extend(page["items"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+    if as_json:
+        typer.echo(json.dumps({"month": page["month"], "items": items}, indent=2))
+        return
+    table = Table("tenant", "cost", "forecast", "budget", "ratio", "crossed")
+    for r in items:
+        table.add_row(
+            r["tenant_name"],
+            f"{r['cost']} {r['currency']}",
+            r["forecast"],
+            r["budget"],
+            r["ratio"] or "-",
+            f"{r['crossed']}%" if r["crossed"] else "",
+        )
+    terminal().print(table)
+    totals = ", ".join(f"{v} {c}" for c, v in page["total"].items()) or "0"
+    unallocated = ", ".join(f"{v} {c}" for c, v in page["unallocated"].items()) or "0"
+    typer.echo(f"{page['month']}: total {totals}; unallocated {unallocated}")
+
+
+@budget_app.command("set")
+def budget_set(
+    tenant: str,
+    amount: str,
+    currency: Annotated[str | None, typer.Option(help="ISO 4217; default: the tenant's")] = None,
+    thresholds: Annotated[
+        str | None, typer.Option(help="Percentages, comma separated, e.g. 50,80,100,120")
+    ] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+) -> None:
+    """Set a tenant's monthly budget."""
+    body: dict[str, Any] = {"amount": amount}
+    if currency:
+        body["currency"] = currency
+    if thresholds:
+        try:
+            body["thresholds"] = [int(t) for t in thresholds.split(",") if t.strip()]
+        except ValueError as exc:
+            raise typer.BadParameter(
+                "comma-separated integers", param_hint="'--thresholds'"
+            ) from exc
+    with connect(url, token) as client:
+        read = client.request("PUT", f"/tenants/{tenant}/budget", json=body)
+    typer.echo(
+        f"budget of {read['tenant_name']}: {read['amount']} {read['currency']}, thresholds "
+        + ",".join(str(t) for t in read["thresholds"])
+        + f" (version {read['version']})"
+    )
+
+
+@budget_app.command("show")
+def budget_show(tenant: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
+    """A tenant's budget and this month's cost against it."""
+    with connect(url, token) as client:
+        cost = client.get(f"/tenants/{tenant}/costs")
+    typer.echo(
+        f"{cost['tenant_name']} {cost['month']}: {cost['cost']} of {cost['budget']} "
+        f"{cost['currency']} (ratio {cost['ratio']}), forecast {cost['forecast']}"
+    )
+
+
+@app.command("ledger")
+def ledger(
+    tenant: str,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable)")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    as_json: Output = False,
+) -> None:
+    """A tenant's ledger, newest first."""
+    with connect(url, token) as client:
+        page = client.get(f"/tenants/{tenant}/ledger", params={"limit": limit, "kind": kind or []})
+    if as_json:
+        typer.echo(json.dumps(page["items"], indent=2))
+        return
+    table = Table("seq", "at", "kind", "what", "amount", "by")
+    for e in page["items"]:
+        what = e["service_name"] or e["ref"] or ""
+        amount = e["effective_cost"] or e["amount"] or ""
+        table.add_row(
+            str(e["seq"]),
+            e["at"][:19].replace("T", " "),
+            e["kind"],
+            what,
+            f"{amount} {e['currency'] or ''}".strip(),
+            e["actor"],
+        )
+    terminal().print(table)
+    if not page["items"]:
+        typer.echo("the ledger is empty")

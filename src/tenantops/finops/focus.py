@@ -30,11 +30,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
+from tenantops.finops.arrow import pa, pacsv, pc, pq
 from tenantops.kit.iso4217 import CURRENCY_CODES
 
 FOCUS_VERSION = "1.0"
@@ -427,9 +423,7 @@ def detect_format(path: Path) -> Format:
 
 def _rename(names: list[str]) -> list[str]:
     present = set(names)
-    return [
-        ALIASES[n] if n in ALIASES and ALIASES[n] not in present else n for n in names
-    ]
+    return [ALIASES[n] if n in ALIASES and ALIASES[n] not in present else n for n in names]
 
 
 def _check_columns(names: list[str]) -> None:

@@ -24,9 +24,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -35,6 +32,7 @@ from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal
 from tenantops.errors import Conflict, Unprocessable
 from tenantops.finops.allocation import Allocator
+from tenantops.finops.arrow import pa, pacsv, pc
 from tenantops.finops.focus import (
     FIRST_LINE,
     FOCUS_VERSION,
@@ -151,7 +149,9 @@ def _bulk_insert(session: Session, table: str, columns: Sequence[str], data: pa.
     marks = ", ".join("?" for _ in columns)
     cursor = raw.cursor()
     try:
-        cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", zip(*lists))
+        # Table and column names are this module's constants, never input.
+        sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608
+        cursor.executemany(sql, zip(*lists, strict=True))
     finally:
         cursor.close()
 
@@ -316,15 +316,19 @@ def _finish(
 
     unallocated_rows = int(pc.sum(unallocated.column("lines")).as_py() or 0)
     tenant_count = len(pc.unique(daily.column("tenant_id").drop_null()))
-    current = session.execute(
-        select(CostImport)
-        .where(
-            CostImport.billing_account_id == account,
-            CostImport.billing_period_start == period_start,
-            CostImport.superseded_by.is_(None),
+    current = (
+        session.execute(
+            select(CostImport)
+            .where(
+                CostImport.billing_account_id == account,
+                CostImport.billing_period_start == period_start,
+                CostImport.superseded_by.is_(None),
+            )
+            .with_for_update()
         )
-        .with_for_update()
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     record = CostImport(
         id=import_id,
         sha256=digest,

@@ -317,7 +317,10 @@ class CostReport:
         sums: dict[date, Decimal] = {}
         for tenant in self.tenants:
             for day, amount in tenant.daily:
-                sums[day] = sums.get(day, Decimal(0)) + amount
+                if day in sums:
+                    sums[day] += amount
+                else:
+                    sums[day] = amount
         return tuple(sorted(sums.items()))
 
     @property
@@ -809,6 +812,8 @@ def to_latin1(text: str) -> str:
     ``?``, so a name in another script is visibly replaced, never dropped or
     fatal. Control characters become spaces.
     """
+    if text.isascii() and text.isprintable():
+        return text
     out: list[str] = []
     for ch in text:
         code = ord(ch)
@@ -848,6 +853,7 @@ class _ReportPDF(fpdf.FPDF):
     def __init__(self, report: CostReport, unicode_font: Path | None) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
         self._report = report
+        self._glyph_widths: dict[tuple[str, str], dict[str, float]] = {}
         self._unicode = unicode_font is not None
         if unicode_font is not None:
             bold = unicode_font.with_name(f"{unicode_font.stem}-Bold{unicode_font.suffix}")
@@ -878,12 +884,28 @@ class _ReportPDF(fpdf.FPDF):
         self.cell(0, 5, self.t(label), align="C")
         self.set_text_color(*_INK)
 
+    def width(self, text: str) -> float:
+        """Width in mm at the current font, from cached glyph widths.
+
+        ``get_string_width`` costs ~50 µs a call; a 10,000-tenant table needs
+        tens of thousands, so glyph widths are measured once per font.
+        """
+        key = (self.font_family, self.font_style)
+        widths = self._glyph_widths.setdefault(key, {})
+        total = 0.0
+        for ch in text:
+            w = widths.get(ch)
+            if w is None:
+                w = widths[ch] = self.get_string_width(ch) / self.font_size_pt
+            total += w
+        return total * self.font_size_pt
+
     def fit(self, text: str, width: float) -> str:
         """Cut ``text`` with "..." so it fits a cell ``width`` mm wide."""
         text = self.t(text)
-        if self.get_string_width(text) <= width - 2:
+        if self.width(text) <= width - 2:
             return text
-        while text and self.get_string_width(text + "...") > width - 2:
+        while text and self.width(text + "...") > width - 2:
             text = text[:-1]
         return text + "..."
 
@@ -913,19 +935,25 @@ class _ReportPDF(fpdf.FPDF):
             self.use_font(8)
 
         header()
+        # text() rather than cell(): ~20 µs instead of ~270 µs a cell, which is
+        # what lets a 10,000-tenant table render in seconds.
         for cells, flagged in rows:
             if self.will_page_break(5):
                 self.add_page()
                 header()
+            x, baseline = self.l_margin, self.get_y() + 3.6
             for i, ((_, width, align), text) in enumerate(zip(columns, cells, strict=True)):
                 red = flagged and i == flag_col
                 if red:
                     self.use_font(8, bold=True)
                     self.set_text_color(*_RED)
-                self.cell(width, 5, self.fit(text, width), align=align)
+                shown = self.fit(text, width)
+                left = x + width - 1 - self.width(shown) if align == "R" else x + 1
+                self.text(left, baseline, shown)
                 if red:
                     self.use_font(8)
                     self.set_text_color(*_INK)
+                x += width
             self.ln(5)
 
 

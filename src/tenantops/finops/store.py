@@ -42,7 +42,7 @@ def comparable_metadata(metadata: MetaData, dialect_name: str) -> MetaData:
     """
     if dialect_name != "sqlite":
         return metadata
-    copy = MetaData(naming_convention=dict(metadata.naming_convention))
+    copy = MetaData(naming_convention=metadata.naming_convention)
     for table in metadata.sorted_tables:
         kwargs: dict[str, Any] = {}
         if table.schema == SCHEMA:
