@@ -139,7 +139,7 @@ def pdf_pages(pdf: bytes) -> int:
 def test_status_and_ratio_follow_the_budget() -> None:
     assert OVER.status is BudgetStatus.OVER
     assert OVER.ratio == pytest.approx(1.405)
-    assert tenant(daily_cost="31.00").status is BudgetStatus.FORECAST_OVER
+    assert tenant(daily_cost="35.00").status is BudgetStatus.FORECAST_OVER
     assert tenant(daily_cost="10.00").status is BudgetStatus.WITHIN
     no_budget = tenant(budget=None)
     assert no_budget.status is BudgetStatus.NO_BUDGET
@@ -390,8 +390,10 @@ def test_long_tenant_table_runs_over_several_pages() -> None:
     pages = pdf_pages(pdf)
     assert pages > 5
     text = pdf_text(pdf)
-    assert f"page {pages} of" in text or "page 2 of" in text
-    assert text.count("Forecast \\(EUR\\)") == pages - 1 or text.count("Forecast \\(EUR\\)") > 3
+    assert f"page {pages} of" in text
+    # the header row repeats on every page the table spans, and no tenant is lost
+    assert text.count("Forecast \\(EUR\\)") >= pages - 2
+    assert all(f"(Tenant {i})" in text for i in range(300))
 
 
 def test_non_latin_names_do_not_break_the_core_font_pdf() -> None:
@@ -414,7 +416,7 @@ def test_a_unicode_font_prints_names_as_they_are() -> None:
 
 def test_to_latin1_keeps_what_latin1_has() -> None:
     assert to_latin1("Zürich-Ωmega") == "Zürich-?mega"
-    assert to_latin1("Łódź") == "Lodz"
+    assert to_latin1("Łódź") == "Lódz"
     assert to_latin1("a—b…") == "a-b..."
     assert to_latin1("x\ny\x85") == "x y "
     assert to_latin1("plain") == "plain"
