@@ -2,8 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
 
 
 class AlertsSettings(BaseModel):
-    """How the receiver authenticates Alertmanager and which playbook an alert starts."""
+    """How the receiver authenticates Alertmanager and which playbook an alert starts.
+
+    With neither ``bearer_token`` nor ``hmac_secret`` set the receiver refuses
+    every notification (503): an unauthenticated door into the runbook engine
+    is never the default.
+    """
+
+    bearer_token: SecretStr | None = Field(
+        default=None,
+        description="Token Alertmanager sends as 'Authorization: Bearer <token>' "
+        "(http_config.authorization.credentials)",
+    )
+    hmac_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC-SHA256 signature a relay sends in X-Tenantops-Signature",
+    )
+    playbooks: dict[str, str] = Field(
+        default_factory=dict,
+        description="alertname -> runbook id, for alerts without a tenantops_playbook label",
+    )
+    runbooks_dir: Path | None = Field(
+        default=None,
+        description="A folder of extra runbook YAML files alerts may start, besides the library",
+    )
