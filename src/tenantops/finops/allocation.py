@@ -42,15 +42,24 @@ def tag_value(tags: str | None, key: str) -> str | None:
 class _Compiled:
     rule: AllocationRule
     regex: re.Pattern[str] | None
-    cache: dict[str, str | None] = field(default_factory=dict)
+    refs: dict[str, str | None] = field(default_factory=dict)
 
     def reference(self, value: str) -> str | None:
+        """The tenant name or id a value names under this rule (remembered per value)."""
+        if value in self.refs:
+            return self.refs[value]
+        if len(self.refs) >= CACHE_LIMIT:
+            self.refs.clear()
+        ref: str | None
         if self.rule.kind == "tag":
             assert self.rule.key is not None
-            return tag_value(value, self.rule.key)
-        assert self.regex is not None
-        match = self.regex.search(value)
-        return match.group("tenant") if match and match.group("tenant") else None
+            ref = tag_value(value, self.rule.key)
+        else:
+            assert self.regex is not None
+            match = self.regex.search(value)
+            ref = match.group("tenant") if match and match.group("tenant") else None
+        self.refs[value] = ref
+        return ref
 
 
 @dataclass
@@ -61,44 +70,54 @@ class Allocation:
     by_rule: dict[str, int]
 
 
-class Allocator:
-    """Applies the rules to batches; ``resolve`` maps a tenant name or id to its id (or None)."""
+Resolve = Callable[[set[str]], dict[str, str]]
 
-    def __init__(
-        self, rules: Sequence[AllocationRule], resolve: Callable[[str], str | None]
-    ) -> None:
+
+class Allocator:
+    """Applies the rules to batches.
+
+    ``resolve`` maps a set of tenant names or ids to ids in one query; refs
+    missing from its answer are unknown tenants.
+    """
+
+    def __init__(self, rules: Sequence[AllocationRule], resolve: Resolve) -> None:
         self._rules = [
             _Compiled(r, re.compile(r.pattern) if r.kind == "resource" and r.pattern else None)
             for r in rules
         ]
         self._resolve = resolve
+        self._ids: dict[str, str | None] = {}
         self.unknown: Counter[str] = Counter()
 
-    def _tenant_of(self, compiled: _Compiled, value: str) -> str | None:
-        if value in compiled.cache:
-            return compiled.cache[value]
-        if len(compiled.cache) >= CACHE_LIMIT:
-            compiled.cache.clear()
-        ref = compiled.reference(value)
-        tenant_id = self._resolve(ref) if ref is not None else None
-        if ref is not None and tenant_id is None:
-            self.unknown[ref] += 1
-        compiled.cache[value] = tenant_id
-        return tenant_id
+    def _lookup(self, refs: list[str | None]) -> list[str | None]:
+        missing = {r for r in refs if r is not None and r not in self._ids}
+        if missing:
+            if len(self._ids) >= CACHE_LIMIT:
+                self._ids.clear()
+            found = self._resolve(missing)
+            for ref in missing:
+                self._ids[ref] = found.get(ref)
+        ids = []
+        for name in refs:
+            tenant_id = self._ids.get(name) if name is not None else None
+            if name is not None and tenant_id is None:
+                self.unknown[name] += 1
+            ids.append(tenant_id)
+        return ids
 
     def allocate(self, tags: pa.Array, resource_ids: pa.Array) -> Allocation:
-        tenant: pa.Array = pa.nulls(len(tags), pa.string())
+        tenant = pa.nulls(len(tags), pa.string())
         by_rule: dict[str, int] = {}
         for compiled in self._rules:
-            source = tags if compiled.rule.kind == "tag" else resource_ids
             if pc.all(pc.is_valid(tenant)).as_py():
                 break
-            encoded = pc.dictionary_encode(source)
+            source = tags if compiled.rule.kind == "tag" else resource_ids
+            # Only the lines still unallocated are looked at.
+            open_values = pc.if_else(pc.is_null(tenant), source, pa.scalar(None, pa.string()))
+            encoded = pc.dictionary_encode(open_values)
             dictionary = encoded.dictionary.to_pylist()
-            mapped = pa.array(
-                [None if v is None else self._tenant_of(compiled, v) for v in dictionary],
-                pa.string(),
-            )
+            refs = [None if v is None else compiled.reference(v) for v in dictionary]
+            mapped = pa.array(self._lookup(refs), pa.string())
             candidate = pc.take(mapped, encoded.indices)
             taken = pc.and_(pc.is_null(tenant), pc.is_valid(candidate))
             count = int(pc.sum(taken).as_py() or 0)

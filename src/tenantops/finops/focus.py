@@ -458,10 +458,15 @@ def _csv(path: Path) -> Iterator[pa.RecordBatch]:
         reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=1, block_size=8 << 20, encoding="utf8"
+                column_names=names,
+                skip_rows=1,
+                block_size=8 << 20,
+                encoding="utf8",
+                use_threads=False,
             ),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
+                include_columns=[n for n in names if n in KEPT],
                 column_types={n: pa.string() for n in names},
                 strings_can_be_null=True,
                 null_values=[""],

@@ -367,6 +367,10 @@ def _decimal_text(value: Decimal) -> str:
     return str(value.quantize(CENT, ROUND_HALF_UP))
 
 
+def _amount(value: Decimal) -> str:
+    return f"{value.quantize(CENT, ROUND_HALF_UP):,.2f}"
+
+
 # ----------------------------------------------------------------------------- charts
 # Geometry is computed here in plain numbers; the templates only place it, so
 # every label reaches the page through Jinja's autoescape.
@@ -580,17 +584,20 @@ def months_chart(report: CostReport) -> VBarChart:
             y=PLOT_TOP + PLOT_H - max(0.0, float(v)) * scale,
             height=max(0.0, float(v)) * scale,
             label=m,
-            value_text=format_money(v, report.currency),
+            value_text=_amount(v),
             current=current,
         )
         for i, (m, v, current) in enumerate(bars_in)
     )
     budget_y = None if budget is None else PLOT_TOP + PLOT_H - float(budget) * scale
     budget_label = "" if budget is None else f"budget {format_money(budget, report.currency)}"
-    desc = "; ".join(f"{b.label}: {b.value_text}" for b in bars) + (
+    desc = "; ".join(f"{m}: {format_money(v, report.currency)}" for m, v, _ in bars_in) + (
         f"; {budget_label} (dashed line)." if budget_label else "."
     )
-    title = f"Monthly cost, {len(bars) - 1} previous months and {report.month} to date"
+    title = (
+        f"Monthly cost in {report.currency}, "
+        f"{len(bars) - 1} previous months and {report.month} to date"
+    )
     return VBarChart("chart-months", title, desc, bars, width, budget_y, budget_label)
 
 
@@ -1011,12 +1018,12 @@ def render_pdf(report: CostReport, *, unicode_font: Path | None = None) -> bytes
     money = f"({cur})"
     if report.scope is Scope.TENANT:
         tenant = report.tenants[0]
-        pdf.heading("Top services", space=15)
+        pdf.heading("Top services", space=8 + 5 * len(tenant.top_services))
         if tenant.top_services:
             pdf.grid(
                 [("Service", 110, "L"), (f"Cost to date {money}", 40, "R"), ("Share", 30, "R")],
                 (
-                    ((name, _decimal_text(v), _share(v, report.total_cost)), False)
+                    ((name, _amount(v), _share(v, report.total_cost)), False)
                     for name, v in tenant.top_services
                 ),
             )
@@ -1041,9 +1048,9 @@ def render_pdf(report: CostReport, *, unicode_font: Path | None = None) -> bytes
                 (
                     (
                         t.name,
-                        "-" if t.budget is None else _decimal_text(t.budget),
-                        _decimal_text(t.cost_mtd),
-                        _decimal_text(t.forecast),
+                        "-" if t.budget is None else _amount(t.budget),
+                        _amount(t.cost_mtd),
+                        _amount(t.forecast),
                         format_ratio(t),
                         str(t.status),
                         str(len(t.actions)),
@@ -1055,7 +1062,7 @@ def render_pdf(report: CostReport, *, unicode_font: Path | None = None) -> bytes
             flag_col=5,
         )
 
-    pdf.heading("Actions taken", space=15)
+    pdf.heading("Actions taken", space=8 + 5 * min(len(report.actions), 8))
     if report.actions:
         single = report.scope is Scope.TENANT
         columns = [("When (UTC)", 30, "L"), ("Kind", 30, "L"), ("Summary", 120, "L")]
@@ -1158,7 +1165,7 @@ def _pdf_trend(pdf: _ReportPDF, report: CostReport) -> None:
         pdf.set_xy(x0, y - 2)
         pdf.cell((PLOT_LEFT - 6) * k, 4, pdf.t(tick.label), align="R")
     for tick in chart.x_ticks:
-        pdf.set_xy(x0 + tick.at * k - 10, y0 + (PLOT_TOP + PLOT_H + 4) * k)
+        pdf.set_xy(x0 + tick.at * k - 10, y0 + (PLOT_TOP + PLOT_H) * k + 2)
         pdf.cell(20, 4, pdf.t(tick.label), align="C")
     line = pts(chart.line)
     base = pts(chart.area.split()[0][1:])[0][1]
@@ -1177,7 +1184,7 @@ def _pdf_trend(pdf: _ReportPDF, report: CostReport) -> None:
     pdf.set_dash_pattern()
     pdf.set_line_width(0.2)
     pdf.set_draw_color(0, 0, 0)
-    pdf.set_xy(x0, y0 + (PLOT_TOP + PLOT_H + 12) * k)
+    pdf.set_xy(x0, y0 + (PLOT_TOP + PLOT_H) * k + 7)
     legend = "Solid: cumulative cost. Dotted: forecast to month end."
     if chart.pace:
         legend += " Dashed grey: budget pace."
@@ -1190,6 +1197,14 @@ def _pdf_months(pdf: _ReportPDF, report: CostReport) -> None:
     chart = months_chart(report)
     k = 180 / SVG_WIDTH
     x0, y0 = pdf.l_margin, pdf.get_y() + 4
+    # The budget line goes first so the bars and their labels sit on top of it.
+    if chart.budget_y is not None:
+        pdf.set_draw_color(*_GREY)
+        pdf.set_line_width(0.5)
+        pdf.set_dash_pattern(dash=2, gap=1.2)
+        y = y0 + chart.budget_y * k
+        pdf.line(x0 + PLOT_LEFT * k, y, x0 + (PLOT_LEFT + PLOT_W) * k, y)
+        pdf.set_dash_pattern()
     pdf.use_font(7)
     pdf.set_draw_color(*_BLUE)
     pdf.set_line_width(0.5)
@@ -1198,20 +1213,17 @@ def _pdf_months(pdf: _ReportPDF, report: CostReport) -> None:
         x, w = x0 + bar.x * k, chart.bar_width * k
         if bar.height > 0:
             pdf.rect(x, y0 + bar.y * k, w, bar.height * k, style="DF")
-        pdf.set_xy(x - 8, y0 + bar.y * k - 4)
-        pdf.cell(w + 16, 4, pdf.t(bar.value_text), align="C")
-        pdf.set_xy(x - 8, y0 + (PLOT_TOP + PLOT_H + 3) * k)
+        value = pdf.t(bar.value_text)
+        text_w = pdf.width(value) + 1.5
+        pdf.set_fill_color(255, 255, 255)
+        pdf.set_xy(x + w / 2 - text_w / 2, y0 + bar.y * k - 4.2)
+        pdf.cell(text_w, 3.6, value, align="C", fill=True)
+        pdf.set_xy(x - 8, y0 + (PLOT_TOP + PLOT_H) * k + 1)
         label = f"{bar.label} (to date)" if bar.current else bar.label
         pdf.cell(w + 16, 4, pdf.t(label), align="C")
-    if chart.budget_y is not None:
-        pdf.set_draw_color(*_GREY)
-        pdf.set_dash_pattern(dash=2, gap=1.2)
-        y = y0 + chart.budget_y * k
-        pdf.line(x0 + PLOT_LEFT * k, y, x0 + (PLOT_LEFT + PLOT_W) * k, y)
-        pdf.set_dash_pattern()
     pdf.set_line_width(0.2)
     pdf.set_draw_color(0, 0, 0)
-    pdf.set_xy(x0, y0 + (PLOT_TOP + PLOT_H + 12) * k)
+    pdf.set_xy(x0, y0 + (PLOT_TOP + PLOT_H) * k + 6)
     legend = "Outlined bar: this month so far."
     if chart.budget_label:
         legend += f" Dashed grey: {chart.budget_label}."

@@ -106,14 +106,21 @@ red bars are over budget and say so.</figcaption>
 <desc id="{{ c.chart_id }}-d">{{ c.desc }}</desc>
 <line x1="{{ geo.left }}" x2="{{ geo.left + geo.plot_w }}" y1="{{ geo.top + geo.plot_h }}"
       y2="{{ geo.top + geo.plot_h }}" stroke="#767676"/>
+{% if c.budget_y is not none %}
+<line x1="{{ geo.left }}" x2="{{ geo.left + geo.plot_w }}" y1="{{ '%.1f' % c.budget_y }}"
+      y2="{{ '%.1f' % c.budget_y }}" stroke="#4a4a4a" stroke-width="2" stroke-dasharray="8 5"/>
+{% endif %}
 {% for b in c.bars %}
 <g>
-<title>{{ b.label }}: {{ b.value_text }}</title>
+<title>{{ b.label }}: {{ b.value_text }} {{ r.currency }}</title>
 <rect x="{{ '%.1f' % b.x }}" y="{{ '%.1f' % b.y }}" width="{{ '%.1f' % c.bar_width }}"
       height="{{ '%.1f' % b.height }}" fill="{{ '#ffffff' if b.current else '#1f5fa8' }}"
       stroke="#1f5fa8" stroke-width="2"/>
-<text x="{{ '%.1f' % (b.x + c.bar_width / 2) }}" y="{{ '%.1f' % (b.y - 5) }}"
-      text-anchor="middle">{{ b.value_text }}</text>
+{% set text_w = b.value_text | length * 6 + 6 %}
+<rect x="{{ '%.1f' % (b.x + c.bar_width / 2 - text_w / 2) }}" y="{{ '%.1f' % (b.y - 18) }}"
+      width="{{ text_w }}" height="15" fill="#ffffff"/>
+<text x="{{ '%.1f' % (b.x + c.bar_width / 2) }}" y="{{ '%.1f' % (b.y - 6) }}"
+      text-anchor="middle" font-size="10">{{ b.value_text }}</text>
 <text x="{{ '%.1f' % (b.x + c.bar_width / 2) }}" y="{{ geo.top + geo.plot_h + 18 }}"
       text-anchor="middle">{{ b.label }}</text>
 {% if b.current %}
@@ -122,10 +129,6 @@ red bars are over budget and say so.</figcaption>
 {% endif %}
 </g>
 {% endfor %}
-{% if c.budget_y is not none %}
-<line x1="{{ geo.left }}" x2="{{ geo.left + geo.plot_w }}" y1="{{ '%.1f' % c.budget_y }}"
-      y2="{{ '%.1f' % c.budget_y }}" stroke="#4a4a4a" stroke-width="2" stroke-dasharray="8 5"/>
-{% endif %}
 </svg>
 <figcaption>{{ c.title }}. The outlined bar is the current month so far.
 {% if c.budget_label %}Dashed line: {{ c.budget_label }}.{% endif %}</figcaption>
