@@ -126,7 +126,15 @@ def test_the_token_is_never_logged(
         (notification({**alert(), "labels": {"tenant": "acme"}}), "alertname"),
         ([notification(alert())], "body"),
     ],
-    ids=["version-3", "no-group-key", "no-alerts", "bad-status", "bad-time", "no-alertname", "list"],
+    ids=[
+        "version-3",
+        "no-group-key",
+        "no-alerts",
+        "bad-status",
+        "bad-time",
+        "no-alertname",
+        "list",
+    ],
 )
 def test_anything_but_a_version_4_payload_is_a_422_and_stores_nothing(
     receiver: TestClient, db: Database, body: Any, says: str
@@ -151,12 +159,15 @@ def test_a_firing_alert_is_stored_and_starts_its_playbook_once(
     firing = alert(tenant["name"])
     r = post(receiver, notification(firing))
     assert r.status_code == 200, r.text
-    assert r.json()["stored"] == 1 and len(r.json()["runs_started"]) == 1
+    assert r.json()["stored"] == 1
+    assert len(r.json()["runs_started"]) == 1
     [row] = stored(db)
     assert (row.status, row.tenant_id, row.playbook) == ("firing", tenant["id"], "alert-test")
-    assert row.labels["tenant"] == tenant["name"] and row.ends_at is None
+    assert row.labels["tenant"] == tenant["name"]
+    assert row.ends_at is None
     [run] = runs(db, tenant["id"])
-    assert row.run_id == run.id and run.started_by == "system:alertmanager"
+    assert row.run_id == run.id
+    assert run.started_by == "system:alertmanager"
     assert run.inputs["tenant"]["name"] == tenant["name"]
     assert run.inputs["alert"]["fingerprint"] == firing["fingerprint"]
     assert run.inputs["alert"]["value"] == "1.5"
@@ -170,7 +181,8 @@ def test_a_firing_alert_is_stored_and_starts_its_playbook_once(
         "runs_started": [],
         "dispatch_errors": [],
     }
-    assert len(stored(db)) == 1 and len(runs(db, tenant["id"])) == 1
+    assert len(stored(db)) == 1
+    assert len(runs(db, tenant["id"])) == 1
 
 
 def test_a_new_firing_of_an_alert_whose_run_is_open_joins_that_run(
@@ -179,9 +191,11 @@ def test_a_new_firing_of_an_alert_whose_run_is_open_joins_that_run(
     post(receiver, notification(alert(tenant["name"])))
     later = alert(tenant["name"], starts_at="2030-01-01T09:30:00Z")
     r = post(receiver, notification(later))
-    assert r.json()["stored"] == 1 and r.json()["runs_started"] == []
+    assert r.json()["stored"] == 1
+    assert r.json()["runs_started"] == []
     first, second = stored(db)
-    assert second.run_id == first.run_id and "still open" in (second.note or "")
+    assert second.run_id == first.run_id
+    assert "still open" in (second.note or "")
     assert len(runs(db, tenant["id"])) == 1
 
 
@@ -191,7 +205,8 @@ def test_the_alertname_mapping_names_the_playbook_when_no_label_does(
     mapped = configured(settings, playbooks={"TenantBudgetExceeded": "alert-test"})
     with TestClient(create_app(mapped, db=db), raise_server_exceptions=False) as c:
         r = post(c, notification(alert(tenant["name"], playbook=None)))
-    assert r.status_code == 200 and len(r.json()["runs_started"]) == 1
+    assert r.status_code == 200
+    assert len(r.json()["runs_started"]) == 1
     assert stored(db)[0].playbook == "alert-test"
 
 
@@ -201,7 +216,8 @@ def test_an_unknown_tenant_is_stored_with_a_note_and_starts_nothing(
     r = post(receiver, notification(alert("nobody-knows")))
     assert r.status_code == 200
     [row] = stored(db)
-    assert row.tenant_id is None and row.tenant_label == "nobody-knows"
+    assert row.tenant_id is None
+    assert row.tenant_label == "nobody-knows"
     assert "unknown tenant 'nobody-knows'" in (row.note or "")
     assert "no known tenant" in (row.dispatch_error or "")
 
@@ -253,10 +269,13 @@ def test_resolved_closes_the_alert_and_signals_its_run(
     assert run.status == "waiting"  # at the until-resolved gate
 
     r = post(receiver, notification(resolved(firing)))
-    assert r.status_code == 200 and r.json()["stored"] == 1
+    assert r.status_code == 200
+    assert r.json()["stored"] == 1
     first, closing = stored(db)
-    assert first.closed_at is not None and closing.status == "resolved"
-    assert closing.run_id == run.id and "alert_resolved sent" in (closing.note or "")
+    assert first.closed_at is not None
+    assert closing.status == "resolved"
+    assert closing.run_id == run.id
+    assert "alert_resolved sent" in (closing.note or "")
     drain(worker)
     [run] = runs(db, tenant["id"])
     assert run.status == "succeeded"
@@ -295,4 +314,5 @@ def test_a_resolution_of_an_unknown_alert_is_stored(receiver: TestClient, db: Da
     r = post(receiver, notification(resolved(alert(tenant=None, playbook=None))))
     assert r.status_code == 200
     [row] = stored(db)
-    assert row.status == "resolved" and "no open firing alert" in (row.note or "")
+    assert row.status == "resolved"
+    assert "no open firing alert" in (row.note or "")
