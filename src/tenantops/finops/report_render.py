@@ -275,6 +275,12 @@ class CostReport:
         return f"Cost report {self.month_title} — {self.scope_label}"
 
     @property
+    def empty_message(self) -> str:
+        """What the report says instead of charts for a month without costs."""
+        who = "any tenant" if self.scope is Scope.ALL else self.scope_label
+        return f"No cost data for {self.month}: nothing was recorded for {who}."
+
+    @property
     def by_cost(self) -> tuple[TenantCost, ...]:
         """Tenants by month-to-date cost, highest first: the order of every table."""
         return self._by_cost
@@ -1002,8 +1008,8 @@ def render_pdf(report: CostReport, *, unicode_font: Path | None = None) -> bytes
     if not report.has_cost_data:
         pdf.ln(3)
         pdf.use_font(10, bold=True)
-        note = f"No cost data for {report.month}: nothing was recorded for {report.scope_label}."
-        pdf.multi_cell(0, 6, pdf.t(note), border=1, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        note = pdf.t(report.empty_message)
+        pdf.multi_cell(0, 6, note, border=1, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     if report.tenants:
         chart = cost_chart(report)

@@ -120,7 +120,7 @@ red bars are over budget and say so.</figcaption>
 <rect x="{{ '%.1f' % (b.x + c.bar_width / 2 - text_w / 2) }}" y="{{ '%.1f' % (b.y - 18) }}"
       width="{{ text_w }}" height="15" fill="#ffffff"/>
 <text x="{{ '%.1f' % (b.x + c.bar_width / 2) }}" y="{{ '%.1f' % (b.y - 6) }}"
-      text-anchor="middle" font-size="10">{{ b.value_text }}</text>
+      text-anchor="middle" style="font-size:10px">{{ b.value_text }}</text>
 <text x="{{ '%.1f' % (b.x + c.bar_width / 2) }}" y="{{ geo.top + geo.plot_h + 18 }}"
       text-anchor="middle">{{ b.label }}</text>
 {% if b.current %}
@@ -155,8 +155,7 @@ REPORT = """<!DOCTYPE html>
 <section aria-labelledby="h-summary">
 <h2 id="h-summary">Summary</h2>
 {% if not r.has_cost_data %}
-<p class="empty" role="status">No cost data for {{ r.month }}: nothing was recorded for
-{{ r.scope_label }} this month.</p>
+<p class="empty" role="status">{{ r.empty_message }}</p>
 {% endif %}
 <dl class="summary">
 {% if tenant %}
