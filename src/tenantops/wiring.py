@@ -18,7 +18,12 @@ from tenantops.drivers.actions import driver_actions
 from tenantops.events.publishers.port import NoBroker, Publisher
 from tenantops.events.relay import Relay
 from tenantops.events.webhooks import signing_key
-from tenantops.provisioning.actions import cluster_actions, gitops_actions, terraform_actions
+from tenantops.provisioning.actions import (
+    cluster_actions,
+    gitops_actions,
+    quota_actions,
+    terraform_actions,
+)
 from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext, Registry, builtin_actions
 from tenantops.runbooks.engine import Breach
@@ -36,6 +41,7 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     actions.update(gitops_actions(settings))
     actions.update(terraform_actions(settings))
     actions.update(cluster_actions(settings))
+    actions.update(quota_actions())
     actions.update(breakglass_actions())
     return actions
 

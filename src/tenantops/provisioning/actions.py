@@ -76,6 +76,8 @@ def _spec(ctx: ActionContext, *, isolated: bool | None) -> TenantSpec:
         )
     if isolated is None and "isolated" in ctx.params:
         isolated = bool(ctx.params["isolated"])
+    if ctx.params.get("tier"):  # a tier changed by an earlier step of the same run
+        tenant = {**tenant, "tier": str(ctx.params["tier"])}
     try:
         return TenantSpec.from_snapshot(tenant, groups=ctx.params.get("groups"), isolated=isolated)
     except (KeyError, ValueError, TypeError) as exc:
@@ -198,6 +200,58 @@ def gitops_actions(
 def _name(rendered: Rendered) -> str:
     namespace = next(o for o in rendered.objects.values() if o["kind"] == "Namespace")
     return str(namespace["metadata"]["name"])
+
+
+def quota_actions() -> Registry:
+    """``quota.propose``: the next larger tier for a tenant whose quota runs out.
+
+    The proposal is a tier, not a hand-made quota: tiers are what the platform
+    prices and renders, so a grown tenant stays comparable (and billable) with
+    the others. At the largest tier the step fails for good: a custom quota
+    needs a human.
+    """
+    order = list(TIERS)
+
+    def propose(ctx: ActionContext) -> StepResult:
+        tenant = ctx.inputs.get("tenant")
+        current = str(tenant.get("tier")) if isinstance(tenant, Mapping) else ""
+        if current not in TIERS:
+            raise StepFailed(f"{ctx.step_name}: unknown tier {current!r}", retriable=False)
+        position = order.index(current)
+        if position + 1 >= len(order):
+            raise StepFailed(
+                f"{ctx.step_name}: {current} is the largest tier; a custom quota needs a human",
+                retriable=False,
+            )
+        proposed = order[position + 1]
+        before, after = TIERS[current], TIERS[proposed]
+        result = {
+            "from_tier": current,
+            "to_tier": proposed,
+            "resource": str(ctx.params.get("resource") or ""),
+            "quota_before": _quota(before),
+            "quota_after": _quota(after),
+            "summary": f"tier {current} -> {proposed}: "
+            f"cpu {before.requests_cpu} -> {after.requests_cpu}, "
+            f"memory {before.requests_memory} -> {after.requests_memory}, "
+            f"pods {before.pods} -> {after.pods}",
+        }
+        return StepResult(output=result, evidence=result)
+
+    return {"quota.propose": FunctionAction(propose)}
+
+
+def _quota(size: TierSize) -> dict[str, str | int]:
+    return {
+        "requests.cpu": size.requests_cpu,
+        "requests.memory": size.requests_memory,
+        "limits.cpu": size.limits_cpu,
+        "limits.memory": size.limits_memory,
+        "pods": size.pods,
+        "services": size.services,
+        "persistentvolumeclaims": size.pvcs,
+        "requests.storage": size.storage,
+    }
 
 
 def _not_here(reason: str) -> StepResult:

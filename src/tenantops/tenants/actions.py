@@ -20,7 +20,13 @@ from tenantops.kit.canonical import canonical_json
 from tenantops.kit.clock import utcnow
 from tenantops.kit.files import write_atomic
 from tenantops.runbooks import engine
-from tenantops.runbooks.actions import ActionContext, FunctionAction, Registry, StepResult
+from tenantops.runbooks.actions import (
+    ActionContext,
+    FunctionAction,
+    Registry,
+    StepFailed,
+    StepResult,
+)
 from tenantops.tenants import service
 from tenantops.tenants.schemas import LifecycleEventCreate, TenantRead
 
@@ -43,6 +49,24 @@ def _transition_apply(session: Session, ctx: ActionContext, result: StepResult) 
         ),
     )
     result.evidence["state"] = tenant.state
+
+
+def _tier_run(ctx: ActionContext) -> StepResult:
+    tier = str(ctx.params.get("tier") or "")
+    if not tier:
+        raise StepFailed(f"{ctx.step_name}: tenant.change_tier needs a 'tier'", retriable=False)
+    return StepResult(output={"tier": tier}, evidence={"tier": tier})
+
+
+def _tier_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+    tenant = service.change_tier(
+        session,
+        principal=ENGINE,
+        ref=_tenant_id(ctx),
+        tier=result.output["tier"],
+        reason=str(ctx.params.get("reason") or f"run {ctx.run_id} step {ctx.step_name}"),
+    )
+    result.evidence["version"] = tenant.version
 
 
 def _nothing(ctx: ActionContext) -> StepResult:
@@ -157,6 +181,7 @@ def tenant_actions(data_dir: Path) -> Registry:
     files = TenantFiles(data_dir)
     return {
         "tenant.transition": FunctionAction(_transition_run, _transition_apply),
+        "tenant.change_tier": FunctionAction(_tier_run, _tier_apply),
         "tenant.collect_evidence": FunctionAction(_nothing, files.collect_evidence),
         "tenant.export": FunctionAction(_nothing, files.export),
         "tenant.deletion_certificate": FunctionAction(_nothing, files.certificate),

@@ -489,6 +489,32 @@ def offboard_tenant(
     )
 
 
+def change_tier(
+    session: Session, *, principal: Principal, ref: str, tier: str, reason: str
+) -> Tenant:
+    """Move a tenant to another tier (its quota and limits follow at the next GitOps sync).
+
+    Reached through an approved playbook step (Resource Exhaustion) or an operator;
+    the caller has checked that ``tier`` is one the platform renders.
+    """
+    tenant = _lock(session, principal=principal, ref=ref, if_match=None)
+    if tenant.tier == tier:
+        return tenant
+    before = snapshot(tenant)
+    tenant.tier = tier
+    tenant.updated_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        actor=principal,
+        action="tenant.tier_changed",
+        tenant_id=tenant.id,
+        changes=audit.diff(before, snapshot(tenant)),
+        detail={"reason": reason},
+    )
+    return tenant
+
+
 def record_step(
     session: Session,
     *,
