@@ -9,7 +9,7 @@ from tests.promstack import Route, Webhook, alertmanager_config, binary
 
 def test_a_missing_binary_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="apt-get install some-package.*CI must"):
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install some-package.*CI must"):
         binary("no-such-binary-here", "some-package")
 
 
