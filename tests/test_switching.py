@@ -446,9 +446,13 @@ def finished(api: httpx.Client, actors: Actors, tenant: str, runbook: str) -> di
     run = wait_for(done, f"{runbook} of {tenant} to finish")
     detail: dict[str, Any] = api.get(f"/runs/{run['id']}", headers=actors.ops).json()
     detail["steps"] = {s["name"]: s for s in detail["steps"]}
-    assert run["status"] == "succeeded", {
-        n: (s["status"], s.get("error")) for n, s in detail["steps"].items()
+    trouble = {
+        n: (s["status"], s["error"], [a.get("error") for a in s["attempts"]])
+        for n, s in detail["steps"].items()
+        if s["status"] != "succeeded"
     }
+    assert run["status"] == "succeeded", trouble
+    assert trouble == {}  # every step, gates included
     return detail
 
 
@@ -564,6 +568,10 @@ def test_switching_to_real_systems_is_configuration_only(
         with served(switched, db) as api:
             onboarding = onboard(api, actors, body)
             tenant = api.get(f"/tenants/{name}", headers=actors.am).json()
+            # What Vault and Keycloak held once onboarding was done.
+            onboarded_refs = copy.deepcopy(vault.metadata)
+            onboarded_revoked = list(vault.revoked_prefixes)
+            onboarded_enabled = {u["username"]: u["enabled"] for u in keycloak.users.values()}
             # The platform's provisioning gives the tenant its Redis user (tenantops only
             # ever pauses and resumes it); the tenant is connected when it is suspended.
             user, password = f"{names.user_prefix}{name}", "s3cret-initech"
@@ -593,6 +601,7 @@ def test_switching_to_real_systems_is_configuration_only(
             assert state["observed_by"] == "argocd"
             assert (state["sync_status"], state["health"]) == ("Synced", "Healthy")
         assert evidence(onboarding, "argocd-sync")["revision"] == argocd.synced[0]
+        assert evidence(suspension, "argocd-sync")["revision"] == argocd.synced[1]
         assert evidence(onboarding, "terraform")["skipped"] is True  # not chosen
 
         # Kubernetes: nothing at onboarding; the deny-all applied at once at suspension.
@@ -618,6 +627,9 @@ def test_switching_to_real_systems_is_configuration_only(
         # Vault: the tenant's policy and path references, then the policy denied, the
         # tokens minted from its role revoked and every reference marked revoked.
         policy_name = f"tenant-{name}"
+        created = {p: m for p, m in onboarded_refs.items() if p.startswith(f"tenants/{name}/")}
+        assert {m["tenantops_status"] for m in created.values()} == {"active"}
+        assert onboarded_revoked == []
         assert 'capabilities = ["deny"]' in vault.policies[policy_name]
         assert vault.revoked_prefixes == [f"auth/token/create/{policy_name}"]
         refs = {p: m for p, m in vault.metadata.items() if p.startswith(f"tenants/{name}/")}
@@ -635,6 +647,7 @@ def test_switching_to_real_systems_is_configuration_only(
         assert group["name"] == f"tenant-{name}"
         members = {keycloak.users[u]["username"] for u in keycloak.members[group["id"]]}
         assert members == {owner, "ops@acme.example"}
+        assert all(onboarded_enabled.values())
         assert not keycloak.user(owner)["enabled"]
         assert not keycloak.user("ops@acme.example")["enabled"]
         assert keycloak.user("sre@acme.example")["enabled"]  # not a member: untouched
@@ -670,6 +683,7 @@ def test_switching_to_real_systems_is_configuration_only(
             name,
         )
         assert evidence(suspension, "notify-legal")["to"] == ["legal@corp.example", "webhook:legal"]
+        assert evidence(onboarding, "handover")["status"] == "sent"  # delivered, not only stored
 
         # The tenant's own health endpoint was what verification checked.
         assert evidence(onboarding, "health-check")["url"] == f"{workload_url}/{name}/healthz"
@@ -691,6 +705,7 @@ def test_switching_to_real_systems_is_configuration_only(
     assert evidence(local_onboarding, "argocd-sync")["observed_by"] == "local (no cluster)"
     assert evidence(local_suspension, "isolate-now")["skipped"] is True
     assert evidence(local_suspension, "pause-queues")["queues_paused"] is True
+    assert evidence(local_onboarding, "handover")["status"] == "stored"  # the outbox is the mailbox
     library = load_library()
     for switched_run, local_run in [(onboarding, local_onboarding), (suspension, local_suspension)]:
         runbook = library[switched_run["runbook_id"]]
