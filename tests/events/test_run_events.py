@@ -122,3 +122,28 @@ def test_a_membership_granted_and_removed_by_a_runbook_is_announced(
     assert access[0].data["reason"] == "on call"
     assert access[0].data["grant_id"].endswith("/dana@acme.example")
     assert ("run.succeeded", None) in announced(db, run_id)
+
+
+def test_a_rate_limit_set_and_lifted_by_a_playbook_is_announced_on_billing(
+    db: Database, tmp_path: Path
+) -> None:
+    from tenantops.config import Settings
+    from tenantops.drivers.actions import driver_actions
+
+    loaded = runbook(
+        "  - {name: limit, action: access.set_rate_limit,"
+        " params: {rate: 2.5, burst: 10, reason: cost overrun}}\n"
+        "  - {name: lift, action: access.lift_rate_limit}\n",
+        extra="inputs:\n  tenant: {type: object}\n",
+    )
+    tenant = {"id": "0193a0c4-5b6e-7d2f-9a10-2b3c4d5e6f71", "name": "acme"}
+    run_id = start(db, loaded, tenant=tenant)
+    drain(worker(db, driver_actions(Settings(data_dir=tmp_path), db)))
+    limits = [e for e in events(db) if ".rate_limit." in e.type]
+    assert [(e.type.rsplit(".", 1)[1], e.data["rate"], e.data["burst"]) for e in limits] == [
+        ("applied", 2.5, 10),
+        ("lifted", None, None),
+    ]
+    assert {e.topic for e in limits} == {"tenant.billing"}
+    assert limits[0].data["run_id"] == run_id
+    assert limits[0].data["reason"] == "cost overrun"

@@ -206,6 +206,29 @@ def _announce_membership(granted: bool) -> Callable[[Session, ActionContext, Ste
     return apply
 
 
+def _announce_rate_limit(applied: bool) -> Callable[[Session, ActionContext, StepResult], None]:
+    """``tenant.rate_limit.applied``/``lifted``, in the transaction that records the step."""
+
+    def apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+        tenant = ctx.inputs.get("tenant") if isinstance(ctx.inputs.get("tenant"), dict) else {}
+        limit = result.output.get("rate_limit") if applied else None
+        outbox.emit(
+            session,
+            catalogue.RATE_LIMIT_APPLIED if applied else catalogue.RATE_LIMIT_LIFTED,
+            catalogue.RateLimitChanged(
+                tenant_id=ctx.tenant_id,
+                tenant_name=tenant.get("name") if tenant else None,
+                actor=ctx.actor,
+                rate=float(limit["rate"]) if isinstance(limit, dict) else None,
+                burst=int(limit["burst"]) if isinstance(limit, dict) else None,
+                run_id=ctx.run_id,
+                reason=str(ctx.params.get("reason") or "") or None,
+            ),
+        )
+
+    return apply
+
+
 def _number(ctx: ActionContext, name: str, kind: type[float] | type[int]) -> float:
     value = ctx.params.get(name)
     try:
@@ -629,5 +652,7 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
     announced = {
         "identity.add_member": _announce_membership(granted=True),
         "identity.remove_member": _announce_membership(granted=False),
+        "access.set_rate_limit": _announce_rate_limit(applied=True),
+        "access.lift_rate_limit": _announce_rate_limit(applied=False),
     }
     return {name: _guarded(fn, announced.get(name)) for name, fn in table.items()}

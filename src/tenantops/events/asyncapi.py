@@ -20,6 +20,7 @@ from tenantops.events.catalogue import (
     ApprovalRecorded,
     EventData,
     EventType,
+    RateLimitChanged,
     RunFinished,
     SlaBreached,
     StepFinished,
@@ -122,6 +123,16 @@ def example_data(kind: EventType) -> EventData:
             reason="database failover stuck",
             incident_ref="INC-4711",
             expires_at="2026-11-26T11:00:00Z" if kind.name.endswith("granted") else None,
+        )
+    if kind.data is RateLimitChanged:
+        applied = kind.name.endswith("applied")
+        return RateLimitChanged(
+            **TENANT,
+            actor="system:engine",
+            **run,
+            rate=50.0 if applied else None,
+            burst=100 if applied else None,
+            reason="Cost Overrun: 124 % of the monthly budget" if applied else "alert resolved",
         )
     raise LookupError(f"no example for {kind.type}")  # pragma: no cover - a test covers all
 

@@ -112,6 +112,15 @@ class AccessChanged(EventData):
     expires_at: str | None = Field(None, description="RFC 3339; when it ends by itself.")
 
 
+class RateLimitChanged(EventData):
+    """A tenant's request rate limit was set or lifted (the Cost Overrun measure)."""
+
+    rate: float | None = Field(description="Requests per second allowed; null once lifted.")
+    burst: int | None = Field(description="Requests allowed at once; null once lifted.")
+    run_id: str | None = Field(None, description="The playbook run that changed it.")
+    reason: str | None = None
+
+
 @dataclass(frozen=True)
 class EventType:
     """One kind of event: ``io.tenantops.<name>`` on ``topic``, data shaped by ``data``."""
@@ -187,6 +196,19 @@ ACCESS_REVOKED = EventType(
     AccessChanged,
 )
 
+RATE_LIMIT_APPLIED = EventType(
+    "tenant.rate_limit.applied",
+    "tenant.billing",
+    "A rate limit was set on the tenant's requests (e.g. after a cost overrun).",
+    RateLimitChanged,
+)
+RATE_LIMIT_LIFTED = EventType(
+    "tenant.rate_limit.lifted",
+    "tenant.billing",
+    "The tenant's rate limit was lifted.",
+    RateLimitChanged,
+)
+
 CATALOGUE: dict[str, EventType] = {
     e.type: e
     for e in (
@@ -209,6 +231,8 @@ CATALOGUE: dict[str, EventType] = {
         SLA_BREACHED,
         ACCESS_GRANTED,
         ACCESS_REVOKED,
+        RATE_LIMIT_APPLIED,
+        RATE_LIMIT_LIFTED,
     )
 }
 
