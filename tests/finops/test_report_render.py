@@ -176,6 +176,10 @@ def test_sequences_are_put_in_one_order() -> None:
         (lambda: tenant(thresholds_crossed=(0,)), "thresholds"),
         (lambda: Action(datetime(2026, 10, 1), "alert", "naive"), "timezone-aware"),  # noqa: DTZ001
         (lambda: tenant(tenant_id=""), "tenant id"),
+        (lambda: tenant(daily=[(date(2026, 10, 1),)]), "pairs"),
+        (lambda: tenant(daily=[(datetime(2026, 10, 1, tzinfo=UTC), D(1))]), "must be dates"),
+        (lambda: tenant(top_services=[("a", 1.5), ("b", D(1))]), "cost of a must be a Decimal"),
+        (lambda: tenant(actions=["alert"]), "Action values"),
     ],
 )
 def test_bad_tenant_figures_are_refused(build: Any, message: str) -> None:
@@ -444,3 +448,25 @@ def test_a_month_without_costs_says_so(r: CostReport) -> None:
     pdf = render_pdf(r)
     assert pdf.startswith(b"%PDF-")
     assert "No cost data for 2026-10" in pdf_text(pdf)
+
+
+def test_ten_thousand_tenants_all_reach_the_html_and_csv() -> None:
+    tenants = [
+        TenantCost(
+            tenant_id=f"t-{i:05d}",
+            name=f"Tenant {i}",
+            cost_mtd=D(i) / 100,
+            forecast=D(i) / 50,
+            budget=D(50),
+            daily=[(date(2026, 10, 1 + i % 28), D(i) / 100)],
+        )
+        for i in range(10_000)
+    ]
+    r = report(*tenants)
+    rows = list(csv.DictReader(io.StringIO(render_csv(r))))
+    assert len(rows) == 10_000
+    assert rows[0]["tenant_id"] == "t-09999"
+    assert sum(D(row["cost_mtd"]) for row in rows) == r.total_cost
+    html = render_html(r)
+    assert html.count('<tr><th scope="row">Tenant ') == 10_000
+    assert "4,999 tenants" in html  # over budget: cost above 50.00

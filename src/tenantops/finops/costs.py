@@ -108,7 +108,7 @@ def tenant_month(
     cost = func.sum(measure(cost_column))
     base = current(select(CostDaily.currency, cost), month).where(CostDaily.tenant_id == tenant_id)
     result = TenantMonth()
-    for currency, total in session.execute(base.group_by(CostDaily.currency)).tuples():
+    for currency, total in session.execute(base.group_by(CostDaily.currency)):
         result.by_currency[str(currency)] = _dec(total)
     services = session.execute(
         current(select(CostDaily.service_name, CostDaily.currency, cost), month)
@@ -116,14 +116,14 @@ def tenant_month(
         .group_by(CostDaily.service_name, CostDaily.currency)
         .order_by(cost.desc())
         .limit(top)
-    ).tuples()
+    )
     result.services = [(str(s), str(c), _dec(t)) for s, c, t in services]
     days = session.execute(
         current(select(CostDaily.day, CostDaily.currency, cost), month)
         .where(CostDaily.tenant_id == tenant_id)
         .group_by(CostDaily.day, CostDaily.currency)
         .order_by(CostDaily.day)
-    ).tuples()
+    )
     result.days = [(d, str(c), _dec(t)) for d, c, t in days]
     return result
 
@@ -138,7 +138,7 @@ def tenants_month(
     if tenant_ids is not None:
         query = query.where(CostDaily.tenant_id.in_(tenant_ids))
     totals: dict[str | None, dict[str, Decimal]] = {}
-    for tenant_id, currency, total in session.execute(query).tuples():
+    for tenant_id, currency, total in session.execute(query):
         key = None if tenant_id is None else str(tenant_id)
         totals.setdefault(key, {})[str(currency)] = _dec(total)
     return totals

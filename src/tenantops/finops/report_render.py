@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from operator import attrgetter, itemgetter
 from pathlib import Path
+from typing import Any
 
 import fpdf
 import jinja2
@@ -64,14 +66,25 @@ class BudgetStatus(StrEnum):
     NO_BUDGET = "no budget"
 
 
-def _check_money(what: str, value: object) -> Decimal:
+def _money_error(what: str, value: object) -> ReportDataError:
     # float and int are refused: a float has already lost cents, and an int
     # usually means a unit mix-up (cents vs units) upstream.
     if not isinstance(value, Decimal):
-        raise ReportDataError(f"{what} must be a Decimal, got {type(value).__name__}")
-    if not value.is_finite():
-        raise ReportDataError(f"{what} must be a finite amount, got {value}")
+        return ReportDataError(f"{what} must be a Decimal, got {type(value).__name__}")
+    return ReportDataError(f"{what} must be a finite amount, got {value}")
+
+
+def _check_money(what: str, value: object) -> Decimal:
+    if not (isinstance(value, Decimal) and value.is_finite()):
+        raise _money_error(what, value)
     return value
+
+
+def _pairs(what: str, items: Iterable[Any]) -> list[tuple[Any, Any]]:
+    try:
+        return [(key, amount) for key, amount in items]
+    except (TypeError, ValueError):
+        raise ReportDataError(f"{what} must be (key, amount) pairs") from None
 
 
 def _check_month(what: str, value: str) -> str:
@@ -136,17 +149,20 @@ class TenantCost:
         _check_money(f"{who}: forecast", self.forecast)
         if self.budget is not None and _check_money(f"{who}: budget", self.budget) <= 0:
             raise ReportDataError(f"{who}: budget must be positive (None means no budget)")
-        thresholds = tuple(sorted(set(self.thresholds_crossed)))
+        # Messages are built only on failure: a 10,000-tenant month has 300,000 daily costs.
+        thresholds = tuple(self.thresholds_crossed)
         if any(not isinstance(t, int) or isinstance(t, bool) or t <= 0 for t in thresholds):
             raise ReportDataError(f"{who}: thresholds are positive whole percentages")
-        daily = tuple(sorted(self.daily, key=lambda d: d[0]))
+        thresholds = tuple(sorted(set(thresholds)))
+        daily = _pairs(f"{who}: daily costs", self.daily)
         for day, amount in daily:
-            if not isinstance(day, date) or isinstance(day, datetime):
-                raise ReportDataError(f"{who}: daily cost dates must be dates")
-            _check_money(f"{who}: cost on {day}", amount)
+            if type(day) is not date:
+                raise ReportDataError(f"{who}: daily cost dates must be dates, got {day!r}")
+            if not (isinstance(amount, Decimal) and amount.is_finite()):
+                raise _money_error(f"{who}: cost on {day}", amount)
         if len({d for d, _ in daily}) != len(daily):
             raise ReportDataError(f"{who}: a day appears twice in the daily costs")
-        months = tuple(sorted(self.previous_months, key=lambda m: m[0]))
+        months = _pairs(f"{who}: previous months", self.previous_months)
         if len(months) > PREVIOUS_MONTHS:
             raise ReportDataError(f"{who}: at most {PREVIOUS_MONTHS} previous months")
         for month, amount in months:
@@ -154,19 +170,23 @@ class TenantCost:
             _check_money(f"{who}: total of {month}", amount)
         if len({m for m, _ in months}) != len(months):
             raise ReportDataError(f"{who}: a previous month appears twice")
-        services = tuple(sorted(self.top_services, key=lambda s: (-s[1], s[0])))
+        services = _pairs(f"{who}: top services", self.top_services)
         if len(services) > TOP_SERVICES:
             raise ReportDataError(f"{who}: at most {TOP_SERVICES} top services")
         for service, amount in services:
             _check_text(f"{who}: service name", service)
             _check_money(f"{who}: cost of {service}", amount)
-        actions = tuple(sorted(self.actions, key=lambda a: a.at))
+        actions = tuple(self.actions)
         if any(not isinstance(a, Action) for a in actions):
             raise ReportDataError(f"{who}: actions must be Action values")
+        daily.sort(key=itemgetter(0))
+        months.sort(key=itemgetter(0))
+        services.sort(key=lambda s: (-s[1], s[0]))
+        actions = tuple(sorted(actions, key=attrgetter("at")))
         object.__setattr__(self, "thresholds_crossed", thresholds)
-        object.__setattr__(self, "daily", daily)
-        object.__setattr__(self, "previous_months", months)
-        object.__setattr__(self, "top_services", services)
+        object.__setattr__(self, "daily", tuple(daily))
+        object.__setattr__(self, "previous_months", tuple(months))
+        object.__setattr__(self, "top_services", tuple(services))
         object.__setattr__(self, "actions", actions)
 
     @property
@@ -320,14 +340,15 @@ class CostReport:
         """Cost per day summed over the report's tenants, days ascending."""
         if self.scope is Scope.TENANT:
             return tuple(self.tenants[0].daily)
-        sums: dict[date, Decimal] = {}
+        # Indexed by day of month: every date was checked to lie in this month.
+        sums: list[Decimal | None] = [None] * 32
         for tenant in self.tenants:
             for day, amount in tenant.daily:
-                if day in sums:
-                    sums[day] += amount
-                else:
-                    sums[day] = amount
-        return tuple(sorted(sums.items()))
+                n = day.day
+                total = sums[n]
+                sums[n] = amount if total is None else total + amount
+        first = self.first_day
+        return tuple((first.replace(day=n), v) for n, v in enumerate(sums) if v is not None)
 
     @property
     def monthly_totals(self) -> tuple[tuple[str, Decimal], ...]:
@@ -1119,7 +1140,7 @@ def _summary_pairs(report: CostReport) -> list[tuple[str, str, bool]]:
 
 
 def _tenants(n: int) -> str:
-    return "1 tenant" if n == 1 else f"{n} tenants"
+    return "1 tenant" if n == 1 else f"{n:,} tenants"
 
 
 def _pdf_hbars(pdf: _ReportPDF, chart: HBarChart) -> None:

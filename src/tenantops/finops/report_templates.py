@@ -167,7 +167,7 @@ REPORT = """<!DOCTYPE html>
 <dt>Status</dt><dd{% if tenant_row.over %} class="over"{% endif %}>{{ tenant_row.status }}</dd>
 <dt>Thresholds crossed</dt><dd>{{ tenant_row.thresholds or "none" }}</dd>
 {% else %}
-<dt>Tenants</dt><dd>{{ r.tenants | length }}</dd>
+<dt>Tenants</dt><dd>{{ "{:,}".format(r.tenants | length) }}</dd>
 <dt>Cost to date</dt><dd>{{ money(r.total_cost) }}</dd>
 <dt>Forecast to month end</dt><dd>{{ money(r.total_forecast) }}</dd>
 <dt>Budgets (sum)</dt><dd>{{ money(r.total_budget) if r.total_budget is not none else "—" }}</dd>

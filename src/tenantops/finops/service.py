@@ -157,7 +157,7 @@ def cost_overview(
         )
         .group_by(CostDaily.tenant_id.is_(None), CostDaily.currency)
     )
-    for is_unallocated, currency, amount_sum in session.execute(query).tuples():
+    for is_unallocated, currency, amount_sum in session.execute(query):
         value = Decimal(str(amount_sum or 0))
         total[currency] = total.get(currency, Decimal(0)) + value
         if is_unallocated:

@@ -25,7 +25,7 @@ def ids_by_ref(session: Session, refs: Sequence[str]) -> dict[str, str]:
         chunk = list(refs[start : start + IN_LIMIT])
         rows = session.execute(
             select(Tenant.id, Tenant.name).where(or_(Tenant.name.in_(chunk), Tenant.id.in_(chunk)))
-        ).tuples()
+        )
         wanted = set(chunk)
         for tenant_id, name in rows:
             if name in wanted:
