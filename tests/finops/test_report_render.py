@@ -222,6 +222,13 @@ def test_money_has_two_decimals_rounded_half_up_and_the_code() -> None:
     assert format_money(D("-0.125"), "CHF") == "-0.13 CHF"
 
 
+def test_file_stem_is_safe_for_any_tenant_id() -> None:
+    assert report(tenant()).file_stem == "cost-report-2026-10-all"
+    one = report(tenant("../../etc/x y"), scope=Scope.TENANT)
+    assert one.file_stem == "cost-report-2026-10-_.._etc_x_y"
+    assert "/" not in one.file_stem
+
+
 # ----------------------------------------------------------------------------- HTML
 
 

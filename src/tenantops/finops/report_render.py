@@ -42,6 +42,7 @@ CENT = Decimal("0.01")
 RATIO_PLACES = Decimal("0.0001")
 MONTH_NAMES: tuple[str, ...] = ("January", "February", "March", "April", "May", "June", "July")
 MONTH_NAMES += ("August", "September", "October", "November", "December")
+_UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 DEJAVU_SANS = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -299,6 +300,16 @@ class CostReport:
         """What the report says instead of charts for a month without costs."""
         who = "any tenant" if self.scope is Scope.ALL else self.scope_label
         return f"No cost data for {self.month}: nothing was recorded for {who}."
+
+    @property
+    def file_stem(self) -> str:
+        """``cost-report-2026-10-all`` or ``cost-report-2026-10-<tenant id>``: safe as a file name.
+
+        The tenant id, not the name: ids are stable and unique, and anything
+        outside ``[A-Za-z0-9._-]`` becomes ``_`` so no id can climb out of a directory.
+        """
+        who = "all" if self.scope is Scope.ALL else self.tenants[0].tenant_id
+        return f"cost-report-{self.month}-{_UNSAFE_FILE_CHARS.sub('_', who).lstrip('.')}"
 
     @property
     def by_cost(self) -> tuple[TenantCost, ...]:
