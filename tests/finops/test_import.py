@@ -125,7 +125,8 @@ def test_the_same_file_again_returns_the_earlier_import(
     first = _import(db, path)
     with db.write() as session:
         again = import_file(session, path=path, principal=FIN, settings=SETTINGS)
-    assert again.duplicate and again.record.id == first.id
+    assert again.duplicate
+    assert again.record.id == first.id
     assert _count(db, LedgerEntry) == 1
 
 
@@ -140,7 +141,8 @@ def test_a_new_file_for_the_period_supersedes_the_old_one(
     with db.read() as session:
         old = session.get(CostImport, first.id)
         totals = tenants_month(session, None, JAN, cost_column="EffectiveCost")
-    assert old is not None and old.superseded_by == second.id
+    assert old is not None
+    assert old.superseded_by == second.id
     assert second.summary["supersedes"] == [first.id]
     assert other.summary["supersedes"] == []
     # Append-only: the superseded lines stay, the queries skip them.
