@@ -179,9 +179,7 @@ def generate(path: Path, rows: int, fmt: str, tenants: int = 1000) -> None:
             typed = table
             for col in ("BilledCost", "ContractedCost", "EffectiveCost", "ListCost"):
                 i = typed.schema.get_field_index(col)
-                typed = typed.set_column(
-                    i, col, pc.cast(typed.column(col), pa.decimal128(20, 2))
-                )
+                typed = typed.set_column(i, col, pc.cast(typed.column(col), pa.decimal128(20, 2)))
             for col in ("ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart"):
                 i = typed.schema.get_field_index(col)
                 typed = typed.set_column(
@@ -239,7 +237,8 @@ def bench_import(store: str, fmt: str, rows: int) -> None:
         seed_tenants(db, 1000)
         db.dispose()
         subprocess.run(
-            [sys.executable, __file__, "_import", "--url", url, "--file", str(cache), "--format", fmt],
+            [sys.executable, __file__, "_import", "--url", url, "--file", str(cache)]
+            + ["--format", fmt],
             check=True,
         )
     finally:
@@ -249,7 +248,8 @@ def bench_import(store: str, fmt: str, rows: int) -> None:
 def _percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"p50 {statistics.median(ordered) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms (n={len(ordered)})"
+    p50 = statistics.median(ordered)
+    return f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms (n={len(ordered)})"
 
 
 def bench_queries(store: str, tenants: int) -> None:
