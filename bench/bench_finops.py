@@ -236,11 +236,8 @@ def bench_import(store: str, fmt: str, rows: int) -> None:
         upgrade(db.engine)
         seed_tenants(db, 1000)
         db.dispose()
-        subprocess.run(
-            [sys.executable, __file__, "_import", "--url", url, "--file", str(cache)]
-            + ["--format", fmt],
-            check=True,
-        )
+        child = [sys.executable, __file__, "_import", "--url", url, "--file", str(cache)]
+        subprocess.run([*child, "--format", fmt], check=True)
     finally:
         drop()
 
