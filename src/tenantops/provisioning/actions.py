@@ -84,7 +84,9 @@ def _spec(ctx: ActionContext, *, isolated: bool | None) -> TenantSpec:
         raise StepFailed(f"{ctx.step_name}: bad tenant snapshot: {exc!r}", retriable=False) from exc
 
 
-def _guarded(fn: Callable[[ActionContext], StepResult]) -> Callable[[ActionContext], StepResult]:
+def _guarded(
+    fn: Callable[[ActionContext], StepResult], system: str = "gitops"
+) -> Callable[[ActionContext], StepResult]:
     """Map render and driver errors onto ``StepFailed``: invalid manifests are permanent."""
 
     def run(ctx: ActionContext) -> StepResult:
@@ -95,7 +97,7 @@ def _guarded(fn: Callable[[ActionContext], StepResult]) -> Callable[[ActionConte
                 f"manifest invalid, nothing committed: {exc}", retriable=False
             ) from exc
         except DriverError as exc:
-            raise StepFailed(f"gitops: {exc}", retriable=exc.retriable) from exc
+            raise StepFailed(f"{system}: {exc}", retriable=exc.retriable) from exc
 
     return run
 
@@ -298,7 +300,7 @@ def terraform_actions(settings: Settings, *, cli: Provisioner | None = None) -> 
         evidence = {"plan": plan.as_dict(), "applied": applied.as_dict()}
         return StepResult(output=evidence, evidence=evidence)
 
-    return {"terraform.plan_apply": FunctionAction(_guarded(plan_apply))}
+    return {"terraform.plan_apply": FunctionAction(_guarded(plan_apply, "terraform"))}
 
 
 def cluster_actions(settings: Settings, *, cluster: Cluster | None = None) -> Registry:
@@ -325,7 +327,7 @@ def cluster_actions(settings: Settings, *, cluster: Cluster | None = None) -> Re
                 )
             return fn(ctx, target)
 
-        return FunctionAction(_guarded(run))
+        return FunctionAction(_guarded(run, "kubernetes"))
 
     def isolate(ctx: ActionContext, target: Cluster) -> StepResult:
         applied = asdict(target.isolate(_spec(ctx, isolated=True).name))
