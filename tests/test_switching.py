@@ -24,9 +24,8 @@ Then the test asserts what each system saw. It runs on SQLite and PostgreSQL
 both stores are worth the few seconds.
 
 The tenant's health endpoint is configured (``health.base_url``) as a real
-installation's would be: the built-in probe of the embedded default reads the
-local drivers' tables, which the remote adapters never write — a bug, shown by
-the strict xfail ``test_the_built_in_probe_sees_what_the_remote_adapters_provisioned``.
+installation's would be; ``test_the_built_in_probe_sees_what_the_remote_adapters_provisioned``
+checks that the built-in probe asks the configured adapters, not the local tables.
 """
 
 from __future__ import annotations
@@ -714,12 +713,6 @@ def test_switching_to_real_systems_is_configuration_only(
         assert list(switched_run["steps"]) == list(local_run["steps"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the built-in probe (drivers/health/routes.py, _probe) reads LocalIdentity, "
-    "LocalSecrets and LocalQueueAccess whatever adapter is configured, so with Keycloak or "
-    "Vault it never sees the group or store onboarding made, and health-check fails",
-)
 def test_the_built_in_probe_sees_what_the_remote_adapters_provisioned(
     db: Database, actors: Actors, tmp_path: Path
 ) -> None:

@@ -21,11 +21,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import SYSTEM
-from tenantops.db import Database
-from tenantops.drivers.access.local import LocalQueueAccess
+from tenantops.drivers.access.port import QueueAccess
+from tenantops.drivers.actions import identity_provider, queue_access, secret_store
 from tenantops.drivers.health.models import ProbeValue
-from tenantops.drivers.identity.local import LocalIdentity
-from tenantops.drivers.secrets.local import LocalSecrets
+from tenantops.drivers.identity.port import IdentityProvider
+from tenantops.drivers.secrets.port import SecretStore
 from tenantops.errors import NotFound
 from tenantops.kit.clock import utcnow
 from tenantops.kit.problems import problem_responses
@@ -58,14 +58,33 @@ class SyntheticRead(BaseModel):
     value: str | None = None
 
 
-def _probe(db: Database, session: Session, name: str) -> tuple[str | None, ProbeRead]:
+class _Adapters:
+    """The configured identity, secret-store and queue adapters, built once per app: the
+    probe must see what onboarding provisioned through them, whichever they are."""
+
+    def __init__(self, request: Request) -> None:
+        settings, db = request.app.state.settings, database(request)
+        self.identity: IdentityProvider = identity_provider(settings, db)
+        self.secrets: SecretStore = secret_store(settings, db)
+        self.queues: QueueAccess = queue_access(settings, db)
+
+
+def _adapters(request: Request) -> _Adapters:
+    found = getattr(request.app.state, "probe_adapters", None)
+    if not isinstance(found, _Adapters):
+        found = request.app.state.probe_adapters = _Adapters(request)
+    return found
+
+
+def _probe(request: Request, session: Session, name: str) -> tuple[str | None, ProbeRead]:
     try:
         tenant = tenants.get_tenant(session, principal=SYSTEM, ref=name)
     except NotFound:
         return None, ProbeRead(tenant=name, state=None, serving=False, checks={})
-    group = LocalIdentity(db).get_group(tenant_id=tenant.id)
-    store = LocalSecrets(db).get_store(tenant_id=tenant.id)
-    access = LocalQueueAccess(db).get_state(tenant_id=tenant.id)
+    adapters = _adapters(request)
+    group = adapters.identity.get_group(tenant_id=tenant.id)
+    store = adapters.secrets.get_store(tenant_id=tenant.id)
+    access = adapters.queues.get_state(tenant_id=tenant.id)
     checks = {
         "state": tenant.state in SERVING_STATES,
         "identity": group is not None and group.enabled,
@@ -81,7 +100,7 @@ def _probe(db: Database, session: Session, name: str) -> tuple[str | None, Probe
 def probe(request: Request, name: TenantName) -> ProbeRead:
     db = database(request)
     with db.read() as session:
-        return _probe(db, session, name)[1]
+        return _probe(request, session, name)[1]
 
 
 @router.put(
@@ -93,7 +112,7 @@ def probe(request: Request, name: TenantName) -> ProbeRead:
 def write_synthetic(request: Request, name: TenantName, body: SyntheticWrite) -> SyntheticRead:
     db = database(request)
     with db.read() as session:
-        tenant_id, verdict = _probe(db, session, name)
+        tenant_id, verdict = _probe(request, session, name)
     if tenant_id is None or not verdict.serving or body.value is None:
         return SyntheticRead(tenant=name, written=False)
     for _ in range(3):
@@ -116,6 +135,6 @@ def write_synthetic(request: Request, name: TenantName, body: SyntheticWrite) ->
 def read_synthetic(request: Request, name: TenantName) -> SyntheticRead:
     db = database(request)
     with db.read() as session:
-        tenant_id, verdict = _probe(db, session, name)
+        tenant_id, verdict = _probe(request, session, name)
         row = session.get(ProbeValue, tenant_id) if tenant_id and verdict.serving else None
         return SyntheticRead(tenant=name, value=row.value if row else None)
