@@ -66,3 +66,41 @@ def test_configured_argocd_is_the_rest_adapter(db: Database, tmp_path: Path) -> 
     client = local_drivers(configured, db).argocd
     assert isinstance(client, ArgoCDRest)
     client.close()
+
+
+def test_an_application_not_created_yet_is_retried_not_failed_for_good(
+    db: Database, tmp_path: Path
+) -> None:
+    """404 on the sync request: the root app has not created the Application yet."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from typing import Any
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.dumps(
+                {"error": "not found", "code": 5, "message": 'applications "tenant-acme" not found'}
+            ).encode()
+            self.send_response(404)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = Settings(
+            data_dir=tmp_path,
+            argocd={"url": f"http://127.0.0.1:{server.server_port}", "token": "argo-token"},
+        )
+        with pytest.raises(StepFailed, match="does not exist yet") as failed:
+            driver_actions(settings, db)["argocd.sync_wait"].run(ctx("argocd-sync"))
+        assert failed.value.retriable
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -530,7 +530,17 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
         app = app_name(str(t["name"]))
         revision = str(ctx.params.get("revision") or "") or None
         timeout = _number(ctx, "timeout", float) if "timeout" in ctx.params else None
-        d.argocd.sync(app, revision=revision)
+        try:
+            d.argocd.sync(app, revision=revision)
+        except DriverError as exc:
+            if exc.status != 404:
+                raise
+            # Right after the GitOps commit the root app may not have created it yet.
+            raise StepFailed(
+                f"argocd: Application {app} does not exist yet; the root app creates it on "
+                f"its next sync ({exc})",
+                retriable=True,
+            ) from exc
         state = d.argocd.wait(
             app,
             timeout=timeout or (settings.argocd.wait_seconds if settings.argocd else 60.0),

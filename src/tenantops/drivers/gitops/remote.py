@@ -175,7 +175,7 @@ class RemoteGitRepo:
                     "gitops remote branch",
                     False,
                     f"{self.branch} not on the remote (it has {len(heads)} other branches)",
-                    f"create {self.branch} on the remote or set TENANTOPS_GITOPS__REMOTE__BRANCH",
+                    f"create {self.branch} on the remote or set TENANTOPS_GITOPS__BRANCH",
                 )
             )
             return rows
