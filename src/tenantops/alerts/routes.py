@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from contextlib import nullcontext
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -70,8 +72,18 @@ def _dispatch(request: Request, settings: AlertsSettings) -> Dispatch:
     return found
 
 
+# SQLite has one writer. Handler threads that queue here are woken the moment
+# the writer commits; queued in SQLite's busy handler they sleep in growing
+# steps, which under a burst of notifications costs seconds of latency.
+_SQLITE_WRITER = threading.Lock()
+
+
 def _store(db: Database, payload: AlertmanagerPayload, dispatch: Dispatch) -> ReceiveResult:
-    with db.write() as session:
+    with db.read() as session:
+        seen = service.already_received(session, payload)
+    if seen is not None:
+        return seen
+    with _SQLITE_WRITER if db.is_sqlite else nullcontext(), db.write() as session:
         return service.receive(session, payload=payload, dispatch=dispatch)
 
 

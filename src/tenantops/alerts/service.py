@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -69,21 +69,21 @@ def dedupe_key(group_key: str, alert: AlertmanagerAlert) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
-def _insert_or_ignore(session: Session, values: dict[str, Any]) -> bool:
-    """Insert unless the dedupe key exists; True if this call stored the row.
+def _insert_or_ignore(session: Session, values: dict[str, Any]) -> Alert | None:
+    """Insert unless the dedupe key exists; the new row, or ``None`` for a duplicate.
 
     An ``ON CONFLICT DO NOTHING`` rather than a lookup first: two replicas
-    handling the same retry at once must not both store it.
+    handling the same retry at once must not both store it. ``RETURNING`` the
+    entity hands back the row without reading it again.
     """
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(_ALERTS)
+        insert(Alert)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(_ALERTS.c.id)
+        .returning(Alert)
     )
-    # RETURNING, not rowcount: psycopg reports -1 for an ON CONFLICT insert.
-    return session.execute(statement).first() is not None
+    return session.scalars(statement).first()
 
 
 @dataclass
@@ -256,12 +256,11 @@ def receive(
             "generator_url": item.generator_url,
             "received_at": now,
         }
-        if _insert_or_ignore(session, values):
-            row = session.get(Alert, values["id"])
-            assert row is not None
+        row = _insert_or_ignore(session, values)
+        if row is not None:
             stored.append(row)
 
-    tenants = _lock_tenants(session, {a.tenant_label for a in stored if a.tenant_label})
+    tenants = _tenants(session, stored, dispatch)
     out = _Outcome(runs_started=[], errors=[])
     for alert in stored:
         tenant = tenants.get(alert.tenant_label) if alert.tenant_label else None
@@ -318,16 +317,47 @@ def receive(
     )
 
 
-def _lock_tenants(session: Session, refs: set[str]) -> dict[str, Tenant]:
-    """The tenants named by label (name or id), locked in id order; unknown ones left out.
+def _tenants(session: Session, alerts: Sequence[Alert], dispatch: Dispatch) -> dict[str, Tenant]:
+    """The tenants named by label (name or id); unknown ones are left out.
 
-    The lock serialises playbook dispatch per tenant across replicas, so two
-    notifications about one tenant cannot both decide that no run is open.
+    Those a firing alert may start a playbook for are locked, in id order: the
+    lock serialises dispatch per tenant across replicas, so two notifications
+    cannot both decide that no run is open. SQLite needs no lock: its write
+    transactions are already one at a time.
     """
+    refs = {a.tenant_label for a in alerts if a.tenant_label}
     found = {ref: t for ref in refs if (t := tenant_rows.get(session, ref)) is not None}
-    for tenant_id in sorted({t.id for t in found.values()}):
+    if session.get_bind().dialect.name == "sqlite":
+        return found
+    dispatching = {
+        found[a.tenant_label].id
+        for a in alerts
+        if a.tenant_label in found
+        and a.status == AlertStatus.FIRING.value
+        and dispatch.playbook_for(a.labels) is not None
+    }
+    for tenant_id in sorted(dispatching):
         tenant_rows.get(session, tenant_id, for_update=True)
     return found
+
+
+def already_received(session: Session, payload: AlertmanagerPayload) -> ReceiveResult | None:
+    """The answer to a notification whose every alert is stored already, else ``None``.
+
+    Read-only, so Alertmanager's repeats and retries cost no write transaction.
+    A miss proves nothing (a copy may be committing right now): ``receive``
+    still inserts-or-ignores.
+    """
+    keys = {dedupe_key(payload.group_key, a) for a in payload.alerts}
+    found = session.scalar(
+        select(func.count()).select_from(_ALERTS).where(_ALERTS.c.dedupe_key.in_(keys))
+    )
+    if found != len(keys):
+        return None
+    received = len(payload.alerts)
+    return ReceiveResult(
+        received=received, stored=0, duplicates=received, runs_started=[], dispatch_errors=[]
+    )
 
 
 def list_alerts(
