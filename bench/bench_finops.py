@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import Date, create_engine, func, insert, literal, select, text
 from sqlalchemy.engine import make_url
 
 from tenantops.auth.principal import Principal, Role
@@ -45,7 +45,7 @@ from tenantops.finops.budgets import budget_status
 from tenantops.finops.costs import Month, tenants_month
 from tenantops.finops.focus import REQUIRED_COLUMNS
 from tenantops.finops.importer import import_file
-from tenantops.finops.models import CostDaily, CostImport
+from tenantops.finops.models import CostDaily, CostImport, CostMonthly
 from tenantops.finops.service import cost_overview
 from tenantops.finops.settings import FinOpsSettings
 from tenantops.kit.clock import set_clock
@@ -301,6 +301,29 @@ def bench_queries(store: str, tenants: int) -> None:
                     batch = []
             if batch:
                 session.execute(insert(CostDaily), batch)
+            # What the importer derives from the daily rows: one row per tenant and month.
+            session.execute(
+                insert(CostMonthly).from_select(
+                    [
+                        "import_id",
+                        "tenant_id",
+                        "month",
+                        "currency",
+                        "billed_cost",
+                        "effective_cost",
+                        "lines",
+                    ],
+                    select(
+                        CostDaily.import_id,
+                        CostDaily.tenant_id,
+                        literal(date(2030, 1, 1), Date()),
+                        CostDaily.currency,
+                        func.sum(CostDaily.billed_cost),
+                        func.sum(CostDaily.effective_cost),
+                        func.sum(CostDaily.lines),
+                    ).group_by(CostDaily.import_id, CostDaily.tenant_id, CostDaily.currency),
+                )
+            )
         if store == "postgres":
             with db.engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(

@@ -184,3 +184,15 @@ def test_rules_from_settings_decide_the_allocation(
         entry = session.execute(select(LedgerEntry)).scalar_one()
     assert entry.tenant_id == tenants["green"]
     assert record.summary["by_rule"] == {"resource:^proj-(?P<tenant>[a-z]+)/": 1}
+
+
+def test_cost_counts_in_the_month_it_was_charged(
+    db: Database, tenants: dict[str, str], tmp_path: Path
+) -> None:
+    late = {"ChargePeriodStart": "2030-02-01T00:00:00Z", "ChargePeriodEnd": "2030-02-01T01:00:00Z"}
+    _import(db, write_csv(tmp_path / "jan.csv", [tagged("blue", "5"), tagged("blue", "2", **late)]))
+    with db.read() as session:
+        january = tenants_month(session, [tenants["blue"]], JAN, cost_column="EffectiveCost")
+        february = tenants_month(session, None, Month.parse("2030-02"), cost_column="BilledCost")
+    assert january == {tenants["blue"]: {"EUR": Decimal(5)}}
+    assert february == {tenants["blue"]: {"EUR": Decimal(2)}}

@@ -36,6 +36,7 @@ def test_postgresql_keeps_the_tables_in_schema_finops(db: Database) -> None:
         "budgets",
         "cost_daily",
         "cost_imports",
+        "cost_monthly",
         "tenant_ledger",
     }
     assert "tenant_ledger" not in inspector.get_table_names()

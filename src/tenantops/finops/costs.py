@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from tenantops.errors import Unprocessable
-from tenantops.finops.models import CostDaily, CostImport
+from tenantops.finops.models import CostDaily, CostImport, CostMonthly
 from tenantops.kit.clock import utcnow
 
 CENT = Decimal("0.01")
@@ -128,20 +128,51 @@ def tenant_month(
     return result
 
 
+def monthly_measure(cost_column: str) -> InstrumentedAttribute[Decimal]:
+    return CostMonthly.billed_cost if cost_column == "BilledCost" else CostMonthly.effective_cost
+
+
 def tenants_month(
     session: Session, tenant_ids: list[str] | None, month: Month, *, cost_column: str
 ) -> dict[str | None, dict[str, Decimal]]:
-    """Cost per tenant (None: unallocated) and currency in ``month``; all tenants if None."""
-    query = current(
-        select(CostDaily.tenant_id, CostDaily.currency, func.sum(measure(cost_column))), month
-    ).group_by(CostDaily.tenant_id, CostDaily.currency)
+    """Cost per tenant (None: unallocated) and currency in ``month``; all tenants if None.
+
+    Reads ``cost_monthly``: one row per tenant, currency and import of the month.
+    """
+    query = (
+        select(CostMonthly.tenant_id, CostMonthly.currency, func.sum(monthly_measure(cost_column)))
+        .join(CostImport, CostImport.id == CostMonthly.import_id)
+        .where(CostImport.superseded_by.is_(None), CostMonthly.month == month.first)
+        .group_by(CostMonthly.tenant_id, CostMonthly.currency)
+    )
     if tenant_ids is not None:
-        query = query.where(CostDaily.tenant_id.in_(tenant_ids))
+        query = query.where(CostMonthly.tenant_id.in_(tenant_ids))
     totals: dict[str | None, dict[str, Decimal]] = {}
     for tenant_id, currency, total in session.execute(query):
         key = None if tenant_id is None else str(tenant_id)
         totals.setdefault(key, {})[str(currency)] = _dec(total)
     return totals
+
+
+def month_totals(
+    session: Session, month: Month, *, cost_column: str
+) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """All cost of ``month`` per currency, and the unallocated part of it."""
+    unallocated = CostMonthly.tenant_id.is_(None)
+    query = (
+        select(unallocated, CostMonthly.currency, func.sum(monthly_measure(cost_column)))
+        .join(CostImport, CostImport.id == CostMonthly.import_id)
+        .where(CostImport.superseded_by.is_(None), CostMonthly.month == month.first)
+        .group_by(unallocated, CostMonthly.currency)
+    )
+    total: dict[str, Decimal] = {}
+    lost: dict[str, Decimal] = {}
+    for is_unallocated, currency, amount in session.execute(query):
+        value = _dec(amount)
+        total[currency] = total.get(currency, Decimal(0)) + value
+        if is_unallocated:
+            lost[currency] = lost.get(currency, Decimal(0)) + value
+    return total, lost
 
 
 def _dec(value: object) -> Decimal:

@@ -51,6 +51,15 @@ from tenantops.finops.store import SCHEMA
 from tenantops.kit.clock import utcnow
 from tenantops.kit.ids import new_id
 
+MONTHLY_COLUMNS = (
+    "import_id",
+    "tenant_id",
+    "month",
+    "currency",
+    "billed_cost",
+    "effective_cost",
+    "lines",
+)
 SQLITE_IMPORT_CACHE_KIB = 256 * 1024
 LEDGER_COLUMNS = (
     "tenant_id",
@@ -259,6 +268,7 @@ def import_file(
             names=list(DAILY_COLUMNS),
         ),
     )
+    _bulk_insert(session, "cost_monthly", MONTHLY_COLUMNS, _monthly(daily, import_id))
     return _finish(
         session,
         import_id=import_id,
@@ -278,6 +288,41 @@ def import_file(
 
 def _error(error: RowError) -> dict[str, Any]:
     return {"line": error.line, "column": error.column, "message": error.message}
+
+
+def _monthly(daily: pa.Table, import_id: str) -> pa.Table:
+    """The daily sums summed again per calendar month of the charge day."""
+    as_time = pc.cast(daily.column("day"), pa.timestamp("s"))
+    month = pc.cast(
+        pc.strptime(pc.strftime(as_time, format="%Y-%m-01"), "%Y-%m-%d", "s"), pa.date32()
+    )
+    table = pa.table(
+        [
+            daily.column("tenant_id"),
+            month,
+            daily.column("currency"),
+            daily.column("billed_cost"),
+            daily.column("effective_cost"),
+            daily.column("lines"),
+        ],
+        names=["tenant_id", "month", "currency", "billed_cost", "effective_cost", "lines"],
+    )
+    keys = ["tenant_id", "month", "currency"]
+    grouped = table.group_by(keys, use_threads=False).aggregate(
+        [("billed_cost", "sum"), ("effective_cost", "sum"), ("lines", "sum")]
+    )
+    return pa.table(
+        [
+            pa.repeat(pa.scalar(import_id), grouped.num_rows),
+            grouped.column("tenant_id"),
+            grouped.column("month"),
+            grouped.column("currency"),
+            grouped.column("billed_cost_sum"),
+            grouped.column("effective_cost_sum"),
+            grouped.column("lines_sum"),
+        ],
+        names=list(MONTHLY_COLUMNS),
+    )
 
 
 def _daily(table: pa.Table, *, final: bool = False) -> pa.Table:

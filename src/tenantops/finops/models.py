@@ -122,6 +122,29 @@ class CostDaily(Base):
     lines: Mapped[int] = mapped_column(BigInteger)
 
 
+class CostMonthly(Base):
+    """Cost per (import, tenant, calendar month, currency): what the all-tenant queries read.
+
+    Ten thousand tenants' month is ten thousand rows here instead of 300,000
+    in ``cost_daily``: ``/metrics`` and ``GET /finops/costs`` stay cheap.
+    """
+
+    __tablename__ = "cost_monthly"
+    __table_args__ = (
+        Index("ix_cost_monthly_month", "month", "tenant_id"),
+        {"schema": SCHEMA},
+    )
+
+    seq: Mapped[int] = mapped_column(Seq, primary_key=True, autoincrement=True)
+    import_id: Mapped[str] = mapped_column(String(36))
+    tenant_id: Mapped[str | None] = mapped_column(String(36))
+    month: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    billed_cost: Mapped[Decimal] = mapped_column(Total)
+    effective_cost: Mapped[Decimal] = mapped_column(Total)
+    lines: Mapped[int] = mapped_column(BigInteger)
+
+
 class Budget(Base):
     """A tenant's monthly budget and the thresholds (percent) that raise alerts."""
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal
 from tenantops.finops import budgets, ledger
-from tenantops.finops.costs import Month, forecast, measure, tenant_month, tenants_month
+from tenantops.finops.costs import Month, forecast, month_totals, tenant_month, tenants_month
 from tenantops.finops.importer import ImportResult
-from tenantops.finops.models import Budget, CostDaily, CostImport
+from tenantops.finops.models import Budget, CostImport
 from tenantops.finops.schemas import (
     BudgetRead,
     CostOverview,
@@ -144,24 +144,7 @@ def cost_overview(
                 other_currencies={c: v for c, v in by_currency.items() if c != currency},
             )
         )
-    total: dict[str, Decimal] = {}
-    unallocated: dict[str, Decimal] = {}
-    cost_sum = func.sum(measure(settings.cost_column))
-    query = (
-        select(CostDaily.tenant_id.is_(None), CostDaily.currency, cost_sum)
-        .join(CostImport, CostImport.id == CostDaily.import_id)
-        .where(
-            CostImport.superseded_by.is_(None),
-            CostDaily.day >= period.first,
-            CostDaily.day < period.after,
-        )
-        .group_by(CostDaily.tenant_id.is_(None), CostDaily.currency)
-    )
-    for is_unallocated, currency, amount_sum in session.execute(query):
-        value = Decimal(str(amount_sum or 0))
-        total[currency] = total.get(currency, Decimal(0)) + value
-        if is_unallocated:
-            unallocated[currency] = unallocated.get(currency, Decimal(0)) + value
+    total, unallocated = month_totals(session, period, cost_column=settings.cost_column)
     return CostOverview(
         month=period.label,
         items=items,

@@ -82,9 +82,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_tenant_ledger")),
         schema=schema,
     )
-    op.create_index(
-        "ix_tenant_ledger_tenant", "tenant_ledger", ["tenant_id", "seq"], schema=schema
-    )
+    op.create_index("ix_tenant_ledger_tenant", "tenant_ledger", ["tenant_id", "seq"], schema=schema)
     op.create_table(
         "cost_daily",
         sa.Column("seq", SEQ, autoincrement=True, nullable=False),
@@ -101,6 +99,20 @@ def upgrade() -> None:
     )
     op.create_index("ix_cost_daily_day", "cost_daily", ["day", "tenant_id"], schema=schema)
     op.create_index("ix_cost_daily_tenant", "cost_daily", ["tenant_id", "day"], schema=schema)
+    op.create_table(
+        "cost_monthly",
+        sa.Column("seq", SEQ, autoincrement=True, nullable=False),
+        sa.Column("import_id", sa.String(length=36), nullable=False),
+        sa.Column("tenant_id", sa.String(length=36), nullable=True),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("billed_cost", TOTAL, nullable=False),
+        sa.Column("effective_cost", TOTAL, nullable=False),
+        sa.Column("lines", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_cost_monthly")),
+        schema=schema,
+    )
+    op.create_index("ix_cost_monthly_month", "cost_monthly", ["month", "tenant_id"], schema=schema)
     op.create_table(
         "budgets",
         sa.Column("tenant_id", sa.String(length=36), nullable=False),
@@ -121,6 +133,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     schema = _schema()
     op.drop_table("budgets", schema=schema)
+    op.drop_index("ix_cost_monthly_month", table_name="cost_monthly", schema=schema)
+    op.drop_table("cost_monthly", schema=schema)
     op.drop_index("ix_cost_daily_tenant", table_name="cost_daily", schema=schema)
     op.drop_index("ix_cost_daily_day", table_name="cost_daily", schema=schema)
     op.drop_table("cost_daily", schema=schema)
