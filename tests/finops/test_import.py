@@ -196,3 +196,31 @@ def test_cost_counts_in_the_month_it_was_charged(
         february = tenants_month(session, None, Month.parse("2030-02"), cost_column="BilledCost")
     assert january == {tenants["blue"]: {"EUR": Decimal(5)}}
     assert february == {tenants["blue"]: {"EUR": Decimal(2)}}
+
+
+def test_concurrent_imports_of_one_period_leave_one_current(
+    db: Database, tenants: dict[str, str], tmp_path: Path
+) -> None:
+    import threading
+
+    paths = [
+        write_csv(tmp_path / f"v{n}.csv", [tagged("blue", str(n + 1))] * (n + 1)) for n in range(3)
+    ]
+    errors: list[BaseException] = []
+
+    def run(path: Path) -> None:
+        try:
+            _import(db, path)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with db.read() as session:
+        imports = session.execute(select(CostImport)).scalars().all()
+    assert len(imports) == 3
+    assert len([i for i in imports if i.superseded_by is None]) == 1

@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -250,8 +250,12 @@ def import_file(
     finally:
         restore()
     if validator.error_count:
+        first = "; ".join(
+            f"line {e.line}{' ' + e.column if e.column else ''}: {e.message}"
+            for e in validator.errors[:3]
+        )
         raise ImportRejected(
-            f"{validator.error_count} invalid row value(s); nothing was imported",
+            f"{validator.error_count} invalid value(s), nothing was imported; first: {first}",
             error_count=validator.error_count,
             errors=[_error(e) for e in validator.errors],
         )
@@ -378,6 +382,13 @@ def _finish(
 
     unallocated_rows = int(pc.sum(unallocated.column("lines")).as_py() or 0)
     tenant_count = len(pc.unique(daily.column("tenant_id").drop_null()))
+    if session.get_bind().dialect.name == "postgresql":
+        # Two imports of one (account, period) at once: the second waits for the
+        # first to commit, then supersedes it (on SQLite writers are serial anyway).
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:scope, 0))"),
+            {"scope": f"finops-import:{account}:{period_start.isoformat()}"},
+        )
     current = (
         session.execute(
             select(CostImport)
