@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, cast
 
 import structlog
@@ -22,6 +23,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from tenantops.alerts.dispatch import RESOLVED_SIGNAL, TENANT_LABEL, Dispatch
 from tenantops.alerts.models import Alert
@@ -69,21 +71,28 @@ def dedupe_key(group_key: str, alert: AlertmanagerAlert) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
-def _insert_or_ignore(session: Session, values: dict[str, Any]) -> Alert | None:
-    """Insert unless the dedupe key exists; the new row, or ``None`` for a duplicate.
+@cache
+def _insert_statement(dialect: str) -> ReturningInsert[tuple[str]]:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(_ALERTS)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(_ALERTS.c.id)
+    )
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> list[Alert]:
+    """Insert the rows whose dedupe key is new; the stored ones, in dedupe-key order.
 
     An ``ON CONFLICT DO NOTHING`` rather than a lookup first: two replicas
-    handling the same retry at once must not both store it. ``RETURNING`` the
-    entity hands back the row without reading it again.
+    handling the same retry at once must not both store it. One statement for
+    the whole notification, built once; ``RETURNING`` says which rows went in.
     """
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        insert(Alert)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(Alert)
-    )
-    return session.scalars(statement).first()
+    ids = list(session.execute(_insert_statement(session.get_bind().dialect.name), rows).scalars())
+    if not ids:
+        return []
+    query = select(Alert).where(Alert.id.in_(ids)).order_by(Alert.dedupe_key)
+    return list(session.scalars(query))
 
 
 @dataclass
@@ -234,12 +243,10 @@ def receive(
     nothing. An unknown tenant or runbook is recorded on the alert, not raised.
     """
     now = utcnow()
-    keyed = sorted(
-        ((dedupe_key(payload.group_key, a), a) for a in payload.alerts), key=lambda p: p[0]
-    )
-    stored: list[Alert] = []
-    for key, item in keyed:
-        values = {
+    # Sorted, so concurrent notifications take the unique-index locks in one order.
+    keyed = sorted({dedupe_key(payload.group_key, a): a for a in payload.alerts}.items())
+    rows = [
+        {
             "id": new_id(),
             "dedupe_key": key,
             "group_key": payload.group_key,
@@ -256,9 +263,9 @@ def receive(
             "generator_url": item.generator_url,
             "received_at": now,
         }
-        row = _insert_or_ignore(session, values)
-        if row is not None:
-            stored.append(row)
+        for key, item in keyed
+    ]
+    stored = _insert_new(session, rows)
 
     tenants = _tenants(session, stored, dispatch)
     out = _Outcome(runs_started=[], errors=[])
