@@ -64,9 +64,9 @@ def _settings(request: Request) -> FinOpsSettings:
             "required": True,
             "content": {
                 "text/csv": {"schema": {"type": "string"}},
-                "application/vnd.apache.parquet": {
-                    "schema": {"type": "string", "format": "binary"}
-                },
+                # application/vnd.apache.parquet is accepted too; Parquet is
+                # recognised by its content, so it is documented as binary.
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
