@@ -165,3 +165,25 @@ def test_rules_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_tagged_builder_is_valid(tmp_path: Path) -> None:
     assert _check(tmp_path, [tagged("blue"), line()]).error_count == 0
+
+
+def test_rules_come_from_the_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tenantops.config import Settings
+
+    config = tmp_path / "tenantops.toml"
+    config.write_text(
+        """
+[finops]
+cost_column = "BilledCost"
+default_thresholds = [100, 50]
+
+[[finops.allocation]]
+kind = "resource"
+pattern = '^/subscriptions/[^/]+/resourceGroups/rg-(?P<tenant>[a-z0-9-]+)/'
+name = "resource-group"
+"""
+    )
+    monkeypatch.setenv("TENANTOPS_CONFIG_FILE", str(config))
+    finops = Settings().finops
+    assert [r.label for r in finops.allocation] == ["resource-group"]
+    assert finops.default_thresholds == [50, 100]
