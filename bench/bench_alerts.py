@@ -20,6 +20,7 @@ import asyncio
 import os
 import random
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -259,32 +260,39 @@ def main() -> int:
         "--per-notification", type=int, default=1, help="alerts in each notification (a group)"
     )
     args = parser.parse_args()
+    # A timeout's SIGTERM still stops the server and drops the database (finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     runbooks = tmp / "runbooks"
     runbooks.mkdir()
     (runbooks / "bench-alert.yaml").write_text(PLAYBOOK, encoding="utf-8")
     url, drop = make_store(args.store, tmp)
-    db = Database(url)
-    upgrade(db.engine)
-    names = create_tenants(db, args.tenants)
-    token = secrets.token_urlsafe(24)
-    proc, base = serve(url, token, runbooks, tmp / "server.log")
     try:
-        traffic = Traffic(names, args.playbook_share, args.seed, args.per_notification)
-        cpu_before = cpu_seconds(proc.pid)
-        latencies, service, outcomes, span = asyncio.run(
-            load(base, token, traffic, args.rate, args.seconds)
-        )
-        cpu = cpu_seconds(proc.pid) - cpu_before
+        db = Database(url)
+        upgrade(db.engine)
+        names = create_tenants(db, args.tenants)
+        token = secrets.token_urlsafe(24)
+        proc, base = serve(url, token, runbooks, tmp / "server.log")
+        cpu = 0.0
+        try:
+            traffic = Traffic(names, args.playbook_share, args.seed, args.per_notification)
+            cpu_before = cpu_seconds(proc.pid)
+            latencies, service, outcomes, span = asyncio.run(
+                load(base, token, traffic, args.rate, args.seconds)
+            )
+            cpu = cpu_seconds(proc.pid) - cpu_before
+        finally:
+            proc.terminate()
+            proc.wait(15)
+        with db.read() as session:
+            stored = session.scalar(select(func.count()).select_from(Alert)) or 0
+            runs = session.scalar(
+                text("SELECT count(*) FROM runs WHERE runbook_id = 'bench-alert'")
+            )
+        db.dispose()
     finally:
-        proc.terminate()
-        proc.wait(15)
-    with db.read() as session:
-        stored = session.scalar(select(func.count()).select_from(Alert)) or 0
-        runs = session.scalar(text("SELECT count(*) FROM runs WHERE runbook_id = 'bench-alert'"))
-    db.dispose()
-    drop()
+        drop()
 
     sent = len(latencies)
     ok = outcomes.get("200", 0)
