@@ -34,6 +34,7 @@ from tenantops.errors import PROBLEM_BASE, AppError
 from tenantops.events.metrics import OutboxCollector
 from tenantops.events.routes import catalogue_router as asyncapi_router
 from tenantops.events.routes import router as events_router
+from tenantops.finops.metrics import CostCollector
 from tenantops.finops.routes import router as finops_router
 from tenantops.kit.context import request_id_var
 from tenantops.kit.ids import new_id
@@ -188,6 +189,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     worker = build_worker(settings, database) if settings.worker.in_process else None
     relay = build_relay(settings, database) if settings.events.relay else None
     registry.register(OutboxCollector(database))
+    registry.register(CostCollector(database, settings.finops))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

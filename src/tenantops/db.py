@@ -31,6 +31,10 @@ NAMING = {
 }
 
 
+# Schemas of the PostgreSQL layout, mapped away on SQLite (declared as ``schema=...``).
+SQLITE_SCHEMAS: dict[str | None, str | None] = {"finops": None}
+
+
 class Base(DeclarativeBase):
     """Declarative base of every ORM model."""
 
@@ -75,6 +79,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         engine.dialect.colspecs = {**engine.dialect.colspecs, DateTime: _UTCDateTime}
         _configure_sqlite(engine)
+        # SQLite has no schemas: the tables PostgreSQL keeps apart (schema finops) live
+        # in the one file, so one transaction stays one commit.
+        engine.update_execution_options(schema_translate_map=SQLITE_SCHEMAS)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)

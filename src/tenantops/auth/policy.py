@@ -24,6 +24,9 @@ EVENT_READERS = NOTIFICATION_READERS | {R.FINANCE}
 WEBHOOK_READERS = frozenset({R.ADMIN, R.SECURITY, R.AUDITOR})
 DELIVERY_READERS = frozenset({R.ADMIN, R.OPS_ENGINEER, R.SECURITY, R.AUDITOR})
 
+COST_READERS = frozenset({R.FINANCE, R.ADMIN, R.GOVERNANCE})
+COST_WRITERS = frozenset({R.FINANCE, R.ADMIN})
+
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", f"{API}/me"): ANYONE,
     ("POST", f"{API}/tenants"): frozenset({R.ACCOUNT_MANAGER, R.ADMIN}),
@@ -66,8 +69,15 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ),
     ("GET", f"{API}/runbooks"): ANYONE,
     ("GET", f"{API}/runbooks/{{runbook_id}}"): ANYONE,
-    # --- finops routes (owned by the finops domain) ---
-    # --- end finops ---
+    # FinOps: finance writes; governance reads; a tenant owner reads their own tenant's
+    # cost, budget and ledger (scoped in the service).
+    ("POST", f"{API}/finops/imports"): COST_WRITERS,
+    ("GET", f"{API}/finops/imports"): COST_READERS,
+    ("GET", f"{API}/finops/costs"): COST_READERS,
+    ("GET", f"{API}/tenants/{{tenant}}/costs"): COST_READERS | {R.TENANT_OWNER},
+    ("GET", f"{API}/tenants/{{tenant}}/ledger"): COST_READERS | {R.TENANT_OWNER},
+    ("GET", f"{API}/tenants/{{tenant}}/budget"): COST_READERS | {R.TENANT_OWNER},
+    ("PUT", f"{API}/tenants/{{tenant}}/budget"): COST_WRITERS,
     # --- alerts routes ---
     ("GET", f"{API}/alerts"): frozenset({R.ADMIN, R.OPS_ENGINEER, R.FINANCE, R.SECURITY}),
     # --- end alerts ---

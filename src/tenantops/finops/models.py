@@ -27,9 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantops.db import Base
-from tenantops.finops.store import SCHEMA, install
-
-install()
+from tenantops.finops.store import SCHEMA
 
 # SQLite numbers rows only through INTEGER PRIMARY KEY (its rowid).
 Seq = BigInteger().with_variant(Integer(), "sqlite")

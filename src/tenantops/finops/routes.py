@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.finops import service
 from tenantops.finops.importer import import_file
 from tenantops.finops.ledger import LedgerKind
-from tenantops.finops.policy import Caller, FinOpsRoute, authorize
 from tenantops.finops.schemas import (
     BudgetRead,
     BudgetWrite,
@@ -28,7 +28,7 @@ from tenantops.kit.web import Db
 
 router = APIRouter(
     prefix="/api/v1",
-    route_class=FinOpsRoute,
+    route_class=GuardedRoute,
     tags=["finops"],
     dependencies=[Depends(authorize)],
     responses=problem_responses(401, 403, 404, 422, 503),

@@ -2,36 +2,17 @@
 
 The tables are declared with ``schema="finops"``. SQLite has no schemas (an
 attached database would split one transaction over two files, losing atomic
-commits in WAL mode), so every SQLite connection maps the schema away with
-``schema_translate_map``. That is an engine-level concern that belongs in
-``tenantops.db.make_engine``; until it moves there, ``install`` hooks every
-engine of the process when this domain's models are imported.
+commits in WAL mode), so ``tenantops.db.make_engine`` maps the schema away on
+every SQLite engine (``SQLITE_SCHEMAS``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import MetaData
 
 SCHEMA = "finops"
-SQLITE_TRANSLATE: dict[str | None, str | None] = {SCHEMA: None}
-
-_installed = False
-
-
-def _on_connect(conn: Connection) -> None:
-    if conn.dialect.name == "sqlite":
-        conn.execution_options(schema_translate_map=SQLITE_TRANSLATE)
-
-
-def install() -> None:
-    """Map schema ``finops`` away on every SQLite connection of this process (idempotent)."""
-    global _installed
-    if not _installed:
-        event.listen(Engine, "engine_connect", _on_connect)
-        _installed = True
 
 
 def comparable_metadata(metadata: MetaData, dialect_name: str) -> MetaData:
