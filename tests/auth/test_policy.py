@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from tenantops.app import create_app
-from tenantops.auth.policy import PUBLIC_ROUTES, ROUTE_ROLES
+from tenantops.auth.policy import PUBLIC_ROUTES, ROUTE_ROLES, SELF_AUTHENTICATED_ROUTES
 from tenantops.auth.principal import Principal, Role
 from tenantops.config import OIDCSettings, Settings
 from tenantops.db import Database
@@ -56,8 +56,9 @@ def _listing_app() -> FastAPI:
 
 
 ROUTES = served_routes(_listing_app())
-PROTECTED = [r for r in ROUTES if r not in PUBLIC_ROUTES]
+PROTECTED = [r for r in ROUTES if r not in PUBLIC_ROUTES | SELF_AUTHENTICATED_ROUTES]
 PUBLIC = [r for r in ROUTES if r in PUBLIC_ROUTES]
+SELF_AUTHENTICATED = [r for r in ROUTES if r in SELF_AUTHENTICATED_ROUTES]
 
 
 def route_id(route: tuple[str, str]) -> str:
@@ -88,16 +89,21 @@ def test_the_app_serves_the_routes_we_expect_to_find() -> None:
 
 @pytest.mark.parametrize("route", ROUTES, ids=route_id)
 def test_every_route_has_exactly_one_policy_entry(route: tuple[str, str]) -> None:
-    in_table, public = route in ROUTE_ROLES, route in PUBLIC_ROUTES
-    assert in_table or public, (
+    entries = [
+        route in ROUTE_ROLES,
+        route in PUBLIC_ROUTES,
+        route in SELF_AUTHENTICATED_ROUTES,
+    ]
+    assert any(entries), (
         f"{route_id(route)} has no entry in tenantops.auth.policy: add it to ROUTE_ROLES "
-        "(who may call it) or, if anyone may, to PUBLIC_ROUTES"
+        "(who may call it), to PUBLIC_ROUTES if anyone may, or to SELF_AUTHENTICATED_ROUTES "
+        "if it checks a credential of its own"
     )
-    assert not (in_table and public), f"{route_id(route)} is both public and role-restricted"
+    assert entries.count(True) == 1, f"{route_id(route)} has more than one policy entry"
 
 
 def test_the_table_names_only_routes_that_exist() -> None:
-    stale = sorted((set(ROUTE_ROLES) | PUBLIC_ROUTES) - set(ROUTES))
+    stale = sorted((set(ROUTE_ROLES) | PUBLIC_ROUTES | SELF_AUTHENTICATED_ROUTES) - set(ROUTES))
     assert stale == [], f"policy entries for routes the app does not serve: {stale}"
 
 
@@ -105,6 +111,16 @@ def test_the_table_names_only_routes_that_exist() -> None:
 def test_public_routes_answer_without_a_token(client: TestClient, route: tuple[str, str]) -> None:
     r = call(client, route, {})
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("route", SELF_AUTHENTICATED, ids=route_id)
+def test_self_authenticated_routes_refuse_a_caller_without_their_credential(
+    client: TestClient, route: tuple[str, str]
+) -> None:
+    """401 without the credential, or 503 while none is configured: never open."""
+    r = call(client, route, {})
+    assert r.status_code in (401, 503), r.text
+    assert r.headers["content-type"] == "application/problem+json"
 
 
 @pytest.mark.parametrize("route", PROTECTED, ids=route_id)

@@ -1,7 +1,8 @@
 """Authorization, default deny: the one table of route × role.
 
-A route missing from ``ROUTE_ROLES`` and ``PUBLIC_ROUTES`` is refused to
-everyone (and fails the generated test in ``tests/auth/test_policy.py``).
+A route missing from ``ROUTE_ROLES``, ``PUBLIC_ROUTES`` and
+``SELF_AUTHENTICATED_ROUTES`` is refused to everyone (and fails the generated
+test in ``tests/auth/test_policy.py``).
 Finer rules that depend on the data — segregation of duties, who may record
 which step, a tenant owner's scope — live in the services.
 """
@@ -97,7 +98,13 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/probe/tenants/{name}"),
         ("GET", "/probe/tenants/{name}/synthetic"),
         ("PUT", "/probe/tenants/{name}/synthetic"),
-        # Alertmanager authenticates with its own bearer token or HMAC (TENANTOPS_ALERTS__*).
+    }
+)
+
+# Routes that take no tenantops token but check a credential of their own.
+SELF_AUTHENTICATED_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        # Alertmanager sends its own bearer token or an HMAC (TENANTOPS_ALERTS__*).
         ("POST", "/api/v1/webhooks/alertmanager"),
     }
 )
