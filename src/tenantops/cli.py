@@ -10,6 +10,7 @@ import typer
 from sqlalchemy.exc import OperationalError
 
 from tenantops import __version__
+from tenantops.alerts.cli import app as alerts_app
 from tenantops.audit.cli import app as audit_app
 from tenantops.auth.cli import app as tokens_app
 from tenantops.auth.cli import operator
@@ -45,6 +46,7 @@ app.add_typer(runbooks_app, name="runbooks")
 app.add_typer(notifications_app, name="notifications")
 app.add_typer(events_app, name="events")
 app.add_typer(finops_app, name="finops")
+app.add_typer(alerts_app, name="alerts")
 
 
 @app.command()

@@ -316,3 +316,26 @@ def test_a_resolution_of_an_unknown_alert_is_stored(receiver: TestClient, db: Da
     [row] = stored(db)
     assert row.status == "resolved"
     assert "no open firing alert" in (row.note or "")
+
+
+def test_each_alert_on_a_tenant_is_booked_in_its_ledger_and_announced(
+    receiver: TestClient, db: Database, tenant: dict[str, str], actors: Actors
+) -> None:
+    from tenantops.finops import ledger
+    from tests.events.test_outbox import events
+
+    firing = alert(tenant["name"], severity="critical")
+    post(receiver, notification(firing))
+    post(receiver, notification(firing))  # a repeat books nothing more
+    post(receiver, notification(resolved(firing)))
+
+    with db.read() as session:
+        booked, _ = ledger.entries(session, tenant_id=tenant["id"], kinds=["alert"])
+    assert [(e.data or {}).get("status") for e in reversed(booked)] == ["firing", "resolved"]
+    assert {e.ref for e in booked} == {firing["fingerprint"]}
+    announced = [e for e in events(db, tenant["id"]) if ".alert." in e.type]
+    assert [e.type.rsplit(".", 1)[1] for e in announced] == ["fired", "resolved"]
+    assert announced[0].topic == "tenant.billing"
+    assert announced[0].data["severity"] == "critical"
+    assert announced[0].data["playbook"] == "alert-test"
+    assert announced[0].data["run_id"]

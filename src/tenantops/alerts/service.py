@@ -36,6 +36,9 @@ from tenantops.alerts.schemas import (
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal
 from tenantops.errors import Conflict, NotFound, Unprocessable
+from tenantops.events import catalogue, outbox
+from tenantops.finops import ledger
+from tenantops.finops.ledger import LedgerKind
 from tenantops.kit.clock import utcnow
 from tenantops.kit.cursor import decode_cursor, encode_cursor
 from tenantops.kit.ids import new_id
@@ -56,10 +59,44 @@ _ALERTS = cast(Table, Alert.__table__)
 def on_alert(session: Session, alert: Alert) -> None:
     """Called once for every newly stored alert (firing or resolved), in its transaction.
 
-    The one seam for what else an alert must record: the FinOps ledger entry
-    (``finops.ledger.append(session, ...)`` for ``alert.tenant_id``) goes here.
-    Whatever it raises rolls the whole notification back (Alertmanager retries).
+    The one seam for what else an alert records: an entry in the tenant's FinOps
+    ledger and a ``tenant.alert.fired``/``resolved`` event. Whatever it raises
+    rolls the whole notification back (Alertmanager retries).
     """
+    if alert.tenant_id is None:
+        return  # no tenant to book it to; the alert row and the audit entry keep it
+    firing = alert.status == AlertStatus.FIRING.value
+    event = catalogue.AlertNotified(
+        tenant_id=alert.tenant_id,
+        tenant_name=alert.tenant_label,
+        actor=ALERTMANAGER.subject,
+        alert_id=alert.id,
+        alertname=alert.alertname,
+        fingerprint=alert.fingerprint,
+        status="firing" if firing else "resolved",
+        severity=_text(alert.labels.get("severity")),
+        summary=_text(alert.annotations.get("summary")),
+        playbook=alert.playbook,
+        run_id=alert.run_id,
+        dispatch_error=alert.dispatch_error,
+    )
+    facts = event.model_dump(
+        include={"alert_id", "alertname", "status", "severity", "summary", "playbook", "run_id"},
+        exclude_none=True,
+    )
+    ledger.append(
+        session,
+        alert.tenant_id,
+        LedgerKind.ALERT,
+        actor=ALERTMANAGER,
+        ref=alert.fingerprint,
+        data=facts,
+    )
+    outbox.emit(session, catalogue.ALERT_FIRED if firing else catalogue.ALERT_RESOLVED, event)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)[:500]
 
 
 DEFAULT_HOOKS: tuple[Hook, ...] = (on_alert,)

@@ -17,6 +17,7 @@ from tenantops.events.catalogue import (
     TOPIC_SUMMARIES,
     TOPICS,
     AccessChanged,
+    AlertNotified,
     ApprovalRecorded,
     EventData,
     EventType,
@@ -133,6 +134,20 @@ def example_data(kind: EventType) -> EventData:
             rate=50.0 if applied else None,
             burst=100 if applied else None,
             reason="Cost Overrun: 124 % of the monthly budget" if applied else "alert resolved",
+        )
+    if kind.data is AlertNotified:
+        fired = kind.name.endswith("fired")
+        return AlertNotified(
+            **TENANT,
+            actor="system:alertmanager",
+            alert_id="0193a0c4-a000-7000-8000-000000000005",
+            alertname="TenantBudgetExceeded",
+            fingerprint="5e2f1c0a9b8d7e6f",
+            status="firing" if fired else "resolved",
+            severity="critical",
+            summary="acme has used 124 % of its monthly budget",
+            playbook="cost-overrun",
+            **run,
         )
     raise LookupError(f"no example for {kind.type}")  # pragma: no cover - a test covers all
 

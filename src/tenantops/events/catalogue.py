@@ -26,7 +26,7 @@ TOPICS: tuple[Topic, ...] = (
 )
 TOPIC_SUMMARIES: dict[Topic, str] = {
     "tenant.lifecycle": "A tenant's state changed, or a runbook run on it finished.",
-    "tenant.billing": "Cost alerts and the actions taken on them (FinOps).",
+    "tenant.billing": "Alerts on tenants (cost, quota, policy) and the FinOps actions taken.",
     "tenant.compliance": "Approval decisions and SLA breaches: what an auditor follows.",
     "tenant.security": "Isolation and elevated access: suspensions, break-glass grants.",
 }
@@ -121,6 +121,22 @@ class RateLimitChanged(EventData):
     reason: str | None = None
 
 
+class AlertNotified(EventData):
+    """Alertmanager reported an alert on a tenant firing or resolved (stored once)."""
+
+    alert_id: str
+    alertname: str
+    fingerprint: str = Field(
+        description="Alertmanager's fingerprint: firing and resolved share it."
+    )
+    status: Literal["firing", "resolved"]
+    severity: str | None = None
+    summary: str | None = Field(None, description="The alert's summary annotation.")
+    playbook: str | None = Field(None, description="The playbook the alert started or joined.")
+    run_id: str | None = None
+    dispatch_error: str | None = Field(None, description="Why no playbook could be started.")
+
+
 @dataclass(frozen=True)
 class EventType:
     """One kind of event: ``io.tenantops.<name>`` on ``topic``, data shaped by ``data``."""
@@ -209,6 +225,19 @@ RATE_LIMIT_LIFTED = EventType(
     RateLimitChanged,
 )
 
+ALERT_FIRED = EventType(
+    "tenant.alert.fired",
+    "tenant.billing",
+    "Alertmanager reported a tenant alert firing (cost, quota or policy); its playbook started.",
+    AlertNotified,
+)
+ALERT_RESOLVED = EventType(
+    "tenant.alert.resolved",
+    "tenant.billing",
+    "A tenant alert resolved; the playbook waiting on it was signalled.",
+    AlertNotified,
+)
+
 CATALOGUE: dict[str, EventType] = {
     e.type: e
     for e in (
@@ -233,6 +262,8 @@ CATALOGUE: dict[str, EventType] = {
         ACCESS_REVOKED,
         RATE_LIMIT_APPLIED,
         RATE_LIMIT_LIFTED,
+        ALERT_FIRED,
+        ALERT_RESOLVED,
     )
 }
 
