@@ -18,6 +18,7 @@ from tenantops.drivers.actions import driver_actions
 from tenantops.events.publishers.port import NoBroker, Publisher
 from tenantops.events.relay import Relay
 from tenantops.events.webhooks import signing_key
+from tenantops.finops.actions import finops_actions
 from tenantops.provisioning.actions import (
     cluster_actions,
     gitops_actions,
@@ -43,6 +44,7 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     actions.update(cluster_actions(settings))
     actions.update(quota_actions())
     actions.update(breakglass_actions())
+    actions.update(finops_actions(settings))
     return actions
 
 

@@ -1,0 +1,231 @@
+"""Runbook actions of the finops domain: the monthly report chain and the Budget Review.
+
+Their database work happens in ``apply``, inside the transaction that
+completes the step, so a step the worker re-runs reads and records exactly
+once; the report files they write are named by month and rewritten with the
+same bytes (``generated_at`` is the run's start), so a re-run is harmless.
+
+- ``finops.cost_report`` (params ``month``): writes the all-tenant report;
+  output ``month, total, currency, over_budget, html, csv, pdf, digest, sha256``.
+- ``finops.next_month`` (params ``month``): the month after, and ``wait``: the
+  duration until its report is due (the 1st of the month after it, 06:00 UTC).
+- ``finops.schedule_next`` (params ``month``): starts ``monthly-cost-report``
+  for that month unless a run for it exists (one run per month).
+- ``finops.budget_snapshot`` (params ``month``): a tenant's cost, forecast,
+  budget, ratio and top services for the Budget Review.
+- ``finops.record_review`` (params ``month``): the review's gate decisions as a
+  ledger ``note`` (``ref budget-review:<month>``), with who decided.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tenantops.auth.principal import Principal, Role
+from tenantops.errors import AppError
+from tenantops.finops import budgets, ledger
+from tenantops.finops.costs import Month
+from tenantops.finops.report_render import BudgetStatus
+from tenantops.finops.reports import write_report
+from tenantops.kit.clock import utcnow
+from tenantops.runbooks import engine, spec
+from tenantops.runbooks.actions import (
+    ActionContext,
+    FunctionAction,
+    Registry,
+    StepFailed,
+    StepResult,
+)
+from tenantops.runbooks.models import Run
+
+if TYPE_CHECKING:
+    from tenantops.config import Settings
+
+MONTHLY_RUNBOOK = "monthly-cost-report"
+REVIEW_RUNBOOK = "budget-review"
+DUE_HOUR = 6
+SCHEDULER = Principal(
+    subject="system:finops-scheduler", roles=frozenset({Role.ADMIN}), via="system"
+)
+_DEAD = ("failed", "cancelled")
+
+
+def month_after(month: Month) -> Month:
+    return Month.parse(month.after.strftime("%Y-%m"))
+
+
+def due_at(month: Month) -> datetime:
+    """When ``month``'s report is due: 06:00 UTC on the 1st of the month after it."""
+    return datetime.combine(month.after, time(DUE_HOUR), tzinfo=UTC)
+
+
+def _month(ctx: ActionContext) -> Month:
+    text = ctx.params.get("month")
+    try:
+        return Month.parse(str(text or "")) if text else _fail_month(ctx)
+    except AppError as exc:
+        raise StepFailed(f"{ctx.step_name}: {exc.detail}", retriable=False) from None
+
+
+def _fail_month(ctx: ActionContext) -> Month:
+    raise StepFailed(f"{ctx.step_name}: param 'month' (YYYY-MM) is required", retriable=False)
+
+
+def _echo_month(ctx: ActionContext) -> StepResult:
+    return StepResult(output={"month": _month(ctx).label})
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def month_runs(session: Session, month: str) -> list[Run]:
+    """Runs of the monthly report for ``month`` that did not fail or get cancelled."""
+    runs = session.execute(
+        select(Run).where(Run.runbook_id == MONTHLY_RUNBOOK).order_by(Run.created_at)
+    ).scalars()
+    return [r for r in runs if (r.inputs or {}).get("month") == month and r.status not in _DEAD]
+
+
+def open_monthly_runs(session: Session) -> list[Run]:
+    query = select(Run).where(Run.runbook_id == MONTHLY_RUNBOOK, Run.finished_at.is_(None))
+    return list(session.execute(query.order_by(Run.created_at)).scalars())
+
+
+def schedule_month(session: Session, month: Month, *, actor: Principal) -> tuple[Run, bool]:
+    """The run reporting ``month``: the existing one, or a new one (True) if none exists."""
+    existing = month_runs(session, month.label)
+    if existing:
+        return existing[0], False
+    run = engine.start_run(
+        session,
+        loaded=spec.get(spec.shipped(), MONTHLY_RUNBOOK),
+        actor=actor,
+        inputs={"month": month.label},
+    )
+    return run, True
+
+
+def finops_actions(settings: Settings) -> Registry:
+    """The finops actions, bound to ``settings`` (data directory, cost column)."""
+
+    def report_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+        run = engine.get_run(session, ctx.run_id)
+        written = write_report(
+            settings,
+            session,
+            _month(ctx),
+            tenant_id=ctx.params.get("tenant") or None,
+            now=_aware(run.created_at),
+        )
+        report = written.report
+        figures = {
+            "month": written.month,
+            "total": str(report.total_cost),
+            "currency": report.currency,
+            "tenants": len(report.tenants),
+            "over_budget": report.count(BudgetStatus.OVER),
+            **{fmt: str(path) for fmt, path in written.paths.items()},
+            "digest": written.sha256.get("pdf", ""),
+            "sha256": written.sha256,
+        }
+        # The notifier sends no attachments: finance gets the file and the API address.
+        base = settings.notify.dashboard_url.rstrip("/")
+        result.output.update(figures)
+        result.output["links"] = {
+            fmt: f"{path} ({base}/api/v1/finops/reports/cost?month={written.month}&format={fmt})"
+            for fmt, path in written.paths.items()
+        }
+        result.evidence.update(figures)
+
+    def next_run(ctx: ActionContext) -> StepResult:
+        following = month_after(_month(ctx))
+        due = due_at(following)
+        wait = max(0, int((due - utcnow()).total_seconds()))
+        return StepResult(
+            output={"month": following.label, "due": due.isoformat(), "wait": f"{wait}s"},
+            evidence={"month": following.label, "due": due.isoformat()},
+        )
+
+    def schedule_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+        run, started = schedule_month(session, _month(ctx), actor=SCHEDULER)
+        result.output.update({"run_id": run.id, "started": started})
+        result.evidence.update({"run_id": run.id, "started": started})
+
+    def snapshot_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+        if ctx.tenant_id is None:
+            raise StepFailed("finops.budget_snapshot needs a run against a tenant", retriable=False)
+        status = budgets.budget_status(
+            session,
+            ctx.tenant_id,
+            _month(ctx),
+            cost_column=settings.finops.cost_column,
+            default_thresholds=settings.finops.default_thresholds,
+        )
+        figures = {
+            "month": status.month,
+            "currency": status.currency,
+            "cost": str(status.cost),
+            "forecast": str(status.forecast),
+            "budget": str(status.budget),
+            "ratio": None if status.ratio is None else str(status.ratio),
+            "forecast_ratio": None if status.forecast_ratio is None else str(status.forecast_ratio),
+            "crossed": status.crossed,
+            "top_services": [[s, str(c)] for s, c in status.top_services],
+        }
+        result.output.update(figures)
+        result.evidence.update(figures)
+
+    def record_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+        if ctx.tenant_id is None:
+            raise StepFailed("finops.record_review needs a run against a tenant", retriable=False)
+        month = _month(ctx)
+        gates: dict[str, dict[str, Any]] = {}
+        for row in engine.steps_of(session, ctx.run_id):
+            if row.kind == "gate" and row.status == "succeeded":
+                evidence = row.evidence or {}
+                gates[row.name] = {
+                    "by": evidence.get("by"),
+                    "role": evidence.get("role"),
+                    "comment": evidence.get("comment"),
+                    "at": evidence.get("signalled_at"),
+                }
+        decision = gates.get("decide") or (list(gates.values())[-1] if gates else {})
+        decider = str(decision.get("by") or ctx.actor)
+        comment = str(decision.get("comment") or "")
+        word = comment.split(maxsplit=1)[0].lower().strip(":,.;") if comment else ""
+        outcome = word if word in ("keep", "raise", "lower") else None
+        data = {
+            "month": month.label,
+            "review_run": ctx.run_id,
+            "decided_by": decider,
+            "decision": comment,
+            "outcome": outcome,
+            "gates": gates,
+            "summary": f"budget review {month.label}: {comment or 'completed'}",
+        }
+        entry = ledger.append(
+            session,
+            ctx.tenant_id,
+            ledger.LedgerKind.NOTE,
+            # The ledger names the finance user who decided; the engine only carried it out.
+            actor=Principal(subject=decider, roles=frozenset({Role.FINANCE}), via="runbook"),
+            ref=f"budget-review:{month.label}",
+            data=data,
+        )
+        result.output.update({"ledger_seq": entry.seq, "decided_by": decider, "outcome": outcome})
+        result.evidence.update(
+            {"ledger_seq": entry.seq, "decided_by": decider, "decision": comment}
+        )
+
+    return {
+        "finops.cost_report": FunctionAction(_echo_month, report_apply),
+        "finops.next_month": FunctionAction(next_run),
+        "finops.schedule_next": FunctionAction(_echo_month, schedule_apply),
+        "finops.budget_snapshot": FunctionAction(_echo_month, snapshot_apply),
+        "finops.record_review": FunctionAction(_echo_month, record_apply),
+    }
