@@ -3,23 +3,36 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
+from sqlalchemy import select
 
 from tenantops.auth.principal import Principal, Role
-from tenantops.config import Settings
+from tenantops.config import NotifySettings, Settings, SMTPSettings
 from tenantops.db import Database
 from tenantops.finops import budgets, ledger
+from tenantops.finops.actions import MONTHLY_RUNBOOK, SCHEDULER, schedule_month
 from tenantops.finops.costs import Month
 from tenantops.finops.importer import import_file
 from tenantops.finops.report_render import Scope
 from tenantops.finops.reports import build_report, previous_month, write_report
 from tenantops.finops.settings import FinOpsSettings
+from tenantops.runbooks import engine
+from tenantops.runbooks.actions import ActionContext, FunctionAction
+from tenantops.runbooks.models import Run
+from tenantops.runbooks.worker import Worker
+from tenantops.wiring import build_actions
 from tests.conftest import Clock
 from tests.finops.focusdata import make_tenant, tagged, write_csv
+from tests.servers import free_port
 
 FIN = Principal("fiona", frozenset({Role.FINANCE}))
 JAN = Month.parse("2030-01")
@@ -145,3 +158,134 @@ def test_write_report_writes_every_format_and_rewrites_the_same_bytes(
 def test_the_default_month_is_the_previous_one() -> None:
     assert previous_month(datetime(2030, 1, 3, tzinfo=UTC)).label == "2029-12"
     assert previous_month(datetime(2030, 3, 31, tzinfo=UTC)).label == "2030-02"
+
+
+# ----------------------------------------------------------------------------- monthly schedule
+
+HOST = "127.0.0.1"
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps what it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[Envelope] = []
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname=HOST, port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+def drain(worker: Worker) -> None:
+    idle = 0
+    for _ in range(60):
+        idle = idle + 1 if worker.run_once() == 0 else 0
+        if idle >= 3:
+            return
+
+
+def monthly_runs(db: Database) -> dict[str, list[Run]]:
+    with db.read() as session:
+        runs = session.execute(
+            select(Run).where(Run.runbook_id == MONTHLY_RUNBOOK).order_by(Run.created_at)
+        ).scalars()
+        found: dict[str, list[Run]] = {}
+        for run in runs:
+            session.expunge(run)
+            found.setdefault(run.inputs["month"], []).append(run)
+        return found
+
+
+def test_the_monthly_report_is_mailed_to_finance_and_the_next_run_starts_once(
+    db: Database,
+    seeded: dict[str, str],
+    settings: Settings,
+    clock: Clock,
+    smtp_server: tuple[Inbox, int],
+) -> None:
+    inbox, port = smtp_server
+    smtp = SMTPSettings(host=HOST, port=port, sender="ops@tenantops.example", backoff_seconds=0)
+    configured = settings.model_copy(
+        update={"smtp": smtp, "notify": NotifySettings(finance=["ap@corp.example"])}
+    )
+    actions = build_actions(configured, db)
+    worker = Worker(db, actions)
+    clock.now = datetime(2030, 2, 1, 6, tzinfo=UTC)
+    with db.write() as session:
+        run, started = schedule_month(session, JAN, actor=SCHEDULER)
+        first_id = run.id
+    with db.write() as session:
+        again, started_again = schedule_month(session, JAN, actor=SCHEDULER)
+    assert started
+    assert not started_again
+    assert again.id == first_id
+
+    drain(worker)
+    folder = settings.data_dir / "reports" / "2030-01"
+    assert (folder / "cost-report-2030-01-all.pdf").read_bytes().startswith(b"%PDF")
+    assert len(inbox.messages) == 1
+    envelope = inbox.messages[0]
+    assert envelope.rcpt_tos == ["ap@corp.example"]
+    mail = message_from_bytes(envelope.content or b"", policy=policy.default)
+    body = mail.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "2030-01" in str(mail["Subject"])
+    assert "Total: 880.00 EUR" in text
+    assert str(folder / "cost-report-2030-01-all.pdf") in text
+    assert "/api/v1/finops/reports/cost?month=2030-01&format=html" in text
+    with db.read() as session:
+        steps = {s.name: s for s in engine.steps_of(session, first_id)}
+        assert steps["report"].evidence["total"] == "880.00"
+        assert (
+            steps["report"].evidence["sha256"]["pdf"]
+            == hashlib.sha256((folder / "cost-report-2030-01-all.pdf").read_bytes()).hexdigest()
+        )
+        assert steps["next"].output["due"] == "2030-03-01T06:00:00+00:00"
+        assert steps["until-due"].status == "ready"  # the durable timer, not yet due
+        assert steps["schedule"].status == "pending"
+    assert list(monthly_runs(db)) == ["2030-01"]
+
+    clock.now = datetime(2030, 3, 1, 5, 59, tzinfo=UTC)
+    drain(worker)
+    assert list(monthly_runs(db)) == ["2030-01"]
+
+    clock.now = datetime(2030, 3, 1, 6, 1, tzinfo=UTC)
+    drain(worker)
+    runs = monthly_runs(db)
+    assert list(runs) == ["2030-01", "2030-02"]
+    assert [r.status for r in runs["2030-01"]] == ["succeeded"]
+    february = runs["2030-02"]
+    assert len(february) == 1
+    assert (settings.data_dir / "reports" / "2030-02" / "cost-report-2030-02-all.csv").exists()
+    assert len(inbox.messages) == 2
+
+    # The schedule step run again (a worker that died after it) starts nothing more.
+    ctx = ActionContext(
+        run_id=first_id,
+        step_name="schedule",
+        tenant_id=None,
+        params={"month": "2030-02"},
+        idempotency_key=f"{first_id}/schedule",
+        attempt=2,
+        actor="system:engine",
+    )
+    schedule = actions["finops.schedule_next"]
+    result = schedule.run(ctx)
+    with db.write() as session:
+        assert isinstance(schedule, FunctionAction)
+        schedule.apply(session, ctx, result)
+    assert result.output == {"month": "2030-02", "run_id": february[0].id, "started": False}
+    assert [r.id for r in monthly_runs(db)["2030-02"]] == [february[0].id]
