@@ -19,6 +19,7 @@ from tenantops.events.publishers.port import NoBroker, Publisher
 from tenantops.events.relay import Relay
 from tenantops.events.webhooks import signing_key
 from tenantops.finops.actions import finops_actions
+from tenantops.finops.playbook import playbook_actions
 from tenantops.provisioning.actions import (
     cluster_actions,
     gitops_actions,
@@ -45,6 +46,7 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     actions.update(quota_actions())
     actions.update(breakglass_actions())
     actions.update(finops_actions(settings))
+    actions.update(playbook_actions(settings, db))
     return actions
 
 

@@ -75,6 +75,18 @@ class FinOpsSettings(BaseModel):
     )
     max_reported_errors: int = Field(default=100, ge=1, le=10_000)
     max_upload_bytes: int = Field(default=4 * 1024**3, ge=1024)
+    overrun_rate_limit: float = Field(
+        default=10.0,
+        gt=0,
+        le=1_000_000,
+        description="Requests/s the Cost Overrun playbook allows a tenant (after approval).",
+    )
+    overrun_burst: int = Field(
+        default=20, ge=1, le=10_000_000, description="Requests at once under that limit."
+    )
+    follow_up_days: int = Field(
+        default=7, ge=1, le=365, description="Due date of the Cost Overrun follow-up, in days."
+    )
 
     @field_validator("default_thresholds")
     @classmethod
