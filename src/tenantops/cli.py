@@ -18,6 +18,7 @@ from tenantops.config import Settings
 from tenantops.errors import AppError
 from tenantops.events.cli import app as events_app
 from tenantops.finops.cli import app as finops_app
+from tenantops.finops.cli import reports_app
 from tenantops.kit.client import ClientError
 from tenantops.logs import configure_logging
 from tenantops.notifications.cli import app as notifications_app
@@ -46,6 +47,7 @@ app.add_typer(runbooks_app, name="runbooks")
 app.add_typer(notifications_app, name="notifications")
 app.add_typer(events_app, name="events")
 app.add_typer(finops_app, name="finops")
+app.add_typer(reports_app, name="reports")
 app.add_typer(alerts_app, name="alerts")
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from email import message_from_bytes, policy
@@ -13,6 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tenantops.auth.principal import Principal, Role
@@ -30,9 +32,9 @@ from tenantops.runbooks.actions import ActionContext, FunctionAction
 from tenantops.runbooks.models import Run
 from tenantops.runbooks.worker import Worker
 from tenantops.wiring import build_actions
-from tests.conftest import Clock
+from tests.conftest import CliResult, Clock, TokenFactory, invoke
 from tests.finops.focusdata import make_tenant, tagged, write_csv
-from tests.servers import free_port
+from tests.servers import free_port, mint_token, serve_process, tenantops_env
 
 FIN = Principal("fiona", frozenset({Role.FINANCE}))
 JAN = Month.parse("2030-01")
@@ -289,3 +291,142 @@ def test_the_monthly_report_is_mailed_to_finance_and_the_next_run_starts_once(
         schedule.apply(session, ctx, result)
     assert result.output == {"month": "2030-02", "run_id": february[0].id, "started": False}
     assert [r.id for r in monthly_runs(db)["2030-02"]] == [february[0].id]
+
+
+# ----------------------------------------------------------------------------- API and CLI
+
+
+def test_the_api_renders_each_format_with_its_type_and_file_name(
+    client: TestClient, auth: TokenFactory, seeded: dict[str, str]
+) -> None:
+    finance = auth("fiona", "finance")
+    expected = {
+        "html": ("text/html; charset=utf-8", b"<!DOCTYPE html"),
+        "csv": ("text/csv; charset=utf-8", b""),
+        "pdf": ("application/pdf", b"%PDF"),
+    }
+    for fmt, (content_type, start) in expected.items():
+        response = client.get(
+            "/api/v1/finops/reports/cost",
+            params={"month": "2030-01", "format": fmt},
+            headers=finance,
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == content_type
+        assert response.headers["content-disposition"] == (
+            f'attachment; filename="cost-report-2030-01-all.{fmt}"'
+        )
+        assert response.content.lower().startswith(start.lower())
+    csv_text = client.get(
+        "/api/v1/finops/reports/cost",
+        params={"month": "2030-01", "format": "csv", "tenant": "blue"},
+        headers=finance,
+    ).text
+    assert "850.00" in csv_text
+    bad = client.get("/api/v1/finops/reports/cost", params={"month": "2030-13"}, headers=finance)
+    assert bad.status_code == 422
+    assert (
+        client.get("/api/v1/finops/reports/cost", headers=auth("oli", "ops_engineer")).status_code
+        == 403
+    )
+
+
+def test_a_tenant_owner_reads_only_their_own_tenants_report(
+    client: TestClient, auth: TokenFactory, seeded: dict[str, str]
+) -> None:
+    owner = auth("bob", "tenant_owner", tenant=seeded["blue"])
+    own = client.get(
+        "/api/v1/finops/reports/cost",
+        params={"month": "2030-01", "format": "csv", "tenant": "blue"},
+        headers=owner,
+    )
+    assert own.status_code == 200, own.text
+    assert f"cost-report-2030-01-{seeded['blue']}.csv" in own.headers["content-disposition"]
+    # Without a tenant: their own, never all tenants.
+    default = client.get(
+        "/api/v1/finops/reports/cost", params={"month": "2030-01", "format": "csv"}, headers=owner
+    )
+    assert default.status_code == 200
+    assert "red" not in default.text
+    other = client.get(
+        "/api/v1/finops/reports/cost",
+        params={"month": "2030-01", "tenant": "red"},
+        headers=owner,
+    )
+    assert other.status_code == 404
+
+
+def test_an_empty_month_is_a_report_that_says_so(
+    client: TestClient, auth: TokenFactory, seeded: dict[str, str]
+) -> None:
+    response = client.get(
+        "/api/v1/finops/reports/cost",
+        params={"month": "2029-06", "format": "html"},
+        headers=auth("fiona", "finance"),
+    )
+    assert response.status_code == 200
+    assert "No cost data for 2029-06" in response.text
+
+
+@dataclass
+class Server:
+    url: str
+    db: Database
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("reports-cli")
+    env = tenantops_env(data_dir=str(tmp), bootstrap_admin="false")
+    with serve_process(env, tmp / "server.log") as url:
+        db = Database(f"sqlite:///{tmp / 'tenantops.db'}")
+        with db.write() as session:
+            make_tenant(session, "cli-blue", monthly_budget=100, currency="EUR")
+        path = write_csv(tmp / "jan.csv", [tagged("cli-blue", "42")])
+        with db.write() as session:
+            import_file(session, path=path, principal=FIN, settings=FinOpsSettings())
+        yield Server(url=url, db=db)
+        db.dispose()
+
+
+def test_the_cli_downloads_a_report_to_a_file(
+    server: Server,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("TENANTOPS_URL", server.url)
+    monkeypatch.setenv("TENANTOPS_TOKEN", mint_token(server.db, "fiona", "finance"))
+    target = tmp_path / "jan.pdf"
+    done = invoke(
+        capsys, "reports", "cost", "--month", "2030-01", "--format", "pdf", "-o", str(target)
+    )
+    assert done.code == 0, done
+    assert done.out.startswith(f"wrote {target}")
+    assert target.read_bytes().startswith(b"%PDF")
+    monkeypatch.chdir(tmp_path)
+    named = invoke(
+        capsys, "reports", "cost", "--month", "2030-01", "--format", "csv", "--tenant", "cli-blue"
+    )
+    assert named.code == 0, named
+    written = list(tmp_path.glob("cost-report-2030-01-*.csv"))
+    assert len(written) == 1
+    assert "42.00" in written[0].read_text()
+    missing = invoke(capsys, "reports", "cost", "--month", "2030-01", "--tenant", "nobody")
+    assert missing.code == 1
+    assert missing.err.strip().startswith("error: Not found")
+    assert len(missing.err.strip().splitlines()) == 1
+
+
+def test_reports_schedule_starts_the_chain_once(
+    cli: Callable[..., CliResult], db: Database, clock: Clock
+) -> None:
+    clock.now = datetime(2030, 2, 1, 6, tzinfo=UTC)
+    first = cli("reports", "schedule")
+    assert first.code == 0, first
+    assert "scheduled: run" in first.out
+    assert "reports 2030-01" in first.out
+    again = cli("reports", "schedule")
+    assert again.code == 0
+    assert again.out.startswith("already scheduled")
+    assert list(monthly_runs(db)) == ["2030-01"]

@@ -79,6 +79,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", f"{API}/tenants/{{tenant}}/ledger"): COST_READERS | {R.TENANT_OWNER},
     ("GET", f"{API}/tenants/{{tenant}}/budget"): COST_READERS | {R.TENANT_OWNER},
     ("PUT", f"{API}/tenants/{{tenant}}/budget"): COST_WRITERS,
+    # A tenant owner reads only their own tenant's report (scoped in the service).
+    ("GET", f"{API}/finops/reports/cost"): COST_READERS | {R.TENANT_OWNER},
+    ("POST", f"{API}/tenants/{{tenant}}/budget-reviews"): COST_WRITERS,
     # --- alerts routes ---
     ("GET", f"{API}/alerts"): frozenset({R.ADMIN, R.OPS_ENGINEER, R.FINANCE, R.SECURITY}),
     # --- end alerts ---

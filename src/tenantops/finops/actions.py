@@ -26,8 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
-from tenantops.errors import AppError
+from tenantops.errors import AppError, Conflict
 from tenantops.finops import budgets, ledger
+from tenantops.finops import service as finops_service
 from tenantops.finops.costs import Month
 from tenantops.finops.report_render import BudgetStatus
 from tenantops.finops.reports import write_report
@@ -41,6 +42,7 @@ from tenantops.runbooks.actions import (
     StepResult,
 )
 from tenantops.runbooks.models import Run
+from tenantops.tenants.schemas import TenantRead
 
 if TYPE_CHECKING:
     from tenantops.config import Settings
@@ -229,3 +231,36 @@ def finops_actions(settings: Settings) -> Registry:
         "finops.budget_snapshot": FunctionAction(_echo_month, snapshot_apply),
         "finops.record_review": FunctionAction(_echo_month, record_apply),
     }
+
+
+def start_budget_review(
+    session: Session, *, principal: Principal, ref: str, month: str | None
+) -> Run:
+    """Start the Budget Review checklist of a tenant's month (409 while one is open).
+
+    The month defaults to the current one. Whoever starts it cannot tick its
+    gates (segregation of duties): another finance user completes it.
+    """
+    tenant = finops_service.visible_tenant(session, principal, ref)
+    period = Month.parse(month)
+    open_reviews = [
+        r
+        for r in engine.open_runs(session, tenant_id=tenant.id, runbook_id=REVIEW_RUNBOOK)
+        if (r.inputs or {}).get("month") == period.label
+    ]
+    if open_reviews:
+        raise Conflict(
+            f"the budget review of {tenant.name} for {period.label} is open: run "
+            f"{open_reviews[0].id}",
+            run_id=open_reviews[0].id,
+        )
+    return engine.start_run(
+        session,
+        loaded=spec.get(spec.shipped(), REVIEW_RUNBOOK),
+        actor=principal,
+        tenant_id=tenant.id,
+        inputs={
+            "tenant": TenantRead.model_validate(tenant).model_dump(mode="json"),
+            "month": period.label,
+        },
+    )

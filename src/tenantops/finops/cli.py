@@ -18,8 +18,15 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from tenantops.auth.cli import operator
+from tenantops.config import Settings
+from tenantops.finops.actions import open_monthly_runs, schedule_month
+from tenantops.finops.costs import Month as Period
+from tenantops.finops.reports import previous_month
 from tenantops.kit.cli import DEFAULT_URL, Output, Token, Url, connect, terminal
 from tenantops.kit.client import ClientError
+from tenantops.kit.files import write_atomic
+from tenantops.store import open_database
 
 app = typer.Typer(help="FinOps: cost imports, budgets, the tenant ledger.", no_args_is_help=True)
 budget_app = typer.Typer(help="Tenant budgets.", no_args_is_help=True)
@@ -255,3 +262,122 @@ def ledger(
     terminal().print(table)
     if not page["items"]:
         typer.echo("the ledger is empty")
+
+
+# ----------------------------------------------------------------------------- reviews
+
+review_app = typer.Typer(help="Budget Review checklists.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("start")
+def review_start(
+    tenant: str,
+    month: Month = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+) -> None:
+    """Start the Budget Review of a tenant's month; another finance user completes it."""
+    with connect(url, token) as client:
+        run = client.post(
+            f"/tenants/{tenant}/budget-reviews", json={"month": month} if month else {}
+        )
+    typer.echo(
+        f"budget review {run['inputs']['month']} of {run.get('tenant_name') or tenant} "
+        f"started: run {run['id']} ({run['status']}); finance decides its gates: "
+        f"tenantops runs approve {run['id']} review-spend ..."
+    )
+
+
+# ----------------------------------------------------------------------------- reports
+
+reports_app = typer.Typer(help="Cost reports: download, and the monthly e-mail to finance.")
+REPORT_TIMEOUT = httpx.Timeout(15.0, read=600.0)
+
+
+def _download(url: str, token: str | None, params: dict[str, str]) -> tuple[bytes, str]:
+    """The report's bytes and file name; problems become one ``ClientError`` line."""
+    connect(url, token).close()  # the same early refusals as every other command
+    try:
+        with httpx.Client(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=REPORT_TIMEOUT,
+        ) as http:
+            response = http.get("/api/v1/finops/reports/cost", params=params)
+    except httpx.HTTPError as exc:
+        raise ClientError(f"cannot reach tenantops at {url}: {exc}") from exc
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+            message = f"{body.get('title') or response.status_code}: {body['detail']}"
+        except (ValueError, KeyError, TypeError, AttributeError):
+            message = f"HTTP {response.status_code}: {response.text[:200]}"
+        raise ClientError(message, response.status_code)
+    disposition = response.headers.get("content-disposition", "")
+    name = disposition.partition('filename="')[2].rstrip('"') or "cost-report"
+    return response.content, Path(name).name
+
+
+@reports_app.command("cost")
+def report_cost(
+    month: Annotated[str | None, typer.Option(help="YYYY-MM; default: the previous month")] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="One tenant (id or name); default: all")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html, csv or pdf")] = "html",
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="File to write; default: the report's name here"),
+    ] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+) -> None:
+    """Download a month's cost report and write it to a file."""
+    if fmt not in ("html", "csv", "pdf"):
+        raise typer.BadParameter("html, csv or pdf", param_hint="'--format'")
+    params = {"format": fmt}
+    if month:
+        params["month"] = month
+    if tenant:
+        params["tenant"] = tenant
+    body, name = _download(url, token, params)
+    target = output or Path(name)
+    write_atomic(target, body)
+    typer.echo(f"wrote {target} ({len(body)} bytes)")
+
+
+@reports_app.command("schedule")
+def report_schedule(
+    month: Annotated[
+        str | None,
+        typer.Option(help="First month to report, YYYY-MM; default: the previous month"),
+    ] = None,
+) -> None:
+    """Start the monthly report chain (local database); does nothing while a run is open.
+
+    Each run reports its month, mails finance, waits until the next month is
+    over and starts the next run, so this is needed once per installation.
+    """
+    db = open_database(Settings())
+    try:
+        with db.write() as session:
+            running = open_monthly_runs(session)
+            if running:
+                run = running[-1]
+                typer.echo(
+                    f"already scheduled: run {run.id} reports {run.inputs.get('month')} "
+                    f"({run.status})"
+                )
+                return
+            period = Period.parse(month) if month else previous_month()
+            run, started = schedule_month(session, period, actor=operator())
+    finally:
+        db.dispose()
+    if started:
+        typer.echo(f"scheduled: run {run.id} reports {period.label} and starts the next month's")
+    else:
+        typer.echo(
+            f"the report of {period.label} already ran (run {run.id}, {run.status}); "
+            "pass --month for a later month"
+        )

@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tenantops.auth.principal import Principal
 from tenantops.errors import NotFound, Unprocessable
+from tenantops.finops import service as finops_service
 from tenantops.finops.costs import Month, current, forecast, measure, monthly_measure
 from tenantops.finops.ledger import LedgerKind
 from tenantops.finops.models import Budget, CostDaily, CostImport, CostMonthly, LedgerEntry
@@ -47,6 +49,7 @@ from tenantops.finops.report_render import (
     render_html,
     render_pdf,
 )
+from tenantops.finops.settings import FinOpsSettings
 from tenantops.kit.clock import utcnow
 from tenantops.kit.files import write_atomic
 from tenantops.tenants import repository as tenant_repository
@@ -348,4 +351,52 @@ def write_report(
         paths=paths,
         sha256=digests,
         report=report,
+    )
+
+
+@dataclass(frozen=True)
+class RenderedReport:
+    """One format of a report, ready to send: bytes, content type, file name."""
+
+    body: bytes
+    content_type: str
+    filename: str
+
+
+def report_for(
+    session: Session,
+    *,
+    principal: Principal,
+    month: str | None,
+    tenant: str | None,
+    fmt: str,
+    settings: FinOpsSettings,
+    now: datetime | None = None,
+) -> RenderedReport:
+    """The report a caller may read: a tenant owner only their own tenant's (404 otherwise).
+
+    ``month`` defaults to the previous month: the last one whose report is final.
+    """
+    if fmt not in FORMATS:
+        raise Unprocessable(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    period = Month.parse(month) if month else previous_month(now)
+    if tenant is None and principal.tenant_scoped:
+        if principal.tenant is None:
+            raise NotFound("no tenant visible to this token")
+        tenant = principal.tenant
+    tenant_id = None
+    if tenant is not None:
+        tenant_id = finops_service.visible_tenant(session, principal, tenant).id
+    report = build_report(
+        session,
+        month=period,
+        tenant_id=tenant_id,
+        now=now,
+        cost_column=settings.cost_column,
+        default_thresholds=settings.default_thresholds,
+    )
+    return RenderedReport(
+        body=render(report, fmt),
+        content_type=CONTENT_TYPES[fmt],
+        filename=f"{report.file_stem}.{fmt}",
     )

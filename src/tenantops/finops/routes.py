@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
-from tenantops.finops import service
+from tenantops.finops import actions, reports, service
 from tenantops.finops.importer import import_file
 from tenantops.finops.ledger import LedgerKind
 from tenantops.finops.schemas import (
@@ -25,6 +26,8 @@ from tenantops.finops.upload import receive
 from tenantops.kit.etag import etag, parse_if_match
 from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db
+from tenantops.runbooks import service as runbooks_service
+from tenantops.runbooks.schemas import RunRead
 
 router = APIRouter(
     prefix="/api/v1",
@@ -207,3 +210,78 @@ def put_budget(
         )
     response.headers["ETag"] = etag(read.version)
     return read
+
+
+@router.get(
+    "/finops/reports/cost",
+    summary="A month's cost report (all tenants, or one) as HTML, CSV or PDF",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+            }
+        }
+    },
+)
+def cost_report(
+    request: Request,
+    caller: Caller,
+    db: Db,
+    month: Annotated[
+        str | None,
+        Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM; default: the previous month"),
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        Query(min_length=1, max_length=63, description="A tenant's id or name; default: all"),
+    ] = None,
+    format: Annotated[Literal["html", "csv", "pdf"], Query()] = "html",
+) -> Response:
+    """Rendered on request from the current figures; a tenant owner reads only their tenant."""
+    with db.read() as session:
+        rendered = reports.report_for(
+            session,
+            principal=caller,
+            month=month,
+            tenant=tenant,
+            fmt=format,
+            settings=_settings(request),
+        )
+    return Response(
+        content=rendered.body,
+        media_type=rendered.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{rendered.filename}"'},
+    )
+
+
+class BudgetReviewCreate(BaseModel):
+    """Which month to review; default: the current month."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    month: Annotated[str | None, Field(pattern=r"^\d{4}-\d{2}$")] = None
+
+
+@router.post(
+    "/tenants/{tenant}/budget-reviews",
+    summary="Start the Budget Review checklist of a tenant's month",
+    status_code=201,
+    responses=problem_responses(409),
+)
+def start_budget_review(
+    tenant: TenantRef,
+    caller: Caller,
+    db: Db,
+    data: BudgetReviewCreate | None = None,
+) -> RunRead:
+    """Finance completes its gates; 409 while a review of that tenant and month is open."""
+    with db.write() as session:
+        run = actions.start_budget_review(
+            session, principal=caller, ref=tenant, month=data.month if data else None
+        )
+        run_id = run.id
+    with db.read() as session:
+        return runbooks_service.read_run(session, principal=caller, run_id=run_id)
