@@ -29,7 +29,7 @@ from tenantops.auth.principal import Principal, Role
 from tenantops.errors import AppError, Conflict
 from tenantops.finops import budgets, ledger
 from tenantops.finops import service as finops_service
-from tenantops.finops.costs import Month
+from tenantops.finops.costs import CENT, Month
 from tenantops.finops.report_render import BudgetStatus
 from tenantops.finops.reports import write_report
 from tenantops.kit.clock import utcnow
@@ -177,7 +177,7 @@ def finops_actions(settings: Settings) -> Registry:
             "ratio": None if status.ratio is None else str(status.ratio),
             "forecast_ratio": None if status.forecast_ratio is None else str(status.forecast_ratio),
             "crossed": status.crossed,
-            "top_services": [[s, str(c)] for s, c in status.top_services],
+            "top_services": [[s, str(c.quantize(CENT))] for s, c in status.top_services],
         }
         result.output.update(figures)
         result.evidence.update(figures)
