@@ -139,3 +139,7 @@ def test_cost_overrun_pages_assesses_limits_after_approval_reports_and_lifts_on_
     assert done["status"] == "succeeded", done
     steps = {s["name"]: s["evidence"] for s in done["steps"]}
     assert steps["lift-rate-limit"]["rate_limit"] is None
+    with db.read() as session:
+        limits, _ = ledger.entries(session, tenant_id=tenant["id"], kinds=["rate_limit"])
+    assert [(e.data or {})["action"] for e in reversed(limits)] == ["applied", "lifted"]
+    assert {e.ref for e in limits} == {run_id}

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tenantops.auth.principal import Principal
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.access.local import LocalQueueAccess
@@ -43,6 +44,8 @@ from tenantops.drivers.secrets.local import LocalSecrets
 from tenantops.drivers.secrets.port import PathSpec, SecretStore, StoreState
 from tenantops.drivers.secrets.vault import VaultSecretStore
 from tenantops.events import catalogue, outbox
+from tenantops.finops import ledger
+from tenantops.finops.ledger import LedgerKind
 from tenantops.runbooks.actions import (
     ActionContext,
     FunctionAction,
@@ -212,6 +215,20 @@ def _announce_rate_limit(applied: bool) -> Callable[[Session, ActionContext, Ste
     def apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
         tenant = ctx.inputs.get("tenant") if isinstance(ctx.inputs.get("tenant"), dict) else {}
         limit = result.output.get("rate_limit") if applied else None
+        if ctx.tenant_id is not None:  # a measure on the tenant: booked in its FinOps ledger
+            ledger.append(
+                session,
+                ctx.tenant_id,
+                LedgerKind.RATE_LIMIT,
+                actor=Principal(subject=ctx.actor, via="system"),
+                ref=ctx.run_id,
+                data={
+                    "action": "applied" if applied else "lifted",
+                    "rate_limit": limit if isinstance(limit, dict) else None,
+                    "reason": str(ctx.params.get("reason") or "") or None,
+                    "step": ctx.step_name,
+                },
+            )
         outbox.emit(
             session,
             catalogue.RATE_LIMIT_APPLIED if applied else catalogue.RATE_LIMIT_LIFTED,
