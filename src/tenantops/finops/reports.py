@@ -110,20 +110,21 @@ def _dec(value: object) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _summary(entry: LedgerEntry) -> str:
-    data: dict[str, Any] = entry.data or {}
-    if entry.kind == LedgerKind.BUDGET.value:
+def _summary(kind: str, actor: str, ref: str | None, data: dict[str, Any] | None) -> str:
+    """One line for an action: what the ledger row says, and who did it."""
+    data = data or {}
+    if kind == LedgerKind.BUDGET.value:
         after = data.get("after") or {}
         before = data.get("before") or {}
         return (
             f"budget set to {after.get('amount')} {after.get('currency')}"
-            f" (was {before.get('amount')} {before.get('currency')}) by {entry.actor}"
+            f" (was {before.get('amount')} {before.get('currency')}) by {actor}"
         )
     text = data.get("summary") or data.get("message") or data.get("decision")
     parts = [str(text)] if text else []
-    if entry.ref:
-        parts.append(f"ref {entry.ref}")
-    parts.append(f"by {entry.actor}")
+    if ref:
+        parts.append(f"ref {ref}")
+    parts.append(f"by {actor}")
     return "; ".join(parts)
 
 
@@ -239,15 +240,23 @@ def build_report(
         )
         .group_by(CostMonthly.tenant_id, CostMonthly.month)
     )
+    labels = {first: first.strftime("%Y-%m") for first in firsts}
     for tid, first, amount in session.execute(only(earlier_q, CostMonthly.tenant_id)):
-        if str(tid) in chosen:
-            earlier[str(tid)].append((first.strftime("%Y-%m"), _dec(amount)))
+        if tid in chosen:
+            earlier[tid].append((labels[first], _dec(amount)))
 
     actions: dict[str, list[Action]] = defaultdict(list)
     start = datetime.combine(month.first, time(), tzinfo=UTC)
     end = datetime.combine(month.after, time(), tzinfo=UTC)
     ledger_q = (
-        select(LedgerEntry)
+        select(
+            LedgerEntry.tenant_id,
+            LedgerEntry.kind,
+            LedgerEntry.at,
+            LedgerEntry.actor,
+            LedgerEntry.ref,
+            LedgerEntry.data,
+        )
         .where(
             LedgerEntry.kind.in_(_ACTION_KINDS),
             LedgerEntry.at >= start,
@@ -255,11 +264,10 @@ def build_report(
         )
         .order_by(LedgerEntry.seq)
     )
-    for entry in session.execute(only(ledger_q, LedgerEntry.tenant_id)).scalars():
-        if entry.tenant_id in chosen:
-            actions[str(entry.tenant_id)].append(
-                Action(at=_aware(entry.at), kind=entry.kind, summary=_summary(entry))
-            )
+    for tid, kind, at, actor, ref, data in session.execute(only(ledger_q, LedgerEntry.tenant_id)):
+        if tid in chosen:
+            summary = _summary(kind, actor, ref, data)
+            actions[str(tid)].append(Action(at=_aware(at), kind=kind, summary=summary))
 
     rows: list[TenantCost] = []
     for tid, name, _, _ in registry:
