@@ -156,12 +156,12 @@ def seed(db: Database, ids: list[str]) -> None:
                         "lines": 60,
                     }
                 )
-            for kind, day in (("alert", 12), ("follow_up", 20)):
+            for kind, on in (("alert", 12), ("follow_up", 20)):
                 lines.append(
                     {
                         "tenant_id": tenant_id,
                         "kind": kind,
-                        "at": datetime(2026, 10, day, 8, tzinfo=UTC),
+                        "at": datetime(2026, 10, on, 8, tzinfo=UTC),
                         "actor": "bench",
                         "ref": f"{kind}-{n}",
                         "data": {"summary": "80 % of budget"},
