@@ -1,0 +1,93 @@
+"""``tenantops users``: local web users of the embedded default (local database)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from tenantops.auth.cli import operator
+from tenantops.auth.principal import Role
+from tenantops.config import Settings
+from tenantops.errors import Unprocessable
+from tenantops.store import open_database
+from tenantops.tenants import service as tenant_service
+from tenantops.web import service
+
+app = typer.Typer(
+    help="Local users of the web UI (runs against the database directly).", no_args_is_help=True
+)
+
+PasswordStdin = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password from the first line of stdin"),
+]
+
+
+def _password(from_stdin: bool) -> str:
+    """The new password: stdin's first line, or typed twice at a prompt (never echoed)."""
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise Unprocessable("no password on stdin")
+        return line
+    typed: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return typed
+
+
+def _create(username: str, roles: list[Role], tenant: str | None, from_stdin: bool) -> None:
+    password = _password(from_stdin)
+    db = open_database(Settings())
+    try:
+        with db.write() as session:
+            tenant_id = None
+            if tenant is not None:
+                tenant_id = tenant_service.get_tenant(session, principal=operator(), ref=tenant).id
+            user = service.create_user(
+                session,
+                actor=operator(),
+                username=username,
+                password=password,
+                roles=roles,
+                tenant_id=tenant_id,
+            )
+            name, granted = user.username, ",".join(user.roles)
+    finally:
+        db.dispose()
+    typer.echo(f"created user {name} ({granted})")
+
+
+@app.command("create-admin")
+def create_admin(
+    username: Annotated[str, typer.Argument(help="Login name")],
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Create a local admin who can sign in to the web UI."""
+    _create(username, [Role.ADMIN], None, password_stdin)
+
+
+@app.command("create")
+def create(
+    username: Annotated[str, typer.Argument(help="Login name")],
+    role: Annotated[list[Role], typer.Option(help="Role to grant; repeat for several")],
+    tenant: Annotated[
+        str | None, typer.Option(help="Bind to one tenant (id or name); tenant_owner needs it")
+    ] = None,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Create a local user with roles, optionally bound to one tenant."""
+    _create(username, role, tenant, password_stdin)
+
+
+@app.command("list")
+def list_() -> None:
+    """List local users (never their password hashes)."""
+    db = open_database(Settings())
+    try:
+        with db.read() as session:
+            for u in service.list_users(session):
+                state = "disabled" if u.disabled else "enabled"
+                typer.echo(f"{u.username}\t{','.join(u.roles)}\t{u.tenant_id or '-'}\t{state}")
+    finally:
+        db.dispose()

@@ -1,0 +1,244 @@
+"""Local users, login with throttling, server-side sessions and their CSRF tokens.
+
+A session id is 32 random bytes handed to the browser once; the database keeps
+only its SHA-256, so a copy of the database opens no session. The CSRF token
+is derived from the raw id (``sha256("csrf:" + id)``): it needs no column,
+and only the holder of the cookie can compute it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from tenantops.audit import service as audit
+from tenantops.auth.principal import Principal, Role
+from tenantops.errors import Conflict, Unprocessable
+from tenantops.kit.clock import as_utc, utcnow
+from tenantops.kit.ids import new_id
+from tenantops.web import passwords
+from tenantops.web.models import LoginThrottle, WebSession, WebUser
+
+IDLE_TIMEOUT = timedelta(hours=8)
+USERNAME_MAX = 100
+FREE_FAILURES = 3  # failures before the backoff starts
+MAX_BACKOFF = timedelta(minutes=5)
+THROTTLE_FORGET = timedelta(hours=1)  # a quiet hour clears the count
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    """A new session: the cookie value exists only here and in the browser."""
+
+    value: str
+    csrf: str
+    expires_at: datetime
+
+
+def hash_session(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def csrf_for(value: str) -> str:
+    """The CSRF token of the session whose cookie value is ``value``."""
+    return hashlib.sha256(b"csrf:" + value.encode()).hexdigest()
+
+
+def csrf_matches(expected: str, presented: str | None) -> bool:
+    return bool(presented) and hmac.compare_digest(expected, presented or "")
+
+
+def _principal(user: WebUser) -> Principal:
+    """The same principal a token with these roles and tenant would give."""
+    return Principal(
+        subject=user.username,
+        roles=frozenset(Role(r) for r in user.roles),
+        tenant=user.tenant_id,
+        via="session",
+    )
+
+
+def _check_username(username: str) -> str:
+    name = username.strip()
+    if not name or len(name) > USERNAME_MAX or not name.isprintable() or " " in name:
+        raise Unprocessable(
+            f"a username is 1 to {USERNAME_MAX} printable characters without spaces"
+        )
+    return name
+
+
+def create_user(
+    session: Session,
+    *,
+    actor: Principal,
+    username: str,
+    password: str,
+    roles: Sequence[Role],
+    tenant_id: str | None,
+) -> WebUser:
+    """A new local user; the password is stored only as a scrypt hash."""
+    name = _check_username(username)
+    if not roles:
+        raise Unprocessable("a user needs at least one role")
+    if Role.TENANT_OWNER in roles and tenant_id is None:
+        raise Unprocessable("a tenant_owner must be bound to a tenant (--tenant)")
+    if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
+        raise Unprocessable(
+            f"a password is {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters long"
+        )
+    if session.execute(select(WebUser.id).where(WebUser.username == name)).first():
+        raise Conflict(f"a user {name!r} exists already")
+    user = WebUser(
+        id=new_id(),
+        username=name,
+        password_hash=passwords.hash_password(password),
+        roles=sorted(r.value for r in roles),
+        tenant_id=tenant_id,
+        disabled=False,
+        created_at=utcnow(),
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="user.created",
+        tenant_id=tenant_id,
+        changes={},
+        detail={"user_id": user.id, "username": name, "roles": user.roles},
+    )
+    return user
+
+
+def list_users(session: Session) -> Sequence[WebUser]:
+    return session.execute(select(WebUser).order_by(WebUser.username)).scalars().all()
+
+
+def backoff(failures: int) -> timedelta:
+    """How long a username waits after ``failures`` failed logins in a row."""
+    if failures < FREE_FAILURES:
+        return timedelta(0)
+    return min(timedelta(seconds=2 ** (failures - FREE_FAILURES)), MAX_BACKOFF)
+
+
+def _throttled(session: Session, username: str, now: datetime) -> LoginThrottle | None:
+    row = session.get(LoginThrottle, username)
+    if row is not None and now - as_utc(row.last_failed_at) > THROTTLE_FORGET:
+        session.delete(row)
+        session.flush()
+        return None
+    return row
+
+
+def login(session: Session, *, username: str, password: str) -> OpenedSession | None:
+    """A new session for the right password, else ``None`` (whatever the reason).
+
+    Unknown user, wrong password, disabled user and a username in backoff all
+    look the same to the caller; the audit trail tells them apart.
+    """
+    now = utcnow()
+    name = username.strip()[:USERNAME_MAX]
+    throttle = _throttled(session, name, now)
+    blocked = (
+        throttle is not None
+        and throttle.blocked_until is not None
+        and now < as_utc(throttle.blocked_until)
+    )
+    user = session.execute(select(WebUser).where(WebUser.username == name)).scalars().first()
+    stored = user.password_hash if user is not None else passwords.dummy_hash()
+    # The hash is checked even when the outcome is known, so every refusal costs the same.
+    good = passwords.verify_password(password, stored)
+    if blocked or user is None or user.disabled or not good:
+        reason = (
+            "throttled"
+            if blocked
+            else "unknown user"
+            if user is None
+            else "disabled"
+            if user.disabled
+            else "wrong password"
+        )
+        if not blocked:
+            failures = (throttle.failures if throttle else 0) + 1
+            if throttle is None:
+                throttle = LoginThrottle(username=name, failures=0, last_failed_at=now)
+                session.add(throttle)
+            throttle.failures = failures
+            throttle.last_failed_at = now
+            wait = backoff(failures)
+            throttle.blocked_until = now + wait if wait else None
+        session.flush()
+        audit.record(
+            session,
+            actor=Principal(subject=f"web:{name or '-'}", via="session"),
+            action="user.login_failed",
+            tenant_id=None,
+            changes={},
+            detail={"username": name, "reason": reason},
+        )
+        return None
+    if throttle is not None:
+        session.delete(throttle)
+    value = secrets.token_urlsafe(32)
+    expires = now + IDLE_TIMEOUT
+    session.add(
+        WebSession(
+            id_hash=hash_session(value),
+            user_id=user.id,
+            created_at=now,
+            expires_at=expires,
+            last_seen_at=now,
+        )
+    )
+    session.flush()
+    audit.record(
+        session,
+        actor=_principal(user),
+        action="user.login",
+        tenant_id=user.tenant_id,
+        changes={},
+        detail={"username": user.username},
+    )
+    return OpenedSession(value=value, csrf=csrf_for(value), expires_at=expires)
+
+
+def resume(session: Session, value: str) -> Principal | None:
+    """The principal of a live session, sliding its idle timeout; ``None`` if none."""
+    row = session.get(WebSession, hash_session(value))
+    if row is None:
+        return None
+    now = utcnow()
+    user = session.get(WebUser, row.user_id)
+    if as_utc(row.expires_at) <= now or user is None or user.disabled:
+        session.delete(row)
+        session.flush()
+        return None
+    row.last_seen_at = now
+    row.expires_at = now + IDLE_TIMEOUT
+    session.flush()
+    return _principal(user)
+
+
+def logout(session: Session, value: str) -> None:
+    """End the session; ending one that is gone already is harmless."""
+    row = session.get(WebSession, hash_session(value))
+    if row is None:
+        return
+    user = session.get(WebUser, row.user_id)
+    session.execute(delete(WebSession).where(WebSession.id_hash == row.id_hash))
+    if user is not None:
+        audit.record(
+            session,
+            actor=_principal(user),
+            action="user.logout",
+            tenant_id=user.tenant_id,
+            changes={},
+            detail={"username": user.username},
+        )

@@ -1,0 +1,255 @@
+"""Local login, sessions, CSRF and the login throttle, through the pages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tenantops.audit.models import AuditEntry
+from tenantops.auth.principal import SYSTEM, Role
+from tenantops.db import Database
+from tenantops.errors import Conflict, Unprocessable
+from tenantops.web import service
+from tenantops.web.models import WebSession
+from tenantops.web.routes import FAILED_LOGIN, safe_next
+from tests.conftest import Clock
+from tests.web.conftest import PASSWORD, UserFactory, login_csrf, sign_in
+
+
+def actions(db: Database) -> list[str]:
+    with db.read() as session:
+        return list(session.execute(select(AuditEntry.action).order_by(AuditEntry.seq)).scalars())
+
+
+def test_a_page_without_a_session_sends_to_login_and_back(
+    web: TestClient, user: UserFactory
+) -> None:
+    user("ann", "admin")
+    r = web.get("/?tier=gold", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login?next=%2F%3Ftier%3Dgold"
+
+    r = web.post(
+        "/login",
+        data={
+            "username": "ann",
+            "password": PASSWORD,
+            "csrf_token": login_csrf(web),
+            "next": "/?tier=gold",
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["location"] == "/?tier=gold"
+    page = web.get("/?tier=gold")
+    assert page.status_code == 200
+    assert "Tenant KPIs" in page.text
+
+
+def test_the_session_cookie_is_httponly_lax_and_not_secure_on_local_http(
+    web: TestClient, user: UserFactory, db: Database
+) -> None:
+    user("ann", "admin")
+    r = web.post(
+        "/login",
+        data={"username": "ann", "password": PASSWORD, "csrf_token": login_csrf(web)},
+        follow_redirects=False,
+    )
+    cookie = next(
+        v for k, v in r.headers.multi_items() if k == "set-cookie" and "tenantops_session" in v
+    )
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    assert "Secure" not in cookie
+    value = web.cookies["tenantops_session"]
+    with db.read() as session:
+        stored = session.execute(select(WebSession.id_hash)).scalars().all()
+    # Only the SHA-256 of the cookie value is stored.
+    assert stored == [service.hash_session(value)]
+    assert value not in stored
+
+
+def test_the_cookie_is_secure_anywhere_but_local_http(db: Database, settings: object) -> None:
+    from tenantops.app import create_app
+
+    with TestClient(create_app(settings, db=db), base_url="https://tenantops.example") as c:  # type: ignore[arg-type]
+        with db.write() as session:
+            service.create_user(
+                session,
+                actor=SYSTEM,
+                username="ann",
+                password=PASSWORD,
+                roles=[Role.ADMIN],
+                tenant_id=None,
+            )
+        page = c.get("/login")
+        assert "secure" in page.headers["set-cookie"].lower()
+        r = c.post(
+            "/login",
+            data={
+                "username": "ann",
+                "password": PASSWORD,
+                "csrf_token": c.cookies["tenantops_login_csrf"],
+            },
+            follow_redirects=False,
+        )
+        assert r.status_code == 303
+        session_cookie = next(
+            v for k, v in r.headers.multi_items() if k == "set-cookie" and "tenantops_session" in v
+        )
+        assert "Secure" in session_cookie
+
+
+def test_a_login_without_the_forms_csrf_token_is_refused(
+    web: TestClient, user: UserFactory
+) -> None:
+    user("ann", "admin")
+    login_csrf(web)
+    for token in (None, "forged"):
+        data = {"username": "ann", "password": PASSWORD}
+        if token:
+            data["csrf_token"] = token
+        r = web.post("/login", data=data, follow_redirects=False)
+        assert r.status_code == 403
+        assert "tenantops_session" not in web.cookies
+
+
+def test_wrong_password_and_unknown_user_look_the_same(
+    web: TestClient, user: UserFactory, db: Database
+) -> None:
+    user("ann", "admin")
+    answers = []
+    for name, password in (("ann", "wrong password!"), ("nobody", PASSWORD)):
+        r = web.post(
+            "/login",
+            data={"username": name, "password": password, "csrf_token": login_csrf(web)},
+        )
+        assert r.status_code == 401
+        answers.append(r.text.replace(web.cookies["tenantops_login_csrf"], "TOKEN"))
+    assert FAILED_LOGIN in answers[0]
+    assert answers[0] == answers[1]
+    assert actions(db).count("user.login_failed") == 2
+
+
+def test_logout_needs_the_csrf_token_and_ends_the_session(
+    web: TestClient, user: UserFactory, db: Database
+) -> None:
+    user("ann", "admin")
+    csrf = sign_in(web, "ann")
+
+    assert web.post("/logout", follow_redirects=False).status_code == 403
+    assert web.post("/logout", data={"csrf_token": "x"}, follow_redirects=False).status_code == 403
+    assert web.get("/", follow_redirects=False).status_code == 200
+
+    r = web.post("/logout", headers={"X-CSRF-Token": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login"
+    with db.read() as session:
+        assert session.execute(select(WebSession)).first() is None
+    assert actions(db)[-2:] == ["user.login", "user.logout"]
+
+
+def test_a_stolen_cookie_value_is_useless_after_logout(web: TestClient, user: UserFactory) -> None:
+    user("ann", "admin")
+    csrf = sign_in(web, "ann")
+    value = web.cookies["tenantops_session"]
+    web.post("/logout", data={"csrf_token": csrf})
+
+    web.cookies.set("tenantops_session", value)
+    assert web.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_session_idle_for_eight_hours_is_over(
+    web: TestClient, user: UserFactory, clock: Clock
+) -> None:
+    user("ann", "admin")
+    sign_in(web, "ann")
+    clock.advance(hours=7, minutes=59)
+    assert web.get("/", follow_redirects=False).status_code == 200  # slides the timeout
+    clock.advance(hours=7, minutes=59)
+    assert web.get("/", follow_redirects=False).status_code == 200
+    clock.advance(hours=8, seconds=1)
+    assert web.get("/", follow_redirects=False).status_code == 303
+
+
+def test_failed_logins_back_off_per_username(
+    web: TestClient, user: UserFactory, db: Database, clock: Clock
+) -> None:
+    user("ann", "admin")
+    user("bob", "admin")
+    for _ in range(service.FREE_FAILURES):
+        with db.write() as session:
+            assert service.login(session, username="ann", password="wrong-password") is None
+    # Now blocked for a moment: even the right password is refused, with the same answer.
+    with db.write() as session:
+        assert service.login(session, username="ann", password=PASSWORD) is None
+    with db.write() as session:
+        assert service.login(session, username="bob", password=PASSWORD) is not None
+    clock.advance(service.backoff(service.FREE_FAILURES))
+    with db.write() as session:
+        assert service.login(session, username="ann", password=PASSWORD) is not None
+    failed = [a for a in actions(db) if a == "user.login_failed"]
+    assert len(failed) == service.FREE_FAILURES + 1
+
+
+def test_the_backoff_grows_and_is_capped() -> None:
+    waits = [service.backoff(n) for n in range(0, 20)]
+    assert waits[: service.FREE_FAILURES] == [timedelta(0)] * service.FREE_FAILURES
+    assert waits[service.FREE_FAILURES] == timedelta(seconds=1)
+    assert waits == sorted(waits)
+    assert max(waits) == service.MAX_BACKOFF
+
+
+def test_a_disabled_user_cannot_sign_in(web: TestClient, user: UserFactory, db: Database) -> None:
+    user("ann", "admin")
+    from tenantops.web.models import WebUser
+
+    with db.write() as session:
+        session.execute(select(WebUser)).scalars().one().disabled = True
+    with db.write() as session:
+        assert service.login(session, username="ann", password=PASSWORD) is None
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/", "/"),
+        ("/?tier=gold", "/?tier=gold"),
+        ("//evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("", "/"),
+        (None, "/"),
+        ("javascript:alert(1)", "/"),
+    ],
+)
+def test_next_is_only_ever_a_path_here(target: str | None, expected: str) -> None:
+    assert safe_next(target) == expected
+
+
+def test_users_are_unique_need_roles_and_a_long_password(db: Database) -> None:
+    def make(name: str, password: str = PASSWORD, roles: list[Role] | None = None) -> None:
+        with db.write() as session:
+            service.create_user(
+                session,
+                actor=SYSTEM,
+                username=name,
+                password=password,
+                roles=[Role.ADMIN] if roles is None else roles,
+                tenant_id=None,
+            )
+
+    make("ann")
+    with pytest.raises(Conflict):
+        make("ann")
+    with pytest.raises(Unprocessable):
+        make("bob", password="short")
+    with pytest.raises(Unprocessable):
+        make("bob", roles=[])
+    with pytest.raises(Unprocessable):
+        make("bob", roles=[Role.TENANT_OWNER])
+    with pytest.raises(Unprocessable):
+        make("has space")
