@@ -42,6 +42,7 @@ from tenantops.logs import configure_logging
 from tenantops.notifications.routes import router as notifications_router
 from tenantops.runbooks.routes import router as runbooks_router
 from tenantops.tenants.routes import router as tenants_router
+from tenantops.web.routes import mount as mount_web
 from tenantops.wiring import build_relay, build_worker
 
 PROBLEM_JSON = "application/problem+json"
@@ -230,6 +231,8 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(asyncapi_router)
     app.include_router(finops_router)
     app.include_router(alerts_router)
+    # The web UI: its pages, GET /api/v1/kpis and the vendored /static files.
+    mount_web(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     def healthz() -> dict[str, str]:
