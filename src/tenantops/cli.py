@@ -24,6 +24,7 @@ from tenantops.logs import configure_logging
 from tenantops.notifications.cli import app as notifications_app
 from tenantops.runbooks.cli import runbooks_app, runs_app
 from tenantops.tenants.cli import app as tenants_app
+from tenantops.web.cli import app as users_app
 
 try:  # typer >= 0.26 ships its own copy of click
     from typer._click import exceptions as click_exc
@@ -49,6 +50,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(finops_app, name="finops")
 app.add_typer(reports_app, name="reports")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(users_app, name="users")
 
 
 @app.command()
