@@ -85,6 +85,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # --- alerts routes ---
     ("GET", f"{API}/alerts"): frozenset({R.ADMIN, R.OPS_ENGINEER, R.FINANCE, R.SECURITY}),
     # --- end alerts ---
+    # The KPI dashboard's numbers; a tenant owner gets only their tenant (scoped in the service).
+    ("GET", f"{API}/kpis"): ANYONE,
 }
 
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
@@ -101,6 +103,20 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/probe/tenants/{name}"),
         ("GET", "/probe/tenants/{name}/synthetic"),
         ("PUT", "/probe/tenants/{name}/synthetic"),
+    }
+)
+
+# The web UI's pages and static files take no bearer token: each page checks the
+# session cookie itself (a page without a session redirects to /login) and then
+# calls the services as the session's principal, so ROUTE_ROLES' roles and the
+# tenant scope apply through the services. Non-GET pages check a CSRF token.
+WEB_PAGES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/"),
+        ("GET", "/login"),
+        ("POST", "/login"),
+        ("POST", "/logout"),
+        ("ANY", "/static"),
     }
 )
 
