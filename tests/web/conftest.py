@@ -50,7 +50,8 @@ def login_csrf(client: TestClient) -> str:
     page = client.get("/login")
     assert page.status_code == 200, page.text
     token = client.cookies.get("tenantops_login_csrf")
-    assert token and f'value="{token}"' in page.text
+    assert token
+    assert f'value="{token}"' in page.text
     return token
 
 
