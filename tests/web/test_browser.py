@@ -127,6 +127,30 @@ def test_sign_in_see_filter_and_sort_the_dashboard(
         r = httpx.post(f"{url}/api/v1/tenants", json=body, headers=am, timeout=30)
         assert r.status_code == 201, r.text
         made[name] = r.json()["id"]
+    # Two of them go live, so the dashboard has activations and SLA outcomes to show.
+    who = {
+        role: bearer(mint_token(db, f"web-{role}", role))
+        for role in ("governance", "security", "ops_engineer", "qa")
+    }
+    for name in ("orbit", "nebula"):
+        tenant = f"{url}/api/v1/tenants/{made[name]}"
+        for role in ("governance", "security"):
+            r = httpx.post(
+                f"{tenant}/approvals",
+                json={"role": role, "decision": "approve"},
+                headers=who[role],
+                timeout=30,
+            )
+            assert r.status_code == 200, r.text
+        for event, role in (
+            ("start_provisioning", "ops_engineer"),
+            ("provisioned", "ops_engineer"),
+            ("verified", "qa"),
+        ):
+            r = httpx.post(
+                f"{tenant}/lifecycle-events", json={"event": event}, headers=who[role], timeout=30
+            )
+            assert r.status_code == 200, r.text
     add_user(env, "create", "olga", "--role", "tenant_owner", "--tenant", "nebula")
     assert run_cli("users", "list", env=env).stdout.count("\n") == 2
 
@@ -145,7 +169,7 @@ def test_sign_in_see_filter_and_sort_the_dashboard(
             sign_in(page, url, "root")
             assert page.get_by_role("heading", name="Tenant KPIs").is_visible()
             assert rows(page) == ["nebula", "orbit", "quasar"]
-            assert page.locator('[data-kpi="runs_in_progress"]').inner_text() == "3"
+            assert page.locator('[data-kpi="sla_attainment"]').inner_text() == "100.0%"
             assert axe_violations(page) == []
 
             # Filter by tier: htmx swaps the table in place and pushes the URL.
