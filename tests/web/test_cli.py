@@ -1,0 +1,61 @@
+"""``tenantops users``: local web users created from the terminal."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import CliRunner, TokenFactory
+from tests.factories import tenant_body
+from tests.web.conftest import PASSWORD, sign_in
+
+
+def test_create_admin_reads_the_password_from_stdin_and_can_sign_in(
+    cli: CliRunner, web: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    done = cli("users", "create-admin", "root", "--password-stdin")
+    assert done.code == 0, done.err
+    assert done.out == "created user root (admin)\n"
+    assert PASSWORD not in done.out + done.err
+    sign_in(web, "root")
+    assert web.get("/", follow_redirects=False).status_code == 200
+
+
+def test_a_tenant_owner_is_bound_to_an_existing_tenant(
+    cli: CliRunner, client: TestClient, auth: TokenFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    am = auth("amy", "account_manager")
+    assert client.post("/api/v1/tenants", json=tenant_body(name="blue"), headers=am).is_success
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    done = cli(
+        "users", "create", "olga", "--role", "tenant_owner", "--tenant", "blue", "--password-stdin"
+    )
+    assert done.code == 0, done.err
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    missing = cli("users", "create", "otto", "--role", "tenant_owner", "--password-stdin")
+    assert missing.code == 1
+    assert "bound to a tenant" in missing.err
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    nowhere = cli(
+        "users", "create", "otto", "--role", "tenant_owner", "--tenant", "nope", "--password-stdin"
+    )
+    assert nowhere.code == 1
+    assert "no tenant" in nowhere.err
+    listed = cli("users", "list")
+    assert [line.split("\t")[0] for line in listed.out.splitlines()] == ["olga"]
+
+
+def test_a_short_password_or_an_empty_stdin_is_refused(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert "12 to 1024" in cli("users", "create-admin", "root", "--password-stdin").err
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    empty = cli("users", "create-admin", "root", "--password-stdin")
+    assert empty.code == 1
+    assert "no password on stdin" in empty.err
+    assert cli("users", "list").out == ""
