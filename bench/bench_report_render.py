@@ -187,8 +187,8 @@ def assemble(store: str, tenants: int) -> None:
         ids = seed_tenants(db, tenants)
         seed(db, ids)
         if store == "postgres":
-            with db.engine.connect() as conn:
-                for table in ("cost_daily", "cost_monthly", "tenant_ledger"):
+            for table in ("cost_daily", "cost_monthly", "tenant_ledger"):
+                with db.engine.connect() as conn:
                     conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
                         f"VACUUM ANALYZE finops.{table}"
                     )
