@@ -193,3 +193,14 @@ def test_a_tenant_owner_sees_only_their_tenant_on_the_dashboard(
     assert re.findall(r'<tr data-tenant="([^"]+)">', page) == ["alpha"]
     assert "beta" not in page
     assert "gamma" not in page
+
+
+def test_a_limit_cuts_the_table_not_the_overall_numbers(
+    web: TestClient, actors: Actors, fleet: dict[str, str]
+) -> None:
+    full = ok(web.get(KPIS, headers=actors.gov))
+    cut = ok(web.get(KPIS, params={"limit": 1, "sort": "-name"}, headers=actors.gov))
+    assert [t["name"] for t in cut["tenants"]] == ["gamma"]
+    assert cut["truncated"] is True
+    assert full["truncated"] is False
+    assert cut["overall"] == full["overall"]

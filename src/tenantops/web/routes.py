@@ -40,6 +40,7 @@ LOGIN_CSRF_COOKIE = "tenantops_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 MAX_FORM_BYTES = 16 * 1024
+PAGE_ROWS = 200  # table rows on the page; the tiles and charts count every tenant
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 FAILED_LOGIN = "Wrong username or password, or too many attempts: wait a moment and try again."
 SECURITY_HEADERS = {
@@ -92,8 +93,11 @@ def get_kpis(
     region: Filter = None,
     tier: Filter = None,
     sort: Sort = "name",
+    limit: Annotated[
+        int | None, Query(ge=1, le=100_000, description="At most this many tenant rows")
+    ] = None,
 ) -> KpiReport:
-    filters = KpiFilter(state=state, region=region, tier=tier, sort=sort)
+    filters = KpiFilter(state=state, region=region, tier=tier, sort=sort, limit=limit)
     with db.read() as session:
         return compute_kpis(
             session, principal=principal, filters=filters, cost_column=_cost_column(request)
@@ -248,7 +252,7 @@ def _cost_bars(rows: list[TenantKpis], top: int = 10) -> list[tuple[str, float]]
 def _sort_link(filters: KpiFilter, key: str) -> str:
     """The query string that sorts by ``key``, flipping the order when already sorted by it."""
     sort = f"-{key}" if filters.sort == key else key
-    params = {k: v for k, v in filters.model_dump().items() if v and k != "sort"}
+    params = {k: v for k, v in filters.model_dump().items() if v and k not in ("sort", "limit")}
     return "?" + urlencode({**params, "sort": sort})
 
 
@@ -265,7 +269,9 @@ def dashboard(
         return _to_login(request)
     if sort.removeprefix("-") not in SORT_KEYS:
         sort = "name"
-    filters = KpiFilter(state=state or None, region=region or None, tier=tier or None, sort=sort)
+    filters = KpiFilter(
+        state=state or None, region=region or None, tier=tier or None, sort=sort, limit=PAGE_ROWS
+    )
     db: Database = request.app.state.db
     with db.read() as session:
         report = compute_kpis(
