@@ -21,14 +21,21 @@ from tenantops.auth.principal import Principal, Role
 from tenantops.config import NotifySettings, Settings, SMTPSettings
 from tenantops.db import Database
 from tenantops.finops import budgets, ledger
-from tenantops.finops.actions import MONTHLY_RUNBOOK, SCHEDULER, schedule_month
+from tenantops.finops.actions import (
+    MONTHLY_RUNBOOK,
+    SCHEDULER,
+    due_at,
+    finops_actions,
+    month_after,
+    schedule_month,
+)
 from tenantops.finops.costs import Month
 from tenantops.finops.importer import import_file
 from tenantops.finops.report_render import Scope
 from tenantops.finops.reports import build_report, previous_month, write_report
 from tenantops.finops.settings import FinOpsSettings
 from tenantops.runbooks import engine
-from tenantops.runbooks.actions import ActionContext, FunctionAction
+from tenantops.runbooks.actions import ActionContext, FunctionAction, StepFailed
 from tenantops.runbooks.models import Run
 from tenantops.runbooks.worker import Worker
 from tenantops.wiring import build_actions
@@ -432,3 +439,26 @@ def test_reports_schedule_starts_the_chain_once(
     assert again.code == 0
     assert again.out.startswith("already scheduled")
     assert list(monthly_runs(db)) == ["2030-01"]
+
+
+def test_a_months_report_is_due_at_six_on_the_first_of_the_next() -> None:
+    assert due_at(Month.parse("2030-02")) == datetime(2030, 3, 1, 6, tzinfo=UTC)
+    assert month_after(Month.parse("2030-12")).label == "2031-01"
+    assert due_at(Month.parse("2030-12")) == datetime(2031, 1, 1, 6, tzinfo=UTC)
+
+
+def test_a_step_without_a_valid_month_fails_for_good(settings: Settings) -> None:
+    action = finops_actions(settings)["finops.next_month"]
+    for params in ({}, {"month": "2030-13"}):
+        ctx = ActionContext(
+            run_id="r",
+            step_name="next",
+            tenant_id=None,
+            params=params,
+            idempotency_key="r/next",
+            attempt=1,
+            actor="system:engine",
+        )
+        with pytest.raises(StepFailed) as failed:
+            action.run(ctx)
+        assert not failed.value.retriable

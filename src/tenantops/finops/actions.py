@@ -66,15 +66,14 @@ def due_at(month: Month) -> datetime:
 
 
 def _month(ctx: ActionContext) -> Month:
+    """The step's ``month`` param; a missing or malformed one fails the step for good."""
     text = ctx.params.get("month")
+    if not text:
+        raise StepFailed(f"{ctx.step_name}: param 'month' (YYYY-MM) is required", retriable=False)
     try:
-        return Month.parse(str(text or "")) if text else _fail_month(ctx)
+        return Month.parse(str(text))
     except AppError as exc:
         raise StepFailed(f"{ctx.step_name}: {exc.detail}", retriable=False) from None
-
-
-def _fail_month(ctx: ActionContext) -> Month:
-    raise StepFailed(f"{ctx.step_name}: param 'month' (YYYY-MM) is required", retriable=False)
 
 
 def _echo_month(ctx: ActionContext) -> StepResult:
