@@ -253,3 +253,20 @@ def test_users_are_unique_need_roles_and_a_long_password(db: Database) -> None:
         make("bob", roles=[Role.TENANT_OWNER])
     with pytest.raises(Unprocessable):
         make("has space")
+
+
+def test_a_quiet_hour_forgets_failures_and_old_rows_are_pruned(
+    db: Database, user: UserFactory, clock: Clock
+) -> None:
+    from tenantops.web.models import LoginThrottle
+
+    user("ann", "admin")
+    for name in ("ann", "random-1", "random-2"):
+        with db.write() as session:
+            assert service.login(session, username=name, password="wrong-password") is None
+    clock.advance(hours=2)
+    with db.write() as session:
+        assert service.login(session, username="random-3", password="wrong-password") is None
+    with db.read() as session:
+        left = session.execute(select(LoginThrottle.username)).scalars().all()
+    assert left == ["random-3"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
@@ -137,6 +138,20 @@ def _throttled(session: Session, username: str, now: datetime) -> LoginThrottle 
     return row
 
 
+def _new_throttle(session: Session, username: str, now: datetime) -> LoginThrottle:
+    """The throttle row of ``username``, created unless a concurrent failure just did."""
+    try:
+        with session.begin_nested():
+            row = LoginThrottle(username=username, failures=0, last_failed_at=now)
+            session.add(row)
+        return row
+    except IntegrityError:
+        found = session.get(LoginThrottle, username, with_for_update=True)
+        if found is None:  # pragma: no cover - deleted again in between
+            raise
+        return found
+
+
 def login(session: Session, *, username: str, password: str) -> OpenedSession | None:
     """A new session for the right password, else ``None`` (whatever the reason).
 
@@ -166,14 +181,15 @@ def login(session: Session, *, username: str, password: str) -> OpenedSession | 
             else "wrong password"
         )
         if not blocked:
-            failures = (throttle.failures if throttle else 0) + 1
-            if throttle is None:
-                throttle = LoginThrottle(username=name, failures=0, last_failed_at=now)
-                session.add(throttle)
-            throttle.failures = failures
+            throttle = throttle or _new_throttle(session, name, now)
+            throttle.failures += 1
             throttle.last_failed_at = now
-            wait = backoff(failures)
+            wait = backoff(throttle.failures)
             throttle.blocked_until = now + wait if wait else None
+            # Random usernames must not grow the table for ever.
+            session.execute(
+                delete(LoginThrottle).where(LoginThrottle.last_failed_at < now - THROTTLE_FORGET)
+            )
         session.flush()
         audit.record(
             session,
