@@ -332,8 +332,9 @@ def test_the_api_renders_each_format_with_its_type_and_file_name(
         headers=finance,
     ).text
     assert "850.00" in csv_text
-    bad = client.get("/api/v1/finops/reports/cost", params={"month": "2030-13"}, headers=finance)
-    assert bad.status_code == 422
+    for month in ("2030-13", "0000-01", "9999-12"):
+        bad = client.get("/api/v1/finops/reports/cost", params={"month": month}, headers=finance)
+        assert bad.status_code == 422, month
     assert (
         client.get("/api/v1/finops/reports/cost", headers=auth("oli", "ops_engineer")).status_code
         == 403

@@ -31,7 +31,7 @@ from tenantops.finops import budgets, ledger
 from tenantops.finops import service as finops_service
 from tenantops.finops.costs import CENT, Month
 from tenantops.finops.report_render import BudgetStatus
-from tenantops.finops.reports import write_report
+from tenantops.finops.reports import report_month, write_report
 from tenantops.kit.clock import utcnow
 from tenantops.runbooks import engine, spec
 from tenantops.runbooks.actions import (
@@ -71,7 +71,7 @@ def _month(ctx: ActionContext) -> Month:
     if not text:
         raise StepFailed(f"{ctx.step_name}: param 'month' (YYYY-MM) is required", retriable=False)
     try:
-        return Month.parse(str(text))
+        return report_month(str(text))
     except AppError as exc:
         raise StepFailed(f"{ctx.step_name}: {exc.detail}", retriable=False) from None
 
@@ -241,7 +241,7 @@ def start_budget_review(
     gates (segregation of duties): another finance user completes it.
     """
     tenant = finops_service.visible_tenant(session, principal, ref)
-    period = Month.parse(month)
+    period = report_month(month) if month else Month.parse(None)
     open_reviews = [
         r
         for r in engine.open_runs(session, tenant_id=tenant.id, runbook_id=REVIEW_RUNBOOK)

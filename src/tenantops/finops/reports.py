@@ -88,6 +88,16 @@ class WrittenReport:
         return self.report.currency
 
 
+def report_month(text: str) -> Month:
+    """``YYYY-MM`` from 1000-01 to 9998-12: a year of four digits, and a month after it."""
+    year = text[:4]
+    if not (year.isdigit() and 1000 <= int(year) <= 9998):
+        raise Unprocessable(
+            f"month must be a month from 1000-01 to 9998-12, not {text!r}", param="month"
+        )
+    return Month.parse(text)
+
+
 def previous_month(now: datetime | None = None) -> Month:
     """The month before the one ``now`` falls in: what a monthly report covers by default."""
     today = (now or utcnow()).astimezone(UTC).date()
@@ -329,7 +339,7 @@ def write_report(
     must reproduce the same bytes). Every format is rendered before any is
     written, so bad data leaves no file behind.
     """
-    period = month if isinstance(month, Month) else Month.parse(month)
+    period = month if isinstance(month, Month) else report_month(month)
     wanted = list(dict.fromkeys(formats))
     for fmt in wanted:
         if fmt not in FORMATS:
@@ -387,7 +397,7 @@ def report_for(
     """
     if fmt not in FORMATS:
         raise Unprocessable(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    period = Month.parse(month) if month else previous_month(now)
+    period = report_month(month) if month else previous_month(now)
     if tenant is None and principal.tenant_scoped:
         if principal.tenant is None:
             raise NotFound("no tenant visible to this token")
