@@ -186,6 +186,12 @@ def test_sign_in_see_filter_and_sort_the_dashboard(
             page.goto(f"{url}/")
             shoot(page, tmp_path, "dashboard.png")
 
+            # htmx requests carry the session's CSRF token (csrf.js sets hx-headers on body).
+            headers = page.evaluate("JSON.parse(document.body.getAttribute('hx-headers'))")
+            token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+            assert token
+            assert headers == {"X-CSRF-Token": token}
+
             # A form post without the CSRF token is refused, with the session cookie sent.
             refused = page.request.post(f"{url}/logout", form={"next": "/"})
             assert refused.status == 403
