@@ -206,3 +206,13 @@ def test_budget_put_get_with_if_match_and_the_ledger_shows_it(
         "/api/v1/tenants/blue/ledger", params={"kind": "cost"}, headers=finance
     ).json()
     assert budget_only["items"] == []
+
+
+def test_a_month_outside_four_digit_years_is_a_422_not_a_500() -> None:
+    from tenantops.errors import Unprocessable
+    from tenantops.finops.costs import Month
+
+    for text in ("0000-01", "0999-12", "9999-12", "2026-13"):
+        with pytest.raises(Unprocessable, match="month must look like"):
+            Month.parse(text)
+    assert Month.parse("9998-12").label == "9998-12"

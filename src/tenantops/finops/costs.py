@@ -55,7 +55,8 @@ class Month:
             try:
                 year_s, month_s = text.split("-")
                 year, month = int(year_s), int(month_s)
-                if len(year_s) != 4 or not 1 <= month <= 12:
+                # 1000..9998: four digits, and a following month that still has four.
+                if len(year_s) != 4 or not 1000 <= year <= 9998 or not 1 <= month <= 12:
                     raise ValueError(text)
             except ValueError as exc:
                 raise Unprocessable(

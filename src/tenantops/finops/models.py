@@ -74,6 +74,8 @@ class LedgerEntry(Base):
     __tablename__ = "tenant_ledger"
     __table_args__ = (
         Index("ix_tenant_ledger_tenant", "tenant_id", "seq"),
+        # The month's non-cost entries of every tenant (the all-tenant report's actions).
+        Index("ix_tenant_ledger_kind_at", "kind", "at"),
         {"schema": SCHEMA},
     )
 

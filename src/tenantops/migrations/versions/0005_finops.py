@@ -83,6 +83,7 @@ def upgrade() -> None:
         schema=schema,
     )
     op.create_index("ix_tenant_ledger_tenant", "tenant_ledger", ["tenant_id", "seq"], schema=schema)
+    op.create_index("ix_tenant_ledger_kind_at", "tenant_ledger", ["kind", "at"], schema=schema)
     op.create_table(
         "cost_daily",
         sa.Column("seq", SEQ, autoincrement=True, nullable=False),
@@ -138,6 +139,7 @@ def downgrade() -> None:
     op.drop_index("ix_cost_daily_tenant", table_name="cost_daily", schema=schema)
     op.drop_index("ix_cost_daily_day", table_name="cost_daily", schema=schema)
     op.drop_table("cost_daily", schema=schema)
+    op.drop_index("ix_tenant_ledger_kind_at", table_name="tenant_ledger", schema=schema)
     op.drop_index("ix_tenant_ledger_tenant", table_name="tenant_ledger", schema=schema)
     op.drop_table("tenant_ledger", schema=schema)
     op.drop_index("ix_cost_imports_scope", table_name="cost_imports", schema=schema)
