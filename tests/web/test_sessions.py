@@ -270,3 +270,33 @@ def test_a_quiet_hour_forgets_failures_and_old_rows_are_pruned(
     with db.read() as session:
         left = session.execute(select(LoginThrottle.username)).scalars().all()
     assert left == ["random-3"]
+
+
+def test_concurrent_failures_of_a_new_username_are_all_counted(db: Database) -> None:
+    import threading
+
+    from tenantops.web.models import LoginThrottle
+
+    # As many as are free, so none of them meets a backoff another one started.
+    barrier = threading.Barrier(service.FREE_FAILURES)
+    errors: list[BaseException] = []
+
+    def fail() -> None:
+        try:
+            barrier.wait()
+            with db.write() as session:
+                service.login(session, username="mallory", password="wrong-password")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fail) for _ in range(service.FREE_FAILURES)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    with db.read() as session:
+        row = session.get(LoginThrottle, "mallory")
+        assert row is not None
+        assert row.failures == service.FREE_FAILURES

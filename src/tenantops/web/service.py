@@ -130,7 +130,8 @@ def backoff(failures: int) -> timedelta:
 
 
 def _throttled(session: Session, username: str, now: datetime) -> LoginThrottle | None:
-    row = session.get(LoginThrottle, username)
+    # Locked: concurrent failures of one username must each count.
+    row = session.get(LoginThrottle, username, with_for_update=True)
     if row is not None and now - as_utc(row.last_failed_at) > THROTTLE_FORGET:
         session.delete(row)
         session.flush()
@@ -186,10 +187,14 @@ def login(session: Session, *, username: str, password: str) -> OpenedSession | 
             throttle.last_failed_at = now
             wait = backoff(throttle.failures)
             throttle.blocked_until = now + wait if wait else None
-            # Random usernames must not grow the table for ever.
-            session.execute(
-                delete(LoginThrottle).where(LoginThrottle.last_failed_at < now - THROTTLE_FORGET)
+            # Random usernames must not grow the table for ever. Rows another login
+            # holds are skipped, not waited for: two prunes never deadlock.
+            stale = (
+                select(LoginThrottle.username)
+                .where(LoginThrottle.last_failed_at < now - THROTTLE_FORGET)
+                .with_for_update(skip_locked=True)
             )
+            session.execute(delete(LoginThrottle).where(LoginThrottle.username.in_(stale)))
         session.flush()
         audit.record(
             session,
