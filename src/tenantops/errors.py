@@ -106,6 +106,12 @@ class PreconditionRequired(AppError):
     title = "If-Match required"
 
 
+class PayloadTooLarge(AppError):
+    status = 413
+    slug = "payload-too-large"
+    title = "The request body is too large"
+
+
 class Unprocessable(AppError):
     status = 422
     slug = "unprocessable"

@@ -339,3 +339,61 @@ def test_each_alert_on_a_tenant_is_booked_in_its_ledger_and_announced(
     assert announced[0].data["severity"] == "critical"
     assert announced[0].data["playbook"] == "alert-test"
     assert announced[0].data["run_id"]
+
+
+def test_an_empty_secret_is_no_secret_the_receiver_stays_closed(
+    db: Database, settings: Settings
+) -> None:
+    from tenantops.alerts.auth import sign as hmac_sign
+
+    app = create_app(configured(settings, bearer_token="", hmac_secret=" "), db=db)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        raw = json.dumps(notification(alert("acme"))).encode()
+        r = client.post(
+            URL,
+            content=raw,
+            headers={"content-type": "application/json", SIGNATURE_HEADER: hmac_sign(b"", raw)},
+        )
+    assert r.status_code == 503, r.text
+    assert stored(db) == []
+
+
+def test_a_huge_body_is_refused_before_it_is_read(receiver: TestClient, db: Database) -> None:
+    r = receiver.post(
+        URL,
+        content=b"{" + b" " * (11 * 2**20) + b"}",
+        headers={**AM, "content-type": "application/json"},
+    )
+    assert r.status_code == 413, r.text
+    assert stored(db) == []
+
+
+def test_over_long_and_nul_labels_are_stored_not_a_500(
+    receiver: TestClient, db: Database, tenant: dict[str, str]
+) -> None:
+    odd = {**alert("x" * 300, playbook="p" * 300), "fingerprint": "f1"}
+    nul = {**alert(tenant["name"] + "\x00"), "fingerprint": "f2"}
+    r = post(receiver, notification(odd, nul))
+    assert r.status_code == 200, r.text
+    rows = {a.fingerprint: a for a in stored(db)}
+    assert rows["f1"].tenant_label == "x" * 200
+    assert rows["f1"].playbook is None
+    assert "over 200 characters" in (rows["f1"].dispatch_error or "")
+    assert rows["f2"].tenant_id == tenant["id"]  # the NUL is dropped, the tenant found
+
+
+def test_an_alert_firing_again_after_it_resolved_starts_a_new_run(
+    receiver: TestClient, db: Database, tenant: dict[str, str], worker: Worker
+) -> None:
+    first = alert(tenant["name"])
+    post(receiver, notification(first))
+    drain(worker)
+    post(receiver, notification(resolved(first)))
+    drain(worker)
+    again = {**first, "startsAt": "2030-01-01T10:00:00Z"}
+    r = post(receiver, notification(again))
+    assert len(r.json()["runs_started"]) == 1
+    drain(worker)
+    old, new = sorted(runs(db, tenant["id"]), key=lambda run: run.created_at)
+    assert old.status == "succeeded"
+    assert new.status == "waiting"  # for its own resolution

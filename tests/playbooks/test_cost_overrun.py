@@ -122,18 +122,19 @@ def test_cost_overrun_pages_assesses_limits_after_approval_reports_and_lifts_on_
         "status": "open",
     }
 
-    # The alert resolves (the receiver signals the gate): the limit is lifted.
-    from tenantops.runbooks import engine
-
-    with db.write() as session:
-        engine.signal(
-            session,
-            run_id=run_id,
-            step_name="resolved",
-            decision="approve",
-            principal=Principal("system:alertmanager", via="system"),
-            comment="alert resolved",
+    # No resolution will come (the rule was removed): finance closes the wait by hand,
+    # which the gate allows (manual: true); ops may not.
+    r = client.post(
+        f"/api/v1/runs/{run_id}/gates/resolved", json={"decision": "approve"}, headers=actors.ops
+    )
+    assert r.status_code == 403, r.text
+    ok(
+        client.post(
+            f"/api/v1/runs/{run_id}/gates/resolved",
+            json={"decision": "approve", "comment": "rule retired"},
+            headers=finance,
         )
+    )
     drain(worker)
     done = run_of(client, finance, run_id)
     assert done["status"] == "succeeded", done

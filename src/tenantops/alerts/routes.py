@@ -24,7 +24,7 @@ from tenantops.alerts.schemas import (
 from tenantops.alerts.settings import AlertsSettings
 from tenantops.auth.deps import GuardedRoute, authorize
 from tenantops.db import Database
-from tenantops.errors import Unprocessable
+from tenantops.errors import PayloadTooLarge, Unprocessable
 from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db
 
@@ -76,6 +76,9 @@ def _dispatch(request: Request, settings: AlertsSettings) -> Dispatch:
 # the writer commits; queued in SQLite's busy handler they sleep in growing
 # steps, which under a burst of notifications costs seconds of latency.
 _SQLITE_WRITER = threading.Lock()
+# Alertmanager caps a notification's alerts (max_alerts); this bounds what an
+# unauthenticated caller can make the server buffer.
+MAX_BODY = 10 * 2**20
 
 
 def _store(db: Database, payload: AlertmanagerPayload, dispatch: Dispatch) -> ReceiveResult:
@@ -98,7 +101,13 @@ def _store(db: Database, payload: AlertmanagerPayload, dispatch: Dispatch) -> Re
 )
 async def alertmanager(request: Request, db: Db) -> ReceiveResult:
     settings: AlertsSettings = request.app.state.settings.alerts
+    # The route takes no tenantops token: refuse a huge body before buffering it.
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise PayloadTooLarge(f"a notification is at most {MAX_BODY // 2**20} MiB")
     body = await request.body()
+    if len(body) > MAX_BODY:
+        raise PayloadTooLarge(f"a notification is at most {MAX_BODY // 2**20} MiB")
     verify(settings, request.headers, body)
     payload = parse_payload(body)
     return await run_in_threadpool(_store, db, payload, _dispatch(request, settings))

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 Labels = dict[str, str]
 
@@ -28,8 +28,8 @@ class AlertmanagerAlert(BaseModel):
     status: AlertStatus
     labels: Labels
     annotations: Labels = Field(default_factory=dict)
-    starts_at: datetime = Field(alias="startsAt")
-    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    starts_at: AwareDatetime = Field(alias="startsAt")
+    ends_at: AwareDatetime | None = Field(default=None, alias="endsAt")
     generator_url: str | None = Field(default=None, alias="generatorURL", max_length=8000)
     fingerprint: Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -38,6 +38,12 @@ class AlertmanagerAlert(BaseModel):
     def _zero_is_none(cls, value: datetime | None) -> datetime | None:
         # A firing alert carries Go's zero time (0001-01-01T00:00:00Z): no end yet.
         return None if value is not None and value.year <= 1 else value
+
+    @field_validator("labels", "annotations", mode="after")
+    @classmethod
+    def _no_nul(cls, values: Labels) -> Labels:
+        # PostgreSQL text cannot hold NUL; one such label must not fail the whole group.
+        return {k.replace("\x00", ""): v.replace("\x00", "") for k, v in values.items()}
 
     @field_validator("labels")
     @classmethod

@@ -163,6 +163,7 @@ def _open_run_of(session: Session, alert: Alert) -> str | None:
             Alert.tenant_id == alert.tenant_id,
             Alert.playbook == alert.playbook,
             Alert.status == AlertStatus.FIRING.value,
+            Alert.closed_at.is_(None),  # a resolved firing's run already has its signal
             Alert.run_id.is_not(None),
             Alert.id != alert.id,
         )
@@ -178,6 +179,10 @@ def _fire(
     session: Session, alert: Alert, tenant: Tenant | None, dispatch: Dispatch, out: _Outcome
 ) -> None:
     playbook = dispatch.playbook_for(alert.labels)
+    if playbook is not None and len(playbook) > 200:
+        alert.dispatch_error = f"no runbook named {playbook[:100]!r}… (over 200 characters)"
+        out.errors.append(f"{alert.alertname} ({alert.fingerprint}): {alert.dispatch_error}")
+        return
     alert.playbook = playbook
     if playbook is None:
         return
@@ -252,6 +257,7 @@ def _signal(session: Session, alert: Alert, run_id: str) -> str:
     ]
     if not gates:
         return f"run {run_id} has no {RESOLVED_SIGNAL} gate; resolution recorded only"
+    sent, refused = [], []
     for step in gates:
         try:
             engine.signal(
@@ -262,9 +268,11 @@ def _signal(session: Session, alert: Alert, run_id: str) -> str:
                 principal=ALERTMANAGER,
                 comment=f"alert {alert.alertname} resolved",
             )
+            sent.append(step)
         except Conflict as exc:
-            return f"run {run_id}: {exc.detail}"
-    return f"{RESOLVED_SIGNAL} sent to run {run_id} ({', '.join(gates)})"
+            refused.append(f"{step}: {exc.detail}")
+    note = f"{RESOLVED_SIGNAL} sent to run {run_id} ({', '.join(sent)})" if sent else ""
+    return "; ".join(filter(None, [note, *(f"run {run_id} {r}" for r in refused)]))
 
 
 def receive(
@@ -292,7 +300,7 @@ def receive(
             "status": item.status.value,
             "alertname": item.labels["alertname"][:200],
             "tenant_id": None,
-            "tenant_label": (item.labels.get(TENANT_LABEL) or None),
+            "tenant_label": (item.labels.get(TENANT_LABEL) or "")[:200] or None,
             "labels": item.labels,
             "annotations": item.annotations,
             "starts_at": item.starts_at,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
 class AlertsSettings(BaseModel):
@@ -24,6 +25,14 @@ class AlertsSettings(BaseModel):
         default=None,
         description="Key of the HMAC-SHA256 signature a relay sends in X-Tenantops-Signature",
     )
+
+    @field_validator("bearer_token", "hmac_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An empty secret is no secret: ``HMAC_SECRET=`` must not let anyone sign."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(raw, str) and not raw.strip() else value
+
     playbooks: dict[str, str] = Field(
         default_factory=dict,
         description="alertname -> runbook id, for alerts without a tenantops_playbook label",

@@ -52,6 +52,7 @@ from tenantops.runbooks.actions import (
     Registry,
     StepFailed,
     StepResult,
+    skipped,
 )
 
 DEFAULT_SECRET_PATHS = ("app/config", "app/database", "app/queue")
@@ -152,12 +153,6 @@ def _argocd(settings: Settings) -> ArgoCD:
 
 
 # Helpers --------------------------------------------------------------------------------
-
-
-def _not_configured(reason: str) -> StepResult:
-    """A step whose system this installation does not have: done, and saying why."""
-    result = {"skipped": True, "reason": reason}
-    return StepResult(output=result, evidence=result)
 
 
 def _tenant(ctx: ActionContext) -> dict[str, Any]:
@@ -617,7 +612,7 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
                 f"{service.upper()}__ROUTING_KEY)"
             )
             if action != "trigger":
-                return _not_configured(f"{why}: nothing to {action}")
+                return skipped(f"{why}: nothing to {action}")
             if not p.get("summary"):
                 raise StepFailed(f"{ctx.step_name}: a trigger needs a summary", retriable=False)
             given = p.get("details")

@@ -18,13 +18,12 @@ from pathlib import Path
 
 from anyio import to_thread
 
-from tenantops.errors import Unprocessable
+from tenantops.errors import PayloadTooLarge, Unprocessable
 
 CHUNK = 1 << 20
 
 
-class TooLarge(Unprocessable):
-    status = 413
+class TooLarge(PayloadTooLarge):
     slug = "upload-too-large"
     title = "The upload is too large"
 

@@ -46,6 +46,7 @@ from tenantops.runbooks.actions import (
     Registry,
     StepFailed,
     StepResult,
+    skipped,
 )
 
 
@@ -256,12 +257,6 @@ def _quota(size: TierSize) -> dict[str, str | int]:
     }
 
 
-def _not_here(reason: str) -> StepResult:
-    """A step whose system this installation does not use: done, and saying why."""
-    result = {"skipped": True, "reason": reason}
-    return StepResult(output=result, evidence=result)
-
-
 def terraform_actions(settings: Settings, *, cli: Provisioner | None = None) -> Registry:
     """``terraform.plan_apply``: the tenant-bootstrap module planned and applied, the plan
     JSON kept as evidence.
@@ -274,7 +269,7 @@ def terraform_actions(settings: Settings, *, cli: Provisioner | None = None) -> 
 
     def plan_apply(ctx: ActionContext) -> StepResult:
         if cli is None and not settings.terraform.binary:
-            return _not_here(
+            return skipped(
                 "Terraform is not chosen (TENANTOPS_TERRAFORM__BINARY): "
                 "the GitOps step provisions this tenant"
             )
@@ -282,7 +277,7 @@ def terraform_actions(settings: Settings, *, cli: Provisioner | None = None) -> 
             try:
                 provisioner.binary()
             except DriverError as exc:
-                return _not_here(f"{exc}: the GitOps step provisions this tenant")
+                return skipped(f"{exc}: the GitOps step provisions this tenant")
         spec = _spec(ctx, isolated=None)
         variables = {
             "tenant": spec.name,
@@ -321,7 +316,7 @@ def cluster_actions(settings: Settings, *, cluster: Cluster | None = None) -> Re
     def direct(fn: Callable[[ActionContext, Cluster], StepResult]) -> FunctionAction:
         def run(ctx: ActionContext) -> StepResult:
             if target is None:
-                return _not_here(
+                return skipped(
                     "no Kubernetes API configured (TENANTOPS_KUBERNETES__*): "
                     "the cluster is reached through GitOps"
                 )

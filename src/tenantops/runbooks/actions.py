@@ -39,6 +39,12 @@ class StepResult:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
+def skipped(reason: str) -> StepResult:
+    """A step whose system this installation does not have: done, and saying why."""
+    result = {"skipped": True, "reason": reason}
+    return StepResult(output=result, evidence=result)
+
+
 class StepFailed(Exception):
     """An action failed. ``retriable`` says whether trying again can help."""
 

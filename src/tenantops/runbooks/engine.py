@@ -885,7 +885,7 @@ def signal(
     if decision not in ("approve", "reject"):
         raise Unprocessable("decision must be approve or reject")
     if principal.via != "system":
-        if gate.signal is not None:
+        if gate.signal is not None and not gate.manual:
             raise Conflict(
                 f"gate {step_name!r} opens on the {gate.signal} signal; "
                 f"{gate.prompt or 'it cannot be decided here'}"
@@ -899,6 +899,9 @@ def signal(
                 rule="requester-not-approver",
             )
         role = role or held[0]
+    row = next(r for r in steps_of(session, run.id) if r.name == step_name)
+    if row.status in FINISHED:  # checked before anything is written: a refusal leaves no row
+        raise Conflict(f"gate {step_name!r} was already decided")
     now = utcnow()
     sig = RunSignal(
         id=new_id(),
@@ -912,9 +915,6 @@ def signal(
     )
     session.add(sig)
     session.flush()
-    row = next(r for r in steps_of(session, run.id) if r.name == step_name)
-    if row.status in FINISHED:
-        raise Conflict(f"gate {step_name!r} was already decided")
     if audited:
         # Recorded before it is applied, so the trail reads decision -> what followed.
         audit.record(

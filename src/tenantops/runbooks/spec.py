@@ -82,6 +82,11 @@ class Gate(BaseModel):
         default=None,
         description="Name of a system signal that also opens the gate (e.g. tenant_approved)",
     )
+    manual: bool = Field(
+        default=False,
+        description="With a signal: a person holding one of roles may decide it too "
+        "(e.g. close a wait for a resolution that never comes)",
+    )
     prompt: str | None = None
 
 

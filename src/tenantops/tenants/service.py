@@ -494,8 +494,9 @@ def change_tier(
 ) -> Tenant:
     """Move a tenant to another tier (its quota and limits follow at the next GitOps sync).
 
-    Reached through an approved playbook step (Resource Exhaustion) or an operator;
-    the caller has checked that ``tier`` is one the platform renders.
+    Reached through an approved playbook step (Resource Exhaustion, whose
+    ``quota.propose`` names a tier the platform renders). A tier the render does
+    not know fails the tenant's next GitOps sync, so other callers must check it.
     """
     tenant = _lock(session, principal=principal, ref=ref, if_match=None)
     if tenant.tier == tier:
