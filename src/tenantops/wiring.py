@@ -45,7 +45,7 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     actions.update(cluster_actions(settings))
     actions.update(quota_actions())
     actions.update(breakglass_actions())
-    actions.update(finops_actions(settings))
+    actions.update(finops_actions(settings, db))
     actions.update(playbook_actions(settings, db))
     return actions
 

@@ -211,3 +211,29 @@ def test_the_ledger_pages_newest_first(db: Database, blue: str) -> None:
         rest, end = ledger.entries(session, tenant_id=blue, before=cursor, limit=3)
     assert [e.ref for e in first + rest] == ["n4", "n3", "n2", "n1", "n0"]
     assert end is None
+
+
+def test_top_services_are_those_of_the_budget_currency_whatever_else_costs_more(
+    db: Database, blue: str, clock: Clock, tmp_path: Path
+) -> None:
+    clock.now = datetime(2030, 1, 11, tzinfo=UTC)
+    usd = [
+        tagged("blue", "1000", ServiceName=f"US {n}", BillingCurrency="USD", BillingAccountId="us")
+        for n in range(6)
+    ]
+    with db.write() as session:
+        import_file(
+            session,
+            path=write_csv(tmp_path / "eur.csv", [tagged("blue", "10.125", ServiceName="Compute")]),
+            principal=FIN,
+            settings=FinOpsSettings(),
+        )
+        import_file(
+            session, path=write_csv(tmp_path / "usd.csv", usd), principal=FIN,
+            settings=FinOpsSettings(),
+        )  # fmt: skip
+    with db.read() as session:
+        status = budgets.budget_status(session, blue)
+    assert status.currency == "EUR"
+    assert status.top_services == [("Compute", Decimal("10.125"))]
+    assert status.cost == Decimal("10.13")  # half up, as every FinOps figure

@@ -448,8 +448,8 @@ def test_a_months_report_is_due_at_six_on_the_first_of_the_next() -> None:
     assert due_at(Month.parse("2030-12")) == datetime(2031, 1, 1, 6, tzinfo=UTC)
 
 
-def test_a_step_without_a_valid_month_fails_for_good(settings: Settings) -> None:
-    action = finops_actions(settings)["finops.next_month"]
+def test_a_step_without_a_valid_month_fails_for_good(settings: Settings, db: Database) -> None:
+    action = finops_actions(settings, db)["finops.next_month"]
     for params in ({}, {"month": "2030-13"}):
         ctx = ActionContext(
             run_id="r",

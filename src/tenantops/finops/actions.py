@@ -26,12 +26,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
+from tenantops.db import Database
 from tenantops.errors import AppError, Conflict
 from tenantops.finops import budgets, ledger
 from tenantops.finops import service as finops_service
 from tenantops.finops.costs import CENT, Month
 from tenantops.finops.report_render import BudgetStatus
 from tenantops.finops.reports import report_month, write_report
+from tenantops.finops.store import serialise
 from tenantops.kit.clock import utcnow
 from tenantops.runbooks import engine, spec
 from tenantops.runbooks.actions import (
@@ -99,6 +101,7 @@ def open_monthly_runs(session: Session) -> list[Run]:
 
 def schedule_month(session: Session, month: Month, *, actor: Principal) -> tuple[Run, bool]:
     """The run reporting ``month``: the existing one, or a new one (True) if none exists."""
+    serialise(session, f"finops-monthly-report:{month.label}")  # one run per month
     existing = month_runs(session, month.label)
     if existing:
         return existing[0], False
@@ -111,18 +114,23 @@ def schedule_month(session: Session, month: Month, *, actor: Principal) -> tuple
     return run, True
 
 
-def finops_actions(settings: Settings) -> Registry:
-    """The finops actions, bound to ``settings`` (data directory, cost column)."""
+def finops_actions(settings: Settings, db: Database) -> Registry:
+    """The finops actions, bound to ``settings`` (data directory, cost column) and ``db``."""
 
-    def report_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
-        run = engine.get_run(session, ctx.run_id)
-        written = write_report(
-            settings,
-            session,
-            _month(ctx),
-            tenant_id=ctx.params.get("tenant") or None,
-            now=_aware(run.created_at),
-        )
+    def report_run(ctx: ActionContext) -> StepResult:
+        # Read-only and outside the step's write transaction: rendering 10,000 tenants
+        # takes seconds, which must not hold SQLite's write lock. The files are
+        # byte-stable for the run (generated_at = its start), so a re-run rewrites them.
+        with db.read() as session:
+            run = engine.get_run(session, ctx.run_id)
+            written = write_report(
+                settings,
+                session,
+                _month(ctx),
+                tenant_id=ctx.params.get("tenant") or None,
+                now=_aware(run.created_at),
+            )
+        result = StepResult()
         report = written.report
         figures = {
             "month": written.month,
@@ -142,6 +150,7 @@ def finops_actions(settings: Settings) -> Registry:
             for fmt, path in written.paths.items()
         }
         result.evidence.update(figures)
+        return result
 
     def next_run(ctx: ActionContext) -> StepResult:
         following = month_after(_month(ctx))
@@ -224,7 +233,7 @@ def finops_actions(settings: Settings) -> Registry:
         )
 
     return {
-        "finops.cost_report": FunctionAction(_echo_month, report_apply),
+        "finops.cost_report": FunctionAction(report_run),
         "finops.next_month": FunctionAction(next_run),
         "finops.schedule_next": FunctionAction(_echo_month, schedule_apply),
         "finops.budget_snapshot": FunctionAction(_echo_month, snapshot_apply),
@@ -241,6 +250,8 @@ def start_budget_review(
     gates (segregation of duties): another finance user completes it.
     """
     tenant = finops_service.visible_tenant(session, principal, ref)
+    # Locked, so two starts at once cannot both find no open review and both start one.
+    session.refresh(tenant, with_for_update=True)
     period = report_month(month) if month else Month.parse(None)
     open_reviews = [
         r

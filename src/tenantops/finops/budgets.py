@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from tenantops.auth.principal import Principal
 from tenantops.errors import NotFound, PreconditionFailed, Unprocessable
 from tenantops.finops import ledger
-from tenantops.finops.costs import Month, forecast, tenant_month
+from tenantops.finops.costs import Month, cents, crossed, forecast, tenant_month
 from tenantops.finops.models import Budget
 from tenantops.kit.clock import utcnow
 from tenantops.kit.iso4217 import CURRENCY_CODES
@@ -132,7 +132,9 @@ def set_budget(
     if currency not in CURRENCY_CODES:
         raise Unprocessable(f"{currency!r} is not an ISO 4217 currency code", param="currency")
     levels = check_thresholds(list(thresholds or DEFAULT_THRESHOLDS))
-    tenant = _tenant(session, tenant_ref)
+    # The tenant row, not the budget row, is the lock: before the first budget there is
+    # no budget row to lock, and two first writers would both insert.
+    tenant = _tenant(session, tenant_ref, for_update=True)
     row = session.execute(
         select(Budget).where(Budget.tenant_id == tenant.id).with_for_update()
     ).scalar_one_or_none()
@@ -179,7 +181,7 @@ def set_budget(
     return view(session, tenant)
 
 
-def _ratio(cost: Decimal, budget: Decimal) -> Decimal | None:
+def ratio_of(cost: Decimal, budget: Decimal) -> Decimal | None:
     return (cost / budget).quantize(RATIO, ROUND_HALF_UP) if budget > 0 else None
 
 
@@ -200,27 +202,24 @@ def budget_status(
     period = month if isinstance(month, Month) else Month.parse(month, now=now)
     tenant = _tenant(session, tenant_id)
     budget = view(session, tenant, default_thresholds=default_thresholds)
-    spent = tenant_month(session, tenant.id, period, cost_column=cost_column)
+    spent = tenant_month(
+        session, tenant.id, period, cost_column=cost_column, currency=budget.currency
+    )
     cost = spent.by_currency.get(budget.currency, Decimal(0))
     projected = forecast(cost, period, now)
-    crossed = [
-        t for t in budget.thresholds if budget.amount > 0 and cost * 100 >= budget.amount * t
-    ]
+    reached = crossed(cost, budget.amount, budget.thresholds)
     return BudgetStatus(
         tenant_id=tenant.id,
         tenant_name=tenant.name,
         month=period.label,
         currency=budget.currency,
-        cost=cost.quantize(CENT_Q, ROUND_HALF_UP),
+        cost=cents(cost),
         forecast=projected,
         budget=budget.amount,
-        ratio=_ratio(cost, budget.amount),
-        forecast_ratio=_ratio(projected, budget.amount),
+        ratio=ratio_of(cost, budget.amount),
+        forecast_ratio=ratio_of(projected, budget.amount),
         thresholds=budget.thresholds,
-        crossed=crossed,
+        crossed=reached,
         top_services=[(s, t) for s, c, t in spent.services if c == budget.currency],
         other_currencies={c: v for c, v in spent.by_currency.items() if c != budget.currency},
     )
-
-
-CENT_Q = Decimal("0.01")

@@ -67,6 +67,17 @@ class Month:
         return cls(first=first, after=date.fromordinal(first.toordinal() + days))
 
 
+def cents(value: Decimal) -> Decimal:
+    """Money as every FinOps figure shows it: two places, half up (half even would make
+    the same cost differ by a cent between the costs API, budgets and reports)."""
+    return value.quantize(CENT, ROUND_HALF_UP)
+
+
+def crossed(cost: Decimal, budget: Decimal, thresholds: list[int]) -> list[int]:
+    """The thresholds (percent of ``budget``) that ``cost`` has reached."""
+    return [t for t in thresholds if budget > 0 and cost * 100 >= budget * t]
+
+
 def forecast(cost: Decimal, month: Month, now: datetime | None = None) -> Decimal:
     """Month-end cost at the current burn rate (see the module docstring)."""
     now = (now or utcnow()).astimezone(UTC)
@@ -103,20 +114,29 @@ class TenantMonth:
 
 
 def tenant_month(
-    session: Session, tenant_id: str, month: Month, *, cost_column: str, top: int = 5
+    session: Session,
+    tenant_id: str,
+    month: Month,
+    *,
+    cost_column: str,
+    top: int = 5,
+    currency: str | None = None,
 ) -> TenantMonth:
-    """Cost of one tenant in ``month`` (index ``ix_cost_daily_tenant``)."""
+    """Cost of one tenant in ``month`` (index ``ix_cost_daily_tenant``); the top services
+    in ``currency`` when given (ranked before the cut, so another currency cannot crowd
+    them out), else across currencies."""
     cost = func.sum(measure(cost_column))
     base = current(select(CostDaily.currency, cost), month).where(CostDaily.tenant_id == tenant_id)
     result = TenantMonth()
-    for currency, total in session.execute(base.group_by(CostDaily.currency)):
-        result.by_currency[str(currency)] = _dec(total)
+    for code, total in session.execute(base.group_by(CostDaily.currency)):
+        result.by_currency[str(code)] = _dec(total)
+    ranked = current(select(CostDaily.service_name, CostDaily.currency, cost), month).where(
+        CostDaily.tenant_id == tenant_id
+    )
+    if currency is not None:
+        ranked = ranked.where(CostDaily.currency == currency)
     services = session.execute(
-        current(select(CostDaily.service_name, CostDaily.currency, cost), month)
-        .where(CostDaily.tenant_id == tenant_id)
-        .group_by(CostDaily.service_name, CostDaily.currency)
-        .order_by(cost.desc())
-        .limit(top)
+        ranked.group_by(CostDaily.service_name, CostDaily.currency).order_by(cost.desc()).limit(top)
     )
     result.services = [(str(s), str(c), _dec(t)) for s, c, t in services]
     days = session.execute(

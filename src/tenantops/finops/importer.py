@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,7 +47,7 @@ from tenantops.finops.focus import (
 )
 from tenantops.finops.models import CostImport
 from tenantops.finops.settings import FinOpsSettings
-from tenantops.finops.store import SCHEMA
+from tenantops.finops.store import SCHEMA, serialise
 from tenantops.kit.clock import utcnow
 from tenantops.kit.ids import new_id
 
@@ -382,13 +382,9 @@ def _finish(
 
     unallocated_rows = int(pc.sum(unallocated.column("lines")).as_py() or 0)
     tenant_count = len(pc.unique(daily.column("tenant_id").drop_null()))
-    if session.get_bind().dialect.name == "postgresql":
-        # Two imports of one (account, period) at once: the second waits for the
-        # first to commit, then supersedes it (on SQLite writers are serial anyway).
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:scope, 0))"),
-            {"scope": f"finops-import:{account}:{period_start.isoformat()}"},
-        )
+    # Two imports of one (account, period) at once: the second waits for the first to
+    # commit, then supersedes it.
+    serialise(session, f"finops-import:{account}:{period_start.isoformat()}")
     current = (
         session.execute(
             select(CostImport)

@@ -1,7 +1,8 @@
 """Runbook actions of the Cost Overrun playbook: assess, report, record, follow up.
 
 ``finops.assess``     the month's cost, burn-rate forecast, budget and ratio, the hotspot
-                      services (from the ledger) and the rate-limit policy to apply; the
+                      services (the daily cost aggregate of the ledger's cost lines) and
+                      the rate-limit policy to apply; the
                       ``notice`` output is what the notifications show
 ``finops.report``     the tenant's cost report for the month written as HTML, CSV and PDF
                       under the data directory; paths and SHA-256 digests are evidence

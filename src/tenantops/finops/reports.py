@@ -35,7 +35,15 @@ from sqlalchemy.orm import Session
 from tenantops.auth.principal import Principal
 from tenantops.errors import NotFound, Unprocessable
 from tenantops.finops import service as finops_service
-from tenantops.finops.costs import Month, current, forecast, measure, monthly_measure
+from tenantops.finops.costs import (
+    Month,
+    cents,
+    crossed,
+    current,
+    forecast,
+    measure,
+    monthly_measure,
+)
 from tenantops.finops.ledger import LedgerKind
 from tenantops.finops.models import Budget, CostDaily, CostImport, CostMonthly, LedgerEntry
 from tenantops.finops.report_render import (
@@ -66,7 +74,6 @@ CONTENT_TYPES = {
 }
 DEFAULT_THRESHOLDS = [50, 80, 100, 120]
 _ACTION_KINDS = [k.value for k in LedgerKind if k is not LedgerKind.COST]
-_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -290,10 +297,10 @@ def build_report(
             TenantCost(
                 tenant_id=tid,
                 name=name,
-                cost_mtd=spent.quantize(_CENT),
+                cost_mtd=cents(spent),
                 forecast=forecast(spent, month, now),
                 budget=amount if amount > 0 else None,
-                thresholds_crossed=[t for t in levels if amount > 0 and spent * 100 >= amount * t],
+                thresholds_crossed=crossed(spent, amount, levels),
                 daily=daily.get(tid, []),
                 previous_months=earlier.get(tid, []),
                 top_services=top,

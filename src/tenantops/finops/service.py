@@ -25,7 +25,16 @@ from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal
 from tenantops.finops import budgets, ledger
-from tenantops.finops.costs import Month, forecast, month_totals, tenant_month, tenants_month
+from tenantops.finops.budgets import ratio_of
+from tenantops.finops.costs import (
+    Month,
+    cents,
+    crossed,
+    forecast,
+    month_totals,
+    tenant_month,
+    tenants_month,
+)
 from tenantops.finops.importer import ImportResult
 from tenantops.finops.models import Budget, CostImport
 from tenantops.finops.schemas import (
@@ -130,17 +139,17 @@ def cost_overview(
         levels = list(row.thresholds) if row else list(settings.default_thresholds)
         by_currency = spent.get(tenant.id, {})
         cost = by_currency.get(currency, Decimal(0))
-        crossed = [t for t in levels if amount > 0 and cost * 100 >= amount * t]
+        reached = crossed(cost, amount, levels)
         items.append(
             CostRow(
                 tenant_id=tenant.id,
                 tenant_name=tenant.name,
                 currency=currency,
-                cost=cost.quantize(Decimal("0.01")),
+                cost=cents(cost),
                 forecast=forecast(cost, period),
                 budget=amount,
-                ratio=(cost / amount).quantize(Decimal("0.0001")) if amount > 0 else None,
-                crossed=crossed[-1] if crossed else None,
+                ratio=ratio_of(cost, amount),
+                crossed=reached[-1] if reached else None,
                 other_currencies={c: v for c, v in by_currency.items() if c != currency},
             )
         )

@@ -102,7 +102,7 @@ def _file_part(path: Path, content_type: str) -> Received:
         if start < 0 or end_headers < 0:
             raise Unprocessable("multipart body without a part")
         headers = head[start:end_headers].decode("latin-1")
-        if 'name="file"' not in headers:
+        if not re.search(r'(?:^|[;\s])name="file"', headers):  # not filename="file"
             raise Unprocessable("send the cost file as the first multipart part, named 'file'")
         name = re.search(r'filename="([^"]*)"', headers)
         src.seek(end_headers + 4)
