@@ -30,6 +30,7 @@ from tenantops.drivers.notify.settings import ChannelsSettings
 from tenantops.drivers.secrets.settings import VaultSettings
 from tenantops.drivers.terraform.settings import TerraformSettings
 from tenantops.finops.settings import FinOpsSettings
+from tenantops.web.settings import WebSettings
 
 
 class OIDCSettings(BaseModel):
@@ -243,6 +244,7 @@ class Settings(BaseSettings):
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
     finops: FinOpsSettings = Field(default_factory=FinOpsSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     # A bootstrap admin token printed once on first start of an empty database,
     # so the embedded default is usable without an identity provider.
     bootstrap_admin: bool = True

@@ -32,7 +32,6 @@ from tenantops.web.kpis import (
     compute_kpis,
     filter_options,
 )
-from tenantops.web.settings import WebSettings
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "tenantops_session"
@@ -69,8 +68,7 @@ Sort = Annotated[str, Query(max_length=32, description="A column; prefix - for d
 
 def mount(app: FastAPI) -> None:
     """Add the web UI to ``app``: pages, the KPI API, the vendored static files."""
-    settings = getattr(app.state.settings, "web", None) or WebSettings()
-    app.state.web_settings = settings
+    app.state.web_settings = app.state.settings.web
     app.state.web_templates = Jinja2Templates(directory=HERE / "templates")
     app.include_router(pages)
     app.include_router(api)

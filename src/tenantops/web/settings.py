@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel
 
 
-class WebSettings(BaseSettings):
+class WebSettings(BaseModel):
     """``secure_cookies``: ``auto`` marks the session cookie ``Secure`` except on plain
     http to 127.0.0.1/localhost, where a browser would then never send it back."""
-
-    model_config = SettingsConfigDict(env_prefix="TENANTOPS_WEB__", extra="ignore")
 
     secure_cookies: Literal["auto", "always", "never"] = "auto"
