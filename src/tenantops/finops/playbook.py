@@ -15,6 +15,7 @@ transaction that records the step, so a re-run step never books twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -103,6 +104,17 @@ def playbook_actions(settings: Settings, db: Database) -> Registry:
         result.update(month=month.label, digest=dict(written.sha256))
         return StepResult(output=result, evidence=result)
 
+    def book(kind: LedgerKind) -> Callable[[Session, ActionContext, StepResult], None]:
+        """Append the step's output to the tenant's ledger as ``kind``, once per step."""
+
+        def apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+            entry = ledger.append(
+                session, _tenant_id(ctx), kind, actor=system, ref=ctx.run_id, data=result.output
+            )
+            result.evidence["ledger_seq"] = entry.seq
+
+        return apply
+
     def record_run(ctx: ActionContext) -> StepResult:
         summary = str(ctx.params.get("summary") or ctx.step_name)
         measures = ctx.params.get("measures")
@@ -110,17 +122,6 @@ def playbook_actions(settings: Settings, db: Database) -> Registry:
         if isinstance(measures, dict):
             data["measures"] = measures
         return StepResult(output=data, evidence={"summary": summary})
-
-    def record_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
-        entry = ledger.append(
-            session,
-            _tenant_id(ctx),
-            LedgerKind.ACTION,
-            actor=system,
-            ref=ctx.run_id,
-            data=result.output,
-        )
-        result.evidence["ledger_seq"] = entry.seq
 
     def follow_up_run(ctx: ActionContext) -> StepResult:
         days = int(ctx.params.get("due_in_days") or settings.finops.follow_up_days)
@@ -137,20 +138,9 @@ def playbook_actions(settings: Settings, db: Database) -> Registry:
         }
         return StepResult(output=data, evidence={"due": due, "owner": data["owner"]})
 
-    def follow_up_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
-        entry = ledger.append(
-            session,
-            _tenant_id(ctx),
-            LedgerKind.FOLLOW_UP,
-            actor=system,
-            ref=ctx.run_id,
-            data=result.output,
-        )
-        result.evidence["ledger_seq"] = entry.seq
-
     return {
         "finops.assess": FunctionAction(assess),
         "finops.report": FunctionAction(report),
-        "finops.record": FunctionAction(record_run, record_apply),
-        "finops.follow_up": FunctionAction(follow_up_run, follow_up_apply),
+        "finops.record": FunctionAction(record_run, book(LedgerKind.ACTION)),
+        "finops.follow_up": FunctionAction(follow_up_run, book(LedgerKind.FOLLOW_UP)),
     }
