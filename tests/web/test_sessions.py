@@ -142,6 +142,8 @@ def test_logout_needs_the_csrf_token_and_ends_the_session(
 
     assert web.post("/logout", follow_redirects=False).status_code == 403
     assert web.post("/logout", data={"csrf_token": "x"}, follow_redirects=False).status_code == 403
+    # A token with non-ASCII characters is refused like any wrong one (not a 500).
+    assert web.post("/logout", data={"csrf_token": "é"}, follow_redirects=False).status_code == 403
     assert web.get("/", follow_redirects=False).status_code == 200
 
     r = web.post("/logout", headers={"X-CSRF-Token": csrf}, follow_redirects=False)
@@ -300,3 +302,16 @@ def test_concurrent_failures_of_a_new_username_are_all_counted(db: Database) -> 
         row = session.get(LoginThrottle, "mallory")
         assert row is not None
         assert row.failures == service.FREE_FAILURES
+
+
+def test_a_username_with_a_nul_is_a_refused_login_not_a_500(
+    web: TestClient, user: UserFactory
+) -> None:
+    user("ann", "admin")
+    r = web.post(
+        "/login",
+        data={"username": "an\x00n", "password": "wrong", "csrf_token": login_csrf(web)},
+        follow_redirects=False,
+    )
+    assert r.status_code < 500, r.text
+    assert "tenantops_session" not in web.cookies

@@ -32,6 +32,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from tenantops.audit.models import AuditEntry
+from tenantops.auth.policy import COST_READERS
 from tenantops.auth.principal import Principal
 from tenantops.errors import Unprocessable
 from tenantops.finops.costs import Month, tenants_month
@@ -198,6 +199,9 @@ def compute_kpis(
 ) -> KpiReport:
     """The KPI report of the tenants ``principal`` may see, filtered and sorted."""
     now = now or utcnow()
+    # Cost is FinOps data: its readers, or a tenant owner for their own tenant (as the
+    # cost API); other staff see every KPI but cost.
+    sees_cost = principal.tenant_scoped or bool(principal.roles & COST_READERS)
     query = select(
         Tenant.id,
         Tenant.name,
@@ -286,7 +290,7 @@ def compute_kpis(
             else:
                 sla = "pending"
         amount, currency = budgets.get(t.id, (Decimal(t.monthly_budget), t.currency))
-        spent = costs.get(t.id, {})
+        spent = costs.get(t.id, {}) if sees_cost else {}
         cost = spent.get(currency)
         cost = cost.quantize(Decimal("0.01"), ROUND_HALF_UP) if cost is not None else None
         ratio = (

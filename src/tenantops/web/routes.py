@@ -62,7 +62,8 @@ api = APIRouter(
     responses=problem_responses(401, 403, 422),
 )
 
-Filter = Annotated[str | None, Query(max_length=64)]
+# Printable, no NUL (PostgreSQL text cannot hold it): anything else is a 422, not a 500.
+Filter = Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$")]
 Sort = Annotated[str, Query(max_length=32, description="A column; prefix - for descending")]
 
 

@@ -53,7 +53,10 @@ def csrf_for(value: str) -> str:
 
 
 def csrf_matches(expected: str, presented: str | None) -> bool:
-    return bool(presented) and hmac.compare_digest(expected, presented or "")
+    # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+    return bool(presented) and hmac.compare_digest(
+        expected.encode(), (presented or "").encode("utf-8", "replace")
+    )
 
 
 def _principal(user: WebUser) -> Principal:
@@ -160,7 +163,8 @@ def login(session: Session, *, username: str, password: str) -> OpenedSession | 
     look the same to the caller; the audit trail tells them apart.
     """
     now = utcnow()
-    name = username.strip()[:USERNAME_MAX]
+    # No NUL: PostgreSQL text cannot hold it (a 500 instead of a refused login).
+    name = username.replace("\x00", "").strip()[:USERNAME_MAX]
     throttle = _throttled(session, name, now)
     blocked = (
         throttle is not None
