@@ -64,7 +64,12 @@ class Fuzzed:
     def __init__(self, tmp: Path) -> None:
         self.db = Database(f"sqlite:///{tmp / 'fuzz.db'}")
         upgrade(self.db.engine)
-        self.app: FastAPI = create_app(Settings(data_dir=tmp, log_json=False), db=self.db)
+        # The receiver configured, so the fuzzer reaches it (unconfigured it is a
+        # deliberate 503, which the fuzzer's server-error check counts against it).
+        settings = Settings(
+            data_dir=tmp, log_json=False, alerts={"bearer_token": "fuzz-receiver-token"}
+        )
+        self.app: FastAPI = create_app(settings, db=self.db)
         self.actors = Actors.minted(self._token)
         self._seed()
 

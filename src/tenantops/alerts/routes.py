@@ -33,7 +33,7 @@ router = APIRouter()
 webhook_router = APIRouter(
     prefix="/api/v1/webhooks",
     tags=["alerts"],
-    responses=problem_responses(401, 422, 503),
+    responses=problem_responses(401, 413, 422, 503),
 )
 list_router = APIRouter(
     prefix="/api/v1/alerts",

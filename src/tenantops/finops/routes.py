@@ -269,7 +269,8 @@ class BudgetReviewCreate(BaseModel):
     "/tenants/{tenant}/budget-reviews",
     summary="Start the Budget Review checklist of a tenant's month",
     status_code=201,
-    responses=problem_responses(409),
+    # A body that cannot be decoded at all (not UTF-8 JSON) is a 400.
+    responses=problem_responses(400, 409),
 )
 def start_budget_review(
     tenant: TenantRef,
