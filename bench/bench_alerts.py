@@ -27,15 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select, text
+from stores import make_store
 
 from tenantops.alerts.models import Alert
 from tenantops.auth.principal import Principal, Role
@@ -44,7 +42,6 @@ from tenantops.migrations import upgrade
 from tenantops.tenants import service as tenants
 from tenantops.tenants.schemas import TenantCreate
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 HOST = "127.0.0.1"
 # As many connections as the server has handler threads (anyio's 40): more only queue there.
 CONNECTIONS = 40
@@ -61,22 +58,6 @@ steps:
   - {name: acknowledge, action: noop}
   - {name: until-resolved, gate: {roles: [ops_engineer], signal: alert_resolved}}
 """
-
-
-def make_store(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp / 'tenantops.db'}", lambda: None
-    name = f"tenantops_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), drop
 
 
 def free_port() -> int:

@@ -13,15 +13,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable
-from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from stores import make_store
 
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal, Role
@@ -30,27 +25,9 @@ from tenantops.migrations import upgrade
 from tenantops.tenants import service
 from tenantops.tenants.schemas import ApprovalCreate, TenantCreate
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 AM = Principal("amy", frozenset({Role.ACCOUNT_MANAGER}))
 GOV = Principal("gus", frozenset({Role.GOVERNANCE}))
 SEC = Principal("sue", frozenset({Role.SECURITY}))
-
-
-def make_store(kind: str) -> tuple[str, Callable[[], None]]:
-    if kind == "sqlite":
-        path = Path(tempfile.mkdtemp()) / "bench.db"
-        return f"sqlite:///{path}", lambda: None
-    name = f"tenantops_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), drop
 
 
 def onboard(db: Database, i: int, latencies: list[float]) -> None:

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -36,8 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from sqlalchemy import Date, create_engine, func, insert, literal, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Date, func, insert, literal, select
+from stores import make_store
 
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
@@ -52,27 +51,9 @@ from tenantops.kit.clock import set_clock
 from tenantops.migrations import upgrade
 from tenantops.tenants.models import Tenant
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 FINANCE = Principal("fin", frozenset({Role.FINANCE}))
 SERVICES = ["Compute", "Storage", "Network", "Database", "Kubernetes", "Monitoring", "DNS", "CDN"]
 CHUNK = 100_000
-
-
-def make_store(kind: str) -> tuple[str, Callable[[], None]]:
-    if kind == "sqlite":
-        path = Path(tempfile.mkdtemp()) / "bench.db"
-        return f"sqlite:///{path}", lambda: None
-    name = f"tenantops_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), drop
 
 
 def seed_tenants(db: Database, count: int) -> list[str]:

@@ -28,8 +28,9 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from bench_finops import make_store, seed_tenants
+from bench_finops import seed_tenants
 from sqlalchemy import insert
+from stores import make_store
 
 from tenantops.db import Database
 from tenantops.finops.costs import Month
