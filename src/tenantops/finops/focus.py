@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -234,15 +234,7 @@ class Validator:
             return pc.cast(col, COST_TYPE)
         if pa.types.is_floating(col.type):
             return _float_to_decimal(col)
-        text = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
-        try:
-            return pc.cast(text, COST_TYPE)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-        values: list[Decimal | None] = []
-        for line, raw in zip(lines.to_pylist(), text.to_pylist(), strict=True):
-            values.append(self._one_decimal(raw, line, name))
-        return pa.array(values, COST_TYPE)
+        return _parsed(col, lines, COST_TYPE, lambda raw, line: self._one_decimal(raw, line, name))
 
     def _one_decimal(self, raw: str | None, line: int, name: str) -> Decimal | None:
         if raw is None:
@@ -269,15 +261,7 @@ class Validator:
             if col.type.tz is None:
                 col = pc.assume_timezone(col, "UTC")
             return pc.cast(col, TIME_TYPE)
-        text = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
-        try:
-            return pc.cast(text, TIME_TYPE)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-        values: list[datetime | None] = []
-        for line, raw in zip(lines.to_pylist(), text.to_pylist(), strict=True):
-            values.append(self._one_datetime(raw, line, name))
-        return pa.array(values, TIME_TYPE)
+        return _parsed(col, lines, TIME_TYPE, lambda raw, line: self._one_datetime(raw, line, name))
 
     def _one_datetime(self, raw: str | None, line: int, name: str) -> datetime | None:
         if raw is None:
@@ -493,3 +477,20 @@ def _parquet(path: Path) -> Iterator[pa.RecordBatch]:
             yield batch.rename_columns([names[physical.index(c)] for c in batch.schema.names])
     except pa.ArrowInvalid as exc:
         raise UnreadableFile(f"Parquet could not be read: {exc}") from exc
+
+
+def _parsed(
+    col: pa.Array,
+    lines: pa.Array,
+    to: pa.DataType,
+    one: Callable[[str | None, int], object],
+) -> pa.Array:
+    """``col`` as ``to``: one vectorised cast when every value parses, else value by value
+    with ``one`` (which records each bad line and answers None for it)."""
+    text = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
+    try:
+        return pc.cast(text, to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    values = [one(raw, line) for line, raw in zip(lines.to_pylist(), text.to_pylist(), strict=True)]
+    return pa.array(values, to)
