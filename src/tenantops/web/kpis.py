@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -35,7 +35,8 @@ from tenantops.audit.models import AuditEntry
 from tenantops.auth.policy import COST_READERS
 from tenantops.auth.principal import Principal
 from tenantops.errors import Unprocessable
-from tenantops.finops.costs import Month, tenants_month
+from tenantops.finops.budgets import ratio_of
+from tenantops.finops.costs import Month, cents, tenants_month
 from tenantops.finops.models import Budget
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.runbooks.models import Run
@@ -292,12 +293,8 @@ def compute_kpis(
         amount, currency = budgets.get(t.id, (Decimal(t.monthly_budget), t.currency))
         spent = costs.get(t.id, {}) if sees_cost else {}
         cost = spent.get(currency)
-        cost = cost.quantize(Decimal("0.01"), ROUND_HALF_UP) if cost is not None else None
-        ratio = (
-            (cost / amount).quantize(Decimal("0.0001"), ROUND_HALF_UP)
-            if cost is not None and amount > 0
-            else None
-        )
+        cost = cents(cost) if cost is not None else None
+        ratio = ratio_of(cost, amount) if cost is not None else None
         counts = {name: incidents.get((t.id, name), 0) for name in INCIDENT_ACTIONS.values()}
         rows.append(
             _Row(
