@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import redis
 import yaml
 
 from tenantops.db import Database
+from tenantops.finops.costs import Month
 from tests.drivers.test_notify import Inbox, smtp_server
 from tests.drivers.test_notify_page import pagerduty
 from tests.factories import tenant_body
@@ -51,10 +52,9 @@ def shipped_rules() -> dict[str, Any]:
 
 def focus_csv(path: Path, tenant: str, now: datetime) -> bytes:
     """This month's cost of ``tenant``: 150 EUR on day 1, two services."""
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    following = (start.replace(day=28) + (start.replace(day=28) - start.replace(day=20))).replace(
-        day=1
-    )
+    month = Month.parse(None, now=now)
+    start = datetime.combine(month.first, time(), tzinfo=UTC)
+    following = datetime.combine(month.after, time(), tzinfo=UTC)
     stamp = "%Y-%m-%dT%H:%M:%SZ"
     period = {
         "BillingPeriodStart": start.strftime(stamp),
