@@ -13,8 +13,9 @@ from tenantops.auth.principal import SYSTEM, Role
 from tenantops.db import Database
 from tenantops.errors import Conflict, Unprocessable
 from tenantops.web import service
+from tenantops.web.login import FAILED_LOGIN
 from tenantops.web.models import WebSession
-from tenantops.web.routes import FAILED_LOGIN, safe_next
+from tenantops.web.pagekit import safe_next
 from tests.conftest import Clock
 from tests.web.conftest import PASSWORD, UserFactory, login_csrf, sign_in
 

@@ -1,0 +1,7 @@
+"""The self-service portal of tenant owners."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)

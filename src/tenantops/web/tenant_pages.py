@@ -1,0 +1,7 @@
+"""The tenants list and a tenant's page."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)
