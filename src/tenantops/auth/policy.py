@@ -117,6 +117,10 @@ WEB_PAGES: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/login"),
         ("POST", "/logout"),
         ("ANY", "/static"),
+        # tenants list and tenant page; actions call the API's services and role table
+        ("GET", "/tenants"),
+        ("GET", "/tenants/{ref}"),
+        ("POST", "/tenants/{ref}/actions/{action}"),
     }
 )
 
