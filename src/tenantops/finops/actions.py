@@ -15,11 +15,15 @@ same bytes (``generated_at`` is the run's start), so a re-run is harmless.
   budget, ratio and top services for the Budget Review.
 - ``finops.record_review`` (params ``month``): the review's gate decisions as a
   ledger ``note`` (``ref budget-review:<month>``), with who decided.
+- ``finops.set_budget`` (params ``amount``, ``currency``): the tenant's monthly
+  budget, set by whoever approved the run's gate (the Budget Change request),
+  keeping the tenant's thresholds; a ``budget`` ledger row and its audit entry.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -232,7 +236,48 @@ def finops_actions(settings: Settings, db: Database) -> Registry:
             {"ledger_seq": entry.seq, "decided_by": decider, "decision": comment}
         )
 
+    def budget_run(ctx: ActionContext) -> StepResult:
+        try:
+            amount = Decimal(str(ctx.params.get("amount")))
+        except InvalidOperation:
+            raise StepFailed(
+                f"{ctx.step_name}: param 'amount' must be a number", retriable=False
+            ) from None
+        currency = str(ctx.params.get("currency") or "").upper()
+        if not amount.is_finite() or amount < 0 or not currency:
+            raise StepFailed(
+                f"{ctx.step_name}: needs a non-negative 'amount' and a 'currency'", retriable=False
+            )
+        figures = {"amount": str(amount.quantize(CENT)), "currency": currency}
+        return StepResult(output=dict(figures), evidence=dict(figures))
+
+    def budget_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+        if ctx.tenant_id is None:
+            raise StepFailed("finops.set_budget needs a run against a tenant", retriable=False)
+        approvers = [
+            str((row.evidence or {}).get("by"))
+            for row in engine.steps_of(session, ctx.run_id)
+            if row.kind == "gate" and row.status == "succeeded" and (row.evidence or {}).get("by")
+        ]
+        # The ledger names the finance user who approved; the engine only carried it out.
+        approver = approvers[-1] if approvers else ctx.actor
+        current = budgets.get_budget(
+            session, ctx.tenant_id, default_thresholds=settings.finops.default_thresholds
+        )
+        budget = budgets.set_budget(
+            session,
+            principal=Principal(subject=approver, roles=frozenset({Role.FINANCE}), via="runbook"),
+            tenant_ref=ctx.tenant_id,
+            amount=Decimal(result.output["amount"]),
+            currency=result.output["currency"],
+            thresholds=current.thresholds,
+        )
+        figures = {"version": budget.version, "approved_by": approver}
+        result.output.update(figures)
+        result.evidence.update(figures)
+
     return {
+        "finops.set_budget": FunctionAction(budget_run, budget_apply),
         "finops.cost_report": FunctionAction(report_run),
         "finops.next_month": FunctionAction(next_run),
         "finops.schedule_next": FunctionAction(_echo_month, schedule_apply),

@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
@@ -28,7 +29,7 @@ from tenantops.runbooks.actions import (
     StepResult,
 )
 from tenantops.tenants import service
-from tenantops.tenants.schemas import LifecycleEventCreate, TenantRead
+from tenantops.tenants.schemas import LifecycleEventCreate, TenantCreate, TenantRead
 
 ENGINE = Principal(subject="system:runbook-engine", roles=frozenset({Role.ADMIN}), via="system")
 
@@ -67,6 +68,38 @@ def _tier_apply(session: Session, ctx: ActionContext, result: StepResult) -> Non
         reason=str(ctx.params.get("reason") or f"run {ctx.run_id} step {ctx.step_name}"),
     )
     result.evidence["version"] = tenant.version
+
+
+def _create_run(ctx: ActionContext) -> StepResult:
+    name = str(ctx.params.get("name") or "")
+    if not name:
+        raise StepFailed(
+            f"{ctx.step_name}: tenant.create_requested needs a 'name'", retriable=False
+        )
+    return StepResult(output={"name": name}, evidence={"name": name})
+
+
+def _create_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+    """Register the requested tenant, with whoever started the run as its requester.
+
+    The run's starter is the tenant owner who asked (the approval gate kept them
+    from approving it); the new tenant then waits for its own onboarding
+    approvals. The step's idempotency key is the request's, so the tenant is
+    registered once whatever happens to the worker.
+    """
+    fields = {k: v for k, v in ctx.params.items() if k in TenantCreate.model_fields}
+    try:
+        data = TenantCreate.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "request"
+        raise StepFailed(f"{ctx.step_name}: {where}: {first['msg']}", retriable=False) from None
+    requester = Principal(subject=ctx.actor, via="runbook")
+    tenant, _ = service.create_tenant(
+        session, principal=requester, data=data, idempotency_key=ctx.idempotency_key
+    )
+    result.output.update(tenant_id=tenant.id, name=tenant.name, state=tenant.state)
+    result.evidence.update(tenant_id=tenant.id, name=tenant.name, state=tenant.state)
 
 
 def _nothing(ctx: ActionContext) -> StepResult:
@@ -182,6 +215,7 @@ def tenant_actions(data_dir: Path) -> Registry:
     return {
         "tenant.transition": FunctionAction(_transition_run, _transition_apply),
         "tenant.change_tier": FunctionAction(_tier_run, _tier_apply),
+        "tenant.create_requested": FunctionAction(_create_run, _create_apply),
         "tenant.collect_evidence": FunctionAction(_nothing, files.collect_evidence),
         "tenant.export": FunctionAction(_nothing, files.export),
         "tenant.deletion_certificate": FunctionAction(_nothing, files.certificate),

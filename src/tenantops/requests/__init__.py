@@ -1,0 +1,1 @@
+"""Self-service requests of tenant owners (new tenant, quota, budget, access), as gated runs."""
