@@ -27,6 +27,7 @@ DELIVERY_READERS = frozenset({R.ADMIN, R.OPS_ENGINEER, R.SECURITY, R.AUDITOR})
 
 COST_READERS = frozenset({R.FINANCE, R.ADMIN, R.GOVERNANCE})
 COST_WRITERS = frozenset({R.FINANCE, R.ADMIN})
+REQUESTERS = frozenset({R.TENANT_OWNER, R.ACCOUNT_MANAGER, R.ADMIN})
 
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", f"{API}/me"): ANYONE,
@@ -87,6 +88,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # --- end alerts ---
     # The KPI dashboard's numbers; a tenant owner gets only their tenant (scoped in the service).
     ("GET", f"{API}/kpis"): ANYONE,
+    # Self-service requests: a tenant owner for their own tenant (scoped in the service).
+    ("POST", f"{API}/tenants/{{tenant}}/requests"): REQUESTERS,
+    ("GET", f"{API}/tenants/{{tenant}}/requests"): REQUESTERS,
 }
 
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
@@ -117,6 +121,9 @@ WEB_PAGES: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/login"),
         ("POST", "/logout"),
         ("ANY", "/static"),
+        # The tenant owners' self-service portal (requests through tenantops.requests).
+        ("GET", "/portal"),
+        ("POST", "/portal/requests"),
         # tenants list and tenant page; actions call the API's services and role table
         ("GET", "/tenants"),
         ("GET", "/tenants/{ref}"),
