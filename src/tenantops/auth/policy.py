@@ -128,6 +128,12 @@ WEB_PAGES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/tenants"),
         ("GET", "/tenants/{ref}"),
         ("POST", "/tenants/{ref}/actions/{action}"),
+        # runs pages (retry/cancel check the API's roles of /api/v1/runs/{run_id}/retry|cancel)
+        ("GET", "/runs"),
+        ("GET", "/runs/{run_id}"),
+        ("GET", "/runs/{run_id}/steps"),
+        ("POST", "/runs/{run_id}/retry"),
+        ("POST", "/runs/{run_id}/cancel"),
     }
 )
 
