@@ -120,6 +120,9 @@ WEB_PAGES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/login"),
         ("POST", "/login"),
         ("POST", "/logout"),
+        # sign-in through the OIDC issuer (authorization code + PKCE)
+        ("GET", "/login/oidc"),
+        ("GET", "/login/oidc/callback"),
         ("ANY", "/static"),
         # The tenant owners' self-service portal (requests through tenantops.requests).
         ("GET", "/portal"),

@@ -1,6 +1,8 @@
 """Local users, login with throttling, server-side sessions and their CSRF tokens.
 
-A session id is 32 random bytes handed to the browser once; the database keeps
+Users are local (a password) or vouched for by the OIDC issuer (no password;
+roles and tenant refreshed from the ID token at each sign-in). A session id is
+32 random bytes handed to the browser once; the database keeps
 only its SHA-256, so a copy of the database opens no session. The CSRF token
 is derived from the raw id (``sha256("csrf:" + id)``): it needs no column,
 and only the holder of the cookie can compute it.
@@ -32,6 +34,14 @@ USERNAME_MAX = 100
 FREE_FAILURES = 3  # failures before the backoff starts
 MAX_BACKOFF = timedelta(minutes=5)
 THROTTLE_FORGET = timedelta(hours=1)  # a quiet hour clears the count
+
+
+@dataclass(frozen=True)
+class ExternalSignIn:
+    """The outcome of an OIDC sign-in: a session, or why there is none (for the page)."""
+
+    opened: OpenedSession | None
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,9 +182,10 @@ def login(session: Session, *, username: str, password: str) -> OpenedSession | 
         and now < as_utc(throttle.blocked_until)
     )
     user = session.execute(select(WebUser).where(WebUser.username == name)).scalars().first()
-    stored = user.password_hash if user is not None else passwords.dummy_hash()
+    stored = user.password_hash if user is not None else None
     # The hash is checked even when the outcome is known, so every refusal costs the same.
-    good = passwords.verify_password(password, stored)
+    good = passwords.verify_password(password, stored or passwords.dummy_hash())
+    good = good and stored is not None
     if blocked or user is None or user.disabled or not good:
         reason = (
             "throttled"
@@ -183,6 +194,8 @@ def login(session: Session, *, username: str, password: str) -> OpenedSession | 
             if user is None
             else "disabled"
             if user.disabled
+            else "no local password (signs in through OIDC)"
+            if stored is None
             else "wrong password"
         )
         if not blocked:
@@ -211,6 +224,13 @@ def login(session: Session, *, username: str, password: str) -> OpenedSession | 
         return None
     if throttle is not None:
         session.delete(throttle)
+    return _open_session(session, user, now, detail={"username": user.username})
+
+
+def _open_session(
+    session: Session, user: WebUser, now: datetime, *, detail: dict[str, object]
+) -> OpenedSession:
+    """A new session row for ``user``, audited as ``user.login``."""
     value = secrets.token_urlsafe(32)
     expires = now + IDLE_TIMEOUT
     session.add(
@@ -229,9 +249,90 @@ def login(session: Session, *, username: str, password: str) -> OpenedSession | 
         action="user.login",
         tenant_id=user.tenant_id,
         changes={},
-        detail={"username": user.username},
+        detail=detail,
     )
     return OpenedSession(value=value, csrf=csrf_for(value), expires_at=expires)
+
+
+def _external_refusal(session: Session, *, issuer: str, subject: str, reason: str) -> None:
+    audit.record(
+        session,
+        actor=Principal(subject=f"oidc:{subject[:USERNAME_MAX] or '-'}", via="session"),
+        action="user.login_failed",
+        tenant_id=None,
+        changes={},
+        detail={"username": subject[:USERNAME_MAX], "issuer": issuer, "reason": reason},
+    )
+
+
+def sign_in_external(session: Session, *, issuer: str, principal: Principal) -> ExternalSignIn:
+    """A session for the person the OIDC issuer vouched for (the ID token was verified).
+
+    The user row is the principal's subject, created on the first sign-in and
+    given the roles and tenant of this ID token every time, so a role taken away
+    at the issuer is gone here at the next sign-in. Refused (and audited) when
+    the subject is a local user's name or another issuer's, the user is
+    disabled, or the token grants no tenantops role.
+    """
+    now = utcnow()
+    subject = principal.subject.replace("\x00", "")
+    name = subject.strip()
+    if not name or len(name) > USERNAME_MAX or not name.isprintable() or " " in name:
+        _external_refusal(session, issuer=issuer, subject=name, reason="unusable subject")
+        return ExternalSignIn(None, "The identity provider sent a user id tenantops cannot use.")
+    user = (
+        session.execute(select(WebUser).where(WebUser.username == name).with_for_update())
+        .scalars()
+        .first()
+    )
+    if user is not None and user.oidc_issuer != issuer:
+        _external_refusal(session, issuer=issuer, subject=name, reason="name of another user")
+        return ExternalSignIn(
+            None,
+            f"The name {name!r} belongs to a user who signs in another way; ask an administrator.",
+        )
+    if user is not None and user.disabled:
+        _external_refusal(session, issuer=issuer, subject=name, reason="disabled")
+        return ExternalSignIn(None, "This account is disabled; ask an administrator.")
+    if not principal.roles:
+        _external_refusal(session, issuer=issuer, subject=name, reason="no tenantops role")
+        return ExternalSignIn(
+            None, "Your account at the identity provider grants no tenantops role."
+        )
+    roles = sorted(r.value for r in principal.roles)
+    if user is None:
+        user = WebUser(
+            id=new_id(),
+            username=name,
+            password_hash=None,
+            roles=roles,
+            tenant_id=principal.tenant,
+            disabled=False,
+            created_at=now,
+            oidc_issuer=issuer,
+        )
+        try:
+            with session.begin_nested():
+                session.add(user)
+        except IntegrityError:
+            # The same person's first sign-in in another tab: theirs made the row.
+            return sign_in_external(session, issuer=issuer, principal=principal)
+        audit.record(
+            session,
+            actor=_principal(user),
+            action="user.created",
+            tenant_id=user.tenant_id,
+            changes={},
+            detail={"user_id": user.id, "username": name, "roles": roles, "issuer": issuer},
+        )
+    else:
+        user.roles, user.tenant_id = roles, principal.tenant
+        session.flush()
+    return ExternalSignIn(
+        _open_session(
+            session, user, now, detail={"username": name, "issuer": issuer, "roles": roles}
+        )
+    )
 
 
 def resume(session: Session, value: str) -> Principal | None:
