@@ -10,12 +10,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from tenantops.tenants.schemas import ComplianceClass, Currency, Region, TenantCreate, Tier
 
 Kind = Literal["tenant", "quota", "budget", "access"]
 KINDS: tuple[Kind, ...] = ("tenant", "quota", "budget", "access")
+CENT = Decimal("0.01")
 Decision = Literal["pending", "approved", "rejected", "withdrawn"]
 
 Justification = Annotated[
@@ -23,7 +24,11 @@ Justification = Annotated[
     StringConstraints(strip_whitespace=True, min_length=3, max_length=2000),
     Field(description="Why: what the approver reads before deciding"),
 ]
-Amount = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, examples=[2500])]
+Amount = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=14, decimal_places=2, examples=[2500]),
+    AfterValidator(lambda d: d.quantize(CENT)),
+]
 
 
 class TenantRequestCreate(BaseModel):
