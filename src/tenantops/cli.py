@@ -98,6 +98,10 @@ def serve(
                     file=sys.stderr,
                     flush=True,
                 )
+    # A database that never had web users: the first admin, printed once (stdout).
+    from tenantops.web.bootstrap import announce_first_admin
+
+    announce_first_admin(db, settings, actor=operator())
     application = create_app(settings, db=db)
     uvicorn.run(
         application,
