@@ -217,7 +217,7 @@ def test_without_a_session_the_pages_send_to_the_login(web: TestClient, db: Data
         assert r.status_code == 303
         assert r.headers["location"].startswith("/login?next=")
     polled = web.get(f"/runs/{run_id}/steps", headers={"HX-Request": "true"})
-    assert polled.headers["HX-Redirect"].startswith("/login?next=")
+    assert polled.headers["HX-Redirect"] == f"/login?next=%2Fruns%2F{run_id}"
 
 
 # --- the run page -------------------------------------------------------------------------

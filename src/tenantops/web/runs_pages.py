@@ -146,11 +146,11 @@ def run_steps(request: Request, run_id: RunId) -> Response:
     """The live part of a run's page; it polls again only while the run is unfinished."""
     principal = page_principal(request)
     if principal is None:
+        login = "/login?" + urlencode({"next": f"/runs/{run_id}"})
         if request.headers.get("hx-request"):
             # A polling fragment whose session ended: the whole page goes to the login.
-            back = urlencode({"next": f"/runs/{run_id}"})
-            return Response(status_code=200, headers={"HX-Redirect": f"/login?{back}"})
-        return to_login(request)
+            return Response(status_code=200, headers={"HX-Redirect": login})
+        return RedirectResponse(login, status_code=303)
     context = _run_context(request, principal, run_id)
     if isinstance(context, Response):
         return context
@@ -167,8 +167,9 @@ async def _checked(
     if form is None:
         return forbidden(request)
     principal = page_principal(request)
-    if principal is None:
-        return to_login(request)
+    if principal is None:  # the session idled out: back to the run's page after signing in
+        back = urlencode({"next": request.url.path.rsplit("/", 1)[0]})
+        return RedirectResponse(f"/login?{back}", status_code=303)
     if not may(principal, "POST", route):
         return error_page(
             request, "Forbidden", f"Your roles do not allow you to {verb} runs.", status=403
