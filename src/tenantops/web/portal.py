@@ -20,7 +20,7 @@ from tenantops.auth.policy import allowed_roles
 from tenantops.auth.principal import Principal
 from tenantops.config import Settings
 from tenantops.db import Database
-from tenantops.errors import AppError, Conflict, Unprocessable
+from tenantops.errors import AppError, Conflict, NotFound, Unprocessable
 from tenantops.finops import service as finops
 from tenantops.finops.schemas import TenantCost
 from tenantops.kit.web import wake_worker
@@ -193,6 +193,9 @@ async def submit(request: Request) -> Response:
         return _page(
             request, principal, kind=kind, errors=[exc.detail], values=values, status=exc.status
         )
+    except NotFound:
+        # Not even the name the form sent back: the portal shows nothing of other tenants.
+        return error_page(request, "Not found", "The form named a tenant that is not yours.", 404)
     except AppError as exc:
         return error_page(request, exc.title, exc.detail, exc.status)
     wake_worker(request)
