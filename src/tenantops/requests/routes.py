@@ -2,7 +2,7 @@
 
 The portal's twin: the same service, so a script can file what a tenant owner
 files on ``/portal``. A new tenant is requested on the owner's current tenant
-(``kind: tenant``); see docs/decisions/0023-self-service-requests-as-gated-runs.md.
+(``kind: tenant``); see docs/decisions/0024-self-service-requests-as-gated-runs.md.
 """
 
 from __future__ import annotations
