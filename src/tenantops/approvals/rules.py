@@ -12,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tenantops.errors import AlreadyDecided, Forbidden, SegregationOfDuties, Unprocessable
+from tenantops.errors import (
+    AlreadyDecided,
+    AppError,
+    Forbidden,
+    SegregationOfDuties,
+    Unprocessable,
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,50 @@ class PriorDecision:
     role: str
     principal: str
     decision: str
+
+
+def refusal(
+    *,
+    requested_by: str,
+    required_roles: Iterable[str],
+    prior: Iterable[PriorDecision],
+    decider: str,
+    decider_roles: Iterable[str],
+    role: str,
+) -> AppError | None:
+    """Why ``decider`` may not decide in ``role``, or ``None`` if they may; changes nothing.
+
+    The one statement of the rules: ``check_decision`` raises what this returns,
+    and the approvals inbox shows it in words before anyone presses a button.
+    A ``SegregationOfDuties`` carries the broken rule's code in ``extra["rule"]``.
+    """
+    required = list(required_roles)
+    if role not in required:
+        return Unprocessable(
+            f"this request needs decisions from {', '.join(required)}, not {role}",
+            param="role",
+        )
+    if role not in set(decider_roles):
+        return Forbidden(f"you do not hold the {role} role, so you cannot decide as {role}")
+    if decider == requested_by:
+        return SegregationOfDuties(
+            f"you requested this change, so you cannot decide on it as {role}; "
+            f"another {role} member must do so",
+            rule="requester-not-approver",
+        )
+    for earlier in prior:
+        if earlier.role == role:
+            return AlreadyDecided(
+                f"the {role} decision was already taken by {earlier.principal} "
+                f"({earlier.decision})",
+            )
+        if earlier.principal == decider:
+            return SegregationOfDuties(
+                f"you already decided as {earlier.role}; the {role} decision must come "
+                "from a different person",
+                rule="distinct-approvers",
+            )
+    return None
 
 
 def check_decision(
@@ -32,32 +82,16 @@ def check_decision(
     role: str,
 ) -> None:
     """Raise the reason ``decider`` may not decide in ``role``; return if they may."""
-    required = list(required_roles)
-    if role not in required:
-        raise Unprocessable(
-            f"this request needs decisions from {', '.join(required)}, not {role}",
-            param="role",
-        )
-    if role not in set(decider_roles):
-        raise Forbidden(f"you do not hold the {role} role, so you cannot decide as {role}")
-    if decider == requested_by:
-        raise SegregationOfDuties(
-            f"you requested this change, so you cannot decide on it as {role}; "
-            f"another {role} member must do so",
-            rule="requester-not-approver",
-        )
-    for earlier in prior:
-        if earlier.role == role:
-            raise AlreadyDecided(
-                f"the {role} decision was already taken by {earlier.principal} "
-                f"({earlier.decision})",
-            )
-        if earlier.principal == decider:
-            raise SegregationOfDuties(
-                f"you already decided as {earlier.role}; the {role} decision must come "
-                "from a different person",
-                rule="distinct-approvers",
-            )
+    reason = refusal(
+        requested_by=requested_by,
+        required_roles=required_roles,
+        prior=prior,
+        decider=decider,
+        decider_roles=decider_roles,
+        role=role,
+    )
+    if reason is not None:
+        raise reason
 
 
 def outcome(required_roles: Iterable[str], decisions: Iterable[PriorDecision]) -> str:

@@ -124,6 +124,9 @@ WEB_PAGES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/login/oidc"),
         ("GET", "/login/oidc/callback"),
         ("ANY", "/static"),
+        # approvals inbox (decisions go through the API's services and role table)
+        ("GET", "/approvals"),
+        ("POST", "/approvals/decide"),
         # The tenant owners' self-service portal (requests through tenantops.requests).
         ("GET", "/portal"),
         ("POST", "/portal/requests"),

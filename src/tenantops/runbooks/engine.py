@@ -32,13 +32,20 @@ from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal
-from tenantops.errors import Conflict, Forbidden, NotFound, SegregationOfDuties, Unprocessable
+from tenantops.errors import (
+    AppError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    SegregationOfDuties,
+    Unprocessable,
+)
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
 from tenantops.runbooks import announcements
 from tenantops.runbooks.actions import ActionContext, StepResult
 from tenantops.runbooks.models import Run, RunSignal, RunStep, StepAttempt
-from tenantops.runbooks.spec import Loaded, Runbook, Step, seconds
+from tenantops.runbooks.spec import Gate, Loaded, Runbook, Step, seconds
 
 LEASE_GRACE = timedelta(seconds=30)
 _STEPS = cast(Table, RunStep.__table__)
@@ -857,6 +864,34 @@ def steps_of(session: Session, run_id: str) -> list[RunStep]:
     )
 
 
+def gate_refusal(
+    *, gate: Gate, step_name: str, started_by: str, principal: Principal
+) -> AppError | None:
+    """Why ``principal`` may not decide the gate ``step_name``, or ``None``; changes nothing.
+
+    The gate rules in one place: ``signal`` raises what this returns, and the
+    approvals inbox shows it in words. The system (a control-plane signal) is
+    never refused; a person needs one of the gate's roles, may not decide a gate
+    that only a signal opens, and may not decide a gate of a run they started
+    (``SegregationOfDuties`` with ``rule="requester-not-approver"``).
+    """
+    if principal.via == "system":
+        return None
+    if gate.signal is not None and not gate.manual:
+        return Conflict(
+            f"gate {step_name!r} opens on the {gate.signal} signal; "
+            f"{gate.prompt or 'it cannot be decided here'}"
+        )
+    if not any(r in principal.role_names() for r in gate.roles):
+        return Forbidden(f"deciding {step_name!r} needs one of: {', '.join(gate.roles)}")
+    if principal.subject == started_by:
+        return SegregationOfDuties(
+            f"you started this run, so you cannot decide its {step_name!r} gate",
+            rule="requester-not-approver",
+        )
+    return None
+
+
 def signal(
     session: Session,
     *,
@@ -884,21 +919,13 @@ def signal(
         raise Unprocessable(f"step {step_name!r} is not an approval gate")
     if decision not in ("approve", "reject"):
         raise Unprocessable("decision must be approve or reject")
+    refused = gate_refusal(
+        gate=gate, step_name=step_name, started_by=run.started_by, principal=principal
+    )
+    if refused is not None:
+        raise refused
     if principal.via != "system":
-        if gate.signal is not None and not gate.manual:
-            raise Conflict(
-                f"gate {step_name!r} opens on the {gate.signal} signal; "
-                f"{gate.prompt or 'it cannot be decided here'}"
-            )
-        held = [r for r in gate.roles if r in principal.role_names()]
-        if not held:
-            raise Forbidden(f"deciding {step_name!r} needs one of: {', '.join(gate.roles)}")
-        if principal.subject == run.started_by:
-            raise SegregationOfDuties(
-                f"you started this run, so you cannot decide its {step_name!r} gate",
-                rule="requester-not-approver",
-            )
-        role = role or held[0]
+        role = role or next(r for r in gate.roles if r in principal.role_names())
     row = next(r for r in steps_of(session, run.id) if r.name == step_name)
     if row.status in FINISHED:  # checked before anything is written: a refusal leaves no row
         raise Conflict(f"gate {step_name!r} was already decided")
