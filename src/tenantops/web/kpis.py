@@ -37,7 +37,7 @@ import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVarTuple
 
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -52,6 +52,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -94,6 +95,7 @@ SORT_KEYS = (
     "budget_ratio",
 )
 SlaOutcome = Literal["met", "missed", "pending"]
+Columns = TypeVarTuple("Columns")
 MICROS = 1_000_000
 
 
@@ -229,14 +231,39 @@ def _visible(principal: Principal, filters: KpiFilter) -> list[ColumnElement[boo
     return where
 
 
-def _kpi_rows(
-    *,
-    where: list[ColumnElement[bool]],
-    sees_cost: bool,
-    month: Month,
-    cost_column: str,
-    now: datetime,
-) -> Select[Any]:
+class _Money:
+    """The budget and month-to-date cost of each tenant, in the budget's currency.
+
+    The budget is the FinOps budget row, else the tenant's own; the cost is the
+    month's roll-up of current imports in that currency (None when not seen).
+    """
+
+    def __init__(self, *, month: Month, cost_column: str, sees_cost: bool) -> None:
+        self.currency = func.coalesce(Budget.currency, Tenant.currency)
+        self.budget = func.coalesce(Budget.amount, Tenant.monthly_budget)
+        self.cost = (
+            select(
+                CostMonthly.tenant_id.label("tenant_id"),
+                CostMonthly.currency.label("currency"),
+                func.sum(monthly_measure(cost_column)).label("total"),
+            )
+            .join(CostImport, CostImport.id == CostMonthly.import_id)
+            .where(CostImport.superseded_by.is_(None), CostMonthly.month == month.first)
+            .group_by(CostMonthly.tenant_id, CostMonthly.currency)
+            .subquery("cost")
+        )
+        total = self.cost.c.total
+        self.spent = total if sees_cost else cast(null(), total.type)
+
+    def join(self, query: Select[*Columns]) -> Select[*Columns]:
+        """``query`` over ``tenants`` joined to the budgets and the month's cost."""
+        return query.outerjoin(Budget, Budget.tenant_id == Tenant.id).outerjoin(
+            self.cost,
+            and_(self.cost.c.tenant_id == Tenant.id, self.cost.c.currency == self.currency),
+        )
+
+
+def _kpi_rows(*, where: list[ColumnElement[bool]], money: _Money, now: datetime) -> Select[Any]:
     """One row per visible tenant with every KPI the table shows, unrounded."""
     at = AuditEntry.at
     action = AuditEntry.action
@@ -270,6 +297,11 @@ def _kpi_rows(
             and_(Run.sla_deadline < now, Run.finished_at.is_(None)),
         ),
     )
+    # Which runs to read: the open ones (an unfinished run is running or waiting), and
+    # the runs of tenants with a ``run.sla_breached`` entry, which the engine writes in
+    # the transaction that marks a run breached. Not every onboarding run: on SQLite
+    # each one is a read past its runbook document.
+    breached_tenants = select(AuditEntry.tenant_id).where(action == "run.sla_breached")
     runs = (
         select(
             Run.tenant_id.label("tenant_id"),
@@ -277,24 +309,16 @@ def _kpi_rows(
             func.count(case((stalled, 1))).label("stalled"),
             func.count(case((onboarding_breached, 1))).label("breached"),
         )
-        .where(or_(is_open, onboarding_breached))
+        .where(
+            or_(
+                is_open,
+                and_(Run.tenant_id.in_(breached_tenants), Run.sla_breached_at.is_not(None)),
+            )
+        )
         .group_by(Run.tenant_id)
         .subquery("runs")
     )
-    currency = func.coalesce(Budget.currency, Tenant.currency)
-    budget = func.coalesce(Budget.amount, Tenant.monthly_budget)
-    cost = (
-        select(
-            CostMonthly.tenant_id.label("tenant_id"),
-            CostMonthly.currency.label("currency"),
-            func.sum(monthly_measure(cost_column)).label("total"),
-        )
-        .join(CostImport, CostImport.id == CostMonthly.import_id)
-        .where(CostImport.superseded_by.is_(None), CostMonthly.month == month.first)
-        .group_by(CostMonthly.tenant_id, CostMonthly.currency)
-        .subquery("cost")
-    )
-    spent = cost.c.total if sees_cost else cast(null(), cost.c.total.type)
+    currency, budget, spent = money.currency, money.budget, money.spent
     active_at, approved_at = audit.c.active_at, audit.c.approved_at
     breached = func.coalesce(runs.c.breached, 0) > 0
     provisioning = micros_between(active_at, approved_at)
@@ -313,7 +337,7 @@ def _kpi_rows(
     suspensions, sla_breaches, security = (
         func.coalesce(audit.c[label], 0) for label in INCIDENT_ACTIONS.values()
     )
-    return (
+    query = (
         select(
             Tenant.id.label("id"),
             Tenant.name.label("name"),
@@ -341,10 +365,8 @@ def _kpi_rows(
         .select_from(Tenant)
         .outerjoin(audit, audit.c.tenant_id == Tenant.id)
         .outerjoin(runs, runs.c.tenant_id == Tenant.id)
-        .outerjoin(Budget, Budget.tenant_id == Tenant.id)
-        .outerjoin(cost, and_(cost.c.tenant_id == Tenant.id, cost.c.currency == currency))
-        .where(*where)
     )
+    return money.join(query).where(*where)
 
 
 def _order(rows: Any, sort: str) -> list[ColumnElement[Any]]:
@@ -362,101 +384,93 @@ def _order(rows: Any, sort: str) -> list[ColumnElement[Any]]:
     return [column.asc().nulls_last(), name.asc()]
 
 
-def _activation_percentiles(
-    session: Session, where: list[ColumnElement[bool]], pcts: Sequence[int]
-) -> dict[int, float | None]:
-    """Nearest-rank percentiles of activation time, picked by the database.
+PCTS = (50, 90)
+# Summed over every row (they come from the audit and run passes); what needs only
+# tenants, budgets and cost is grouped in _groups.
+TOTALS = (
+    "suspensions",
+    "sla_breaches",
+    "security_events",
+    "runs_in_progress",
+    "runs_stalled",
+)
 
-    The rank of ``p`` among ``n`` values is the smallest ``r`` with ``100 r >= p n``
-    (``ceil(p n / 100)``, at least 1), in whole numbers so no store rounds it.
+
+def _report_query(rows: Any, sort: str, limit: int | None) -> Select[Any]:
+    """The table rows in order, each carrying the overall totals and percentiles.
+
+    ``rows`` is built once (a materialized CTE) and read three times: sorted and
+    cut for the table, aggregated for the totals, and ranked by activation time
+    for the percentiles. The rank of ``p`` among ``n`` values is the smallest
+    ``r`` with ``100 r >= p n`` (``ceil(p n / 100)``, at least 1), in whole
+    numbers so no store rounds it (as ``percentile``). No visible tenant: no row.
     """
-    first = (
-        select(
-            AuditEntry.tenant_id.label("tenant_id"),
-            func.min(AuditEntry.at).label("active_at"),
-        )
-        .where(AuditEntry.action == ACTIVATED)
-        .group_by(AuditEntry.tenant_id)
-        .subquery("activated")
-    )
-    micros = micros_between(first.c.active_at, Tenant.created_at)
+    page_query = select(rows).order_by(*_order(rows, sort))
+    page = (page_query if limit is None else page_query.limit(limit)).subquery("page")
+    totals = select(
+        func.count(rows.c.activation).label("total_activated"),
+        *(
+            func.count(case((rows.c.sla == outcome, 1))).label(f"total_{outcome}")
+            for outcome in ("met", "missed", "pending")
+        ),
+        *(func.coalesce(func.sum(rows.c[name]), 0).label(f"total_{name}") for name in TOTALS),
+    ).subquery("totals")
     ranked = (
         select(
-            micros.label("micros"),
-            func.row_number().over(order_by=micros).label("rank"),
+            rows.c.activation,
+            func.row_number().over(order_by=rows.c.activation).label("rank"),
             func.count().over().label("n"),
         )
-        .select_from(Tenant)
-        .join(first, first.c.tenant_id == Tenant.id)
-        .where(*where)
+        .where(rows.c.activation.is_not(None))
         .subquery("ranked")
     )
-    wanted = or_(
+    rank, n = ranked.c.rank, ranked.c.n
+    picks = select(
         *(
-            and_(ranked.c.rank * 100 >= p * ranked.c.n, (ranked.c.rank - 1) * 100 < p * ranked.c.n)
-            for p in pcts
+            func.max(
+                case((and_(rank * 100 >= p * n, (rank - 1) * 100 < p * n), ranked.c.activation))
+            ).label(f"p{p}")
+            for p in PCTS
         )
+    ).subquery("picks")
+    return (
+        select(page, totals, picks)
+        .select_from(page.join(totals, true()).join(picks, true()))
+        .order_by(*_order(page, sort))
     )
-    picked = session.execute(select(ranked.c.rank, ranked.c.n, ranked.c.micros).where(wanted))
-    found: dict[int, float | None] = dict.fromkeys(pcts)
-    for rank, n, value in picked:
-        for p in pcts:
-            if rank == max(1, -(-p * n // 100)):
-                found[p] = _seconds(value)
-    return found
 
 
-def _overall(session: Session, rows: Any, where: list[ColumnElement[bool]]) -> OverallKpis:
-    """The overall numbers: the rows grouped by state and currency, summed here (a few rows)."""
-    sums = ("suspensions", "sla_breaches", "security_events", "runs_in_progress", "runs_stalled")
-    grouped = session.execute(
+def _groups(
+    session: Session, money: _Money, where: list[ColumnElement[bool]]
+) -> tuple[dict[str, int], dict[str, Decimal], dict[str, Decimal]]:
+    """Tenants per state, budget and cost per currency: what needs no audit or run pass.
+
+    Money totals are sums of the unrounded figures, rounded once.
+    """
+    query = money.join(
         select(
-            rows.c.state,
-            rows.c.currency,
+            Tenant.state,
+            money.currency,
             func.count(),
-            func.count(rows.c.activation),
-            func.count(case((rows.c.sla == "met", 1))),
-            func.count(case((rows.c.sla == "missed", 1))),
-            func.count(case((rows.c.sla == "pending", 1))),
-            *(func.sum(rows.c[s]) for s in sums),
-            func.sum(rows.c.cost_mtd),
-            func.count(rows.c.cost_mtd),
-            func.sum(rows.c.budget),
-        ).group_by(rows.c.state, rows.c.currency)
-    ).all()
-    counts = dict.fromkeys(("tenants", "activated", "met", "missed", "pending", *sums), 0)
+            func.sum(money.budget),
+            func.sum(money.spent),
+            func.count(money.spent),
+        ).select_from(Tenant)
+    )
     by_state: dict[str, int] = {}
-    cost: dict[str, Decimal] = {}
     budget: dict[str, Decimal] = {}
-    for state, currency, *numbers in grouped:
-        spent, priced, allotted = numbers[-3:]
-        for key, value in zip(counts, numbers[:-3], strict=True):
-            counts[key] += int(value or 0)
-        by_state[state] = by_state.get(state, 0) + int(numbers[0])
+    cost: dict[str, Decimal] = {}
+    for state, currency, count, allotted, spent, priced in session.execute(
+        query.where(*where).group_by(Tenant.state, money.currency)
+    ):
+        by_state[state] = by_state.get(state, 0) + int(count)
         budget[currency] = budget.get(currency, Decimal(0)) + _dec(allotted)
         if priced:
             cost[currency] = cost.get(currency, Decimal(0)) + _dec(spent)
-    met, missed = counts["met"], counts["missed"]
-    pct = _activation_percentiles(session, where, (50, 90))
-    incidents = counts["suspensions"] + counts["sla_breaches"] + counts["security_events"]
-    return OverallKpis(
-        tenants=counts["tenants"],
-        by_state=dict(sorted(by_state.items())),
-        activated=counts["activated"],
-        activation_median_seconds=pct[50],
-        activation_p90_seconds=pct[90],
-        sla_met=met,
-        sla_missed=missed,
-        sla_pending=counts["pending"],
-        sla_attainment=round(met / (met + missed), 4) if met + missed else None,
-        incidents=incidents,
-        suspensions=counts["suspensions"],
-        sla_breaches=counts["sla_breaches"],
-        security_events=counts["security_events"],
-        runs_in_progress=counts["runs_in_progress"],
-        runs_stalled=counts["runs_stalled"],
-        cost_mtd={c: cents(v) for c, v in sorted(cost.items())},
-        budget={c: cents(v) for c, v in sorted(budget.items())},
+    return (
+        dict(sorted(by_state.items())),
+        {c: cents(v) for c, v in sorted(cost.items())},
+        {c: cents(v) for c, v in sorted(budget.items())},
     )
 
 
@@ -503,15 +517,37 @@ def compute_kpis(
     # cost API); other staff see every KPI but cost.
     sees_cost = principal.tenant_scoped or bool(principal.roles & COST_READERS)
     where = _visible(principal, filters)
-    rows = _kpi_rows(
-        where=where, sees_cost=sees_cost, month=month, cost_column=cost_column, now=now
-    ).subquery("kpi")
-    order = _order(rows, filters.sort)
-    overall = _overall(session, rows, where)
-    page = select(rows).order_by(*order)
-    if filters.limit is not None:
-        page = page.limit(filters.limit)
-    shown = [_tenant_row(r) for r in session.execute(page)]
+    money = _Money(month=month, cost_column=cost_column, sees_cost=sees_cost)
+    rows = _kpi_rows(where=where, money=money, now=now).cte("kpi").prefix_with("MATERIALIZED")
+    picked = session.execute(_report_query(rows, filters.sort, filters.limit)).all()
+    shown = [_tenant_row(r) for r in picked]
+    first = picked[0] if picked else None
+    totals = {
+        name: int(getattr(first, f"total_{name}")) if first else 0
+        for name in ("activated", "met", "missed", "pending", *TOTALS)
+    }
+    pct = {p: _seconds(getattr(first, f"p{p}")) if first else None for p in PCTS}
+    by_state, cost, budget = _groups(session, money, where)
+    met, missed = totals["met"], totals["missed"]
+    overall = OverallKpis(
+        tenants=sum(by_state.values()),
+        by_state=by_state,
+        activated=totals["activated"],
+        activation_median_seconds=pct[50],
+        activation_p90_seconds=pct[90],
+        sla_met=met,
+        sla_missed=missed,
+        sla_pending=totals["pending"],
+        sla_attainment=round(met / (met + missed), 4) if met + missed else None,
+        incidents=totals["suspensions"] + totals["sla_breaches"] + totals["security_events"],
+        suspensions=totals["suspensions"],
+        sla_breaches=totals["sla_breaches"],
+        security_events=totals["security_events"],
+        runs_in_progress=totals["runs_in_progress"],
+        runs_stalled=totals["runs_stalled"],
+        cost_mtd=cost,
+        budget=budget,
+    )
     return KpiReport(
         generated_at=now,
         month=month.label,
