@@ -418,7 +418,9 @@ def test_ops_retries_a_failed_run_and_an_auditor_may_not(
 
     csrf = signed_in(web, user, "ada", "auditor")
     page = web.get(f"/runs/{run_id}")
-    assert "disk full" in page.text
+    assert "Error: disk full" in page.text  # the step's error
+    attempt = r"#1 by \S+: failed, [^<]* — <span class=\"error\">disk full</span>"
+    assert re.search(attempt, page.text)
     assert 'data-action="retry"' not in page.text
     refused = web.post(f"/runs/{run_id}/retry", data={"csrf_token": csrf}, follow_redirects=False)
     assert refused.status_code == 403
