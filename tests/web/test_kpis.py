@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import re
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 
-from tenantops.web.kpis import percentile
+from tenantops.audit.models import AuditEntry
+from tenantops.db import Database
+from tenantops.finops.models import Budget, CostImport, CostMonthly
+from tenantops.runbooks.models import Run
+from tenantops.tenants.models import Tenant
+from tenantops.web.kpis import SORT_KEYS, percentile
 from tests.conftest import Actors, Clock, TokenFactory
 from tests.finops.focusdata import tagged, write_csv
 from tests.flows import approve, ok, request_tenant, step, suspend
@@ -220,3 +229,317 @@ def test_cost_is_shown_only_to_those_who_may_read_it(
 def test_a_filter_with_a_control_character_is_a_422(web: TestClient, actors: Actors) -> None:
     r = web.get(KPIS, params={"tier": "gold\x00"}, headers=actors.gov)
     assert r.status_code == 422, r.text
+
+
+# --- a fleet written straight to the tables, its numbers worked out by hand --------------
+
+NOW = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)  # the frozen clock
+T0 = NOW - timedelta(hours=25)
+JANUARY, DECEMBER = date(2030, 1, 1), date(2029, 12, 1)
+
+
+class Rows:
+    """Rows for the tenant, audit, run, budget and cost tables, inserted in one go."""
+
+    def __init__(self) -> None:
+        self.tenants: list[dict[str, Any]] = []
+        self.audit: list[dict[str, Any]] = []
+        self.runs: list[dict[str, Any]] = []
+        self.budgets: list[dict[str, Any]] = []
+        self.imports: list[dict[str, Any]] = []
+        self.costs: list[dict[str, Any]] = []
+        self.ids: dict[str, str] = {}
+
+    def tenant(
+        self, name: str, created: datetime, state: str = "active", currency: str = "EUR"
+    ) -> str:
+        tid = str(uuid.uuid4())
+        self.ids[name] = tid
+        self.tenants.append(
+            {
+                **{"id": tid, "name": name, "display_name": name.title(), "state": state},
+                **{"business_owner": "o@example.com", "compliance_classification": "internal"},
+                **{"region": "eu-central-1", "tier": "standard", "contacts": []},
+                **{"monthly_budget": Decimal(100), "currency": currency, "ticket_ref": None},
+                **{"requested_by": "amy", "created_at": created, "updated_at": created},
+                "version": 1,
+            }
+        )
+        return tid
+
+    def entry(self, name: str, action: str, at: datetime) -> None:
+        seq = 1000 + len(self.audit)
+        self.audit.append(
+            {
+                **{"seq": seq, "id": str(uuid.uuid4()), "at": at, "actor": "x"},
+                **{"actor_roles": [], "action": action, "tenant_id": self.ids[name]},
+                **{"request_id": None, "changes": {}, "detail": {}},
+                **{"prev_hash": "0", "hash": "0"},
+            }
+        )
+
+    def run(self, name: str, status: str, **times: datetime | None) -> None:
+        at = times.pop("updated", T0)
+        self.runs.append(
+            {
+                **{"id": str(uuid.uuid4()), "runbook_id": times.pop("runbook", None)},
+                **{"runbook_version": "1", "runbook_hash": "0", "document": {}},
+                **{"tenant_id": self.ids[name], "status": status, "inputs": {}},
+                **{"started_by": "amy", "created_at": T0, "updated_at": at, "error": None},
+                "finished_at": times.get("finished"),
+                "sla_deadline": times.get("deadline"),
+                "sla_breached_at": times.get("breached"),
+            }
+        )
+        if self.runs[-1]["runbook_id"] is None:
+            self.runs[-1]["runbook_id"] = "tenant-onboarding"
+
+    def cost(self, name: str, amount: str, currency: str = "EUR", **kw: Any) -> None:
+        import_id = str(uuid.uuid4())
+        self.imports.append(
+            {
+                **{"id": import_id, "sha256": uuid.uuid4().hex * 2, "filename": "f.csv"},
+                **{"format": "csv", "billing_account_id": "acct", "currency": currency},
+                **{"billing_period_start": T0, "billing_period_end": NOW, "rows": 1},
+                **{"allocated_rows": 1, "unallocated_rows": 0, "billed_cost": Decimal(amount)},
+                **{"effective_cost": Decimal(amount), "unallocated_cost": Decimal(0)},
+                **{"summary": {}, "imported_by": "fiona", "imported_at": NOW},
+                "superseded_by": kw.get("superseded_by"),
+            }
+        )
+        self.costs.append(
+            {
+                **{"import_id": import_id, "tenant_id": self.ids[name], "lines": 1},
+                **{"month": kw.get("month", JANUARY), "currency": currency},
+                **{"billed_cost": Decimal(amount), "effective_cost": Decimal(amount)},
+            }
+        )
+
+    def write(self, db: Database) -> None:
+        with db.write() as session:
+            for model, rows in (
+                (Tenant, self.tenants),
+                (AuditEntry, self.audit),
+                (Run, self.runs),
+                (Budget, self.budgets),
+                (CostImport, self.imports),
+                (CostMonthly, self.costs),
+            ):
+                if rows:
+                    session.execute(insert(model), rows)
+
+
+@pytest.fixture
+def ledger(db: Database, clock: Clock) -> dict[str, str]:
+    """Seven tenants; what each one shows is in the comments, worked out by hand."""
+    r = Rows()
+    # a: approved after 10 min, active after 25: activation 1500 s, provisioning 900 s, met.
+    r.tenant("a-met", T0)
+    r.entry("a-met", "tenant.approved", T0 + timedelta(minutes=10))
+    r.entry("a-met", "tenant.step.verified", T0 + timedelta(minutes=25))
+    r.entry("a-met", "tenant.step.verified", T0 + timedelta(hours=3))  # only the first counts
+    r.run(
+        "a-met",
+        "succeeded",
+        finished=T0 + timedelta(minutes=25),
+        deadline=T0 + timedelta(minutes=40),
+    )
+    # b: 45 min from approval to active: missed; suspended since, one break-glass opening.
+    # Its FinOps budget is 200 USD: only its USD cost counts.
+    r.tenant("b-slow", T0, state="suspended")
+    r.entry("b-slow", "tenant.approved", T0)
+    r.entry("b-slow", "tenant.step.verified", T0 + timedelta(minutes=45))
+    r.entry("b-slow", "tenant.suspended", T0 + timedelta(hours=2))
+    r.entry("b-slow", "breakglass.opened", T0 + timedelta(hours=3))
+    # c: active 10 min after approval, but its onboarding run breached its SLA: missed.
+    r.tenant("c-breach", T0)
+    r.entry("c-breach", "tenant.approved", T0 + timedelta(minutes=5))
+    r.entry("c-breach", "tenant.step.verified", T0 + timedelta(minutes=15))
+    r.entry("c-breach", "run.sla_breached", T0 + timedelta(minutes=14))
+    r.run(
+        "c-breach",
+        "succeeded",
+        finished=T0 + timedelta(minutes=15),
+        deadline=T0 + timedelta(minutes=10),
+        breached=T0 + timedelta(minutes=14),
+    )
+    # d: approved 10 min ago, not active yet: pending; one run in progress, on time.
+    r.tenant("d-pending", NOW - timedelta(minutes=20), state="provisioning")
+    r.entry("d-pending", "tenant.approved", NOW - timedelta(minutes=10))
+    r.run(
+        "d-pending",
+        "running",
+        updated=NOW - timedelta(minutes=5),
+        deadline=NOW + timedelta(minutes=20),
+    )
+    # e: approved 2 h ago, never active: missed. Two open runs, both stalled: the onboarding
+    # run is past its deadline (not yet marked breached), the other has been idle 2 h.
+    r.tenant("e-late", NOW - timedelta(hours=3), state="provisioning")
+    r.entry("e-late", "tenant.approved", NOW - timedelta(hours=2))
+    r.run(
+        "e-late", "waiting", updated=NOW - timedelta(minutes=1), deadline=NOW - timedelta(hours=1)
+    )
+    r.run("e-late", "running", runbook="cost-overrun", updated=NOW - timedelta(hours=2))
+    # f: only requested: no SLA, no activation.
+    r.tenant("f-new", NOW - timedelta(hours=1), state="requested")
+    # g: to the microsecond: activation 90.000001 s, provisioning 60.000001 s, met.
+    created = T0 + timedelta(microseconds=250_000)
+    r.tenant("g-micro", created)
+    r.entry("g-micro", "tenant.approved", created + timedelta(seconds=30))
+    r.entry("g-micro", "tenant.step.verified", created + timedelta(seconds=90, microseconds=1))
+    r.budgets.append(
+        {
+            **{"tenant_id": r.ids["b-slow"], "amount": Decimal(200), "currency": "USD"},
+            **{"thresholds": [80], "updated_by": "fiona", "updated_at": T0, "version": 1},
+        }
+    )
+    r.cost("a-met", "60")
+    r.cost("a-met", "500", superseded_by="newer")  # a superseded import: not counted
+    r.cost("a-met", "7", month=DECEMBER)  # last month: not counted
+    r.cost("b-slow", "50", currency="USD")
+    r.cost("b-slow", "999")  # EUR, not the budget's currency
+    r.cost("g-micro", "10.005")  # half a cent: rounds up
+    r.write(db)
+    return r.ids
+
+
+HAND = {
+    "activation_seconds": {
+        "a-met": 1500.0,
+        "b-slow": 2700.0,
+        "c-breach": 900.0,
+        "g-micro": 90.000001,
+    },
+    "provisioning_seconds": {
+        "a-met": 900.0,
+        "b-slow": 2700.0,
+        "c-breach": 600.0,
+        "g-micro": 60.000001,
+    },
+    "sla": {
+        "a-met": "met",
+        "b-slow": "missed",
+        "c-breach": "missed",
+        "d-pending": "pending",
+        "e-late": "missed",
+        "g-micro": "met",
+    },
+    "incidents": {"b-slow": 2, "c-breach": 1},
+    "runs_in_progress": {"d-pending": 1, "e-late": 2},
+    "runs_stalled": {"e-late": 2},
+    "cost_mtd": {"a-met": "60.00", "b-slow": "50.00", "g-micro": "10.01"},
+    "budget_ratio": {"a-met": "0.6000", "b-slow": "0.2500", "g-micro": "0.1001"},
+}
+
+
+def _expected(name: str, key: str) -> Any:
+    counts = ("incidents", "runs_in_progress", "runs_stalled")
+    return HAND[key].get(name, 0 if key in counts else None)
+
+
+def test_the_numbers_of_a_hand_built_fleet(
+    web: TestClient, actors: Actors, ledger: dict[str, str]
+) -> None:
+    report = ok(web.get(KPIS, headers=actors.gov))
+    tenants = by_name(report)
+    assert sorted(tenants) == sorted(ledger)
+    for name, row in tenants.items():
+        for key in HAND:
+            assert row[key] == _expected(name, key), (name, key)
+    assert tenants["b-slow"]["currency"] == "USD"
+    assert tenants["b-slow"]["budget"] == "200.00"
+    assert (tenants["b-slow"]["suspensions"], tenants["b-slow"]["security_events"]) == (1, 1)
+    assert report["overall"] == {
+        "tenants": 7,
+        "by_state": {"active": 3, "provisioning": 2, "requested": 1, "suspended": 1},
+        "activated": 4,
+        # 90.000001, 900, 1500, 2700: ranks 2 and 4 (nearest rank of 50 % and 90 % of 4).
+        "activation_median_seconds": 900.0,
+        "activation_p90_seconds": 2700.0,
+        "sla_met": 2,
+        "sla_missed": 3,
+        "sla_pending": 1,
+        "sla_attainment": 0.4,
+        "incidents": 3,
+        "suspensions": 1,
+        "sla_breaches": 1,
+        "security_events": 1,
+        "runs_in_progress": 3,
+        "runs_stalled": 2,
+        "cost_mtd": {"EUR": "70.01", "USD": "50.00"},  # 60 + 10.005, rounded once
+        "budget": {"EUR": "600.00", "USD": "200.00"},
+    }
+    activations = [t["activation_seconds"] for t in tenants.values() if t["activation_seconds"]]
+    assert report["overall"]["activation_p90_seconds"] == percentile(activations, 90)
+
+
+def _reference_order(rows: list[dict[str, Any]], sort: str) -> list[str]:
+    """The order the table promises: by value, ties by name the same way; no value last."""
+    key = sort.removeprefix("-")
+
+    def value(row: dict[str, Any]) -> Any:
+        v = row[key]
+        return Decimal(v) if key in ("cost_mtd", "budget_ratio") and v is not None else v
+
+    present = sorted(
+        (r for r in rows if r[key] is not None),
+        key=lambda r: (value(r), r["name"]),
+        reverse=sort.startswith("-"),
+    )
+    missing = sorted((r for r in rows if r[key] is None), key=lambda r: r["name"])
+    return [r["name"] for r in present + missing]
+
+
+@pytest.mark.parametrize("sort", [*SORT_KEYS, *(f"-{k}" for k in SORT_KEYS)])
+def test_every_column_sorts_in_the_database_as_promised(
+    web: TestClient, actors: Actors, ledger: dict[str, str], sort: str
+) -> None:
+    rows = ok(web.get(KPIS, params={"sort": sort}, headers=actors.gov))["tenants"]
+    assert [r["name"] for r in rows] == _reference_order(rows, sort)
+    cut = ok(web.get(KPIS, params={"sort": sort, "limit": 3}, headers=actors.gov))
+    assert [r["name"] for r in cut["tenants"]] == [r["name"] for r in rows[:3]]
+    assert cut["truncated"] is True
+
+
+def test_a_tenant_owner_gets_the_numbers_of_their_tenant_alone(
+    web: TestClient, auth: TokenFactory, ledger: dict[str, str]
+) -> None:
+    owner = auth("bob", "tenant_owner", tenant=ledger["b-slow"])
+    overall = ok(web.get(KPIS, headers=owner))["overall"]
+    assert overall["tenants"] == 1
+    assert (overall["activation_median_seconds"], overall["activation_p90_seconds"]) == (
+        2700.0,
+        2700.0,
+    )
+    assert (overall["sla_missed"], overall["incidents"], overall["runs_in_progress"]) == (1, 2, 0)
+    assert overall["cost_mtd"] == {"USD": "50.00"}
+    assert overall["budget"] == {"USD": "200.00"}
+
+
+def test_staff_without_a_finops_role_get_no_cost_totals(
+    web: TestClient, actors: Actors, ledger: dict[str, str]
+) -> None:
+    report = ok(web.get(KPIS, params={"sort": "-cost_mtd"}, headers=actors.qa))
+    assert report["overall"]["cost_mtd"] == {}
+    assert report["overall"]["budget"] == {"EUR": "600.00", "USD": "200.00"}
+    assert all(t["cost_mtd"] is None and t["budget_ratio"] is None for t in report["tenants"])
+    # Nobody has a value: the order is by name.
+    assert [t["name"] for t in report["tenants"]] == sorted(ledger)
+
+
+def test_the_dashboard_shows_the_hand_built_numbers(
+    web: TestClient, actors: Actors, user: UserFactory, ledger: dict[str, str]
+) -> None:
+    user("gus-web", "governance")
+    sign_in(web, "gus-web")
+    page = web.get("/", params={"sort": "-activation_seconds"})
+    assert page.status_code == 200, page.text
+    shown = _shown(page.text)
+    assert shown["incidents"] == "3"
+    assert (shown["runs_in_progress"], shown["runs_stalled"]) == ("3", "2")
+    assert shown["sla_attainment"] == "40.0%"
+    assert shown["cost_mtd"] == "70.01 EUR, 50.00 USD"
+    rows = re.findall(r'<tr data-tenant="([^"]+)">', page.text)
+    assert rows == ["b-slow", "a-met", "c-breach", "g-micro", "d-pending", "e-late", "f-new"]
+    api = ok(web.get(KPIS, params={"sort": "-activation_seconds"}, headers=actors.gov))
+    assert rows == [t["name"] for t in api["tenants"]]
