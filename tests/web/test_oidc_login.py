@@ -8,6 +8,8 @@ says why.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,6 +246,21 @@ def test_a_wrong_code_verifier_is_refused_by_the_provider(
     authorize = with_param(start(sso), code_challenge="A" * 43)
     r = back(sso, provider.sign_in(authorize, "vic"))
     refused(r, 401, "was not accepted: the code was not accepted (invalid_grant)", sso)
+    assert sessions(db) == 0
+
+
+def test_a_verifier_changed_in_the_browser_is_refused_by_the_provider(
+    sso: TestClient, provider: Provider, db: Database
+) -> None:
+    provider.account("val", roles=["admin"])
+    authorize = start(sso)
+    raw = sso.cookies[FLOW]
+    flow = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    flow["verifier"] = "x" * 86
+    forged = base64.urlsafe_b64encode(json.dumps(flow).encode()).rstrip(b"=").decode()
+    sso.cookies.set(FLOW, forged, domain="127.0.0.1", path="/login/oidc")
+    r = back(sso, provider.sign_in(authorize, "val"))
+    refused(r, 401, "the code was not accepted (invalid_grant)", sso)
     assert sessions(db) == 0
 
 
