@@ -66,6 +66,7 @@ id: web-broken
 version: "1.0"
 title: Web broken
 tenant: false
+sla: {within: 1h}
 steps:
   - {name: first, action: noop}
   - {name: breaks, action: fail, params: {message: disk full, retriable: false}}
@@ -421,6 +422,8 @@ def test_ops_retries_a_failed_run_and_an_auditor_may_not(
     csrf = signed_in(web, user, "ada", "auditor")
     page = web.get(f"/runs/{run_id}")
     assert "Error: disk full" in page.text  # the step's error
+    assert "ended (failed) before the deadline" in page.text  # failing in time is no SLA met
+    assert 'data-sla="met"' not in page.text
     attempt = r"#1 by \S+: failed, [^<]* — <span class=\"error\">disk full</span>"
     assert re.search(attempt, page.text)
     assert 'data-action="retry"' not in page.text
@@ -484,6 +487,7 @@ def test_ops_cancels_a_waiting_run_with_a_reason_and_an_auditor_may_not(
     assert status_of(db, run_id) == "cancelled"
     after = web.get(f"/runs/{run_id}")
     assert 'data-state="cancelled"' in after.text
+    assert "ended (cancelled) before the deadline" in after.text
     assert 'data-action="cancel"' not in after.text
     assert "hx-trigger" not in after.text
     late = web.post(f"/runs/{run_id}/cancel", data={"csrf_token": csrf, "reason": "again"})

@@ -28,7 +28,7 @@ CANCEL_ROUTE = f"{API}/runs/{{run_id}}/cancel"
 SOON_SECONDS = 300  # under five minutes left, the countdown turns amber
 REPORT_FORMATS = ("html", "csv", "pdf")
 
-Tone = Literal["ok", "soon", "breached", "met"]
+Tone = Literal["ok", "soon", "breached", "met", "ended"]
 
 
 def when(moment: datetime | None) -> str:
@@ -60,8 +60,12 @@ class Countdown:
     tone: Tone
 
 
-def countdown(sla: SlaStatus | None) -> Countdown | None:
-    """The clock of a run or step in words; ``None`` when it has no SLA."""
+def countdown(sla: SlaStatus | None, status: str = "succeeded") -> Countdown | None:
+    """The clock of a run or step in ``status``, in words; ``None`` when it has no SLA.
+
+    Only a success before the deadline is "met": a run that failed or was
+    cancelled in time did not meet its SLA, it ended.
+    """
     if sla is None:
         return None
     deadline = when(sla.deadline)
@@ -70,6 +74,8 @@ def countdown(sla: SlaStatus | None) -> Countdown | None:
         if sla.breached:
             at = f" (recorded {when(sla.breached_at)})" if sla.breached_at else ""
             return Countdown(deadline, f"breached: finished after the deadline{at}", "breached")
+        if status != "succeeded":
+            return Countdown(deadline, f"ended ({status}) before the deadline", "ended")
         return Countdown(deadline, "met: finished before the deadline", "met")
     if sla.breached or left <= 0:
         return Countdown(deadline, f"breached {span(left)} ago", "breached")
@@ -186,7 +192,7 @@ def run_view(run: RunRead, principal: Principal) -> RunView:
     steps = [
         StepView(
             step=s,
-            sla=countdown(s.sla),
+            sla=countdown(s.sla, s.status),
             evidence=fields(s.evidence, tenant=tenant),
             gate_waiting=s.kind == "gate" and s.status == "waiting",
         )
@@ -194,7 +200,7 @@ def run_view(run: RunRead, principal: Principal) -> RunView:
     ]
     return RunView(
         run=run,
-        sla=countdown(run.sla),
+        sla=countdown(run.sla, run.status),
         steps=steps,
         finished=run.status in FINISHED,
         can_retry=run.status == "failed" and may(principal, "POST", RETRY_ROUTE),
@@ -211,4 +217,4 @@ class RunRow:
 
 def run_rows(items: Sequence[RunSummary]) -> list[RunRow]:
     """A page of the runs list with each run's SLA in words."""
-    return [RunRow(run=r, sla=countdown(r.sla)) for r in items]
+    return [RunRow(run=r, sla=countdown(r.sla, r.status)) for r in items]
