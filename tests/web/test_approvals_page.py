@@ -23,6 +23,7 @@ from tenantops.runbooks import engine
 from tenantops.runbooks.spec import Loaded, parse
 from tenantops.runbooks.worker import Worker
 from tenantops.tenants.lifecycle import TenantState
+from tenantops.web import inbox
 from tenantops.wiring import build_actions
 from tests import flows
 from tests.conftest import Actors, Clock, TokenFactory
@@ -500,3 +501,17 @@ def test_a_malformed_form_is_a_message_not_an_error_page(
     html = decide(web, {"csrf_token": csrf, "tenant": tid, **fields}, "approve")
     assert message in flash(html)
     assert approvals(web, tid, actors.am)[0]["decisions"] == []
+
+
+def test_the_inbox_is_bounded_and_says_how_many_there_are(
+    web: TestClient, actors: Actors, user: UserFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbox, "LIMIT", 2)  # 200 on the page; three tenants show the cut
+    for name in ("one-shop", "two-shop", "three-shop"):
+        flows.request_tenant(web, actors.am, name=name)
+    sign_in(web, user("gus", "governance"))
+    html = page(web)
+    assert "Showing 2 of 3 pending items: the oldest 2." in html
+    assert "one-shop" in html
+    assert "two-shop" in html
+    assert "three-shop" not in html
