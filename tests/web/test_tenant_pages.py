@@ -7,16 +7,23 @@ pages are read and posted as local users signed in through the login form.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from tenantops.audit import service as audit
 from tenantops.audit.models import AuditEntry
+from tenantops.auth.principal import Principal, Role
+from tenantops.config import Settings
 from tenantops.db import Database
-from tests.conftest import Actors, Clock
-from tests.flows import S, ok, request_reactivation, request_tenant, tenant_in
+from tenantops.notifications import service as notifications
+from tenantops.wiring import build_worker
+from tests.conftest import Actors, Clock, TokenFactory
+from tests.finops.focusdata import tagged, write_csv
+from tests.flows import S, approve, ok, request_reactivation, request_tenant, tenant_in
 from tests.web.conftest import UserFactory, sign_in
 
 TENANTS = "/api/v1/tenants"
@@ -25,8 +32,9 @@ TENANTS = "/api/v1/tenants"
 def as_user(
     web: TestClient, user: UserFactory, name: str, *roles: str, tenant: str | None = None
 ) -> str:
-    """Create ``name`` with ``roles`` and sign in as them; the session's CSRF token."""
+    """Create ``name`` with ``roles`` and sign in as them (alone); the session's CSRF token."""
     user(name, *roles, tenant=tenant)
+    web.cookies.clear()
     return sign_in(web, name)
 
 
@@ -450,3 +458,179 @@ def test_an_unknown_action_or_tenant_is_a_404(
         == 404
     )
     assert state_of(web, actors, tenant["id"])["state"] == "active"
+
+
+# ----------------------------------------------------------------- the other sections
+
+
+def drain(worker: Any, rounds: int = 60) -> None:
+    """Run the worker's batches until nothing is due."""
+    idle = 0
+    for _ in range(rounds):
+        idle = idle + 1 if worker.run_once() == 0 else 0
+        if idle >= 3:
+            return
+
+
+def test_a_real_onboarding_shows_its_run_steps_evidence_and_commit(
+    web: TestClient,
+    actors: Actors,
+    user: UserFactory,
+    db: Database,
+    settings: Settings,
+) -> None:
+    worker = build_worker(settings, db)
+    try:
+        tenant = request_tenant(web, actors.am, name="onboarded")
+        drain(worker)
+        as_user(web, user, "ann", "admin")
+
+        waiting = web.get("/tenants/onboarded")
+        approvals = section(waiting.text, "approvals")
+        assert 'data-approval="onboarding"' in approvals
+        assert "data-gate=" in approvals  # the onboarding run waits at its approval gate
+        assert 'href="/approvals"' in approvals
+
+        approve(web, tenant["id"], "governance", actors.gov)
+        approve(web, tenant["id"], "security", actors.sec)
+        drain(worker)
+    finally:
+        worker.stop()
+
+    runs = ok(web.get("/api/v1/runs", params={"tenant": tenant["id"]}, headers=actors.admin))
+    run = ok(web.get(f"/api/v1/runs/{runs['items'][0]['id']}", headers=actors.admin))
+    gitops = next(s for s in run["steps"] if s["name"] == "gitops")
+    assert gitops["status"] == "succeeded", run
+    sha = gitops["evidence"]["commit"]
+
+    page = web.get("/tenants/onboarded")
+    assert page.status_code == 200
+    shown = section(page.text, "runs")
+    assert f'href="/runs/{run["id"]}"' in shown
+    assert "tenant-onboarding" in shown
+    for step in run["steps"]:
+        assert f'data-step="{step["name"]}"' in shown
+    gitops_row = re.search(r'<li data-step="gitops">.*?</li>', shown, re.S)
+    assert gitops_row
+    assert "succeeded" in gitops_row.group(0)
+    assert f"commit: {sha[:12]}…" in gitops_row.group(0)  # the evidence summary
+
+    commits = section(page.text, "commits")
+    assert f'data-commit="{sha}"' in commits
+    assert "Render, validate and commit" in commits
+    assert "data-gate=" not in section(page.text, "approvals")
+
+
+def test_the_timeline_is_the_audit_trail_newest_first_with_older_pages(
+    web: TestClient, actors: Actors, user: UserFactory, db: Database, clock: Clock
+) -> None:
+    tenant = tenant_in(web, actors, S.SUSPENDED)
+    with db.write() as session:
+        for n in range(60):
+            audit.record(
+                session,
+                actor=Principal("noter", frozenset({Role.OPS_ENGINEER})),
+                action=f"test.note.{n:02d}",
+                tenant_id=tenant["id"],
+                changes={},
+            )
+    total = audit_count(db, tenant["id"])
+    as_user(web, user, "ada2", "auditor")
+
+    first = section(web.get(f"/tenants/{tenant['name']}").text, "timeline")
+    seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', first)]
+    assert len(seqs) == 50
+    assert seqs == sorted(seqs, reverse=True)
+    assert "test.note.59" in first
+    assert "noter" in first
+    assert "2030-01-01 09:00 UTC" in first
+    older = re.search(r'href="([^"]+)"[^>]*data-older', first)
+    assert older
+
+    second = section(web.get(older.group(1)).text, "timeline")
+    more = [int(s) for s in re.findall(r'data-seq="(\d+)"', second)]
+    assert len(more) == total - 50
+    assert max(more) < min(seqs)
+    assert "tenant.requested" in second  # the first entry of all, on the last page
+    assert "data-older" not in second
+
+
+def test_the_timeline_and_notifications_follow_the_apis_readers(
+    web: TestClient, actors: Actors, user: UserFactory, db: Database, clock: Clock
+) -> None:
+    tenant = tenant_in(web, actors, S.ACTIVE)
+    for n in range(25):
+        clock.advance(seconds=1)  # ids order by time: one message a second
+        with db.write() as session:
+            notifications.enqueue(
+                session,
+                notifications.NewMessage(
+                    idempotency_key=f"test-{tenant['id']}-{n}",
+                    tenant_id=tenant["id"],
+                    tenant_name=tenant["name"],
+                    run_id=None,
+                    template="state_changed",
+                    audience="stakeholders",
+                    recipients=("owner@acme.example",),
+                    subject=f"Tenant notice {n:02d}",
+                    body="body",
+                ),
+                deliver=False,
+            )
+    as_user(web, user, "oscar", "ops_engineer")  # reads notifications, not the audit trail
+    page = web.get(f"/tenants/{tenant['name']}").text
+    assert "data-seq=" not in section(page, "timeline")
+    assert "auditors and admins" in section(page, "timeline")
+    notes = section(page, "notifications")
+    assert "data-notification=" in notes
+    messages = ok(
+        web.get("/api/v1/notifications", params={"tenant": tenant["id"]}, headers=actors.admin)
+    )["items"]
+    assert len(messages) == 25
+    for message in messages[:20]:  # the latest 20
+        assert f'data-notification="{message["id"]}"' in notes
+    assert notes.count("data-notification=") == 20
+    assert "Tenant notice 24" in notes
+    assert "Tenant notice 04" not in notes
+    assert "owner@acme.example" in notes
+
+    as_user(web, user, "olga", "tenant_owner", tenant=tenant["id"])
+    owner = web.get(f"/tenants/{tenant['name']}").text
+    assert "data-notification=" not in section(owner, "notifications")
+    assert "data-seq=" not in section(owner, "timeline")
+
+
+def test_costs_for_cost_readers_only_with_charts(
+    web: TestClient,
+    actors: Actors,
+    user: UserFactory,
+    auth: TokenFactory,
+    clock: Clock,
+    tmp_path: Path,
+) -> None:
+    spender = tenant_in(web, actors, S.ACTIVE, name="spender", monthly_budget=100)
+    tenant_in(web, actors, S.ACTIVE, name="saver")
+    path = write_csv(tmp_path / "jan.csv", [tagged("spender", "60")])
+    r = web.post(
+        "/api/v1/finops/imports",
+        content=path.read_bytes(),
+        headers={**auth("fiona", "finance"), "content-type": "text/csv"},
+        params={"filename": path.name},
+    )
+    assert r.status_code == 201, r.text
+
+    as_user(web, user, "fin", "finance")
+    costs = section(web.get("/tenants/spender").text, "costs")
+    assert "60.00 EUR" in costs
+    assert "100.00 EUR" in costs
+    assert "60.0 %" in costs
+    assert costs.count("<svg") >= 2
+    assert 'role="img"' in costs
+    assert "<desc" in costs
+    assert "No cost data yet" in section(web.get("/tenants/saver").text, "costs")
+
+    as_user(web, user, "olga", "tenant_owner", tenant=spender["id"])
+    assert "60.00 EUR" in section(web.get("/tenants/spender").text, "costs")
+
+    as_user(web, user, "oscar", "ops_engineer")
+    assert 'id="costs"' not in web.get("/tenants/spender").text
