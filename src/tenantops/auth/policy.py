@@ -9,7 +9,7 @@ which step, a tenant owner's scope — live in the services.
 
 from __future__ import annotations
 
-from tenantops.auth.principal import Role
+from tenantops.auth.principal import Principal, Role
 
 R = Role
 ANYONE = frozenset(Role)
@@ -124,9 +124,6 @@ WEB_PAGES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/login/oidc"),
         ("GET", "/login/oidc/callback"),
         ("ANY", "/static"),
-        # approvals inbox (decisions go through the API's services and role table)
-        ("GET", "/approvals"),
-        ("POST", "/approvals/decide"),
         # The tenant owners' self-service portal (requests through tenantops.requests).
         ("GET", "/portal"),
         ("POST", "/portal/requests"),
@@ -134,6 +131,12 @@ WEB_PAGES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/tenants"),
         ("GET", "/tenants/{ref}"),
         ("POST", "/tenants/{ref}/actions/{action}"),
+        # the intake form of a new tenant (the roles of POST /api/v1/tenants)
+        ("GET", "/tenants/new"),
+        ("POST", "/tenants/new"),
+        # approvals inbox (decisions go through the API's services and role table)
+        ("GET", "/approvals"),
+        ("POST", "/approvals/decide"),
         # runs pages (retry/cancel check the API's roles of /api/v1/runs/{run_id}/retry|cancel)
         ("GET", "/runs"),
         ("GET", "/runs/{run_id}"),
@@ -155,3 +158,11 @@ SELF_AUTHENTICATED_ROUTES: frozenset[tuple[str, str]] = frozenset(
 def allowed_roles(method: str, path: str) -> frozenset[Role]:
     """Roles that may call ``method path`` (a route template); empty means nobody."""
     return ROUTE_ROLES.get((method.upper(), path), frozenset())
+
+
+def may(principal: Principal, method: str, path: str) -> bool:
+    """Whether the role table lets ``principal`` call ``method path`` (a route template).
+
+    Pages use it to offer only the actions the API would accept from the viewer.
+    """
+    return bool(principal.roles & allowed_roles(method, path))

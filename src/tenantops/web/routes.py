@@ -2,9 +2,10 @@
 
 Where a page lives: ``login`` (local sign-in, sign-out), ``oidc_login`` (sign-in
 through the OIDC issuer), ``dashboard`` (``/`` and ``GET /api/v1/kpis``),
-``tenant_pages`` (``/tenants``), ``approvals_page`` (``/approvals``),
-``runs_pages`` (``/runs``), ``portal`` (``/portal``, the tenant owners'
-self-service). What they share (session, CSRF, rendering) is ``pagekit``.
+``tenant_pages`` (``/tenants``), ``tenant_form`` (``/tenants/new``),
+``approvals_page`` (``/approvals``), ``runs_pages`` (``/runs``), ``portal``
+(``/portal``, the tenant owners' self-service). What they share (session, CSRF,
+rendering) is ``pagekit``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tenantops.web import (
     oidc_login,
     portal,
     runs_pages,
+    tenant_form,
     tenant_pages,
 )
 
@@ -31,6 +33,7 @@ ROUTERS = (
     oidc_login.router,
     dashboard.router,
     dashboard.api,
+    tenant_form.router,  # /tenants/new before /tenants/{ref}
     tenant_pages.router,
     approvals_page.router,
     runs_pages.router,

@@ -1,0 +1,125 @@
+"""The intake form of a new tenant (``/tenants/new``), for those who may request one.
+
+It is ``POST /api/v1/tenants`` in a form: the same schema validates it, the same
+service registers the tenant in ``requested`` and opens its onboarding approval,
+and the role table decides who sees the form. A refused form keeps what was typed
+and says what to fix; nothing is stored.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
+
+from tenantops.auth.policy import may
+from tenantops.auth.principal import Principal
+from tenantops.db import Database
+from tenantops.errors import AppError
+from tenantops.provisioning.manifests import TIERS
+from tenantops.tenants import service as tenants
+from tenantops.tenants.schemas import ComplianceClass, TenantCreate
+from tenantops.web.pagekit import (
+    error_page,
+    forbidden,
+    page_principal,
+    posted_form,
+    render,
+    to_login,
+)
+
+router = APIRouter(include_in_schema=False)
+
+CREATE_ROUTE = ("POST", "/api/v1/tenants")
+FIELDS = (
+    "name",
+    "display_name",
+    "business_owner",
+    "compliance_classification",
+    "region",
+    "tier",
+    "monthly_budget",
+    "currency",
+    "contacts",
+    "ticket_ref",
+)
+NOT_ALLOWED = "Only account managers and admins may request a tenant."
+
+
+def may_create(principal: Principal) -> bool:
+    """Whether the API would take a new tenant from ``principal``."""
+    return may(principal, *CREATE_ROUTE)
+
+
+def _messages(exc: ValidationError) -> list[str]:
+    """One line per invalid field, in words a person can act on."""
+    lines = []
+    for err in exc.errors()[:10]:
+        where = [str(p) for p in err.get("loc", ())]
+        field = where[0].replace("_", " ") if where else "form"
+        lines.append(f"{field}: {err.get('msg', 'invalid')}")
+    return lines
+
+
+def _form_page(
+    request: Request,
+    principal: Principal,
+    values: dict[str, str],
+    errors: list[str],
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "tenant_new.html",
+        {
+            "principal": principal,
+            "values": values,
+            "errors": errors,
+            "tiers": list(TIERS),
+            "classes": [c.value for c in ComplianceClass],
+        },
+        status=status,
+    )
+
+
+@router.get("/tenants/new")
+def new_tenant(request: Request) -> Response:
+    principal = page_principal(request)
+    if principal is None:
+        return to_login(request)
+    if not may_create(principal):
+        return error_page(request, "Forbidden", NOT_ALLOWED, 403)
+    return _form_page(request, principal, {"currency": "EUR", "tier": "standard"}, [])
+
+
+def _body(values: dict[str, str]) -> dict[str, object]:
+    """The form as the API's JSON body: contacts one per line or comma-separated."""
+    body: dict[str, object] = {k: v.strip() for k, v in values.items() if v.strip()}
+    contacts = values.get("contacts", "").replace(",", "\n").split()
+    body["contacts"] = [c for c in contacts if c]
+    return body
+
+
+@router.post("/tenants/new")
+async def create_tenant(request: Request) -> Response:
+    principal = page_principal(request)
+    if principal is None:
+        return to_login(request)
+    form = await posted_form(request)
+    if form is None:
+        return forbidden(request)
+    if not may_create(principal):
+        return error_page(request, "Forbidden", NOT_ALLOWED, 403)
+    values = {k: form.get(k, "") for k in FIELDS}
+    try:
+        data = TenantCreate.model_validate(_body(values))
+    except ValidationError as exc:
+        return _form_page(request, principal, values, _messages(exc), status=422)
+    db: Database = request.app.state.db
+    try:
+        with db.write() as session:
+            tenant, _ = tenants.create_tenant(session, principal=principal, data=data)
+            name = tenant.name
+    except AppError as exc:
+        return _form_page(request, principal, values, [exc.detail], status=exc.status)
+    return RedirectResponse(f"/tenants/{name}", status_code=303)
