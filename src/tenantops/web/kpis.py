@@ -20,7 +20,7 @@ month's cost). The table is that statement sorted and cut by the database; the
 overall numbers are aggregates over it, grouped by state and currency (a few
 rows); the activation median and p90 are picked by rank with a window
 function. No Python pass over the tenants: 10,000 of them cost what 200 do in
-Python, and the numbers stay exact (see ``micros_between``).
+Python, and the numbers stay exact (see ``epoch_micros``).
 
 Totals are sums of the unrounded figures, rounded once (as FinOps' month
 totals): a currency's total cost can differ by a cent from the sum of the
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVarTuple
 
@@ -97,6 +97,7 @@ SORT_KEYS = (
 SlaOutcome = Literal["met", "missed", "pending"]
 Columns = TypeVarTuple("Columns")
 MICROS = 1_000_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class KpiFilter(BaseModel):
@@ -163,7 +164,7 @@ class KpiReport(BaseModel):
 def percentile(values: Sequence[float], pct: float) -> float | None:
     """Nearest-rank percentile (``pct`` in 0..100): always a value that occurred.
 
-    The reference for the database's pick in ``_activation_percentiles``.
+    The reference for the database's pick in ``_report_query``.
     """
     if not values:
         return None
@@ -172,39 +173,40 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
     return ordered[rank - 1]
 
 
-class micros_between(FunctionElement[int]):  # noqa: N801 - used like a SQL function
-    """Whole microseconds from the second timestamp to the first, on either store.
+class epoch_micros(FunctionElement[int]):  # noqa: N801 - used like a SQL function
+    """A timestamp as whole microseconds since 1970 (UTC), on either store.
 
-    Exact, so seconds derived from it equal ``timedelta.total_seconds()`` in Python:
-    PostgreSQL's ``EXTRACT(EPOCH FROM interval)`` is a numeric; SQLite has no
-    interval, and its ``julianday`` keeps milliseconds only, so the whole seconds
-    (``strftime('%s')``) and the microseconds of the stored text are taken apart.
-    The one dialect difference of the module lives here, as a SQLAlchemy
-    construct: the queries themselves are one code path (decision 0001).
+    Exact, so differences of two, divided by 10**6 in Python, equal
+    ``timedelta.total_seconds()``: PostgreSQL's ``EXTRACT(EPOCH FROM ...)`` is a
+    numeric; SQLite's ``julianday`` keeps milliseconds only, so its whole seconds
+    (``strftime('%s')``) and the microseconds of the stored text are taken
+    apart. The one dialect difference of the module lives here, as a SQLAlchemy
+    construct: the queries themselves are one code path (decisions 0001, 0025).
     """
 
     type = BigInteger()
-    name = "micros_between"
+    name = "epoch_micros"
     inherit_cache = True
 
 
-@compiles(micros_between)
-def _micros_postgresql(element: micros_between, compiler: SQLCompiler, **kw: Any) -> str:
-    later, earlier = (compiler.process(c, **kw) for c in element.clauses)
-    return f"CAST(EXTRACT(EPOCH FROM ({later} - {earlier})) * {MICROS} AS BIGINT)"
+@compiles(epoch_micros)
+def _epoch_postgresql(element: epoch_micros, compiler: SQLCompiler, **kw: Any) -> str:
+    (at,) = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(EXTRACT(EPOCH FROM {at}) * {MICROS} AS BIGINT)"
 
 
-@compiles(micros_between, "sqlite")
-def _micros_sqlite(element: micros_between, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(epoch_micros, "sqlite")
+def _epoch_sqlite(element: epoch_micros, compiler: SQLCompiler, **kw: Any) -> str:
     # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC, see tenantops.db); characters
     # 21-26 are the microseconds, empty (0) when a writer left them out.
-    later, earlier = (compiler.process(c, **kw) for c in element.clauses)
+    (at,) = (compiler.process(c, **kw) for c in element.clauses)
     return (
-        f"((CAST(strftime('%s', {later}) AS INTEGER)"
-        f" - CAST(strftime('%s', {earlier}) AS INTEGER)) * {MICROS}"
-        f" + CAST(substr({later}, 21, 6) AS INTEGER)"
-        f" - CAST(substr({earlier}, 21, 6) AS INTEGER))"
+        f"(CAST(strftime('%s', {at}) AS INTEGER) * {MICROS} + CAST(substr({at}, 21, 6) AS INTEGER))"
     )
+
+
+def _micros(at: datetime) -> int:
+    return (at - EPOCH) // timedelta(microseconds=1)
 
 
 def _seconds(micros: int | None) -> float | None:
@@ -255,9 +257,12 @@ class _Money:
         total = self.cost.c.total
         self.spent = total if sees_cost else cast(null(), total.type)
 
-    def join(self, query: Select[*Columns]) -> Select[*Columns]:
-        """``query`` over ``tenants`` joined to the budgets and the month's cost."""
-        return query.outerjoin(Budget, Budget.tenant_id == Tenant.id).outerjoin(
+    def join(self, query: Select[*Columns], *, cost: bool = True) -> Select[*Columns]:
+        """``query`` over ``tenants`` joined to the budgets and (``cost``) the month's cost."""
+        query = query.outerjoin(Budget, Budget.tenant_id == Tenant.id)
+        if not cost:
+            return query
+        return query.outerjoin(
             self.cost,
             and_(self.cost.c.tenant_id == Tenant.id, self.cost.c.currency == self.currency),
         )
@@ -270,8 +275,8 @@ def _kpi_rows(*, where: list[ColumnElement[bool]], money: _Money, now: datetime)
     audit = (
         select(
             AuditEntry.tenant_id.label("tenant_id"),
-            func.min(case((action == ACTIVATED, at))).label("active_at"),
-            func.min(case((action == APPROVED, at))).label("approved_at"),
+            epoch_micros(func.min(case((action == ACTIVATED, at)))).label("active_us"),
+            epoch_micros(func.min(case((action == APPROVED, at)))).label("approved_us"),
             *(
                 func.count(case((action == name, 1))).label(label)
                 for name, label in INCIDENT_ACTIONS.items()
@@ -319,19 +324,19 @@ def _kpi_rows(*, where: list[ColumnElement[bool]], money: _Money, now: datetime)
         .subquery("runs")
     )
     currency, budget, spent = money.currency, money.budget, money.spent
-    active_at, approved_at = audit.c.active_at, audit.c.approved_at
+    active, approved = audit.c.active_us, audit.c.approved_us
     breached = func.coalesce(runs.c.breached, 0) > 0
-    provisioning = micros_between(active_at, approved_at)
+    provisioning = active - approved
     sla = case(
-        (approved_at.is_(None), null()),
+        (approved.is_(None), null()),
         (
-            active_at.is_not(None),
+            active.is_not(None),
             case(
-                (and_(provisioning < int(SLA / timedelta(microseconds=1)), ~breached), "met"),
+                (and_(provisioning < SLA // timedelta(microseconds=1), ~breached), "met"),
                 else_="missed",
             ),
         ),
-        (or_(approved_at <= now - SLA, breached), "missed"),
+        (or_(approved <= _micros(now - SLA), breached), "missed"),
         else_="pending",
     )
     suspensions, sla_breaches, security = (
@@ -345,7 +350,7 @@ def _kpi_rows(*, where: list[ColumnElement[bool]], money: _Money, now: datetime)
             Tenant.state.label("state"),
             Tenant.region.label("region"),
             Tenant.tier.label("tier"),
-            micros_between(active_at, Tenant.created_at).label("activation"),
+            (active - epoch_micros(Tenant.created_at)).label("activation"),
             provisioning.label("provisioning"),
             sla.label("sla"),
             suspensions.label("suspensions"),
@@ -386,7 +391,7 @@ def _order(rows: Any, sort: str) -> list[ColumnElement[Any]]:
 
 PCTS = (50, 90)
 # Summed over every row (they come from the audit and run passes); what needs only
-# tenants, budgets and cost is grouped in _groups.
+# tenants and budgets is grouped in _states_and_budgets.
 TOTALS = (
     "suspensions",
     "sla_breaches",
@@ -396,7 +401,9 @@ TOTALS = (
 )
 
 
-def _report_query(rows: Any, sort: str, limit: int | None) -> Select[Any]:
+def _report_query(
+    rows: Any, sort: str, limit: int | None, currencies: Sequence[str]
+) -> Select[Any]:
     """The table rows in order, each carrying the overall totals and percentiles.
 
     ``rows`` is built once (a materialized CTE) and read three times: sorted and
@@ -414,6 +421,11 @@ def _report_query(rows: Any, sort: str, limit: int | None) -> Select[Any]:
             for outcome in ("met", "missed", "pending")
         ),
         *(func.coalesce(func.sum(rows.c[name]), 0).label(f"total_{name}") for name in TOTALS),
+        *(
+            aggregate(case((rows.c.currency == code, rows.c.cost_mtd))).label(f"{label}_{i}")
+            for i, code in enumerate(currencies)
+            for label, aggregate in (("cost", func.sum), ("priced", func.count))
+        ),
     ).subquery("totals")
     ranked = (
         select(
@@ -440,38 +452,20 @@ def _report_query(rows: Any, sort: str, limit: int | None) -> Select[Any]:
     )
 
 
-def _groups(
+def _states_and_budgets(
     session: Session, money: _Money, where: list[ColumnElement[bool]]
-) -> tuple[dict[str, int], dict[str, Decimal], dict[str, Decimal]]:
-    """Tenants per state, budget and cost per currency: what needs no audit or run pass.
-
-    Money totals are sums of the unrounded figures, rounded once.
-    """
-    query = money.join(
-        select(
-            Tenant.state,
-            money.currency,
-            func.count(),
-            func.sum(money.budget),
-            func.sum(money.spent),
-            func.count(money.spent),
-        ).select_from(Tenant)
+) -> tuple[dict[str, int], dict[str, Decimal]]:
+    """Tenants per state and budget per currency: they need no audit, run or cost pass."""
+    states = select(Tenant.state, func.count()).where(*where).group_by(Tenant.state)
+    by_state = {str(state): int(n) for state, n in session.execute(states)}
+    budgets = money.join(
+        select(money.currency, func.sum(money.budget)).select_from(Tenant), cost=False
     )
-    by_state: dict[str, int] = {}
-    budget: dict[str, Decimal] = {}
-    cost: dict[str, Decimal] = {}
-    for state, currency, count, allotted, spent, priced in session.execute(
-        query.where(*where).group_by(Tenant.state, money.currency)
-    ):
-        by_state[state] = by_state.get(state, 0) + int(count)
-        budget[currency] = budget.get(currency, Decimal(0)) + _dec(allotted)
-        if priced:
-            cost[currency] = cost.get(currency, Decimal(0)) + _dec(spent)
-    return (
-        dict(sorted(by_state.items())),
-        {c: cents(v) for c, v in sorted(cost.items())},
-        {c: cents(v) for c, v in sorted(budget.items())},
-    )
+    budget = {
+        str(code): cents(_dec(total))
+        for code, total in session.execute(budgets.where(*where).group_by(money.currency))
+    }
+    return dict(sorted(by_state.items())), dict(sorted(budget.items()))
 
 
 def _tenant_row(row: Any) -> TenantKpis:
@@ -519,7 +513,10 @@ def compute_kpis(
     where = _visible(principal, filters)
     money = _Money(month=month, cost_column=cost_column, sees_cost=sees_cost)
     rows = _kpi_rows(where=where, money=money, now=now).cte("kpi").prefix_with("MATERIALIZED")
-    picked = session.execute(_report_query(rows, filters.sort, filters.limit)).all()
+    by_state, budget = _states_and_budgets(session, money, where)
+    # Money totals are sums of the unrounded figures, rounded once.
+    currencies = list(budget)
+    picked = session.execute(_report_query(rows, filters.sort, filters.limit, currencies)).all()
     shown = [_tenant_row(r) for r in picked]
     first = picked[0] if picked else None
     totals = {
@@ -527,7 +524,11 @@ def compute_kpis(
         for name in ("activated", "met", "missed", "pending", *TOTALS)
     }
     pct = {p: _seconds(getattr(first, f"p{p}")) if first else None for p in PCTS}
-    by_state, cost, budget = _groups(session, money, where)
+    cost = {
+        code: cents(_dec(getattr(first, f"cost_{i}")))
+        for i, code in enumerate(currencies)
+        if first is not None and getattr(first, f"priced_{i}")
+    }
     met, missed = totals["met"], totals["missed"]
     overall = OverallKpis(
         tenants=sum(by_state.values()),
