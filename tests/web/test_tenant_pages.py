@@ -420,6 +420,7 @@ def test_a_refused_action_says_why_next_to_the_form_and_changes_nothing(
     assert f'data-failed="{action}"' in alert.group(0)
     assert says in alert.group(0)
     assert "Nothing was changed" in alert.group(0)
+    assert "was not done" in alert.group(0)
     after = state_of(web, actors, tenant["id"])
     assert after["state"] == state.value
     assert after["version"] == tenant["version"]

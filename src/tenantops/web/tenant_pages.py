@@ -132,6 +132,7 @@ def _page(
             "page": page,
             "done": tenant_view.ACTIONS.get(done or ""),
             "failed": failed,
+            "failed_action": tenant_view.ACTIONS.get(failed[0]) if failed else None,
             "base": f"/tenants/{quote(name, safe='')}",
             "evidence": tenant_view.evidence_summary,
         },
