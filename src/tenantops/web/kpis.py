@@ -53,6 +53,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -286,41 +287,52 @@ def _kpi_rows(*, where: list[ColumnElement[bool]], money: _Money, now: datetime)
         .group_by(AuditEntry.tenant_id)
         .subquery("audit")
     )
-    is_open = Run.status.in_(OPEN_RUNS)
+    # Which runs to read: the open ones (an unfinished run is running or waiting), and
+    # the closed runs of tenants with a ``run.sla_breached`` entry, which the engine
+    # writes in the transaction that marks a run breached. Not every onboarding run: on
+    # SQLite each one is a read past its runbook document. Two index reads, not an OR.
+    breached_tenants = select(AuditEntry.tenant_id).where(action == "run.sla_breached")
+    columns = (
+        Run.tenant_id,
+        Run.runbook_id,
+        Run.status,
+        Run.updated_at,
+        Run.finished_at,
+        Run.sla_deadline,
+        Run.sla_breached_at,
+    )
+    read = union_all(
+        select(*columns).where(Run.status.in_(OPEN_RUNS)),
+        select(*columns).where(
+            Run.tenant_id.in_(breached_tenants),
+            Run.sla_breached_at.is_not(None),
+            Run.status.not_in(OPEN_RUNS),
+        ),
+    ).subquery("read")
+    is_open = read.c.status.in_(OPEN_RUNS)
     stalled = and_(
         is_open,
         or_(
-            Run.sla_deadline < now,
-            and_(Run.status == "running", Run.updated_at < now - STALL_AFTER),
+            read.c.sla_deadline < now,
+            and_(read.c.status == "running", read.c.updated_at < now - STALL_AFTER),
         ),
     )
     # (breached or past its deadline) and (still open or breached), simplified.
     onboarding_breached = and_(
-        Run.runbook_id == ONBOARDING_RUNBOOK,
+        read.c.runbook_id == ONBOARDING_RUNBOOK,
         or_(
-            Run.sla_breached_at.is_not(None),
-            and_(Run.sla_deadline < now, Run.finished_at.is_(None)),
+            read.c.sla_breached_at.is_not(None),
+            and_(read.c.sla_deadline < now, read.c.finished_at.is_(None)),
         ),
     )
-    # Which runs to read: the open ones (an unfinished run is running or waiting), and
-    # the runs of tenants with a ``run.sla_breached`` entry, which the engine writes in
-    # the transaction that marks a run breached. Not every onboarding run: on SQLite
-    # each one is a read past its runbook document.
-    breached_tenants = select(AuditEntry.tenant_id).where(action == "run.sla_breached")
     runs = (
         select(
-            Run.tenant_id.label("tenant_id"),
+            read.c.tenant_id.label("tenant_id"),
             func.count(case((is_open, 1))).label("open"),
             func.count(case((stalled, 1))).label("stalled"),
             func.count(case((onboarding_breached, 1))).label("breached"),
         )
-        .where(
-            or_(
-                is_open,
-                and_(Run.tenant_id.in_(breached_tenants), Run.sla_breached_at.is_not(None)),
-            )
-        )
-        .group_by(Run.tenant_id)
+        .group_by(read.c.tenant_id)
         .subquery("runs")
     )
     currency, budget, spent = money.currency, money.budget, money.spent
