@@ -45,10 +45,10 @@ def start_session(request: Request, opened: service.OpenedSession, target: str) 
 def login_page(request: Request, next: str | None = None) -> Response:
     if page_principal(request) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return _login_form(request, next=safe_next(next), error=None, status=200)
+    return login_form(request, next=safe_next(next), error=None, status=200)
 
 
-def _login_form(request: Request, *, next: str, error: str | None, status: int) -> Response:
+def login_form(request: Request, *, next: str, error: str | None, status: int) -> Response:
     token = secrets.token_urlsafe(32)
     response = render(
         request,
@@ -85,7 +85,7 @@ async def login_submit(request: Request) -> Response:
         )
     target = safe_next(form.get("next"))
     if opened is None:
-        return _login_form(request, next=target, error=FAILED_LOGIN, status=401)
+        return login_form(request, next=target, error=FAILED_LOGIN, status=401)
     response = start_session(request, opened, target)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response

@@ -33,7 +33,7 @@ from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.errors import NotAuthenticated
 from tenantops.web import service
-from tenantops.web.login import _login_form, start_session
+from tenantops.web.login import login_form, start_session
 from tenantops.web.pagekit import error_page, safe_next, secure
 
 FLOW_COOKIE = "tenantops_oidc"
@@ -125,7 +125,7 @@ def _read_flow(request: Request) -> dict[str, str] | None:
 
 def _refused(request: Request, message: str, *, next: str, status: int) -> Response:
     """The login page with ``message``; the flow cookie is gone, no session opened."""
-    response = _login_form(request, next=safe_next(next), error=message, status=status)
+    response = login_form(request, next=safe_next(next), error=message, status=status)
     response.delete_cookie(FLOW_COOKIE, path=FLOW_PATH)
     return response
 
