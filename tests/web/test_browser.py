@@ -54,7 +54,7 @@ def server(db: Database, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]
         worker__in_process="false",
         events__relay="false",
         log_json="false",
-        web__bootstrap_admin="false",  # the tests make their own users
+        bootstrap_admin="false",  # the tests make their own users and tokens
     )
     with serve_process(env, tmp_path / "server.log") as url:
         yield url, env
