@@ -366,10 +366,10 @@ def _gates(
     if principal.tenant_scoped:
         scope.append(Run.tenant_id == own_tenant if own_tenant is not None else false())
     kinds = _gate_kinds(session, scope)
-    held = set(principal.role_names())
-    mine = [k for k in kinds if held & set(k.gate.roles)]
     if not kinds:
         return [], 0
+    held = set(principal.role_names())
+    mine = [k for k in kinds if held & set(k.gate.roles)]
     relevant: list[ColumnElement[bool]] = [Run.started_by == principal.subject]
     if mine:
         relevant.append(or_(*[_pair(k) for k in mine]))
@@ -381,13 +381,13 @@ def _gates(
         Run.started_by,
         Run.created_at,
         Run.inputs,
-        Run.tenant_id,
         RunStep.name,
         RunStep.started_at,
         Tenant.name,
     )
     rows = session.execute(
         select(*columns)
+        .select_from(RunStep)
         .join(Run, Run.id == RunStep.run_id)
         .outerjoin(Tenant, Tenant.id == Run.tenant_id)
         .where(*where)
@@ -406,10 +406,9 @@ def _gates(
         started_by,
         created_at,
         inputs,
-        _tid,
         step,
         opened,
-        tenant_name,
+        tenant,
     ) in rows:
         info = by_pair[(runbook_hash, step)]
         kind = BREAK_GLASS if runbook_id == BREAK_GLASS_RUNBOOK else GATE
@@ -424,7 +423,7 @@ def _gates(
                 key=f"g-{run_id}-{step}",
                 what=_gate_what(kind, info, inputs),
                 detail=info.gate.prompt,
-                tenant_name=tenant_name,
+                tenant_name=tenant,
                 requested_by=started_by,
                 requested_at=as_utc(created_at),
                 waited_seconds=(now - since).total_seconds(),
