@@ -59,3 +59,29 @@ def test_a_short_password_or_an_empty_stdin_is_refused(
     assert empty.code == 1
     assert "no password on stdin" in empty.err
     assert cli("users", "list").out == ""
+
+
+def test_disable_ends_the_users_open_sessions_and_enable_lets_them_back(
+    cli: CliRunner, web: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli("users", "create-admin", "root", "--password-stdin").code == 0
+    sign_in(web, "root")
+    assert web.get("/", follow_redirects=False).status_code == 200
+
+    done = cli("users", "disable", "root")
+    assert done.code == 0, done.err
+    assert done.out == "disabled user root; 1 open session(s) ended\n"
+    assert web.get("/", follow_redirects=False).status_code == 303  # signed out at once
+    assert "\tdisabled\tlocal" in cli("users", "list").out
+    assert web.post("/login", data={"username": "root"}).status_code in (401, 403)
+
+    assert cli("users", "enable", "root").out == "enabled user root\n"
+    sign_in(web, "root")
+    assert web.get("/", follow_redirects=False).status_code == 200
+
+
+def test_disabling_an_unknown_user_is_a_one_line_error(cli: CliRunner) -> None:
+    done = cli("users", "disable", "nobody")
+    assert done.code == 1
+    assert "no user 'nobody'" in done.err

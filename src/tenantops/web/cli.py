@@ -82,12 +82,40 @@ def create(
 
 @app.command("list")
 def list_() -> None:
-    """List local users (never their password hashes)."""
+    """List web users: name, roles, tenant, state, and where they sign in (local or the issuer)."""
     db = open_database(Settings())
     try:
         with db.read() as session:
             for u in service.list_users(session):
                 state = "disabled" if u.disabled else "enabled"
-                typer.echo(f"{u.username}\t{','.join(u.roles)}\t{u.tenant_id or '-'}\t{state}")
+                source = f"oidc:{u.oidc_issuer}" if u.oidc_issuer else "local"
+                typer.echo(
+                    f"{u.username}\t{','.join(u.roles)}\t{u.tenant_id or '-'}\t{state}\t{source}"
+                )
     finally:
         db.dispose()
+
+
+def _set_disabled(username: str, disabled: bool) -> int:
+    db = open_database(Settings())
+    try:
+        with db.write() as session:
+            return service.set_disabled(
+                session, actor=operator(), username=username, disabled=disabled
+            )
+    finally:
+        db.dispose()
+
+
+@app.command("disable")
+def disable(username: Annotated[str, typer.Argument(help="Login name")]) -> None:
+    """Disable a user (local or OIDC) and end their open sessions at once."""
+    ended = _set_disabled(username, True)
+    typer.echo(f"disabled user {username}; {ended} open session(s) ended")
+
+
+@app.command("enable")
+def enable(username: Annotated[str, typer.Argument(help="Login name")]) -> None:
+    """Let a disabled user sign in again."""
+    _set_disabled(username, False)
+    typer.echo(f"enabled user {username}")

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal, Role
-from tenantops.errors import Conflict, Unprocessable
+from tenantops.errors import Conflict, NotFound, Unprocessable
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
 from tenantops.web import passwords
@@ -133,6 +133,35 @@ def create_user(
 
 def list_users(session: Session) -> Sequence[WebUser]:
     return session.execute(select(WebUser).order_by(WebUser.username)).scalars().all()
+
+
+def set_disabled(session: Session, *, actor: Principal, username: str, disabled: bool) -> int:
+    """Disable (or enable again) a user; disabling ends every open session of theirs.
+
+    Returns how many sessions were ended. Audited either way; setting the state
+    a user already has changes nothing and records nothing.
+    """
+    user = session.execute(
+        select(WebUser).where(WebUser.username == username).with_for_update()
+    ).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    if user.disabled == disabled:
+        return 0
+    user.disabled = disabled
+    ended = 0
+    if disabled:
+        result = session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+        ended = int(getattr(result, "rowcount", 0) or 0)
+    audit.record(
+        session,
+        actor=actor,
+        action="user.disabled" if disabled else "user.enabled",
+        tenant_id=user.tenant_id,
+        changes={"disabled": [not disabled, disabled]},
+        detail={"user_id": user.id, "username": user.username, "sessions_ended": ended},
+    )
+    return ended
 
 
 def backoff(failures: int) -> timedelta:
