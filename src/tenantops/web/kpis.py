@@ -14,13 +14,13 @@ Where each number comes from:
 - cost: month-to-date from the FinOps monthly roll-up in the budget's currency,
   against the budget (the FinOps budget row, else the tenant's own).
 
-One statement builds a row per tenant (``_kpi_rows``: the tenants joined to one
-grouped pass over the audit entries, one over the runs, the budgets and the
-month's cost). The table is that statement sorted and cut by the database; the
-overall numbers are aggregates over it, grouped by state and currency (a few
-rows); the activation median and p90 are picked by rank with a window
-function. No Python pass over the tenants: 10,000 of them cost what 200 do in
-Python, and the numbers stay exact (see ``epoch_micros``).
+``_kpi_rows`` builds a row per tenant in SQL: the tenants joined to one
+grouped pass over the audit entries, one over the open and breached runs, the
+budgets and the month's cost. ``_report_query`` materializes it once and reads
+it three times in one statement: sorted and cut for the table, aggregated for
+the totals, ranked by activation time for the median and p90. Tenants per state
+and budget per currency come from tenants and budgets alone. No Python pass
+over the tenants, and the numbers stay exact (see ``epoch_micros``).
 
 Totals are sums of the unrounded figures, rounded once (as FinOps' month
 totals): a currency's total cost can differ by a cent from the sum of the
