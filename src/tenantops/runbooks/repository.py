@@ -51,16 +51,30 @@ def steps(session: Session, run_id: str) -> Sequence[RunStep]:
     )
 
 
-def step_progress(session: Session, run_ids: Sequence[str]) -> dict[str, list[RunStep]]:
-    """The steps of several runs at once (one query), by run id, in order."""
-    by_run: dict[str, list[RunStep]] = {run_id: [] for run_id in run_ids}
+@dataclass(frozen=True)
+class StepState:
+    """A step's name and status: what a run summary needs of it."""
+
+    name: str
+    status: str
+
+
+def step_progress(session: Session, run_ids: Sequence[str]) -> dict[str, list[StepState]]:
+    """The steps' names and states of several runs at once (one query), by run id, in order.
+
+    Only two narrow columns: a page of run summaries must not read every step's
+    inputs, outputs and evidence.
+    """
+    by_run: dict[str, list[StepState]] = {run_id: [] for run_id in run_ids}
     if not run_ids:
         return by_run
     rows = session.execute(
-        select(RunStep).where(RunStep.run_id.in_(run_ids)).order_by(RunStep.position)
-    ).scalars()
-    for row in rows:
-        by_run[row.run_id].append(row)
+        select(RunStep.run_id, RunStep.name, RunStep.status)
+        .where(RunStep.run_id.in_(run_ids))
+        .order_by(RunStep.run_id, RunStep.position)
+    )
+    for run_id, name, status in rows:
+        by_run[run_id].append(StepState(name, status))
     return by_run
 
 

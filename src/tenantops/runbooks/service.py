@@ -15,11 +15,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tenantops.auth.principal import SYSTEM, Principal
+from tenantops.auth.principal import Principal
 from tenantops.errors import NotFound
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.runbooks import engine, repository, spec
 from tenantops.runbooks.models import Run, RunStep, StepAttempt
+from tenantops.runbooks.repository import StepState
 from tenantops.runbooks.schemas import (
     AttemptRead,
     GateDecisionCreate,
@@ -33,6 +34,7 @@ from tenantops.runbooks.schemas import (
     StepRead,
 )
 from tenantops.runbooks.spec import Loaded, Runbook
+from tenantops.tenants import repository as tenant_repository
 from tenantops.tenants import service as tenants
 
 
@@ -79,17 +81,11 @@ def _visible(session: Session, principal: Principal, run_id: str) -> Run:
 
 
 def _tenant_names(session: Session, tenant_ids: set[str]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for tenant_id in tenant_ids:
-        try:
-            names[tenant_id] = tenants.get_tenant(session, principal=SYSTEM, ref=tenant_id).name
-        except NotFound:
-            continue
-    return names
+    return tenant_repository.names_of(session, tenant_ids)
 
 
 def _summary(
-    run: Run, steps: Sequence[RunStep], tenant_name: str | None, now: datetime
+    run: Run, steps: Sequence[RunStep | StepState], tenant_name: str | None, now: datetime
 ) -> dict[str, Any]:
     current = next((s.name for s in steps if s.status != "succeeded"), None)
     return {

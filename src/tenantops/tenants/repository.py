@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
@@ -36,6 +36,14 @@ class TenantFilter:
     owner: str | None = None
     q: str | None = None
     only: str | None = None
+
+
+def names_of(session: Session, tenant_ids: Collection[str]) -> dict[str, str]:
+    """Tenant names by id, for the ids that exist (one query)."""
+    if not tenant_ids:
+        return {}
+    query = select(Tenant.id, Tenant.name).where(Tenant.id.in_(tenant_ids))
+    return {row.id: row.name for row in session.execute(query)}
 
 
 def _escape_like(text: str) -> str:
