@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from tenantops.approvals import rules
 from tenantops.approvals import service as approvals
 from tenantops.approvals.models import ApprovalDecision, ApprovalRequest
-from tenantops.auth.policy import API, allowed_roles
+from tenantops.auth.policy import API, may
 from tenantops.auth.principal import Principal, Role
 from tenantops.breakglass.service import RUNBOOK as BREAK_GLASS_RUNBOOK
 from tenantops.errors import AppError, NotFound, SegregationOfDuties
@@ -114,7 +114,7 @@ class Inbox:
 
 def _route_allows(principal: Principal, kind: str) -> bool:
     route = ROUTES[GATE if kind == BREAK_GLASS else kind]
-    return bool(principal.roles & allowed_roles(*route))
+    return may(principal, *route)
 
 
 def _own_tenant_id(session: Session, principal: Principal) -> str | None:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import TypeAdapter, ValidationError
 
-from tenantops.auth.policy import allowed_roles
+from tenantops.auth.policy import may
 from tenantops.auth.principal import Principal
 from tenantops.config import Settings
 from tenantops.db import Database
@@ -76,7 +76,7 @@ def _platform_contacts(settings: Settings) -> list[str]:
 
 def _may_read_costs(principal: Principal) -> bool:
     """The cost API's roles, so the portal shows cost exactly when the API would."""
-    return bool(principal.roles & allowed_roles("GET", "/api/v1/tenants/{tenant}/costs"))
+    return may(principal, "GET", "/api/v1/tenants/{tenant}/costs")
 
 
 def _messages(exc: ValidationError) -> list[str]:

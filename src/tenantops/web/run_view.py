@@ -5,7 +5,7 @@ the page carries no script that counts. Evidence is free-form JSON recorded by
 each step; it is shown as labelled values, and a value that names something
 the UI or the API can show (a run, a tenant, a message, a cost report) becomes
 a link to it. Whether the viewer may retry or cancel is read from the API's
-role table (``allowed_roles``) for the API's own routes, so the buttons and the
+role table (``policy.may``) for the API's own routes, so the buttons and the
 POSTs follow the same rule as ``POST /api/v1/runs/{run_id}/retry|cancel``.
 """
 
@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
-from tenantops.auth.policy import API, allowed_roles
+from tenantops.auth.policy import API, may
 from tenantops.auth.principal import Principal
 from tenantops.runbooks.schemas import RunRead, RunSummary, SlaStatus, StepRead
 
@@ -158,11 +158,6 @@ def fields(
 def label(key: str) -> str:
     """``manifest_digest`` -> ``manifest digest``: evidence keys as words."""
     return key.replace("_", " ")
-
-
-def may(principal: Principal, method: str, route: str) -> bool:
-    """Whether the API's role table lets ``principal`` call ``method route``."""
-    return bool(principal.roles & allowed_roles(method, route))
 
 
 @dataclass(frozen=True)

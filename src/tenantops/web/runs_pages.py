@@ -5,7 +5,7 @@ functions behind ``GET /api/v1/runs`` — so a tenant owner sees only their
 tenant's runs and another tenant's run is a 404, as in the API. Retry and
 cancel call ``service.retry_run``/``cancel_run`` after the API's role table
 for ``POST /api/v1/runs/{run_id}/retry|cancel`` allowed the viewer
-(``run_view.may``); the engine keeps its own rules on which states allow what.
+(``policy.may``); the engine keeps its own rules on which states allow what.
 While a run is unfinished its steps fragment asks for itself again every two
 seconds (htmx); the fragment of a finished run no longer does.
 """
@@ -19,6 +19,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
+from tenantops.auth.policy import may
 from tenantops.auth.principal import Principal
 from tenantops.db import Database
 from tenantops.errors import AppError
@@ -38,7 +39,6 @@ from tenantops.web.run_view import (
     CANCEL_ROUTE,
     RETRY_ROUTE,
     RUN_STATES,
-    may,
     run_rows,
     run_view,
     span,

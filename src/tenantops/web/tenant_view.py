@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.approvals.schemas import ApprovalRequestRead
 from tenantops.audit.models import AuditEntry
-from tenantops.auth.policy import API, allowed_roles
+from tenantops.auth.policy import API, allowed_roles, may
 from tenantops.auth.principal import Principal, Role
 from tenantops.errors import Forbidden, NotFound, Unprocessable
 from tenantops.finops import report_charts
@@ -64,11 +64,6 @@ TENANT = f"{API}/tenants/{{tenant}}"
 AUDIT_ROUTE = ("GET", f"{API}/audit")
 NOTIFICATIONS_ROUTE = ("GET", f"{API}/notifications")
 COSTS_ROUTE = ("GET", f"{TENANT}/costs")
-
-
-def may(principal: Principal, route: tuple[str, str]) -> bool:
-    """Whether the API's role table lets ``principal`` call ``route``."""
-    return bool(principal.roles & allowed_roles(*route))
 
 
 # --------------------------------------------------------------------------- the list
@@ -550,11 +545,11 @@ def build_page(
 
     timeline: list[TimelineEntry] | None = None
     timeline_older = None
-    if may(principal, AUDIT_ROUTE):
+    if may(principal, *AUDIT_ROUTE):
         timeline, timeline_older = _timeline(session, row.id, older)
 
     messages: list[NotificationRead] | None = None
-    if may(principal, NOTIFICATIONS_ROUTE):
+    if may(principal, *NOTIFICATIONS_ROUTE):
         rows, _ = notifications.list_notifications(
             session,
             principal=principal,
@@ -565,7 +560,7 @@ def build_page(
         messages = [NotificationRead.model_validate(m) for m in rows]
 
     costs = None
-    if may(principal, COSTS_ROUTE):
+    if may(principal, *COSTS_ROUTE):
         costs = _costs(
             session,
             row,
