@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tenantops.finops import report_templates
+from tenantops.finops.report_pdf import find_unicode_font, render_pdf, to_latin1
 from tenantops.finops.report_render import (
     ALL_TENANTS_COLUMNS,
     TENANT_COLUMNS,
@@ -27,12 +28,9 @@ from tenantops.finops.report_render import (
     Scope,
     TenantCost,
     csv_safe,
-    find_unicode_font,
     format_money,
     render_csv,
     render_html,
-    render_pdf,
-    to_latin1,
 )
 
 D = Decimal

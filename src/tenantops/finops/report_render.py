@@ -62,7 +62,6 @@ from tenantops.finops.report_model import (
     share_text,
     tenants_text,
 )
-from tenantops.finops.report_pdf import find_unicode_font, render_pdf, to_latin1
 
 # ----------------------------------------------------------------------------- HTML
 
@@ -269,14 +268,11 @@ __all__ = [
     "VBarChart",
     "cost_chart",
     "csv_safe",
-    "find_unicode_font",
     "format_money",
     "format_ratio",
     "format_thresholds",
     "months_chart",
     "render_csv",
     "render_html",
-    "render_pdf",
-    "to_latin1",
     "trend_chart",
 ]

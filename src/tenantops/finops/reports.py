@@ -55,7 +55,6 @@ from tenantops.finops.report_render import (
     TenantCost,
     render_csv,
     render_html,
-    render_pdf,
 )
 from tenantops.finops.settings import FinOpsSettings
 from tenantops.kit.clock import utcnow
@@ -323,6 +322,10 @@ def render(report: CostReport, fmt: str) -> bytes:
     if fmt == "csv":
         return render_csv(report).encode()
     if fmt == "pdf":
+        # Imported here: fpdf takes a third of a second to load, and every CLI
+        # command would pay it through the actions that import this module.
+        from tenantops.finops.report_pdf import render_pdf
+
         return render_pdf(report)
     raise Unprocessable(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}", param="format")
 
