@@ -16,7 +16,15 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed  ## install, then serve on the embedded default (SQLite in ./tenantops-data)
 	$(BIN)/tenantops serve
 
-test: $(BIN)/.installed  ## the whole test suite, on SQLite and PostgreSQL
+# The OIDC provider the web sign-in tests run against (node-oidc-provider, pinned in
+# tests/oidc/package-lock.json). Without node/npm those tests skip on a laptop, fail in CI.
+OIDC_PROVIDER = tests/oidc/node_modules/.package-lock.json
+
+$(OIDC_PROVIDER): tests/oidc/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the OIDC sign-in tests will skip (apt-get install nodejs npm)"; fi
+
+test: $(BIN)/.installed $(OIDC_PROVIDER)  ## the whole test suite, on SQLite and PostgreSQL
 	$(BIN)/pytest
 
 lint: $(BIN)/.installed  ## ruff, mypy (strict), import contracts, the runbook library against its schema

@@ -14,6 +14,7 @@ provider redirects the browser to: the tenantops callback.
 
 from __future__ import annotations
 
+import fcntl
 import html
 import json
 import os
@@ -44,17 +45,23 @@ def _node() -> str:
         if os.environ.get("CI"):
             pytest.fail(reason + " (CI must run it)", pytrace=False)
         pytest.skip(reason)
-    if not (HERE / "node_modules" / "oidc-provider").is_dir():
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"npm ci in {HERE} failed:\n{done.stdout}\n{done.stderr}", pytrace=False)
+    # `make test` installs it first; a direct pytest run does it here, one process at a
+    # time (test workers run in parallel and npm ci is not safe to run twice at once).
+    with (HERE / ".npm-ci.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (HERE / "node_modules" / "oidc-provider").is_dir():
+            done = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=HERE,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            if done.returncode != 0:
+                pytest.fail(
+                    f"npm ci in {HERE} failed:\n{done.stdout}\n{done.stderr}", pytrace=False
+                )
     return found
 
 
