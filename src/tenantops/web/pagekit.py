@@ -48,13 +48,18 @@ def secure(request: Request) -> bool:
     return not (request.url.scheme == "http" and request.url.hostname in LOCAL_HOSTS)
 
 
+def database(request: Request) -> Database:
+    """The app's database."""
+    db: Database = request.app.state.db
+    return db
+
+
 def page_principal(request: Request) -> Principal | None:
     """The principal of the request's session (idle timeout slid), or ``None``."""
     value = request.cookies.get(SESSION_COOKIE)
     if not value or len(value) > 100:
         return None
-    db: Database = request.app.state.db
-    with db.write() as session:
+    with database(request).write() as session:
         return service.resume(session, value)
 
 

@@ -21,13 +21,13 @@ from pydantic import ValidationError
 
 from tenantops.auth.policy import may
 from tenantops.auth.principal import Principal
-from tenantops.db import Database
 from tenantops.errors import AppError
 from tenantops.kit.web import wake_worker
 from tenantops.runbooks import service, spec
 from tenantops.runbooks.schemas import CancelRequest
 from tenantops.web.pagekit import (
     Filter,
+    database,
     error_page,
     forbidden,
     page_principal,
@@ -52,11 +52,6 @@ router = APIRouter(include_in_schema=False)
 RunId = Annotated[str, Path(min_length=1, max_length=36)]
 # Checked by the service (a cursor it did not issue is a 422 shown on the page).
 Cursor = Annotated[str | None, Query(max_length=200)]
-
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
 
 
 @router.get("/runs")
@@ -86,7 +81,7 @@ def runs_list(
         context["error"] = f"There is no run state {filters['state']!r}."
         return render(request, "runs.html", context, status=422)
     try:
-        with _db(request).read() as session:
+        with database(request).read() as session:
             page = service.list_runs(
                 session,
                 principal=principal,
@@ -111,7 +106,7 @@ def runs_list(
 def _run_context(request: Request, principal: Principal, run_id: str) -> dict[str, Any] | Response:
     """The context of a run's page or fragment, or the 404 page."""
     try:
-        with _db(request).read() as session:
+        with database(request).read() as session:
             run = service.read_run(session, principal=principal, run_id=run_id)
     except AppError as exc:
         return error_page(request, exc.title, exc.detail, exc.status)
@@ -185,7 +180,7 @@ async def retry(request: Request, run_id: RunId) -> Response:
         return checked
     principal, _ = checked
     try:
-        with _db(request).write() as session:
+        with database(request).write() as session:
             service.retry_run(session, principal=principal, run_id=run_id)
     except AppError as exc:
         return _run_page(request, principal, run_id, error=exc.detail, status=exc.status)
@@ -212,7 +207,7 @@ async def cancel(request: Request, run_id: RunId) -> Response:
             status=422,
         )
     try:
-        with _db(request).write() as session:
+        with database(request).write() as session:
             service.cancel_run(session, principal=principal, run_id=run_id, reason=reason)
     except AppError as exc:
         return _run_page(

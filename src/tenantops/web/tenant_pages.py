@@ -16,7 +16,6 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from tenantops.auth.principal import Principal
-from tenantops.db import Database
 from tenantops.errors import AppError, NotFound
 from tenantops.finops.settings import FinOpsSettings
 from tenantops.kit.web import wake_worker
@@ -24,6 +23,7 @@ from tenantops.web import tenant_view
 from tenantops.web.kpis import filter_options
 from tenantops.web.pagekit import (
     Filter,
+    database,
     error_page,
     forbidden,
     page_principal,
@@ -45,11 +45,6 @@ ActionName = Annotated[str, Path()]
 def _known_shape(ref: str) -> bool:
     """Whether ``ref`` could name a tenant (an id or a name: short, printable)."""
     return 0 < len(ref) <= 63 and all(0x20 < ord(c) < 0x7F for c in ref)
-
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
 
 
 def _finops(request: Request) -> FinOpsSettings:
@@ -77,7 +72,7 @@ def tenants_list(
         cursor=cursor or None,
     )
     try:
-        with _db(request).read() as session:
+        with database(request).read() as session:
             listing = tenant_view.list_tenants(session, principal=principal, query=query)
             options = filter_options(session, principal)
     except AppError as exc:
@@ -109,7 +104,7 @@ def _page(
     if not _known_shape(ref):
         return error_page(request, "Not found", "There is no such tenant.", 404)
     try:
-        with _db(request).read() as session:
+        with database(request).read() as session:
             page = tenant_view.build_page(
                 session,
                 principal=principal,
@@ -165,7 +160,7 @@ async def tenant_action(request: Request, ref: Ref, action: ActionName) -> Respo
     if not _known_shape(ref):
         return error_page(request, "Not found", "There is no such tenant.", 404)
     try:
-        with _db(request).write() as session:
+        with database(request).write() as session:
             tenant = tenant_view.perform(
                 session, principal=principal, ref=ref, name=action, form=form
             )
