@@ -357,3 +357,35 @@ def test_new_tenant_request_registers_a_requested_tenant_after_an_account_manage
     ok(shop.decide(second["id"], other_am, "reject"))
     drain(shop.worker)
     problem(client.get("/api/v1/tenants/olgas-reports", headers=actors.admin), 404)
+
+
+def test_a_quota_change_approved_after_a_suspension_changes_nothing_and_keeps_the_isolation(
+    shop: Shop, client: TestClient, actors: Actors, settings: Settings
+) -> None:
+    filed = shop.file(kind="quota", tier="premium", justification="launch next month")
+    suspended = client.post(
+        f"/api/v1/tenants/{shop.tenant['id']}/suspend",
+        json={"reason": "payment breach", "incident_ref": "INC42"},
+        headers=actors.ops,
+    )
+    assert ok(suspended)["state"] == "suspended"
+    drain(shop.worker)  # the suspension commits the deny-all isolation
+    ok(shop.decide(filed["id"], actors.gov))
+    drain(shop.worker)
+
+    run = ok(client.get(f"/api/v1/runs/{filed['id']}", headers=actors.ops))
+    assert run["status"] == "failed"
+    steps = {s["name"]: s for s in run["steps"]}
+    assert steps["change-tier"]["status"] == "failed"
+    assert "only while it is active" in steps["change-tier"]["error"]
+    assert steps["gitops"]["status"] != "succeeded"
+    tenant = ok(client.get(f"/api/v1/tenants/{shop.tenant['id']}", headers=actors.ops))
+    assert (tenant["state"], tenant["tier"]) == ("suspended", "standard")
+    head = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "HEAD", "tenants/olgas-shop/"],
+        cwd=settings.data_dir / "gitops",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "tenants/olgas-shop/networkpolicy-isolate.yaml" in head

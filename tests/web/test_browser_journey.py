@@ -173,6 +173,13 @@ def test_request_approve_watch_onboarding_and_see_the_dashboard_and_portal(
             assert "ACME Corp" in theirs.content()
             assert axe_violations(theirs) == []
             shoot(theirs, tmp_path, "portal.png")
+            # A budget request through the form: the browser's own validation lets it through.
+            budget = theirs.locator('form[data-form="budget"]')
+            budget.get_by_label("New monthly budget").fill("3000.50")
+            budget.get_by_label("Currency").fill("EUR")
+            budget.get_by_label("Justification").fill("new analytics workload")
+            budget.get_by_role("button", name="Request the budget change").click()
+            theirs.wait_for_selector('tr[data-kind="budget"]')
             for path in ("/portal", "/", "/runs", "/tenants"):
                 theirs.goto(f"{url}{path}")
                 assert "globex" not in theirs.content(), path

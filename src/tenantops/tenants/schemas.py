@@ -44,11 +44,17 @@ def _dns_label(value: str) -> str:
     return value
 
 
+# Path segments of the web UI next to /tenants/{name}: a tenant so named could not be opened.
+RESERVED_NAMES = frozenset({"new"})
+
+
 def _not_an_id(value: str) -> str:
     # A tenant is addressed by id or by name in one path segment, so a name
     # shaped like an id could shadow another tenant (and its owner's scope).
     if UUID_SHAPED.match(value):
         raise ValueError("a tenant name must not look like a tenant id (a UUID)")
+    if value in RESERVED_NAMES:
+        raise ValueError(f"{value!r} is reserved; choose another tenant name")
     return value
 
 

@@ -23,6 +23,7 @@ from tenantops.errors import (
     Conflict,
     Forbidden,
     IdempotencyMismatch,
+    InvalidTransition,
     NotFound,
     PreconditionFailed,
 )
@@ -499,6 +500,14 @@ def change_tier(
     not know fails the tenant's next GitOps sync, so other callers must check it.
     """
     tenant = _lock(session, principal=principal, ref=ref, if_match=None)
+    if tenant.state != TenantState.ACTIVE.value:
+        # The GitOps sync after a tier change renders the tenant as it was when the
+        # run started: on a tenant suspended since, it would lift the isolation.
+        raise InvalidTransition(
+            f"the tier of tenant {tenant.name} can change only while it is active, "
+            f"not {tenant.state}",
+            current_state=tenant.state,
+        )
     if tenant.tier == tier:
         return tenant
     before = snapshot(tenant)

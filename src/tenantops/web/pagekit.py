@@ -85,12 +85,16 @@ def to_login(request: Request) -> RedirectResponse:
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """The urlencoded form of a POST, first value of each field (empty if oversized)."""
+    """The urlencoded form of a POST, first value of each field (empty if oversized).
+
+    NUL characters are dropped: no browser sends them, and PostgreSQL text cannot
+    hold them (a forged form would otherwise be a 500, not the form's own error).
+    """
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         return {}
     parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {k: v[0] for k, v in parsed.items()}
+    return {k.replace("\x00", ""): v[0].replace("\x00", "") for k, v in parsed.items()}
 
 
 async def posted_form(request: Request) -> dict[str, str] | None:

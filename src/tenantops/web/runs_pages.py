@@ -49,7 +49,7 @@ PAGE_SIZE = 50
 
 router = APIRouter(include_in_schema=False)
 
-RunId = Annotated[str, Path(min_length=1, max_length=36)]
+RunId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[^\x00-\x1f]+$")]
 # Checked by the service (a cursor it did not issue is a 422 shown on the page).
 Cursor = Annotated[str | None, Query(max_length=200)]
 
