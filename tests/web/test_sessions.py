@@ -16,7 +16,9 @@ from tenantops.web import service
 from tenantops.web.login import FAILED_LOGIN
 from tenantops.web.models import WebSession
 from tenantops.web.pagekit import safe_next
-from tests.conftest import Clock
+from tests.conftest import Actors, Clock
+from tests.factories import tenant_body
+from tests.flows import S, tenant_in
 from tests.web.conftest import PASSWORD, UserFactory, login_csrf, sign_in
 
 
@@ -316,3 +318,27 @@ def test_a_username_with_a_nul_is_a_refused_login_not_a_500(
     )
     assert r.status_code < 500, r.text
     assert "tenantops_session" not in web.cookies
+
+
+def test_the_session_reads_the_json_api_but_never_writes_through_it(
+    web: TestClient, user: UserFactory, client: TestClient, actors: Actors
+) -> None:
+    mine = tenant_in(client, actors, S.ACTIVE, name="blue")
+    tenant_in(client, actors, S.ACTIVE, name="green")
+    user("amy", "account_manager")
+    user("olga", "tenant_owner", tenant=mine["id"])
+    assert web.get("/api/v1/tenants").status_code == 401  # no session, no token
+    sign_in(web, "amy")
+    listed = web.get("/api/v1/tenants")
+    assert listed.status_code == 200
+    assert {t["name"] for t in listed.json()["items"]} == {"blue", "green"}
+    # A write with the cookie alone is refused: another site could make the browser send it.
+    refused = web.post("/api/v1/tenants", json=tenant_body(name="red"))
+    assert refused.status_code == 401
+    assert web.get("/api/v1/tenants/red").status_code == 404
+
+    web.cookies.clear()
+    sign_in(web, "olga")
+    assert [t["name"] for t in web.get("/api/v1/tenants").json()["items"]] == ["blue"]
+    assert web.get("/api/v1/tenants/green").status_code == 404
+    assert web.get("/api/v1/audit").status_code == 403  # the role table still applies

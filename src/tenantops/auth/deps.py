@@ -16,11 +16,28 @@ from tenantops.auth.principal import Principal
 from tenantops.db import Database
 from tenantops.errors import Forbidden, NotAuthenticated
 
+# Reads a browser may make with its web session instead of a token (a JSON link on a
+# page). Never a write: those need the token, so the session cookie cannot be
+# ridden by another site (CSRF); cross-site reads are kept out by the browser.
+SESSION_READS = frozenset({"GET", "HEAD"})
+
+
+def _session_principal(request: Request) -> Principal | None:
+    """The web session's principal, when the web UI is mounted and the request is a read."""
+    if request.method not in SESSION_READS:
+        return None
+    resolve: Callable[[Request], Principal | None] | None = getattr(
+        request.app.state, "session_principal", None
+    )
+    return resolve(request) if resolve is not None else None
+
 
 def authenticate(request: Request) -> Principal:
-    """The principal behind the ``Authorization: Bearer`` header."""
+    """The principal behind ``Authorization: Bearer`` (for a read: or the web session)."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
+    if not header and (signed_in := _session_principal(request)) is not None:
+        return signed_in
     if scheme.lower() != "bearer" or not value.strip():
         raise NotAuthenticated(
             "send 'Authorization: Bearer <token>' (an API token or an OIDC access token)"

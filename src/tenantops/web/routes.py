@@ -21,6 +21,7 @@ from tenantops.web import (
     dashboard,
     login,
     oidc_login,
+    pagekit,
     portal,
     runs_pages,
     tenant_form,
@@ -44,6 +45,8 @@ ROUTERS = (
 def mount(app: FastAPI) -> None:
     """Add the web UI to ``app``: pages, the KPI API, the vendored static files."""
     app.state.web_settings = app.state.settings.web
+    # The JSON API's reads (the "As JSON" and evidence links) also take the web session.
+    app.state.session_principal = pagekit.page_principal
     app.state.web_templates = Jinja2Templates(directory=HERE / "templates")
     for router in ROUTERS:
         app.include_router(router)
