@@ -218,3 +218,26 @@ def test_staff_and_strangers_get_no_portal(
     assert r.status_code == 403
     listed = client.get(f"/api/v1/tenants/{tenant['id']}/requests", headers=actors.admin)
     assert ok(listed)["items"] == []
+
+
+def test_the_approver_sees_what_is_asked_and_why_in_the_inbox_and_on_the_run_page(
+    portal: Portal, user: UserFactory
+) -> None:
+    r = portal.post(kind="quota", tier="premium", justification="launch in March")
+    assert r.status_code == 303, r.text
+    run_id = next(q["id"] for q in portal.requests_of(portal.tenant) if q["kind"] == "quota")
+    portal.web.cookies.clear()
+    user("gus", "governance")
+    sign_in(portal.web, "gus")
+    inbox = portal.web.get("/approvals").text
+    assert "tier: premium" in inbox
+    assert "justification: launch in March" in inbox
+    page = portal.web.get(f"/runs/{run_id}").text
+    assert "data-inputs" in page
+    assert "launch in March" in page
+    # The portal's forms carry their attributes as HTML, not as escaped text.
+    portal.web.cookies.clear()
+    sign_in(portal.web, "olga")
+    form = portal.web.get("/portal").text
+    assert 'pattern="[A-Z]{3}"' in form
+    assert 'step="0.01"' in form

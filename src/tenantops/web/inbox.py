@@ -439,13 +439,27 @@ def _gates(
     return items, int(total)
 
 
+REQUEST_SHOWN = 400  # characters of a request's fields shown in its inbox item
+
+
 def _gate_what(kind: str, info: _GateKind, inputs: dict[str, Any]) -> str:
     if kind == BREAK_GLASS:
         subject = inputs.get("subject", "")
         incident = inputs.get("incident_ref", "")
         reason = inputs.get("reason", "")
         return f"Review of emergency access {subject} ({incident}): {reason}"
-    return f"{info.title}: {info.step_title}"
+    what = f"{info.title}: {info.step_title}"
+    asked = inputs.get("request")
+    if isinstance(asked, dict) and asked:
+        # A self-service request: the approver sees what exactly is asked, and why.
+        parts = [
+            f"{str(k).replace('_', ' ')}: {v}"
+            for k, v in asked.items()
+            if isinstance(v, str | int | float) and v != ""
+        ]
+        detail = "; ".join(parts)
+        what += f" — {detail[:REQUEST_SHOWN]}{'…' if len(detail) > REQUEST_SHOWN else ''}"
+    return what
 
 
 # --- the inbox --------------------------------------------------------------------------

@@ -179,6 +179,12 @@ class RunView:
     can_retry: bool
     can_cancel: bool
     tenant: str | None = None
+    inputs: tuple[Field, ...] = ()
+
+
+def request_inputs(inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a run was asked to do: its inputs but the tenant record (shown on the tenant page)."""
+    return {k: v for k, v in (inputs or {}).items() if k != "tenant"}
 
 
 def run_view(run: RunRead, principal: Principal) -> RunView:
@@ -201,6 +207,7 @@ def run_view(run: RunRead, principal: Principal) -> RunView:
         can_retry=run.status == "failed" and may(principal, "POST", RETRY_ROUTE),
         can_cancel=run.status in ("running", "waiting") and may(principal, "POST", CANCEL_ROUTE),
         tenant=tenant,
+        inputs=fields(request_inputs(run.inputs), tenant=tenant),
     )
 
 
