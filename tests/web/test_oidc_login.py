@@ -178,6 +178,25 @@ def test_a_tenant_owner_is_scoped_to_the_tenant_of_the_claim(
     assert principal.tenant == mine["id"]
 
 
+def test_a_tenant_claim_may_name_the_tenant_and_the_user_keeps_its_id(
+    sso: TestClient, provider: Provider, actors: Actors, db: Database
+) -> None:
+    long_name = "a-tenant-whose-name-is-longer-than-an-id-x"  # 42 characters > String(36)
+    mine = request_tenant(sso, actors.am, name=long_name)
+    provider.account("olga", roles=["tenant_owner"], tenant=long_name)
+    assert back(sso, provider.sign_in(start(sso), "olga")).status_code == 303
+    with db.write() as s:
+        principal = service.resume(s, sso.cookies[SESSION])
+    assert principal is not None
+    assert principal.tenant == mine["id"]
+
+    sso.cookies.clear()
+    provider.account("otto", roles=["tenant_owner"], tenant="no-such-tenant")
+    refused(back(sso, provider.sign_in(start(sso), "otto")), 403, "does not know", sso)
+    failed = [d for a, d in audit_actions(db) if a == "user.login_failed"]
+    assert failed[-1]["reason"] == "unknown tenant"
+
+
 def test_a_tenant_owner_without_a_tenant_claim_gets_no_session(
     sso: TestClient, provider: Provider, db: Database
 ) -> None:

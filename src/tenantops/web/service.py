@@ -26,6 +26,7 @@ from tenantops.auth.principal import Principal, Role
 from tenantops.errors import Conflict, NotFound, Unprocessable
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
+from tenantops.tenants import repository as tenant_repository
 from tenantops.web import passwords
 from tenantops.web.models import LoginThrottle, WebSession, WebUser
 
@@ -328,6 +329,16 @@ def sign_in_external(session: Session, *, issuer: str, principal: Principal) -> 
         return ExternalSignIn(
             None, "Your account at the identity provider grants no tenantops role."
         )
+    tenant_id = None
+    if principal.tenant is not None:
+        # The claim may name the tenant or give its id; the user row keeps the id.
+        tenant = tenant_repository.get(session, principal.tenant[:100].replace("\x00", ""))
+        if tenant is None:
+            _external_refusal(session, issuer=issuer, subject=name, reason="unknown tenant")
+            return ExternalSignIn(
+                None, "Your account names a tenant tenantops does not know; ask an administrator."
+            )
+        tenant_id = tenant.id
     roles = sorted(r.value for r in principal.roles)
     if user is None:
         user = WebUser(
@@ -335,7 +346,7 @@ def sign_in_external(session: Session, *, issuer: str, principal: Principal) -> 
             username=name,
             password_hash=None,
             roles=roles,
-            tenant_id=principal.tenant,
+            tenant_id=tenant_id,
             disabled=False,
             created_at=now,
             oidc_issuer=issuer,
@@ -355,7 +366,7 @@ def sign_in_external(session: Session, *, issuer: str, principal: Principal) -> 
             detail={"user_id": user.id, "username": name, "roles": roles, "issuer": issuer},
         )
     else:
-        user.roles, user.tenant_id = roles, principal.tenant
+        user.roles, user.tenant_id = roles, tenant_id
         session.flush()
     return ExternalSignIn(
         _open_session(
