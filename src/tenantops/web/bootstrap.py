@@ -87,7 +87,8 @@ def announcement(admin: FirstAdmin, url: str) -> str:
         f"  sign in:   {url}\n"
         "  This password is shown once and is not stored anywhere readable.\n"
         "  Create your own users with 'tenantops users create-admin NAME' or\n"
-        "  'tenantops users create NAME --role ROLE', then stop using this one.\n"
+        "  'tenantops users create NAME --role ROLE', then disable this one:\n"
+        f"  'tenantops users disable {admin.username}'.\n"
         "=====================================================================\n"
     )
 
@@ -106,7 +107,8 @@ def announce_first_admin(db: Database, settings: Settings, *, actor: Principal) 
         admin = first_start(session, actor=actor)
     if admin is None:
         return False
-    # stdout, never structlog: the password must not reach a log pipeline.
+    # stdout, once, never through structlog (whose records are shipped as logs). Where
+    # stdout itself is collected (containers, systemd), disable this user once you have yours.
     sys.stdout.write(announcement(admin, login_url(settings)))
     sys.stdout.flush()
     return True
