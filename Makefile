@@ -24,8 +24,10 @@ $(OIDC_PROVIDER): tests/oidc/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the OIDC sign-in tests will skip (apt-get install nodejs npm)"; fi
 
+# One test worker per core (pytest-xdist), a test file's tests on one worker: each
+# worker has its own databases, and files that share a server's names stay apart.
 test: $(BIN)/.installed $(OIDC_PROVIDER)  ## the whole test suite, on SQLite and PostgreSQL
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 lint: $(BIN)/.installed  ## ruff, mypy (strict), import contracts, the runbook library against its schema
 	$(BIN)/ruff check src tests bench

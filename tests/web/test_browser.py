@@ -181,7 +181,7 @@ def test_sign_in_see_filter_and_sort_the_dashboard(
 
             # Sort: plain links, so it works without JavaScript too.
             page.goto(f"{url}/")
-            page.get_by_role("link", name="Tenant").click()
+            page.locator('a[data-sort="name"]').click()
             page.wait_for_url(f"{url}/?sort=-name")
             assert rows(page) == ["quasar", "orbit", "nebula"]
             page.goto(f"{url}/")
