@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from tenantops.runbooks.worker import Worker
 from tenantops.tenants.lifecycle import TenantState
 from tests.conftest import Actors, Headers
 from tests.factories import tenant_body
@@ -172,3 +173,12 @@ def tenant_in(
         tenant = ok(PATH[target][1](client, actors, tid))
         assert tenant["state"] == target.value
     return tenant
+
+
+def drain(worker: Worker, rounds: int = 60) -> None:
+    """Run the worker's batches until three in a row claim nothing (or ``rounds`` pass)."""
+    idle = 0
+    for _ in range(rounds):
+        idle = idle + 1 if worker.run_once() == 0 else 0
+        if idle >= 3:
+            return

@@ -23,6 +23,7 @@ from tenantops.runbooks.worker import Worker
 from tests.alerts.conftest import AM, HMAC_SECRET, configured
 from tests.alerts.payloads import alert, notification, resolved
 from tests.conftest import Actors
+from tests.flows import drain
 
 URL = "/api/v1/webhooks/alertmanager"
 PROBLEM = "application/problem+json"
@@ -55,14 +56,6 @@ def worker(db: Database) -> Iterator[Worker]:
     w = Worker(db, builtin_actions(), poll_seconds=0.01)
     yield w
     w.stop()
-
-
-def drain(worker: Worker, rounds: int = 30) -> None:
-    idle = 0
-    for _ in range(rounds):
-        idle = idle + 1 if worker.run_once() == 0 else 0
-        if idle >= 3:
-            return
 
 
 # --- authentication -------------------------------------------------------------

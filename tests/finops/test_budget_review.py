@@ -16,8 +16,8 @@ from tenantops.finops.models import LedgerEntry
 from tenantops.runbooks.worker import Worker
 from tenantops.wiring import build_actions
 from tests.conftest import TokenFactory, invoke
-from tests.finops.test_reports import Server, drain, seeded, server  # noqa: F401 (fixtures)
-from tests.flows import ok
+from tests.finops.test_reports import Server, seeded, server  # noqa: F401 (fixtures)
+from tests.flows import drain, ok
 from tests.servers import mint_token
 
 

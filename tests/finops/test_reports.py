@@ -41,6 +41,7 @@ from tenantops.runbooks.worker import Worker
 from tenantops.wiring import build_actions
 from tests.conftest import CliResult, Clock, TokenFactory, invoke
 from tests.finops.focusdata import make_tenant, tagged, write_csv
+from tests.flows import drain
 from tests.servers import free_port, mint_token, serve_process, tenantops_env
 
 FIN = Principal("fiona", frozenset({Role.FINANCE}))
@@ -195,14 +196,6 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
         yield inbox, port
     finally:
         controller.stop()
-
-
-def drain(worker: Worker) -> None:
-    idle = 0
-    for _ in range(60):
-        idle = idle + 1 if worker.run_once() == 0 else 0
-        if idle >= 3:
-            return
 
 
 def monthly_runs(db: Database) -> dict[str, list[Run]]:

@@ -24,8 +24,8 @@ from tenantops.tenants.lifecycle import TenantState as S
 from tenantops.wiring import build_actions
 from tests.conftest import Actors, Clock, TokenFactory
 from tests.finops.focusdata import tagged, write_csv
-from tests.flows import ok, tenant_in
-from tests.playbooks.test_resource_and_policy import drain, run_of, start
+from tests.flows import drain, ok, tenant_in
+from tests.playbooks.test_resource_and_policy import run_of, start
 
 FIN = Principal("fiona", frozenset({Role.FINANCE}))
 

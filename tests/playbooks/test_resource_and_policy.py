@@ -23,7 +23,7 @@ from tenantops.tenants.models import Tenant
 from tenantops.tenants.schemas import TenantRead
 from tenantops.wiring import build_actions
 from tests.conftest import Actors
-from tests.flows import ok, tenant_in
+from tests.flows import drain, ok, tenant_in
 
 RECEIVER = Principal("system:alertmanager", frozenset({Role.ADMIN}), via="system")
 
@@ -44,14 +44,6 @@ def start(db: Database, runbook: str, tenant_id: str, alert: dict[str, Any]) -> 
             },
         )
         return run.id
-
-
-def drain(worker: Worker) -> None:
-    idle = 0
-    for _ in range(60):
-        idle = idle + 1 if worker.run_once() == 0 else 0
-        if idle >= 3:
-            return
 
 
 def run_of(client: TestClient, who: dict[str, str], run_id: str) -> dict[str, Any]:

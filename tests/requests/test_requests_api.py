@@ -24,7 +24,7 @@ from tenantops.runbooks.worker import Worker
 from tenantops.tenants.lifecycle import TenantState as S
 from tenantops.wiring import build_actions
 from tests.conftest import Actors, Headers, TokenFactory
-from tests.flows import PROBLEM, ok, problem, tenant_in
+from tests.flows import PROBLEM, drain, ok, problem, tenant_in
 
 SETUP = Principal("system:test", frozenset({Role.ADMIN}), via="system")
 OWNER_EMAIL = "olga@shop.example"
@@ -41,14 +41,6 @@ def quiet(db: Database, *tenant_ids: str) -> None:
         for tenant_id in tenant_ids:
             for run in engine.open_runs(session, tenant_id=tenant_id):
                 engine.cancel(session, run_id=run.id, principal=SETUP, reason="test setup")
-
-
-def drain(worker: Worker) -> None:
-    idle = 0
-    for _ in range(60):
-        idle = idle + 1 if worker.run_once() == 0 else 0
-        if idle >= 3:
-            return
 
 
 class Shop:

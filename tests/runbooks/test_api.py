@@ -23,6 +23,7 @@ from tenantops.runbooks.spec import Loaded, parse
 from tenantops.runbooks.worker import Worker
 from tests.conftest import TokenFactory
 from tests.factories import tenant_body
+from tests.flows import drain
 
 PROBLEM = "application/problem+json"
 
@@ -76,15 +77,6 @@ def worker(db: Database) -> Iterator[Worker]:
     w = Worker(db, builtin_actions(), poll_seconds=0.01)
     yield w
     w.stop()
-
-
-def drain(worker: Worker, rounds: int = 20) -> None:
-    """Run batches until nothing is due (retries here back off for a millisecond)."""
-    idle = 0
-    for _ in range(rounds):
-        idle = idle + 1 if worker.run_once() == 0 else 0
-        if idle >= 3:
-            return
 
 
 def start(db: Database, loaded: Loaded, *, tenant_id: str | None = None, **inputs: Any) -> str:

@@ -33,7 +33,7 @@ from tenantops.runbooks.worker import Worker
 from tenantops.web.run_view import fields
 from tenantops.wiring import build_actions
 from tests.conftest import Actors, Clock
-from tests.flows import approve, request_tenant
+from tests.flows import approve, drain, request_tenant
 from tests.web.conftest import UserFactory, sign_in
 
 PLAIN = parse("""
@@ -90,15 +90,6 @@ def worker(db: Database) -> Iterator[Worker]:
     w = Worker(db, builtin_actions(), poll_seconds=0.01)
     yield w
     w.stop()
-
-
-def drain(worker: Worker, rounds: int = 40) -> None:
-    """Run batches until nothing is due."""
-    idle = 0
-    for _ in range(rounds):
-        idle = idle + 1 if worker.run_once() == 0 else 0
-        if idle >= 3:
-            return
 
 
 def start(db: Database, loaded: Loaded, *, tenant_id: str | None = None, **inputs: Any) -> str:

@@ -23,7 +23,7 @@ from tenantops.notifications import service as notifications
 from tenantops.wiring import build_worker
 from tests.conftest import Actors, Clock, TokenFactory
 from tests.finops.focusdata import tagged, write_csv
-from tests.flows import S, approve, ok, request_reactivation, request_tenant, tenant_in
+from tests.flows import S, approve, drain, ok, request_reactivation, request_tenant, tenant_in
 from tests.web.conftest import UserFactory, sign_in
 
 TENANTS = "/api/v1/tenants"
@@ -462,15 +462,6 @@ def test_an_unknown_action_or_tenant_is_a_404(
 
 
 # ----------------------------------------------------------------- the other sections
-
-
-def drain(worker: Any, rounds: int = 60) -> None:
-    """Run the worker's batches until nothing is due."""
-    idle = 0
-    for _ in range(rounds):
-        idle = idle + 1 if worker.run_once() == 0 else 0
-        if idle >= 3:
-            return
 
 
 def test_a_real_onboarding_shows_its_run_steps_evidence_and_commit(
