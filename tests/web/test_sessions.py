@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tenantops.audit.models import AuditEntry
 from tenantops.auth.principal import SYSTEM, Role
@@ -164,6 +164,29 @@ def test_a_stolen_cookie_value_is_useless_after_logout(web: TestClient, user: Us
     web.post("/logout", data={"csrf_token": csrf})
 
     web.cookies.set("tenantops_session", value)
+    assert web.get("/", follow_redirects=False).status_code == 303
+
+
+def test_signing_in_again_ends_the_session_the_browser_held(
+    web: TestClient, user: UserFactory, db: Database
+) -> None:
+    user("ann", "admin")
+    user("bob", "auditor")
+    sign_in(web, "ann")
+    earlier = web.cookies["tenantops_session"]
+    token = "t" * 43  # the login form's double-submit token: cookie and field agree
+    web.cookies.set("tenantops_login_csrf", token)
+    again = web.post(
+        "/login",
+        data={"username": "bob", "password": PASSWORD, "csrf_token": token, "next": "/"},
+        follow_redirects=False,
+    )
+    assert again.status_code == 303
+    assert web.cookies["tenantops_session"] != earlier
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(WebSession)) == 1
+    web.cookies.clear()
+    web.cookies.set("tenantops_session", earlier)
     assert web.get("/", follow_redirects=False).status_code == 303
 
 

@@ -28,7 +28,16 @@ router = APIRouter(include_in_schema=False)
 
 
 def start_session(request: Request, opened: service.OpenedSession, target: str) -> Response:
-    """Redirect to ``target`` with the new session's cookie set."""
+    """Redirect to ``target`` with the new session's cookie set.
+
+    A session the browser still holds (signing in again, or as someone else) is
+    ended first, so it cannot be picked up again from the old cookie.
+    """
+    earlier = request.cookies.get(SESSION_COOKIE)
+    if earlier and len(earlier) <= 100:
+        db: Database = request.app.state.db
+        with db.write() as session:
+            service.logout(session, earlier)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
