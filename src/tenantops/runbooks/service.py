@@ -34,7 +34,6 @@ from tenantops.runbooks.schemas import (
     StepRead,
 )
 from tenantops.runbooks.spec import Loaded, Runbook
-from tenantops.tenants import repository as tenant_repository
 from tenantops.tenants import service as tenants
 
 
@@ -81,7 +80,7 @@ def _visible(session: Session, principal: Principal, run_id: str) -> Run:
 
 
 def _tenant_names(session: Session, tenant_ids: set[str]) -> dict[str, str]:
-    return tenant_repository.names_of(session, tenant_ids)
+    return tenants.names_of(session, tenant_ids)
 
 
 def _summary(

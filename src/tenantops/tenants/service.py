@@ -9,7 +9,7 @@ commit together or not at all.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -92,6 +92,11 @@ def list_approvals(
     """Approval requests of a tenant the principal may see, oldest first."""
     tenant = get_tenant(session, principal=principal, ref=ref)
     return approvals.list_for_tenant(session, tenant_id=tenant.id)
+
+
+def names_of(session: Session, tenant_ids: Collection[str]) -> dict[str, str]:
+    """Tenant names by id (one query), for other domains' listings; no scoping applied."""
+    return repository.names_of(session, tenant_ids)
 
 
 def list_tenants(

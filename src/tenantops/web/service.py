@@ -22,11 +22,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
-from tenantops.auth.principal import Principal, Role
+from tenantops.auth.principal import SYSTEM, Principal, Role
 from tenantops.errors import Conflict, NotFound, Unprocessable
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
-from tenantops.tenants import repository as tenant_repository
+from tenantops.tenants import service as tenant_service
 from tenantops.web import passwords
 from tenantops.web.models import LoginThrottle, WebSession, WebUser
 
@@ -332,13 +332,14 @@ def sign_in_external(session: Session, *, issuer: str, principal: Principal) -> 
     tenant_id = None
     if principal.tenant is not None:
         # The claim may name the tenant or give its id; the user row keeps the id.
-        tenant = tenant_repository.get(session, principal.tenant[:100].replace("\x00", ""))
-        if tenant is None:
+        try:
+            ref = principal.tenant[:100].replace("\x00", "")
+            tenant_id = tenant_service.get_tenant(session, principal=SYSTEM, ref=ref).id
+        except NotFound:
             _external_refusal(session, issuer=issuer, subject=name, reason="unknown tenant")
             return ExternalSignIn(
                 None, "Your account names a tenant tenantops does not know; ask an administrator."
             )
-        tenant_id = tenant.id
     roles = sorted(r.value for r in principal.roles)
     if user is None:
         user = WebUser(
