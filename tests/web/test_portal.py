@@ -241,3 +241,15 @@ def test_the_approver_sees_what_is_asked_and_why_in_the_inbox_and_on_the_run_pag
     form = portal.web.get("/portal").text
     assert 'pattern="[A-Z]{3}"' in form
     assert 'step="0.01"' in form
+
+
+def test_the_portal_is_in_the_navigation_of_tenant_owners_only(
+    portal: Portal, user: UserFactory
+) -> None:
+    assert 'href="/portal"' in portal.web.get("/").text  # olga, the owner
+    portal.web.cookies.clear()
+    user("quinn", "qa", tenant=portal.tenant["id"])  # bound to the tenant, not its owner
+    sign_in(portal.web, "quinn")
+    page = portal.web.get("/").text
+    assert 'href="/portal"' not in page
+    assert 'href="/tenants"' in page
