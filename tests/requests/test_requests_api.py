@@ -381,3 +381,33 @@ def test_a_quota_change_approved_after_a_suspension_changes_nothing_and_keeps_th
         check=True,
     ).stdout
     assert "tenants/olgas-shop/networkpolicy-isolate.yaml" in head
+
+
+def test_an_access_request_approved_after_a_suspension_adds_nobody(
+    shop: Shop, client: TestClient, actors: Actors, db: Database, settings: Settings
+) -> None:
+    identity = identity_provider(settings, db)
+    identity.create_group(
+        tenant_id=shop.tenant["id"], tenant_name="olgas-shop", grants=[], idempotency_key="g"
+    )
+    filed = shop.file(
+        kind="access", subject="dev@shop.example", permission="write", justification="new hire"
+    )
+    suspended = client.post(
+        f"/api/v1/tenants/{shop.tenant['id']}/suspend",
+        json={"reason": "payment breach", "incident_ref": "INC43"},
+        headers=actors.ops,
+    )
+    assert ok(suspended)["state"] == "suspended"
+    drain(shop.worker)
+    ok(shop.decide(filed["id"], actors.sec))
+    drain(shop.worker)
+
+    run = ok(client.get(f"/api/v1/runs/{filed['id']}", headers=actors.ops))
+    steps = {s["name"]: s for s in run["steps"]}
+    assert run["status"] == "failed"
+    assert "is suspended" in steps["tenant-active"]["error"]
+    assert steps["add-member"]["status"] != "succeeded"
+    group = identity.get_group(tenant_id=shop.tenant["id"])
+    assert group is not None
+    assert group.permission_of("dev@shop.example") is None

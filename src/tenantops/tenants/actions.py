@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal, Role
+from tenantops.errors import InvalidTransition
 from tenantops.kit.canonical import canonical_json
 from tenantops.kit.clock import utcnow
 from tenantops.kit.files import write_atomic
@@ -68,6 +69,28 @@ def _tier_apply(session: Session, ctx: ActionContext, result: StepResult) -> Non
         reason=str(ctx.params.get("reason") or f"run {ctx.run_id} step {ctx.step_name}"),
     )
     result.evidence["version"] = tenant.version
+
+
+def _state_run(ctx: ActionContext) -> StepResult:
+    wanted = str(ctx.params.get("state") or "active")
+    return StepResult(output={"state": wanted}, evidence={"required_state": wanted})
+
+
+def _state_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+    """Stop the run unless the tenant is in the wanted state now (not when the run began).
+
+    A request approved long after it was filed must not act on a tenant that
+    was suspended or offboarded in between: the next step's effect would land
+    on a tenant whose isolation is meant to hold.
+    """
+    tenant = service.get_tenant(session, principal=ENGINE, ref=_tenant_id(ctx))
+    wanted = result.output["state"]
+    if tenant.state != wanted:
+        raise InvalidTransition(
+            f"tenant {tenant.name} is {tenant.state}, this step needs it {wanted}",
+            current_state=tenant.state,
+        )
+    result.evidence["state"] = tenant.state
 
 
 def _create_run(ctx: ActionContext) -> StepResult:
@@ -215,6 +238,7 @@ def tenant_actions(data_dir: Path) -> Registry:
     return {
         "tenant.transition": FunctionAction(_transition_run, _transition_apply),
         "tenant.change_tier": FunctionAction(_tier_run, _tier_apply),
+        "tenant.require_state": FunctionAction(_state_run, _state_apply),
         "tenant.create_requested": FunctionAction(_create_run, _create_apply),
         "tenant.collect_evidence": FunctionAction(_nothing, files.collect_evidence),
         "tenant.export": FunctionAction(_nothing, files.export),
