@@ -56,16 +56,6 @@ def sla_status(
     )
 
 
-def _own_tenant_id(session: Session, principal: Principal) -> str | None:
-    """The id of the one tenant a tenant-scoped principal may see; ``None`` if none exists."""
-    if principal.tenant is None:
-        return None
-    try:
-        return tenants.get_tenant(session, principal=principal, ref=principal.tenant).id
-    except NotFound:
-        return None
-
-
 def _visible(session: Session, principal: Principal, run_id: str) -> Run:
     # A tenant owner asking for a run of another tenant (or of no tenant) learns
     # nothing, not even that it exists: the same 404 as a run that does not.
@@ -73,7 +63,7 @@ def _visible(session: Session, principal: Principal, run_id: str) -> Run:
     if run is None:
         raise NotFound(f"no run {run_id!r}")
     if principal.tenant_scoped and (
-        run.tenant_id is None or run.tenant_id != _own_tenant_id(session, principal)
+        run.tenant_id is None or run.tenant_id != tenants.own_tenant_id(session, principal)
     ):
         raise NotFound(f"no run {run_id!r}")
     return run
@@ -178,7 +168,7 @@ def list_runs(
     if tenant is not None:
         tenant_id = tenants.get_tenant(session, principal=principal, ref=tenant).id
     elif principal.tenant_scoped:
-        tenant_id = _own_tenant_id(session, principal)
+        tenant_id = tenants.own_tenant_id(session, principal)
         if tenant_id is None:
             return RunPage(items=[], next_cursor=None)
     after = repository.decode_cursor(cursor) if cursor else None

@@ -86,6 +86,16 @@ def get_tenant(session: Session, *, principal: Principal, ref: str) -> Tenant:
     return _visible(principal, repository.get(session, ref), ref)
 
 
+def own_tenant_id(session: Session, principal: Principal) -> str | None:
+    """The id of the one tenant a tenant-scoped principal may see; ``None`` if none exists."""
+    if principal.tenant is None:
+        return None
+    try:
+        return get_tenant(session, principal=principal, ref=principal.tenant).id
+    except NotFound:
+        return None
+
+
 def list_approvals(
     session: Session, *, principal: Principal, ref: str
 ) -> list[ApprovalRequestRead]:

@@ -26,7 +26,15 @@ from tenantops.runbooks.schemas import GateDecisionCreate
 from tenantops.tenants import service as tenants
 from tenantops.tenants.schemas import ApprovalCreate, ReactivationDecisionCreate
 from tenantops.web import inbox
-from tenantops.web.pagekit import forbidden, page_principal, posted_form, render, secure, to_login
+from tenantops.web.pagekit import (
+    forbidden,
+    form_version,
+    page_principal,
+    posted_form,
+    render,
+    secure,
+    to_login,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -92,15 +100,6 @@ def _route_check(principal: Principal, kind: str) -> None:
         raise Forbidden(f"this decision needs one of: {', '.join(sorted(r.value for r in roles))}")
 
 
-def _version(form: dict[str, str]) -> int | None:
-    value = form.get("version", "")
-    if not value:
-        return None
-    if not value.isdigit() or len(value) > 12:
-        raise Unprocessable("the form's version is not a number", param="version")
-    return int(value)
-
-
 def _decide(request: Request, principal: Principal, form: dict[str, str]) -> str:
     """Take the form's decision through the API's service function; what happened, in words."""
     kind = form.get("kind", "")
@@ -119,7 +118,7 @@ def _decide(request: Request, principal: Principal, form: dict[str, str]) -> str
                 principal=principal,
                 ref=form.get("tenant", ""),
                 data=data,
-                if_match=_version(form),
+                if_match=form_version(form),
             )
             name, state = tenant.name, tenant.state
         wake_worker(request)
@@ -136,7 +135,7 @@ def _decide(request: Request, principal: Principal, form: dict[str, str]) -> str
                 ref=form.get("tenant", ""),
                 request_id=form.get("request_id", ""),
                 data=reactivation,
-                if_match=_version(form),
+                if_match=form_version(form),
             )
             name, state = tenant.name, tenant.state
         wake_worker(request)

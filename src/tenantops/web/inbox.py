@@ -35,7 +35,7 @@ from tenantops.approvals.models import ApprovalDecision, ApprovalRequest
 from tenantops.auth.policy import API, may
 from tenantops.auth.principal import Principal, Role
 from tenantops.breakglass.service import RUNBOOK as BREAK_GLASS_RUNBOOK
-from tenantops.errors import AppError, NotFound, SegregationOfDuties
+from tenantops.errors import AppError, SegregationOfDuties
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.runbooks import engine
 from tenantops.runbooks.models import Run, RunStep
@@ -115,15 +115,6 @@ class Inbox:
 def _route_allows(principal: Principal, kind: str) -> bool:
     route = ROUTES[GATE if kind == BREAK_GLASS else kind]
     return may(principal, *route)
-
-
-def _own_tenant_id(session: Session, principal: Principal) -> str | None:
-    if principal.tenant is None:
-        return None
-    try:
-        return tenants.get_tenant(session, principal=principal, ref=principal.tenant).id
-    except NotFound:
-        return None
 
 
 def _sentence(text: str) -> str:
@@ -468,7 +459,7 @@ def _gate_what(kind: str, info: _GateKind, inputs: dict[str, Any]) -> str:
 def build_inbox(session: Session, *, principal: Principal) -> Inbox:
     """What waits for ``principal``: theirs to decide by kind, then what waits for others."""
     now = utcnow()
-    own_tenant = _own_tenant_id(session, principal) if principal.tenant_scoped else None
+    own_tenant = tenants.own_tenant_id(session, principal) if principal.tenant_scoped else None
     tenant_items, tenant_total = _tenant_approvals(session, principal, own_tenant, now)
     gate_items, gate_total = _gates(session, principal, own_tenant, now)
     everything = tenant_items + gate_items

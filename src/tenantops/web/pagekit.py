@@ -9,15 +9,18 @@ with :func:`posted_form`.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from tenantops.auth.principal import Principal
 from tenantops.db import Database
+from tenantops.errors import Unprocessable
 from tenantops.web import service
 
 SESSION_COOKIE = "tenantops_session"
@@ -105,6 +108,33 @@ async def posted_form(request: Request) -> dict[str, str] | None:
     if not value or not service.csrf_matches(service.csrf_for(value), presented):
         return None
     return form
+
+
+def form_version(form: Mapping[str, str]) -> int | None:
+    """The record version a form was rendered with (its ``If-Match``), ``None`` if absent."""
+    text = form.get("version", "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise Unprocessable("the form's version is not a number; reload the page", param="version")
+    return int(text)
+
+
+def field_messages(
+    exc: ValidationError, *, skip: Collection[str] = (), fallback: str = "form"
+) -> list[str]:
+    """One line per invalid field, in words a person can act on.
+
+    The field is the innermost name of the error's location, list positions and
+    ``skip`` (a union's tags) left out: ``contacts.0`` reads as ``contacts``.
+    """
+    lines = []
+    for err in exc.errors()[:10]:
+        where = [str(p) for p in err.get("loc", ()) if not isinstance(p, int)]
+        where = [p for p in where if p not in skip]
+        field = where[-1].replace("_", " ") if where else fallback
+        lines.append(f"{field}: {err.get('msg', 'invalid')}")
+    return lines
 
 
 def render(

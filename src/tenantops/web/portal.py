@@ -33,6 +33,7 @@ from tenantops.tenants.schemas import ComplianceClass
 from tenantops.web.pagekit import (
     Filter,
     error_page,
+    field_messages,
     forbidden,
     page_principal,
     posted_form,
@@ -77,16 +78,6 @@ def _platform_contacts(settings: Settings) -> list[str]:
 def _may_read_costs(principal: Principal) -> bool:
     """The cost API's roles, so the portal shows cost exactly when the API would."""
     return may(principal, "GET", "/api/v1/tenants/{tenant}/costs")
-
-
-def _messages(exc: ValidationError) -> list[str]:
-    """One line per invalid field, in words a person can act on."""
-    lines = []
-    for err in exc.errors()[:8]:
-        where = [str(p) for p in err.get("loc", ()) if str(p) not in KIND_TITLES]
-        field = where[-1].replace("_", " ") if where else "request"
-        lines.append(f"{field}: {err.get('msg', 'invalid')}")
-    return lines
 
 
 def _page(
@@ -183,7 +174,12 @@ async def submit(request: Request) -> Response:
         data = _REQUEST.validate_python(body)
     except ValidationError as exc:
         return _page(
-            request, principal, kind=kind, errors=_messages(exc), values=values, status=422
+            request,
+            principal,
+            kind=kind,
+            errors=field_messages(exc, skip=KIND_TITLES, fallback="request"),
+            values=values,
+            status=422,
         )
     db: Database = request.app.state.db
     try:

@@ -21,6 +21,7 @@ from tenantops.tenants import service as tenants
 from tenantops.tenants.schemas import ComplianceClass, TenantCreate
 from tenantops.web.pagekit import (
     error_page,
+    field_messages,
     forbidden,
     page_principal,
     posted_form,
@@ -49,16 +50,6 @@ NOT_ALLOWED = "Only account managers and admins may request a tenant."
 def may_create(principal: Principal) -> bool:
     """Whether the API would take a new tenant from ``principal``."""
     return may(principal, *CREATE_ROUTE)
-
-
-def _messages(exc: ValidationError) -> list[str]:
-    """One line per invalid field, in words a person can act on."""
-    lines = []
-    for err in exc.errors()[:10]:
-        where = [str(p) for p in err.get("loc", ())]
-        field = where[0].replace("_", " ") if where else "form"
-        lines.append(f"{field}: {err.get('msg', 'invalid')}")
-    return lines
 
 
 def _form_page(
@@ -114,7 +105,7 @@ async def create_tenant(request: Request) -> Response:
     try:
         data = TenantCreate.model_validate(_body(values))
     except ValidationError as exc:
-        return _form_page(request, principal, values, _messages(exc), status=422)
+        return _form_page(request, principal, values, field_messages(exc), status=422)
     db: Database = request.app.state.db
     try:
         with db.write() as session:

@@ -53,6 +53,7 @@ from tenantops.tenants.schemas import (
     SuspendRequest,
     TenantRead,
 )
+from tenantops.web.pagekit import form_version
 
 PAGE_SIZE = 50
 TIMELINE_SIZE = 50
@@ -284,15 +285,6 @@ def _payload(action: TenantAction, form: Mapping[str, str]) -> BaseModel:
         raise Unprocessable("; ".join(problems)) from exc
 
 
-def _version(form: Mapping[str, str]) -> int | None:
-    text = form.get("version", "").strip()
-    if not text:
-        return None
-    if not text.isdigit() or len(text) > 18:
-        raise Unprocessable("the form's version is not a number; reload the page")
-    return int(text)
-
-
 def perform(
     session: Session, *, principal: Principal, ref: str, name: str, form: Mapping[str, str]
 ) -> Tenant:
@@ -311,7 +303,7 @@ def perform(
     if not principal.roles & roles:
         allowed = " or ".join(sorted(r.value for r in roles)) or "nobody"
         raise Forbidden(f"{action.label.lower()} needs the {allowed} role")
-    version = _version(form)
+    version = form_version(form)
     data = _payload(action, form)
     if isinstance(data, SuspendRequest):
         return tenants.suspend_tenant(
