@@ -30,8 +30,8 @@ test: $(BIN)/.installed $(OIDC_PROVIDER)  ## the whole test suite, on SQLite and
 	$(BIN)/pytest -n auto --dist loadfile
 
 lint: $(BIN)/.installed  ## ruff, mypy (strict), import contracts, the runbook library against its schema
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check --no-cache src tests bench
+	$(BIN)/ruff format --check --no-cache src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/tenantops runbooks validate

@@ -62,7 +62,6 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, text, update
 from stores import make_store
-from tests.servers import bearer, mint_token
 
 from tenantops.app import create_app
 from tenantops.approvals.models import ApprovalDecision, ApprovalRequest
@@ -79,6 +78,7 @@ from tenantops.tenants import service as tenants
 from tenantops.tenants.models import Tenant
 from tenantops.tenants.schemas import TenantCreate
 from tenantops.web import service as web_users
+from tests.servers import bearer, mint_token
 
 TARGET_MS = 200.0
 PASSWORD = "bench password 1234"  # noqa: S105 - a throwaway local user
