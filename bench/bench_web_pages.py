@@ -217,6 +217,9 @@ def seed(db: Database, n: int, now: datetime) -> Seeded:
                 "requested_by": "amy",
                 "created_at": created,
                 "updated_at": created,
+                # The milestones the service writes with tenant.approved / .step.verified.
+                "approved_at": approved if state not in ("requested", "rejected") else None,
+                "activated_at": active_at if state in ("active", "suspended") else None,
                 "version": 3,
             }
         )

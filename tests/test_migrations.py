@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select, text
 
 from tenantops.config import Settings
 from tenantops.db import Base, Database
@@ -14,6 +16,7 @@ from tenantops.errors import Unprocessable
 from tenantops.finops.store import comparable_metadata
 from tenantops.migrations import current_revision, head_revision, upgrade
 from tenantops.store import open_database
+from tenantops.tenants.models import Tenant
 from tests.conftest import STORES, create_pg_database, drop_pg_database
 
 
@@ -78,3 +81,55 @@ def test_outdated_schema_is_refused_not_migrated(tmp_path: Path) -> None:
     db.dispose()
     with pytest.raises(Unprocessable, match="tenantops db upgrade"):
         open_database(Settings(database_url=url), migrate_empty=True)
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_0009_fills_the_milestones_from_the_audit_trail(store: str, tmp_path: Path) -> None:
+    """Tenants onboarded before 0009 keep their activation and provisioning times."""
+    url = f"sqlite:///{tmp_path / 'm.db'}" if store == "sqlite" else create_pg_database()
+    db = Database(url)
+    try:
+        upgrade(db.engine, "0008")
+        tenant = (
+            "INSERT INTO tenants (id, name, display_name, business_owner,"
+            " compliance_classification, region, tier, monthly_budget, currency, contacts,"
+            " state, requested_by, created_at, updated_at, version) VALUES"
+            " (:id, :id, 'T', 'o@example.com', 'internal', 'eu', 'standard', 1, 'EUR', '[]',"
+            " 'active', 'amy', :at, :at, 1)"
+        )
+        entry = (
+            "INSERT INTO audit_log (seq, id, at, actor, actor_roles, action, tenant_id,"
+            " changes, detail, prev_hash, hash) VALUES"
+            " (:seq, :eid, :at, 'x', '[]', :action, 'onboarded', '{}', '{}', '0', '0')"
+        )
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        with db.engine.begin() as conn:
+            for tid in ("onboarded", "requested"):
+                conn.execute(text(tenant), {"id": tid, "at": t0})
+            for seq, (action, minutes) in enumerate(
+                [
+                    ("tenant.step.verified", 40),  # a later verification: not the first
+                    ("tenant.approved", 10),
+                    ("tenant.step.verified", 25),
+                    ("tenant.suspended", 50),
+                ]
+            ):
+                at = t0 + timedelta(minutes=minutes)
+                conn.execute(
+                    text(entry),
+                    {"seq": seq, "eid": str(seq), "at": at, "action": action},
+                )
+        upgrade(db.engine)
+        with db.read() as session:
+            rows = {
+                t.id: (t.approved_at, t.activated_at)
+                for t in session.execute(select(Tenant)).scalars()
+            }
+        assert rows == {
+            "onboarded": (t0 + timedelta(minutes=10), t0 + timedelta(minutes=25)),
+            "requested": (None, None),
+        }
+    finally:
+        db.dispose()
+        if store == "postgres":
+            drop_pg_database(url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from tenantops.tenants.lifecycle import (
     allowed_events,
     transition,
 )
-from tests.conftest import Actors
+from tests.conftest import Actors, Clock
 from tests.flows import (
     PATH,
     decide,
@@ -228,3 +229,32 @@ def test_every_api_action_in_every_state(
         final = ok(action.complete(client, actors, tid, first))
         target, _guard = EXPECTED[(state, action.event)]
         assert final["state"] == target.value, action.event
+
+
+def test_the_milestones_are_set_once_by_the_moves_that_reach_them(
+    client: TestClient, actors: Actors, clock: Clock
+) -> None:
+    """``approved_at`` and ``activated_at`` (the KPIs' clock) keep their first value."""
+    tid = tenant_in(client, actors, S.REQUESTED)["id"]
+
+    def milestones() -> tuple[str | None, str | None]:
+        tenant = ok(client.get(f"/api/v1/tenants/{tid}", headers=actors.am))
+        return tenant["approved_at"], tenant["activated_at"]
+
+    assert milestones() == (None, None)
+    clock.advance(minutes=10)
+    approved = clock.now
+    ok(PATH[S.APPROVED][1](client, actors, tid))
+    for state in (S.PROVISIONING, S.VERIFYING, S.ACTIVE):
+        clock.advance(minutes=5)
+        ok(PATH[state][1](client, actors, tid))
+    activated = clock.now
+    first = milestones()
+    assert [datetime.fromisoformat(at or "-") for at in first] == [approved, activated]
+
+    # Suspended and reactivated: active again, but not activated again.
+    clock.advance(hours=1)
+    ok(PATH[S.SUSPENDED][1](client, actors, tid))
+    request = ok(request_reactivation(client, tid, actors.am), 201)
+    assert ok(decide_reactivation(client, tid, request["id"], actors.gov))["state"] == "active"
+    assert milestones() == first

@@ -238,6 +238,9 @@ T0 = NOW - timedelta(hours=25)
 JANUARY, DECEMBER = date(2030, 1, 1), date(2029, 12, 1)
 
 
+MILESTONES = {"tenant.approved": "approved_at", "tenant.step.verified": "activated_at"}
+
+
 class Rows:
     """Rows for the tenant, audit, run, budget and cost tables, inserted in one go."""
 
@@ -262,12 +265,17 @@ class Rows:
                 **{"region": "eu-central-1", "tier": "standard", "contacts": []},
                 **{"monthly_budget": Decimal(100), "currency": currency, "ticket_ref": None},
                 **{"requested_by": "amy", "created_at": created, "updated_at": created},
-                "version": 1,
+                **{"approved_at": None, "activated_at": None, "version": 1},
             }
         )
         return tid
 
     def entry(self, name: str, action: str, at: datetime) -> None:
+        """An audit entry; the two that mark milestones also set them, as the service does."""
+        milestone = MILESTONES.get(action)
+        tenant = next(t for t in self.tenants if t["id"] == self.ids[name])
+        if milestone is not None and tenant.get(milestone) is None:
+            tenant[milestone] = at
         seq = 1000 + len(self.audit)
         self.audit.append(
             {

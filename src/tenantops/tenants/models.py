@@ -32,6 +32,10 @@ class Tenant(Base):
     requested_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Milestones, set once by the transition that reaches them (with its audit
+    # entry): both approvals in (``approved``), first verified (``active``).
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer)
 
     __mapper_args__: dict[str, Any] = {"version_id_col": version}

@@ -130,6 +130,8 @@ class TenantRead(BaseModel):
     requested_by: str
     created_at: datetime
     updated_at: datetime
+    approved_at: datetime | None = None
+    activated_at: datetime | None = None
     version: int
 
 

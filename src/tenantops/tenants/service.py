@@ -149,7 +149,13 @@ def _move(
 ) -> Tenant:
     before = snapshot(tenant)
     tenant.state = lifecycle.transition(TenantState(tenant.state), event, facts).value
-    tenant.updated_at = utcnow()
+    tenant.updated_at = now = utcnow()
+    # The first time a tenant is approved and becomes active: the KPIs' activation
+    # and provisioning times (a reactivation is not an activation).
+    if event is TenantEvent.APPROVE and tenant.approved_at is None:
+        tenant.approved_at = now
+    if event is TenantEvent.VERIFIED and tenant.activated_at is None:
+        tenant.activated_at = now
     session.flush()
     audit.record(
         session,
