@@ -19,6 +19,7 @@ from tenantops.errors import AppError
 from tenantops.events.cli import app as events_app
 from tenantops.finops.cli import app as finops_app
 from tenantops.finops.cli import reports_app
+from tenantops.kit import heap
 from tenantops.kit.client import ClientError
 from tenantops.logs import configure_logging
 from tenantops.notifications.cli import app as notifications_app
@@ -103,6 +104,7 @@ def serve(
 
     announce_first_admin(db, settings, actor=operator())
     application = create_app(settings, db=db)
+    heap.settle()
     uvicorn.run(
         application,
         host=settings.host,
@@ -141,6 +143,7 @@ def worker(
     typer.echo(f"worker {runner.name} started (concurrency {runner.concurrency})", err=True)
     if relay is not None:
         relay.start()
+    heap.settle()
     try:
         runner.serve()
     finally:
