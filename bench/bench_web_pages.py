@@ -33,9 +33,14 @@ wall time, the process CPU time over the same span (``time.process_time``; the
 client waits meanwhile, so it is the request's own CPU): on a shared machine
 it shows what a page costs whatever else runs.
 
-Reported per page and store: status codes seen, p50 / p99 / max server time
-over all roles' samples, the CPU p50, the role with the slowest median, and a
-flag on every page whose p99 is over 200 ms.
+Before the clock starts, PostgreSQL is vacuumed, analyzed and checkpointed
+(what its background workers do within minutes of such a load) and the app's
+startup heap is frozen as ``tenantops serve`` freezes it (``kit.heap``).
+
+Reported per page and store: status codes seen, p50 / p99 server time over all
+roles' samples, the CPU p50, the slowest sample with its CPU time and the time
+Python's garbage collector took inside it, the role with the slowest median,
+and a flag on every page whose p99 is over 200 ms.
 """
 
 from __future__ import annotations
