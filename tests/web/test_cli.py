@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from tenantops.audit.models import AuditEntry
+from tenantops.db import Database
+from tenantops.kit.clock import utcnow
+from tenantops.web.models import WebUser
 from tests.conftest import CliRunner, TokenFactory
 from tests.factories import tenant_body
-from tests.web.conftest import PASSWORD, sign_in
+from tests.web.conftest import PASSWORD, login_csrf, sign_in
 
 
 def test_create_admin_reads_the_password_from_stdin_and_can_sign_in(
@@ -85,3 +91,63 @@ def test_disabling_an_unknown_user_is_a_one_line_error(cli: CliRunner) -> None:
     done = cli("users", "disable", "nobody")
     assert done.code == 1
     assert "no user 'nobody'" in done.err
+
+
+def test_set_password_ends_the_sessions_and_only_the_new_password_signs_in(
+    cli: CliRunner, web: TestClient, monkeypatch: pytest.MonkeyPatch, db: Database
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli("users", "create-admin", "root", "--password-stdin").code == 0
+    sign_in(web, "root")
+    new = "a-new-and-long-passphrase"
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(new + "\n"))
+    done = cli("users", "set-password", "root", "--password-stdin")
+    assert done.code == 0, done.err
+    assert done.out == "new password set for root; 1 open session(s) ended\n"
+    assert web.get("/", follow_redirects=False).status_code == 303  # signed out at once
+    old = web.post(
+        "/login",
+        data={"username": "root", "password": PASSWORD, "csrf_token": login_csrf(web)},
+        follow_redirects=False,
+    )
+    assert old.status_code != 303
+    sign_in(web, "root", new)
+    assert web.get("/", follow_redirects=False).status_code == 200
+    with db.read() as session:
+        entry = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "user.password_set")
+        ).scalar_one()
+    assert entry.detail["username"] == "root"
+    assert new not in json.dumps([entry.changes, entry.detail])
+
+
+def test_set_password_refuses_unknown_and_oidc_users_and_short_passwords(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, db: Database
+) -> None:
+    with db.write() as session:
+        session.add(
+            WebUser(
+                id="u-oidc",
+                username="ines",
+                password_hash=None,
+                oidc_issuer="https://idp.example",
+                roles=["qa"],
+                tenant_id=None,
+                disabled=False,
+                created_at=utcnow(),
+            )
+        )
+    for name, password, message in (
+        ("nobody", PASSWORD, "no user 'nobody'"),
+        ("ines", PASSWORD, "signs in through https://idp.example"),
+    ):
+        monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+        done = cli("users", "set-password", name, "--password-stdin")
+        assert done.code == 1
+        assert message in done.err
+        assert len(done.err.strip().splitlines()) == 1
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli("users", "create-admin", "root", "--password-stdin").code == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert "12 to 1024" in cli("users", "set-password", "root", "--password-stdin").err

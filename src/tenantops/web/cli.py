@@ -119,3 +119,21 @@ def enable(username: Annotated[str, typer.Argument(help="Login name")]) -> None:
     """Let a disabled user sign in again."""
     _set_disabled(username, False)
     typer.echo(f"enabled user {username}")
+
+
+@app.command("set-password")
+def set_password(
+    username: Annotated[str, typer.Argument(help="Login name of a local user")],
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Give a local user a new password; their open sessions end at once."""
+    password = _password(password_stdin)
+    db = open_database(Settings())
+    try:
+        with db.write() as session:
+            ended = service.set_password(
+                session, actor=operator(), username=username, password=password
+            )
+    finally:
+        db.dispose()
+    typer.echo(f"new password set for {username}; {ended} open session(s) ended")

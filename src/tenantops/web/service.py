@@ -104,10 +104,7 @@ def create_user(
         raise Unprocessable("a user needs at least one role")
     if Role.TENANT_OWNER in roles and tenant_id is None:
         raise Unprocessable("a tenant_owner must be bound to a tenant (--tenant)")
-    if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
-        raise Unprocessable(
-            f"a password is {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters long"
-        )
+    _check_password(password)
     if session.execute(select(WebUser.id).where(WebUser.username == name)).first():
         raise Conflict(f"a user {name!r} exists already")
     user = WebUser(
@@ -132,6 +129,28 @@ def create_user(
     return user
 
 
+def _check_password(password: str) -> None:
+    if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
+        raise Unprocessable(
+            f"a password is {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters long"
+        )
+
+
+def _locked_user(session: Session, username: str) -> WebUser:
+    user = session.execute(
+        select(WebUser).where(WebUser.username == username).with_for_update()
+    ).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
+def _end_sessions(session: Session, user: WebUser) -> int:
+    """End every open session of ``user``; how many there were."""
+    result = session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def list_users(session: Session) -> Sequence[WebUser]:
     return session.execute(select(WebUser).order_by(WebUser.username)).scalars().all()
 
@@ -142,24 +161,44 @@ def set_disabled(session: Session, *, actor: Principal, username: str, disabled:
     Returns how many sessions were ended. Audited either way; setting the state
     a user already has changes nothing and records nothing.
     """
-    user = session.execute(
-        select(WebUser).where(WebUser.username == username).with_for_update()
-    ).scalar_one_or_none()
-    if user is None:
-        raise NotFound(f"no user {username!r}")
+    user = _locked_user(session, username)
     if user.disabled == disabled:
         return 0
     user.disabled = disabled
-    ended = 0
-    if disabled:
-        result = session.execute(delete(WebSession).where(WebSession.user_id == user.id))
-        ended = int(getattr(result, "rowcount", 0) or 0)
+    ended = _end_sessions(session, user) if disabled else 0
     audit.record(
         session,
         actor=actor,
         action="user.disabled" if disabled else "user.enabled",
         tenant_id=user.tenant_id,
         changes={"disabled": [not disabled, disabled]},
+        detail={"user_id": user.id, "username": user.username, "sessions_ended": ended},
+    )
+    return ended
+
+
+def set_password(session: Session, *, actor: Principal, username: str, password: str) -> int:
+    """A new password for a local user; ends their open sessions and clears the throttle.
+
+    Returns how many sessions were ended. A user of the OIDC issuer has no
+    password here: their issuer manages it. Audited without the password.
+    """
+    user = _locked_user(session, username)
+    if user.oidc_issuer is not None:
+        raise Unprocessable(
+            f"{username!r} signs in through {user.oidc_issuer}; set the password there"
+        )
+    _check_password(password)
+    user.password_hash = passwords.hash_password(password)
+    ended = _end_sessions(session, user)
+    # The lockout of the old password's guesses does not hold up the new one.
+    session.execute(delete(LoginThrottle).where(LoginThrottle.username == user.username))
+    audit.record(
+        session,
+        actor=actor,
+        action="user.password_set",
+        tenant_id=user.tenant_id,
+        changes={},
         detail={"user_id": user.id, "username": user.username, "sessions_ended": ended},
     )
     return ended
