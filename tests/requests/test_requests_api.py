@@ -343,12 +343,20 @@ def test_new_tenant_request_registers_a_requested_tenant_after_an_account_manage
 
     # An account manager who files a request cannot approve it (segregation of duties).
     second = shop.file(actors.am, **{**body, "name": "olgas-reports"})
+    # While it is open, nobody can ask for the same name again (it would fail on approval).
+    rival = auth("rita", "tenant_owner", tenant=shop.other["id"])
+    again = client.post(
+        requests_url(shop.other["id"]), json={**body, "name": "olgas-reports"}, headers=rival
+    )
+    assert "already open" in problem(again, 409)["detail"]
     sod = problem(shop.decide(second["id"], actors.am), 403)
     assert sod["type"].endswith("/segregation-of-duties")
     other_am = auth("ann", "account_manager")
     ok(shop.decide(second["id"], other_am, "reject"))
     drain(shop.worker)
     problem(client.get("/api/v1/tenants/olgas-reports", headers=actors.admin), 404)
+    # Decided, the name is free to ask for again.
+    shop.file(**{**body, "name": "olgas-reports"})
 
 
 def test_a_quota_change_approved_after_a_suspension_changes_nothing_and_keeps_the_isolation(

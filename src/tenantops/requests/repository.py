@@ -35,3 +35,9 @@ def gates_of(session: Session, run_ids: Sequence[str]) -> dict[str, RunStep]:
         return {}
     query = select(RunStep).where(RunStep.run_id.in_(list(run_ids)), RunStep.name == GATE_STEP)
     return {row.run_id: row for row in session.execute(query).scalars()}
+
+
+def open_runs_of(session: Session, runbook_id: str) -> list[Run]:
+    """The unfinished runs of ``runbook_id`` across every tenant (requests waiting are few)."""
+    query = select(Run).where(Run.runbook_id == runbook_id, Run.finished_at.is_(None))
+    return list(session.execute(query).scalars())

@@ -108,6 +108,12 @@ def _check(session: Session, tenant: Tenant, data: RequestCreate) -> str:
             pass
         else:
             raise Conflict(f"the tenant name {data.name!r} is taken", param="name")
+        # Two open requests for one name: the second would fail only once approved.
+        for run in repository.open_runs_of(session, REQUEST_RUNBOOKS["tenant"]):
+            if ((run.inputs or {}).get("request") or {}).get("name") == data.name:
+                raise Conflict(
+                    f"a request for the tenant name {data.name!r} is already open", param="name"
+                )
     if data.kind in ONE_OPEN:
         runbook_id = REQUEST_RUNBOOKS[data.kind]
         for run in engine.open_runs(session, tenant_id=tenant.id, runbook_id=runbook_id):
