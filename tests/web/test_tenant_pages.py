@@ -23,7 +23,16 @@ from tenantops.notifications import service as notifications
 from tenantops.wiring import build_worker
 from tests.conftest import Actors, Clock, TokenFactory
 from tests.finops.focusdata import tagged, write_csv
-from tests.flows import S, approve, drain, ok, request_reactivation, request_tenant, tenant_in
+from tests.flows import (
+    PATH,
+    S,
+    approve,
+    drain,
+    ok,
+    request_reactivation,
+    request_tenant,
+    tenant_in,
+)
 from tests.web.conftest import UserFactory, sign_in
 
 TENANTS = "/api/v1/tenants"
@@ -230,6 +239,17 @@ def test_the_profile_shows_the_whole_record(
     ):
         assert text in profile, text
     assert f"<dd data-version>{tenant['version']}</dd>" in profile
+    assert "Approved" not in profile
+    assert "First active" not in profile
+
+    # The milestones, once reached.
+    clock.advance(minutes=10)
+    for state in (S.APPROVED, S.PROVISIONING, S.VERIFYING, S.ACTIVE):
+        ok(PATH[state][1](web, actors, tenant["id"]))
+    profile = section(web.get(f"/tenants/{tenant['id']}").text, "profile")
+    at = '<time datetime="2030-01-01T09:10:00+00:00">2030-01-01 09:10 UTC</time>'
+    assert f"<dt>Approved</dt><dd>{at}</dd>" in profile
+    assert f"<dt>First active</dt><dd>{at}</dd>" in profile
 
 
 # ------------------------------------------------------------------------ the actions

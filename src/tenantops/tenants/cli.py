@@ -37,6 +37,8 @@ def _show(tenant: dict[str, Any], as_json: bool) -> None:
         "ticket_ref",
         "requested_by",
         "created_at",
+        "approved_at",
+        "activated_at",
         "updated_at",
         "version",
     ):
