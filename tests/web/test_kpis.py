@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
@@ -19,6 +20,7 @@ from tenantops.finops.models import Budget, CostImport, CostMonthly
 from tenantops.runbooks.models import Run
 from tenantops.tenants.models import Tenant
 from tenantops.web.kpis import SORT_KEYS, percentile
+from tenantops.web.routes import HERE
 from tests.conftest import Actors, Clock, TokenFactory
 from tests.finops.focusdata import tagged, write_csv
 from tests.flows import approve, ok, request_tenant, step, suspend
@@ -69,6 +71,9 @@ def fleet(
     return ids
 
 
+TEMPLATES = HERE / "templates"
+
+
 def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in report["tenants"]}
 
@@ -79,6 +84,25 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([1.0, 2.0], 50) == 1.0
     assert percentile([3.0, 1.0, 2.0, 4.0], 90) == 4.0
     assert percentile([float(n) for n in range(1, 11)], 90) == 9.0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (None, "–"),
+        (0.4, "0 s"),
+        (6.4, "6 s"),
+        (59.4, "59 s"),
+        (60, "1.0 min"),
+        (1500, "25.0 min"),
+        (7200, "2.0 h"),
+        (172800, "2.0 d"),
+    ],
+)
+def test_durations_read_in_the_unit_that_fits(seconds: float | None, shown: str) -> None:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    macro = env.from_string('{% from "_macros.html" import duration %}{{ duration(s) }}')
+    assert macro.render(s=seconds) == shown
 
 
 def test_the_kpis_of_a_small_fleet(web: TestClient, actors: Actors, fleet: dict[str, str]) -> None:
