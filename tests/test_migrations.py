@@ -6,18 +6,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select, text
 
+from tenantops.auth.principal import SYSTEM, Principal, Role
 from tenantops.config import Settings
 from tenantops.db import Base, Database
 from tenantops.errors import Unprocessable
 from tenantops.finops.store import comparable_metadata
-from tenantops.migrations import current_revision, head_revision, upgrade
+from tenantops.migrations import alembic_config, current_revision, head_revision, upgrade
 from tenantops.store import open_database
+from tenantops.tenants import service as tenants
 from tenantops.tenants.models import Tenant
+from tenantops.tenants.schemas import TenantCreate
+from tenantops.web import service as web_users
 from tests.conftest import STORES, create_pg_database, drop_pg_database
+from tests.factories import tenant_body
+
+BODY = tenant_body(name="rows")
 
 
 def test_models_and_migrations_agree(db: Database) -> None:
@@ -129,6 +137,50 @@ def test_0009_fills_the_milestones_from_the_audit_trail(store: str, tmp_path: Pa
             "onboarded": (t0 + timedelta(minutes=10), t0 + timedelta(minutes=25)),
             "requested": (None, None),
         }
+    finally:
+        db.dispose()
+        if store == "postgres":
+            drop_pg_database(url)
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_migrations_that_rebuild_tables_keep_the_rows_that_point_at_them(
+    store: str, tmp_path: Path
+) -> None:
+    """Down past 0009 and 0008 (on SQLite: tables rebuilt under foreign keys) and up again."""
+    url = f"sqlite:///{tmp_path / 'rows.db'}" if store == "sqlite" else create_pg_database()
+    db = Database(url)
+    try:
+        upgrade(db.engine)
+        amy = Principal("amy", frozenset({Role.ACCOUNT_MANAGER}))
+        with db.write() as session:
+            tenants.create_tenant(session, principal=amy, data=TenantCreate(**BODY))
+            web_users.create_user(
+                session,
+                actor=SYSTEM,
+                username="root",
+                password="p" * 12,
+                roles=[Role.ADMIN],
+                tenant_id=None,
+            )
+        with db.write() as session:
+            assert web_users.login(session, username="root", password="p" * 12) is not None
+
+        def counts() -> dict[str, int]:
+            with db.engine.connect() as conn:
+                return {
+                    table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                    for table in ("tenants", "approval_requests", "runs", "users", "web_sessions")
+                }
+
+        before = counts()
+        assert all(before.values()), before
+        command.downgrade(alembic_config(db.engine), "0007")
+        assert counts() == before
+        upgrade(db.engine)
+        assert counts() == before
+        command.downgrade(alembic_config(db.engine), "base")
+        assert current_revision(db.engine) is None
     finally:
         db.dispose()
         if store == "postgres":

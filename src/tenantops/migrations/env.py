@@ -24,12 +24,32 @@ config = context.config
 engine = config.attributes["engine"]
 
 with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-    connection.commit()
+    sqlite = connection.dialect.name == "sqlite"
+    raw = connection.connection.driver_connection
+    if sqlite:
+        # A batch migration rebuilds a table (copy, DROP, rename). With foreign keys
+        # on, the DROP of a table other rows point at fails, or deletes them through
+        # ON DELETE CASCADE. SQLite's own recipe: foreign keys off outside the
+        # transaction (the pragma is a no-op inside one), every key checked before
+        # COMMIT, back on for whoever uses this pooled connection next.
+        raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=Base.metadata,
+            render_as_batch=sqlite,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(
+                        f"the migration would leave {len(broken)} rows pointing at nothing "
+                        f"(first: table {broken[0][0]}, rowid {broken[0][1]}); rolled back"
+                    )
+        connection.commit()
+    finally:
+        if sqlite:
+            raw.execute("PRAGMA foreign_keys=ON")
