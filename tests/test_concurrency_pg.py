@@ -311,3 +311,40 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_tenant(cluster: Cl
     assert requested_by == 1
     assert _audit_actions(cluster, tid) == ["tenant.requested"]
     cluster.assert_audit_chain_intact()
+
+
+def test_concurrent_new_tenant_requests_for_one_name_only_one_is_filed(cluster: Cluster) -> None:
+    # Filed on different tenants: each holds only its own tenant's row.
+    tenants = [_requested_tenant(cluster) for _ in range(RACERS)]
+    name = tenant_body()["name"]
+    body = {
+        "kind": "tenant",
+        "name": name,
+        "tier": "basic",
+        "region": "eu-west-1",
+        "compliance_classification": "internal",
+        "justification": "a team of our own",
+    }
+    calls = [
+        Call(
+            replica=i % REPLICAS,
+            path=f"/tenants/{tid}/requests",
+            body=body,
+            headers=cluster.token(f"am-req-{i}-{name}", "account_manager"),
+        )
+        for i, tid in enumerate(tenants)
+    ]
+
+    responses = cluster.race(calls)
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * (RACERS - 1), [r.text for r in responses]
+    assert all("already open" in r.json()["detail"] for r in responses if r.status_code == 409)
+    filed = cluster.scalar(
+        "SELECT count(*) FROM runs WHERE runbook_id = 'tenant-request' AND tenant_id IN "
+        "(SELECT tenant_id FROM audit_log WHERE action = 'request.submitted')"
+        " AND started_by LIKE :who",
+        who=f"am-req-%-{name}",
+    )
+    assert filed == 1
+    cluster.assert_audit_chain_intact()

@@ -212,6 +212,18 @@ def record_many(session: Session, entries: Sequence[NewEntry]) -> None:
         ) from exc
 
 
+def serialize(session: Session) -> None:
+    """Take the audit chain's lock now, for the rest of the transaction.
+
+    Every audited write takes it before it commits, so a check made after this
+    sees every write committed before it and none can commit before this
+    transaction ends: what a uniqueness check across tenants needs (two
+    transactions would otherwise both find the name free). The caller would
+    take it anyway when it records its entry; this only takes it earlier.
+    """
+    _locked_head(session)
+
+
 def _locked_head(session: Session) -> AuditHead:
     """The chain head, locked until the transaction ends; read once per transaction.
 

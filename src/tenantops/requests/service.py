@@ -102,6 +102,10 @@ def _check(session: Session, tenant: Tenant, data: RequestCreate) -> str:
             data.check_name()
         except ValidationError as exc:
             raise Unprocessable(f"name: {exc.errors()[0]['msg']}", param="name") from None
+        # Under the audit chain's lock, so the checks below see every tenant and request
+        # committed before: two filers on different tenants (each holding only their
+        # own tenant's row) would otherwise both find the name free.
+        audit.serialize(session)
         try:
             tenants.get_tenant(session, principal=SYSTEM, ref=data.name)
         except NotFound:
