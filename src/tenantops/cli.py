@@ -141,9 +141,9 @@ def worker(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     typer.echo(f"worker {runner.name} started (concurrency {runner.concurrency})", err=True)
+    heap.settle()
     if relay is not None:
         relay.start()
-    heap.settle()
     try:
         runner.serve()
     finally:

@@ -151,3 +151,23 @@ def test_set_password_refuses_unknown_and_oidc_users_and_short_passwords(
     assert cli("users", "create-admin", "root", "--password-stdin").code == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert "12 to 1024" in cli("users", "set-password", "root", "--password-stdin").err
+
+
+def test_set_password_lifts_the_lockout_of_the_old_passwords_guesses(
+    cli: CliRunner, web: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli("users", "create-admin", "root", "--password-stdin").code == 0
+
+    def attempt(password: str) -> int:
+        data = {"username": "root", "password": password, "csrf_token": login_csrf(web)}
+        return web.post("/login", data=data, follow_redirects=False).status_code
+
+    for _ in range(5):
+        assert attempt("wrong-guess-of-a-password") != 303
+    assert attempt(PASSWORD) != 303  # locked out: even the right password waits
+
+    new = "a-new-and-long-passphrase"
+    monkeypatch.setattr("sys.stdin", io.StringIO(new + "\n"))
+    assert cli("users", "set-password", "root", "--password-stdin").code == 0
+    assert attempt(new) == 303

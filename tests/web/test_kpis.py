@@ -93,6 +93,7 @@ def test_percentile_is_nearest_rank() -> None:
         (0.4, "0 s"),
         (6.4, "6 s"),
         (59.4, "59 s"),
+        (59.6, "1.0 min"),
         (60, "1.0 min"),
         (1500, "25.0 min"),
         (7200, "2.0 h"),
