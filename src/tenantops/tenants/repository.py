@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 # The services read a page's cursor through the repository that pages.
@@ -50,33 +50,48 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def list_page(
-    session: Session, filters: TenantFilter, *, after_id: str | None, limit: int
-) -> tuple[Sequence[Tenant], str | None]:
-    """Newest first, keyset-paged on the time-ordered id; returns (rows, next cursor)."""
-    query = select(Tenant).order_by(Tenant.id.desc()).limit(limit + 1)
+def _conditions(filters: TenantFilter) -> list[ColumnElement[bool]]:
+    """The ``WHERE`` of ``filters``: one set for the page and for its count."""
+    where: list[ColumnElement[bool]] = []
     if filters.state:
-        query = query.where(Tenant.state == filters.state)
+        where.append(Tenant.state == filters.state)
     if filters.region:
-        query = query.where(Tenant.region == filters.region)
+        where.append(Tenant.region == filters.region)
     if filters.tier:
-        query = query.where(Tenant.tier == filters.tier)
+        where.append(Tenant.tier == filters.tier)
     if filters.owner:
-        query = query.where(Tenant.business_owner == filters.owner.lower())
+        where.append(Tenant.business_owner == filters.owner.lower())
     if filters.only is not None:
-        query = query.where(or_(Tenant.id == filters.only, Tenant.name == filters.only))
+        where.append(or_(Tenant.id == filters.only, Tenant.name == filters.only))
     if filters.q:
         pattern = f"%{_escape_like(filters.q.lower())}%"
-        query = query.where(
+        where.append(
             or_(
                 Tenant.name.like(pattern, escape="\\"),
                 Tenant.display_name.ilike(pattern, escape="\\"),
                 Tenant.business_owner.like(pattern, escape="\\"),
             )
         )
+    return where
+
+
+def list_page(
+    session: Session, filters: TenantFilter, *, after_id: str | None, limit: int
+) -> tuple[Sequence[Tenant], str | None]:
+    """Newest first, keyset-paged on the time-ordered id; returns (rows, next cursor)."""
+    query = select(Tenant).where(*_conditions(filters)).order_by(Tenant.id.desc()).limit(limit + 1)
     if after_id is not None:
         query = query.where(Tenant.id < after_id)
     return page(session.execute(query).scalars().all(), limit)
+
+
+def count(session: Session, filters: TenantFilter, *, from_id: str | None = None) -> int:
+    """How many tenants match ``filters`` (with ``from_id``: those with an id at or above it)."""
+    where = _conditions(filters)
+    if from_id is not None:
+        where.append(Tenant.id >= from_id)
+    query = select(func.count()).select_from(Tenant).where(*where)
+    return int(session.execute(query).scalar_one())
 
 
 def get_idempotency(session: Session, principal: str, key: str) -> IdempotencyRecord | None:

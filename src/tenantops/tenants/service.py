@@ -118,12 +118,38 @@ def list_tenants(
     limit: int,
 ) -> tuple[Sequence[Tenant], str | None]:
     """A page of tenants the principal may see."""
-    if principal.tenant_scoped:
-        if principal.tenant is None:
-            return [], None
-        filters = repository.TenantFilter(**{**filters.__dict__, "only": principal.tenant})
+    scoped = _scoped(principal, filters)
+    if scoped is None:
+        return [], None
     after = repository.decode_cursor(cursor) if cursor else None
-    return repository.list_page(session, filters, after_id=after, limit=limit)
+    return repository.list_page(session, scoped, after_id=after, limit=limit)
+
+
+def count_tenants(
+    session: Session,
+    *,
+    principal: Principal,
+    filters: repository.TenantFilter,
+    cursor: str | None = None,
+) -> int:
+    """How many tenants of ``list_tenants`` match; with ``cursor``, how many come before
+    the page it starts (the list is newest first on time-ordered ids)."""
+    scoped = _scoped(principal, filters)
+    if scoped is None:
+        return 0
+    from_id = repository.decode_cursor(cursor) if cursor else None
+    return repository.count(session, scoped, from_id=from_id)
+
+
+def _scoped(
+    principal: Principal, filters: repository.TenantFilter
+) -> repository.TenantFilter | None:
+    """``filters`` within what ``principal`` may see; None when that is nothing."""
+    if not principal.tenant_scoped:
+        return filters
+    if principal.tenant is None:
+        return None
+    return repository.TenantFilter(**{**filters.__dict__, "only": principal.tenant})
 
 
 def _lock(session: Session, *, principal: Principal, ref: str, if_match: int | None) -> Tenant:

@@ -19,7 +19,7 @@ from tenantops.auth.principal import Principal
 from tenantops.errors import AppError, NotFound
 from tenantops.finops.settings import FinOpsSettings
 from tenantops.kit.web import wake_worker
-from tenantops.web import tenant_view
+from tenantops.web import tenant_actions, tenant_list, tenant_view
 from tenantops.web.kpis import filter_options
 from tenantops.web.pagekit import (
     Filter,
@@ -64,7 +64,7 @@ def tenants_list(
     principal = page_principal(request)
     if principal is None:
         return to_login(request)
-    query = tenant_view.ListQuery(
+    query = tenant_list.ListQuery(
         q=(q or "").strip() or None,
         state=state or None,
         region=region or None,
@@ -73,7 +73,7 @@ def tenants_list(
     )
     try:
         with database(request).read() as session:
-            listing = tenant_view.list_tenants(session, principal=principal, query=query)
+            listing = tenant_list.list_tenants(session, principal=principal, query=query)
             options = filter_options(session, principal)
     except AppError as exc:
         return error_page(request, exc.title, exc.detail, exc.status)
@@ -125,9 +125,9 @@ def _page(
         {
             "principal": principal,
             "page": page,
-            "done": tenant_view.ACTIONS.get(done or ""),
+            "done": tenant_actions.ACTIONS.get(done or ""),
             "failed": failed,
-            "failed_action": tenant_view.ACTIONS.get(failed[0]) if failed else None,
+            "failed_action": tenant_actions.ACTIONS.get(failed[0]) if failed else None,
             "base": f"/tenants/{quote(name, safe='')}",
             "evidence": tenant_view.evidence_summary,
         },
@@ -161,7 +161,7 @@ async def tenant_action(request: Request, ref: Ref, action: ActionName) -> Respo
         return error_page(request, "Not found", "There is no such tenant.", 404)
     try:
         with database(request).write() as session:
-            tenant = tenant_view.perform(
+            tenant = tenant_actions.perform(
                 session, principal=principal, ref=ref, name=action, form=form
             )
             name = tenant.name

@@ -1,17 +1,14 @@
-"""What the tenants list and a tenant's page show, assembled with bounded queries.
+"""What a tenant's page shows, assembled with bounded queries.
 
 Every figure comes from the service the JSON API calls for it, as the viewer:
-``tenants.service`` (list, read, approvals, the lifecycle actions),
-``runbooks.service`` (runs with their steps and evidence),
-``notifications.service`` (the outbox) and ``finops.reports`` (the cost report
-of one tenant). Which sections and actions a viewer gets is read from the same
-tables the API enforces — ``auth.policy.allowed_roles`` for the routes,
-``tenants.service.STEP_ROLES`` for recorded steps and
-``tenants.lifecycle.allowed_events`` for the state — never from a list of its own.
+``tenants.service`` (read, approvals), ``runbooks.service`` (runs with their
+steps and evidence), ``notifications.service`` (the outbox) and
+``finops.reports`` (the cost report of one tenant); the actions offered are
+``tenant_actions``'. Which sections a viewer gets is read from the policy table
+the API enforces (``auth.policy.may``).
 
-Two reads go to tables directly, because no service offers them yet: the count
-of matching tenants (the registry pages without one) and a tenant's audit
-entries newest first (the audit repository pages oldest first).
+One read goes to a table directly, because no service offers it yet: a
+tenant's audit entries newest first (the audit repository pages oldest first).
 """
 
 from __future__ import annotations
@@ -21,310 +18,36 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.approvals.schemas import ApprovalRequestRead
 from tenantops.audit.models import AuditEntry
-from tenantops.auth.policy import API, allowed_roles, may
-from tenantops.auth.principal import Principal, Role
-from tenantops.errors import Forbidden, NotFound, Unprocessable
+from tenantops.auth.policy import API, may
+from tenantops.auth.principal import Principal
 from tenantops.finops import report_charts
 from tenantops.finops.costs import Month
 from tenantops.finops.report_model import CostReport, format_money, format_ratio
 from tenantops.finops.reports import build_report
 from tenantops.kit.clock import as_utc
-from tenantops.kit.cursor import decode_cursor
 from tenantops.notifications import service as notifications
 from tenantops.notifications.repository import NotificationFilter
 from tenantops.notifications.schemas import NotificationRead
 from tenantops.runbooks import service as runs
 from tenantops.runbooks.schemas import RunRead
 from tenantops.tenants import service as tenants
-from tenantops.tenants.lifecycle import TenantEvent, TenantState, allowed_events
 from tenantops.tenants.models import Tenant
-from tenantops.tenants.repository import TenantFilter
-from tenantops.tenants.schemas import (
-    STEP_EVENTS,
-    LifecycleEventCreate,
-    OffboardRequest,
-    ReactivationRequestCreate,
-    SuspendRequest,
-    TenantRead,
-)
-from tenantops.web.pagekit import form_version
+from tenantops.tenants.schemas import TenantRead
+from tenantops.web.tenant_actions import TENANT, TenantAction, available_actions
 
-PAGE_SIZE = 50
 TIMELINE_SIZE = 50
 RUNS_SHOWN = 10
 COMMITS_SHOWN = 20
 NOTIFICATIONS_SHOWN = 20
 
-TENANT = f"{API}/tenants/{{tenant}}"
 AUDIT_ROUTE = ("GET", f"{API}/audit")
 NOTIFICATIONS_ROUTE = ("GET", f"{API}/notifications")
 COSTS_ROUTE = ("GET", f"{TENANT}/costs")
-
-
-# --------------------------------------------------------------------------- the list
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    """The list's search box, filters and page (``cursor`` from the previous page)."""
-
-    q: str | None = None
-    state: str | None = None
-    region: str | None = None
-    tier: str | None = None
-    cursor: str | None = None
-
-    def params(self, **changes: str | None) -> dict[str, str]:
-        """The query string of this list with ``changes``, empty values left out."""
-        values = {
-            "q": self.q,
-            "state": self.state,
-            "region": self.region,
-            "tier": self.tier,
-            "cursor": self.cursor,
-        }
-        values.update(changes)
-        return {k: v for k, v in values.items() if v}
-
-
-@dataclass(frozen=True)
-class TenantList:
-    """One page of the tenants list: rows, how many match, where this page starts."""
-
-    items: list[TenantRead]
-    total: int
-    start: int
-    next_cursor: str | None
-    query: ListQuery
-    states: list[str]
-
-
-def _conditions(filters: TenantFilter) -> list[ColumnElement[bool]]:
-    """The filters of ``tenants.repository.list_page``, for counting the same rows."""
-    where: list[ColumnElement[bool]] = []
-    if filters.state:
-        where.append(Tenant.state == filters.state)
-    if filters.region:
-        where.append(Tenant.region == filters.region)
-    if filters.tier:
-        where.append(Tenant.tier == filters.tier)
-    if filters.only is not None:
-        where.append(or_(Tenant.id == filters.only, Tenant.name == filters.only))
-    if filters.q:
-        text = filters.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{text}%"
-        where.append(
-            or_(
-                Tenant.name.like(pattern, escape="\\"),
-                Tenant.display_name.ilike(pattern, escape="\\"),
-                Tenant.business_owner.like(pattern, escape="\\"),
-            )
-        )
-    return where
-
-
-def _count(session: Session, where: Sequence[ColumnElement[bool]]) -> int:
-    return int(session.execute(select(func.count()).select_from(Tenant).where(*where)).scalar_one())
-
-
-def list_tenants(session: Session, *, principal: Principal, query: ListQuery) -> TenantList:
-    """A page of the tenants ``principal`` may see (``tenants.service.list_tenants``), counted."""
-    filters = TenantFilter(state=query.state, region=query.region, tier=query.tier, q=query.q)
-    rows, next_cursor = tenants.list_tenants(
-        session, principal=principal, filters=filters, cursor=query.cursor, limit=PAGE_SIZE
-    )
-    if principal.tenant_scoped:
-        # The service's own scope: nothing without a tenant, else that one tenant.
-        if principal.tenant is None:
-            return TenantList([], 0, 0, None, query, [s.value for s in TenantState])
-        filters = TenantFilter(**{**filters.__dict__, "only": principal.tenant})
-    where = _conditions(filters)
-    total = _count(session, where)
-    start = 1
-    if query.cursor:
-        # Ids are time-ordered and the list is newest first: the rows before this page
-        # are the matching ones from the cursor's (the last row shown) upwards.
-        start += _count(session, [*where, Tenant.id >= decode_cursor(query.cursor)])
-    return TenantList(
-        items=[TenantRead.model_validate(t) for t in rows],
-        total=total,
-        start=start,
-        next_cursor=next_cursor,
-        query=query,
-        states=[s.value for s in TenantState],
-    )
-
-
-# ------------------------------------------------------------------------ the actions
-
-
-@dataclass(frozen=True)
-class FormField:
-    """One text input of an action's form."""
-
-    name: str
-    label: str
-    required: bool = False
-
-
-REASON = FormField("reason", "Reason", required=True)
-
-
-@dataclass(frozen=True)
-class TenantAction:
-    """A lifecycle action a page can post: its event, its API route, its form.
-
-    Who may take it is the API's: the roles of ``route`` in the policy table,
-    narrowed by ``step_roles`` (``tenants.service.STEP_ROLES``) for a recorded step.
-    """
-
-    name: str
-    label: str
-    event: TenantEvent
-    route: tuple[str, str]
-    fields: tuple[FormField, ...]
-    schema: type[BaseModel]
-    step_roles: frozenset[Role] | None = None
-
-    def roles(self) -> frozenset[Role]:
-        roles = allowed_roles(*self.route)
-        return roles if self.step_roles is None else roles & self.step_roles
-
-
-STEP_LABELS = {
-    TenantEvent.START_PROVISIONING: "Record: provisioning started",
-    TenantEvent.PROVISIONED: "Record: provisioned",
-    TenantEvent.PROVISIONING_FAILED: "Record: provisioning failed",
-    TenantEvent.VERIFIED: "Record: verified",
-    TenantEvent.VERIFICATION_FAILED: "Record: verification failed",
-    TenantEvent.ARCHIVE: "Record: archived",
-}
-
-ACTIONS: dict[str, TenantAction] = {
-    a.name: a
-    for a in (
-        TenantAction(
-            "suspend",
-            "Suspend",
-            TenantEvent.SUSPEND,
-            ("POST", f"{TENANT}/suspend"),
-            (REASON, FormField("incident_ref", "Incident reference")),
-            SuspendRequest,
-        ),
-        TenantAction(
-            "request-reactivation",
-            "Request reactivation",
-            TenantEvent.REACTIVATE,
-            ("POST", f"{TENANT}/reactivation-requests"),
-            (REASON,),
-            ReactivationRequestCreate,
-        ),
-        TenantAction(
-            "offboard",
-            "Offboard",
-            TenantEvent.OFFBOARD,
-            ("POST", f"{TENANT}/offboard"),
-            (REASON, FormField("ticket_ref", "Ticket reference")),
-            OffboardRequest,
-        ),
-        *(
-            TenantAction(
-                event.value,
-                STEP_LABELS[event],
-                event,
-                ("POST", f"{TENANT}/lifecycle-events"),
-                (FormField("note", "Note"), FormField("evidence_ref", "Evidence reference")),
-                LifecycleEventCreate,
-                tenants.STEP_ROLES[event],
-            )
-            for event in STEP_EVENTS
-        ),
-    )
-}
-
-
-def available_actions(
-    principal: Principal, state: str, approvals: Sequence[ApprovalRequestRead]
-) -> list[TenantAction]:
-    """The actions ``principal`` may take on a tenant in ``state`` now.
-
-    The state must allow the action's event (the lifecycle table) and the viewer
-    must hold one of its roles (the API's). A reactivation already asked for
-    waits for governance in the approvals inbox, so it is not offered again.
-    """
-    events = set(allowed_events(TenantState(state)))
-    pending = {a.kind for a in approvals if a.status == "pending"}
-    return [
-        a
-        for a in ACTIONS.values()
-        if a.event in events
-        and principal.roles & a.roles()
-        and not (a.event is TenantEvent.REACTIVATE and "reactivation" in pending)
-    ]
-
-
-def _payload(action: TenantAction, form: Mapping[str, str]) -> BaseModel:
-    values: dict[str, Any] = {f.name: form.get(f.name, "").strip() or None for f in action.fields}
-    if action.schema is LifecycleEventCreate:
-        values["event"] = action.event.value
-    values = {k: v for k, v in values.items() if v is not None}
-    try:
-        return action.schema.model_validate(values)
-    except ValidationError as exc:
-        labels = {f.name: f.label for f in action.fields}
-        problems = []
-        for error in exc.errors():
-            where = str(error["loc"][0]) if error["loc"] else ""
-            problems.append(f"{labels.get(where, where)}: {error['msg']}")
-        raise Unprocessable("; ".join(problems)) from exc
-
-
-def perform(
-    session: Session, *, principal: Principal, ref: str, name: str, form: Mapping[str, str]
-) -> Tenant:
-    """Take action ``name`` on tenant ``ref`` through the service its API route calls.
-
-    Raises what the API would: ``NotFound`` for a tenant the viewer may not see,
-    ``Forbidden`` without one of the route's roles, ``Unprocessable`` for a bad
-    form, ``Conflict``/``InvalidTransition`` for the state, ``PreconditionFailed``
-    when the tenant changed since the form was shown (its ``version``).
-    """
-    tenant = tenants.get_tenant(session, principal=principal, ref=ref)
-    action = ACTIONS.get(name)
-    if action is None:
-        raise NotFound(f"no action {name!r}")
-    roles = action.roles()
-    if not principal.roles & roles:
-        allowed = " or ".join(sorted(r.value for r in roles)) or "nobody"
-        raise Forbidden(f"{action.label.lower()} needs the {allowed} role")
-    version = form_version(form)
-    data = _payload(action, form)
-    if isinstance(data, SuspendRequest):
-        return tenants.suspend_tenant(
-            session, principal=principal, ref=tenant.id, data=data, if_match=version
-        )
-    if isinstance(data, OffboardRequest):
-        return tenants.offboard_tenant(
-            session, principal=principal, ref=tenant.id, data=data, if_match=version
-        )
-    if isinstance(data, LifecycleEventCreate):
-        return tenants.record_step(
-            session, principal=principal, ref=tenant.id, data=data, if_match=version
-        )
-    if isinstance(data, ReactivationRequestCreate):
-        # The API takes no If-Match here (a request changes no field); the state decides.
-        tenants.request_reactivation(session, principal=principal, ref=tenant.id, data=data)
-        return tenants.get_tenant(session, principal=principal, ref=tenant.id)
-    raise AssertionError(f"no service for {action.name}")  # pragma: no cover
-
-
-# -------------------------------------------------------------------------- the page
 
 
 @dataclass(frozen=True)
