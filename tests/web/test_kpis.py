@@ -12,11 +12,12 @@ from typing import Any
 import jinja2
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
+from sqlalchemy import DateTime, insert, literal, select
 
 from tenantops.audit.models import AuditEntry
 from tenantops.db import Database
 from tenantops.finops.models import Budget, CostImport, CostMonthly
+from tenantops.kit.sqltime import epoch_micros, seconds
 from tenantops.runbooks.models import Run
 from tenantops.tenants.models import Tenant
 from tenantops.web.kpis import SORT_KEYS, percentile
@@ -576,3 +577,26 @@ def test_the_dashboard_shows_the_hand_built_numbers(
     assert rows == ["b-slow", "a-met", "c-breach", "g-micro", "d-pending", "e-late", "f-new"]
     api = ok(web.get(KPIS, params={"sort": "-activation_seconds"}, headers=actors.gov))
     assert rows == [t["name"] for t in api["tenants"]]
+
+
+@pytest.mark.parametrize(
+    ("at", "later"),
+    [
+        (datetime(2024, 5, 1, 12, 0, tzinfo=UTC), timedelta(seconds=90, microseconds=1)),
+        (datetime(1999, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC), timedelta(microseconds=500_001)),
+        (datetime(2024, 2, 28, 22, 0, 0, 250_000, tzinfo=UTC), timedelta(days=2, hours=3)),
+    ],
+)
+def test_epoch_micros_differences_are_exact_on_the_store(
+    db: Database, at: datetime, later: timedelta
+) -> None:
+    """``kit.sqltime``: the store's difference, as seconds, is ``total_seconds()``."""
+    stamp = DateTime(timezone=True)
+    with db.read() as s:
+        start = s.scalar(select(epoch_micros(literal(at, stamp))))
+        micros = s.scalar(
+            select(epoch_micros(literal(at + later, stamp)) - epoch_micros(literal(at, stamp)))
+        )
+    assert start == (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    assert seconds(micros) == later.total_seconds()
+    assert seconds(None) is None

@@ -23,7 +23,8 @@ and breached runs, the budgets and the month's cost (decisions 0025, 0028).
 statement: sorted and cut for the table, aggregated for the totals, ranked by
 activation time for the median and p90. Tenants per state
 and budget per currency come from tenants and budgets alone. No Python pass
-over the tenants, and the numbers stay exact (see ``epoch_micros``).
+over the tenants, and the numbers stay exact (see
+``tenantops.kit.sqltime.epoch_micros``).
 
 Totals are sums of the unrounded figures, rounded once (as FinOps' month
 totals): a currency's total cost can differ by a cent from the sum of the
@@ -44,7 +45,6 @@ from typing import Any, Literal, TypeVarTuple
 
 from pydantic import BaseModel
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Float,
     Select,
@@ -58,10 +58,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from tenantops.audit.models import AuditEntry
 from tenantops.auth.policy import COST_READERS
@@ -71,6 +68,7 @@ from tenantops.finops.budgets import ratio_of
 from tenantops.finops.costs import Month, cents, monthly_measure
 from tenantops.finops.models import Budget, CostImport, CostMonthly
 from tenantops.kit.clock import utcnow
+from tenantops.kit.sqltime import epoch_micros, seconds
 from tenantops.runbooks.models import Run
 from tenantops.tenants.models import Tenant
 
@@ -98,7 +96,6 @@ SORT_KEYS = (
 )
 SlaOutcome = Literal["met", "missed", "pending"]
 Columns = TypeVarTuple("Columns")
-MICROS = 1_000_000
 
 
 class KpiFilter(BaseModel):
@@ -172,43 +169,6 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[rank - 1]
-
-
-class epoch_micros(FunctionElement[int]):  # noqa: N801 - used like a SQL function
-    """A timestamp as whole microseconds since 1970 (UTC), on either store.
-
-    Exact, so differences of two, divided by 10**6 in Python, equal
-    ``timedelta.total_seconds()``: PostgreSQL's ``EXTRACT(EPOCH FROM ...)`` is a
-    numeric; SQLite's ``julianday`` keeps milliseconds only, so its whole seconds
-    (``strftime('%s')``) and the microseconds of the stored text are taken
-    apart. The one dialect difference of the module lives here, as a SQLAlchemy
-    construct: the queries themselves are one code path (decisions 0001, 0025).
-    """
-
-    type = BigInteger()
-    name = "epoch_micros"
-    inherit_cache = True
-
-
-@compiles(epoch_micros)
-def _epoch_postgresql(element: epoch_micros, compiler: SQLCompiler, **kw: Any) -> str:
-    (at,) = (compiler.process(c, **kw) for c in element.clauses)
-    return f"CAST(EXTRACT(EPOCH FROM {at}) * {MICROS} AS BIGINT)"
-
-
-@compiles(epoch_micros, "sqlite")
-def _epoch_sqlite(element: epoch_micros, compiler: SQLCompiler, **kw: Any) -> str:
-    # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC, see tenantops.db); characters
-    # 21-26 are the microseconds, empty (0) when a writer left them out.
-    (at,) = (compiler.process(c, **kw) for c in element.clauses)
-    return (
-        f"(CAST(strftime('%s', {at}) AS INTEGER) * {MICROS} + CAST(substr({at}, 21, 6) AS INTEGER))"
-    )
-
-
-def _seconds(micros: int | None) -> float | None:
-    # Integer true division is correctly rounded: the same float as total_seconds().
-    return None if micros is None else micros / MICROS
 
 
 def _visible(principal: Principal, filters: KpiFilter) -> list[ColumnElement[bool]]:
@@ -492,8 +452,8 @@ def _tenant_row(row: Any) -> TenantKpis:
             "state": row.state,
             "region": row.region,
             "tier": row.tier,
-            "activation_seconds": _seconds(row.activation),
-            "provisioning_seconds": _seconds(row.provisioning),
+            "activation_seconds": seconds(row.activation),
+            "provisioning_seconds": seconds(row.provisioning),
             "sla": row.sla,
             "suspensions": int(row.suspensions),
             "sla_breaches": int(row.sla_breaches),
@@ -536,7 +496,7 @@ def compute_kpis(
         name: int(getattr(first, f"total_{name}")) if first else 0
         for name in ("activated", "met", "missed", "pending", *TOTALS)
     }
-    pct = {p: _seconds(getattr(first, f"p{p}")) if first else None for p in PCTS}
+    pct = {p: seconds(getattr(first, f"p{p}")) if first else None for p in PCTS}
     cost = {
         code: cents(_dec(getattr(first, f"cost_{i}")))
         for i, code in enumerate(currencies)
