@@ -585,6 +585,9 @@ def test_the_dashboard_shows_the_hand_built_numbers(
         (datetime(2024, 5, 1, 12, 0, tzinfo=UTC), timedelta(seconds=90, microseconds=1)),
         (datetime(1999, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC), timedelta(microseconds=500_001)),
         (datetime(2024, 2, 28, 22, 0, 0, 250_000, tzinfo=UTC), timedelta(days=2, hours=3)),
+        # SQLite's strftime rounds .9995 s and more up to the next second.
+        (datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), timedelta(microseconds=1)),
+        (datetime(2024, 5, 1, 12, 0, 0, 999_500, tzinfo=UTC), timedelta(seconds=1)),
     ],
 )
 def test_epoch_micros_differences_are_exact_on_the_store(

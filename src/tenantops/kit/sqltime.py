@@ -46,11 +46,12 @@ def _epoch_postgresql(element: epoch_micros, compiler: SQLCompiler, **kw: Any) -
 @compiles(epoch_micros, "sqlite")
 def _epoch_sqlite(element: epoch_micros, compiler: SQLCompiler, **kw: Any) -> str:
     # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC, see tenantops.db); characters
-    # 21-26 are the microseconds, empty (0) when a writer left them out.
+    # 21-26 are the microseconds, empty (0) when a writer left them out. The whole
+    # seconds from the first 19 only: strftime rounds a fraction of .9995 or more up
+    # to the next second.
     (at,) = (compiler.process(c, **kw) for c in element.clauses)
-    return (
-        f"(CAST(strftime('%s', {at}) AS INTEGER) * {MICROS} + CAST(substr({at}, 21, 6) AS INTEGER))"
-    )
+    whole = f"CAST(strftime('%s', substr({at}, 1, 19)) AS INTEGER)"
+    return f"({whole} * {MICROS} + CAST(substr({at}, 21, 6) AS INTEGER))"
 
 
 def seconds(micros: int | None) -> float | None:
