@@ -30,6 +30,7 @@ from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext, Registry, builtin_actions
 from tenantops.runbooks.engine import Breach
 from tenantops.runbooks.worker import Worker
+from tenantops.tenants import service as tenants
 from tenantops.tenants.actions import tenant_actions
 
 log = structlog.get_logger("tenantops.events")
@@ -40,7 +41,7 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     actions = builtin_actions()
     actions.update(tenant_actions(settings.data_dir))
     actions.update(driver_actions(settings, db))
-    actions.update(gitops_actions(settings))
+    actions.update(gitops_actions(settings, state_of=tenant_state(db)))
     actions.update(terraform_actions(settings))
     actions.update(cluster_actions(settings))
     actions.update(quota_actions())
@@ -48,6 +49,16 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     actions.update(finops_actions(settings, db))
     actions.update(playbook_actions(settings, db))
     return actions
+
+
+def tenant_state(db: Database) -> Callable[[str], str | None]:
+    """A tenant's lifecycle state now, read in a transaction of its own."""
+
+    def state_of(tenant_id: str) -> str | None:
+        with db.read() as session:
+            return tenants.state_of(session, tenant_id)
+
+    return state_of
 
 
 def breach_notifier(db: Database, actions: Registry) -> Callable[[Breach], None]:

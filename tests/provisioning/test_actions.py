@@ -27,7 +27,10 @@ from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext, Registry, StepFailed, StepResult
 from tenantops.runbooks.spec import parse
 from tenantops.runbooks.worker import Worker
+from tenantops.tenants import service as tenants
+from tenantops.tenants.schemas import TenantCreate
 from tenantops.wiring import build_actions
+from tests.factories import tenant_body
 
 
 def snapshot(name: str = "acme", **overrides: Any) -> dict[str, Any]:
@@ -170,6 +173,50 @@ def test_a_sync_of_a_suspended_tenant_keeps_it_isolated(
     assert "tenants/acme/networkpolicy-isolate.yaml" in repo.read()
 
 
+ISOLATION = "tenants/acme/networkpolicy-isolate.yaml"
+
+
+def test_a_sync_isolates_a_tenant_suspended_since_the_run_began(
+    settings: Settings, repo: LocalGitRepo
+) -> None:
+    """A quota change approved before a suspension must not lift its isolation."""
+    actions = gitops_actions(settings, state_of=lambda tenant_id: "suspended")
+    actions["gitops.isolate"].run(ctx("isolate", run_id="run-s"))
+    # The quota change's run took its snapshot while the tenant was active.
+    synced = actions["gitops.sync_tenant"].run(
+        ctx(run_id="run-q", tenant=snapshot(state="active"), params={"tier": "premium"})
+    )
+    assert ISOLATION in repo.read()
+    namespace = yaml.safe_load(repo.read()["tenants/acme/namespace.yaml"])
+    assert namespace["metadata"]["labels"]["tenantops.io/tier"] == "premium"
+    assert repo.commits_with_key("run-q/provision") == [synced.output["commit"]]
+
+
+def test_a_suspension_during_a_sync_is_isolated_again_after_it(
+    settings: Settings, repo: LocalGitRepo
+) -> None:
+    """Suspended between the sync's read and its commit: the commit is isolated over."""
+    states = iter(["active", "suspended"])
+    actions = gitops_actions(settings, state_of=lambda tenant_id: next(states))
+    result = actions["gitops.sync_tenant"].run(ctx(run_id="run-q", tenant=snapshot()))
+    assert ISOLATION in repo.read()
+    assert len(repo.commits_with_key("run-q/provision")) == 1
+    assert repo.commits_with_key("run-q/provision/isolate") == [result.output["commit"]]
+    assert "suspended during a sync" in git(repo, "log", "-1", "--format=%s")
+
+
+def test_a_sync_of_an_active_tenant_reads_the_state_and_stays_open(
+    settings: Settings, repo: LocalGitRepo
+) -> None:
+    asked: list[str] = []
+    actions = gitops_actions(
+        settings, state_of=lambda tenant_id: asked.append(tenant_id) or "active"
+    )
+    actions["gitops.sync_tenant"].run(ctx(run_id="run-q", tenant=snapshot(state="suspended")))
+    assert ISOLATION not in repo.read()  # the state now, not the snapshot's
+    assert asked == ["id-acme", "id-acme"]
+
+
 def test_remove_deletes_the_tenant_folder_and_its_application(
     actions: Registry, repo: LocalGitRepo
 ) -> None:
@@ -307,6 +354,22 @@ def test_the_composition_root_installs_the_gitops_actions(settings: Settings, db
         "gitops.remove",
         "gitops.plan",
     } <= set(installed)
+
+
+def test_the_installed_sync_isolates_by_the_tenants_state_in_the_database(
+    settings: Settings, db: Database, repo: LocalGitRepo
+) -> None:
+    with db.write() as session:
+        tenant, _ = tenants.create_tenant(
+            session,
+            principal=Principal("amy", frozenset({Role.ACCOUNT_MANAGER})),
+            data=TenantCreate(**tenant_body(name="acme")),
+        )
+        tenant.state = "suspended"  # as the suspension left it, after the run's snapshot
+        tid = tenant.id
+    sync = build_actions(settings, db)["gitops.sync_tenant"]
+    sync.run(ctx(run_id="run-q", tenant=snapshot(id=tid, state="active")))
+    assert ISOLATION in repo.read()
 
 
 RUNBOOK = """

@@ -6,8 +6,8 @@ port one :class:`~tenantops.drivers.gitops.Change` carrying the step's
 idempotency key — so a step re-executed after a crash returns the commit it
 made the first time. Nothing is committed unless every manifest validates.
 
-``gitops.sync_tenant``  render + validate + commit (isolated iff the tenant is suspended,
-                        or as the ``isolated`` parameter says)
+``gitops.sync_tenant``  render + validate + commit (isolated iff the tenant is suspended
+                        now — read again after the commit — or as ``isolated`` says)
 ``gitops.isolate``      commit the deny-all isolation in place of the allow policies
 ``gitops.unisolate``    restore the allow policies
 ``gitops.remove``       delete the tenant's folder and Application (offboarding)
@@ -17,7 +17,7 @@ made the first time. Nothing is committed unless every manifest validates.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from tenantops.config import Settings
@@ -119,10 +119,22 @@ def gitops_actions(
     *,
     repo: GitOpsRepo | None = None,
     tiers: Mapping[str, TierSize] = TIERS,
+    state_of: Callable[[str], str | None] | None = None,
 ) -> Registry:
-    """The ``gitops.*`` actions bound to ``repo`` (default: the configured repository)."""
+    """The ``gitops.*`` actions bound to ``repo`` (default: the configured repository).
+
+    ``state_of`` (tenant id to its lifecycle state now) lets ``gitops.sync_tenant``
+    isolate by the tenant's current state rather than the run's snapshot.
+    """
     platform = platform_from(settings)
     target: GitOpsRepo = repo or gitops_repo(settings)
+
+    def suspended_now(ctx: ActionContext) -> bool | None:
+        """Whether the tenant is suspended now; None to go by the snapshot."""
+        if state_of is None or "isolated" in ctx.params or not ctx.tenant_id:
+            return None
+        state = state_of(ctx.tenant_id)
+        return None if state is None else state == "suspended"
 
     def render(spec: TenantSpec) -> Rendered:
         return render_tenant(spec, platform, tiers)
@@ -150,8 +162,18 @@ def gitops_actions(
         )
 
     def sync_tenant(ctx: ActionContext) -> StepResult:
-        spec = _spec(ctx, isolated=None)
-        return commit(ctx, f"Sync tenant {spec.name} ({spec.tier}, {spec.region})", render(spec))
+        # The run's snapshot may be older than a suspension (a quota change approved
+        # before it): rendering the tenant as the snapshot has it would lift the
+        # isolation the suspension committed. So the state is read now, and again after
+        # the commit — a suspension in between may have committed its isolation before
+        # this commit replaced it, and is isolated once more.
+        spec = _spec(ctx, isolated=suspended_now(ctx))
+        synced = commit(ctx, f"Sync tenant {spec.name} ({spec.tier}, {spec.region})", render(spec))
+        if spec.isolated or not suspended_now(ctx):
+            return synced
+        spec = _spec(ctx, isolated=True)
+        again = replace(ctx, idempotency_key=f"{ctx.idempotency_key}/isolate")
+        return commit(again, f"Isolate tenant {spec.name}: suspended during a sync", render(spec))
 
     def isolate(ctx: ActionContext) -> StepResult:
         spec = _spec(ctx, isolated=True)

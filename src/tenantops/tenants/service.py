@@ -125,6 +125,12 @@ def list_tenants(
     return repository.list_page(session, scoped, after_id=after, limit=limit)
 
 
+def state_of(session: Session, tenant_id: str) -> str | None:
+    """The lifecycle state of tenant ``tenant_id`` now; None when there is none."""
+    tenant = repository.get(session, tenant_id)
+    return tenant.state if tenant is not None else None
+
+
 def count_tenants(
     session: Session,
     *,
