@@ -229,8 +229,8 @@ def _kpi_rows(*, where: list[ColumnElement[bool]], money: _Money, now: datetime)
     """One row per visible tenant with every KPI the table shows, unrounded."""
     action = AuditEntry.action
     # Incidents are few: the action index finds them, the group is small. The
-    # milestones are on the tenant row (one entry each per tenant: 2 of 3 entries
-    # this pass would otherwise read).
+    # approval and activation times are on the tenant row (decision 0028); they
+    # were nearly all of what this pass read.
     audit = (
         select(
             AuditEntry.tenant_id.label("tenant_id"),
