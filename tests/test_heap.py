@@ -6,6 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tenantops.runbooks.worker import Worker
+from tests.conftest import CliRunner
+
 PROBE = """
 import gc, sys
 from pathlib import Path
@@ -34,3 +39,17 @@ def test_settle_leaves_the_built_app_out_of_later_collections(tmp_path: Path) ->
     assert built > 50_000  # what a full collection would otherwise walk every time
     assert frozen >= built * 0.9
     assert tracked < built * 0.01
+
+
+def test_serve_and_worker_settle_the_heap_once_built_and_before_they_serve(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr("tenantops.kit.heap.settle", lambda: calls.append("settle"))
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.append("serve"))
+    monkeypatch.setattr(Worker, "serve", lambda self: calls.append("work"))
+    monkeypatch.setattr("signal.signal", lambda *args: None)  # the test process keeps its own
+
+    assert cli("serve").code == 0
+    assert cli("worker").code == 0
+    assert calls == ["settle", "serve", "settle", "work"]
