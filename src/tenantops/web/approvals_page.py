@@ -18,7 +18,6 @@ from pydantic import ValidationError
 
 from tenantops.auth.policy import allowed_roles
 from tenantops.auth.principal import Principal
-from tenantops.db import Database
 from tenantops.errors import AppError, Forbidden, Unprocessable
 from tenantops.kit.web import wake_worker
 from tenantops.runbooks import service as runbooks
@@ -27,6 +26,7 @@ from tenantops.tenants import service as tenants
 from tenantops.tenants.schemas import ApprovalCreate, ReactivationDecisionCreate
 from tenantops.web import inbox
 from tenantops.web.pagekit import (
+    database,
     forbidden,
     form_version,
     page_principal,
@@ -73,7 +73,7 @@ def approvals_inbox(request: Request) -> Response:
     principal = page_principal(request)
     if principal is None:
         return to_login(request)
-    db: Database = request.app.state.db
+    db = database(request)
     with db.read() as session:
         box = inbox.build_inbox(session, principal=principal)
     response = render(
@@ -106,7 +106,7 @@ def _decide(request: Request, principal: Principal, form: dict[str, str]) -> str
     decision = form.get("decision", "")
     comment = form.get("comment", "").strip() or None
     done = inbox.PAST.get(decision, decision)
-    db: Database = request.app.state.db
+    db = database(request)
     if kind == inbox.ONBOARDING:
         _route_check(principal, kind)
         data = ApprovalCreate.model_validate(

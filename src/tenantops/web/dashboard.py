@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
-from tenantops.db import Database
 from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db
 from tenantops.web.kpis import (
@@ -19,7 +18,7 @@ from tenantops.web.kpis import (
     compute_kpis,
     filter_options,
 )
-from tenantops.web.pagekit import Filter, page_principal, render, to_login
+from tenantops.web.pagekit import Filter, database, page_principal, render, to_login
 
 PAGE_ROWS = 200  # table rows on the page; the tiles and charts count every tenant
 
@@ -92,7 +91,7 @@ def dashboard(
     filters = KpiFilter(
         state=state or None, region=region or None, tier=tier or None, sort=sort, limit=PAGE_ROWS
     )
-    db: Database = request.app.state.db
+    db = database(request)
     with db.read() as session:
         report = compute_kpis(
             session, principal=principal, filters=filters, cost_column=_cost_column(request)

@@ -7,11 +7,11 @@ import secrets
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from tenantops.db import Database
 from tenantops.web import service
 from tenantops.web.pagekit import (
     CSRF_FIELD,
     SESSION_COOKIE,
+    database,
     forbidden,
     page_principal,
     posted_form,
@@ -35,7 +35,7 @@ def start_session(request: Request, opened: service.OpenedSession, target: str) 
     """
     earlier = request.cookies.get(SESSION_COOKIE)
     if earlier and len(earlier) <= 100:
-        db: Database = request.app.state.db
+        db = database(request)
         with db.write() as session:
             service.logout(session, earlier)
     response = RedirectResponse(target, status_code=303)
@@ -87,7 +87,7 @@ async def login_submit(request: Request) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not service.csrf_matches(expected, form.get(CSRF_FIELD)):
         return forbidden(request)
-    db: Database = request.app.state.db
+    db = database(request)
     with db.write() as session:
         opened = service.login(
             session, username=form.get("username", ""), password=form.get("password", "")
@@ -104,7 +104,7 @@ async def login_submit(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     if await posted_form(request) is None:
         return forbidden(request)
-    db: Database = request.app.state.db
+    db = database(request)
     with db.write() as session:
         service.logout(session, request.cookies[SESSION_COOKIE])
     response = RedirectResponse("/login", status_code=303)

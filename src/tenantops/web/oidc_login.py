@@ -30,11 +30,10 @@ from fastapi.responses import RedirectResponse
 
 from tenantops.auth.oidc import FETCH_TIMEOUT_SECONDS, IssuerUnreachable, OIDCVerifier
 from tenantops.config import Settings
-from tenantops.db import Database
 from tenantops.errors import NotAuthenticated
 from tenantops.web import service
 from tenantops.web.login import login_form, start_session
-from tenantops.web.pagekit import error_page, safe_next, secure
+from tenantops.web.pagekit import database, error_page, safe_next, secure
 
 FLOW_COOKIE = "tenantops_oidc"
 FLOW_PATH = "/login/oidc"
@@ -283,7 +282,7 @@ def oidc_callback(
             next=target,
             status=401,
         )
-    db: Database = request.app.state.db
+    db = database(request)
     with db.write() as session:
         result = service.sign_in_external(session, issuer=client.issuer, principal=principal)
     if result.opened is None:

@@ -19,7 +19,6 @@ from pydantic import TypeAdapter, ValidationError
 from tenantops.auth.policy import may
 from tenantops.auth.principal import Principal
 from tenantops.config import Settings
-from tenantops.db import Database
 from tenantops.errors import AppError, Conflict, NotFound, Unprocessable
 from tenantops.finops import service as finops
 from tenantops.finops.schemas import TenantCost
@@ -32,6 +31,7 @@ from tenantops.tenants import service as tenants
 from tenantops.tenants.schemas import ComplianceClass
 from tenantops.web.pagekit import (
     Filter,
+    database,
     error_page,
     field_messages,
     forbidden,
@@ -91,7 +91,7 @@ def _page(
     status: int = 200,
 ) -> Response:
     settings: Settings = request.app.state.settings
-    db: Database = request.app.state.db
+    db = database(request)
     cost: TenantCost | None = None
     try:
         with db.read() as session:
@@ -181,7 +181,7 @@ async def submit(request: Request) -> Response:
             values=values,
             status=422,
         )
-    db: Database = request.app.state.db
+    db = database(request)
     try:
         with db.write() as session:
             filed = requests.submit_request(session, principal=principal, ref=ref, data=data)

@@ -14,12 +14,12 @@ from pydantic import ValidationError
 
 from tenantops.auth.policy import may
 from tenantops.auth.principal import Principal
-from tenantops.db import Database
 from tenantops.errors import AppError
 from tenantops.provisioning.manifests import TIERS
 from tenantops.tenants import service as tenants
 from tenantops.tenants.schemas import ComplianceClass, TenantCreate
 from tenantops.web.pagekit import (
+    database,
     error_page,
     field_messages,
     forbidden,
@@ -106,7 +106,7 @@ async def create_tenant(request: Request) -> Response:
         data = TenantCreate.model_validate(_body(values))
     except ValidationError as exc:
         return _form_page(request, principal, values, field_messages(exc), status=422)
-    db: Database = request.app.state.db
+    db = database(request)
     try:
         with db.write() as session:
             tenant, _ = tenants.create_tenant(session, principal=principal, data=data)
