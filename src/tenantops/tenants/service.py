@@ -554,8 +554,8 @@ def change_tier(
     """
     tenant = _lock(session, principal=principal, ref=ref, if_match=None)
     if tenant.state != TenantState.ACTIVE.value:
-        # The GitOps sync after a tier change renders the tenant as it was when the
-        # run started: on a tenant suspended since, it would lift the isolation.
+        # A tier is a sized, running tenant's: a quota change approved after a
+        # suspension or offboarding has nothing to resize.
         raise InvalidTransition(
             f"the tier of tenant {tenant.name} can change only while it is active, "
             f"not {tenant.state}",
