@@ -198,6 +198,12 @@ class EventsSettings(BaseModel):
     webhook_attempts: int = Field(default=8, ge=1, le=50, description="tries before dead")
     webhook_backoff_seconds: float = Field(default=2.0, ge=0, le=3600, description="first retry")
     webhook_backoff_max_seconds: float = Field(default=600.0, ge=0, le=86400)
+    retention_days: int = Field(
+        default=30,
+        ge=0,
+        le=3650,
+        description="events handed on and deliveries done are deleted after this; 0 keeps all",
+    )
 
 
 class Settings(BaseSettings):

@@ -169,6 +169,48 @@ def redeliver(delivery_id: str, url: Url = DEFAULT_URL, token: Token = None) -> 
     typer.echo(f"delivery {d['id']} of event {d['event_seq']} is pending again")
 
 
+@app.command("prune")
+def prune(
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, max=3650, help="Keep this many days (default: events.retention_days)"),
+    ] = None,
+) -> None:
+    """Delete events and deliveries older than the retention window, now (runs on the database).
+
+    The leading relay of ``serve``/``worker`` does the same every hour; this is
+    for a first clean-up or after lowering the window.
+    """
+    from datetime import timedelta
+
+    from tenantops.config import Settings
+    from tenantops.errors import Unprocessable
+    from tenantops.events.retention import prune as prune_outbox
+    from tenantops.kit.clock import utcnow
+    from tenantops.store import open_database
+
+    settings = Settings()
+    keep = days if days is not None else settings.events.retention_days
+    if not keep:
+        raise Unprocessable("events.retention_days is 0 (keep everything): pass --days to prune")
+    before = utcnow() - timedelta(days=keep)
+    db = open_database(settings)
+    events = deliveries = 0
+    try:
+        while True:
+            pruned = prune_outbox(db, before=before, max_batches=10)
+            events, deliveries = events + pruned.events, deliveries + pruned.deliveries
+            if not pruned.more:
+                break
+            typer.echo(f"… {events} events, {deliveries} deliveries so far", err=True)
+    finally:
+        db.dispose()
+    typer.echo(
+        f"deleted {events} events and {deliveries} deliveries older than {keep} days "
+        f"(before {before:%Y-%m-%d %H:%M} UTC)"
+    )
+
+
 @app.command("catalogue")
 def catalogue(
     markdown: Annotated[

@@ -66,6 +66,9 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_event_deliveries_due", "status", "next_attempt_at"),
         Index("ix_event_deliveries_subscription", "subscription_id", "event_seq", unique=True),
+        # Retention looks up deliveries by event (and the foreign key is checked
+        # by it when an event is deleted).
+        Index("ix_event_deliveries_event_seq", "event_seq"),
         # The relay's "is an earlier delivery of this tenant still backing off?"
         # looks at pending rows only; delivered ones pile up and must not be read.
         Index(

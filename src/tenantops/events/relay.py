@@ -35,6 +35,7 @@ from tenantops.db import Database
 from tenantops.events.envelope import encode
 from tenantops.events.models import Delivery, OutboxEvent, RelayLease, Subscription
 from tenantops.events.publishers.port import Publisher, PublishError
+from tenantops.events.retention import prune
 from tenantops.events.webhooks import post, secret_for
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
@@ -43,6 +44,10 @@ log = structlog.get_logger("tenantops.events")
 
 LEASE_NAME = "relay"
 MAX_BROKER_BACKOFF = 30.0
+# The leading relay deletes what fell out of the retention window this often,
+# a few batches per round so publishing never waits long behind it.
+PRUNE_EVERY = 3600.0
+PRUNE_BATCHES_PER_ROUND = 10
 
 
 _DELIVERIES = cast(Table, Delivery.__table__)
@@ -77,6 +82,8 @@ class RelayStats:
     delivered: int = 0
     failed_attempts: int = 0
     dead: int = 0
+    pruned_events: int = 0
+    pruned_deliveries: int = 0
 
 
 class Relay:
@@ -98,6 +105,7 @@ class Relay:
         self._http = httpx.Client(timeout=settings.webhook_timeout_seconds)
         self._broker_retry_at = 0.0
         self._broker_backoff = 0.0
+        self._prune_at = 0.0  # monotonic; the first round of a leader prunes
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,7 +145,39 @@ class Relay:
         """Publish, dispatch and deliver what is due; returns how much was done."""
         if not self.lead():
             return 0
-        return self.publish() + self.dispatch() + self.deliver()
+        done = self.publish() + self.dispatch() + self.deliver()
+        if time.monotonic() >= self._prune_at:
+            self.prune()
+        return done
+
+    def prune(self) -> None:
+        """Delete a few batches of what fell out of the retention window (see ``retention``)."""
+        days = self.settings.retention_days
+        if not days:
+            self._prune_at = float("inf")
+            return
+        try:
+            pruned = prune(
+                self.db,
+                before=utcnow() - timedelta(days=days),
+                max_batches=PRUNE_BATCHES_PER_ROUND,
+            )
+        except Exception:
+            log.exception("could not prune the outbox; trying again later")
+            self._prune_at = time.monotonic() + PRUNE_EVERY / 12
+            return
+        self.stats.pruned_events += pruned.events
+        self.stats.pruned_deliveries += pruned.deliveries
+        if pruned.events or pruned.deliveries:
+            log.info(
+                "outbox pruned",
+                events=pruned.events,
+                deliveries=pruned.deliveries,
+                retention_days=days,
+                more=pruned.more,
+            )
+        # More left: the next round goes on; otherwise not before the next hour.
+        self._prune_at = time.monotonic() + (0.0 if pruned.more else PRUNE_EVERY)
 
     def publish(self) -> int:
         """Send the oldest unpublished events to the broker; mark what it acknowledged."""

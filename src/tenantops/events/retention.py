@@ -1,0 +1,118 @@
+"""Retention of the outbox: events and deliveries that are done and old are deleted.
+
+The outbox is a queue with a readable tail, not the record: the audit chain
+keeps every change for good, and events reached their broker and webhooks
+long ago. Without a window the outbox and its deliveries would grow by about
+fifty rows per tenant lifecycle for ever.
+
+What goes, once older than the window (``events.retention_days``):
+
+- deliveries ``delivered`` or ``cancelled``, and ``dead`` ones whose webhook
+  subscription was deleted (they can no longer be redelivered);
+- events that were published and dispatched and have no delivery left.
+
+What stays whatever its age: an event not yet published or dispatched, a
+``pending`` delivery, and a ``dead`` one of a live subscription (it waits for
+an operator to redeliver it; ``tenantops events deliveries --status dead``),
+with their events.
+
+Age is taken by ``seq``, which is commit order: everything before the first
+event of the window is old. Each batch is its own short transaction, so a
+large backlog never holds a long lock and a crash loses nothing but time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import CursorResult, Delete, delete, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from tenantops.db import Database
+from tenantops.events.models import Delivery, OutboxEvent, Subscription
+
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """How many rows one ``prune`` call deleted, and whether old rows may remain."""
+
+    events: int = 0
+    deliveries: int = 0
+    more: bool = False  # stopped at ``max_batches``: call again
+
+
+def _boundary(session: Session, before: datetime) -> int:
+    """The first seq of the window: every event below it is older than ``before``."""
+    first_kept = session.scalar(
+        select(OutboxEvent.seq).where(OutboxEvent.time >= before).order_by(OutboxEvent.seq).limit(1)
+    )
+    if first_kept is not None:
+        return int(first_kept)
+    last = session.scalar(select(func.max(OutboxEvent.seq)))
+    return int(last or 0) + 1
+
+
+def _done_deliveries(boundary: int, batch: int) -> Delete:
+    retired = (
+        select(Subscription.id)
+        .where(Subscription.id == Delivery.subscription_id, Subscription.deleted_at.is_not(None))
+        .exists()
+    )
+    ids = (
+        select(Delivery.id)
+        .where(
+            Delivery.event_seq < boundary,
+            or_(
+                Delivery.status.in_(("delivered", "cancelled")),
+                (Delivery.status == "dead") & retired,
+            ),
+        )
+        .limit(batch)
+    )
+    return delete(Delivery).where(Delivery.id.in_(ids.scalar_subquery()))
+
+
+def _done_events(boundary: int, batch: int) -> Delete:
+    ids = (
+        select(OutboxEvent.seq)
+        .where(
+            OutboxEvent.seq < boundary,
+            OutboxEvent.published_at.is_not(None),
+            OutboxEvent.dispatched_at.is_not(None),
+            ~exists().where(Delivery.event_seq == OutboxEvent.seq),
+        )
+        .order_by(OutboxEvent.seq)
+        .limit(batch)
+    )
+    return delete(OutboxEvent).where(OutboxEvent.seq.in_(ids.scalar_subquery()))
+
+
+def prune(
+    db: Database, *, before: datetime, batch: int = BATCH, max_batches: int | None = None
+) -> Pruned:
+    """Delete what is done and older than ``before``, ``batch`` rows per transaction.
+
+    Deliveries go first, so their events can follow in the same call. With
+    ``max_batches`` it stops after that many transactions and says whether
+    more is left (the relay prunes a little per round, not all at once).
+    """
+    with db.read() as session:
+        boundary = _boundary(session, before)
+    counts = {"deliveries": 0, "events": 0}
+    done = 0
+    for what, statement in (("deliveries", _done_deliveries), ("events", _done_events)):
+        while max_batches is None or done < max_batches:
+            with db.write() as session:
+                result = cast(CursorResult[tuple[()]], session.execute(statement(boundary, batch)))
+                deleted = int(result.rowcount or 0)
+            counts[what] += deleted
+            done += 1
+            if deleted < batch:
+                break
+        else:
+            return Pruned(events=counts["events"], deliveries=counts["deliveries"], more=True)
+    return Pruned(events=counts["events"], deliveries=counts["deliveries"])
