@@ -339,7 +339,9 @@ def test_concurrent_new_tenant_requests_for_one_name_only_one_is_filed(cluster: 
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * (RACERS - 1), [r.text for r in responses]
-    assert all("already open" in r.json()["detail"] for r in responses if r.status_code == 409)
+    assert all(
+        "an open request asks for" in r.json()["detail"] for r in responses if r.status_code == 409
+    )
     filed = cluster.scalar(
         "SELECT count(*) FROM runs WHERE runbook_id = 'tenant-request' AND tenant_id IN "
         "(SELECT tenant_id FROM audit_log WHERE action = 'request.submitted')"
@@ -347,4 +349,48 @@ def test_concurrent_new_tenant_requests_for_one_name_only_one_is_filed(cluster: 
         who=f"am-req-%-{name}",
     )
     assert filed == 1
+    cluster.assert_audit_chain_intact()
+
+
+def test_a_request_and_a_direct_create_for_one_name_do_not_both_succeed(cluster: Cluster) -> None:
+    """Filing a request and POST /tenants both check the other under the audit chain's lock."""
+    tenants = [_requested_tenant(cluster) for _ in range(RACERS // 2)]
+    body = tenant_body()
+    name = body["name"]
+    request = {
+        "kind": "tenant",
+        "name": name,
+        "tier": "basic",
+        "region": "eu-west-1",
+        "compliance_classification": "internal",
+        "justification": "a team of our own",
+    }
+    calls = [
+        Call(
+            replica=i % REPLICAS,
+            path=f"/tenants/{tid}/requests",
+            body=request,
+            headers=cluster.token(f"am-req-{i}-{name}", "account_manager"),
+        )
+        for i, tid in enumerate(tenants)
+    ] + [
+        Call(
+            replica=i % REPLICAS,
+            path="/tenants",
+            body=body,
+            headers=cluster.token(f"am-new-{i}-{name}", "account_manager"),
+        )
+        for i in range(RACERS - len(tenants))
+    ]
+
+    responses = cluster.race(calls)
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * (RACERS - 1), [r.text for r in responses]
+    created = cluster.scalar("SELECT count(*) FROM tenants WHERE name = :name", name=name)
+    filed = cluster.scalar(
+        "SELECT count(*) FROM runs WHERE runbook_id = 'tenant-request' AND started_by LIKE :who",
+        who=f"am-req-%-{name}",
+    )
+    assert created + filed == 1
     cluster.assert_audit_chain_intact()

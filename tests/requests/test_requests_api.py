@@ -24,6 +24,7 @@ from tenantops.runbooks.worker import Worker
 from tenantops.tenants.lifecycle import TenantState as S
 from tenantops.wiring import build_actions
 from tests.conftest import Actors, Headers, TokenFactory
+from tests.factories import tenant_body
 from tests.flows import PROBLEM, drain, ok, problem, tenant_in
 
 SETUP = Principal("system:test", frozenset({Role.ADMIN}), via="system")
@@ -348,7 +349,12 @@ def test_new_tenant_request_registers_a_requested_tenant_after_an_account_manage
     again = client.post(
         requests_url(shop.other["id"]), json={**body, "name": "olgas-reports"}, headers=rival
     )
-    assert "already open" in problem(again, 409)["detail"]
+    assert "an open request asks for the tenant name" in problem(again, 409)["detail"]
+    # Nor can an account manager create it directly: the request would fail on approval.
+    direct = client.post(
+        "/api/v1/tenants", json=tenant_body(name="olgas-reports"), headers=actors.am
+    )
+    assert problem(direct, 409)["run_id"] == second["id"]
     sod = problem(shop.decide(second["id"], actors.am), 403)
     assert sod["type"].endswith("/segregation-of-duties")
     other_am = auth("ann", "account_manager")

@@ -6,8 +6,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from tenantops.audit.models import AuditEntry
+from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
+from tenantops.requests import service as requests
+from tenantops.requests.schemas import TenantRequestCreate
+from tenantops.tenants import service as tenant_service
 from tenantops.tenants.models import Tenant
+from tenantops.tenants.schemas import TenantCreate
 from tests.web.conftest import UserFactory, sign_in
 
 GOOD = {
@@ -99,3 +104,37 @@ def test_signed_out_visitors_are_sent_to_the_login(web: TestClient) -> None:
     r = web.get("/tenants/new", follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"].startswith("/login?next=%2Ftenants%2Fnew")
+
+
+def test_a_name_an_open_request_asks_for_is_refused(
+    web: TestClient, user: UserFactory, db: Database
+) -> None:
+    ann = Principal("ann", frozenset({Role.ACCOUNT_MANAGER}))
+    with db.write() as session:
+        home, _ = tenant_service.create_tenant(
+            session,
+            principal=ann,
+            data=TenantCreate.model_validate(
+                {**GOOD, "name": "home", "contacts": ["ops@acme.example"]}
+            ),
+        )
+        filed = requests.submit_request(
+            session,
+            principal=ann,
+            ref=home.id,
+            data=TenantRequestCreate(
+                kind="tenant",
+                name="acme",
+                tier="basic",
+                region="eu-central-1",
+                compliance_classification="internal",
+                justification="a team of our own",
+            ),
+        )
+    user("amy", "account_manager")
+    csrf = sign_in(web, "amy")
+    refused = web.post("/tenants/new", data={**GOOD, "csrf_token": csrf})
+    assert refused.status_code == 409
+    assert "an open request asks for the tenant name" in refused.text
+    assert tenants(db) == 1  # only the home tenant
+    assert filed.id

@@ -113,11 +113,7 @@ def _check(session: Session, tenant: Tenant, data: RequestCreate) -> str:
         else:
             raise Conflict(f"the tenant name {data.name!r} is taken", param="name")
         # Two open requests for one name: the second would fail only once approved.
-        for run in repository.open_runs_of(session, REQUEST_RUNBOOKS["tenant"]):
-            if ((run.inputs or {}).get("request") or {}).get("name") == data.name:
-                raise Conflict(
-                    f"a request for the tenant name {data.name!r} is already open", param="name"
-                )
+        refuse_requested_name(session, data.name)
     if data.kind in ONE_OPEN:
         runbook_id = REQUEST_RUNBOOKS[data.kind]
         for run in engine.open_runs(session, tenant_id=tenant.id, runbook_id=runbook_id):
@@ -125,6 +121,23 @@ def _check(session: Session, tenant: Tenant, data: RequestCreate) -> str:
                 f"a {data.kind} request of {tenant.name} is still open: {run.id}", run_id=run.id
             )
     return budgets.get_budget(session, tenant.id).currency if data.kind == "budget" else ""
+
+
+def refuse_requested_name(session: Session, name: str) -> None:
+    """Refuse ``name`` for a new tenant while an open new-tenant request asks for it.
+
+    Otherwise the request would fail only when approved. Takes the audit
+    chain's lock first (``audit.serialize``), as filing a request does, so a
+    request filed at the same moment is either seen here or sees the tenant.
+    """
+    audit.serialize(session)
+    for run in repository.open_runs_of(session, REQUEST_RUNBOOKS["tenant"]):
+        if ((run.inputs or {}).get("request") or {}).get("name") == name:
+            raise Conflict(
+                f"an open request asks for the tenant name {name!r}; decide it first",
+                param="name",
+                run_id=run.id,
+            )
 
 
 def submit_request(

@@ -12,6 +12,7 @@ from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.kit.etag import etag, parse_if_match
 from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db, wake_worker
+from tenantops.requests.service import refuse_requested_name
 from tenantops.tenants import service
 from tenantops.tenants.lifecycle import TenantState
 from tenantops.tenants.repository import TenantFilter
@@ -101,6 +102,7 @@ def create_tenant(
 ) -> TenantRead:
     """Register a tenant in state ``requested`` and open its onboarding approval."""
     with db.write() as session:
+        refuse_requested_name(session, data.name)
         tenant, replayed = service.create_tenant(
             session, principal=caller, data=data, idempotency_key=idempotency_key
         )

@@ -16,6 +16,7 @@ from tenantops.auth.policy import may
 from tenantops.auth.principal import Principal
 from tenantops.errors import AppError
 from tenantops.provisioning.manifests import TIERS
+from tenantops.requests.service import refuse_requested_name
 from tenantops.tenants import service as tenants
 from tenantops.tenants.schemas import ComplianceClass, TenantCreate
 from tenantops.web.pagekit import (
@@ -109,6 +110,7 @@ async def create_tenant(request: Request) -> Response:
     db = database(request)
     try:
         with db.write() as session:
+            refuse_requested_name(session, data.name)
             tenant, _ = tenants.create_tenant(session, principal=principal, data=data)
             name = tenant.name
     except AppError as exc:
