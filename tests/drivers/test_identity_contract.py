@@ -8,9 +8,13 @@ from the vendors' API documentation. The server checks every request against
 its recorded shape (method, path, query and body keys, a bearer token) and
 answers the recorded response, keeping just enough state (groups, users,
 membership) for what was written to be read back; anything off-contract is
-collected in ``problems`` and fails the test. Then what only a vendor shows:
-the documented calls, what each error answer means for a retry, ``doctor``, and
-that neither the client secret nor the bearer token is ever shown.
+collected in ``problems`` and fails the test. Both page their lists as the
+vendors do: Keycloak answers ``first``/``max`` slices (``max`` 100 when absent),
+Graph 100 entries unless ``$top`` (at most 999, or the fake's lower ``max_top``)
+and an ``@odata.nextLink`` with a ``$skiptoken`` while more remain. Then what
+only a vendor shows: the documented calls, paging past the first page, what each
+error answer means for a retry, ``doctor``, and that neither the client secret
+nor the bearer token is ever shown.
 """
 
 from __future__ import annotations
@@ -26,23 +30,18 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import pytest
 from pydantic import SecretStr
 
 from tenantops.db import Database
-from tenantops.drivers.errors import DriverError, Retry
+from tenantops.drivers.errors import DriverError, Retry, retry_after
 from tenantops.drivers.identity.entra import EntraIdentity
 from tenantops.drivers.identity.keycloak import KeycloakIdentity
 from tenantops.drivers.identity.local import LocalIdentity
 from tenantops.drivers.identity.port import Grant, IdentityProvider, Permission
-from tenantops.drivers.identity.settings import (
-    EntraSettings,
-    IdentityError,
-    KeycloakSettings,
-    retry_after,
-)
+from tenantops.drivers.identity.settings import EntraSettings, IdentityError, KeycloakSettings
 from tenantops.kit.ids import new_id
 
 CONTRACTS = Path(__file__).parent / "contracts"
@@ -124,7 +123,7 @@ class Replay:
         self.errors = recordings(self.vendor, "errors")
 
     def fail(self, error: str, *, on: str = "", method: str = "", times: int = 1) -> None:
-        """Answer the next ``times`` requests to a path containing ``on`` with ``error``."""
+        """Answer the next ``times`` requests whose ``path?query`` holds ``on`` with ``error``."""
         reply = self.errors[error]["response"]
         self.script.extend([(method, on, reply)] * times)
 
@@ -134,26 +133,32 @@ class Replay:
     def reply(self, name: str) -> Reply:
         return copy.deepcopy(self.exchanges[name]["response"])
 
+    def error(self, name: str) -> Reply:
+        """The recorded error answer ``name`` (errors.json)."""
+        reply: Reply = self.errors[name]["response"]
+        return reply
+
     def answer(
         self, method: str, path: str, query: dict[str, str], auth: str | None, body: Any
     ) -> Reply:
         seen = Seen(method, path, query, auth, body)
         self.seen.append(seen)
+        target = f"{path}?{'&'.join(f'{k}={v}' for k, v in query.items())}"
         for i, (m, on, reply) in enumerate(self.script):
-            if on in path and m in ("", method):
+            if on in target and m in ("", method):
                 del self.script[i]
                 return reply
         route = next((r for r in self.routes if r.method == method and r.pattern.match(path)), None)
         if route is None:
             self.problems.append(f"{method} {path}: no documented route")
-            return self.errors["not_found"]["response"]
+            return self.error("not_found")
         req = route.request
         if req.get("auth", True):
             if auth is None:
                 self.problems.append(f"{method} {path}: no Authorization header")
-                return self.errors["unauthorized"]["response"]
+                return self.error("unauthorized")
             if not auth.startswith("Bearer ") or auth[7:] not in self.issued:
-                return self.errors["unauthorized"]["response"]
+                return self.error("unauthorized")
         elif auth is not None and "Bearer" in auth:
             self.problems.append(f"{method} {path}: a bearer token sent to the token endpoint")
         extra_query = set(query) - set(req.get("query_keys", ()))
@@ -198,15 +203,27 @@ class Keycloak(Replay):
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     members: dict[str, set[str]] = field(default_factory=dict)
+    page_size: int = 100  # what a list answers when ``max`` is not given
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in USERS:
-            uid = str(uuid.uuid4())
-            self.users[uid] = {"id": uid, "username": name, "email": name, "enabled": True}
+            self.add_user(name)
+
+    def add_user(self, name: str) -> dict[str, Any]:
+        uid = str(uuid.uuid4())
+        self.users[uid] = {"id": uid, "username": name, "email": name, "enabled": True}
+        return self.users[uid]
 
     def user(self, name: str) -> dict[str, Any]:
         return next(u for u in self.users.values() if u["username"] == name)
+
+    def page(self, found: list[Any], query: dict[str, str]) -> list[Any]:
+        """One page as Keycloak answers it: ``found[first:first + max]``."""
+        first, size = int(query.get("first", "0")), int(query.get("max", str(self.page_size)))
+        if first < 0 or size < 0:
+            self.problems.append(f"a negative first/max {query}")
+        return found[first : first + size]
 
     def state(self, name: str, g: dict[str, str], query: dict[str, str], body: Any) -> Reply:
         reply = self.reply(name)
@@ -215,10 +232,8 @@ class Keycloak(Replay):
             if "q" in query:
                 key, _, value = query["q"].partition(":")
                 found = [x for x in found if x["attributes"].get(key) == [value]]
-            if "max" in query:
-                found = found[: int(query["max"])]
             template = reply["body"][0]
-            reply["body"] = [{**template, **copy.deepcopy(x)} for x in found]
+            reply["body"] = [{**template, **copy.deepcopy(x)} for x in self.page(found, query)]
         elif name == "create_group":
             if any(x["name"] == body["name"] for x in self.groups.values()):
                 return self.reply("group_exists")
@@ -239,7 +254,8 @@ class Keycloak(Replay):
             if g["id"] not in self.groups:
                 return self.reply("group_not_found")
             template = reply["body"][0]
-            reply["body"] = [{**template, **self.users[u]} for u in sorted(self.members[g["id"]])]
+            members = self.page(sorted(self.members[g["id"]]), query)
+            reply["body"] = [{**template, **self.users[u]} for u in members]
         elif name == "find_users":
             key = "username" if "username" in query else "email"
             if query.get("exact") != "true":
@@ -268,15 +284,49 @@ class Graph(Replay):
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     members: dict[str, set[str]] = field(default_factory=dict)
     extensions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    page_size: int = 100  # a page without $top
+    max_top: int = 999  # the most a page holds, whatever $top asks (some queries: fewer)
+    skiptokens: dict[str, tuple[str, dict[str, str], int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in USERS:
-            uid = str(uuid.uuid4())
-            self.users[uid] = {"id": uid, "userPrincipalName": name, "accountEnabled": True}
+            self.add_user(name)
+
+    def add_user(self, name: str) -> dict[str, Any]:
+        uid = str(uuid.uuid4())
+        self.users[uid] = {"id": uid, "userPrincipalName": name, "accountEnabled": True}
+        return self.users[uid]
 
     def user(self, name: str) -> dict[str, Any]:
         return next(u for u in self.users.values() if u["userPrincipalName"] == name)
+
+    def page(
+        self, name: str, path: str, found: list[Any], query: dict[str, str], reply: Reply
+    ) -> tuple[list[Any], Reply]:
+        """One page as Graph answers it, with ``@odata.nextLink`` while more remain.
+
+        The next link is absolute and carries the original query and a ``$skiptoken``
+        the fake keeps; a follow-up must send it back unchanged.
+        """
+        asked = {k: v for k, v in query.items() if k != "$skiptoken"}
+        start = 0
+        if "$skiptoken" in query:
+            kept = self.skiptokens.get(query["$skiptoken"])
+            if kept is None or kept[:2] != (path, asked):
+                self.problems.append(f"GET {path}: a nextLink not sent as given {query}")
+            start = kept[2] if kept is not None else 0
+        top = int(query.get("$top", str(self.page_size)))
+        if not 1 <= top <= 999:
+            self.problems.append(f"GET {path}: $top={top} outside 1..999")
+        size = min(top, self.max_top)
+        if start + size < len(found):
+            token = uuid.uuid4().hex
+            self.skiptokens[token] = (path, asked, start + size)
+            reply = {**reply, "body": self.reply(f"{name}_next_page")["body"]}
+            link = urlencode({**asked, "$skiptoken": token}, quote_via=quote, safe="$,'()")
+            reply["body"]["@odata.nextLink"] = f"{self.base}{path}?{link}"
+        return found[start : start + size], reply
 
     def _filter(self, expression: str) -> list[dict[str, Any]]:
         eq = re.fullmatch(r"description eq '([^']*)'", expression)
@@ -294,8 +344,7 @@ class Graph(Replay):
             found = (
                 self._filter(query["$filter"]) if "$filter" in query else list(self.groups.values())
             )
-            if "$top" in query:
-                found = found[: int(query["$top"])]
+            found, reply = self.page(name, "/v1.0/groups", found, query, reply)
             reply["body"]["value"] = copy.deepcopy(found)
         elif name == "create_group":
             gid = str(uuid.uuid4())
@@ -305,12 +354,12 @@ class Graph(Replay):
             reply["body"].update(self.groups[gid])
         elif name == "add_member":
             if g["id"] not in self.groups:
-                return self.errors["not_found"]["response"]
+                return self.error("not_found")
             uid = str(body["@odata.id"]).rsplit("/directoryObjects/", 1)[-1]
             if not str(body["@odata.id"]).startswith(self.base + "/v1.0/directoryObjects/"):
                 self.problems.append(f"@odata.id {body['@odata.id']!r} is not a directoryObject")
             if uid not in self.users:
-                return self.errors["not_found"]["response"]
+                return self.error("not_found")
             if uid in self.members[g["id"]]:
                 return self.reply("member_exists")
             self.members[g["id"]].add(uid)
@@ -320,11 +369,11 @@ class Graph(Replay):
             self.members[g["id"]].discard(g["member"])
         elif name == "list_members":
             if g["id"] not in self.groups:
-                return self.errors["not_found"]["response"]
+                return self.error("not_found")
             template = reply["body"]["value"][0]
-            reply["body"]["value"] = [
-                {**template, **self.users[u]} for u in sorted(self.members[g["id"]])
-            ]
+            path, ids = f"/v1.0/groups/{g['id']}/members", sorted(self.members[g["id"]])
+            members, reply = self.page(name, path, ids, query, reply)
+            reply["body"]["value"] = [{**template, **self.users[u]} for u in members]
         elif name == "get_user":
             user = next(
                 (u for u in self.users.values() if g["upn"] in (u["id"], u["userPrincipalName"])),
@@ -335,7 +384,7 @@ class Graph(Replay):
             reply["body"].update(user)
         elif name == "update_user":
             if g["upn"] not in self.users:
-                return self.errors["not_found"]["response"]
+                return self.error("not_found")
             self.users[g["upn"]]["accountEnabled"] = body["accountEnabled"]
         elif name in ("create_extension", "get_extension", "update_extension"):
             return self._extension(name, g, body, reply)
@@ -343,7 +392,7 @@ class Graph(Replay):
 
     def _extension(self, name: str, g: dict[str, str], body: Any, reply: Reply) -> Reply:
         if g["id"] not in self.groups:
-            return self.errors["not_found"]["response"]
+            return self.error("not_found")
         own = {"@odata.type", "extensionName", "id"}
         if name == "create_extension":
             key = (g["id"], body["extensionName"])
@@ -418,7 +467,8 @@ def keycloak() -> Iterator[Keycloak]:
 def graph() -> Iterator[Graph]:
     variants = frozenset(
         {"member_exists", "not_a_member", "user_not_found", "invalid_client", "token_without_roles"}
-        | {"extension_exists", "extension_not_found"}
+        | {"extension_exists", "extension_not_found", "list_groups_next_page"}
+        | {"list_members_next_page"}
     )
     yield from _serve(Graph("entra", {"tenant": DIRECTORY}, variants))  # type: ignore[misc]
 
@@ -667,6 +717,93 @@ def test_a_keycloak_409_on_joining_the_group_means_already_a_member(
     assert state.permission_of("owner@acme.example") is Permission.WRITE
 
 
+# Keycloak: lists past the first page ----------------------------------------------------------
+
+MANY = 250  # members or groups: more than two pages of 100
+
+
+def _crowd(server: Keycloak | Graph, group_id: str) -> set[str]:
+    """``MANY`` members in the group (the owner already in it): their account ids."""
+    for i in range(MANY - len(server.members[group_id])):
+        server.members[group_id].add(server.add_user(f"member{i:03}@acme.example")["id"])
+    return set(server.members[group_id])
+
+
+def test_keycloak_suspension_disables_members_beyond_the_first_page(
+    db: Database, keycloak: Keycloak
+) -> None:
+    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    (group,) = keycloak.groups.values()
+    crowd = _crowd(keycloak, group["id"])
+
+    idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+
+    assert {u["id"] for u in keycloak.users.values() if not u["enabled"]} == crowd
+    assert set(group["attributes"]["tenantops_disabled"]) == crowd
+    pages = [s.query for s in keycloak.seen if s.path.endswith("/members")]
+    assert [(q["first"], q["max"]) for q in pages] == [("0", "100"), ("100", "100"), ("200", "100")]
+
+    idp.enable_access(tenant_id=tid, idempotency_key=f"{tid}-on")
+
+    assert all(keycloak.users[u]["enabled"] for u in crowd)
+    assert group["attributes"]["tenantops_disabled"] == []
+
+
+def test_keycloak_lists_every_tenant_group_past_the_first_page(
+    db: Database, keycloak: Keycloak
+) -> None:
+    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
+    for i in range(MANY):
+        gid = str(uuid.uuid4())
+        attributes = KeycloakIdentity._attributes(f"t{i:03}", f"acme{i:03}", True, {})
+        keycloak.groups[gid] = {"id": gid, "name": f"tenant-acme{i:03}", "attributes": attributes}
+        keycloak.members[gid] = set()
+
+    listed = idp.list_groups()
+
+    assert [g.tenant_id for g in listed] == [f"t{i:03}" for i in range(MANY)]
+    assert idp.get_group(tenant_id=f"t{MANY - 1:03}") is not None
+
+
+def test_a_keycloak_failure_on_a_later_page_changes_no_account(
+    db: Database, keycloak: Keycloak
+) -> None:
+    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    (group,) = keycloak.groups.values()
+    crowd = _crowd(keycloak, group["id"])
+    keycloak.fail("unavailable", on="/members?briefRepresentation=true&first=200", method="GET")
+
+    with pytest.raises(IdentityError) as caught:
+        idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+
+    assert caught.value.retry is Retry.RETRIABLE
+    assert all(keycloak.users[u]["enabled"] for u in crowd)  # every page read before a change
+    idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")  # the step's retry
+    assert not any(keycloak.users[u]["enabled"] for u in crowd)
+
+
+def test_a_keycloak_that_ignores_first_is_refused_not_looped(
+    db: Database, keycloak: Keycloak, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    (group,) = keycloak.groups.values()
+    crowd = _crowd(keycloak, group["id"])
+    monkeypatch.setattr(keycloak, "page", lambda found, query: found[: int(query["max"])])
+
+    with pytest.raises(IdentityError) as caught:
+        idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+
+    assert caught.value.retry is Retry.PERMANENT
+    assert "same page" in str(caught.value)
+    assert all(keycloak.users[u]["enabled"] for u in crowd)
+
+
 # Entra only --------------------------------------------------------------------------------
 
 
@@ -768,6 +905,142 @@ def test_a_user_entra_does_not_know_is_a_permanent_error(db: Database, graph: Gr
 
     assert caught.value.retry is Retry.PERMANENT
     assert caught.value.status == 404
+
+
+# Entra: lists past the first page -------------------------------------------------------------
+
+
+def test_entra_suspension_follows_next_links_to_every_member(db: Database, graph: Graph) -> None:
+    graph.max_top = 100  # pages of 100 whatever $top asks, as some Graph queries answer
+    idp = EntraIdentity(db, entra_settings(graph))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    (gid,) = graph.groups
+    crowd = _crowd(graph, gid)
+    before = len(graph.seen)
+
+    idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+
+    assert not any(graph.users[u]["accountEnabled"] for u in crowd)
+    (extension,) = graph.extensions.values()
+    assert set(extension["disabled"]) == crowd
+    pages = [s.query for s in graph.seen[before:] if s.path.endswith("/members")]
+    assert pages[0]["$top"] == "999"
+    assert ["$skiptoken" in q for q in pages[:3]] == [False, True, True]
+
+    idp.enable_access(tenant_id=tid, idempotency_key=f"{tid}-on")
+    idp.close()
+
+    assert all(graph.users[u]["accountEnabled"] for u in crowd)
+
+
+def test_entra_get_group_lists_every_member(db: Database, graph: Graph) -> None:
+    idp = EntraIdentity(db, entra_settings(graph))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    (gid,) = graph.groups
+    crowd = _crowd(graph, gid)
+
+    graph.max_top = 100
+    paged = idp.get_group(tenant_id=tid)
+    graph.max_top = 999
+    whole = idp.get_group(tenant_id=tid)  # $top=999: one page
+    idp.close()
+
+    assert paged is not None
+    assert len(paged.members) == len(crowd) == MANY
+    assert paged.permission_of("owner@acme.example") is Permission.WRITE
+    assert paged.permission_of(f"member{MANY - 2:03}@acme.example") is Permission.READ
+    assert whole == paged
+
+
+def test_entra_lists_every_tenant_group_past_the_first_page(db: Database, graph: Graph) -> None:
+    graph.max_top = 10
+    idp = EntraIdentity(db, entra_settings(graph))
+    for i in range(25):
+        gid = str(uuid.uuid4())
+        graph.groups[gid] = {
+            "id": gid,
+            "displayName": f"tenant-acme{i:02}",
+            "description": f"tenantops tenant t{i:02}",
+            "mailNickname": f"tenant-acme{i:02}",
+            "mailEnabled": False,
+            "securityEnabled": True,
+        }
+        graph.members[gid] = set()
+
+    listed = idp.list_groups()
+    idp.close()
+
+    assert [g.tenant_id for g in listed] == [f"t{i:02}" for i in range(25)]
+    follow_ups = [s for s in graph.seen if s.path == "/v1.0/groups" and "$skiptoken" in s.query]
+    assert len(follow_ups) == 2
+    assert all(
+        s.query["$filter"] == "startswith(description,'tenantops tenant ')" for s in follow_ups
+    )
+
+
+def test_entra_next_pages_go_through_the_token_refresh_and_the_error_mapping(
+    db: Database, graph: Graph
+) -> None:
+    graph.max_top = 100
+    idp = EntraIdentity(db, entra_settings(graph))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    (gid,) = graph.groups
+    crowd = _crowd(graph, gid)
+
+    graph.fail("unavailable", on="$skiptoken", method="GET")
+    with pytest.raises(IdentityError) as caught:
+        idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+    assert caught.value.retry is Retry.RETRIABLE
+    assert caught.value.retry_after == 4.0
+    assert all(graph.users[u]["accountEnabled"] for u in crowd)  # all read before a change
+
+    graph.fail("unauthorized", on="$skiptoken", method="GET")  # the token expired mid-list
+    idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")  # the step's retry
+    idp.close()
+
+    assert not any(graph.users[u]["accountEnabled"] for u in crowd)
+    assert len(graph.issued) == 1  # the recorded token again: the refresh happened
+    assert sum(1 for s in graph.seen if s.path.endswith("/oauth2/v2.0/token")) == 2
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://graph.evil.example/v1.0/groups/{gid}/members?$skiptoken=x",
+        "{base}/beta/groups/{gid}/members?$skiptoken=x",  # the same host, outside graph_url
+        "{base}/v1.0.evil.example/members?$skiptoken=x",
+        "/v1.0/groups/{gid}/members?$skiptoken=x",  # not absolute
+    ],
+)
+def test_entra_refuses_a_next_link_outside_the_graph_url(
+    link: str, db: Database, graph: Graph
+) -> None:
+    idp = EntraIdentity(db, entra_settings(graph))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    (gid,) = graph.groups
+    elsewhere = link.format(base=graph.base, gid=gid)
+    page = {"value": [], "@odata.nextLink": elsewhere}
+    graph.answer_once({"status": 200, "body": page}, on="/members", method="GET")
+
+    with pytest.raises(IdentityError) as caught:
+        idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+    idp.close()
+
+    assert caught.value.retry is Retry.NEEDS_HUMAN
+    assert "outside the configured graph_url" in str(caught.value)
+    last = graph.seen[-1]  # the page that carried the link; nothing was sent after it
+    assert (last.method, last.path, "$skiptoken" in last.query) == (
+        "GET",
+        f"/v1.0/groups/{gid}/members",
+        False,
+    )
+    (token,) = graph.issued
+    assert token not in str(caught.value)
+    assert graph.user("owner@acme.example")["accountEnabled"] is True
 
 
 # Both: what each error answer means ----------------------------------------------------------

@@ -14,6 +14,14 @@ enabling switches on exactly those, so an account someone else disabled (say at
 offboarding) stays off. A user in two tenants' groups is locked out of both,
 which an emergency suspension wants. Grants are never touched.
 
+Graph pages its lists: ``GET /groups`` and ``GET /groups/{id}/members`` answer
+100 entries unless ``$top`` asks for more (up to 999, and some queries answer
+fewer than asked) and carry ``@odata.nextLink`` while more remain. Lists are
+read through ``_pages``, which asks ``$top=999`` and follows every nextLink as
+given (opaque: never parsed) until none comes back; a suspension that saw only
+the first page would leave the members beyond it enabled. A nextLink is only
+followed under the configured ``graph_url``: the bearer token goes nowhere else.
+
 Every change is applied once per idempotency key through the identity effect
 log (``apply_once``), and each Graph call converges (an existing group or
 membership is success), so a step run again after a crash between Graph and
@@ -33,7 +41,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from sqlalchemy.orm import Session
@@ -54,6 +62,7 @@ PERMISSIONS_FIX = (
     "Group.ReadWrite.All, GroupMember.ReadWrite.All and User.ReadWrite.All "
     "(or User.Read.All + User.EnableDisableAccount.All), then an admin consents"
 )
+TOP = "999"  # entries asked per page of a list: Graph's maximum ``$top``
 HINTS = {
     401: "the app's credentials were refused; check client id/secret (`tenantops doctor`)",
     403: f"Graph refused the call; {PERMISSIONS_FIX}",
@@ -169,8 +178,11 @@ class EntraIdentity:
         ok: Callable[[httpx.Response], bool] = lambda r: False,
         **kwargs: Any,
     ) -> httpx.Response:
-        """Call Graph; a 2xx or an answer ``ok`` accepts is returned, anything else raised."""
-        url = f"{self.settings.graph_url.rstrip('/')}{path}"
+        """Call Graph; a 2xx or an answer ``ok`` accepts is returned, anything else raised.
+
+        ``path`` is relative to ``graph_url``, or an absolute URL under it (a nextLink).
+        """
+        url = self._under_graph(path, what) if "://" in path else f"{self._base}{path}"
         for attempt in (1, 2):
             if self._token is None:
                 self._token = self._fetch_token()
@@ -211,6 +223,45 @@ class EntraIdentity:
         found = response.json().get("value", [])
         return found[0] if found else None
 
+    @property
+    def _base(self) -> str:
+        return self.settings.graph_url.rstrip("/")
+
+    def _under_graph(self, link: str, what: str) -> str:
+        """``link`` if it is an absolute URL under ``graph_url``: the token goes nowhere else."""
+        if link.startswith(f"{self._base}/") or link.startswith(f"{self._base}?"):
+            return link
+        where = urlsplit(link)
+        shown = f"{where.scheme}://{where.hostname}" if where.hostname else "a relative URL"
+        raise IdentityError(
+            f"{what}: Graph returned a next page outside the configured graph_url "
+            f"({shown}, not under {self._base}); not following it with the token "
+            "(check TENANTOPS_IDENTITY__ENTRA__GRAPH_URL)",
+            retry=Retry.NEEDS_HUMAN,
+        )
+
+    def _pages(self, path: str, what: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        """Every entry of a Graph list: ``$top=999``, then each ``@odata.nextLink`` as given.
+
+        Each page goes through ``_call`` (token refresh, error mapping, the graph_url
+        check), so a failure on any page fails the read: never a partial list.
+        """
+        found: list[dict[str, Any]] = []
+        link: str | None = path
+        query: dict[str, str] | None = {**params, "$top": TOP}
+        while link is not None:
+            body = self._call("GET", link, what, params=query).json()
+            found.extend(dict(x) for x in body.get("value", []))
+            following = body.get("@odata.nextLink")
+            if following is not None and not isinstance(following, str):
+                raise IdentityError(
+                    f"{what}: Graph answered a malformed nextLink", retry=Retry.PERMANENT
+                )
+            # Opaque: sent as given (it carries the query), only checked to be under graph_url.
+            link = self._under_graph(following, what) if following else None
+            query = None
+        return found
+
     def _user(self, subject: str, what: str) -> dict[str, Any] | None:
         response = self._call(
             "GET",
@@ -222,13 +273,12 @@ class EntraIdentity:
         return None if response.status_code == 404 else dict(response.json())
 
     def _members(self, group_id: str) -> list[dict[str, Any]]:
-        response = self._call(
-            "GET",
+        members = self._pages(
             f"/groups/{group_id}/members",
             "read the group's members",
-            params={"$select": "id,userPrincipalName,accountEnabled"},
+            {"$select": "id,userPrincipalName,accountEnabled"},
         )
-        return [m for m in response.json().get("value", []) if m.get("userPrincipalName")]
+        return [m for m in members if m.get("userPrincipalName")]
 
     def _set_account(self, user_id: str, enabled: bool) -> None:
         self._call(
@@ -444,17 +494,16 @@ class EntraIdentity:
         return self._state(tenant_id, group, access)
 
     def list_groups(self) -> list[GroupState]:
-        response = self._call(
-            "GET",
+        groups = self._pages(
             "/groups",
             "list the tenant groups",
-            params={
+            {
                 "$filter": f"startswith(description,'{MARKER}')",
                 "$select": "id,displayName,description",
             },
         )
         states = []
-        for group in response.json().get("value", []):
+        for group in groups:
             tenant_id = str(group.get("description", "")).removeprefix(MARKER)
             access = self._extension(group["id"]) or Access(tenant_id=tenant_id)
             states.append(self._state(tenant_id, group, access))

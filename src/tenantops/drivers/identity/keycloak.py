@@ -10,6 +10,11 @@ real Keycloak group membership (``PUT /users/{id}/groups/{group}``), so
 group-based role mappings and the ``groups`` claim work unchanged. Members are
 found by exact username, then exact email.
 
+Keycloak pages its lists: ``GET /groups`` and ``GET /groups/{id}/members``
+answer at most ``max`` entries (100 when not given) from offset ``first``. Every
+list is read through ``_all``, page after page until a short one: a suspension
+that saw only the first page would leave the members beyond it enabled.
+
 Disabling access sets ``enabled=false`` on every member's account and the
 group's switch to false, and keeps the ids of the accounts it switched off in
 ``tenantops_disabled``; enabling switches on exactly those (an account someone
@@ -64,6 +69,7 @@ HINTS = {
     403: f"Keycloak refused the call; {ROLES_FIX}",
 }
 Attributes = dict[str, list[str]]
+PAGE = 100  # entries asked per page of a list (Keycloak's own default ``max``)
 
 
 def _subject(value: str) -> str:
@@ -72,6 +78,8 @@ def _subject(value: str) -> str:
 
 class KeycloakIdentity:
     """``IdentityProvider`` on Keycloak groups and users."""
+
+    page_size = PAGE
 
     def __init__(
         self, db: Database, settings: KeycloakSettings, *, admin: KeycloakAdmin | None = None
@@ -133,6 +141,7 @@ class KeycloakIdentity:
         *,
         ok: Callable[[Response], bool] = lambda r: False,
         body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
         **params: str,
     ) -> Response:
         """Call the Admin REST API of the realm; a 2xx or an ``ok`` answer is returned."""
@@ -141,7 +150,7 @@ class KeycloakIdentity:
         data = json.dumps(body) if body is not None else None
         try:
             if method == "GET":
-                response = connection.raw_get(url, **params)
+                response = connection.raw_get(url, **(query or {}), **params)
             elif method == "POST":
                 response = connection.raw_post(url, data=data or "{}")
             elif method == "PUT":
@@ -164,17 +173,41 @@ class KeycloakIdentity:
         hint = HINTS.get(response.status_code, "")
         raise failure(what, response.status_code, response.headers.get("Retry-After"), hint)
 
+    def _all(self, path: str, what: str, **params: str) -> list[dict[str, Any]]:
+        """Every entry of a list Keycloak pages with ``first``/``max``, one page at a time.
+
+        A page shorter than ``max`` is the last; each page goes through ``_call``, so a
+        failure on any page fails the read (never a partial list taken as the whole). A
+        full page of nothing new means the server ignored ``first``: refused, not looped.
+        """
+        found: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        while True:
+            query = {**params, "first": str(len(found)), "max": str(self.page_size)}
+            page = self._call("GET", path, what, query=query).json()
+            if not isinstance(page, list):
+                raise IdentityError(f"{what}: Keycloak answered no list", retry=Retry.PERMANENT)
+            ids = {str(x.get("id")) for x in page}
+            if page and ids <= seen:
+                raise IdentityError(
+                    f"{what}: Keycloak answered the same page again (first={len(found)})",
+                    retry=Retry.PERMANENT,
+                )
+            seen |= ids
+            found.extend(dict(x) for x in page)
+            if len(page) < self.page_size:
+                return found
+
     # Keycloak objects ----------------------------------------------------------------------
 
     def _find_group(self, tenant_id: str) -> dict[str, Any] | None:
-        found = self._call(
-            "GET",
+        found = self._all(
             "/groups",
             "find the tenant group",
             q=f"tenant_id:{tenant_id}",
             exact="true",
             briefRepresentation="false",
-        ).json()
+        )
         for group in found:
             if group.get("attributes", {}).get("tenant_id") == [tenant_id]:
                 return dict(group)
@@ -375,12 +408,11 @@ class KeycloakIdentity:
                     )
                 off = set()
             else:
-                members = self._call(
-                    "GET",
+                members = self._all(  # every page: all of them are read before any change
                     f"/groups/{group['id']}/members",
                     "read the group's members (group not found)",
                     briefRepresentation="true",
-                ).json()
+                )
                 for user in members:
                     if user.get("enabled") is not False:  # one disabled by others stays theirs
                         self._call(
@@ -410,14 +442,13 @@ class KeycloakIdentity:
         return None if group is None else self._state(group)
 
     def list_groups(self) -> list[GroupState]:
-        found = self._call(
-            "GET",
+        found = self._all(
             "/groups",
             "list the tenant groups",
             q="managed_by:tenantops",
             exact="true",
             briefRepresentation="false",
-        ).json()
+        )
         states = [self._state(g) for g in found if "tenant_id" in g.get("attributes", {})]
         return sorted(states, key=lambda s: s.tenant_name)
 
