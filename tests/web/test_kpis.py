@@ -18,9 +18,10 @@ from tenantops.audit.models import AuditEntry
 from tenantops.db import Database
 from tenantops.finops.models import Budget, CostImport, CostMonthly
 from tenantops.kit.sqltime import epoch_micros, seconds
+from tenantops.kpis.schemas import SORT_KEYS
+from tenantops.kpis.service import percentile
 from tenantops.runbooks.models import Run
 from tenantops.tenants.models import Tenant
-from tenantops.web.kpis import SORT_KEYS, percentile
 from tenantops.web.routes import HERE
 from tests.conftest import Actors, Clock, TokenFactory
 from tests.finops.focusdata import tagged, write_csv

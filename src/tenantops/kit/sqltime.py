@@ -4,7 +4,7 @@
 (UTC), so the database can subtract two of them and the difference, through
 ``seconds``, equals ``timedelta.total_seconds()`` on SQLite and PostgreSQL
 alike. It is the one dialect difference of the KPI queries
-(``tenantops.web.kpis``), kept as a SQLAlchemy construct so the queries stay
+(``tenantops.kpis``), kept as a SQLAlchemy construct so the queries stay
 one code path (decisions 0001, 0025). Generic SQL plumbing: it knows no domain.
 """
 

@@ -10,14 +10,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db
-from tenantops.web.kpis import (
-    SORT_KEYS,
-    KpiFilter,
-    KpiReport,
-    TenantKpis,
-    compute_kpis,
-    filter_options,
-)
+from tenantops.kpis.schemas import SORT_KEYS, KpiFilter, KpiReport, TenantKpis
+from tenantops.kpis.service import compute_kpis, filter_options
 from tenantops.web.pagekit import Filter, database, page_principal, render, to_login
 
 PAGE_ROWS = 200  # table rows on the page; the tiles and charts count every tenant

@@ -19,8 +19,8 @@ from tenantops.auth.principal import Principal
 from tenantops.errors import AppError, NotFound
 from tenantops.finops.settings import FinOpsSettings
 from tenantops.kit.web import wake_worker
+from tenantops.kpis.service import filter_options
 from tenantops.web import tenant_actions, tenant_list, tenant_view
-from tenantops.web.kpis import filter_options
 from tenantops.web.pagekit import (
     Filter,
     database,

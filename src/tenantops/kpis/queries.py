@@ -1,4 +1,4 @@
-"""Tenant KPIs, overall and per tenant, computed by the database.
+"""The KPI queries: every number of the report, computed by the database.
 
 Where each number comes from:
 
@@ -16,10 +16,10 @@ Where each number comes from:
 - cost: month-to-date from the FinOps monthly roll-up in the budget's currency,
   against the budget (the FinOps budget row, else the tenant's own).
 
-``_kpi_rows`` builds a row per tenant in SQL: the tenants joined to one
+``kpi_rows`` builds a row per tenant in SQL: the tenants joined to one
 grouped pass over the incident entries of the audit log, one over the open
 and breached runs, the budgets and the month's cost (decisions 0025, 0028).
-``_report_query`` materializes it once and reads it three times in one
+``report_query`` materializes it once and reads it three times in one
 statement: sorted and cut for the table, aggregated for the totals, ranked by
 activation time for the median and p90. Tenants per state
 and budget per currency come from tenants and budgets alone. No Python pass
@@ -37,13 +37,11 @@ cannot afford one service call per tenant. They only read.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, TypeVarTuple
+from typing import Any, TypeVarTuple
 
-from pydantic import BaseModel
 from sqlalchemy import (
     ColumnElement,
     Float,
@@ -61,14 +59,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from tenantops.audit.models import AuditEntry
-from tenantops.auth.policy import COST_READERS
 from tenantops.auth.principal import Principal
 from tenantops.errors import Unprocessable
-from tenantops.finops.budgets import ratio_of
 from tenantops.finops.costs import Month, cents, monthly_measure
 from tenantops.finops.models import Budget, CostImport, CostMonthly
-from tenantops.kit.clock import utcnow
-from tenantops.kit.sqltime import epoch_micros, seconds
+from tenantops.kit.sqltime import epoch_micros
+from tenantops.kpis.schemas import SORT_KEYS, KpiFilter
 from tenantops.runbooks.models import Run
 from tenantops.tenants.models import Tenant
 
@@ -81,97 +77,10 @@ INCIDENT_ACTIONS = {
     "run.sla_breached": "sla_breaches",
     "breakglass.opened": "security_events",
 }
-SORT_KEYS = (
-    "name",
-    "state",
-    "region",
-    "tier",
-    "activation_seconds",
-    "sla",
-    "incidents",
-    "runs_in_progress",
-    "runs_stalled",
-    "cost_mtd",
-    "budget_ratio",
-)
-SlaOutcome = Literal["met", "missed", "pending"]
 Columns = TypeVarTuple("Columns")
 
 
-class KpiFilter(BaseModel):
-    state: str | None = None
-    region: str | None = None
-    tier: str | None = None
-    sort: str = "name"
-    limit: int | None = None  # rows of the table; the overall numbers count every tenant
-
-
-class TenantKpis(BaseModel):
-    """One row of the dashboard table."""
-
-    id: str
-    name: str
-    display_name: str
-    state: str
-    region: str
-    tier: str
-    activation_seconds: float | None
-    provisioning_seconds: float | None
-    sla: SlaOutcome | None
-    suspensions: int
-    sla_breaches: int
-    security_events: int
-    incidents: int
-    runs_in_progress: int
-    runs_stalled: int
-    currency: str
-    cost_mtd: Decimal | None
-    budget: Decimal
-    budget_ratio: Decimal | None
-
-
-class OverallKpis(BaseModel):
-    tenants: int
-    by_state: dict[str, int]
-    activated: int
-    activation_median_seconds: float | None
-    activation_p90_seconds: float | None
-    sla_met: int
-    sla_missed: int
-    sla_pending: int
-    sla_attainment: float | None
-    incidents: int
-    suspensions: int
-    sla_breaches: int
-    security_events: int
-    runs_in_progress: int
-    runs_stalled: int
-    cost_mtd: dict[str, Decimal]
-    budget: dict[str, Decimal]
-
-
-class KpiReport(BaseModel):
-    generated_at: datetime
-    month: str
-    filters: KpiFilter
-    overall: OverallKpis
-    tenants: list[TenantKpis]
-    truncated: bool = False
-
-
-def percentile(values: Sequence[float], pct: float) -> float | None:
-    """Nearest-rank percentile (``pct`` in 0..100): always a value that occurred.
-
-    The reference for the database's pick in ``_report_query``.
-    """
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def _visible(principal: Principal, filters: KpiFilter) -> list[ColumnElement[bool]]:
+def visible(principal: Principal, filters: KpiFilter) -> list[ColumnElement[bool]]:
     """The conditions on ``tenants`` for the tenants ``principal`` may see, filtered."""
     where: list[ColumnElement[bool]] = []
     if principal.tenant_scoped:
@@ -190,7 +99,7 @@ def _visible(principal: Principal, filters: KpiFilter) -> list[ColumnElement[boo
     return where
 
 
-class _Money:
+class Money:
     """The budget and month-to-date cost of each tenant, in the budget's currency.
 
     The budget is the FinOps budget row, else the tenant's own; the cost is the
@@ -225,7 +134,7 @@ class _Money:
         )
 
 
-def _kpi_rows(*, where: list[ColumnElement[bool]], money: _Money, now: datetime) -> Select[Any]:
+def kpi_rows(*, where: list[ColumnElement[bool]], money: Money, now: datetime) -> Select[Any]:
     """One row per visible tenant with every KPI the table shows, unrounded."""
     action = AuditEntry.action
     # Incidents are few: the action index finds them, the group is small. The
@@ -361,7 +270,7 @@ def _order(rows: Any, sort: str) -> list[ColumnElement[Any]]:
 
 PCTS = (50, 90)
 # Summed over every row (they come from the audit and run passes); what needs only
-# tenants and budgets is grouped in _states_and_budgets.
+# tenants and budgets is grouped in states_and_budgets.
 TOTALS = (
     "suspensions",
     "sla_breaches",
@@ -371,9 +280,7 @@ TOTALS = (
 )
 
 
-def _report_query(
-    rows: Any, sort: str, limit: int | None, currencies: Sequence[str]
-) -> Select[Any]:
+def report_query(rows: Any, sort: str, limit: int | None, currencies: Sequence[str]) -> Select[Any]:
     """The table rows in order, each carrying the overall totals and percentiles.
 
     ``rows`` is built once (a materialized CTE) and read three times: sorted and
@@ -422,8 +329,8 @@ def _report_query(
     )
 
 
-def _states_and_budgets(
-    session: Session, money: _Money, where: list[ColumnElement[bool]]
+def states_and_budgets(
+    session: Session, money: Money, where: list[ColumnElement[bool]]
 ) -> tuple[dict[str, int], dict[str, Decimal]]:
     """Tenants per state and budget per currency: they need no audit, run or cost pass."""
     states = select(Tenant.state, func.count()).where(*where).group_by(Tenant.state)
@@ -432,122 +339,13 @@ def _states_and_budgets(
         select(money.currency, func.sum(money.budget)).select_from(Tenant), cost=False
     )
     budget = {
-        str(code): cents(_dec(total))
+        str(code): cents(dec(total))
         for code, total in session.execute(budgets.where(*where).group_by(money.currency))
     }
     return dict(sorted(by_state.items())), dict(sorted(budget.items()))
 
 
-def _tenant_row(row: Any) -> TenantKpis:
-    """A table row from the database's figures, rounded as FinOps rounds them."""
-    amount = _dec(row.budget_amount if row.budget_amount is not None else row.tenant_budget)
-    cost = None if row.cost_mtd is None else cents(_dec(row.cost_mtd))
-    # Validated, not model_construct: pydantic-core validates a dict in a third of
-    # the time model_construct takes in Python (10,000 rows of an unpaged report).
-    return TenantKpis.model_validate(
-        {
-            "id": row.id,
-            "name": row.name,
-            "display_name": row.display_name,
-            "state": row.state,
-            "region": row.region,
-            "tier": row.tier,
-            "activation_seconds": seconds(row.activation),
-            "provisioning_seconds": seconds(row.provisioning),
-            "sla": row.sla,
-            "suspensions": int(row.suspensions),
-            "sla_breaches": int(row.sla_breaches),
-            "security_events": int(row.security_events),
-            "incidents": int(row.incidents),
-            "runs_in_progress": int(row.runs_in_progress),
-            "runs_stalled": int(row.runs_stalled),
-            "currency": row.currency,
-            "cost_mtd": cost,
-            "budget": amount.quantize(Decimal("0.01")),
-            "budget_ratio": ratio_of(cost, amount) if cost is not None else None,
-        }
-    )
-
-
-def compute_kpis(
-    session: Session,
-    *,
-    principal: Principal,
-    filters: KpiFilter,
-    cost_column: str = "EffectiveCost",
-    now: datetime | None = None,
-) -> KpiReport:
-    """The KPI report of the tenants ``principal`` may see, filtered and sorted."""
-    now = now or utcnow()
-    month = Month.parse(None, now=now)
-    # Cost is FinOps data: its readers, or a tenant owner for their own tenant (as the
-    # cost API); other staff see every KPI but cost.
-    sees_cost = principal.tenant_scoped or bool(principal.roles & COST_READERS)
-    where = _visible(principal, filters)
-    money = _Money(month=month, cost_column=cost_column, sees_cost=sees_cost)
-    rows = _kpi_rows(where=where, money=money, now=now).cte("kpi").prefix_with("MATERIALIZED")
-    by_state, budget = _states_and_budgets(session, money, where)
-    # Money totals are sums of the unrounded figures, rounded once.
-    currencies = list(budget)
-    picked = session.execute(_report_query(rows, filters.sort, filters.limit, currencies)).all()
-    shown = [_tenant_row(r) for r in picked]
-    first = picked[0] if picked else None
-    totals = {
-        name: int(getattr(first, f"total_{name}")) if first else 0
-        for name in ("activated", "met", "missed", "pending", *TOTALS)
-    }
-    pct = {p: seconds(getattr(first, f"p{p}")) if first else None for p in PCTS}
-    cost = {
-        code: cents(_dec(getattr(first, f"cost_{i}")))
-        for i, code in enumerate(currencies)
-        if first is not None and getattr(first, f"priced_{i}")
-    }
-    met, missed = totals["met"], totals["missed"]
-    overall = OverallKpis(
-        tenants=sum(by_state.values()),
-        by_state=by_state,
-        activated=totals["activated"],
-        activation_median_seconds=pct[50],
-        activation_p90_seconds=pct[90],
-        sla_met=met,
-        sla_missed=missed,
-        sla_pending=totals["pending"],
-        sla_attainment=round(met / (met + missed), 4) if met + missed else None,
-        incidents=totals["suspensions"] + totals["sla_breaches"] + totals["security_events"],
-        suspensions=totals["suspensions"],
-        sla_breaches=totals["sla_breaches"],
-        security_events=totals["security_events"],
-        runs_in_progress=totals["runs_in_progress"],
-        runs_stalled=totals["runs_stalled"],
-        cost_mtd=cost,
-        budget=budget,
-    )
-    return KpiReport(
-        generated_at=now,
-        month=month.label,
-        filters=filters,
-        overall=overall,
-        tenants=shown,
-        truncated=len(shown) < overall.tenants,
-    )
-
-
-def filter_options(session: Session, principal: Principal) -> dict[str, list[str]]:
-    """The states, regions and tiers of the tenants ``principal`` may see, for the filters."""
-    options: dict[str, list[str]] = {}
-    for name, column in (("state", Tenant.state), ("region", Tenant.region), ("tier", Tenant.tier)):
-        query = select(column).distinct().order_by(column)
-        if principal.tenant_scoped:
-            query = query.where(
-                or_(Tenant.id == principal.tenant, Tenant.name == principal.tenant)
-                if principal.tenant is not None
-                else Tenant.id.is_(None)
-            )
-        options[name] = [str(v) for (v,) in session.execute(query)]
-    return options
-
-
-def _dec(value: object) -> Decimal:
+def dec(value: object) -> Decimal:
     if value is None:
         return Decimal(0)
     return value if isinstance(value, Decimal) else Decimal(str(value))

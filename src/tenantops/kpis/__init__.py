@@ -1,0 +1,1 @@
+"""Tenant KPIs: the dashboard's numbers and ``GET /api/v1/kpis``."""

@@ -1,0 +1,85 @@
+"""What the KPI report carries: the filter, a row per tenant, the overall numbers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel
+
+SORT_KEYS = (
+    "name",
+    "state",
+    "region",
+    "tier",
+    "activation_seconds",
+    "sla",
+    "incidents",
+    "runs_in_progress",
+    "runs_stalled",
+    "cost_mtd",
+    "budget_ratio",
+)
+SlaOutcome = Literal["met", "missed", "pending"]
+
+
+class KpiFilter(BaseModel):
+    state: str | None = None
+    region: str | None = None
+    tier: str | None = None
+    sort: str = "name"
+    limit: int | None = None  # rows of the table; the overall numbers count every tenant
+
+
+class TenantKpis(BaseModel):
+    """One row of the dashboard table."""
+
+    id: str
+    name: str
+    display_name: str
+    state: str
+    region: str
+    tier: str
+    activation_seconds: float | None
+    provisioning_seconds: float | None
+    sla: SlaOutcome | None
+    suspensions: int
+    sla_breaches: int
+    security_events: int
+    incidents: int
+    runs_in_progress: int
+    runs_stalled: int
+    currency: str
+    cost_mtd: Decimal | None
+    budget: Decimal
+    budget_ratio: Decimal | None
+
+
+class OverallKpis(BaseModel):
+    tenants: int
+    by_state: dict[str, int]
+    activated: int
+    activation_median_seconds: float | None
+    activation_p90_seconds: float | None
+    sla_met: int
+    sla_missed: int
+    sla_pending: int
+    sla_attainment: float | None
+    incidents: int
+    suspensions: int
+    sla_breaches: int
+    security_events: int
+    runs_in_progress: int
+    runs_stalled: int
+    cost_mtd: dict[str, Decimal]
+    budget: dict[str, Decimal]
+
+
+class KpiReport(BaseModel):
+    generated_at: datetime
+    month: str
+    filters: KpiFilter
+    overall: OverallKpis
+    tenants: list[TenantKpis]
+    truncated: bool = False
