@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from tenantops.config import EventsSettings
 from tenantops.db import Database
@@ -199,3 +201,40 @@ def test_events_prune_refuses_a_window_of_nothing(
     assert refused.err.strip() == (
         "error: events.retention_days is 0 (keep everything): pass --days to prune"
     )
+
+
+def _waits_on_a_lock(db: Database) -> bool:
+    """Whether another session of ``db`` waits on a row lock (PostgreSQL; SQLite: after a pause)."""
+    if not db.url.startswith("postgresql"):
+        time.sleep(0.3)  # SQLite: the prune waits for the write lock whenever it comes
+        return True
+    with db.read() as session:
+        waiting = session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM event_deliveries%'"
+            )
+        )
+    return bool(waiting)
+
+
+def test_a_delivery_redelivered_while_the_prune_runs_is_kept(db: Database, clock: Clock) -> None:
+    live = _subscription(db)
+    delivery = _delivery(db, _emit(db), live, "delivered")
+    clock.advance(days=31)
+    before = utcnow() - timedelta(days=30)
+    pruned: list[object] = []
+    pruning = threading.Thread(target=lambda: pruned.append(prune(db, before=before)))
+    with db.write() as session:  # a redelivery, committed while the prune waits on its row
+        session.execute(
+            update(Delivery).where(Delivery.id == delivery).values(status="pending", attempts=0)
+        )
+        session.flush()
+        pruning.start()
+        for _ in range(100):
+            if _waits_on_a_lock(db):
+                break
+            time.sleep(0.05)
+    pruning.join(timeout=30)
+    assert pruned, "the prune did not finish"
+    assert delivery in _left(db)[1]

@@ -62,18 +62,13 @@ def _done_deliveries(boundary: int, batch: int) -> Delete:
         .where(Subscription.id == Delivery.subscription_id, Subscription.deleted_at.is_not(None))
         .exists()
     )
-    ids = (
-        select(Delivery.id)
-        .where(
-            Delivery.event_seq < boundary,
-            or_(
-                Delivery.status.in_(("delivered", "cancelled")),
-                (Delivery.status == "dead") & retired,
-            ),
-        )
-        .limit(batch)
+    done = or_(
+        Delivery.status.in_(("delivered", "cancelled")), (Delivery.status == "dead") & retired
     )
-    return delete(Delivery).where(Delivery.id.in_(ids.scalar_subquery()))
+    ids = select(Delivery.id).where(Delivery.event_seq < boundary, done).limit(batch)
+    # The condition again on the rows themselves: a delivery redelivered (pending
+    # again) after the subquery picked it is re-checked by PostgreSQL and kept.
+    return delete(Delivery).where(Delivery.id.in_(ids.scalar_subquery()), done)
 
 
 def _done_events(boundary: int, batch: int) -> Delete:
