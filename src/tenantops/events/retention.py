@@ -17,7 +17,8 @@ an operator to redeliver it; ``tenantops events deliveries --status dead``),
 with their events.
 
 Age is taken by ``seq``, which is commit order: everything before the first
-event of the window is old. Each batch is its own short transaction, so a
+event of the window is old, except the newest event, which always stays (see
+``_boundary``). Each batch is its own short transaction, so a
 large backlog never holds a long lock and a crash loses nothing but time.
 """
 
@@ -32,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.db import Database
 from tenantops.events.models import Delivery, OutboxEvent, Subscription
+from tenantops.kit.clock import as_utc
 
 BATCH = 1000
 
@@ -45,15 +47,38 @@ class Pruned:
     more: bool = False  # stopped at ``max_batches``: call again
 
 
+def _first_at_or_after(session: Session, seq: int) -> tuple[int, datetime] | None:
+    row = session.execute(
+        select(OutboxEvent.seq, OutboxEvent.time)
+        .where(OutboxEvent.seq >= seq)
+        .order_by(OutboxEvent.seq)
+        .limit(1)
+    ).first()
+    return None if row is None else (int(row.seq), as_utc(row.time))
+
+
 def _boundary(session: Session, before: datetime) -> int:
-    """The first seq of the window: every event below it is older than ``before``."""
-    first_kept = session.scalar(
-        select(OutboxEvent.seq).where(OutboxEvent.time >= before).order_by(OutboxEvent.seq).limit(1)
-    )
-    if first_kept is not None:
-        return int(first_kept)
-    last = session.scalar(select(func.max(OutboxEvent.seq)))
-    return int(last or 0) + 1
+    """The first seq of the window: every event below it is older than ``before``.
+
+    A binary search over ``seq`` (primary-key lookups only, no index on
+    ``time``; a first clean-up of millions of rows costs some twenty reads).
+    The newest event is never below it: on SQLite ``seq`` is a rowid without
+    AUTOINCREMENT, and deleting the highest one would hand its number, and
+    those below it, out again — a consumer paging by ``seq`` would skip them.
+    """
+    lo = session.scalar(select(func.min(OutboxEvent.seq)))
+    hi = session.scalar(select(func.max(OutboxEvent.seq)))
+    if lo is None or hi is None:
+        return 0
+    lo, hi = int(lo), int(hi)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        found = _first_at_or_after(session, mid)
+        if found is not None and found[1] >= before:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def _done_deliveries(boundary: int, batch: int) -> Delete:
