@@ -743,12 +743,46 @@ def test_keycloak_suspension_disables_members_beyond_the_first_page(
     assert {u["id"] for u in keycloak.users.values() if not u["enabled"]} == crowd
     assert set(group["attributes"]["tenantops_disabled"]) == crowd
     pages = [s.query for s in keycloak.seen if s.path.endswith("/members")]
-    assert [(q["first"], q["max"]) for q in pages] == [("0", "100"), ("100", "100"), ("200", "100")]
+    # Read, switched off, read again to find nobody left on.
+    assert [(q["first"], q["max"]) for q in pages] == 2 * [
+        ("0", "100"),
+        ("100", "100"),
+        ("200", "100"),
+    ]
 
     idp.enable_access(tenant_id=tid, idempotency_key=f"{tid}-on")
 
     assert all(keycloak.users[u]["enabled"] for u in crowd)
     assert group["attributes"]["tenantops_disabled"] == []
+
+
+def test_a_keycloak_member_missed_as_the_pages_shift_is_switched_off_on_the_next_read(
+    db: Database, keycloak: Keycloak, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    (group,) = keycloak.groups.values()
+    _crowd(keycloak, group["id"])
+    members = keycloak.members[group["id"]]
+    edge = sorted(members)[100]  # first on the second page, until someone leaves
+    left: list[str] = []
+    paged = keycloak.page
+
+    def someone_leaves(found: list[Any], query: dict[str, str]) -> list[Any]:
+        if query.get("first") == "100" and not left:
+            left.append(min(members))  # leaves between the first and the second page
+            members.discard(left[0])
+            found = [x for x in found if x != left[0]]
+        return paged(found, query)
+
+    monkeypatch.setattr(keycloak, "page", someone_leaves)
+
+    idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+
+    assert left
+    assert not keycloak.users[edge]["enabled"]  # the first read skipped it; the second did not
+    assert not [u for u in members if keycloak.users[u]["enabled"]]
 
 
 def test_keycloak_lists_every_tenant_group_past_the_first_page(
@@ -1040,6 +1074,27 @@ def test_entra_refuses_a_next_link_outside_the_graph_url(
     )
     (token,) = graph.issued
     assert token not in str(caught.value)
+    assert graph.user("owner@acme.example")["accountEnabled"] is True
+
+
+def test_entra_refuses_a_next_link_it_was_already_given(db: Database, graph: Graph) -> None:
+    idp = EntraIdentity(db, entra_settings(graph))
+    tid = new_id()
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
+    (gid,) = graph.groups
+    circle = {
+        "value": [],
+        "@odata.nextLink": f"{graph.base}/v1.0/groups/{gid}/members?$skiptoken=x",
+    }
+    graph.answer_once({"status": 200, "body": circle}, on="/members", method="GET")
+    graph.answer_once({"status": 200, "body": circle}, on="$skiptoken=x", method="GET")
+
+    with pytest.raises(IdentityError) as caught:
+        idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+    idp.close()
+
+    assert caught.value.retry is Retry.PERMANENT
+    assert "already given" in str(caught.value)
     assert graph.user("owner@acme.example")["accountEnabled"] is True
 
 

@@ -249,6 +249,7 @@ class EntraIdentity:
         found: list[dict[str, Any]] = []
         link: str | None = path
         query: dict[str, str] | None = {**params, "$top": TOP}
+        followed: set[str] = set()
         while link is not None:
             body = self._call("GET", link, what, params=query).json()
             found.extend(dict(x) for x in body.get("value", []))
@@ -257,6 +258,12 @@ class EntraIdentity:
                 raise IdentityError(
                     f"{what}: Graph answered a malformed nextLink", retry=Retry.PERMANENT
                 )
+            if following in followed:  # a proxy or server answering in a circle: never loop
+                raise IdentityError(
+                    f"{what}: Graph answered a nextLink it had already given", retry=Retry.PERMANENT
+                )
+            if following:
+                followed.add(following)
             # Opaque: sent as given (it carries the query), only checked to be under graph_url.
             link = self._under_graph(following, what) if following else None
             query = None

@@ -70,6 +70,7 @@ HINTS = {
 }
 Attributes = dict[str, list[str]]
 PAGE = 100  # entries asked per page of a list (Keycloak's own default ``max``)
+RE_READS = 4  # reads of the members when switching them off (see ``_set_enabled``)
 
 
 def _subject(value: str) -> str:
@@ -408,13 +409,20 @@ class KeycloakIdentity:
                     )
                 off = set()
             else:
-                members = self._all(  # every page: all of them are read before any change
-                    f"/groups/{group['id']}/members",
-                    "read the group's members (group not found)",
-                    briefRepresentation="true",
-                )
-                for user in members:
-                    if user.get("enabled") is not False:  # one disabled by others stays theirs
+                # Offset pages shift when someone leaves the group while they are read,
+                # and a member at a page's edge is missed: read again after switching
+                # off, until a whole read finds nobody left on (``RE_READS`` at most).
+                for _ in range(RE_READS):
+                    members = self._all(  # every page: all of them are read before any change
+                        f"/groups/{group['id']}/members",
+                        "read the group's members (group not found)",
+                        briefRepresentation="true",
+                    )
+                    # One disabled by others stays theirs.
+                    on = [u for u in members if u.get("enabled") is not False]
+                    if not on:
+                        break
+                    for user in on:
                         self._call(
                             "PUT",
                             f"/users/{quote(str(user['id']))}",
