@@ -136,5 +136,5 @@ def test_a_name_an_open_request_asks_for_is_refused(
     refused = web.post("/tenants/new", data={**GOOD, "csrf_token": csrf})
     assert refused.status_code == 409
     assert "an open request asks for the tenant name" in refused.text
+    assert f"(request {filed.id})" in refused.text  # which one, so someone can decide it
     assert tenants(db) == 1  # only the home tenant
-    assert filed.id

@@ -134,7 +134,8 @@ def refuse_requested_name(session: Session, name: str) -> None:
     for run in repository.open_runs_of(session, REQUEST_RUNBOOKS["tenant"]):
         if ((run.inputs or {}).get("request") or {}).get("name") == name:
             raise Conflict(
-                f"an open request asks for the tenant name {name!r}; decide it first",
+                f"an open request asks for the tenant name {name!r} (request {run.id}): "
+                "choose another name, or have an account manager decide that request first",
                 param="name",
                 run_id=run.id,
             )
