@@ -192,6 +192,10 @@ class Replay:
     def state(self, name: str, g: dict[str, str], query: dict[str, str], body: Any) -> Reply:
         raise NotImplementedError
 
+    def enabled(self) -> dict[str, bool]:
+        """Whether each account (by id) may sign in."""
+        raise NotImplementedError
+
     def calls(self) -> list[tuple[str, str]]:
         return [(s.method, s.path) for s in self.seen]
 
@@ -217,6 +221,9 @@ class Keycloak(Replay):
 
     def user(self, name: str) -> dict[str, Any]:
         return next(u for u in self.users.values() if u["username"] == name)
+
+    def enabled(self) -> dict[str, bool]:
+        return {uid: bool(u["enabled"]) for uid, u in self.users.items()}
 
     def page(self, found: list[Any], query: dict[str, str]) -> list[Any]:
         """One page as Keycloak answers it: ``found[first:first + max]``."""
@@ -300,6 +307,9 @@ class Graph(Replay):
 
     def user(self, name: str) -> dict[str, Any]:
         return next(u for u in self.users.values() if u["userPrincipalName"] == name)
+
+    def enabled(self) -> dict[str, bool]:
+        return {uid: bool(u["accountEnabled"]) for uid, u in self.users.items()}
 
     def page(
         self, name: str, path: str, found: list[Any], query: dict[str, str], reply: Reply
@@ -1107,6 +1117,32 @@ def _remote(kind: str, db: Database, request: pytest.FixtureRequest) -> tuple[An
         return KeycloakIdentity(db, keycloak_settings(server)), server
     server = request.getfixturevalue("graph")
     return EntraIdentity(db, entra_settings(server)), server
+
+
+@pytest.mark.parametrize("kind", ["keycloak", "entra"])
+def test_a_suspension_that_fails_midway_still_knows_whom_it_switched_off(
+    kind: str, db: Database, request: pytest.FixtureRequest
+) -> None:
+    """A retry finds the first accounts already off; reactivation must switch them on again."""
+    idp, server = _remote(kind, db, request)
+    tid = new_id()
+    grants = [OWNER, CONTACT, Grant(SRE, Permission.READ)]
+    idp.create_group(tenant_id=tid, tenant_name="acme", grants=grants, idempotency_key=tid)
+    state = server.enabled()
+    first, second, _ = sorted(state)
+    method = "PUT" if kind == "keycloak" else "PATCH"
+    server.fail("unavailable", on=f"/users/{second}", method=method)
+
+    with pytest.raises(IdentityError) as caught:
+        idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
+    assert caught.value.retry is Retry.RETRIABLE
+    assert server.enabled() == {**state, first: False}
+
+    idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")  # the step's retry
+    assert not any(server.enabled().values())
+    idp.enable_access(tenant_id=tid, idempotency_key=f"{tid}-on")
+    assert all(server.enabled().values())
+    idp.close()
 
 
 ERROR_CASES = [

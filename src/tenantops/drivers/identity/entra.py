@@ -478,10 +478,17 @@ class EntraIdentity:
                     )
                 access.disabled = set()
             else:
-                for member in self._members(group["id"]):
-                    if member.get("accountEnabled") is not False:  # one disabled by others stays
-                        self._set_account(str(member["id"]), False)
-                        access.disabled.add(str(member["id"]))
+                # One disabled by others stays theirs.
+                on = [m for m in self._members(group["id"]) if m.get("accountEnabled") is not False]
+                if on:
+                    # Intent first: if a call below fails, the step's retry finds these
+                    # already off and must still know tenantops switched them off, or a
+                    # reactivation would leave them disabled.
+                    access.disabled |= {str(m["id"]) for m in on}
+                    exists = self._extension(group["id"]) is not None
+                    self._save(group["id"], access, exists=exists)
+                for member in on:
+                    self._set_account(str(member["id"]), False)
             access.enabled = enabled
 
         operation = "enable_access" if enabled else "disable_access"

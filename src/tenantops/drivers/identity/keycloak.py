@@ -422,6 +422,16 @@ class KeycloakIdentity:
                     on = [u for u in members if u.get("enabled") is not False]
                     if not on:
                         break
+                    # Intent first: if a call below fails, the step's retry finds these
+                    # already off and must still know tenantops switched them off, or a
+                    # reactivation would leave them disabled.
+                    off |= {str(u["id"]) for u in on}
+                    self._save(
+                        group,
+                        self._attributes(
+                            tenant_id, state.tenant_name, enabled, self._grants(group), off
+                        ),
+                    )
                     for user in on:
                         self._call(
                             "PUT",
@@ -429,7 +439,6 @@ class KeycloakIdentity:
                             "disable the account (user not found)",
                             body={"enabled": False},
                         )
-                        off.add(str(user["id"]))
             self._save(
                 group,
                 self._attributes(tenant_id, state.tenant_name, enabled, self._grants(group), off),
