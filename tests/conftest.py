@@ -7,11 +7,9 @@ A laptop without PostgreSQL runs ``TENANTOPS_TEST_STORES=sqlite make test``.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -198,12 +196,6 @@ def invoke(capsys: pytest.CaptureFixture[str], *argv: str) -> CliResult:
     # Hand back what was printed before the command, for the test to read.
     sys.stdout.write(earlier.out)
     sys.stderr.write(earlier.err)
-    # `tokens create|list|revoke` open a Database and never dispose it; on
-    # PostgreSQL its pooled connection then warns when garbage-collected at
-    # some later, unrelated point. Collect it here, where we know its origin.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
     return CliResult(code, captured.out, captured.err)
 
 

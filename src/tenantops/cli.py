@@ -193,8 +193,11 @@ def db_upgrade(
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url())
-    upgrade(db.engine, revision)
-    typer.echo(f"database at revision {current_revision(db.engine)}")
+    try:
+        upgrade(db.engine, revision)
+        typer.echo(f"database at revision {current_revision(db.engine)}")
+    finally:
+        db.dispose()
 
 
 @db_app.command("current")
@@ -205,8 +208,11 @@ def db_current() -> None:
 
     settings = Settings()
     db = Database(settings.resolved_database_url())
-    current = current_revision(db.engine)
-    typer.echo(f"{current or 'empty'} (code expects {head_revision(db.engine)})")
+    try:
+        current = current_revision(db.engine)
+        typer.echo(f"{current or 'empty'} (code expects {head_revision(db.engine)})")
+    finally:
+        db.dispose()
 
 
 LONG_RUNNING = frozenset({"serve", "worker"})
