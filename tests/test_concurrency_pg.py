@@ -313,10 +313,8 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_tenant(cluster: Cl
     cluster.assert_audit_chain_intact()
 
 
-def test_concurrent_new_tenant_requests_for_one_name_only_one_is_filed(cluster: Cluster) -> None:
-    # Filed on different tenants: each holds only its own tenant's row.
-    tenants = [_requested_tenant(cluster) for _ in range(RACERS)]
-    name = tenant_body()["name"]
+def _new_tenant_requests(cluster: Cluster, tenants: list[str], name: str) -> list[Call]:
+    """One new-tenant request for ``name`` filed on each of ``tenants``, by its own manager."""
     body = {
         "kind": "tenant",
         "name": name,
@@ -325,7 +323,7 @@ def test_concurrent_new_tenant_requests_for_one_name_only_one_is_filed(cluster: 
         "compliance_classification": "internal",
         "justification": "a team of our own",
     }
-    calls = [
+    return [
         Call(
             replica=i % REPLICAS,
             path=f"/tenants/{tid}/requests",
@@ -334,6 +332,13 @@ def test_concurrent_new_tenant_requests_for_one_name_only_one_is_filed(cluster: 
         )
         for i, tid in enumerate(tenants)
     ]
+
+
+def test_concurrent_new_tenant_requests_for_one_name_only_one_is_filed(cluster: Cluster) -> None:
+    # Filed on different tenants: each holds only its own tenant's row.
+    tenants = [_requested_tenant(cluster) for _ in range(RACERS)]
+    name = tenant_body()["name"]
+    calls = _new_tenant_requests(cluster, tenants, name)
 
     responses = cluster.race(calls)
 
@@ -357,23 +362,7 @@ def test_a_request_and_a_direct_create_for_one_name_do_not_both_succeed(cluster:
     tenants = [_requested_tenant(cluster) for _ in range(RACERS // 2)]
     body = tenant_body()
     name = body["name"]
-    request = {
-        "kind": "tenant",
-        "name": name,
-        "tier": "basic",
-        "region": "eu-west-1",
-        "compliance_classification": "internal",
-        "justification": "a team of our own",
-    }
-    calls = [
-        Call(
-            replica=i % REPLICAS,
-            path=f"/tenants/{tid}/requests",
-            body=request,
-            headers=cluster.token(f"am-req-{i}-{name}", "account_manager"),
-        )
-        for i, tid in enumerate(tenants)
-    ] + [
+    calls = _new_tenant_requests(cluster, tenants, name) + [
         Call(
             replica=i % REPLICAS,
             path="/tenants",

@@ -739,14 +739,21 @@ def _crowd(server: Keycloak | Graph, group_id: str) -> set[str]:
     return set(server.members[group_id])
 
 
-def test_keycloak_suspension_disables_members_beyond_the_first_page(
+def _crowded_keycloak_group(
     db: Database, keycloak: Keycloak
-) -> None:
+) -> tuple[KeycloakIdentity, str, dict[str, Any], set[str]]:
+    """A tenant's group with ``MANY`` members: the adapter, tenant id, group and account ids."""
     idp = KeycloakIdentity(db, keycloak_settings(keycloak))
     tid = new_id()
     idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
     (group,) = keycloak.groups.values()
-    crowd = _crowd(keycloak, group["id"])
+    return idp, tid, group, _crowd(keycloak, group["id"])
+
+
+def test_keycloak_suspension_disables_members_beyond_the_first_page(
+    db: Database, keycloak: Keycloak
+) -> None:
+    idp, tid, group, crowd = _crowded_keycloak_group(db, keycloak)
 
     idp.disable_access(tenant_id=tid, idempotency_key=f"{tid}-off")
 
@@ -769,11 +776,7 @@ def test_keycloak_suspension_disables_members_beyond_the_first_page(
 def test_a_keycloak_member_missed_as_the_pages_shift_is_switched_off_on_the_next_read(
     db: Database, keycloak: Keycloak, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
-    tid = new_id()
-    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
-    (group,) = keycloak.groups.values()
-    _crowd(keycloak, group["id"])
+    idp, tid, group, _ = _crowded_keycloak_group(db, keycloak)
     members = keycloak.members[group["id"]]
     edge = sorted(members)[100]  # first on the second page, until someone leaves
     left: list[str] = []
@@ -814,11 +817,7 @@ def test_keycloak_lists_every_tenant_group_past_the_first_page(
 def test_a_keycloak_failure_on_a_later_page_changes_no_account(
     db: Database, keycloak: Keycloak
 ) -> None:
-    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
-    tid = new_id()
-    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
-    (group,) = keycloak.groups.values()
-    crowd = _crowd(keycloak, group["id"])
+    idp, tid, _, crowd = _crowded_keycloak_group(db, keycloak)
     keycloak.fail("unavailable", on="/members?briefRepresentation=true&first=200", method="GET")
 
     with pytest.raises(IdentityError) as caught:
@@ -833,11 +832,7 @@ def test_a_keycloak_failure_on_a_later_page_changes_no_account(
 def test_a_keycloak_that_ignores_first_is_refused_not_looped(
     db: Database, keycloak: Keycloak, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    idp = KeycloakIdentity(db, keycloak_settings(keycloak))
-    tid = new_id()
-    idp.create_group(tenant_id=tid, tenant_name="acme", grants=[OWNER], idempotency_key=tid)
-    (group,) = keycloak.groups.values()
-    crowd = _crowd(keycloak, group["id"])
+    idp, tid, _, crowd = _crowded_keycloak_group(db, keycloak)
     monkeypatch.setattr(keycloak, "page", lambda found, query: found[: int(query["max"])])
 
     with pytest.raises(IdentityError) as caught:
