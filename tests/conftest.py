@@ -100,6 +100,10 @@ def wipe(db: Database) -> None:
         conn.execute(
             text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": "0" * 64}
         )
+        # As the migration leaves it: retention has deleted nothing.
+        conn.execute(
+            text("INSERT INTO event_retention (name, pruned_through) VALUES ('outbox', 0)")
+        )
 
 
 @pytest.fixture

@@ -7,18 +7,20 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, text, update
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, func, select, text, update
 
 from tenantops.config import EventsSettings
 from tenantops.db import Database
 from tenantops.events import catalogue, outbox
-from tenantops.events.models import Delivery, OutboxEvent, Subscription
+from tenantops.events.models import Delivery, OutboxEvent, Retention, Subscription
 from tenantops.events.publishers.port import NoBroker
 from tenantops.events.relay import Relay
-from tenantops.events.retention import prune
+from tenantops.events.retention import prune, pruned_through
 from tenantops.kit.clock import utcnow
 from tenantops.kit.ids import new_id
-from tests.conftest import CliRunner, Clock
+from tests import flows
+from tests.conftest import Actors, CliRunner, Clock
 
 
 def _emit(db: Database, *, handed_on: bool = True) -> int:
@@ -258,3 +260,28 @@ def test_a_delivery_redelivered_while_the_prune_runs_is_kept(db: Database, clock
     pruning.join(timeout=30)
     assert pruned, "the prune did not finish"
     assert delivery in _left(db)[1]
+
+
+def test_the_stream_says_how_far_retention_has_deleted(
+    db: Database, clock: Clock, client: TestClient, actors: Actors
+) -> None:
+    """A consumer whose ``after`` is below ``pruned_through`` knows it may have missed events."""
+    old = [_emit(db) for _ in range(3)]
+    clock.advance(days=40)
+    recent = _emit(db)
+    page = flows.ok(client.get("/api/v1/events", headers=actors.auditor))
+    assert page["pruned_through"] == 0
+
+    prune(db, before=utcnow() - timedelta(days=30))
+
+    page = flows.ok(client.get("/api/v1/events", params={"after": 0}, headers=actors.auditor))
+    assert page["pruned_through"] == old[-1]  # a consumer at 0 has missed those three
+    assert [int(e["sequence"]) for e in page["items"]] == [recent]
+    # The mark only moves forward, and comes back if its row was lost.
+    with db.write() as session:
+        session.execute(delete(Retention))
+    clock.advance(days=40)
+    _emit(db)
+    prune(db, before=utcnow() - timedelta(days=30))
+    with db.read() as session:
+        assert pruned_through(session) == recent

@@ -101,3 +101,17 @@ class RelayLease(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(200))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Retention(Base):
+    """How far retention has deleted the outbox: every event up to ``pruned_through`` may be gone.
+
+    One row (``outbox``), created by the migration, moved forward in the
+    transaction of each deleting batch; ``GET /api/v1/events`` shows it, so a
+    consumer whose position is below it knows it may have missed events.
+    """
+
+    __tablename__ = "event_retention"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pruned_through: Mapped[int] = mapped_column(Seq)

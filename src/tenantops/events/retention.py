@@ -28,14 +28,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import CursorResult, Delete, delete, exists, func, or_, select
+from sqlalchemy import CursorResult, case, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from tenantops.db import Database
-from tenantops.events.models import Delivery, OutboxEvent, Subscription
+from tenantops.events.models import Delivery, OutboxEvent, Retention, Subscription
 from tenantops.kit.clock import as_utc
 
 BATCH = 1000
+MARK = "outbox"  # the one row of event_retention
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def _boundary(session: Session, before: datetime) -> int:
     return lo
 
 
-def _done_deliveries(boundary: int, batch: int) -> Delete:
+def _delete_deliveries(session: Session, boundary: int, batch: int) -> int:
+    """Delete up to ``batch`` finished deliveries of old events; how many went."""
     retired = (
         select(Subscription.id)
         .where(Subscription.id == Delivery.subscription_id, Subscription.deleted_at.is_not(None))
@@ -93,10 +95,13 @@ def _done_deliveries(boundary: int, batch: int) -> Delete:
     ids = select(Delivery.id).where(Delivery.event_seq < boundary, done).limit(batch)
     # The condition again on the rows themselves: a delivery redelivered (pending
     # again) after the subquery picked it is re-checked by PostgreSQL and kept.
-    return delete(Delivery).where(Delivery.id.in_(ids.scalar_subquery()), done)
+    statement = delete(Delivery).where(Delivery.id.in_(ids.scalar_subquery()), done)
+    result = cast(CursorResult[tuple[()]], session.execute(statement))
+    return int(result.rowcount or 0)
 
 
-def _done_events(boundary: int, batch: int) -> Delete:
+def _delete_events(session: Session, boundary: int, batch: int) -> int:
+    """Delete up to ``batch`` old events that are handed on; move the mark; how many went."""
     ids = (
         select(OutboxEvent.seq)
         .where(
@@ -108,7 +113,27 @@ def _done_events(boundary: int, batch: int) -> Delete:
         .order_by(OutboxEvent.seq)
         .limit(batch)
     )
-    return delete(OutboxEvent).where(OutboxEvent.seq.in_(ids.scalar_subquery()))
+    statement = (
+        delete(OutboxEvent)
+        .where(OutboxEvent.seq.in_(ids.scalar_subquery()))
+        .returning(OutboxEvent.seq)
+    )
+    seqs = [int(seq) for seq in session.scalars(statement)]
+    if seqs:
+        highest, mark = max(seqs), Retention.pruned_through
+        moved = session.execute(
+            update(Retention)
+            .where(Retention.name == MARK)
+            .values(pruned_through=case((mark < highest, highest), else_=mark))
+        )
+        if not cast(CursorResult[tuple[()]], moved).rowcount:  # the migration's row is gone
+            session.add(Retention(name=MARK, pruned_through=highest))
+    return len(seqs)
+
+
+def pruned_through(session: Session) -> int:
+    """The highest event sequence retention has deleted (0: none): events up to it may be gone."""
+    return int(session.scalar(select(Retention.pruned_through).where(Retention.name == MARK)) or 0)
 
 
 def prune(
@@ -124,11 +149,10 @@ def prune(
         boundary = _boundary(session, before)
     counts = {"deliveries": 0, "events": 0}
     done = 0
-    for what, statement in (("deliveries", _done_deliveries), ("events", _done_events)):
+    for what, delete_some in (("deliveries", _delete_deliveries), ("events", _delete_events)):
         while max_batches is None or done < max_batches:
             with db.write() as session:
-                result = cast(CursorResult[tuple[()]], session.execute(statement(boundary, batch)))
-                deleted = int(result.rowcount or 0)
+                deleted = delete_some(session, boundary, batch)
             counts[what] += deleted
             done += 1
             if deleted < batch:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.events import service
 from tenantops.events.asyncapi import document
+from tenantops.events.retention import pruned_through
 from tenantops.events.schemas import (
     DeliveryPage,
     DeliveryRead,
@@ -68,7 +69,8 @@ def list_events(
             items, end = service.stream(
                 session, after=after, types=type or (), tenant_id=tenant, limit=limit
             )
-    return EventPage(items=items, next_after=end)
+        mark = pruned_through(session)
+    return EventPage(items=items, next_after=end, pruned_through=mark)
 
 
 @router.get("/subscriptions", summary="Webhook subscriptions")

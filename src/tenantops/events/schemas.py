@@ -16,6 +16,13 @@ class EventPage(BaseModel):
 
     items: list[dict[str, Any]]
     next_after: int = Field(description="The last sequence number returned (or the one given).")
+    pruned_through: int = Field(
+        0,
+        description=(
+            "Retention has deleted events up to this sequence number (0: none). If your "
+            "`after` is below it, events you never read may be gone: resynchronise."
+        ),
+    )
 
 
 class SubscriptionCreate(BaseModel):
