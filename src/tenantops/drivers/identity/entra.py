@@ -94,6 +94,7 @@ class Access:
     enabled: bool = True
     grants: dict[str, Permission] = field(default_factory=dict)
     disabled: set[str] = field(default_factory=set)  # accounts tenantops switched off
+    stored: bool = field(default=False, compare=False)  # the group's extension exists
 
     @classmethod
     def read(cls, body: dict[str, Any]) -> Access:
@@ -103,6 +104,7 @@ class Access:
             enabled=body.get("enabled", True) is not False,
             grants={s: Permission(p) for s, p in pairs if p in {x.value for x in Permission}},
             disabled={str(x) for x in body.get("disabled", [])},
+            stored=True,
         )
 
     def body(self) -> dict[str, Any]:
@@ -306,8 +308,9 @@ class EntraIdentity:
         )
         return None if response.status_code == 404 else Access.read(response.json())
 
-    def _save(self, group_id: str, access: Access, *, exists: bool) -> None:
-        if exists:
+    def _save(self, group_id: str, access: Access) -> None:
+        """Write ``access`` to the group's extension: created the first time, updated after."""
+        if access.stored:
             self._call(
                 "PATCH",
                 f"/groups/{group_id}/extensions/{EXTENSION}",
@@ -326,8 +329,9 @@ class EntraIdentity:
                 **access.body(),
             },
         )
-        if created.status_code == 409:
-            self._save(group_id, access, exists=True)
+        access.stored = True
+        if created.status_code == 409:  # written by a concurrent run: update it
+            self._save(group_id, access)
 
     def _state(self, tenant_id: str, group: dict[str, Any], access: Access) -> GroupState:
         subjects = sorted(_upn(m["userPrincipalName"]) for m in self._members(group["id"]))
@@ -360,7 +364,7 @@ class EntraIdentity:
             found = self._extension(group["id"])
             access = found if found is not None else Access(tenant_id=tenant_id)
             change(group, access)
-            self._save(group["id"], access, exists=found is not None)
+            self._save(group["id"], access)
             return self._state(tenant_id, group, access)
 
         return apply_once(
@@ -485,8 +489,7 @@ class EntraIdentity:
                     # already off and must still know tenantops switched them off, or a
                     # reactivation would leave them disabled.
                     access.disabled |= {str(m["id"]) for m in on}
-                    exists = self._extension(group["id"]) is not None
-                    self._save(group["id"], access, exists=exists)
+                    self._save(group["id"], access)
                 for member in on:
                     self._set_account(str(member["id"]), False)
             access.enabled = enabled
