@@ -3,7 +3,10 @@
 ``file://`` remotes for the port's contract and the rebase-retry loop (another
 clone pushes between our fetch and our push, through a ``git`` wrapper), and
 git's smart HTTP protocol (``git http-backend`` behind a WSGI server with Basic
-auth on 127.0.0.1) for credentials. No SSH test: sshd is not installed here.
+auth on 127.0.0.1) for credentials, and a real OpenSSH server (``tests/sshd.py``:
+its own sshd on a free 127.0.0.1 port, a host key and a client key made per
+test) for SSH keys and host key checking. Only ``ssh://`` URLs reach it: the
+scp-like ``user@host:path`` cannot name the port, so it is not exercised here.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tenantops.drivers.errors import DriverError, Retry
 from tenantops.drivers.gitops import Change, Commit, GitOpsRepo, LocalGitRepo
 from tenantops.drivers.gitops.remote import RemoteGitRepo
 from tenantops.drivers.gitops.settings import RemoteGitSettings
+from tests.sshd import Sshd, keygen, public_key, running_sshd
 
 TOKEN = "s3cr3t-t0ken-8f2a91"
 IDENTITY = ["-c", "user.name=other", "-c", "user.email=other@example.com"]
@@ -408,3 +412,156 @@ def test_an_unreachable_host_is_retriable(tmp_path: Path) -> None:
         repo.apply(change("k1", {"a.yaml": "one\n"}))
     assert failed.value.retry is Retry.RETRIABLE
     assert [(r.check, r.ok) for r in repo.check()] == [("gitops remote reachable", False)]
+
+
+# -- SSH: a real sshd on 127.0.0.1 with its own host key and one accepted client key --
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
+    with running_sshd(tmp_path / "sshd") as server:
+        yield server
+
+
+def ssh_adapter(server: Sshd, remote: Path, cache: Path, **kw: Any) -> RemoteGitRepo:
+    kw.setdefault("ssh_key_path", server.client_key)
+    kw.setdefault("known_hosts_path", server.known_hosts)
+    return adapter(server.url(remote), cache, **kw)
+
+
+def key_material(*keys: Path) -> list[str]:
+    """Every base64 line of the private ``keys`` and each public blob: none may be shown."""
+    found: list[str] = []
+    for key in keys:
+        text = key.read_text().splitlines()
+        found += [line for line in text if line and not line.startswith("-----")]
+        found.append(public_key(key).split()[1])
+    return found
+
+
+def assert_shows_none_of(material: list[str], *texts: str) -> None:
+    shown = "\n".join(texts)
+    assert not [m for m in material if m in shown]
+
+
+def test_a_change_is_pushed_over_ssh_read_back_and_replayed_without_a_commit(
+    sshd: Sshd, remote: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    repo = ssh_adapter(sshd, remote, tmp_path / "cache")
+    done = repo.apply(change("k1", {"t/a.yaml": "a: 1\n"}))
+    assert done.changed
+    assert not done.replayed
+    assert git(f"--git-dir={remote}", "rev-parse", "main").strip() == done.sha
+    assert remote_log(remote) == ["change k1", "seed"]
+    assert repo.read() == {"README": "seed\n", "t/a.yaml": "a: 1\n"}
+    assert repo.commits_with_key("k1") == [done.sha]
+    # The same key again, from this clone and from a fresh one: the remote's history decides.
+    replayed = Commit(sha=done.sha, changed=True, replayed=True)
+    assert repo.apply(change("k1", {"t/a.yaml": "a: 2\n"})) == replayed
+    fresh = ssh_adapter(sshd, remote, tmp_path / "other-cache")
+    assert fresh.apply(change("k1", {"t/a.yaml": "a: 3\n"})) == replayed
+    assert remote_log(remote) == ["change k1", "seed"]
+    assert f"Accepted publickey for {sshd.user} from 127.0.0.1" in sshd.log.read_text()
+    # No URL in the clone's config, no key material anywhere in the cache or the logs.
+    config = git(f"--git-dir={repo.path}", "config", "--list")
+    assert "remote." not in config
+    assert sshd.url(remote) not in config
+    assert "127.0.0.1" not in config
+    material = key_material(sshd.client_key)
+    assert_shows_none_of(material, caplog.text)
+    for path in files_under(tmp_path / "cache"):
+        assert_shows_none_of(material, path.read_text(errors="replace"))
+
+
+def test_the_doctor_rows_over_ssh_are_all_green_and_push_nothing(
+    sshd: Sshd, remote: Path, tmp_path: Path
+) -> None:
+    repo = ssh_adapter(sshd, remote, tmp_path / "cache")
+    rows = repo.check()
+    assert [(r.check, r.ok) for r in rows] == [
+        ("gitops remote reachable", True),
+        ("gitops remote authenticated", True),
+        ("gitops remote branch", True),
+        ("gitops remote push allowed", True),
+    ]
+    assert rows[0].detail == sshd.url(remote)
+    assert rows[1].detail == f"key {sshd.client_key}"
+    assert rows[2].detail == "main"
+    assert remote_log(remote) == ["seed"]  # the dry run pushed nothing
+    empty = bare(tmp_path / "empty.git", seed=False)
+    rows = ssh_adapter(sshd, empty, tmp_path / "cache-empty").check()
+    assert [r.ok for r in rows] == [True, True, True, True]
+    assert rows[2].detail == "empty repository: made on first use"
+    assert git(f"--git-dir={empty}", "for-each-ref").strip() == ""
+
+
+@pytest.mark.parametrize("known", ["empty", "another host's key"])
+def test_an_unverified_host_key_needs_a_person_and_shows_no_key(
+    known: str, sshd: Sshd, remote: Path, tmp_path: Path
+) -> None:
+    other = keygen(tmp_path / "other_host_key", "someone-else")
+    known_hosts = tmp_path / "known_hosts"
+    # "another host's key" is the man in the middle: ssh's warning banner before the verdict
+    # is longer than an error message keeps, and used to be taken for a network failure.
+    known_hosts.write_text("" if known == "empty" else sshd.known_hosts_line(public_key(other)))
+    repo = ssh_adapter(sshd, remote, tmp_path / "cache", known_hosts_path=known_hosts)
+    with pytest.raises(DriverError) as failed:
+        repo.apply(change("k1", {"a.yaml": "one\n"}))
+    assert failed.value.retry is Retry.NEEDS_HUMAN
+    assert "Host key verification failed" in str(failed.value)
+    rows = repo.check()
+    assert [(r.check, r.ok) for r in rows] == [
+        ("gitops remote reachable", True),
+        ("gitops remote authenticated", False),
+    ]
+    assert "Host key verification failed" in rows[1].detail
+    assert "KNOWN_HOSTS_PATH" in rows[1].fix
+    material = key_material(sshd.client_key, other)
+    material.append(sshd.host_public_key.split()[1])
+    assert_shows_none_of(material, str(failed.value), *(" ".join(map(str, r)) for r in rows))
+    assert remote_log(remote) == ["seed"]
+    assert "Accepted publickey" not in sshd.log.read_text()
+
+
+@pytest.mark.parametrize("key", ["a key the server does not know", "no key file"])
+def test_a_refused_key_needs_a_person_and_is_never_shown(
+    key: str, sshd: Sshd, remote: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    stranger = keygen(tmp_path / "stranger_key", "stranger")
+    if key == "no key file":
+        stranger = tmp_path / "missing_key"
+    repo = ssh_adapter(sshd, remote, tmp_path / "cache", ssh_key_path=stranger)
+    with pytest.raises(DriverError) as failed:
+        repo.apply(change("k1", {"a.yaml": "one\n"}))
+    assert failed.value.retry is Retry.NEEDS_HUMAN
+    assert "Permission denied" in str(failed.value)
+    rows = repo.check()
+    assert [(r.check, r.ok) for r in rows] == [
+        ("gitops remote reachable", True),
+        ("gitops remote authenticated", False),
+    ]
+    assert "SSH_KEY_PATH" in rows[1].fix
+    keys = [sshd.client_key] + ([stranger] if stranger.exists() else [])
+    shown = [str(failed.value), caplog.text, *(" ".join(map(str, r)) for r in rows)]
+    assert_shows_none_of(key_material(*keys), *shown)
+    assert remote_log(remote) == ["seed"]
+
+
+def test_key_and_known_hosts_paths_may_hold_blanks_and_percent_signs(
+    sshd: Sshd, remote: Path, tmp_path: Path
+) -> None:
+    # ssh splits an option's value on blanks and expands %-tokens in both paths.
+    odd = tmp_path / "keys 100%d"
+    odd.mkdir()
+    key = odd / "deploy key"
+    key.write_bytes(sshd.client_key.read_bytes())
+    key.chmod(0o600)
+    known_hosts = odd / "known hosts"
+    known_hosts.write_text(sshd.known_hosts.read_text())
+    repo = ssh_adapter(
+        sshd, remote, tmp_path / "cache dir", ssh_key_path=key, known_hosts_path=known_hosts
+    )
+    done = repo.apply(change("k1", {"a.yaml": "one\n"}))
+    assert git(f"--git-dir={remote}", "rev-parse", "main").strip() == done.sha

@@ -47,6 +47,8 @@ esac
 PASS_THROUGH = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
 MAX_BACKOFF = 10.0
 GC_EVERY = 200
+# Longest git output kept in an error: its start and its end, where git and ssh say why.
+DETAIL_HEAD, DETAIL_TAIL = 200, 300
 
 # What git prints, mapped to whether retrying can help (checked in this order).
 NEEDS_LOGIN = (
@@ -308,9 +310,10 @@ class RemoteGitRepo:
             if "SSH_AUTH_SOCK" in os.environ:
                 env["SSH_AUTH_SOCK"] = os.environ["SSH_AUTH_SOCK"]
         else:
-            ssh += ["-i", str(s.ssh_key_path), "-o", "IdentitiesOnly=yes"]
+            # Not -i: ssh checks its path as given but opens it %-expanded.
+            ssh += ["-o", f"IdentityFile={_ssh_value(s.ssh_key_path)}", "-o", "IdentitiesOnly=yes"]
         if s.known_hosts_path is not None:
-            ssh += ["-o", f"UserKnownHostsFile={s.known_hosts_path}"]
+            ssh += ["-o", f"UserKnownHostsFile={_ssh_value(s.known_hosts_path)}"]
         env["GIT_SSH_COMMAND"] = shlex.join(ssh)
         env["GIT_SSH_VARIANT"] = "ssh"
         return env
@@ -355,9 +358,10 @@ class RemoteGitRepo:
             detail = " ".join(detail.split())
             if op == "push" and REJECTED.search(detail):
                 raise _Moved
-            detail = detail[:500]
+            # Classified whole: ssh's changed-host-key banner alone is longer than what is shown.
+            retry = _classify(detail)
             where = f" {self.settings.safe_url()}" if network else ""
-            raise DriverError(f"git {op}{where} failed: {detail}", retry=_classify(detail))
+            raise DriverError(f"git {op}{where} failed: {_shorten(detail)}", retry=retry)
         return done.stdout.decode("utf-8", errors="replace")
 
     @contextmanager
@@ -403,6 +407,19 @@ class RemoteGitRepo:
 def _login_problem(detail: str) -> bool:
     low = detail.lower()
     return any(marker in low for marker in NEEDS_LOGIN)
+
+
+def _ssh_value(path: Path) -> str:
+    """``path`` as one ssh option value (ssh splits values on blanks, expands ``%``)."""
+    escaped = str(path).replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{escaped}"'
+
+
+def _shorten(detail: str) -> str:
+    """``detail`` or, when long, its start and end (ssh's final line names the failure)."""
+    if len(detail) <= DETAIL_HEAD + DETAIL_TAIL:
+        return detail
+    return f"{detail[:DETAIL_HEAD]} … {detail[-DETAIL_TAIL:]}"
 
 
 def _classify(detail: str) -> Retry:
