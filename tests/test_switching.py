@@ -591,6 +591,7 @@ def test_switching_to_real_systems_is_configuration_only(
         synced = [s for s in argocd.seen if s.method == "POST"]
         assert [s.path for s in synced] == [f"/api/v1/applications/tenant-{name}/sync"] * 2
         assert all(s.body["name"] == f"tenant-{name}" and s.body["prune"] for s in synced)
+        assert not any("revision" in s.body for s in synced)  # to the target: no rollback
         assert argocd.synced == [
             evidence(onboarding, "gitops")["commit"],
             evidence(suspension, "isolate-network")["commit"],
@@ -709,7 +710,7 @@ def test_switching_to_real_systems_is_configuration_only(
     for switched_run, local_run in [(onboarding, local_onboarding), (suspension, local_suspension)]:
         runbook = library[switched_run["runbook_id"]]
         assert switched_run["runbook_hash"] == local_run["runbook_hash"] == runbook.hash
-        assert switched_run["runbook_version"] == local_run["runbook_version"] == "1.1"
+        assert switched_run["runbook_version"] == local_run["runbook_version"] == "1.2"
         assert list(switched_run["steps"]) == list(local_run["steps"])
 
 

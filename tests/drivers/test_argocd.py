@@ -243,6 +243,44 @@ def test_a_healthy_application_at_the_old_revision_is_not_done(
     replay.assert_done()
 
 
+def test_a_later_revision_holding_the_commit_is_done_and_an_older_one_asks_for_a_refresh(
+    replay: Replay, fake_time: FakeTime
+) -> None:
+    # The GitOps history: OLD, then the step's commit OURS, then NEW on top of it.
+    ours = "5" * 40
+    history = {(NEW, ours), (NEW, OLD), (ours, OLD)}  # (revision, ancestor)
+    asked: list[tuple[str, str]] = []
+
+    def contains(revision: str, ancestor: str) -> bool:
+        asked.append((revision, ancestor))
+        return (revision, ancestor) in history
+
+    replay.script(ex("synced_healthy_old"), ex("refreshed"))
+    settings = ArgoCDSettings(url=replay.url, token=SecretStr(TOKEN), poll_initial_seconds=2)
+    client = ArgoCDRest(settings, sleep=fake_time.sleep, clock=fake_time.clock, contains=contains)
+    try:
+        state = client.wait(APP, timeout=60, revision=ours)
+    finally:
+        client.close()
+
+    assert state.revision == NEW  # another change landed on top; ours is deployed with it
+    assert asked == [(OLD, ours), (NEW, ours)]
+    assert "refresh" not in replay.seen[0].query
+    assert replay.seen[1].query == {"refresh": "normal"}  # behind: Argo CD looks at git now
+    replay.assert_done()
+
+
+def test_without_the_history_only_the_very_revision_is_done(
+    argocd: ArgoCDRest, replay: Replay
+) -> None:
+    replay.script(ex("synced_healthy"), ex("refreshed"))
+    with pytest.raises(ArgoCDError) as raised:
+        argocd.wait(APP, timeout=2, revision="5" * 40)
+    assert raised.value.retry is Retry.RETRIABLE
+    assert f"at {'5' * 12}" in str(raised.value)
+    replay.assert_done()
+
+
 def test_wait_times_out_retriable_naming_the_last_state_after_bounded_polls(
     argocd: ArgoCDRest, replay: Replay, fake_time: FakeTime
 ) -> None:
@@ -414,6 +452,32 @@ def test_local_stand_in_reports_the_gitops_head_and_says_no_cluster_saw_it(
     with pytest.raises(DriverError) as raised:
         argocd.sync(APP, revision="0" * 40)
     assert raised.value.retry is Retry.PERMANENT
+
+
+def test_local_stand_in_accepts_a_revision_the_head_holds_and_refuses_one_it_does_not(
+    tmp_path: Path,
+) -> None:
+    repo = LocalGitRepo(tmp_path / "gitops")
+
+    def commit(key: str) -> str:
+        files: dict[str, str | None] = {f"apps/{key}.yaml": f"{key}\n"}
+        change = Change(summary=key, run_id="r", actor="a", idempotency_key=key, files=files)
+        return repo.apply(change).sha
+
+    ours, on_top = commit("ours"), commit("on-top")
+    elsewhere = LocalGitRepo(tmp_path / "elsewhere")
+    foreign = elsewhere.apply(
+        Change(summary="x", run_id="r", actor="a", idempotency_key="x", files={"x": "x\n"})
+    ).sha
+    argocd = LocalArgoCD(repo)
+
+    assert argocd.sync(APP, revision=ours).revision == on_top
+    assert argocd.wait(APP, timeout=1, revision=ours).revision == on_top
+    for unknown in (foreign, "not-a-sha"):
+        with pytest.raises(DriverError) as raised:
+            argocd.wait(APP, timeout=1, revision=unknown)
+        assert raised.value.retry is Retry.PERMANENT
+        assert "does not hold" in str(raised.value)
 
 
 # One contract for every adapter of the port ------------------------------------------------

@@ -92,6 +92,29 @@ def test_a_key_is_matched_whole_not_as_a_prefix(repo: LocalGitRepo) -> None:
     assert not second.replayed
 
 
+def test_a_revision_contains_itself_and_its_ancestors_only(
+    repo: LocalGitRepo, tmp_path: Path
+) -> None:
+    assert repo.contains("a" * 40, "b" * 40) is False  # no repository yet: nothing is known
+    first = repo.apply(change("k1", {"a.yaml": "one\n"})).sha
+    second = repo.apply(change("k2", {"a.yaml": "two\n"})).sha
+    other = LocalGitRepo(tmp_path / "other").apply(change("k3", {"x": "x\n"})).sha
+    port: GitOpsRepo = repo
+
+    assert port.contains(second, first)
+    assert port.contains(first, first)
+    assert not port.contains(first, second)  # an older deployment does not hold a newer commit
+    assert not port.contains(other, first)
+    assert not port.contains(second, other)
+    assert repo.has_commit(second)
+    assert not repo.has_commit(other)
+    # Only object ids reach git: nothing that could read as an option or a revision range.
+    for odd in ("--all", f"{first}..{second}", "HEAD", ""):
+        assert not repo.contains(second, odd)
+        assert not repo.contains(odd, first)
+        assert not repo.has_commit(odd)
+
+
 def test_replace_leaves_exactly_the_new_files_and_deletes_the_rest(repo: LocalGitRepo) -> None:
     repo.apply(change("k1", {"t/a.yaml": "a\n", "t/b.yaml": "b\n", "keep.yaml": "k\n"}))
     repo.apply(change("k2", {"t/a.yaml": "a2\n"}, replace=("t",)))

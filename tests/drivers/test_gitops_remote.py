@@ -128,6 +128,22 @@ def test_the_same_key_again_is_a_replay_even_from_a_fresh_clone(
     assert fresh.read() == {"README": "seed\n", "a.yaml": "one\n"}
 
 
+def test_a_commit_pushed_since_the_last_fetch_is_fetched_to_tell_what_it_holds(
+    repo: RemoteGitRepo, remote: Path, tmp_path: Path
+) -> None:
+    ours = repo.apply(change("k1", {"a.yaml": "one\n"})).sha
+    # Another writer pushes on top; this clone has not seen it (what Argo CD may report).
+    other = adapter(remote.as_uri(), tmp_path / "other-cache")
+    on_top = other.apply(change("k2", {"b.yaml": "two\n"})).sha
+    seed = git(f"--git-dir={remote}", "rev-parse", "main~2").strip()
+
+    port: GitOpsRepo = repo
+    assert port.contains(on_top, ours)
+    assert port.contains(ours, seed)
+    assert not port.contains(seed, ours)  # older: known here, so no fetch decides it
+    assert not port.contains("0" * 40, ours)  # on no branch of the remote either
+
+
 def test_an_unchanged_tree_makes_no_commit(repo: RemoteGitRepo, remote: Path) -> None:
     first = repo.apply(change("k1", {"a.yaml": "one\n"}))
     same = repo.apply(change("k2", {"a.yaml": "one\n"}))

@@ -35,6 +35,24 @@ def test_a_synced_tenant_is_reported_with_the_gitops_commit(db: Database, tmp_pa
     assert synced.evidence["observed_by"] == "local (no cluster)"
 
 
+def test_a_commit_landed_on_top_of_the_steps_commit_still_counts_as_deployed(
+    db: Database, tmp_path: Path
+) -> None:
+    """Between the GitOps step and the sync another run committed (here: another tenant);
+    the head holds this step's commit, so the sync waits for no exact match."""
+    settings = Settings(data_dir=tmp_path)
+    gitops = gitops_actions(settings)["gitops.sync_tenant"]
+    ours = gitops.run(ctx()).evidence["commit"]
+    globex = {**ctx().inputs["tenant"], "id": "t-2", "name": "globex"}
+    on_top = gitops.run(ctx(run_id="run-2", tenant=globex)).evidence["commit"]
+    assert on_top != ours
+
+    synced = driver_actions(settings, db)["argocd.sync_wait"].run(
+        ctx("argocd", params={"revision": ours})
+    )
+    assert synced.evidence["revision"] == on_top
+
+
 def test_a_ticket_opened_by_one_step_is_updated_by_another(db: Database, tmp_path: Path) -> None:
     actions = driver_actions(Settings(data_dir=tmp_path), db)
     opened = actions["itsm.open"].run(
@@ -65,6 +83,9 @@ def test_configured_argocd_is_the_rest_adapter(db: Database, tmp_path: Path) -> 
     )
     client = local_drivers(configured, db).argocd
     assert isinstance(client, ArgoCDRest)
+    # A deployed revision holds the step's commit if the configured GitOps history says so.
+    history = getattr(client._contains, "__self__", None)
+    assert getattr(history, "path", None) == configured.resolved_gitops_path()
     client.close()
 
 

@@ -278,7 +278,7 @@ def test_onboarding_survives_a_failure_a_timeout_and_a_crash_on_the_local_driver
     assert rows["gitops"][3] == "failed,failed,succeeded"
     assert rows["identity"][3] == "failed,succeeded"
     assert rows["secret-store"][3] == "lost,succeeded"
-    assert out.strip().splitlines()[-1] == "PASS tenant-onboarding 1.1: run succeeded"
+    assert out.strip().splitlines()[-1] == "PASS tenant-onboarding 1.2: run succeeded"
 
 
 @pytest.mark.skipif(

@@ -147,7 +147,7 @@ def _walk_the_lifecycle(
     assert steps["handover"]["evidence"]["message_id"]
     assert detail["sla"]["breached"] is False
     assert detail["runbook_hash"]
-    assert detail["runbook_version"] == "1.1"
+    assert detail["runbook_version"] == "1.2"
     # The embedded default chose neither Terraform nor a cluster: the steps say so.
     assert steps["terraform"]["evidence"]["skipped"] is True
     assert "GitOps" in steps["terraform"]["evidence"]["reason"]

@@ -145,10 +145,11 @@ def queue_access(settings: Settings, db: Database) -> QueueAccess:
 def _argocd(settings: Settings) -> ArgoCD:
     """Argo CD's REST API when configured; else the no-cluster stand-in, which reports the
     GitOps head as synced and says so (``observed_by``) in every state it returns."""
-    if settings.argocd is not None:
-        return ArgoCDRest(settings.argocd)
     from tenantops.provisioning.actions import gitops_repo  # provisioning builds on drivers
 
+    if settings.argocd is not None:
+        # Whether a deployed revision holds the step's commit is the GitOps history's to say.
+        return ArgoCDRest(settings.argocd, contains=gitops_repo(settings).contains)
     return LocalArgoCD(gitops_repo(settings))
 
 
@@ -536,14 +537,18 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
         )
 
     def sync_wait(ctx: ActionContext) -> StepResult:
-        """Sync the tenant's Application (at ``revision``, the GitOps commit) and wait until
-        it is Synced and Healthy; its state and sync history are the evidence."""
+        """Sync the tenant's Application to its target and wait until it is Synced and
+        Healthy — at ``revision`` (the step's GitOps commit) or a later commit holding it;
+        its state and sync history are the evidence.
+
+        The sync itself names no revision: pinning the commit would roll back, for a
+        while, whatever was committed on top of it since."""
         t = _tenant(ctx)
         app = app_name(str(t["name"]))
         revision = str(ctx.params.get("revision") or "") or None
         timeout = _number(ctx, "timeout", float) if "timeout" in ctx.params else None
         try:
-            d.argocd.sync(app, revision=revision)
+            d.argocd.sync(app)
         except DriverError as exc:
             if exc.status != 404:
                 raise

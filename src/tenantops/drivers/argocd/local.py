@@ -32,11 +32,12 @@ class LocalArgoCD:
         return "LocalArgoCD(no cluster)"
 
     def sync(self, app: str, *, revision: str | None = None, prune: bool = True) -> SyncState:
-        """Record the requested sync at ``revision`` (else the GitOps head)."""
+        """Record a sync of the GitOps head; a ``revision`` the head does not hold is refused
+        (the stand-in can only "deploy" the head)."""
         head = self.repo.head()
-        if revision is not None and revision != head:
+        if revision is not None and not self.repo.contains(head, revision):
             raise DriverError(
-                f"{app}: revision {revision[:12]} is not the GitOps head {head[:12]}; "
+                f"{app}: revision {revision[:12]} is not in the GitOps head {head[:12]}; "
                 "the local stand-in only knows the head",
                 retry=Retry.PERMANENT,
             )
@@ -48,11 +49,12 @@ class LocalArgoCD:
         return self.status(app)
 
     def wait(self, app: str, *, timeout: float, revision: str | None = None) -> SyncState:
-        """Nothing to wait for without a cluster; the state now, checked against ``revision``."""
+        """Nothing to wait for without a cluster: the state now, whose head must be
+        ``revision`` or a later commit that holds it."""
         state = self.status(app)
-        if revision is not None and state.revision != revision:
+        if revision is not None and not self.repo.contains(str(state.revision), revision):
             raise DriverError(
-                f"{app}: GitOps head is {str(state.revision)[:12]}, not {revision[:12]}",
+                f"{app}: GitOps head {str(state.revision)[:12]} does not hold {revision[:12]}",
                 retry=Retry.PERMANENT,
             )
         return state

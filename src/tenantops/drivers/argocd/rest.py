@@ -25,6 +25,13 @@ returns the state and ``wait`` follows it. ``wait`` also keeps polling through
 404 until its timeout: right after the GitOps commit the tenant's Application
 may not exist yet (the root app creates it on its next sync).
 
+Waiting for a revision (the step's GitOps commit) is done at that commit or at
+any later one whose history holds it — another change may have been committed
+on top before Argo CD looked — decided by ``contains``, the GitOps repository's
+ancestry check. Without it only the very revision counts. An Application still
+at an older revision is read with ``?refresh=normal`` on the next poll, so Argo
+CD looks at the repository now instead of at its next polling interval.
+
 The token never appears in a message, a repr or a log line.
 """
 
@@ -101,9 +108,11 @@ class ArgoCDRest:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        contains: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.settings = settings
         self._sleep, self._clock = sleep, clock
+        self._contains = contains
         self._client = httpx.Client(
             base_url=settings.url.rstrip("/"),
             headers={
@@ -138,20 +147,24 @@ class ArgoCDRest:
             raise
         return parse_state(app, answer, history=self.settings.history_entries)
 
-    def status(self, app: str) -> SyncState:
-        """The Application's sync status, health, operation and newest history entries."""
-        answer = self._call("GET", _app_path(app))
+    def status(self, app: str, *, refresh: bool = False) -> SyncState:
+        """The Application's sync status, health, operation and newest history entries;
+        ``refresh`` has Argo CD compare it with the repository first."""
+        params = {"refresh": "normal"} if refresh else None
+        answer = self._call("GET", _app_path(app), params=params)
         return parse_state(app, answer, history=self.settings.history_entries)
 
     def wait(self, app: str, *, timeout: float, revision: str | None = None) -> SyncState:
-        """Poll with backoff until Synced and Healthy (at ``revision``), or raise."""
+        """Poll with backoff until Synced and Healthy (at ``revision`` or a later commit
+        that holds it), or raise."""
         deadline = self._clock() + timeout
         delay = self.settings.poll_initial_seconds
         last = "not read yet"
+        behind = False
         while True:
             pause = delay
             try:
-                state = self.status(app)
+                state = self.status(app, refresh=behind)
             except ArgoCDError as e:
                 if not (e.retriable or e.status == 404):
                     raise
@@ -171,8 +184,10 @@ class ArgoCDRest:
                         f"{state.operation_message or 'no message'}",
                         retry=Retry.NEEDS_HUMAN,
                     )
-                if state.done and (revision is None or state.revision == revision):
+                reached = self._reached(state, revision)
+                if state.done and reached:
                     return state
+                behind = not reached
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise ArgoCDError(
@@ -182,6 +197,13 @@ class ArgoCDRest:
                 )
             self._sleep(min(pause, remaining))
             delay = min(delay * 2, self.settings.poll_max_seconds)
+
+    def _reached(self, state: SyncState, revision: str | None) -> bool:
+        if revision is None or state.revision == revision:
+            return True
+        if state.revision is None or self._contains is None:
+            return False
+        return self._contains(state.revision, revision)
 
     # Doctor -----------------------------------------------------------------------------
 

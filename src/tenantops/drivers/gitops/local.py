@@ -38,6 +38,7 @@ LOCK_NAME = "tenantops.lock"
 # Lock files git leaves behind when killed mid-command; stale once we hold our lock.
 GIT_LOCKS = ("HEAD.lock", "packed-refs.lock", "config.lock", "shallow.lock")
 SAFE_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+OBJECT_ID = re.compile(r"^[0-9a-f]{4,64}$")
 FILE_MODE = "100644"
 GC_EVERY = 200  # commits between `git gc --auto` checks
 
@@ -137,6 +138,27 @@ class LocalGitRepo:
             self._ensure()
             return self._head()
 
+    def contains(self, revision: str, ancestor: str) -> bool:
+        """Whether ``revision`` is ``ancestor`` or descends from it (an unknown one: False)."""
+        if not (OBJECT_ID.match(revision) and OBJECT_ID.match(ancestor)):
+            return False
+        if revision == ancestor:
+            return True
+        if not self.has_commit(revision):
+            return False
+        # Exit 0: an ancestor; 1: not one; 128: git does not know one of the two.
+        probe = self._exec([*self._git(), "merge-base", "--is-ancestor", ancestor, revision])
+        if probe.returncode not in (0, 1, 128):
+            detail = probe.stderr.decode(errors="replace").strip()
+            raise DriverError(f"git merge-base failed: {detail}", retry=Retry.RETRIABLE)
+        return probe.returncode == 0
+
+    def has_commit(self, sha: str) -> bool:
+        """Whether this repository holds the commit ``sha``."""
+        if not (OBJECT_ID.match(sha) and self._initialised()):
+            return False
+        return self._exec([*self._git(), "cat-file", "-e", f"{sha}^{{commit}}"]).returncode == 0
+
     def log(self) -> list[str]:
         """Every commit message of the branch, newest first (for people and tests)."""
         tip = self._tip()
@@ -173,11 +195,20 @@ class LocalGitRepo:
         return [self.git, f"--git-dir={self.path}"]
 
     def _call(self, argv: Sequence[str], stdin: bytes | None = None) -> bytes:
+        done = self._exec(argv, stdin)
+        if done.returncode != 0:
+            detail = done.stderr.decode(errors="replace").strip()
+            raise DriverError(f"git {argv[2]} failed: {detail}", retry=Retry.RETRIABLE)
+        return done.stdout
+
+    def _exec(
+        self, argv: Sequence[str], stdin: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         # git inherits the lock: if this process is killed while git runs, the
         # lock stays held until that git exits, so no writer overlaps an orphan.
         held: int | None = getattr(self._held, "fd", None)
         try:
-            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            return subprocess.run(  # noqa: S603 - fixed argv, no shell
                 argv,
                 input=stdin,
                 pass_fds=() if held is None else (held,),
@@ -192,10 +223,6 @@ class LocalGitRepo:
             ) from exc
         except subprocess.TimeoutExpired as exc:
             raise DriverError(f"git {argv[2]} timed out", retry=Retry.RETRIABLE) from exc
-        if done.returncode != 0:
-            detail = done.stderr.decode(errors="replace").strip()
-            raise DriverError(f"git {argv[2]} failed: {detail}", retry=Retry.RETRIABLE)
-        return done.stdout
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         out = self._call([*self._git(), *args])

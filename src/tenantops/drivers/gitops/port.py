@@ -67,3 +67,10 @@ class GitOpsRepo(Protocol):
     def head(self) -> str:
         """The sha at the head of the branch (creating the repository if need be)."""
         ...
+
+    def contains(self, revision: str, ancestor: str) -> bool:
+        """Whether ``revision`` is ``ancestor`` or a commit whose history includes it.
+
+        False for a revision this repository does not hold (nor its remote).
+        """
+        ...

@@ -126,6 +126,18 @@ class RemoteGitRepo:
         """The sha at the remote branch's tip (pushing a first commit to an empty repository)."""
         return self._publish(lambda local: Commit(sha=local.head(), changed=False)).sha
 
+    def contains(self, revision: str, ancestor: str) -> bool:
+        """Whether ``revision`` descends from ``ancestor``; fetched first when the clone does
+        not hold ``revision`` (pushed since its last fetch)."""
+        with self._locked():
+            self._ensure_clone()
+            local = self._local()
+            if local.has_commit(revision):
+                return local.contains(revision, ancestor)
+            if self._fetch() is None:
+                return False
+            return self._local().contains(revision, ancestor)
+
     def log(self) -> list[str]:
         """Every commit message of the remote branch, newest first (for people and tests)."""
         with self._locked():
