@@ -23,7 +23,7 @@ from tenantops.kit import heap
 from tenantops.kit.client import ClientError
 from tenantops.logs import configure_logging
 from tenantops.notifications.cli import app as notifications_app
-from tenantops.runbooks.cli import runbooks_app, runs_app
+from tenantops.runbooks.cli import runbooks_app, runs_app, windows_app
 from tenantops.tenants.cli import app as tenants_app
 from tenantops.web.cli import app as users_app
 
@@ -46,6 +46,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(runs_app, name="runs")
 app.add_typer(runbooks_app, name="runbooks")
+app.add_typer(windows_app, name="windows")
 app.add_typer(notifications_app, name="notifications")
 app.add_typer(events_app, name="events")
 app.add_typer(finops_app, name="finops")

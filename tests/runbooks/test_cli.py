@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,70 @@ def test_runs_from_list_to_a_decided_gate_watched_to_the_end(
     assert missing.err.startswith("error: Not found: no run")
 
 
+def test_windows_set_list_and_a_run_waiting_for_one_then_delete(
+    server: Server, cli: CLI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANTOPS_URL", server.url)
+    ops = server.token("cli-win-oli", "ops_engineer")
+    qa = server.token("cli-win-quinn", "qa")
+    # Open only on the day after tomorrow (UTC): closed for the whole test, whenever it runs.
+    opens = datetime.now(UTC).date() + timedelta(days=2)
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[opens.weekday()]
+    common = ("--from", "00:00", "--to", "00:01", "--tz", "UTC", "--token")
+
+    refused = cli("windows", "set", "cli-night", "--days", day, *common, qa)
+    assert refused.code == 1
+    assert len(refused.err.strip().splitlines()) == 1
+    bad = cli("windows", "set", "cli-night", "--days", "someday", *common, ops)
+    assert bad.code == 1
+    assert "days" in bad.err
+    assert len(bad.err.strip().splitlines()) == 1
+
+    cli.ok("windows", "set", "cli-night", "--days", day, *common, ops, "--description", "test")
+    listed = cli.ok("windows", "list", "--token", qa)
+    (row,) = [line.split() for line in listed.splitlines() if "cli-night" in line]
+    assert row[:6] == [
+        "cli-night",
+        day,
+        "00:00-00:01",
+        "UTC",
+        "closed",
+        str(opens),
+    ]
+
+    windowed = parse(
+        "id: cli-windowed\nversion: '1.0'\ntitle: W\ntenant: false\nsteps:\n"
+        "  - {name: change, action: noop, window: cli-night}\n"
+    )
+    with server.db.write() as session:
+        actor = Principal("cli-win-oli", frozenset({Role.OPS_ENGINEER}))
+        run_id = engine.start_run(session, loaded=windowed, actor=actor, inputs={}).id
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the server's worker holds the step (bounded poll)
+        step = _json(cli, "runs", "show", run_id, "--token", qa)["steps"][0]  # type: ignore[index]
+        if step["wake_at"] and step["wake_at"] > datetime.now(UTC).isoformat():
+            break
+        time.sleep(0.1)
+    shown = cli.ok("runs", "show", run_id, "--token", qa)
+    assert "waits for window cli-night" in shown
+
+    assert cli.ok("windows", "delete", "cli-night", "--token", ops).strip() == (
+        "deleted maintenance window cli-night"
+    )
+    gone = cli("windows", "delete", "cli-night", "--token", ops)
+    assert gone.code == 1
+    assert gone.err.startswith("error: Not found: no maintenance window")
+    # The held step is due at once and fails its run, saying how to define the window.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        run = _json(cli, "runs", "show", run_id, "--token", qa)
+        if run["status"] == "failed":
+            break
+        time.sleep(0.1)
+    assert run["status"] == "failed"
+    assert "tenantops windows set cli-night" in str(run["error"])
+
+
 # --- the library --------------------------------------------------------------
 
 
@@ -239,6 +304,17 @@ def test_a_step_failing_twice_within_three_attempts_passes(cli: CLI, tmp_path: P
     assert rows["finish"][2:4] == ["succeeded", "lost,succeeded"]
     assert "refused (fenced)" in out
     assert out.strip().splitlines()[-1] == "PASS sample 1.0: run succeeded"
+
+
+def test_a_windowed_step_waits_for_its_window_in_the_test_too(cli: CLI, tmp_path: Path) -> None:
+    path = tmp_path / "windowed.yaml"
+    path.write_text(SAMPLE.replace("params: {x: 2},", "params: {x: 2}, window: night,"))
+    out = cli.ok("runbooks", "test", str(path), "--fail", "flaky:1")
+    assert "maintenance window(s) night defined for the test as daily" in out
+    assert _steps(out)["flaky"][2:4] == ["succeeded", "failed,succeeded"]
+    assert out.strip().splitlines()[-1] == "PASS sample 1.0: run succeeded"
+    shown = cli.ok("runbooks", "show", str(path))
+    assert "window night" in shown
 
 
 def test_failures_beyond_the_attempts_fail_the_test(cli: CLI, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.actions import driver_actions, local_drivers
 from tenantops.drivers.health.local import HttpHealth
-from tenantops.runbooks import engine
+from tenantops.runbooks import engine, windows
 from tenantops.runbooks import service as runs
 from tenantops.runbooks.actions import builtin_actions
 from tenantops.runbooks.schemas import GateDecisionCreate
@@ -261,6 +261,32 @@ def test_the_run_page_shows_the_run_its_steps_evidence_and_sla(
     assert "<code>fine by me</code>" in text
     assert f'href="/api/v1/runs/{run_id}"' in text
     assert "hx-trigger" not in text  # finished: nothing polls
+
+
+def test_a_step_held_for_its_maintenance_window_says_so(
+    web: TestClient, db: Database, user: UserFactory, worker: Worker, clock: Clock
+) -> None:
+    with db.write() as session:
+        windows.put_window(
+            session,
+            principal=AMY,
+            name="night",
+            days=["tue"],
+            start="22:00",
+            end="23:00",
+            timezone="UTC",
+        )
+    windowed = parse(
+        "id: web-windowed\nversion: '1.0'\ntitle: W\ntenant: false\nsteps:\n"
+        "  - {name: change, action: noop, window: night}\n"
+    )
+    run_id = start(db, windowed)
+    drain(worker)
+    signed_in(web, user, "ada", "auditor")
+
+    text = steps_fragment(web, run_id).text
+    assert re.search(r"<dd data-step-window>night <span[^>]*>\(starts only inside it\)", text)
+    assert "<dt>Due at</dt><dd>2030-01-01 22:00:00 UTC</dd>" in text
 
 
 def test_evidence_values_that_name_something_link_to_it() -> None:

@@ -69,6 +69,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", f"{API}/events/deliveries/{{delivery_id}}/redeliver"): frozenset(
         {R.ADMIN, R.OPS_ENGINEER}
     ),
+    ("GET", f"{API}/maintenance-windows"): ANYONE,
+    ("GET", f"{API}/maintenance-windows/{{name}}"): ANYONE,
+    ("PUT", f"{API}/maintenance-windows/{{name}}"): frozenset({R.OPS_ENGINEER, R.ADMIN}),
+    ("DELETE", f"{API}/maintenance-windows/{{name}}"): frozenset({R.OPS_ENGINEER, R.ADMIN}),
     ("GET", f"{API}/runbooks"): ANYONE,
     ("GET", f"{API}/runbooks/{{runbook_id}}"): ANYONE,
     # FinOps: finance writes; governance reads; a tenant owner reads their own tenant's

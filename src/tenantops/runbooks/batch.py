@@ -142,7 +142,7 @@ class _Shape:
     """What the batch path must know of one step of one pinned runbook."""
 
     ends_plainly: bool  # its end starts no SLA clock
-    starts_plainly: bool  # an action whose activation starts no clock, gate or timer
+    starts_plainly: bool  # an action with no window whose start starts no clock, gate or timer
     templated: bool  # its params need the run's context
 
 
@@ -159,6 +159,7 @@ def _shape(runbook_hash: str, runbook: Runbook, step: Step) -> _Shape:
             ends_plainly=not (runbook.sla is not None and runbook.sla.after == name)
             and not any(s.sla is not None and s.sla.after == name for s in runbook.steps),
             starts_plainly=step.action is not None
+            and step.window is None
             and (step.sla is None or step.sla.after != "start"),
             templated=engine.templated(step.params),
         )

@@ -42,7 +42,7 @@ from tenantops.errors import (
 )
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
-from tenantops.runbooks import announcements
+from tenantops.runbooks import announcements, windows
 from tenantops.runbooks.actions import ActionContext, StepResult
 from tenantops.runbooks.models import Run, RunSignal, RunStep, StepAttempt
 from tenantops.runbooks.spec import Gate, Loaded, Runbook, Step, seconds
@@ -208,6 +208,7 @@ def _step_row(run_id: str, position: int, step: Step) -> dict[str, Any]:
         "wake_at": None,
         "idempotency_key": f"{run_id}/{step.name}",
         "sla_deadline": None,
+        "maintenance_window": step.window,
     }
 
 
@@ -409,8 +410,9 @@ def claim(
     holds the run.
 
     Ready action steps with plain params are taken set-based (one ``UPDATE``
-    and one ``INSERT`` for all); a timer, a templated step or a lapsed lease
-    goes through the step-by-step path.
+    and one ``INSERT`` for all); a timer, a templated step, a step with a
+    maintenance window (held until it opens) or a lapsed lease goes through the
+    step-by-step path.
     """
     if runs is not None and not runs:
         return []
@@ -434,7 +436,8 @@ def claim(
             continue
         runbook = cached_spec(session, run.id, run.runbook_hash)
         step = runbook.step(row.name)
-        if row.status == "ready" and step.action is not None and not templated(step.params):
+        plain = step.window is None and not templated(step.params)
+        if row.status == "ready" and step.action is not None and plain:
             held = Taken.of(
                 step_id=row.id,
                 run_id=run.id,
@@ -618,6 +621,16 @@ def _claim_one(
     step = runbook.step(row.name)
     if row.status == "running":
         _close_attempt(session, row, "lost", now, "the worker's lease expired")
+    elif step.window is not None:  # held at every start (a retry too), never mid-step
+        try:
+            opens = windows.hold(session, step.window, now)
+        except LookupError as exc:
+            row.status, row.error, row.finished_at = "failed", str(exc), now
+            _fail_run(session, run, row, now)
+            return None
+        if opens > now:
+            row.wake_at = opens
+            return None
     if step.wait is not None:
         row.status, row.finished_at = "succeeded", now
         row.output = {"waited": step.wait}

@@ -69,6 +69,8 @@ class RunStep(Base):
     sla_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sla_breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_by: Mapped[str | None] = mapped_column(String(200))
+    # The step's window (from the pinned runbook), so a changed window can wake its steps.
+    maintenance_window: Mapped[str | None] = mapped_column(String(63))
 
 
 class StepAttempt(Base):
@@ -101,3 +103,18 @@ class RunSignal(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     consumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MaintenanceWindow(Base):
+    """A named weekly window in which windowed steps may start (``runbooks.windows``)."""
+
+    __tablename__ = "maintenance_windows"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    days: Mapped[list[str]] = mapped_column(JSON)
+    start: Mapped[str] = mapped_column(String(5))
+    end: Mapped[str] = mapped_column(String(5))
+    timezone: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_by: Mapped[str] = mapped_column(String(200))

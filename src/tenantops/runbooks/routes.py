@@ -1,4 +1,5 @@
-"""JSON API of runs and the runbook library: ``/api/v1/runs`` and ``/api/v1/runbooks``."""
+"""JSON API of runs, the runbook library and maintenance windows: ``/api/v1/runs``,
+``/api/v1/runbooks`` and ``/api/v1/maintenance-windows``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db, wake_worker
-from tenantops.runbooks import service, spec
+from tenantops.runbooks import service, spec, windows
 from tenantops.runbooks.schemas import (
     CancelRequest,
     GateDecisionCreate,
@@ -18,6 +19,8 @@ from tenantops.runbooks.schemas import (
     RunPage,
     RunRead,
     RunStatus,
+    WindowRead,
+    WindowWrite,
 )
 
 router = APIRouter(
@@ -133,3 +136,70 @@ def get_runbook(
     runbook_id: Annotated[str, Path(min_length=1, max_length=63)],
 ) -> RunbookRead:
     return service.runbook_read(spec.get(spec.load_library(), runbook_id))
+
+
+WindowName = Annotated[
+    str, Path(pattern=spec.IDENT, max_length=63, description="The window's name, as steps use it")
+]
+
+
+@router.get(
+    "/maintenance-windows",
+    summary="The maintenance windows windowed steps wait for",
+    response_model=list[WindowRead],
+    tags=["runs"],
+)
+def list_windows(db: Db) -> list[WindowRead]:
+    with db.read() as session:
+        rows = windows.list_windows(session)
+        return [WindowRead.model_validate(windows.as_dict(w)) for w in rows]
+
+
+@router.get(
+    "/maintenance-windows/{name}",
+    summary="A maintenance window: open now, and its next opening",
+    response_model=WindowRead,
+    tags=["runs"],
+)
+def get_window(name: WindowName, db: Db) -> WindowRead:
+    with db.read() as session:
+        return WindowRead.model_validate(windows.as_dict(windows.get_window(session, name)))
+
+
+@router.put(
+    "/maintenance-windows/{name}",
+    summary="Create or replace a maintenance window (audited)",
+    response_model=WindowRead,
+    tags=["runs"],
+    responses=problem_responses(400),
+)
+def put_window(
+    name: WindowName, data: WindowWrite, request: Request, caller: Caller, db: Db
+) -> WindowRead:
+    """Steps waiting for this window are checked against it again at once."""
+    with db.write() as session:
+        row = windows.put_window(
+            session,
+            principal=caller,
+            name=name,
+            days=list(data.days),
+            start=data.start,
+            end=data.end,
+            timezone=data.timezone,
+            description=data.description,
+        )
+        read = WindowRead.model_validate(windows.as_dict(row))
+    wake_worker(request)
+    return read
+
+
+@router.delete(
+    "/maintenance-windows/{name}",
+    summary="Delete a maintenance window (audited)",
+    status_code=204,
+    tags=["runs"],
+)
+def delete_window(name: WindowName, caller: Caller, db: Db) -> None:
+    """A step that names it fails when next due, saying how to define it again."""
+    with db.write() as session:
+        windows.delete_window(session, principal=caller, name=name)

@@ -55,11 +55,18 @@ class StepRead(BaseModel):
     kind: Literal["action", "gate", "wait"]
     action: str | None
     gate: GateInfo | None
+    window: str | None = Field(
+        default=None,
+        description="The maintenance window the step may only start in (it waits until "
+        "wake_at when due outside it)",
+    )
     status: StepStatus
     attempt: int = Field(description="Tries started so far")
     failures: int = Field(description="Failed tries since the step was last (re)started")
     max_attempts: int
-    wake_at: datetime | None = Field(description="When a ready step becomes due (retry, timer)")
+    wake_at: datetime | None = Field(
+        description="When a ready step becomes due (retry, timer, maintenance window)"
+    )
     lease_owner: str | None
     lease_expires_at: datetime | None
     idempotency_key: str
@@ -143,3 +150,39 @@ class RunbookRead(RunbookSummary):
     """A runbook with its whole validated document."""
 
     document: dict[str, Any]
+
+
+WindowDay = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ClockTime = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+
+
+class WindowWrite(BaseModel):
+    """A weekly maintenance window: opens on ``days`` at ``start``, closes at ``end``.
+
+    An ``end`` at or before ``start`` closes the next day (overnight); equal is a whole day.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: list[WindowDay] = Field(min_length=1, examples=[["sat", "sun"]])
+    start: ClockTime = Field(description="Local opening time, HH:MM", examples=["02:00"])
+    end: ClockTime = Field(description="Local closing time, HH:MM", examples=["06:00"])
+    timezone: str = Field(
+        min_length=1, max_length=64, description="IANA time zone", examples=["Europe/Berlin"]
+    )
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class WindowRead(BaseModel):
+    """A maintenance window, whether it is open now and when it next opens."""
+
+    name: str
+    days: list[WindowDay]
+    start: str
+    end: str
+    timezone: str
+    description: str | None
+    open_now: bool
+    next_start: datetime = Field(description="Now if open, else the next opening (UTC)")
+    updated_at: datetime
+    updated_by: str

@@ -112,6 +112,7 @@ def _step(row: RunStep, runbook: Runbook, attempts: list[StepAttempt], now: date
             "gate": GateInfo(roles=gate.roles, prompt=gate.prompt, signal=gate.signal)
             if gate
             else None,
+            "window": spec.window,
             "status": row.status,
             "attempt": row.attempt,
             "failures": row.failures,

@@ -115,12 +115,19 @@ class Step(BaseModel):
     compensate: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]*$")] | None = None
     evidence: list[str] = Field(default_factory=list)
     sla: Sla | None = None
+    window: Ident | None = Field(
+        default=None,
+        description="A maintenance window (defined in the control plane) the action may only "
+        "start in; outside it the step waits for the window's next opening",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
         kinds = [k for k in ("action", "gate", "wait") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError(f"step {self.name!r} needs exactly one of action, gate, wait")
+        if self.window is not None and self.action is None:
+            raise ValueError(f"step {self.name!r}: only an action step can have a window")
         return self
 
     @property

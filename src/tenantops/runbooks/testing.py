@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tenantops.db import Database
 from tenantops.errors import Unprocessable
 from tenantops.kit.clock import set_clock
-from tenantops.runbooks import engine, repository, spec
+from tenantops.runbooks import engine, repository, spec, windows
 from tenantops.runbooks.actions import Action, ActionContext, Registry, StepFailed, StepResult
 from tenantops.runbooks.sandbox import (
     TESTER,
@@ -116,6 +118,32 @@ class _Injector:
             apply(session, ctx, result)
 
 
+def _closed_windows(db: Database, runbook: Runbook, clock: Clock, notes: list[str]) -> None:
+    """Define each maintenance window the runbook names as closed now and open for an hour
+    from the next full hour, every day (UTC): the windowed steps wait, and the clock jumps."""
+    names = sorted({s.window for s in runbook.steps if s.window is not None})
+    if not names:
+        return
+    opens = clock().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    hours = f"{opens:%H:%M}", f"{opens + timedelta(hours=1):%H:%M}"
+    with db.write() as session:
+        for name in names:
+            windows.put_window(
+                session,
+                principal=TESTER,
+                name=name,
+                days=list(windows.DAYS),
+                start=hours[0],
+                end=hours[1],
+                timezone="UTC",
+                description="defined by `runbooks test`",
+            )
+    notes.append(
+        f"maintenance window(s) {', '.join(names)} defined for the test as daily "
+        f"{hours[0]}-{hours[1]} UTC, closed when the run starts"
+    )
+
+
 def run_runbook_test(
     loaded: Loaded,
     *,
@@ -153,6 +181,7 @@ def run_runbook_test(
                 for name, action in real.items()
             }
             tenant = setup_tenant(db, real, clock, runbook, tenant_state, notes)
+            _closed_windows(db, runbook, clock, notes)
             with db.write() as session:
                 run_id = engine.start_run(
                     session,

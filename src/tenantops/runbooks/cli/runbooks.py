@@ -83,6 +83,8 @@ def show_runbook(
     steps = Table("#", "step", "does", "retry", "timeout", "sla", "evidence", box=box.SIMPLE_HEAD)
     for n, s in enumerate(rb.steps, 1):
         does = s.action or (f"gate: {', '.join(s.gate.roles)}" if s.gate else f"wait {s.wait}")
+        if s.window:
+            does += f" (window {s.window})"
         steps.add_row(
             str(n),
             s.name,

@@ -1,0 +1,215 @@
+"""Maintenance windows: the weekly times when a step that changes the platform may start.
+
+A runbook step names a window (``window: weekend-night``); the operations team
+defines what that name means in the control plane (``PUT
+/api/v1/maintenance-windows/{name}``, ``tenantops windows set``). A windowed
+step that becomes due outside its window is held — ``ready`` with ``wake_at``
+at the window's next opening, a durable timer like a retry's backoff — and
+starts inside it. Only the start is held: a step that started inside its window
+runs to its end, and a retry that falls outside waits for the next opening.
+
+A window opens on each of its ``days`` at ``start`` (local time in its
+``timezone``) and closes at ``end``; an ``end`` at or before ``start`` closes
+the next day (an overnight window), and ``end == start`` is a whole day.
+Daylight saving time is the time zone's: a window of 02:00-04:00 in
+Europe/Berlin is two hours long in local time on every day, whatever UTC says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from tenantops.audit import service as audit
+from tenantops.auth.principal import Principal
+from tenantops.errors import NotFound, Unprocessable
+from tenantops.kit.clock import as_utc, utcnow
+from tenantops.runbooks.models import MaintenanceWindow, RunStep
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class Weekly:
+    """A weekly window: opens on ``days`` at ``start``, closes at ``end`` (local times)."""
+
+    days: tuple[str, ...]
+    start: time
+    end: time
+    timezone: str
+
+    @classmethod
+    def parse(cls, days: list[str], start: str, end: str, timezone: str) -> Weekly:
+        """From the stored or submitted fields; ``ValueError`` names what is wrong."""
+        unknown = [d for d in days if d not in DAYS]
+        if not days or unknown:
+            raise ValueError(f"days must be some of {', '.join(DAYS)} (got {days})")
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {timezone!r} (an IANA name)") from None
+        return cls(
+            days=tuple(d for d in DAYS if d in days),
+            start=_clock_time("start", start),
+            end=_clock_time("end", end),
+            timezone=timezone,
+        )
+
+    def _span(self, day: date) -> tuple[datetime, datetime]:
+        tz = ZoneInfo(self.timezone)
+        opens = datetime.combine(day, self.start, tzinfo=tz)
+        closing_day = day + timedelta(days=1) if self.end <= self.start else day
+        closes = datetime.combine(closing_day, self.end, tzinfo=tz)
+        return opens.astimezone(UTC), closes.astimezone(UTC)
+
+    def next_start(self, at: datetime) -> datetime:
+        """``at`` itself if the window is open then, else when it next opens (UTC)."""
+        at = as_utc(at).astimezone(UTC)
+        local = at.astimezone(ZoneInfo(self.timezone)).date()
+        for offset in range(-1, 9):  # yesterday's overnight window may still be open
+            day = local + timedelta(days=offset)
+            if DAYS[day.weekday()] not in self.days:
+                continue
+            opens, closes = self._span(day)
+            if opens <= at < closes:
+                return at
+            if opens > at:
+                return opens
+        raise AssertionError("a weekly window with a day opens within eight days")
+
+    def describe(self) -> str:
+        """``sat,sun 02:00-06:00 Europe/Berlin``."""
+        return f"{','.join(self.days)} {self.start:%H:%M}-{self.end:%H:%M} {self.timezone}"
+
+
+def _clock_time(field: str, value: str) -> time:
+    try:
+        parsed = time.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{field} must be HH:MM (got {value!r})") from None
+    if len(value) != 5 or parsed.tzinfo is not None:
+        raise ValueError(f"{field} must be HH:MM (got {value!r})")
+    return parsed
+
+
+def of_row(row: MaintenanceWindow) -> Weekly:
+    return Weekly.parse(list(row.days), row.start, row.end, row.timezone)
+
+
+def hold(session: Session, name: str, due: datetime) -> datetime:
+    """When a step of window ``name`` that is due at ``due`` may start.
+
+    Raises ``LookupError`` for a window nobody has defined (the step fails and
+    says how to define it).
+    """
+    row = session.get(MaintenanceWindow, name)
+    if row is None:
+        raise LookupError(
+            f"maintenance window {name!r} is not defined: define it with "
+            f"`tenantops windows set {name} …` (PUT /api/v1/maintenance-windows/{name}), "
+            "then retry the run"
+        )
+    return of_row(row).next_start(due)
+
+
+# Managing the windows (the API and the CLI) -------------------------------------------
+
+
+def as_dict(row: MaintenanceWindow, now: datetime | None = None) -> dict[str, Any]:
+    window = of_row(row)
+    at = now or utcnow()
+    return {
+        "name": row.name,
+        "days": list(window.days),
+        "start": row.start,
+        "end": row.end,
+        "timezone": row.timezone,
+        "description": row.description,
+        "open_now": window.next_start(at) == as_utc(at).astimezone(UTC),
+        "next_start": window.next_start(at),
+        "updated_at": row.updated_at,
+        "updated_by": row.updated_by,
+    }
+
+
+def list_windows(session: Session) -> list[MaintenanceWindow]:
+    return list(session.scalars(select(MaintenanceWindow).order_by(MaintenanceWindow.name)))
+
+
+def get_window(session: Session, name: str) -> MaintenanceWindow:
+    row = session.get(MaintenanceWindow, name)
+    if row is None:
+        raise NotFound(f"no maintenance window named {name!r}")
+    return row
+
+
+def put_window(
+    session: Session,
+    *,
+    principal: Principal,
+    name: str,
+    days: list[str],
+    start: str,
+    end: str,
+    timezone: str,
+    description: str | None = None,
+) -> MaintenanceWindow:
+    """Create or replace window ``name`` (audited); the steps held for it are checked again."""
+    try:
+        window = Weekly.parse(days, start, end, timezone)
+    except ValueError as exc:
+        raise Unprocessable(str(exc)) from None
+    row = session.get(MaintenanceWindow, name, with_for_update=True)
+    before = None if row is None else of_row(row).describe()
+    now = utcnow()
+    if row is None:
+        row = MaintenanceWindow(name=name)
+        session.add(row)
+    row.days, row.start, row.end = list(window.days), start, end
+    row.timezone, row.description = timezone, description
+    row.updated_at, row.updated_by = now, principal.subject
+    _wake_held(session, name, now)
+    audit.record(
+        session,
+        actor=principal,
+        action="maintenance_window.set",
+        tenant_id=None,
+        changes={"window": {"before": before, "after": window.describe()}},
+        detail={"name": name, "description": description},
+    )
+    return row
+
+
+def _wake_held(session: Session, name: str, now: datetime) -> None:
+    """Steps held for window ``name`` are due now: the next claim checks them against the
+    window as it is now (a window moved earlier starts them sooner, a deleted one fails them)."""
+    session.execute(
+        update(RunStep)
+        .where(
+            RunStep.status == "ready",
+            RunStep.wake_at > now,
+            RunStep.maintenance_window == name,
+        )
+        .values(wake_at=now)
+    )
+
+
+def delete_window(session: Session, *, principal: Principal, name: str) -> None:
+    """Remove window ``name`` (audited); a step that names it fails when next due, saying so."""
+    row = get_window(session, name)
+    before = of_row(row).describe()
+    session.delete(row)
+    _wake_held(session, name, utcnow())
+    audit.record(
+        session,
+        actor=principal,
+        action="maintenance_window.deleted",
+        tenant_id=None,
+        changes={"window": {"before": before, "after": None}},
+        detail={"name": name},
+    )
