@@ -314,7 +314,8 @@ def test_a_windowed_step_waits_for_its_window_in_the_test_too(cli: CLI, tmp_path
     assert _steps(out)["flaky"][2:4] == ["succeeded", "failed,succeeded"]
     assert out.strip().splitlines()[-1] == "PASS sample 1.0: run succeeded"
     shown = cli.ok("runbooks", "show", str(path))
-    assert "window night" in shown
+    assert "noop (window night)" in shown
+    assert "noop (window night)" in cli.ok("runbooks", "test", str(path), "--dry-run")
 
 
 def test_failures_beyond_the_attempts_fail_the_test(cli: CLI, tmp_path: Path) -> None:

@@ -89,14 +89,11 @@ def _plan(
     }
     steps = []
     for step in runbook.steps:
-        what = step.action or (
-            f"gate: {', '.join(step.gate.roles)}" if step.gate else f"wait {step.wait}"
-        )
         planned = PlannedStep(
             step.name,
             step.title,
             step.kind,
-            what,
+            step.does(),
             step.timeout,
             step.retry.attempts,
             step.params,

@@ -134,6 +134,12 @@ class Step(BaseModel):
     def kind(self) -> str:
         return "action" if self.action else "gate" if self.gate else "wait"
 
+    def does(self) -> str:
+        """One line for people: ``gitops.sync_tenant (window night)``, ``gate: governance``."""
+        if self.action:
+            return self.action + (f" (window {self.window})" if self.window else "")
+        return f"gate: {', '.join(self.gate.roles)}" if self.gate else f"wait {self.wait}"
+
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")

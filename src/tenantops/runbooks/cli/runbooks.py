@@ -82,13 +82,10 @@ def show_runbook(
         head.add_row(f"[bold]{key}[/bold]", value)
     steps = Table("#", "step", "does", "retry", "timeout", "sla", "evidence", box=box.SIMPLE_HEAD)
     for n, s in enumerate(rb.steps, 1):
-        does = s.action or (f"gate: {', '.join(s.gate.roles)}" if s.gate else f"wait {s.wait}")
-        if s.window:
-            does += f" (window {s.window})"
         steps.add_row(
             str(n),
             s.name,
-            does,
+            s.does(),
             f"{s.retry.attempts}x {s.retry.backoff}" if s.action else "-",
             s.timeout if s.action else "-",
             f"{s.sla.within} after {s.sla.after}" if s.sla else "-",
