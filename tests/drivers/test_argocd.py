@@ -270,6 +270,36 @@ def test_a_later_revision_holding_the_commit_is_done_and_an_older_one_asks_for_a
     replay.assert_done()
 
 
+def test_a_gitops_history_that_cannot_answer_yet_is_polled_through_one_that_never_will_stops(
+    replay: Replay, fake_time: FakeTime
+) -> None:
+    answers: list[bool | DriverError] = [
+        DriverError("git fetch failed: connection refused", retry=Retry.RETRIABLE),
+        True,
+    ]
+
+    def contains(revision: str, ancestor: str) -> bool:
+        answer = answers.pop(0)
+        if isinstance(answer, DriverError):
+            raise answer
+        return answer
+
+    replay.script(ex("synced_healthy"), ex("refreshed"))
+    settings = ArgoCDSettings(url=replay.url, token=SecretStr(TOKEN), poll_initial_seconds=2)
+    client = ArgoCDRest(settings, sleep=fake_time.sleep, clock=fake_time.clock, contains=contains)
+    try:
+        assert client.wait(APP, timeout=60, revision="5" * 40).revision == NEW
+        replay.assert_done()
+
+        answers.append(DriverError("login refused", retry=Retry.NEEDS_HUMAN))
+        replay.script(ex("synced_healthy"))
+        with pytest.raises(DriverError, match="login refused"):
+            client.wait(APP, timeout=60, revision="5" * 40)
+    finally:
+        client.close()
+    replay.assert_done()
+
+
 def test_without_the_history_only_the_very_revision_is_done(
     argocd: ArgoCDRest, replay: Replay
 ) -> None:

@@ -142,6 +142,9 @@ def test_a_commit_pushed_since_the_last_fetch_is_fetched_to_tell_what_it_holds(
     assert port.contains(ours, seed)
     assert not port.contains(seed, ours)  # older: known here, so no fetch decides it
     assert not port.contains("0" * 40, ours)  # on no branch of the remote either
+    # Not a commit id (a tag, a chart version): no fetch is tried, not even of a dead remote.
+    gone = adapter((tmp_path / "no-such-remote.git").as_uri(), tmp_path / "gone-cache")
+    assert not gone.contains("v1.2.3", ours)
 
 
 def test_an_unchanged_tree_makes_no_commit(repo: RemoteGitRepo, remote: Path) -> None:

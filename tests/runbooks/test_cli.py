@@ -221,7 +221,7 @@ def test_windows_set_list_and_a_run_waiting_for_one_then_delete(
             break
         time.sleep(0.1)
     shown = cli.ok("runs", "show", run_id, "--token", qa)
-    assert "waits for window cli-night" in shown
+    assert "window cli-night: due" in shown
 
     assert cli.ok("windows", "delete", "cli-night", "--token", ops).strip() == (
         "deleted maintenance window cli-night"

@@ -5,18 +5,22 @@ The project clock stands at Tuesday 2030-01-01 09:00 UTC (tests.conftest.Clock).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from tenantops.audit.models import AuditEntry
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.errors import Unprocessable
-from tenantops.runbooks import windows
+from tenantops.runbooks import engine, windows
 from tenantops.runbooks.actions import ActionContext, FunctionAction, StepFailed, StepResult
+from tenantops.runbooks.models import MaintenanceWindow
 from tenantops.runbooks.spec import parse
 from tenantops.runbooks.windows import Weekly
 from tests.conftest import Actors, Clock
@@ -28,6 +32,10 @@ TUESDAY_9 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 def utc(day: int, hour: int, minute: int = 0, month: int = 1) -> datetime:
     return datetime(2030, month, day, hour, minute, tzinfo=UTC)
+
+
+def in_2026(month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=UTC)
 
 
 # When a window is open --------------------------------------------------------------------
@@ -53,6 +61,49 @@ def test_local_time_in_the_windows_time_zone_whatever_the_season() -> None:
     assert night.next_start(utc(2, 9, month=7)) == utc(6, 0, month=7)  # summer, CEST = UTC+2
     whole_day = Weekly.parse(["sun"], "00:00", "00:00", "UTC")
     assert whole_day.next_start(utc(6, 23, 59)) == utc(6, 23, 59)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "opens", "closes"),
+    [
+        # Europe/Berlin springs forward on Sunday 2026-03-29 at 01:00 UTC: 02:00 CET is
+        # 03:00 CEST, and local times from 02:00 to 02:59 do not exist that day.
+        (
+            "01:00",
+            "02:30",
+            in_2026(3, 29, 0, 0),
+            in_2026(3, 29, 1, 0),
+        ),
+        (
+            "02:30",
+            "05:00",
+            in_2026(3, 29, 1, 0),
+            in_2026(3, 29, 3, 0),
+        ),
+        (
+            "02:30",
+            "03:30",
+            in_2026(3, 29, 1, 0),
+            in_2026(3, 29, 1, 30),
+        ),
+        # ... and falls back on 2026-10-25 at 01:00 UTC: 02:30 happens twice; the first counts.
+        (
+            "02:30",
+            "05:00",
+            in_2026(10, 25, 0, 30),
+            in_2026(10, 25, 4, 0),
+        ),
+    ],
+)
+def test_a_time_the_clock_change_skips_opens_or_closes_the_window_where_the_gap_ends(
+    start: str, end: str, opens: datetime, closes: datetime
+) -> None:
+    window = Weekly.parse(["sun"], start, end, "Europe/Berlin")
+    day_before = opens.replace(hour=0, minute=0) - timedelta(hours=12)
+    assert window.next_start(day_before) == opens
+    assert window.next_start(opens) == opens
+    assert window.next_start(closes - timedelta(seconds=1)) == closes - timedelta(seconds=1)
+    assert window.next_start(closes) > closes + timedelta(days=6)  # closed until next Sunday
 
 
 @pytest.mark.parametrize(
@@ -184,6 +235,88 @@ def test_a_window_moved_to_now_starts_its_held_step_and_a_deleted_one_fails_it(
     drain(w)
     assert run_of(db, held).status == "failed"
     assert "maintenance window 'night' is not defined" in (run_of(db, held).error or "")
+
+
+def test_a_window_that_cannot_be_read_fails_its_run_and_stalls_no_other(
+    db: Database, clock: Clock
+) -> None:
+    with db.write() as session:  # e.g. a time zone the API host knew and this worker does not
+        session.add(
+            MaintenanceWindow(
+                name="night", days=["tue"], start="22:00", end="23:00", timezone="Mars/Olympus",
+                updated_at=clock.now, updated_by="someone",
+            )
+        )  # fmt: skip
+    windowed, plain = start(db, WINDOWED), start(db, runbook("  - {name: one, action: noop}\n"))
+    drain(worker(db))
+    assert run_of(db, plain).status == "succeeded"
+    failed = run_of(db, windowed)
+    assert failed.status == "failed"
+    assert "maintenance window 'night' cannot be read here" in (failed.error or "")
+    assert "unknown time zone 'Mars/Olympus'" in (failed.error or "")
+
+
+def _waits_on_a_lock(db: Database, statement: str) -> bool:
+    """Whether a session waits on a row lock in ``statement`` (PostgreSQL); SQLite runs one
+    writer at a time, so there the waiting writer starts after the holder commits."""
+    if not db.url.startswith("postgresql"):
+        time.sleep(0.3)
+        return True
+    with db.read() as session:
+        waiting = session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE :q"
+            ),
+            {"q": f"{statement}%"},
+        )
+    return bool(waiting)
+
+
+def test_a_window_opened_while_a_claim_holds_its_step_wakes_the_step(
+    db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim read the window closed and is about to push the step out to Friday; the
+    change that opens the window now must wait for it and wake the step all the same."""
+    define(db, "night", ["fri"], "22:00", "23:00")
+    run_id = start(db, runbook("  - {name: change, action: noop, window: night}\n"))
+    read, go = threading.Event(), threading.Event()
+    hold = windows.hold
+
+    def slow_hold(session: Session, name: str, due: datetime) -> datetime:
+        found = hold(session, name, due)
+        read.set()
+        go.wait(30)
+        return found
+
+    monkeypatch.setattr(windows, "hold", slow_hold)
+
+    def claim() -> None:
+        with db.write() as session:
+            engine.claim(session, worker="w1", limit=5)
+
+    claimer = threading.Thread(target=claim)
+    claimer.start()
+    assert read.wait(30)
+    opener = threading.Thread(target=lambda: define(db, "night", ["tue"], "09:00", "10:00"))
+    opener.start()
+    try:
+        for _ in range(100):
+            if _waits_on_a_lock(db, "UPDATE run_steps"):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("opening the window did not wait for the claim holding the step")
+    finally:
+        go.set()
+        claimer.join(30)
+        opener.join(30)
+
+    woken = steps(db, run_id)["change"].wake_at
+    assert woken is not None
+    assert woken.replace(tzinfo=UTC) == clock.now  # due now, not on Friday
+    drain(worker(db))
+    assert run_of(db, run_id).status == "succeeded"
 
 
 def test_a_window_nobody_defined_fails_the_run_saying_how_to_define_it(

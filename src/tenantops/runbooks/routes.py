@@ -199,7 +199,8 @@ def put_window(
     status_code=204,
     tags=["runs"],
 )
-def delete_window(name: WindowName, caller: Caller, db: Db) -> None:
-    """A step that names it fails when next due, saying how to define it again."""
+def delete_window(name: WindowName, request: Request, caller: Caller, db: Db) -> None:
+    """The steps waiting for it fail at once, saying how to define it again."""
     with db.write() as session:
         windows.delete_window(session, principal=caller, name=name)
+    wake_worker(request)

@@ -154,6 +154,8 @@ class RunbookRead(RunbookSummary):
 
 
 WindowDay = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
 def _clock_time(value: str) -> str:
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
         raise ValueError(f"{value!r} is not a time of day as HH:MM (00:00 to 23:59)")

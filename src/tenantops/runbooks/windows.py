@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
@@ -62,10 +62,8 @@ class Weekly:
 
     def _span(self, day: date) -> tuple[datetime, datetime]:
         tz = ZoneInfo(self.timezone)
-        opens = datetime.combine(day, self.start, tzinfo=tz)
         closing_day = day + timedelta(days=1) if self.end <= self.start else day
-        closes = datetime.combine(closing_day, self.end, tzinfo=tz)
-        return opens.astimezone(UTC), closes.astimezone(UTC)
+        return _instant(day, self.start, tz), _instant(closing_day, self.end, tz)
 
     def next_start(self, at: datetime) -> datetime:
         """``at`` itself if the window is open then, else when it next opens (UTC)."""
@@ -85,6 +83,29 @@ class Weekly:
     def describe(self) -> str:
         """``sat,sun 02:00-06:00 Europe/Berlin``."""
         return f"{','.join(self.days)} {self.start:%H:%M}-{self.end:%H:%M} {self.timezone}"
+
+
+def _instant(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """The UTC instant of local time ``at`` on ``day``; in a gap (spring forward: the time
+    does not exist that day) the end of the gap, so a window opens or closes there.
+
+    In an overlap (fall back: the time happens twice) the first occurrence.
+    """
+    first = datetime.combine(day, at, tzinfo=tz).astimezone(UTC)  # fold=0: offset before
+    other = datetime.combine(day, at, tzinfo=tz).replace(fold=1).astimezone(UTC)
+    if other >= first:  # no gap (an overlap puts fold=1 later)
+        return first
+    # In a gap fold=1 names an instant before the transition, fold=0 one after it:
+    # the transition is the first second whose offset differs from ``other``'s.
+    before = other.astimezone(tz).utcoffset()
+    low, high = other, first
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(tz).utcoffset() == before:
+            low = middle
+        else:
+            high = middle
+    return high.replace(microsecond=0)
 
 
 def _clock_time(field: str, value: str) -> time:
@@ -114,7 +135,14 @@ def hold(session: Session, name: str, due: datetime) -> datetime:
             f"`tenantops windows set {name} …` (PUT /api/v1/maintenance-windows/{name}), "
             "then retry the run"
         )
-    return of_row(row).next_start(due)
+    try:
+        window = of_row(row)
+    except ValueError as exc:  # e.g. a time zone this host's tzdata lacks
+        raise LookupError(
+            f"maintenance window {name!r} cannot be read here ({exc}); define it again with "
+            f"`tenantops windows set {name} …`, then retry the run"
+        ) from None
+    return window.next_start(due)
 
 
 # Managing the windows (the API and the CLI) -------------------------------------------
@@ -188,14 +216,14 @@ def put_window(
 def _wake_held(session: Session, name: str, now: datetime) -> None:
     """Steps held for window ``name`` are due now: the next claim checks them against the
     window as it is now (a window moved earlier starts them sooner, a deleted one fails them)."""
+    # No ``wake_at > now`` in the WHERE: a claim holding a step of this window may be about
+    # to push its wake_at out (it read the window before this change). The UPDATE must wait
+    # for that row's lock and then look at the committed wake_at, which a WHERE on wake_at
+    # would skip without waiting (PostgreSQL re-checks only rows the condition matched).
     session.execute(
         update(RunStep)
-        .where(
-            RunStep.status == "ready",
-            RunStep.wake_at > now,
-            RunStep.maintenance_window == name,
-        )
-        .values(wake_at=now)
+        .where(RunStep.status == "ready", RunStep.maintenance_window == name)
+        .values(wake_at=case((RunStep.wake_at > now, now), else_=RunStep.wake_at))
     )
 
 

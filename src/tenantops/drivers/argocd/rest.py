@@ -184,7 +184,12 @@ class ArgoCDRest:
                         f"{state.operation_message or 'no message'}",
                         retry=Retry.NEEDS_HUMAN,
                     )
-                reached = self._reached(state, revision)
+                try:
+                    reached = self._reached(state, revision)
+                except DriverError as e:  # the GitOps history could not say (yet)
+                    if not e.retriable:
+                        raise
+                    reached, last = False, f"{last}; GitOps history: {e}"
                 if state.done and reached:
                     return state
                 behind = not reached

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tenantops.drivers.errors import CheckRow, DriverError, Retry
-from tenantops.drivers.gitops.local import GIT_LOCKS, LocalGitRepo
+from tenantops.drivers.gitops.local import GIT_LOCKS, OBJECT_ID, LocalGitRepo
 from tenantops.drivers.gitops.port import Change, Commit
 from tenantops.drivers.gitops.settings import RemoteGitSettings
 
@@ -129,6 +129,8 @@ class RemoteGitRepo:
     def contains(self, revision: str, ancestor: str) -> bool:
         """Whether ``revision`` descends from ``ancestor``; fetched first when the clone does
         not hold ``revision`` (pushed since its last fetch)."""
+        if not (OBJECT_ID.match(revision) and OBJECT_ID.match(ancestor)):
+            return False  # not a commit id (a tag, a chart version): no fetch can tell
         with self._locked():
             self._ensure_clone()
             local = self._local()

@@ -63,7 +63,7 @@ def status_text(status: str) -> Text:
 
 def _evidence(step: dict[str, Any]) -> str:
     if step.get("window") and step["status"] == "ready" and step.get("wake_at"):
-        return f"waits for window {step['window']} (due {_since(step['wake_at'])} UTC)"
+        return f"window {step['window']}: due {_since(step['wake_at'])} UTC"
     if step.get("error") and step["status"] != "succeeded":
         return f"error: {step['error']}"
     evidence = step.get("evidence") or {}
