@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tenantops.auth.principal import Principal, Role
+from tenantops.db import Database
+from tenantops.migrations import upgrade
+from tenantops.runbooks import spec, windows
 from tests.conftest import invoke
 from tests.servers import free_port
 
@@ -145,3 +149,39 @@ def test_terraform_is_checked_only_when_chosen(
     assert failed
     assert failed[0]["status"] == "fail"
     assert "GitOps" in failed[0]["fix"] or "install" in failed[0]["fix"].lower()
+
+
+def test_a_window_the_library_names_must_be_defined(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = spec.load_library()
+    windowed = spec.parse(
+        "id: doctor-windowed\nversion: '1.0'\ntitle: W\ntenant: false\nsteps:\n"
+        "  - {name: change, action: noop, window: night}\n"
+    )
+    env.setattr(spec, "load_library", lambda: {**shipped, "doctor-windowed": windowed})
+
+    code, found = findings(capsys)  # no database yet: nothing is defined, and none is made
+    assert code == 1
+    (row,) = found["maintenance windows"]
+    assert (row["status"], row["detail"]) == ("fail", "night: not defined")
+    assert "tenantops windows set NAME" in row["fix"]
+    assert not (tmp_path / "data").exists()
+
+    db = Database(f"sqlite:///{tmp_path / 'data' / 'tenantops.db'}")
+    (tmp_path / "data").mkdir()
+    upgrade(db.engine)
+    with db.write() as session:
+        windows.put_window(
+            session,
+            principal=Principal("oli", frozenset({Role.OPS_ENGINEER})),
+            name="night",
+            days=["sat"],
+            start="02:00",
+            end="06:00",
+            timezone="UTC",
+        )
+    db.dispose()
+    _, found = findings(capsys)
+    (row,) = found["maintenance windows"]
+    assert (row["status"], row["detail"]) == ("ok", "defined: night")

@@ -87,6 +87,53 @@ def database(settings: Settings) -> Iterator[Finding]:
         )
 
 
+def windows(settings: Settings) -> Iterator[Finding]:
+    """Every maintenance window a runbook of the library names is defined and readable here."""
+    from tenantops.runbooks import spec
+    from tenantops.runbooks import windows as defined
+
+    named = sorted(
+        {
+            step.window
+            for loaded in spec.load_library().values()
+            for step in loaded.runbook.steps
+            if step.window is not None
+        }
+    )
+    if not named:
+        yield Finding("maintenance windows", "skip", "no runbook of the library names a window")
+        return
+    url = settings.resolved_database_url()
+    rows = {}
+    if not (url.startswith("sqlite") and not Path(url.removeprefix("sqlite:///")).exists()):
+        db = Database(url)  # a SQLite file that is not there yet is not made by a probe
+        try:
+            with db.read() as session:
+                rows = {w.name: w for w in defined.list_windows(session)}
+                session.expunge_all()
+        finally:
+            db.dispose()
+    problems = []
+    for name in named:
+        if name not in rows:
+            problems.append(f"{name}: not defined")
+            continue
+        try:
+            defined.of_row(rows[name])
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        yield Finding(
+            "maintenance windows",
+            "fail",
+            "; ".join(problems),
+            "define them: tenantops windows set NAME --days … --from HH:MM --to HH:MM --tz ZONE "
+            "(a windowed step whose window is missing fails its run)",
+        )
+    else:
+        yield Finding("maintenance windows", "ok", f"defined: {', '.join(named)}")
+
+
 def gitops(settings: Settings) -> Iterator[Finding]:
     if shutil.which("git") is None:
         yield Finding(
@@ -370,6 +417,7 @@ def _short(text: str, limit: int = 300) -> str:
 
 PROBES: tuple[Probe, ...] = (
     database,
+    windows,
     gitops,
     events,
     access,
