@@ -617,7 +617,8 @@ def _claim_one(
     lease_grace: timedelta,
 ) -> Claim | None:
     """Claim one step the step-by-step way: a timer ends, params are rendered, a lapsed
-    lease is closed ``lost``. ``None`` if the step needed no worker or failed its run."""
+    lease is closed ``lost``, a step outside its maintenance window is put off until it
+    opens. ``None`` if the step needed no worker, was put off or failed its run."""
     step = runbook.step(row.name)
     if row.status == "running":
         _close_attempt(session, row, "lost", now, "the worker's lease expired")
