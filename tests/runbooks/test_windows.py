@@ -390,6 +390,24 @@ def test_a_bad_window_is_a_problem_and_stores_nothing(
     assert client.get("/api/v1/maintenance-windows", headers=actors.ops).json() == []
 
 
+def test_a_window_this_server_cannot_read_is_listed_with_the_reason(
+    client: TestClient, actors: Actors, db: Database, clock: Clock
+) -> None:
+    with db.write() as session:
+        session.add(
+            MaintenanceWindow(
+                name="night", days=["tue"], start="22:00", end="23:00", timezone="Mars/Olympus",
+                updated_at=clock.now, updated_by="someone",
+            )
+        )  # fmt: skip
+    r = client.get("/api/v1/maintenance-windows", headers=actors.ops)
+    assert r.status_code == 200, r.text
+    (listed,) = r.json()
+    assert (listed["open_now"], listed["next_start"]) == (False, None)
+    assert "unknown time zone 'Mars/Olympus'" in listed["error"]
+    assert listed["updated_at"] == "2030-01-01T09:00:00Z"
+
+
 def test_only_ops_and_admins_change_windows(client: TestClient, actors: Actors) -> None:
     for who in (actors.gov, actors.qa, actors.auditor, actors.am):
         r = client.put("/api/v1/maintenance-windows/night", json=BODY, headers=who)

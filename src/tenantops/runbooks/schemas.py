@@ -186,12 +186,17 @@ class WindowRead(BaseModel):
     """A maintenance window, whether it is open now and when it next opens."""
 
     name: str
-    days: list[WindowDay]
+    days: list[str]
     start: str
     end: str
     timezone: str
     description: str | None
     open_now: bool
-    next_start: datetime = Field(description="Now if open, else the next opening (UTC)")
+    next_start: datetime | None = Field(
+        description="Now if open, else the next opening (UTC); null if it cannot be read here"
+    )
+    error: str | None = Field(
+        default=None, description="Why this server cannot read the window (e.g. its time zone)"
+    )
     updated_at: datetime
     updated_by: str

@@ -149,18 +149,25 @@ def hold(session: Session, name: str, due: datetime) -> datetime:
 
 
 def as_dict(row: MaintenanceWindow, now: datetime | None = None) -> dict[str, Any]:
-    window = of_row(row)
-    at = now or utcnow()
+    """The API's view; a row this host cannot read (its time zone unknown here) is shown
+    with the reason instead of its next opening."""
+    at = as_utc(now or utcnow()).astimezone(UTC)
+    try:
+        next_start: datetime | None = of_row(row).next_start(at)
+        error = None
+    except ValueError as exc:
+        next_start, error = None, str(exc)
     return {
         "name": row.name,
-        "days": list(window.days),
+        "days": list(row.days),
         "start": row.start,
         "end": row.end,
         "timezone": row.timezone,
         "description": row.description,
-        "open_now": window.next_start(at) == as_utc(at).astimezone(UTC),
-        "next_start": window.next_start(at),
-        "updated_at": row.updated_at,
+        "open_now": next_start == at,
+        "next_start": next_start,
+        "error": error,
+        "updated_at": as_utc(row.updated_at),
         "updated_by": row.updated_by,
     }
 

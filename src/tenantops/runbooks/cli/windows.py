@@ -32,7 +32,7 @@ def _table(items: list[dict[str, Any]]) -> Table:
             f"{w['start']}-{w['end']}",
             w["timezone"],
             "open" if w["open_now"] else "closed",
-            "-" if w["open_now"] else _when(w["next_start"]),
+            w["error"] or ("-" if w["open_now"] else _when(w["next_start"])),
             w["updated_by"],
         )
     return table
