@@ -119,9 +119,11 @@ class _Injector:
 
 
 def _closed_windows(db: Database, runbook: Runbook, clock: Clock, notes: list[str]) -> None:
-    """Define each maintenance window the runbook names as closed now and open for an hour
-    from the next full hour, every day (UTC): the windowed steps wait, and the clock jumps."""
-    names = sorted({s.window for s in runbook.steps if s.window is not None})
+    """Define each maintenance window the runbook (or one of the library's, which set up the
+    sample tenant) names as closed now and open for an hour from the next full hour, every
+    day (UTC): the windowed steps wait, and the clock jumps."""
+    steps = [s for loaded in spec.load_library().values() for s in loaded.runbook.steps]
+    names = sorted({s.window for s in [*runbook.steps, *steps] if s.window is not None})
     if not names:
         return
     opens = clock().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
@@ -180,8 +182,8 @@ def run_runbook_test(
                 name: _Injector(action, faults, executions, failed, timed_out, release)
                 for name, action in real.items()
             }
-            tenant = setup_tenant(db, real, clock, runbook, tenant_state, notes)
             _closed_windows(db, runbook, clock, notes)
+            tenant = setup_tenant(db, real, clock, runbook, tenant_state, notes)
             with db.write() as session:
                 run_id = engine.start_run(
                     session,
