@@ -18,6 +18,7 @@ from tenantops.audit.models import AuditEntry
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.errors import Unprocessable
+from tenantops.events.models import OutboxEvent
 from tenantops.runbooks import engine, windows
 from tenantops.runbooks.actions import ActionContext, FunctionAction, StepFailed, StepResult
 from tenantops.runbooks.models import MaintenanceWindow
@@ -172,6 +173,18 @@ def test_a_step_due_outside_its_window_waits_for_it_and_runs_when_it_opens(
     clock.advance(hours=12, minutes=59)  # 21:59: still closed
     drain(w)
     assert steps(db, run_id)["change"].status == "ready"
+    # Said once, to subscribers and in the audit trail: which step waits, for what, until when.
+    with db.read() as session:
+        held = session.scalars(
+            select(OutboxEvent).where(OutboxEvent.type == "io.tenantops.run.step.held")
+        ).all()
+        audited = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "run.step.held")
+        ).all()
+    assert [(e.data["step"], e.data["window"], e.data["until"]) for e in held] == [
+        ("change", "night", "2030-01-01T22:00:00+00:00")
+    ]
+    assert [a.detail["run_id"] for a in audited] == [run_id]
     clock.advance(minutes=1)
     drain(w)
     assert run_of(db, run_id).status == "succeeded"

@@ -25,6 +25,7 @@ from tenantops.events.catalogue import (
     RunFinished,
     SlaBreached,
     StepFinished,
+    StepHeld,
     TenantStateChanged,
 )
 from tenantops.events.envelope import CONTENT_TYPE
@@ -105,6 +106,16 @@ def example_data(kind: EventType) -> EventData:
             attempt=1 if ok else 3,
             evidence={"commit": "9f2c1e4", "manifests_digest": "sha256:5d41…"} if ok else {},
             error=None if ok else "kubernetes-validate: ResourceQuota.spec.hard is required",
+        )
+    if kind.data is StepHeld:
+        return StepHeld(
+            **TENANT,
+            actor="system:engine",
+            **run,
+            runbook="quota-change",
+            step="gitops",
+            window="weekend-night",
+            until="2026-11-28T01:00:00+00:00",
         )
     if kind.data is SlaBreached:
         return SlaBreached(

@@ -92,6 +92,16 @@ class StepFinished(EventData):
     error: str | None = None
 
 
+class StepHeld(EventData):
+    """A runbook step fell due outside its maintenance window and waits for it to open."""
+
+    run_id: str
+    runbook: str
+    step: str
+    window: str = Field(description="The maintenance window's name.")
+    until: str = Field(description="RFC 3339 instant the window opens; the step starts then.")
+
+
 class SlaBreached(EventData):
     """A run or one of its steps passed its SLA deadline while still open."""
 
@@ -196,6 +206,12 @@ STEP_SUCCEEDED = EventType(
 STEP_FAILED = EventType(
     "run.step.failed", "tenant.lifecycle", "A runbook step failed for good.", StepFinished
 )
+STEP_HELD = EventType(
+    "run.step.held",
+    "tenant.lifecycle",
+    "A runbook step waits for its maintenance window to open.",
+    StepHeld,
+)
 SLA_BREACHED = EventType(
     "run.sla_breached", "tenant.compliance", "A run or step passed its SLA deadline.", SlaBreached
 )
@@ -257,6 +273,7 @@ CATALOGUE: dict[str, EventType] = {
         RUN_CANCELLED,
         STEP_SUCCEEDED,
         STEP_FAILED,
+        STEP_HELD,
         SLA_BREACHED,
         ACCESS_GRANTED,
         ACCESS_REVOKED,

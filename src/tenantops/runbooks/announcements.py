@@ -110,3 +110,29 @@ def sla_breached(
             deadline=deadline,
         ),
     )
+
+
+def step_held(
+    *,
+    run_id: str,
+    runbook: str,
+    tenant_id: str | None,
+    inputs: Mapping[str, Any],
+    step: str,
+    window: str,
+    until: str,
+) -> outbox.Event:
+    """``run.step.held``: a step due outside its maintenance window waits until ``until``."""
+    return outbox.Event(
+        catalogue.STEP_HELD,
+        catalogue.StepHeld(
+            tenant_id=tenant_id,
+            tenant_name=_tenant_name(inputs),
+            actor=ENGINE,
+            run_id=run_id,
+            runbook=runbook,
+            step=step,
+            window=window,
+            until=until,
+        ),
+    )

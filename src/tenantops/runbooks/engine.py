@@ -630,6 +630,33 @@ def _claim_one(
             _fail_run(session, run, row, now)
             return None
         if opens > now:
+            if row.wake_at is None or as_utc(row.wake_at) != opens:  # said once per opening
+                # Audited, and so under the audit head lock that orders the outbox.
+                audit.record(
+                    session,
+                    actor=_system(run),
+                    action="run.step.held",
+                    tenant_id=run.tenant_id,
+                    changes={},
+                    detail={
+                        "run_id": run.id,
+                        "step": row.name,
+                        "window": step.window,
+                        "until": opens.isoformat(),
+                    },
+                )
+                announcements.emit(
+                    session,
+                    announcements.step_held(
+                        run_id=run.id,
+                        runbook=run.runbook_id,
+                        tenant_id=run.tenant_id,
+                        inputs=run.inputs,
+                        step=row.name,
+                        window=step.window,
+                        until=opens.isoformat(),
+                    ),
+                )
             row.wake_at = opens
             return None
     if step.wait is not None:
