@@ -69,31 +69,11 @@ def test_local_time_in_the_windows_time_zone_whatever_the_season() -> None:
     [
         # Europe/Berlin springs forward on Sunday 2026-03-29 at 01:00 UTC: 02:00 CET is
         # 03:00 CEST, and local times from 02:00 to 02:59 do not exist that day.
-        (
-            "01:00",
-            "02:30",
-            in_2026(3, 29, 0, 0),
-            in_2026(3, 29, 1, 0),
-        ),
-        (
-            "02:30",
-            "05:00",
-            in_2026(3, 29, 1, 0),
-            in_2026(3, 29, 3, 0),
-        ),
-        (
-            "02:30",
-            "03:30",
-            in_2026(3, 29, 1, 0),
-            in_2026(3, 29, 1, 30),
-        ),
+        ("01:00", "02:30", in_2026(3, 29, 0, 0), in_2026(3, 29, 1, 0)),
+        ("02:30", "05:00", in_2026(3, 29, 1, 0), in_2026(3, 29, 3, 0)),
+        ("02:30", "03:30", in_2026(3, 29, 1, 0), in_2026(3, 29, 1, 30)),
         # ... and falls back on 2026-10-25 at 01:00 UTC: 02:30 happens twice; the first counts.
-        (
-            "02:30",
-            "05:00",
-            in_2026(10, 25, 0, 30),
-            in_2026(10, 25, 4, 0),
-        ),
+        ("02:30", "05:00", in_2026(10, 25, 0, 30), in_2026(10, 25, 4, 0)),
     ],
 )
 def test_a_time_the_clock_change_skips_opens_or_closes_the_window_where_the_gap_ends(
@@ -146,6 +126,14 @@ def define(db: Database, name: str, days: list[str], start: str, end: str) -> No
         windows.put_window(
             session, principal=OLI, name=name, days=days, start=start, end=end, timezone="UTC"
         )
+
+
+def unreadable(db: Database, clock: Clock) -> None:
+    """Window ``night`` stored with a time zone this host does not know."""
+    row = MaintenanceWindow(name="night", days=["tue"], start="22:00", end="23:00")
+    row.timezone, row.updated_at, row.updated_by = "Mars/Olympus", clock.now, "someone"
+    with db.write() as session:
+        session.add(row)
 
 
 WINDOWED = runbook(
@@ -253,13 +241,7 @@ def test_a_window_moved_to_now_starts_its_held_step_and_a_deleted_one_fails_it(
 def test_a_window_that_cannot_be_read_fails_its_run_and_stalls_no_other(
     db: Database, clock: Clock
 ) -> None:
-    with db.write() as session:  # e.g. a time zone the API host knew and this worker does not
-        session.add(
-            MaintenanceWindow(
-                name="night", days=["tue"], start="22:00", end="23:00", timezone="Mars/Olympus",
-                updated_at=clock.now, updated_by="someone",
-            )
-        )  # fmt: skip
+    unreadable(db, clock)  # e.g. a time zone the API host knew and this worker does not
     windowed, plain = start(db, WINDOWED), start(db, runbook("  - {name: one, action: noop}\n"))
     drain(worker(db))
     assert run_of(db, plain).status == "succeeded"
@@ -406,13 +388,7 @@ def test_a_bad_window_is_a_problem_and_stores_nothing(
 def test_a_window_this_server_cannot_read_is_listed_with_the_reason(
     client: TestClient, actors: Actors, db: Database, clock: Clock
 ) -> None:
-    with db.write() as session:
-        session.add(
-            MaintenanceWindow(
-                name="night", days=["tue"], start="22:00", end="23:00", timezone="Mars/Olympus",
-                updated_at=clock.now, updated_by="someone",
-            )
-        )  # fmt: skip
+    unreadable(db, clock)
     r = client.get("/api/v1/maintenance-windows", headers=actors.ops)
     assert r.status_code == 200, r.text
     (listed,) = r.json()
