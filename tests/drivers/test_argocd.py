@@ -311,6 +311,29 @@ def test_without_the_history_only_the_very_revision_is_done(
     replay.assert_done()
 
 
+def test_an_application_left_out_of_sync_with_nothing_running_is_synced_once_more(
+    argocd: ArgoCDRest, replay: Replay
+) -> None:
+    # No automated sync, and the step's sync came before Argo CD saw the commit.
+    replay.script(
+        ex("out_of_sync_idle"),
+        ex("out_of_sync_idle"),
+        ex("sync_started"),  # asked once more, to the Application's target
+        ex("out_of_sync_progressing"),
+        ex("synced_healthy"),
+    )
+    assert argocd.wait(APP, timeout=300, revision=NEW, resync=True).revision == NEW
+    (again,) = [s for s in replay.seen if s.method == "POST"]
+    assert "revision" not in again.body
+    replay.assert_done()
+
+    # Without resync (or once it was used) the wait only watches.
+    replay.script(*[ex("out_of_sync_idle")] * 4)
+    with pytest.raises(ArgoCDError, match="not Synced/Healthy"):
+        argocd.wait(APP, timeout=10, revision=NEW)
+    replay.assert_done()
+
+
 def test_wait_times_out_retriable_naming_the_last_state_after_bounded_polls(
     argocd: ArgoCDRest, replay: Replay, fake_time: FakeTime
 ) -> None:

@@ -562,6 +562,7 @@ def driver_actions(settings: Settings, db: Database, *, drivers: Drivers | None 
             app,
             timeout=timeout or (settings.argocd.wait_seconds if settings.argocd else 60.0),
             revision=revision,
+            resync=True,
         )
         return StepResult(output=state.as_dict(), evidence=state.as_dict())
 

@@ -48,7 +48,9 @@ class LocalArgoCD:
                 entries.append(HistoryEntry(len(entries), head, at, at))
         return self.status(app)
 
-    def wait(self, app: str, *, timeout: float, revision: str | None = None) -> SyncState:
+    def wait(
+        self, app: str, *, timeout: float, revision: str | None = None, resync: bool = False
+    ) -> SyncState:
         """Nothing to wait for without a cluster: the state now, whose head must be
         ``revision`` or a later commit that holds it."""
         state = self.status(app)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-SYNCED, HEALTHY, DEGRADED = "Synced", "Healthy", "Degraded"
+SYNCED, OUT_OF_SYNC, HEALTHY, DEGRADED = "Synced", "OutOfSync", "Healthy", "Degraded"
 
 
 def app_name(tenant: str) -> str:
@@ -88,11 +88,15 @@ class ArgoCD(Protocol):
         """Start a sync of ``app`` (to ``revision``, else its target); the state right after."""
         ...
 
-    def wait(self, app: str, *, timeout: float, revision: str | None = None) -> SyncState:
+    def wait(
+        self, app: str, *, timeout: float, revision: str | None = None, resync: bool = False
+    ) -> SyncState:
         """Poll until Synced and Healthy (at ``revision`` if given), or raise ``DriverError``.
 
         Timeout is retriable and names the last state; Degraded health or a
-        failed sync operation needs a human.
+        failed sync operation needs a human. With ``resync``, an Application seen
+        OutOfSync twice in a row with nothing running is asked to sync once more
+        (one without automated sync whose first sync came before it saw the commit).
         """
         ...
 

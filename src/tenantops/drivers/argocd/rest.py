@@ -44,7 +44,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tenantops.drivers.argocd.port import DEGRADED, HistoryEntry, SyncState
+from tenantops.drivers.argocd.port import DEGRADED, OUT_OF_SYNC, HistoryEntry, SyncState
 from tenantops.drivers.argocd.settings import ArgoCDSettings
 from tenantops.drivers.errors import CheckRow, DriverError, Retry, retry_after
 from tenantops.drivers.http import send
@@ -154,13 +154,17 @@ class ArgoCDRest:
         answer = self._call("GET", _app_path(app), params=params)
         return parse_state(app, answer, history=self.settings.history_entries)
 
-    def wait(self, app: str, *, timeout: float, revision: str | None = None) -> SyncState:
+    def wait(
+        self, app: str, *, timeout: float, revision: str | None = None, resync: bool = False
+    ) -> SyncState:
         """Poll with backoff until Synced and Healthy (at ``revision`` or a later commit
-        that holds it), or raise."""
+        that holds it), or raise; with ``resync``, sync once more an Application left
+        OutOfSync with nothing running (see the port)."""
         deadline = self._clock() + timeout
         delay = self.settings.poll_initial_seconds
         last = "not read yet"
         behind = False
+        idle_out_of_sync = 0
         while True:
             pause = delay
             try:
@@ -193,6 +197,12 @@ class ArgoCDRest:
                 if state.done and reached:
                     return state
                 behind = not reached
+                idle = state.operation_phase in (None, "Succeeded")
+                out_of_sync = state.sync_status == OUT_OF_SYNC and idle
+                idle_out_of_sync = idle_out_of_sync + 1 if out_of_sync else 0
+                if resync and idle_out_of_sync == 2:  # no automated sync: nobody else will
+                    self.sync(app)
+                    resync, last = False, f"{last}; asked to sync again"  # once per wait
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise ArgoCDError(
