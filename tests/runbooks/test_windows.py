@@ -128,9 +128,9 @@ def define(db: Database, name: str, days: list[str], start: str, end: str) -> No
         )
 
 
-def unreadable(db: Database, clock: Clock) -> None:
-    """Window ``night`` stored with a time zone this host does not know."""
-    row = MaintenanceWindow(name="night", days=["tue"], start="22:00", end="23:00")
+def unreadable(db: Database, clock: Clock, name: str = "night") -> None:
+    """Window ``name`` stored with a time zone this host does not know."""
+    row = MaintenanceWindow(name=name, days=["tue"], start="22:00", end="23:00")
     row.timezone, row.updated_at, row.updated_by = "Mars/Olympus", clock.now, "someone"
     with db.write() as session:
         session.add(row)
@@ -395,6 +395,22 @@ def test_a_window_this_server_cannot_read_is_listed_with_the_reason(
     assert (listed["open_now"], listed["next_start"]) == (False, None)
     assert "unknown time zone 'Mars/Olympus'" in listed["error"]
     assert listed["updated_at"] == "2030-01-01T09:00:00Z"
+
+    # What the error says to do works: define it again (or delete it).
+    fixed = client.put("/api/v1/maintenance-windows/night", json=BODY, headers=actors.ops)
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["error"] is None
+    unreadable(db, clock, name="other")
+    gone = client.delete("/api/v1/maintenance-windows/other", headers=actors.ops)
+    assert gone.status_code == 204, gone.text
+    with db.read() as session:
+        trail = session.scalars(
+            select(AuditEntry).where(AuditEntry.action.like("maintenance_window.%"))
+        ).all()
+    assert [e.changes["window"]["before"] for e in trail] == [
+        "tue 22:00-23:00 Mars/Olympus",
+        "tue 22:00-23:00 Mars/Olympus",
+    ]
 
 
 def test_only_ops_and_admins_change_windows(client: TestClient, actors: Actors) -> None:

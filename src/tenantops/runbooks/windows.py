@@ -80,10 +80,6 @@ class Weekly:
                 return opens
         raise AssertionError("a weekly window with a day opens within eight days")
 
-    def describe(self) -> str:
-        """``sat,sun 02:00-06:00 Europe/Berlin``."""
-        return f"{','.join(self.days)} {self.start:%H:%M}-{self.end:%H:%M} {self.timezone}"
-
 
 def _instant(day: date, at: time, tz: ZoneInfo) -> datetime:
     """The UTC instant of local time ``at`` on ``day``; in a gap (spring forward: the time
@@ -116,6 +112,11 @@ def _clock_time(field: str, value: str) -> time:
     if len(value) != 5 or parsed.tzinfo is not None:
         raise ValueError(f"{field} must be HH:MM (got {value!r})")
     return parsed
+
+
+def describe(row: MaintenanceWindow) -> str:
+    """``sat,sun 02:00-06:00 Europe/Berlin``, from the stored fields (readable here or not)."""
+    return f"{','.join(row.days)} {row.start}-{row.end} {row.timezone}"
 
 
 def of_row(row: MaintenanceWindow) -> Weekly:
@@ -200,7 +201,7 @@ def put_window(
     except ValueError as exc:
         raise Unprocessable(str(exc)) from None
     row = session.get(MaintenanceWindow, name, with_for_update=True)
-    before = None if row is None else of_row(row).describe()
+    before = None if row is None else describe(row)
     now = utcnow()
     if row is None:
         row = MaintenanceWindow(name=name)
@@ -214,7 +215,7 @@ def put_window(
         actor=principal,
         action="maintenance_window.set",
         tenant_id=None,
-        changes={"window": {"before": before, "after": window.describe()}},
+        changes={"window": {"before": before, "after": describe(row)}},
         detail={"name": name, "description": description},
     )
     return row
@@ -237,7 +238,7 @@ def _wake_held(session: Session, name: str, now: datetime) -> None:
 def delete_window(session: Session, *, principal: Principal, name: str) -> None:
     """Remove window ``name`` (audited); a step that names it fails when next due, saying so."""
     row = get_window(session, name)
-    before = of_row(row).describe()
+    before = describe(row)
     session.delete(row)
     _wake_held(session, name, utcnow())
     audit.record(
