@@ -630,34 +630,7 @@ def _claim_one(
             _fail_run(session, run, row, now)
             return None
         if opens > now:
-            if row.wake_at is None or as_utc(row.wake_at) != opens:  # said once per opening
-                # Audited, and so under the audit head lock that orders the outbox.
-                audit.record(
-                    session,
-                    actor=_system(run),
-                    action="run.step.held",
-                    tenant_id=run.tenant_id,
-                    changes={},
-                    detail={
-                        "run_id": run.id,
-                        "step": row.name,
-                        "window": step.window,
-                        "until": opens.isoformat(),
-                    },
-                )
-                announcements.emit(
-                    session,
-                    announcements.step_held(
-                        run_id=run.id,
-                        runbook=run.runbook_id,
-                        tenant_id=run.tenant_id,
-                        inputs=run.inputs,
-                        step=row.name,
-                        window=step.window,
-                        until=opens.isoformat(),
-                    ),
-                )
-            row.wake_at = opens
+            _put_off(session, run, row, step.window, opens)
             return None
     if step.wait is not None:
         row.status, row.finished_at = "succeeded", now
@@ -822,6 +795,34 @@ def fail(session: Session, *, claim: Claim, error: str, retriable: bool = True) 
     row.status, row.finished_at = "failed", now
     _fail_run(session, run, row, now)
     return row
+
+
+def _put_off(session: Session, run: Run, row: RunStep, window: str, opens: datetime) -> None:
+    """Hold ``row`` until its window ``opens``; said once per opening, audited and so under
+    the audit head lock that orders the outbox."""
+    if row.wake_at is None or as_utc(row.wake_at) != opens:
+        until = opens.isoformat()
+        audit.record(
+            session,
+            actor=_system(run),
+            action="run.step.held",
+            tenant_id=run.tenant_id,
+            changes={},
+            detail={"run_id": run.id, "step": row.name, "window": window, "until": until},
+        )
+        announcements.emit(
+            session,
+            announcements.step_held(
+                run_id=run.id,
+                runbook=run.runbook_id,
+                tenant_id=run.tenant_id,
+                inputs=run.inputs,
+                step=row.name,
+                window=window,
+                until=until,
+            ),
+        )
+    row.wake_at = opens
 
 
 def _fail_run(session: Session, run: Run, row: RunStep, now: datetime) -> None:

@@ -144,7 +144,7 @@ class LocalGitRepo:
             return False
         if revision == ancestor:
             return True
-        if not self.has_commit(revision):
+        if not self._initialised():
             return False
         # Exit 0: an ancestor; 1: not one; 128: git does not know one of the two.
         probe = self._exec([*self._git(), "merge-base", "--is-ancestor", ancestor, revision])
