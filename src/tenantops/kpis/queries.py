@@ -46,6 +46,7 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     Select,
+    Subquery,
     and_,
     case,
     cast,
@@ -285,9 +286,7 @@ def report_query(rows: Any, sort: str, limit: int | None, currencies: Sequence[s
 
     ``rows`` is built once (a materialized CTE) and read three times: sorted and
     cut for the table, aggregated for the totals, and ranked by activation time
-    for the percentiles. The rank of ``p`` among ``n`` values is the smallest
-    ``r`` with ``100 r >= p n`` (``ceil(p n / 100)``, at least 1), in whole
-    numbers so no store rounds it (as ``percentile``). No visible tenant: no row.
+    for the percentiles (``nearest_rank``). No visible tenant: no row.
     """
     page_query = select(rows).order_by(*_order(rows, sort))
     page = (page_query if limit is None else page_query.limit(limit)).subquery("page")
@@ -304,29 +303,41 @@ def report_query(rows: Any, sort: str, limit: int | None, currencies: Sequence[s
             for label, aggregate in (("cost", func.sum), ("priced", func.count))
         ),
     ).subquery("totals")
-    ranked = (
-        select(
-            rows.c.activation,
-            func.row_number().over(order_by=rows.c.activation).label("rank"),
-            func.count().over().label("n"),
-        )
-        .where(rows.c.activation.is_not(None))
-        .subquery("ranked")
-    )
-    rank, n = ranked.c.rank, ranked.c.n
-    picks = select(
-        *(
-            func.max(
-                case((and_(rank * 100 >= p * n, (rank - 1) * 100 < p * n), ranked.c.activation))
-            ).label(f"p{p}")
-            for p in PCTS
-        )
-    ).subquery("picks")
+    picks = nearest_rank(rows.c.activation)
     return (
         select(page, totals, picks)
         .select_from(page.join(totals, true()).join(picks, true()))
         .order_by(*_order(page, sort))
     )
+
+
+def nearest_rank(
+    value: ColumnElement[Any], *where: ColumnElement[bool], pcts: Sequence[int] = PCTS
+) -> Subquery:
+    """One row with a column ``p<p>`` per percentile of ``value`` (NULLs left out), by rank.
+
+    The rank of ``p`` among ``n`` values is the smallest ``r`` with ``100 r >= p n``
+    (``ceil(p n / 100)``, at least 1), in whole numbers so no store rounds it: always
+    a value that occurred (``service.percentile`` is the reference). No value: NULLs.
+    """
+    ranked = (
+        select(
+            value.label("value"),
+            func.row_number().over(order_by=value).label("rank"),
+            func.count().over().label("n"),
+        )
+        .where(value.is_not(None), *where)
+        .subquery("ranked")
+    )
+    rank, n = ranked.c.rank, ranked.c.n
+    return select(
+        *(
+            func.max(
+                case((and_(rank * 100 >= p * n, (rank - 1) * 100 < p * n), ranked.c.value))
+            ).label(f"p{p}")
+            for p in pcts
+        )
+    ).subquery("picks")
 
 
 def states_and_budgets(
