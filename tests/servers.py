@@ -10,12 +10,15 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 
 from tenantops.auth import tokens
 from tenantops.auth.principal import SYSTEM, Role
@@ -23,6 +26,25 @@ from tenantops.db import Database
 
 HOST = "127.0.0.1"
 READY_WITHIN = 30.0  # seconds a server may take to answer /readyz
+
+
+@contextmanager
+def in_thread(app: FastAPI, port: int) -> Iterator[None]:
+    """``app`` served by uvicorn on 127.0.0.1:``port`` in a thread of the test, until the end."""
+    config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", ws="none")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + READY_WITHIN
+    while not instance.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        assert thread.is_alive(), "the server thread died"
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        instance.should_exit = True
+        thread.join(10)
 
 
 def mint_token(db: Database, subject: str, *roles: str, tenant: str | None = None) -> str:

@@ -14,6 +14,7 @@ from tenantops.alerts.cli import app as alerts_app
 from tenantops.audit.cli import app as audit_app
 from tenantops.auth.cli import app as tokens_app
 from tenantops.auth.cli import operator
+from tenantops.backup.cli import app as backup_app
 from tenantops.config import Settings
 from tenantops.errors import AppError
 from tenantops.events.cli import app as events_app
@@ -41,6 +42,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The control-plane database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(backup_app, name="backup")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 app.add_typer(tenants_app, name="tenants")

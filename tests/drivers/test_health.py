@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from tenantops.app import create_app
@@ -31,9 +29,7 @@ from tenantops.runbooks.actions import ActionContext, Registry, StepFailed
 from tenantops.tenants.lifecycle import TenantState
 from tests.conftest import Actors
 from tests.flows import suspend, tenant_in
-from tests.servers import HOST, free_port
-
-READY_WITHIN = 20.0
+from tests.servers import HOST, free_port, in_thread
 
 
 @pytest.fixture
@@ -41,22 +37,8 @@ def server(db: Database, settings: Settings) -> Iterator[Settings]:
     """This app served on a free port; yields the settings that point at it."""
     port = free_port()
     served = settings.model_copy(update={"port": port, "host": HOST})
-    config = uvicorn.Config(
-        create_app(served, db=db), host=HOST, port=port, log_level="warning", ws="none"
-    )
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + READY_WITHIN
-    while not instance.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        assert thread.is_alive(), "the server thread died"
-        time.sleep(0.05)
-    try:
+    with in_thread(create_app(served, db=db), port):
         yield served
-    finally:
-        instance.should_exit = True
-        thread.join(10)
 
 
 def ctx(tenant: dict[str, Any], key: str, **params: Any) -> ActionContext:

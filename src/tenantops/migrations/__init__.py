@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 HERE = Path(__file__).parent
 
@@ -25,9 +25,23 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
 
 
-def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
+def current_revision(bind: Engine | Connection) -> str | None:
+    """The revision the database is at (None: no schema); a connection reads in its transaction."""
+    if isinstance(bind, Connection):
+        return MigrationContext.configure(bind).get_current_revision()
+    with bind.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the database behind ``engine`` back to ``revision`` (``base``: no schema)."""
+    command.downgrade(alembic_config(engine), revision)
+
+
+def known_revisions(engine: Engine) -> set[str]:
+    """Every revision these migrations define."""
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    return {r.revision for r in scripts.walk_revisions()}
 
 
 def head_revision(engine: Engine) -> str | None:

@@ -167,6 +167,36 @@ class LocalGitRepo:
         out = self._run("log", "--format=%B%x00", tip).stdout
         return [m.strip() for m in out.split("\0") if m.strip()]
 
+    # -- backup and restore (not part of the port) ---------------------------
+
+    def bundle(self, target: Path) -> str | None:
+        """Write every ref into the git bundle ``target``; the branch's commit then.
+
+        Holds the writers' lock, so the bundle is one moment of the repository.
+        None, and no file, for a repository without a commit.
+        """
+        if self._tip() is None:
+            return None
+        with self._locked():
+            tip = self._tip()
+            self._call([*self._git(), "bundle", "create", "-q", str(target), "--all"])
+        return tip
+
+    def unbundle(self, bundle: Path) -> str:
+        """Fill this new (not yet existing) repository from ``bundle``; the branch's commit."""
+        if self._initialised():
+            raise DriverError(f"{self.path} already holds a repository", retry=Retry.PERMANENT)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._run("init", "-q", "--bare", "-b", self.branch)
+        self._run("bundle", "verify", "-q", str(bundle))
+        self._run("fetch", "-q", str(bundle), "refs/*:refs/*")
+        tip = self._tip()
+        if tip is None:
+            raise DriverError(
+                f"the bundle holds no branch {self.branch}", retry=Retry.PERMANENT
+            )
+        return tip
+
     # -- internals ----------------------------------------------------------
 
     def _relative(self, path: str) -> str:

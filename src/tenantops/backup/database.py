@@ -1,0 +1,212 @@
+"""The database part of a backup: every table dumped from one snapshot, and loaded back.
+
+Dump reads all tables in one transaction (PostgreSQL ``REPEATABLE READ``;
+SQLite in WAL mode reads one snapshot per transaction), so the backup is one
+consistent moment even while workers run. Load writes every row in the
+caller's transaction, so a restore that fails leaves no row behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, IntegrityError
+
+from tenantops.backup.archive import TableEntry
+from tenantops.backup.errors import BackupError
+from tenantops.backup.values import bind_type, decoder, encoder, kind_of
+from tenantops.migrations.tables import schema
+
+# Left out on purpose: who is signed in to the web UI, and its login throttle.
+# A restored control plane asks everyone to sign in again.
+EXCLUDED = frozenset({"web_sessions", "web_login_throttle"})
+BATCH = 1000
+Progress = Callable[[str], None]
+
+
+def tables() -> list[Table]:
+    """The tables a backup holds, parents before the rows that point at them."""
+    return [t for t in schema().sorted_tables if t.name not in EXCLUDED]
+
+
+def columns(table: Table) -> tuple[tuple[str, str], ...]:
+    return tuple((c.name, kind_of(c)) for c in table.columns)
+
+
+def snapshot(engine: Engine) -> Connection:
+    """A connection in a transaction that sees one moment of the whole database."""
+    conn = engine.connect()
+    if engine.dialect.name != "sqlite":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    conn.begin()
+    return conn
+
+
+def dump(conn: Connection, staging: Path, progress: Progress) -> list[TableEntry]:
+    """Write every table under ``staging/tables/`` as JSON lines; the manifest's entries."""
+    entries = []
+    (staging / "tables").mkdir(parents=True, exist_ok=True)
+    for table in tables():
+        member = f"tables/{table.name}.jsonl"
+        kinds = columns(table)
+        rows, size, digest = _dump_table(conn, table, kinds, staging / member)
+        entries.append(
+            TableEntry(
+                name=table.name,
+                member=member,
+                rows=rows,
+                size=size,
+                sha256=digest,
+                columns=kinds,
+            )
+        )
+        if rows:
+            progress(f"table {table.name}: {rows:,} rows")
+    return entries
+
+
+def _dump_table(
+    conn: Connection, table: Table, kinds: tuple[tuple[str, str], ...], path: Path
+) -> tuple[int, int, str]:
+    cols = list(table.columns)
+    json_cols = [c for c, (_n, kind) in zip(cols, kinds, strict=True) if kind == "json"]
+    # A JSON column reads SQL NULL and a stored JSON null both as None: ask which it is.
+    query = select(*cols, *(c.is_(None) for c in json_cols)).order_by(*table.primary_key.columns)
+    encoders = [encoder(kind) for _name, kind in kinds]
+    json_at = [i for i, (_n, kind) in enumerate(kinds) if kind == "json"]
+    h, size, count = hashlib.sha256(), 0, 0
+    with path.open("wb") as out:
+        for row in conn.execution_options(yield_per=BATCH).execute(query):
+            values = list(row[: len(cols)])
+            line = [None if v is None else enc(v) for v, enc in zip(values, encoders, strict=True)]
+            for flag, i in zip(row[len(cols) :], json_at, strict=True):
+                line[i] = None if flag else [values[i]]
+            body = json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+            out.write(body)
+            h.update(body)
+            size += len(body)
+            count += 1
+    return count, size, h.hexdigest()
+
+
+def check_schema(entries: tuple[TableEntry, ...]) -> dict[str, Table]:
+    """The tables to load, by name; ``BackupError`` if the backup's schema is not this one."""
+    ours = {t.name: t for t in tables()}
+    theirs = {e.name: e for e in entries}
+    if len(theirs) != len(entries):
+        raise BackupError("the backup lists a table twice")
+    for name in ours.keys() - theirs.keys():
+        raise BackupError(f"the backup has no table {name}, which this schema has")
+    for name in theirs.keys() - ours.keys():
+        raise BackupError(f"the backup has a table {name}, which this schema does not")
+    for entry in entries:
+        if entry.columns != columns(ours[entry.name]):
+            raise BackupError(f"the columns of table {entry.name} differ from this schema's")
+    return ours
+
+
+def load(
+    conn: Connection,
+    entries: tuple[TableEntry, ...],
+    staging: Path,
+    progress: Progress,
+) -> int:
+    """Insert every row of the backup, in the caller's transaction; the rows loaded.
+
+    The target holds only what the migrations wrote (empty tables, seed rows);
+    the seed rows are deleted first, so the backup's rows replace them.
+    """
+    ours = check_schema(entries)
+    for table in reversed(tables()):
+        conn.execute(delete(table))
+    by_name = {e.name: e for e in entries}
+    loaded = 0
+    for table in tables():
+        entry = by_name[table.name]
+        count = _load_table(conn, table, entry, staging / entry.member)
+        if count != entry.rows:
+            raise BackupError(
+                f"table {table.name}: {count} rows in the file, {entry.rows} in the manifest"
+            )
+        loaded += count
+        if count:
+            progress(f"table {table.name}: {count:,} rows")
+    if conn.dialect.name == "postgresql":
+        _reset_sequences(conn, ours.values())
+    return loaded
+
+
+def _load_table(conn: Connection, table: Table, entry: TableEntry, path: Path) -> int:
+    cols = list(table.columns)
+    decoders = [decoder(kind) for _name, kind in entry.columns]
+    statement = insert(table).values(
+        {
+            c: bindparam(f"p{i}", type_=bind_type(c, kind))
+            for i, (c, (_n, kind)) in enumerate(zip(cols, entry.columns, strict=True))
+        }
+    )
+    count, batch = 0, []
+    for number, values in _lines(path, table.name):
+        if len(values) != len(cols):
+            raise BackupError(f"table {table.name}, row {number}: {len(values)} values")
+        try:
+            batch.append(
+                {
+                    f"p{i}": None if v is None else dec(v)
+                    for i, (v, dec) in enumerate(zip(values, decoders, strict=True))
+                }
+            )
+        except ValueError as exc:
+            raise BackupError(f"table {table.name}, row {number}: {exc}") from exc
+        count += 1
+        if len(batch) == BATCH:
+            _insert(conn, statement, batch, table.name)
+            batch = []
+    if batch:
+        _insert(conn, statement, batch, table.name)
+    return count
+
+
+def _insert(conn: Connection, statement: Any, batch: list[dict[str, Any]], name: str) -> None:
+    try:
+        conn.execute(statement, batch)
+    except (IntegrityError, DataError) as exc:
+        reason = " ".join(str(exc.orig).split())
+        raise BackupError(f"the rows of table {name} do not load: {reason}") from exc
+
+
+def _lines(path: Path, name: str) -> Iterator[tuple[int, list[Any]]]:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                values = json.loads(raw)
+            except ValueError as exc:
+                raise BackupError(f"table {name}, row {number} is not JSON: {exc}") from exc
+            if not isinstance(values, list):
+                raise BackupError(f"table {name}, row {number} is not a JSON array")
+            yield number, values
+
+
+def _reset_sequences(conn: Connection, loaded: Any) -> None:
+    """Move each serial column's sequence past the highest id loaded (PostgreSQL)."""
+    for table in loaded:
+        for column in table.primary_key.columns:
+            if kind_of(column) != "int":
+                continue
+            qualified = f"{table.schema}.{table.name}" if table.schema else table.name
+            sequence = conn.execute(
+                select(func.pg_get_serial_sequence(qualified, column.name))
+            ).scalar()
+            if sequence is None:
+                continue
+            highest = conn.execute(select(func.max(column))).scalar()
+            conn.execute(
+                text("SELECT setval(CAST(:seq AS regclass), :value, :called)"),
+                {"seq": sequence, "value": highest or 1, "called": highest is not None},
+            )

@@ -1,0 +1,321 @@
+"""Create, verify and restore a backup of the control plane.
+
+- ``create`` dumps the database from one snapshot, then bundles the local
+  GitOps repository and links the data directory's files, and writes the
+  archive whole or not at all.
+- ``verify`` checks every member against the manifest, then restores the
+  backup into a scratch SQLite database and walks its audit chain: a backup
+  that verifies is one that restores.
+- ``restore`` needs an empty database and no file of the backup already in
+  place; it loads every row in one transaction, checks the audit chain before
+  committing, and records the restore as an audit entry. On any failure the
+  database is left empty and no file has been moved.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import MetaData, Table, inspect, select
+from sqlalchemy.orm import Session
+
+from tenantops import __version__
+from tenantops.audit import service as audit
+from tenantops.auth.principal import Principal
+from tenantops.backup import archive, database, files
+from tenantops.backup.archive import FileEntry, GitEntry, Manifest
+from tenantops.backup.errors import BackupError
+from tenantops.config import Settings
+from tenantops.db import Database
+from tenantops.drivers.errors import DriverError
+from tenantops.drivers.gitops.local import LocalGitRepo
+from tenantops.kit.clock import utcnow
+from tenantops.migrations import (
+    current_revision,
+    downgrade,
+    head_revision,
+    known_revisions,
+    upgrade,
+)
+from tenantops.migrations.tables import schema
+
+Progress = Callable[[str], None]
+BUNDLE = "gitops.bundle"
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Written:
+    """A backup written: where, how big, its SHA-256, what it holds."""
+
+    path: Path
+    size: int
+    sha256: str
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A backup verified: its manifest and how many audit entries link up."""
+
+    manifest: Manifest
+    audit_entries: int
+
+
+@contextmanager
+def _staging(parent: Path, prefix: str) -> Iterator[Path]:
+    """A hidden folder under ``parent`` (so no backup picks it up), removed afterwards."""
+    parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def default_name() -> str:
+    return f"tenantops-backup-{utcnow().strftime('%Y%m%dT%H%M%SZ')}.tar.gz"
+
+
+def create(
+    settings: Settings, db: Database, target: Path, *, progress: Progress = _quiet
+) -> Written:
+    """Write a backup of ``db`` and the data directory to ``target``."""
+    if target.exists():
+        raise BackupError(f"{target} exists already; name another file")
+    with _staging(settings.data_dir, ".backup-") as staging:
+        conn = database.snapshot(db.engine)
+        try:
+            revision = current_revision(conn)
+            if revision is None or revision != head_revision(db.engine):
+                raise BackupError(
+                    f"the database is at schema {revision or 'none'}, this tenantops at "
+                    f"{head_revision(db.engine)}; run: tenantops db upgrade"
+                )
+            head = schema().tables["audit_head"]
+            audit_head = conn.execute(select(head.c.seq, head.c.hash)).first()
+            tables = database.dump(conn, staging, progress)
+        finally:
+            conn.close()
+        gitops = _bundle(settings, staging, progress)
+        kept = []
+        for relative, path in files.data_files(settings, skip=(target,)):
+            member = f"files/{relative}"
+            size, digest = archive.stage(path, staging, member)
+            kept.append(FileEntry(path=relative, member=member, size=size, sha256=digest))
+        if kept:
+            progress(f"{len(kept)} files of {settings.data_dir}")
+        manifest = Manifest(
+            created_at=utcnow().isoformat(),
+            tenantops_version=__version__,
+            schema_revision=revision,
+            source="sqlite" if db.is_sqlite else "postgresql",
+            audit_entries=audit_head.seq if audit_head else 0,
+            audit_head=audit_head.hash if audit_head else None,
+            tables=tuple(tables),
+            files=tuple(kept),
+            gitops=gitops,
+        )
+        size, digest = archive.write(target, manifest, staging)
+    return Written(target, size, digest, manifest)
+
+
+def _bundle(settings: Settings, staging: Path, progress: Progress) -> GitEntry | None:
+    if settings.gitops.remote is not None:
+        return None  # the remote repository is the record; its clone here is a cache
+    repo = LocalGitRepo(settings.resolved_gitops_path(), branch=settings.gitops.branch)
+    try:
+        head = repo.bundle(staging / BUNDLE)
+    except DriverError as exc:
+        raise BackupError(f"cannot bundle the GitOps repository: {exc}") from exc
+    if head is None:
+        return None
+    size, digest = archive.digest_file(staging / BUNDLE)
+    progress(f"GitOps repository {repo.path}: branch {repo.branch} at {head[:12]}")
+    return GitEntry(member=BUNDLE, size=size, sha256=digest, branch=repo.branch, head=head)
+
+
+def _same_schema(manifest: Manifest, db: Database) -> None:
+    head = head_revision(db.engine)
+    if manifest.schema_revision == head:
+        return
+    if manifest.schema_revision in known_revisions(db.engine):
+        raise BackupError(
+            f"the backup is at schema {manifest.schema_revision}, this tenantops at {head}: "
+            f"restore it with tenantops {manifest.tenantops_version} (which wrote it), "
+            "then upgrade"
+        )
+    raise BackupError(
+        f"the backup is at schema {manifest.schema_revision}, which this tenantops "
+        f"({__version__}) does not know: restore it with tenantops "
+        f"{manifest.tenantops_version} or newer"
+    )
+
+
+def _load(
+    db: Database,
+    manifest: Manifest,
+    staging: Path,
+    progress: Progress,
+    *,
+    record: Callable[[Session], None] | None,
+) -> int:
+    """Load the rows into ``db`` (migrated to the backup's schema) and check the audit chain.
+
+    Commits only when ``record`` is given (it writes the restore's own audit
+    entry); a trial load rolls back. The audit entries that link up are returned.
+    """
+    with db.engine.connect() as conn, conn.begin() as transaction:
+        database.load(conn, manifest.tables, staging, progress)
+        with Session(bind=conn, join_transaction_mode="rollback_only") as session:
+            checked = audit.verify(session)
+            if not checked.ok:
+                where = f"entry {checked.bad_seq}" if checked.bad_seq is not None else "its end"
+                raise BackupError(
+                    f"the backup's audit trail is broken at {where}: {checked.reason}"
+                )
+            if checked.checked != manifest.audit_entries:
+                raise BackupError(
+                    f"the backup's audit trail holds {checked.checked} entries, "
+                    f"its manifest {manifest.audit_entries}"
+                )
+            if record is None:
+                transaction.rollback()
+                return checked.checked
+            record(session)
+            session.flush()
+    return checked.checked
+
+
+def verify(path: Path, *, progress: Progress = _quiet) -> Checked:
+    """Check ``path`` member by member, then restore it into a scratch database."""
+    manifest = archive.read_manifest(path)
+    with tempfile.TemporaryDirectory(prefix="tenantops-verify-") as scratch:
+        staging = Path(scratch)
+        archive.extract(path, manifest, staging, progress=progress)
+        progress(f"{len(manifest.members())} members match the manifest")
+        if manifest.gitops is not None:
+            _unbundle(manifest.gitops, staging, staging / "gitops-repo")
+        db = Database(f"sqlite:///{staging / 'trial.db'}")
+        try:
+            _same_schema(manifest, db)
+            upgrade(db.engine)
+            entries = _load(db, manifest, staging, progress, record=None)
+        finally:
+            db.dispose()
+    return Checked(manifest, entries)
+
+
+def _unbundle(entry: GitEntry, staging: Path, into: Path) -> None:
+    try:
+        tip = LocalGitRepo(into, branch=entry.branch).unbundle(staging / entry.member)
+    except DriverError as exc:
+        raise BackupError(f"the GitOps bundle does not restore: {exc}") from exc
+    if tip != entry.head:
+        raise BackupError(
+            f"the GitOps bundle's branch {entry.branch} is at {tip[:12]}, "
+            f"its manifest says {entry.head[:12]}"
+        )
+
+
+def _empty(db: Database) -> None:
+    revision = current_revision(db.engine)
+    found = inspect(db.engine)
+    occupied = [
+        t.name
+        for t in database.tables()
+        if found.has_table(t.name, schema=None if db.is_sqlite else t.schema)
+    ]
+    if revision is not None or occupied:
+        what = f"schema {revision}" if revision else f"table {occupied[0]}"
+        raise BackupError(
+            f"the database already holds a tenantops {what}: restore into an empty database "
+            "(a new PostgreSQL database, or an empty data directory for SQLite)"
+        )
+
+
+def restore(
+    settings: Settings,
+    db: Database,
+    path: Path,
+    *,
+    actor: Principal,
+    progress: Progress = _quiet,
+) -> Checked:
+    """Restore ``path`` into the empty ``db`` and the data directory; all or nothing."""
+    manifest = archive.read_manifest(path)
+    _same_schema(manifest, db)
+    _empty(db)
+    root = settings.data_dir
+    repo_path = settings.resolved_gitops_path()
+    for entry in manifest.files:
+        if (root / entry.path).exists():
+            raise BackupError(
+                f"{root / entry.path} exists already: restore into an empty data directory"
+            )
+    if manifest.gitops is not None and repo_path.exists() and any(repo_path.iterdir()):
+        raise BackupError(f"{repo_path} exists already: restore into an empty data directory")
+    with _staging(root, ".restore-") as staging:
+        archive.extract(path, manifest, staging, progress=progress)
+        progress(f"{len(manifest.members())} members match the manifest")
+        if manifest.gitops is not None:
+            _unbundle(manifest.gitops, staging, staging / "gitops-repo")
+        written = _archive_digest(path)
+
+        def record(session: Session) -> None:
+            audit.record(
+                session,
+                actor=actor,
+                action="control_plane.restored",
+                tenant_id=None,
+                changes={},
+                detail={
+                    "backup": path.name,
+                    "sha256": written,
+                    "created_at": manifest.created_at,
+                    "source": manifest.source,
+                    "tenantops_version": manifest.tenantops_version,
+                    "rows": manifest.rows,
+                    "files": len(manifest.files),
+                },
+            )
+
+        upgrade(db.engine, manifest.schema_revision)
+        try:
+            entries = _load(db, manifest, staging, progress, record=record)
+        except BaseException:
+            _unmigrate(db)
+            raise
+        _move_into_place(manifest, staging, root, repo_path)
+    return Checked(manifest, entries)
+
+
+def _unmigrate(db: Database) -> None:
+    """Leave the database as empty as it was: no tables, not even Alembic's."""
+    downgrade(db.engine, "base")
+    Table("alembic_version", MetaData()).drop(db.engine, checkfirst=True)
+
+
+def _archive_digest(path: Path) -> str:
+    return archive.digest_file(path)[1]
+
+
+def _move_into_place(manifest: Manifest, staging: Path, root: Path, repo_path: Path) -> None:
+    """Rename the staged files into the data directory (same file system: one rename each)."""
+    for entry in manifest.files:
+        target = root / entry.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(staging / entry.member, target)
+    if manifest.gitops is not None:
+        if repo_path.exists():
+            repo_path.rmdir()  # checked empty before
+        repo_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(staging / "gitops-repo", repo_path)

@@ -1,0 +1,411 @@
+"""``tenantops backup``: a control plane backed up and restored, on either store, into the other.
+
+The source is real: tenants onboarded and suspended by the worker on the local
+drivers (GitOps commits, evidence files), a FOCUS import (decimals), tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import inspect, select, text
+
+from tenantops.app import create_app
+from tenantops.audit import service as audit
+from tenantops.audit.models import AuditEntry
+from tenantops.backup import archive, database
+from tenantops.config import Settings, WorkerSettings
+from tenantops.db import Database
+from tenantops.drivers.gitops.local import LocalGitRepo
+from tenantops.finops.models import LedgerEntry
+from tenantops.migrations import current_revision, head_revision
+from tenantops.wiring import build_worker
+from tests.conftest import Actors, CliRunner, create_pg_database, drop_pg_database, invoke
+from tests.factories import tenant_body
+from tests.finops.focusdata import tagged, write_csv
+from tests.flows import approve, drain, ok, request_tenant, suspend
+from tests.servers import HOST, free_port, in_thread
+
+COST = "10.123456789012"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # The same data directory the ``cli`` fixture gives the command line; the port
+    # the built-in health probe of the ``served`` app listens on.
+    return Settings(
+        data_dir=tmp_path / "data",
+        log_json=False,
+        worker=WorkerSettings(in_process=False),
+        host=HOST,
+        port=free_port(),
+    )
+
+
+@pytest.fixture
+def served(db: Database, settings: Settings) -> Iterator[None]:
+    """This app on its port, so the onboarding's health checks reach a real probe."""
+    with in_thread(create_app(settings, db=db), settings.port):
+        yield
+
+
+@pytest.fixture
+def source(
+    client: TestClient, actors: Actors, db: Database, settings: Settings, served: None
+) -> Database:
+    """Two tenants onboarded through the worker, one suspended, a month of costs imported."""
+    worker = build_worker(settings, db)
+    try:
+        for name in ("acme", "globex"):
+            request_tenant(client, actors.am, name=name)
+            drain(worker)
+            approve(client, name, "governance", actors.gov)
+            approve(client, name, "security", actors.sec)
+            drain(worker)
+        ok(suspend(client, "globex", actors.ops))
+        drain(worker)
+    finally:
+        worker.stop()
+    assert ok(client.get("/api/v1/tenants/acme", headers=actors.am))["state"] == "active"
+    csv = write_csv(settings.data_dir.parent / "jan.csv", [tagged("acme", COST)])
+    imported = client.post(
+        "/api/v1/finops/imports",
+        content=csv.read_bytes(),
+        headers={**actors.admin, "content-type": "text/csv"},
+        params={"filename": "jan.csv"},
+    )
+    assert imported.status_code == 201, imported.text
+    return db
+
+
+@pytest.fixture
+def target(db: Database, tmp_path: Path) -> Iterator[tuple[Database, Settings]]:
+    """An empty database of the *other* store and an empty data directory."""
+    data = tmp_path / "restored"
+    if db.is_sqlite:
+        url = create_pg_database()
+    else:
+        data.mkdir()
+        url = f"sqlite:///{data / 'tenantops.db'}"
+    restored = Database(url)
+    yield restored, Settings(database_url=url, data_dir=data, log_json=False)
+    restored.dispose()
+    if db.is_sqlite:
+        drop_pg_database(url)
+
+
+def run_as(settings: Settings, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TENANTOPS_DATABASE_URL", settings.resolved_database_url())
+        mp.setenv("TENANTOPS_DATA_DIR", str(settings.data_dir))
+        return invoke(capsys, *argv)
+
+
+def rows(db: Database, scratch: Path) -> dict[str, list[Any]]:
+    """Every table's rows as the backup writes them: the state to compare."""
+    conn = database.snapshot(db.engine)
+    try:
+        database.dump(conn, scratch, lambda _m: None)
+    finally:
+        conn.close()
+    return {
+        table.name: [
+            json.loads(line)
+            for line in (scratch / f"tables/{table.name}.jsonl").read_text().splitlines()
+        ]
+        for table in database.tables()
+    }
+
+
+def test_a_backup_restores_into_the_other_store_whole(
+    source: Database,
+    settings: Settings,
+    target: tuple[Database, Settings],
+    cli: CliRunner,
+    capsys: pytest.CaptureFixture[str],
+    actors: Actors,
+    tmp_path: Path,
+) -> None:
+    backup = tmp_path / "b.tar.gz"
+    made = cli("backup", "create", "-o", str(backup))
+    assert made.code == 0, made.err
+    assert f"wrote {backup}" in made.out
+    digest = hashlib.sha256(backup.read_bytes()).hexdigest()
+    assert f"sha256 {digest}" in made.out
+    assert "table audit_log:" in made.err  # progress, on stderr
+
+    checked = cli("backup", "verify", str(backup))
+    assert checked.code == 0, checked.err
+    assert "backup intact" in checked.out
+
+    restored_db, restored = target
+    done = run_as(restored, capsys, "backup", "restore", str(backup))
+    assert done.code == 0, done.err
+    assert "audit trail of" in done.out
+
+    # Every row, as it was (one more audit entry: the restore itself).
+    before, after = rows(source, tmp_path / "before"), rows(restored_db, tmp_path / "after")
+    assert "control_plane.restored" in after["audit_log"].pop()
+    assert after.pop("audit_head") != before.pop("audit_head")
+    assert after == before
+    with restored_db.read() as s:
+        entry = s.execute(select(AuditEntry).order_by(AuditEntry.seq.desc())).scalars().first()
+        assert entry is not None
+        assert entry.action == "control_plane.restored"
+        assert entry.detail["sha256"] == digest
+        assert entry.actor.startswith("cli:")
+        assert audit.verify(s).ok
+        # Decimals keep their digits across stores.
+        costs = s.execute(select(LedgerEntry.effective_cost)).scalars().all()
+        assert Decimal(COST) in costs
+
+    # The data directory's files and the GitOps repository came along.
+    kept = {p.relative_to(settings.data_dir) for p in settings.data_dir.rglob("*.json")}
+    assert any(p.parts[0] == "evidence" for p in kept)  # the suspension's evidence bundle
+    for relative in kept:
+        assert (restored.data_dir / relative).read_bytes() == (
+            settings.data_dir / relative
+        ).read_bytes()
+    original = LocalGitRepo(settings.resolved_gitops_path())
+    copy = LocalGitRepo(restored.resolved_gitops_path())
+    assert copy.head() == original.head()
+    assert copy.log() == original.log()
+    assert copy.read() == original.read()
+
+    # The restored control plane answers as the old one did, to the same tokens.
+    with TestClient(create_app(restored, db=restored_db)) as api:
+        assert ok(api.get("/api/v1/tenants/acme", headers=actors.am))["state"] == "active"
+        assert ok(api.get("/api/v1/tenants/globex", headers=actors.am))["state"] == "suspended"
+        # A new row gets a fresh id after the restored ones (sequences moved on).
+        again = api.post(
+            "/api/v1/finops/imports",
+            content=write_csv(tmp_path / "feb.csv", [tagged("acme", "1")]).read_bytes(),
+            headers={**actors.admin, "content-type": "text/csv"},
+            params={"filename": "feb.csv"},
+        )
+        assert again.status_code == 201, again.text
+
+
+def test_the_snapshot_holds_while_writers_commit(
+    source: Database, settings: Settings, actors: Actors, client: TestClient, tmp_path: Path
+) -> None:
+    """A change committed between two tables' dumps is in none of them."""
+    from tenantops.backup import service
+
+    def write_meanwhile(_message: str) -> None:
+        # An audited write: a new audit entry and a new head, between two dumps.
+        body = tenant_body(name=f"late{len(seen)}")
+        assert client.post("/api/v1/tenants", json=body, headers=actors.am).status_code == 201
+        seen.append(_message)
+
+    seen: list[str] = []
+    written = service.create(settings, source, tmp_path / "b.tar.gz", progress=write_meanwhile)
+    assert seen
+    checked = service.verify(written.path)
+    assert checked.audit_entries == written.manifest.audit_entries
+
+
+def test_every_table_of_the_schema_is_backed_up_or_left_out_on_purpose(db: Database) -> None:
+    present = set(inspect(db.engine).get_table_names())
+    if not db.is_sqlite:
+        present |= set(inspect(db.engine).get_table_names(schema="finops"))
+    covered = {t.name for t in database.tables()} | database.EXCLUDED | {"alembic_version"}
+    assert present == covered
+
+
+# ------------------------------------------------------------------ refusals
+
+
+@pytest.fixture
+def backup(source: Database, settings: Settings, tmp_path: Path) -> Path:
+    from tenantops.backup import service
+
+    return service.create(settings, source, tmp_path / "b.tar.gz").path
+
+
+def _empty_sqlite(tmp_path: Path) -> Settings:
+    """An empty data directory with its SQLite database (the environment may name another)."""
+    data = tmp_path / "fresh"
+    data.mkdir()
+    return Settings(
+        data_dir=data, database_url=SecretStr(f"sqlite:///{data / 'tenantops.db'}"), log_json=False
+    )
+
+
+def _untouched(settings: Settings) -> None:
+    db = Database(settings.resolved_database_url())
+    try:
+        assert current_revision(db.engine) is None
+        assert inspect(db.engine).get_table_names() == []
+    finally:
+        db.dispose()
+    assert not settings.resolved_gitops_path().exists()
+    assert not any(p for p in settings.data_dir.rglob("*") if p.suffix == ".json")
+
+
+def _rewrite(backup: Path, out: Path, change: Any) -> Path:
+    """``backup`` with its members passed through ``change(name, bytes, manifest)``."""
+    with tarfile.open(backup, "r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+    manifest = json.loads(members.pop(archive.MANIFEST))
+    members = change(members, manifest)
+    with tarfile.open(out, "w:gz") as tar:
+        for name, body in [(archive.MANIFEST, json.dumps(manifest).encode()), *members.items()]:
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return out
+
+
+def test_a_restore_needs_an_empty_database_and_data_directory(
+    backup: Path, db: Database, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = settings.model_copy(update={"database_url": SecretStr(db.url)})
+    used = run_as(live, capsys, "backup", "restore", str(backup))
+    assert used.code == 1
+    assert used.err.startswith("error: the database already holds a tenantops schema")
+    assert len(used.err.strip().splitlines()) == 1
+
+
+def test_a_file_in_the_way_stops_the_restore_before_anything_changes(
+    backup: Path, tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh = _empty_sqlite(tmp_path)
+    evidence = next(settings.data_dir.rglob("evidence/*/*.json")).relative_to(settings.data_dir)
+    (fresh.data_dir / evidence).parent.mkdir(parents=True)
+    (fresh.data_dir / evidence).write_text("mine")
+    result = run_as(fresh, capsys, "backup", "restore", str(backup))
+    assert result.code == 1
+    assert "exists already: restore into an empty data directory" in result.err
+    assert (fresh.data_dir / evidence).read_text() == "mine"
+    db = Database(fresh.resolved_database_url())
+    assert current_revision(db.engine) is None
+    db.dispose()
+
+
+def test_an_altered_member_is_named_and_nothing_is_restored(
+    backup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], cli: CliRunner
+) -> None:
+    def alter(members: dict[str, bytes], _manifest: dict[str, Any]) -> dict[str, bytes]:
+        members["tables/tenants.jsonl"] = members["tables/tenants.jsonl"].replace(b"acme", b"acmf")
+        return members
+
+    altered = _rewrite(backup, tmp_path / "altered.tar.gz", alter)
+    checked = cli("backup", "verify", str(altered))
+    assert checked.code == 1
+    assert "tables/tenants.jsonl does not match its manifest" in checked.err
+    fresh = _empty_sqlite(tmp_path)
+    result = run_as(fresh, capsys, "backup", "restore", str(altered))
+    assert result.code == 1
+    _untouched(fresh)
+
+
+def test_an_edit_with_matching_digests_is_caught_by_the_audit_chain_and_rolled_back(
+    backup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], cli: CliRunner
+) -> None:
+    def forge(members: dict[str, bytes], manifest: dict[str, Any]) -> dict[str, bytes]:
+        name = "tables/audit_log.jsonl"
+        members[name] = members[name].replace(b'"amy"', b'"eve"', 1)
+        entry = next(t for t in manifest["tables"] if t["member"] == name)
+        entry["size"] = len(members[name])
+        entry["sha256"] = hashlib.sha256(members[name]).hexdigest()
+        return members
+
+    forged = _rewrite(backup, tmp_path / "forged.tar.gz", forge)
+    checked = cli("backup", "verify", str(forged))
+    assert checked.code == 1
+    assert "the backup's audit trail is broken at entry" in checked.err
+    fresh = _empty_sqlite(tmp_path)
+    result = run_as(fresh, capsys, "backup", "restore", str(forged))
+    assert result.code == 1
+    assert "audit trail is broken" in result.err
+    _untouched(fresh)  # the rows were loaded, then rolled back, then the schema dropped
+
+
+def test_a_member_the_manifest_does_not_name_is_refused(
+    backup: Path, tmp_path: Path, cli: CliRunner
+) -> None:
+    def smuggle(members: dict[str, bytes], _manifest: dict[str, Any]) -> dict[str, bytes]:
+        return {**members, "../../etc/cron.d/evil": b"* * * * * root true\n"}
+
+    smuggled = _rewrite(backup, tmp_path / "smuggled.tar.gz", smuggle)
+    checked = cli("backup", "verify", str(smuggled))
+    assert checked.code == 1
+    assert "'../../etc/cron.d/evil' is not in its manifest" in checked.err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a tarball", "is not a readable .tar.gz"),
+        (None, "no such file"),
+    ],
+)
+def test_a_file_that_is_no_backup_is_one_line(
+    tmp_path: Path, cli: CliRunner, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "x.tar.gz"
+    if content is not None:
+        path.write_bytes(content)
+    result = cli("backup", "verify", str(path))
+    assert result.code == 1
+    assert message in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_a_backup_of_another_schema_says_which_version_restores_it(
+    backup: Path, tmp_path: Path, cli: CliRunner
+) -> None:
+    def older(members: dict[str, bytes], manifest: dict[str, Any]) -> dict[str, bytes]:
+        manifest["schema_revision"] = "0011"
+        manifest["tenantops_version"] = "0.0.9"
+        return members
+
+    result = cli("backup", "verify", str(_rewrite(backup, tmp_path / "old.tar.gz", older)))
+    assert result.code == 1
+    assert "restore it with tenantops 0.0.9 (which wrote it), then upgrade" in result.err
+
+
+def test_create_keeps_no_secret_and_never_overwrites(
+    source: Database, settings: Settings, cli: CliRunner, tmp_path: Path
+) -> None:
+    key = settings.data_dir / "events-signing.key"
+    key.write_text("k" * 64)
+    backup = tmp_path / "b.tar.gz"
+    made = cli("backup", "create", "-o", str(backup))
+    assert made.code == 0, made.err
+    assert f"the webhook signing key {key} is not in the backup" in made.err
+    with tarfile.open(backup) as tar:
+        names = tar.getnames()
+    assert not any("signing" in n or n.endswith(".db") for n in names)
+    again = cli("backup", "create", "-o", str(backup))
+    assert again.code == 1
+    assert "exists already" in again.err
+
+
+def test_an_empty_control_plane_backs_up_and_restores(
+    db: Database, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tenantops.backup import service
+
+    written = service.create(settings, db, tmp_path / "empty.tar.gz")
+    assert written.manifest.gitops is None
+    assert written.manifest.files == ()
+    fresh = _empty_sqlite(tmp_path)
+    result = run_as(fresh, capsys, "backup", "restore", str(written.path))
+    assert result.code == 0, result.err
+    restored = Database(fresh.resolved_database_url())
+    with restored.read() as s:
+        assert s.execute(text("SELECT count(*) FROM audit_log")).scalar() == 1
+        assert current_revision(restored.engine) == head_revision(restored.engine)
+    restored.dispose()
