@@ -40,8 +40,10 @@ from tenantops.kit.context import request_id_var
 from tenantops.kit.ids import new_id
 from tenantops.logs import configure_logging
 from tenantops.notifications.routes import router as notifications_router
+from tenantops.reports.routes import router as reports_router
 from tenantops.requests.routes import router as requests_router
 from tenantops.runbooks.routes import router as runbooks_router
+from tenantops.secrets.routes import router as secrets_router
 from tenantops.tenants.routes import router as tenants_router
 from tenantops.web.routes import mount as mount_web
 from tenantops.wiring import build_relay, build_worker
@@ -233,6 +235,8 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(finops_router)
     app.include_router(alerts_router)
     app.include_router(requests_router)
+    app.include_router(secrets_router)
+    app.include_router(reports_router)
     # The web UI: its pages, GET /api/v1/kpis and the vendored /static files.
     mount_web(app)
 

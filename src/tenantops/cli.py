@@ -19,12 +19,13 @@ from tenantops.config import Settings
 from tenantops.errors import AppError
 from tenantops.events.cli import app as events_app
 from tenantops.finops.cli import app as finops_app
-from tenantops.finops.cli import reports_app
 from tenantops.kit import heap
 from tenantops.kit.client import ClientError
 from tenantops.logs import configure_logging
 from tenantops.notifications.cli import app as notifications_app
+from tenantops.reports.cli import app as reports_app
 from tenantops.runbooks.cli import runbooks_app, runs_app, windows_app
+from tenantops.secrets.cli import secrets_app
 from tenantops.tenants.cli import app as tenants_app
 from tenantops.web.cli import app as users_app
 
@@ -55,6 +56,7 @@ app.add_typer(finops_app, name="finops")
 app.add_typer(reports_app, name="reports")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(users_app, name="users")
+app.add_typer(secrets_app, name="secrets")
 
 
 @app.command()

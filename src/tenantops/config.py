@@ -91,6 +91,9 @@ class NotifySettings(BaseModel):
 
     legal: list[str] = Field(default_factory=lambda: ["legal@localhost"])
     finance: list[str] = Field(default_factory=lambda: ["finance@localhost"])
+    governance: list[str] = Field(
+        default_factory=lambda: ["governance@localhost"], description="the weekly SLA report"
+    )
     security: list[str] = Field(default_factory=lambda: ["security@localhost"])
     oncall: list[str] = Field(
         default_factory=lambda: ["oncall@localhost"], description="SLA breaches go here"

@@ -309,7 +309,7 @@ def notify(settings: Settings) -> Iterator[Finding]:
     else:
         yield Finding("notify: channels", "skip", "no Slack, Teams, webhook or PagerDuty channel")
     unknown = []
-    for role in ("legal", "finance", "security", "oncall"):
+    for role in ("legal", "finance", "governance", "security", "oncall"):
         for value in getattr(settings.notify, role):
             try:
                 found = parse_recipient(value)

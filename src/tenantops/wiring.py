@@ -14,7 +14,7 @@ import structlog
 from tenantops.breakglass.actions import breakglass_actions
 from tenantops.config import Settings
 from tenantops.db import Database
-from tenantops.drivers.actions import driver_actions
+from tenantops.drivers.actions import driver_actions, secret_store
 from tenantops.events.publishers.port import NoBroker, Publisher
 from tenantops.events.relay import Relay
 from tenantops.events.webhooks import signing_key
@@ -26,10 +26,12 @@ from tenantops.provisioning.actions import (
     quota_actions,
     terraform_actions,
 )
+from tenantops.reports.actions import report_actions
 from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext, Registry, builtin_actions
 from tenantops.runbooks.engine import Breach
 from tenantops.runbooks.worker import Worker
+from tenantops.secrets.actions import secret_actions
 from tenantops.tenants import service as tenants
 from tenantops.tenants.actions import tenant_actions
 
@@ -48,6 +50,10 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     actions.update(breakglass_actions())
     actions.update(finops_actions(settings, db))
     actions.update(playbook_actions(settings, db))
+    actions.update(report_actions(settings, db))
+    actions.update(
+        secret_actions(settings, db, store=secret_store(settings, db), send=actions["notify.send"])
+    )
     return actions
 
 

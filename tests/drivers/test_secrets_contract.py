@@ -21,6 +21,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ from tenantops.drivers.secrets.settings import VaultSettings
 from tenantops.drivers.secrets.vault import VaultError, VaultSecretStore
 from tenantops.kit.ids import new_id
 from tenantops.runbooks.actions import ActionContext, StepFailed
+from tests.conftest import Clock
 
 CONTRACTS = Path(__file__).parent / "contracts" / "vault"
 TOKEN = "hvs.CAESIJ-test-token-never-shown-9f8e7d"  # a test token
@@ -101,6 +103,9 @@ class Vault:
     exchanges: dict[str, dict[str, Any]] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    # KV versions an owner wrote (``<mount>/data/``, which the adapter never calls):
+    # path -> version -> created_time, answered in the metadata's ``versions``.
+    versions: dict[str, dict[int, str]] = field(default_factory=dict)
     policies: dict[str, str] = field(default_factory=dict)
     revoked_prefixes: list[str] = field(default_factory=list)
     capabilities: dict[str, list[str]] = field(default_factory=dict)
@@ -114,7 +119,12 @@ class Vault:
         for name in ("kv2-metadata", "policies", "leases", "health", "token", "capabilities"):
             for x in recordings(name).values():
                 self.exchanges[x["name"]] = x
-                answered_by_state = {"read_metadata_missing", "list_missing", "sealed"}
+                answered_by_state = {
+                    "read_metadata_missing",
+                    "read_metadata_versions",
+                    "list_missing",
+                    "sealed",
+                }
                 if x["name"] not in answered_by_state and "verdict" not in x:
                     self.routes.append(_route(x))
 
@@ -165,6 +175,16 @@ class Vault:
                 return self._reply("read_metadata_missing")
             reply = self._reply(name)
             reply["body"]["data"]["custom_metadata"] = dict(self.metadata[rest])
+            if rest in self.versions:
+                written = self._reply("read_metadata_versions")["body"]["data"]
+                written["current_version"] = max(self.versions[rest])
+                written["versions"] = {
+                    str(v): {**written["versions"]["1"], "created_time": at}
+                    for v, at in self.versions[rest].items()
+                }
+                reply["body"]["data"].update(
+                    {k: written[k] for k in ("current_version", "oldest_version", "versions")}
+                )
             return reply
         elif name == "list":
             folder = rest.rstrip("/") + "/"
@@ -415,6 +435,34 @@ def test_a_replayed_step_returns_its_record_and_changes_nothing(secrets: Secrets
     assert secrets.effect_count(tenant_id=tid) == 3
 
 
+def test_rotate_makes_a_new_generation_of_one_path_and_says_when(
+    secrets: Secrets, clock: Clock
+) -> None:
+    tid = make_store(secrets)
+    clock.advance(days=30)
+
+    rotated = secrets.rotate(tenant_id=tid, path="app/database", idempotency_key="rot")
+
+    database, queue = rotated.paths
+    assert (database.version, queue.version) == (2, 1)
+    assert database.rotated_at == clock.now
+    assert queue.rotated_at is None or queue.rotated_at < clock.now
+    read = secrets.get_store(tenant_id=tid)
+    assert read is not None
+    assert view(read) == view(rotated)
+    assert read.paths[0].rotated_at == clock.now
+    assert secrets.rotate(tenant_id=tid, path="app/database", idempotency_key="rot") == rotated
+    assert secrets.effect_count(tenant_id=tid) == 2
+
+
+def test_rotating_a_path_the_store_does_not_hold_is_permanent(secrets: Secrets) -> None:
+    tid = make_store(secrets)
+    with pytest.raises(DriverError) as refused:
+        secrets.rotate(tenant_id=tid, path="app/nothing", idempotency_key="rot")
+    assert refused.value.retry is Retry.PERMANENT
+    assert "app/nothing" in str(refused.value)
+
+
 def test_a_key_reused_for_another_operation_is_refused(secrets: Secrets) -> None:
     tid = make_store(secrets, key="k")
     before = view(secrets.get_store(tenant_id=tid))
@@ -481,11 +529,37 @@ def test_the_lifecycle_is_made_of_documented_metadata_policy_and_lease_calls(
     assert not [c for c in vault.calls() if "/data/" in c[1]]
     # The store record: status in custom_metadata, never in the tenant's own prefix.
     assert vault.metadata[f"tenantops/stores/{tid}"]["status"] == "active"
-    assert vault.metadata["tenants/acme/app/database"] == {
+    restored = dict(vault.metadata["tenants/acme/app/database"])
+    # Restoring is a new generation: when it began is recorded with it.
+    assert datetime.fromisoformat(restored.pop("tenantops_rotated_at")).tzinfo is not None
+    assert restored == {
         "owner": "team-a",
         "tenantops_status": "active",
         "tenantops_version": "2",
     }
+
+
+def test_a_value_its_owner_wrote_counts_as_the_last_rotation_and_none_before(
+    vault: Vault, vs: VaultSecretStore, clock: Clock
+) -> None:
+    tid = make_store(vs)
+    # The owner wrote two versions of the database secret (vault kv put); none of the queue's.
+    vault.versions["tenants/acme/app/database"] = {
+        1: "2029-10-01T08:00:00.123456789Z",
+        2: "2029-12-24T17:30:00.5Z",
+    }
+
+    state = vs.get_store(tenant_id=tid)
+    assert state is not None
+    assert [p.rotated_at for p in state.paths] == [
+        datetime(2029, 12, 24, 17, 30, 0, 500000, tzinfo=UTC),
+        None,
+    ]
+    # A rotation recorded later than the last version wins; an earlier one would not.
+    rotated = vs.rotate(tenant_id=tid, path="app/database", idempotency_key="rot")
+    assert rotated.paths[0].rotated_at == clock.now
+    assert rotated.paths[0].metadata == {"owner": "team-a"}
+    assert not [c for c in vault.calls() if "/data/" in c[1]]
 
 
 def test_a_namespace_goes_with_every_call(vault: Vault, make: Make) -> None:

@@ -28,6 +28,12 @@ DELIVERY_READERS = frozenset({R.ADMIN, R.OPS_ENGINEER, R.SECURITY, R.AUDITOR})
 COST_READERS = frozenset({R.FINANCE, R.ADMIN, R.GOVERNANCE})
 COST_WRITERS = frozenset({R.FINANCE, R.ADMIN})
 REQUESTERS = frozenset({R.TENANT_OWNER, R.ACCOUNT_MANAGER, R.ADMIN})
+SECRET_READERS = frozenset(
+    {R.ADMIN, R.OPS_ENGINEER, R.SECURITY, R.AUDITOR, R.GOVERNANCE, R.TENANT_OWNER}
+)
+# The weekly SLA/SLO report names every tenant's runs: governance, who it is for, the
+# auditors who check it and the operators it judges; not tenant owners.
+SLA_REPORT_READERS = frozenset({R.ADMIN, R.GOVERNANCE, R.AUDITOR, R.OPS_ENGINEER})
 
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", f"{API}/me"): ANYONE,
@@ -87,11 +93,21 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # A tenant owner reads only their own tenant's report (scoped in the service).
     ("GET", f"{API}/finops/reports/cost"): COST_READERS | {R.TENANT_OWNER},
     ("POST", f"{API}/tenants/{{tenant}}/budget-reviews"): COST_WRITERS,
+    ("GET", f"{API}/reports/sla"): SLA_REPORT_READERS,
     # --- alerts routes ---
     ("GET", f"{API}/alerts"): frozenset({R.ADMIN, R.OPS_ENGINEER, R.FINANCE, R.SECURITY}),
     # --- end alerts ---
     # The KPI dashboard's numbers; a tenant owner gets only their tenant (scoped in the service).
     ("GET", f"{API}/kpis"): ANYONE,
+    # Secrets inventory (metadata only); a tenant owner reads their own tenant's (scoped in
+    # the service) and, like ops and security, records the rotations they made.
+    ("GET", f"{API}/secrets"): SECRET_READERS,
+    ("PUT", f"{API}/secrets/{{tenant}}/registrations"): frozenset(
+        {R.OPS_ENGINEER, R.SECURITY, R.ADMIN}
+    ),
+    ("POST", f"{API}/secrets/{{tenant}}/rotations"): frozenset(
+        {R.OPS_ENGINEER, R.SECURITY, R.TENANT_OWNER, R.ADMIN}
+    ),
     # Self-service requests: a tenant owner for their own tenant (scoped in the service).
     ("POST", f"{API}/tenants/{{tenant}}/requests"): REQUESTERS,
     ("GET", f"{API}/tenants/{{tenant}}/requests"): REQUESTERS,

@@ -56,7 +56,15 @@ from tenantops.runbooks.actions import (
 )
 
 DEFAULT_SECRET_PATHS = ("app/config", "app/database", "app/queue")
-STAKEHOLDERS = ("tenant_owner", "contacts", "legal", "finance", "security", "oncall")
+STAKEHOLDERS = (
+    "tenant_owner",
+    "contacts",
+    "legal",
+    "finance",
+    "governance",
+    "security",
+    "oncall",
+)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from tenantops.events.catalogue import (
     EventType,
     RateLimitChanged,
     RunFinished,
+    SecretRotation,
     SlaBreached,
     StepFinished,
     StepHeld,
@@ -159,6 +160,21 @@ def example_data(kind: EventType) -> EventData:
             summary="acme has used 124 % of its monthly budget",
             playbook="cost-overrun",
             **run,
+        )
+    if kind.data is SecretRotation:
+        rotated = kind.name == "secret.rotated"
+        return SecretRotation(
+            **TENANT,
+            actor="oli@example.com" if rotated else "system:secrets-scheduler",
+            path="app/database",
+            owner="team-db@example.com",
+            purpose="orders database, application user",
+            rotation_days=90,
+            last_rotated_at="2026-11-26T09:12:44+00:00" if rotated else "2026-08-28T09:12:44+00:00",
+            due_at="2027-02-24T09:12:44+00:00" if rotated else "2026-11-26T09:12:44+00:00",
+            status="ok" if rotated else "overdue" if kind.name.endswith("overdue") else "due_soon",
+            version=4 if rotated else 3,
+            evidence="CHG-2203" if rotated else None,
         )
     raise LookupError(f"no example for {kind.type}")  # pragma: no cover - a test covers all
 

@@ -28,7 +28,9 @@ TOPIC_SUMMARIES: dict[Topic, str] = {
     "tenant.lifecycle": "A tenant's state changed, or a runbook run on it finished.",
     "tenant.billing": "Alerts on tenants (cost, quota, policy) and the FinOps actions taken.",
     "tenant.compliance": "Approval decisions and SLA breaches: what an auditor follows.",
-    "tenant.security": "Isolation and elevated access: suspensions, break-glass grants.",
+    "tenant.security": (
+        "Isolation and elevated access: suspensions, break-glass grants, secret rotation."
+    ),
 }
 
 
@@ -147,6 +149,20 @@ class AlertNotified(EventData):
     dispatch_error: str | None = Field(None, description="Why no playbook could be started.")
 
 
+class SecretRotation(EventData):
+    """A tenant's secret fell due for rotation, or was rotated (metadata only, never a value)."""
+
+    path: str = Field(description="The secret's path in the tenant's store (relative).")
+    owner: str | None = Field(None, description="Who rotates it (an address or a team).")
+    purpose: str | None = None
+    rotation_days: int = Field(description="Its rotation cycle in days.")
+    last_rotated_at: str = Field(description="RFC 3339; when it was last rotated.")
+    due_at: str = Field(description="RFC 3339; when the next rotation is (or was) due.")
+    status: Literal["ok", "due_soon", "overdue"]
+    version: int | None = Field(None, description="The store's generation of the secret.")
+    evidence: str | None = Field(None, description="A rotation's reference (ticket, run, CI job).")
+
+
 @dataclass(frozen=True)
 class EventType:
     """One kind of event: ``io.tenantops.<name>`` on ``topic``, data shaped by ``data``."""
@@ -254,6 +270,25 @@ ALERT_RESOLVED = EventType(
     AlertNotified,
 )
 
+SECRET_ROTATION_DUE = EventType(
+    "secret.rotation.due",
+    "tenant.security",
+    "A tenant's secret is due for rotation soon (announced once per due date).",
+    SecretRotation,
+)
+SECRET_ROTATION_OVERDUE = EventType(
+    "secret.rotation.overdue",
+    "tenant.security",
+    "A tenant's secret is past its rotation date (announced once per due date).",
+    SecretRotation,
+)
+SECRET_ROTATED = EventType(
+    "secret.rotated",
+    "tenant.security",
+    "A rotation of a tenant's secret was recorded; its next due date follows.",
+    SecretRotation,
+)
+
 CATALOGUE: dict[str, EventType] = {
     e.type: e
     for e in (
@@ -281,6 +316,9 @@ CATALOGUE: dict[str, EventType] = {
         RATE_LIMIT_LIFTED,
         ALERT_FIRED,
         ALERT_RESOLVED,
+        SECRET_ROTATION_DUE,
+        SECRET_ROTATION_OVERDUE,
+        SECRET_ROTATED,
     )
 }
 

@@ -23,7 +23,7 @@ from tenantops.config import Settings
 from tenantops.finops.actions import open_monthly_runs, schedule_month
 from tenantops.finops.costs import Month as Period
 from tenantops.finops.reports import previous_month
-from tenantops.kit.cli import DEFAULT_URL, Output, Token, Url, connect, terminal
+from tenantops.kit.cli import DEFAULT_URL, Output, Token, Url, connect, download, terminal
 from tenantops.kit.client import ClientError
 from tenantops.kit.files import write_atomic
 from tenantops.store import open_database
@@ -291,35 +291,9 @@ def review_start(
 
 # ----------------------------------------------------------------------------- reports
 
-reports_app = typer.Typer(help="Cost reports: download, and the monthly e-mail to finance.")
-REPORT_TIMEOUT = httpx.Timeout(15.0, read=600.0)
+# ``tenantops reports`` (tenantops.reports.cli) registers these two beside the SLA report.
 
 
-def _download(url: str, token: str | None, params: dict[str, str]) -> tuple[bytes, str]:
-    """The report's bytes and file name; problems become one ``ClientError`` line."""
-    connect(url, token).close()  # the same early refusals as every other command
-    try:
-        with httpx.Client(
-            base_url=url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=REPORT_TIMEOUT,
-        ) as http:
-            response = http.get("/api/v1/finops/reports/cost", params=params)
-    except httpx.HTTPError as exc:
-        raise ClientError(f"cannot reach tenantops at {url}: {exc}") from exc
-    if response.status_code >= 400:
-        try:
-            body = response.json()
-            message = f"{body.get('title') or response.status_code}: {body['detail']}"
-        except (ValueError, KeyError, TypeError, AttributeError):
-            message = f"HTTP {response.status_code}: {response.text[:200]}"
-        raise ClientError(message, response.status_code)
-    disposition = response.headers.get("content-disposition", "")
-    name = disposition.partition('filename="')[2].rstrip('"') or "cost-report"
-    return response.content, Path(name).name
-
-
-@reports_app.command("cost")
 def report_cost(
     month: Annotated[str | None, typer.Option(help="YYYY-MM; default: the previous month")] = None,
     tenant: Annotated[
@@ -341,13 +315,12 @@ def report_cost(
         params["month"] = month
     if tenant:
         params["tenant"] = tenant
-    body, name = _download(url, token, params)
+    body, name = download(url, token, "/api/v1/finops/reports/cost", params, "cost-report")
     target = output or Path(name)
     write_atomic(target, body)
     typer.echo(f"wrote {target} ({len(body)} bytes)")
 
 
-@reports_app.command("schedule")
 def report_schedule(
     month: Annotated[
         str | None,

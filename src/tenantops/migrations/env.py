@@ -17,6 +17,7 @@ from tenantops.events import models as _events  # noqa: F401
 from tenantops.finops import models as _finops  # noqa: F401
 from tenantops.notifications import models as _notifications  # noqa: F401
 from tenantops.runbooks import models as _runbooks  # noqa: F401
+from tenantops.secrets import models as _secrets_inventory  # noqa: F401
 from tenantops.tenants import models as _tenants  # noqa: F401
 from tenantops.web import models as _web  # noqa: F401
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +21,7 @@ from tenantops.drivers.effects import apply_once
 from tenantops.drivers.errors import DriverError, Retry
 from tenantops.drivers.secrets.models import SecretEffect, SecretPathRecord, SecretStoreRecord
 from tenantops.drivers.secrets.port import PathSpec, SecretRef, StoreState
-from tenantops.kit.clock import utcnow
+from tenantops.kit.clock import as_utc, utcnow
 
 PATH = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*$")
 META_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
@@ -76,7 +77,12 @@ def _state(session: Session, store: SecretStoreRecord) -> StoreState:
         store_ref=store.store_ref,
         prefix=store.prefix,
         status=store.status,
-        paths=tuple(SecretRef(p.path, p.status, p.version, dict(p.meta)) for p in paths),
+        paths=tuple(
+            SecretRef(
+                p.path, p.status, p.version, dict(p.meta), as_utc(p.rotated_at or p.created_at)
+            )
+            for p in paths
+        ),
     )
 
 
@@ -91,7 +97,14 @@ def state_from_record(result: dict[str, object]) -> StoreState:
         prefix=str(result["prefix"]),
         status=str(result["status"]),
         paths=tuple(
-            SecretRef(p["path"], p["status"], int(p["version"]), dict(p["metadata"])) for p in paths
+            SecretRef(
+                p["path"],
+                p["status"],
+                int(p["version"]),
+                dict(p["metadata"]),
+                datetime.fromisoformat(p["rotated_at"]) if p.get("rotated_at") else None,
+            )
+            for p in paths
         ),
     )
 
@@ -111,6 +124,7 @@ def _put_path(session: Session, store: SecretStoreRecord, spec: PathSpec) -> Non
                 meta=metadata,
                 created_at=now,
                 updated_at=now,
+                rotated_at=now,
             )
         )
     elif row.meta != metadata and metadata:
@@ -223,10 +237,30 @@ class LocalSecrets:
                 if row.status == "revoked":
                     # What was revoked may have leaked: it comes back as a new version.
                     row.status, row.version, row.updated_at = "active", row.version + 1, now
+                    row.rotated_at = now
             return store
 
         return self._change(
             key=idempotency_key, operation="restore", tenant_id=tenant_id, mutate=mutate
+        )
+
+    def rotate(self, *, tenant_id: str, path: str, idempotency_key: str) -> StoreState:
+        relative = check_path(path.strip("/"))
+
+        def mutate(session: Session) -> SecretStoreRecord:
+            store = self._store(session, tenant_id)
+            row = session.get(SecretPathRecord, store.prefix + relative, with_for_update=True)
+            if row is None:
+                raise DriverError(
+                    f"no secret {relative!r} in the store of {store.tenant_name}",
+                    retry=Retry.PERMANENT,
+                )
+            now = utcnow()
+            row.version, row.rotated_at, row.updated_at = row.version + 1, now, now
+            return store
+
+        return self._change(
+            key=idempotency_key, operation="rotate", tenant_id=tenant_id, mutate=mutate
         )
 
     @staticmethod

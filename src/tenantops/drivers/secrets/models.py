@@ -43,6 +43,8 @@ class SecretPathRecord(Base):
     meta: Mapped[dict[str, str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When the current version began; NULL on rows from before rotation was tracked.
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SecretEffect(EffectLog, Base):

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
 @dataclass(frozen=True)
 class SecretRef:
-    """A path in the tenant's store, with metadata (owner, rotation, purpose)."""
+    """A path in the tenant's store, with metadata (owner, rotation, purpose).
+
+    ``rotated_at`` is when the backend last saw a new generation of the secret
+    (Vault: the current KV version's ``created_time``, or a recorded rotation if
+    later); ``None`` when it cannot tell (no value was ever written).
+    """
 
     path: str
     status: str
     version: int
     metadata: Mapping[str, str] = field(default_factory=dict)
+    rotated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class StoreState:
                     "status": p.status,
                     "version": p.version,
                     "metadata": dict(p.metadata),
+                    "rotated_at": None if p.rotated_at is None else p.rotated_at.isoformat(),
                 }
                 for p in self.paths
             ],
@@ -86,6 +94,15 @@ class SecretStore(Protocol):
 
     def restore(self, *, tenant_id: str, idempotency_key: str) -> StoreState:
         """Re-enable what ``revoke`` cut."""
+        ...
+
+    def rotate(self, *, tenant_id: str, path: str, idempotency_key: str) -> StoreState:
+        """Record a new generation of ``path`` (relative to the tenant's prefix).
+
+        Its version goes up and ``rotated_at`` becomes now. No value crosses:
+        whoever holds the secret writes the new value in the backend; this marks
+        that it happened, so the reference's consumers know to re-read.
+        """
         ...
 
     def get_store(self, *, tenant_id: str) -> StoreState | None:

@@ -10,7 +10,13 @@ policies are ever written or read — never a secret's value (no call touches
   (``POST`` with only ``custom_metadata``, so the operator's ``max_versions``
   and friends are left alone). Its ``custom_metadata`` is the caller's metadata
   plus ``tenantops_status`` and ``tenantops_version`` (a generation: restoring
-  a revoked reference bumps it, i.e. "rotate what may have leaked").
+  a revoked reference bumps it, i.e. "rotate what may have leaked") and
+  ``tenantops_rotated_at`` (when a rotation was last recorded through ``rotate``).
+- **When a secret was last rotated**: the later of the current KV version's
+  ``created_time`` (``versions[current_version]`` of the metadata; whoever
+  writes a new value makes a new version) and ``tenantops_rotated_at``. A
+  value can only be rotated by writing it, so ``rotate`` records the rotation
+  its owner made; it never writes the value.
 - **The tenant's policy** ``sys/policies/acl/<policy_prefix><tenant>``: read and
   write on the tenant's data, read and list on its metadata; on revoke the same
   paths with ``deny``, so every token carrying the policy is cut at once.
@@ -44,6 +50,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import hvac  # type: ignore[import-untyped]
@@ -63,9 +70,10 @@ from tenantops.kit.clock import utcnow
 
 TENANT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 TENANT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-STATUS, VERSION = "tenantops_status", "tenantops_version"
+STATUS, VERSION, ROTATED = "tenantops_status", "tenantops_version", "tenantops_rotated_at"
 OURS = "tenantops_"
 CUSTOM_METADATA_MAX = 64  # Vault's limit on custom_metadata keys
+OWN_KEYS = 3  # status, version, rotated_at
 
 
 class VaultError(DriverError):
@@ -219,8 +227,8 @@ class VaultSecretStore:
     def _mask(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
 
-    def _read_meta(self, path: str) -> dict[str, str] | None:
-        """A KV v2 entry's ``custom_metadata``, or ``None`` when there is no entry."""
+    def _read_entry(self, path: str) -> dict[str, Any] | None:
+        """A KV v2 entry's metadata (``data`` of the answer), or ``None`` when there is none."""
         try:
             answer = self.client.secrets.kv.v2.read_secret_metadata(
                 path=path, mount_point=self.settings.kv_mount
@@ -230,7 +238,12 @@ class VaultSecretStore:
                 return None
             raise
         data = answer.get("data") or {}
-        return {str(k): str(v) for k, v in (data.get("custom_metadata") or {}).items()}
+        return data if isinstance(data, dict) else {}
+
+    def _read_meta(self, path: str) -> dict[str, str] | None:
+        """A KV v2 entry's ``custom_metadata``, or ``None`` when there is no entry."""
+        data = self._read_entry(path)
+        return None if data is None else _custom(data)
 
     def _write_meta(self, path: str, custom: Mapping[str, str]) -> None:
         # Only custom_metadata: max_versions, cas_required… stay as the operator set them.
@@ -275,12 +288,15 @@ class VaultSecretStore:
         prefix = self.prefix_of(name)
         refs: list[SecretRef] = []
         for full in sorted(self._walk(prefix)):
-            meta = self._read_meta(full)
-            if meta is None:
+            entry = self._read_entry(full)
+            if entry is None:
                 continue  # deleted between LIST and read
+            meta = _custom(entry)
             status = meta.pop(STATUS, marker.get("status", "active"))
             version = int(meta.pop(VERSION, "1"))
-            refs.append(SecretRef(full, status, version, meta))
+            recorded = meta.pop(ROTATED, None)
+            rotated = [t for t in (_written(entry), _instant(recorded)) if t is not None]
+            refs.append(SecretRef(full, status, version, meta, max(rotated, default=None)))
         return StoreState(
             tenant_id=tenant_id,
             tenant_name=name,
@@ -297,7 +313,7 @@ class VaultSecretStore:
         if existing is None:
             self._write_meta(full, {**wanted, STATUS: status, VERSION: "1"})
         elif wanted and {k: v for k, v in existing.items() if not k.startswith(OURS)} != wanted:
-            ours = {k: v for k, v in existing.items() if k in (STATUS, VERSION)}
+            ours = {k: v for k, v in existing.items() if k.startswith(OURS)}
             self._write_meta(full, {**wanted, **ours})
 
     def _set_paths(self, prefix: str, *, revoked: bool) -> None:
@@ -310,7 +326,15 @@ class VaultSecretStore:
             elif not revoked and meta.get(STATUS) == "revoked":
                 # What was revoked may have leaked: it comes back as a new version.
                 version = int(meta.get(VERSION, "1")) + 1
-                self._write_meta(full, {**meta, STATUS: "active", VERSION: str(version)})
+                self._write_meta(
+                    full,
+                    {
+                        **meta,
+                        STATUS: "active",
+                        VERSION: str(version),
+                        ROTATED: utcnow().isoformat(),
+                    },
+                )
 
     # The port -------------------------------------------------------------------------
 
@@ -384,6 +408,29 @@ class VaultSecretStore:
                 return self._state(tenant_id, marker)
 
         return self._apply(idempotency_key, "restore", tenant_id, change)
+
+    def rotate(self, *, tenant_id: str, path: str, idempotency_key: str) -> StoreState:
+        relative = self._checked(PathSpec(path)).path
+
+        def change(_: Session) -> StoreState:
+            with self._vault("rotate"):
+                marker = self._store(tenant_id)
+                full = self.prefix_of(marker["tenant_name"]) + relative
+                meta = self._read_meta(full)
+                if meta is None:
+                    raise VaultError(
+                        f"no secret {relative!r} in the store of {marker['tenant_name']}",
+                        retry=Retry.PERMANENT,
+                    )
+                # The value is its owner's to write (``<mount>/data/``, never called here):
+                # this records the new generation in the entry's own metadata.
+                version = int(meta.get(VERSION, "1")) + 1
+                self._write_meta(
+                    full, {**meta, VERSION: str(version), ROTATED: utcnow().isoformat()}
+                )
+                return self._state(tenant_id, marker)
+
+        return self._apply(idempotency_key, "rotate", tenant_id, change)
 
     def get_store(self, *, tenant_id: str) -> StoreState | None:
         with self._vault("get_store"):
@@ -502,10 +549,10 @@ class VaultSecretStore:
         path = check_path(spec.path.strip("/"))
         metadata = check_metadata(spec.metadata)
         reserved = [k for k in metadata if k.startswith(OURS)]
-        if reserved or len(metadata) > CUSTOM_METADATA_MAX - 2:
+        if reserved or len(metadata) > CUSTOM_METADATA_MAX - OWN_KEYS:
             raise VaultError(
                 f"metadata of {path!r}: keys starting {OURS!r} are the adapter's own, and "
-                f"at most {CUSTOM_METADATA_MAX - 2} keys fit in Vault's custom_metadata",
+                f"at most {CUSTOM_METADATA_MAX - OWN_KEYS} keys fit in Vault's custom_metadata",
                 retry=Retry.PERMANENT,
             )
         return PathSpec(path, metadata)
@@ -531,6 +578,32 @@ class VaultSecretStore:
             recorded=state_from_record,
             what="secrets",
         )
+
+
+def _custom(entry: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (entry.get("custom_metadata") or {}).items()}
+
+
+def _instant(text: object) -> datetime | None:
+    """An RFC 3339 time as Vault or this adapter wrote it; ``None`` if absent or unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _written(entry: Mapping[str, Any]) -> datetime | None:
+    """When the current version of a KV v2 entry was written (``created_time`` of
+    ``versions[current_version]``); ``None`` while no value was ever written."""
+    current = entry.get("current_version") or 0
+    versions = entry.get("versions") or {}
+    if not isinstance(current, int) or current < 1 or not isinstance(versions, dict):
+        return None
+    version = versions.get(str(current)) or {}
+    return _instant(version.get("created_time")) if isinstance(version, dict) else None
 
 
 def _status_and_body(health: Any) -> tuple[int, dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Governance reports: the weekly SLA/SLO report (``tenantops.reports.service``)."""
