@@ -409,3 +409,24 @@ def test_an_empty_control_plane_backs_up_and_restores(
         assert s.execute(text("SELECT count(*) FROM audit_log")).scalar() == 1
         assert current_revision(restored.engine) == head_revision(restored.engine)
     restored.dispose()
+
+
+def test_a_folder_gets_a_dated_name_and_keep_removes_only_older_backups(
+    db: Database, cli: CliRunner, tmp_path: Path
+) -> None:
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    old = [folder / f"tenantops-backup-2020010{d}T000000Z.tar.gz" for d in (1, 2, 3)]
+    for path in old:
+        path.write_bytes(b"old")
+    other = folder / "notes.txt"
+    other.write_text("mine")
+    made = cli("backup", "create", "-o", str(folder), "--keep", "2")
+    assert made.code == 0, made.err
+    kept = sorted(p.name for p in folder.iterdir())
+    new = next(n for n in kept if n not in {p.name for p in old} | {"notes.txt"})
+    assert new.startswith("tenantops-backup-")
+    assert new.endswith("Z.tar.gz")
+    assert kept == sorted([new, old[2].name, "notes.txt"])
+    assert f"removed {old[0]}" in made.out
+    assert f"removed {old[1]}" in made.out

@@ -34,13 +34,25 @@ def create(
     output: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output", help="File to write; default: tenantops-backup-<UTC time>.tar.gz here"
+            "-o",
+            "--output",
+            help="File to write, or a folder to write tenantops-backup-<UTC time>.tar.gz into; "
+            "default: that name here",
+        ),
+    ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="After writing, keep only the newest N tenantops-backup-*.tar.gz of the folder",
         ),
     ] = None,
 ) -> None:
     """Write a backup: every table from one snapshot, the GitOps repository, the data files."""
     settings = Settings()
     target = output or Path(service.default_name())
+    if target.is_dir():
+        target = target / service.default_name()
     db = open_database(settings)
     try:
         written = service.create(settings, db, target, progress=_say)
@@ -60,6 +72,9 @@ def create(
         + (f", GitOps at {m.gitops.head[:12]}" if m.gitops else "")
     )
     typer.echo(f"sha256 {written.sha256}")
+    if keep is not None:
+        for old in service.prune(written.path.parent, keep=keep):
+            typer.echo(f"removed {old}")
 
 
 @app.command("verify")

@@ -81,8 +81,26 @@ def _staging(parent: Path, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+PREFIX = "tenantops-backup-"
+
+
 def default_name() -> str:
-    return f"tenantops-backup-{utcnow().strftime('%Y%m%dT%H%M%SZ')}.tar.gz"
+    return f"{PREFIX}{utcnow().strftime('%Y%m%dT%H%M%SZ')}.tar.gz"
+
+
+def prune(folder: Path, *, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` backups named by ``default_name`` in ``folder``.
+
+    Newest by the UTC time in the name (it sorts as text), so a copied or touched
+    file keeps its place; files of any other name are never touched.
+    """
+    named = sorted(
+        p for p in folder.glob(f"{PREFIX}*.tar.gz") if p.is_file() and not p.is_symlink()
+    )
+    doomed = named[:-keep] if keep else named
+    for path in doomed:
+        path.unlink()
+    return doomed
 
 
 def create(
