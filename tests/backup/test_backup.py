@@ -381,6 +381,7 @@ def test_create_keeps_no_secret_and_never_overwrites(
 ) -> None:
     key = settings.data_dir / "events-signing.key"
     key.write_text("k" * 64)
+    (settings.data_dir / "tenantops-backup-20200101T000000Z.tar.gz").write_bytes(b"older")
     backup = tmp_path / "b.tar.gz"
     made = cli("backup", "create", "-o", str(backup))
     assert made.code == 0, made.err
@@ -388,6 +389,7 @@ def test_create_keeps_no_secret_and_never_overwrites(
     with tarfile.open(backup) as tar:
         names = tar.getnames()
     assert not any("signing" in n or n.endswith(".db") for n in names)
+    assert not any(n.startswith("files/tenantops-backup-") for n in names)
     again = cli("backup", "create", "-o", str(backup))
     assert again.code == 1
     assert "exists already" in again.err

@@ -28,6 +28,7 @@ from tenantops.backup.values import KINDS
 FORMAT: Final = "tenantops-backup"
 FORMAT_VERSION: Final = 1
 MANIFEST = "manifest.json"
+PREFIX = "tenantops-backup-"  # the name ``backup create`` gives a backup, with a UTC time
 CHUNK = 1 << 20
 
 

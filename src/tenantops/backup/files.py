@@ -4,8 +4,9 @@ Evidence bundles, exports, deletion certificates, reports and Terraform's
 working files are copied as they are. Left out: the SQLite database (it is
 dumped row by row), the local GitOps repository (bundled with git, under its
 lock, see ``LocalGitRepo.bundle``), the remote GitOps adapter's clone (a cache,
-fetched again), the webhook signing key (a backup holds no secret), and every
-file or folder whose name starts with a dot (temporary files, ``.terraform``
+fetched again), the webhook signing key (a backup holds no secret), earlier
+backups kept in the data directory, and every file or folder whose name starts
+with a dot (temporary files, ``.terraform``
 provider caches, a restore's own staging folder).
 """
 
@@ -15,6 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from tenantops.backup.archive import PREFIX
 from tenantops.config import Settings
 from tenantops.events.webhooks import KEY_FILE
 
@@ -58,6 +60,8 @@ def data_files(settings: Settings, *, skip: tuple[Path, ...] = ()) -> Iterator[t
             path = here / name
             if name.startswith(".") or path.resolve() in skipped or not path.is_file():
                 continue
+            if name.startswith(PREFIX) and name.endswith(".tar.gz"):
+                continue  # an earlier backup written into the data directory
             if path.is_symlink():
                 continue
             yield path.relative_to(root).as_posix(), path

@@ -81,11 +81,8 @@ def _staging(parent: Path, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-PREFIX = "tenantops-backup-"
-
-
 def default_name() -> str:
-    return f"{PREFIX}{utcnow().strftime('%Y%m%dT%H%M%SZ')}.tar.gz"
+    return f"{archive.PREFIX}{utcnow().strftime('%Y%m%dT%H%M%SZ')}.tar.gz"
 
 
 def prune(folder: Path, *, keep: int) -> list[Path]:
@@ -95,7 +92,7 @@ def prune(folder: Path, *, keep: int) -> list[Path]:
     file keeps its place; files of any other name are never touched.
     """
     named = sorted(
-        p for p in folder.glob(f"{PREFIX}*.tar.gz") if p.is_file() and not p.is_symlink()
+        p for p in folder.glob(f"{archive.PREFIX}*.tar.gz") if p.is_file() and not p.is_symlink()
     )
     doomed = named[:-keep] if keep else named
     for path in doomed:
