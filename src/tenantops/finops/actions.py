@@ -26,7 +26,6 @@ from datetime import UTC, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
@@ -37,9 +36,8 @@ from tenantops.finops import service as finops_service
 from tenantops.finops.costs import CENT, Month
 from tenantops.finops.report_render import BudgetStatus
 from tenantops.finops.reports import report_month, write_report
-from tenantops.finops.store import serialise
 from tenantops.kit.clock import utcnow
-from tenantops.runbooks import engine, spec
+from tenantops.runbooks import chains, engine, spec
 from tenantops.runbooks.actions import (
     ActionContext,
     FunctionAction,
@@ -59,7 +57,6 @@ DUE_HOUR = 6
 SCHEDULER = Principal(
     subject="system:finops-scheduler", roles=frozenset({Role.ADMIN}), via="system"
 )
-_DEAD = ("failed", "cancelled")
 
 
 def month_after(month: Month) -> Month:
@@ -92,30 +89,18 @@ def _aware(value: datetime) -> datetime:
 
 def month_runs(session: Session, month: str) -> list[Run]:
     """Runs of the monthly report for ``month`` that did not fail or get cancelled."""
-    runs = session.execute(
-        select(Run).where(Run.runbook_id == MONTHLY_RUNBOOK).order_by(Run.created_at)
-    ).scalars()
-    return [r for r in runs if (r.inputs or {}).get("month") == month and r.status not in _DEAD]
+    return chains.period_runs(session, MONTHLY_RUNBOOK, "month", month)
 
 
 def open_monthly_runs(session: Session) -> list[Run]:
-    query = select(Run).where(Run.runbook_id == MONTHLY_RUNBOOK, Run.finished_at.is_(None))
-    return list(session.execute(query.order_by(Run.created_at)).scalars())
+    return chains.open_chain_runs(session, MONTHLY_RUNBOOK)
 
 
 def schedule_month(session: Session, month: Month, *, actor: Principal) -> tuple[Run, bool]:
     """The run reporting ``month``: the existing one, or a new one (True) if none exists."""
-    serialise(session, f"finops-monthly-report:{month.label}")  # one run per month
-    existing = month_runs(session, month.label)
-    if existing:
-        return existing[0], False
-    run = engine.start_run(
-        session,
-        loaded=spec.get(spec.shipped(), MONTHLY_RUNBOOK),
-        actor=actor,
-        inputs={"month": month.label},
+    return chains.start_once(
+        session, runbook_id=MONTHLY_RUNBOOK, key="month", value=month.label, actor=actor
     )
-    return run, True
 
 
 def finops_actions(settings: Settings, db: Database) -> Registry:

@@ -21,7 +21,6 @@ single-tenant report still exists.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -58,7 +57,7 @@ from tenantops.finops.report_render import (
 )
 from tenantops.finops.settings import FinOpsSettings
 from tenantops.kit.clock import utcnow
-from tenantops.kit.files import write_atomic
+from tenantops.kit.files import write_files
 from tenantops.tenants import repository as tenant_repository
 from tenantops.tenants.models import Tenant
 
@@ -365,19 +364,12 @@ def write_report(
         default_thresholds=settings.finops.default_thresholds,
     )
     bodies = {fmt: render(report, fmt) for fmt in wanted}
-    folder = report_dir(settings, period)
-    paths: dict[str, Path] = {}
-    digests: dict[str, str] = {}
-    for fmt, body in bodies.items():
-        path = folder / f"{report.file_stem}.{fmt}"
-        write_atomic(path, body)
-        paths[fmt] = path
-        digests[fmt] = hashlib.sha256(body).hexdigest()
+    written = write_files(report_dir(settings, period), report.file_stem, bodies)
     return WrittenReport(
         month=period.label,
         scope=report.scope.value,
-        paths=paths,
-        sha256=digests,
+        paths={fmt: path for fmt, (path, _) in written.items()},
+        sha256={fmt: digest for fmt, (_, digest) in written.items()},
         report=report,
     )
 

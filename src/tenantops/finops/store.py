@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import MetaData, text
-from sqlalchemy.orm import Session
+from sqlalchemy import MetaData
+
+# Moved to kit (the runbook chains lock with it too); importers here keep working.
+from tenantops.kit.locks import serialise as serialise
 
 SCHEMA = "finops"
 
@@ -35,12 +37,3 @@ def comparable_metadata(metadata: MetaData, dialect_name: str) -> MetaData:
 
 def _unschema(table: Any, to_schema: Any, constraint: Any, referred_schema: Any) -> Any:
     return None if referred_schema == SCHEMA else referred_schema
-
-
-def serialise(session: Session, scope: str) -> None:
-    """Hold ``scope`` until this transaction ends, across replicas (PostgreSQL advisory
-    lock); on SQLite the write transaction already serialises every writer."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:scope, 0))"), {"scope": scope}
-        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -20,3 +21,16 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_files(folder: Path, stem: str, bodies: dict[str, bytes]) -> dict[str, tuple[Path, str]]:
+    """Write ``<folder>/<stem>.<ext>`` per body, each atomically: ext -> (path, SHA-256).
+
+    The digests are of the bytes written, for an auditor to check the files against.
+    """
+    written: dict[str, tuple[Path, str]] = {}
+    for ext, body in bodies.items():
+        path = folder / f"{stem}.{ext}"
+        write_atomic(path, body)
+        written[ext] = (path, hashlib.sha256(body).hexdigest())
+    return written

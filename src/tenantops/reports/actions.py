@@ -18,17 +18,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.errors import AppError
-from tenantops.finops.store import serialise
 from tenantops.kit.clock import utcnow
 from tenantops.reports.service import write_report
 from tenantops.reports.weeks import IsoWeek, last_full_week
-from tenantops.runbooks import engine, spec
+from tenantops.runbooks import chains, engine
 from tenantops.runbooks.actions import (
     ActionContext,
     FunctionAction,
@@ -46,7 +44,6 @@ DUE_HOUR = 6
 SCHEDULER = Principal(
     subject="system:reports-scheduler", roles=frozenset({Role.ADMIN}), via="system"
 )
-_DEAD = ("failed", "cancelled")
 
 
 def due_at(week: IsoWeek) -> datetime:
@@ -69,32 +66,15 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def week_runs(session: Session, week: str) -> list[Run]:
-    """Runs of the weekly report for ``week`` that did not fail or get cancelled."""
-    runs = session.execute(
-        select(Run).where(Run.runbook_id == WEEKLY_RUNBOOK).order_by(Run.created_at)
-    ).scalars()
-    return [r for r in runs if (r.inputs or {}).get("week") == week and r.status not in _DEAD]
-
-
 def open_weekly_runs(session: Session) -> list[Run]:
-    query = select(Run).where(Run.runbook_id == WEEKLY_RUNBOOK, Run.finished_at.is_(None))
-    return list(session.execute(query.order_by(Run.created_at)).scalars())
+    return chains.open_chain_runs(session, WEEKLY_RUNBOOK)
 
 
 def schedule_week(session: Session, week: IsoWeek, *, actor: Principal) -> tuple[Run, bool]:
     """The run reporting ``week``: the existing one, or a new one (True) if none exists."""
-    serialise(session, f"weekly-sla-report:{week.label}")  # one run per week
-    existing = week_runs(session, week.label)
-    if existing:
-        return existing[0], False
-    run = engine.start_run(
-        session,
-        loaded=spec.get(spec.shipped(), WEEKLY_RUNBOOK),
-        actor=actor,
-        inputs={"week": week.label},
+    return chains.start_once(
+        session, runbook_id=WEEKLY_RUNBOOK, key="week", value=week.label, actor=actor
     )
-    return run, True
 
 
 def report_actions(settings: Settings, db: Database) -> Registry:

@@ -8,7 +8,6 @@ rewrites the same bytes and the recorded SHA-256 still verifies the file.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from tenantops.errors import Unprocessable
+from tenantops.finops.reports import RenderedReport
 from tenantops.kit.clock import utcnow
-from tenantops.kit.files import write_atomic
+from tenantops.kit.files import write_atomic, write_files
 from tenantops.reports import queries
 from tenantops.reports.queries import Window
 from tenantops.reports.render import render_csv, render_html
@@ -186,26 +186,12 @@ def write_report(
     """
     report = build_report(session, week=week, now=now)
     bodies = {fmt: render(report, fmt) for fmt in dict.fromkeys(formats)}
-    folder = report_dir(settings, week)
-    paths: dict[str, Path] = {}
-    digests: dict[str, str] = {}
-    for fmt, body in bodies.items():
-        path = folder / f"{report.file_stem}.{fmt}"
-        write_atomic(path, body)
-        paths[fmt] = path
-        digests[fmt] = hashlib.sha256(body).hexdigest()
+    written = write_files(report_dir(settings, week), report.file_stem, bodies)
+    paths = {fmt: path for fmt, (path, _) in written.items()}
+    digests = {fmt: digest for fmt, (_, digest) in written.items()}
     sums = "".join(f"{digests[fmt]}  {paths[fmt].name}\n" for fmt in paths)
-    write_atomic(folder / f"{report.file_stem}.sha256", sums.encode())
+    write_atomic(report_dir(settings, week) / f"{report.file_stem}.sha256", sums.encode())
     return WrittenReport(week=week.label, paths=paths, sha256=digests, report=report)
-
-
-@dataclass(frozen=True)
-class RenderedReport:
-    """One format of a report, ready to send: bytes, content type, file name."""
-
-    body: bytes
-    content_type: str
-    filename: str
 
 
 def report_for(
