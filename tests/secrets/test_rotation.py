@@ -22,6 +22,7 @@ from tenantops.drivers.secrets.local import LocalSecrets
 from tenantops.drivers.secrets.port import PathSpec
 from tenantops.events.models import OutboxEvent
 from tenantops.notifications.models import OutboxMessage
+from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext
 from tenantops.runbooks.models import Run
 from tenantops.runbooks.worker import Worker
@@ -401,3 +402,28 @@ def test_schedule_starts_the_chain_once(cli: CliRunner, db: Database, clock: Clo
     assert again.code == 0
     assert again.out.startswith("already scheduled: run ")
     assert [r.inputs for r in runs(db)] == [{"day": "2030-01-01"}]
+
+
+def test_a_recipient_nobody_can_reach_is_named_and_the_chain_goes_on(
+    db: Database, settings: Settings, clock: Clock, tenant: dict[str, Any]
+) -> None:
+    settings.notify.security = ["not-an-address"]
+    worker = Worker(db, build_actions(settings, db))
+    check_run(db)
+    drain(worker)
+    clock.advance(days=31)
+    drain(worker)
+
+    assert [m.audience for m in messages(db)] == ["direct"]
+    with db.read() as session:
+        (notify,) = [
+            s
+            for r in runs(db)
+            if r.inputs["day"] == "2030-02-01"
+            for s in engine.steps_of(session, r.id)
+            if s.name == "notify"
+        ]
+    assert notify.status == "succeeded"
+    (why,) = notify.evidence["undeliverable"]
+    assert why.startswith("acme app/database to security: ")
+    assert runs(db)[-1].status == "running"  # waiting for the next day's check

@@ -28,7 +28,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
@@ -38,9 +37,8 @@ from tenantops.drivers.notify.routing import is_recipient
 from tenantops.drivers.secrets.local import state_from_record
 from tenantops.drivers.secrets.port import SecretStore
 from tenantops.errors import AppError
-from tenantops.finops.store import serialise
 from tenantops.kit.clock import as_utc, utcnow
-from tenantops.runbooks import engine, spec
+from tenantops.runbooks import chains
 from tenantops.runbooks.actions import (
     Action,
     ActionContext,
@@ -65,7 +63,6 @@ SCHEDULER = Principal(
     subject="system:secrets-scheduler", roles=frozenset({Role.ADMIN}), via="system"
 )
 _READER = Principal(subject="system:secrets-check", roles=frozenset({Role.ADMIN}), via="system")
-_DEAD = ("failed", "cancelled")
 _PAGE = 200
 
 
@@ -85,33 +82,16 @@ def _day(ctx: ActionContext) -> date:
         ) from None
 
 
-def day_runs(session: Session, day: date) -> list[Run]:
-    """Runs of the check for ``day`` that did not fail or get cancelled."""
-    runs = session.scalars(
-        select(Run).where(Run.runbook_id == CHECK_RUNBOOK).order_by(Run.created_at)
-    )
-    label = day.isoformat()
-    return [r for r in runs if (r.inputs or {}).get("day") == label and r.status not in _DEAD]
-
-
 def open_check_runs(session: Session) -> list[Run]:
-    query = select(Run).where(Run.runbook_id == CHECK_RUNBOOK, Run.finished_at.is_(None))
-    return list(session.scalars(query.order_by(Run.created_at)))
+    """The unfinished runs of the daily check, oldest first."""
+    return chains.open_chain_runs(session, CHECK_RUNBOOK)
 
 
 def schedule_day(session: Session, day: date, *, actor: Principal) -> tuple[Run, bool]:
-    """The check run of ``day``: the existing one, or a new one (True) if none exists."""
-    serialise(session, f"secret-rotation-check:{day.isoformat()}")  # one run per day
-    existing = day_runs(session, day)
-    if existing:
-        return existing[0], False
-    run = engine.start_run(
-        session,
-        loaded=spec.get(spec.shipped(), CHECK_RUNBOOK),
-        actor=actor,
-        inputs={"day": day.isoformat()},
+    """The check run of ``day``: the live one, or a new one (True) if none exists."""
+    return chains.start_once(
+        session, runbook_id=CHECK_RUNBOOK, key="day", value=day.isoformat(), actor=actor
     )
-    return run, True
 
 
 def _tenants(db: Database) -> list[TenantRead]:
@@ -166,18 +146,28 @@ def secret_actions(
                 for row in service.pending_notices(session)
             ]
         messages = 0
+        undeliverable: list[str] = []
         snapshots: dict[str, dict[str, Any]] = {}
         for tenant_id, path, notice, entry in pending:
             assert notice is not None
             if tenant_id not in snapshots:
                 snapshots[tenant_id] = _snapshot(tenant_id)
             for to in _audiences(entry["owner"]):
-                _send(ctx, to, notice, entry, snapshots[tenant_id])
+                try:
+                    _send(ctx, to, notice, entry, snapshots[tenant_id])
+                except StepFailed as exc:
+                    if exc.retriable:
+                        raise  # the engine retries the step; sent messages are not sent again
+                    # One owner nobody can reach must not stop the notices of every other
+                    # secret, nor the daily chain: the evidence names it.
+                    undeliverable.append(f"{entry['tenant_name']} {path} to {to}: {exc}")
+                    continue
                 messages += 1
             with db.write() as session:
                 service.mark_notified(session, tenant_id=tenant_id, path=path, notice=notice)
         figures = {"notified": len(pending), "messages": messages}
-        return StepResult(output=dict(figures), evidence=dict(figures))
+        evidence = {**figures, "undeliverable": undeliverable[:50]}
+        return StepResult(output=dict(figures), evidence=evidence)
 
     def _snapshot(tenant_id: str) -> dict[str, Any]:
         with db.read() as session:
