@@ -5,17 +5,20 @@ next one, as the monthly cost report does): it refreshes the inventory from
 every tenant's store, announces what became due, tells the owners, waits until
 the next day's check is due and starts it.
 
+``secrets.*`` actions reach the secret store through its port (documented with
+the Vault integration); ``rotation.*`` ones work on the inventory only.
+
 - ``secrets.refresh``: reads every tenant's store through the port (outside the
   step's transaction, one small write per tenant: a re-run converges);
   output ``tenants, stores, paths``.
-- ``secrets.check_due``: announces (``secret.rotation.due``/``.overdue``) each
+- ``rotation.check_due``: announces (``secret.rotation.due``/``.overdue``) each
   secret that became due soon or overdue since it was last announced; output
   ``due_soon, overdue, announced``.
-- ``secrets.notify_due``: tells the owner (an address or channel registered as
+- ``rotation.notify_due``: tells the owner (an address or channel registered as
   ``owner``, else the tenant's business owner) and security of each
   announcement not yet notified; the notifier's idempotency key names the
   announcement, so a re-run sends nothing twice. Output ``notified, messages``.
-- ``secrets.next_day`` / ``secrets.schedule_next`` (params ``day``): the next
+- ``rotation.next_day`` / ``rotation.schedule_next`` (params ``day``): the next
   check's day (the day after, or today if the chain fell behind), the wait until
   it is due (``CHECK_HOUR`` UTC), and its run.
 - ``secrets.rotate`` (params ``path``, ``evidence``; a run against a tenant):
@@ -274,10 +277,10 @@ def secret_actions(
 
     return {
         "secrets.refresh": FunctionAction(refresh),
-        "secrets.check_due": FunctionAction(echo_nothing, check_apply),
-        "secrets.notify_due": FunctionAction(notify),
-        "secrets.next_day": FunctionAction(next_day),
-        "secrets.schedule_next": FunctionAction(echo_day, schedule_apply),
+        "rotation.check_due": FunctionAction(echo_nothing, check_apply),
+        "rotation.notify_due": FunctionAction(notify),
+        "rotation.next_day": FunctionAction(next_day),
+        "rotation.schedule_next": FunctionAction(echo_day, schedule_apply),
         "secrets.rotate": FunctionAction(rotate, rotate_apply),
     }
 
