@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import inspect, select, text
@@ -25,10 +27,10 @@ from tenantops.audit import service as audit
 from tenantops.audit.models import AuditEntry
 from tenantops.backup import archive, database
 from tenantops.config import Settings, WorkerSettings
-from tenantops.db import Database
+from tenantops.db import Base, Database
 from tenantops.drivers.gitops.local import LocalGitRepo
 from tenantops.finops.models import LedgerEntry
-from tenantops.migrations import current_revision, head_revision
+from tenantops.migrations import alembic_config, current_revision, head_revision, upgrade
 from tenantops.wiring import build_worker
 from tests.conftest import Actors, CliRunner, create_pg_database, drop_pg_database, invoke
 from tests.factories import tenant_body
@@ -115,15 +117,12 @@ def rows(db: Database, scratch: Path) -> dict[str, list[Any]]:
     """Every table's rows as the backup writes them: the state to compare."""
     conn = database.snapshot(db.engine)
     try:
-        database.dump(conn, scratch, lambda _m: None)
+        entries = database.dump(conn, scratch, lambda _m: None)
     finally:
         conn.close()
     return {
-        table.name: [
-            json.loads(line)
-            for line in (scratch / f"tables/{table.name}.jsonl").read_text().splitlines()
-        ]
-        for table in database.tables()
+        e.name: [json.loads(line) for line in (scratch / e.member).read_text().splitlines()]
+        for e in entries
     }
 
 
@@ -216,11 +215,46 @@ def test_the_snapshot_holds_while_writers_commit(
 
 
 def test_every_table_of_the_schema_is_backed_up_or_left_out_on_purpose(db: Database) -> None:
-    present = set(inspect(db.engine).get_table_names())
-    if not db.is_sqlite:
-        present |= set(inspect(db.engine).get_table_names(schema="finops"))
-    covered = {t.name for t in database.tables()} | database.EXCLUDED | {"alembic_version"}
-    assert present == covered
+    with db.engine.connect() as conn:
+        dumped = {t.name for t in database.tables(conn)}
+    declared = {t.name for t in Base.metadata.tables.values()}
+    assert dumped | (database.EXCLUDED - {"alembic_version"}) == declared
+
+
+def test_a_backup_of_an_older_schema_restores_and_is_migrated_up(
+    source: Database,
+    settings: Settings,
+    target: tuple[Database, Settings],
+    capsys: pytest.CaptureFixture[str],
+    actors: Actors,
+    tmp_path: Path,
+) -> None:
+    from tenantops.backup import service
+
+    scripts = ScriptDirectory.from_config(alembic_config(source.engine))
+    head = scripts.get_current_head()
+    assert head is not None
+    older = scripts.get_revision(head).down_revision
+    assert isinstance(older, str)
+    command.downgrade(alembic_config(source.engine), older)
+    try:
+        written = service.create(settings, source, tmp_path / "old.tar.gz")
+    finally:
+        upgrade(source.engine)  # the session's other tests share this database
+    assert written.manifest.schema_revision == older
+
+    restored_db, restored = target
+    done = run_as(restored, capsys, "backup", "restore", str(written.path))
+    assert done.code == 0, done.err
+    assert f"schema {older} upgraded to {head}" in done.err
+    assert current_revision(restored_db.engine) == head
+    with restored_db.read() as s:
+        assert audit.verify(s).ok
+        entry = s.execute(select(AuditEntry).order_by(AuditEntry.seq.desc())).scalars().first()
+        assert entry is not None
+        assert entry.detail["schema_revision"] == older
+    with TestClient(create_app(restored, db=restored_db)) as api:
+        assert ok(api.get("/api/v1/tenants/acme", headers=actors.am))["state"] == "active"
 
 
 # ------------------------------------------------------------------ refusals
@@ -273,7 +307,7 @@ def test_a_restore_needs_an_empty_database_and_data_directory(
     live = settings.model_copy(update={"database_url": SecretStr(db.url)})
     used = run_as(live, capsys, "backup", "restore", str(backup))
     assert used.code == 1
-    assert used.err.startswith("error: the database already holds a tenantops schema")
+    assert used.err.startswith("error: the database already holds the tenantops schema")
     assert len(used.err.strip().splitlines()) == 1
 
 
@@ -363,17 +397,33 @@ def test_a_file_that_is_no_backup_is_one_line(
     assert len(result.err.strip().splitlines()) == 1
 
 
-def test_a_backup_of_another_schema_says_which_version_restores_it(
+def test_a_backup_of_a_schema_this_version_does_not_know_names_the_version_that_wrote_it(
     backup: Path, tmp_path: Path, cli: CliRunner
 ) -> None:
-    def older(members: dict[str, bytes], manifest: dict[str, Any]) -> dict[str, bytes]:
-        manifest["schema_revision"] = "0011"
-        manifest["tenantops_version"] = "0.0.9"
+    def newer(members: dict[str, bytes], manifest: dict[str, Any]) -> dict[str, bytes]:
+        manifest["schema_revision"] = "9999"
+        manifest["tenantops_version"] = "9.9.9"
         return members
 
-    result = cli("backup", "verify", str(_rewrite(backup, tmp_path / "old.tar.gz", older)))
+    result = cli("backup", "verify", str(_rewrite(backup, tmp_path / "new.tar.gz", newer)))
     assert result.code == 1
-    assert "restore it with tenantops 0.0.9 (which wrote it), then upgrade" in result.err
+    assert "does not know: restore it with tenantops 9.9.9 or newer" in result.err
+
+
+def test_a_manifest_that_names_the_wrong_schema_is_refused_and_leaves_nothing(
+    backup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def wrong(members: dict[str, bytes], manifest: dict[str, Any]) -> dict[str, bytes]:
+        manifest["schema_revision"] = "0001"
+        return members
+
+    fresh = _empty_sqlite(tmp_path)
+    result = run_as(
+        fresh, capsys, "backup", "restore", str(_rewrite(backup, tmp_path / "w", wrong))
+    )
+    assert result.code == 1
+    assert "its schema revision has not" in result.err
+    _untouched(fresh)
 
 
 def test_create_keeps_no_secret_and_never_overwrites(

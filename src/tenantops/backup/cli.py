@@ -87,8 +87,9 @@ def verify(
     typer.echo(
         f"backup intact: {len(m.tables)} tables, {m.rows:,} rows, {len(m.files)} files"
         + (", GitOps bundle" if m.gitops else "")
-        + f"; restores at schema {m.schema_revision}; "
-        f"audit trail of {checked.audit_entries:,} entries verified"
+        + f"; restores at schema {m.schema_revision}"
+        + (f" and upgrades to {checked.schema}" if checked.schema != m.schema_revision else "")
+        + f"; audit trail of {checked.audit_entries:,} entries verified"
     )
 
 
@@ -111,4 +112,9 @@ def restore(
         f"{len(m.files)} files"
         + (", GitOps repository" if m.gitops else "")
         + f"; audit trail of {checked.audit_entries:,} entries verified, the restore recorded"
+        + (
+            f"; schema {m.schema_revision} upgraded to {checked.schema}"
+            if checked.schema != m.schema_revision
+            else ""
+        )
     )

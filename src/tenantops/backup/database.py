@@ -1,5 +1,10 @@
 """The database part of a backup: every table dumped from one snapshot, and loaded back.
 
+Both sides work on the tables as the database has them (reflected), not as
+the running code declares them: a backup holds the schema revision it was
+taken at, and is loaded into a database migrated to that same revision, then
+migrated up. So an older backup restores into a newer tenantops.
+
 Dump reads all tables in one transaction (PostgreSQL ``REPEATABLE READ``;
 SQLite in WAL mode reads one snapshot per transaction), so the backup is one
 consistent moment even while workers run. Load writes every row in the
@@ -14,25 +19,55 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, text
+from sqlalchemy import (
+    Connection,
+    MetaData,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from tenantops.backup.archive import TableEntry
 from tenantops.backup.errors import BackupError
 from tenantops.backup.values import bind_type, decoder, encoder, kind_of
-from tenantops.migrations.tables import schema
+from tenantops.db import SQLITE_SCHEMAS
 
-# Left out on purpose: who is signed in to the web UI, and its login throttle.
-# A restored control plane asks everyone to sign in again.
-EXCLUDED = frozenset({"web_sessions", "web_login_throttle"})
+# Left out on purpose: who is signed in to the web UI, and its login throttle
+# (a restored control plane asks everyone to sign in again); the schema revision
+# is the manifest's.
+EXCLUDED = frozenset({"web_sessions", "web_login_throttle", "alembic_version"})
+# The PostgreSQL schemas besides the default one that tenantops creates tables in.
+SCHEMAS = tuple(s for s in SQLITE_SCHEMAS if s)
 BATCH = 1000
 Progress = Callable[[str], None]
 
 
-def tables() -> list[Table]:
+def reflect(conn: Connection) -> MetaData:
+    """Every table of the database, as it has them (both PostgreSQL schemas)."""
+    found = MetaData()
+    found.reflect(conn)
+    if conn.dialect.name == "postgresql":
+        present = set(inspect(conn).get_schema_names())
+        for schema in SCHEMAS:
+            if schema in present:
+                found.reflect(conn, schema=schema)
+    return found
+
+
+def tables(conn: Connection) -> list[Table]:
     """The tables a backup holds, parents before the rows that point at them."""
-    return [t for t in schema().sorted_tables if t.name not in EXCLUDED]
+    chosen = [t for t in reflect(conn).sorted_tables if t.name not in EXCLUDED]
+    names = [t.name for t in chosen]
+    if len(set(names)) != len(names):
+        raise BackupError("two schemas hold a table of the same name; a backup cannot tell them")
+    return chosen
 
 
 def columns(table: Table) -> tuple[tuple[str, str], ...]:
@@ -52,7 +87,7 @@ def dump(conn: Connection, staging: Path, progress: Progress) -> list[TableEntry
     """Write every table under ``staging/tables/`` as JSON lines; the manifest's entries."""
     entries = []
     (staging / "tables").mkdir(parents=True, exist_ok=True)
-    for table in tables():
+    for table in tables(conn):
         member = f"tables/{table.name}.jsonl"
         kinds = columns(table)
         rows, size, digest = _dump_table(conn, table, kinds, staging / member)
@@ -77,7 +112,9 @@ def _dump_table(
     cols = list(table.columns)
     json_cols = [c for c, (_n, kind) in zip(cols, kinds, strict=True) if kind == "json"]
     # A JSON column reads SQL NULL and a stored JSON null both as None: ask which it is.
-    query = select(*cols, *(c.is_(None) for c in json_cols)).order_by(*table.primary_key.columns)
+    query = select(*cols, *(c.is_(None) for c in json_cols)).order_by(
+        *(table.primary_key.columns or cols)
+    )
     encoders = [encoder(kind) for _name, kind in kinds]
     json_at = [i for i, (_n, kind) in enumerate(kinds) if kind == "json"]
     h, size, count = hashlib.sha256(), 0, 0
@@ -95,20 +132,25 @@ def _dump_table(
     return count, size, h.hexdigest()
 
 
-def check_schema(entries: tuple[TableEntry, ...]) -> dict[str, Table]:
-    """The tables to load, by name; ``BackupError`` if the backup's schema is not this one."""
-    ours = {t.name: t for t in tables()}
+def check_schema(conn: Connection, entries: tuple[TableEntry, ...]) -> list[Table]:
+    """The tables to load, parents first; ``BackupError`` if they are not the backup's."""
+    ours = {t.name: t for t in tables(conn)}
     theirs = {e.name: e for e in entries}
     if len(theirs) != len(entries):
         raise BackupError("the backup lists a table twice")
-    for name in ours.keys() - theirs.keys():
-        raise BackupError(f"the backup has no table {name}, which this schema has")
-    for name in theirs.keys() - ours.keys():
-        raise BackupError(f"the backup has a table {name}, which this schema does not")
+    for name in sorted(ours.keys() - theirs.keys()):
+        raise BackupError(f"the backup has no table {name}, which its schema revision has")
+    for name in sorted(theirs.keys() - ours.keys()):
+        raise BackupError(f"the backup has a table {name}, which its schema revision has not")
     for entry in entries:
-        if entry.columns != columns(ours[entry.name]):
-            raise BackupError(f"the columns of table {entry.name} differ from this schema's")
-    return ours
+        have = {c.name for c in ours[entry.name].columns}
+        want = {name for name, _kind in entry.columns}
+        if have != want:
+            odd = sorted(have ^ want)
+            raise BackupError(
+                f"the columns of table {entry.name} differ from its schema revision's ({odd[0]})"
+            )
+    return list(ours.values())
 
 
 def load(
@@ -122,12 +164,12 @@ def load(
     The target holds only what the migrations wrote (empty tables, seed rows);
     the seed rows are deleted first, so the backup's rows replace them.
     """
-    ours = check_schema(entries)
-    for table in reversed(tables()):
+    order = check_schema(conn, entries)
+    for table in reversed(order):
         conn.execute(delete(table))
     by_name = {e.name: e for e in entries}
     loaded = 0
-    for table in tables():
+    for table in order:
         entry = by_name[table.name]
         count = _load_table(conn, table, entry, staging / entry.member)
         if count != entry.rows:
@@ -138,12 +180,12 @@ def load(
         if count:
             progress(f"table {table.name}: {count:,} rows")
     if conn.dialect.name == "postgresql":
-        _reset_sequences(conn, ours.values())
+        _reset_sequences(conn, order)
     return loaded
 
 
 def _load_table(conn: Connection, table: Table, entry: TableEntry, path: Path) -> int:
-    cols = list(table.columns)
+    cols = [table.c[name] for name, _kind in entry.columns]
     decoders = [decoder(kind) for _name, kind in entry.columns]
     statement = insert(table).values(
         {
@@ -193,11 +235,11 @@ def _lines(path: Path, name: str) -> Iterator[tuple[int, list[Any]]]:
             yield number, values
 
 
-def _reset_sequences(conn: Connection, loaded: Any) -> None:
+def _reset_sequences(conn: Connection, loaded: list[Table]) -> None:
     """Move each serial column's sequence past the highest id loaded (PostgreSQL)."""
     for table in loaded:
         for column in table.primary_key.columns:
-            if kind_of(column) != "int":
+            if not _is_int(column):
                 continue
             qualified = f"{table.schema}.{table.name}" if table.schema else table.name
             sequence = conn.execute(
@@ -210,3 +252,22 @@ def _reset_sequences(conn: Connection, loaded: Any) -> None:
                 text("SELECT setval(CAST(:seq AS regclass), :value, :called)"),
                 {"seq": sequence, "value": highest or 1, "called": highest is not None},
             )
+
+
+def _is_int(column: Any) -> bool:
+    try:
+        return kind_of(column) == "int"
+    except BackupError:
+        return False
+
+
+def drop_everything(engine: Engine) -> None:
+    """Drop every table (and tenantops' own PostgreSQL schemas): the database as it was.
+
+    Only for a database a failed restore created the tables of.
+    """
+    with engine.begin() as conn:
+        reflect(conn).drop_all(conn)
+        if conn.dialect.name == "postgresql":
+            for schema in SCHEMAS:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" RESTRICT'))

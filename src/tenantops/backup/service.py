@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import MetaData, Table, inspect, select
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tenantops import __version__
@@ -37,12 +37,10 @@ from tenantops.drivers.gitops.local import LocalGitRepo
 from tenantops.kit.clock import utcnow
 from tenantops.migrations import (
     current_revision,
-    downgrade,
     head_revision,
     known_revisions,
     upgrade,
 )
-from tenantops.migrations.tables import schema
 
 Progress = Callable[[str], None]
 BUNDLE = "gitops.bundle"
@@ -64,10 +62,11 @@ class Written:
 
 @dataclass(frozen=True)
 class Checked:
-    """A backup verified: its manifest and how many audit entries link up."""
+    """A backup verified or restored: its manifest, the audit entries that link up, the schema."""
 
     manifest: Manifest
     audit_entries: int
+    schema: str  # the revision the database is at now (this version's)
 
 
 @contextmanager
@@ -110,13 +109,9 @@ def create(
         conn = database.snapshot(db.engine)
         try:
             revision = current_revision(conn)
-            if revision is None or revision != head_revision(db.engine):
-                raise BackupError(
-                    f"the database is at schema {revision or 'none'}, this tenantops at "
-                    f"{head_revision(db.engine)}; run: tenantops db upgrade"
-                )
-            head = schema().tables["audit_head"]
-            audit_head = conn.execute(select(head.c.seq, head.c.hash)).first()
+            if revision is None:
+                raise BackupError("the database has no tenantops schema: nothing to back up")
+            audit_head = conn.execute(text("SELECT seq, hash FROM audit_head")).first()
             tables = database.dump(conn, staging, progress)
         finally:
             conn.close()
@@ -158,55 +153,40 @@ def _bundle(settings: Settings, staging: Path, progress: Progress) -> GitEntry |
     return GitEntry(member=BUNDLE, size=size, sha256=digest, branch=repo.branch, head=head)
 
 
-def _same_schema(manifest: Manifest, db: Database) -> None:
-    head = head_revision(db.engine)
-    if manifest.schema_revision == head:
-        return
-    if manifest.schema_revision in known_revisions(db.engine):
+def _restorable(manifest: Manifest, db: Database) -> None:
+    """A backup restores at its own schema revision, which these migrations must know."""
+    if manifest.schema_revision not in known_revisions(db.engine):
         raise BackupError(
-            f"the backup is at schema {manifest.schema_revision}, this tenantops at {head}: "
-            f"restore it with tenantops {manifest.tenantops_version} (which wrote it), "
-            "then upgrade"
+            f"the backup is at schema {manifest.schema_revision}, which this tenantops "
+            f"({__version__}, schema {head_revision(db.engine)}) does not know: restore it "
+            f"with tenantops {manifest.tenantops_version} or newer"
         )
-    raise BackupError(
-        f"the backup is at schema {manifest.schema_revision}, which this tenantops "
-        f"({__version__}) does not know: restore it with tenantops "
-        f"{manifest.tenantops_version} or newer"
-    )
 
 
-def _load(
-    db: Database,
-    manifest: Manifest,
-    staging: Path,
-    progress: Progress,
-    *,
-    record: Callable[[Session], None] | None,
-) -> int:
-    """Load the rows into ``db`` (migrated to the backup's schema) and check the audit chain.
+def _load(db: Database, manifest: Manifest, staging: Path, progress: Progress) -> int:
+    """Migrate ``db`` to the backup's schema, load every row and check the audit chain.
 
-    Commits only when ``record`` is given (it writes the restore's own audit
-    entry); a trial load rolls back. The audit entries that link up are returned.
+    One transaction: nothing is committed unless the chain verifies to the
+    manifest's count. Then the database is migrated to this version's schema.
+    The audit entries that link up are returned.
     """
-    with db.engine.connect() as conn, conn.begin() as transaction:
+    upgrade(db.engine, manifest.schema_revision)
+    with db.engine.connect() as conn, conn.begin():
         database.load(conn, manifest.tables, staging, progress)
         with Session(bind=conn, join_transaction_mode="rollback_only") as session:
             checked = audit.verify(session)
-            if not checked.ok:
-                where = f"entry {checked.bad_seq}" if checked.bad_seq is not None else "its end"
-                raise BackupError(
-                    f"the backup's audit trail is broken at {where}: {checked.reason}"
-                )
-            if checked.checked != manifest.audit_entries:
-                raise BackupError(
-                    f"the backup's audit trail holds {checked.checked} entries, "
-                    f"its manifest {manifest.audit_entries}"
-                )
-            if record is None:
-                transaction.rollback()
-                return checked.checked
-            record(session)
-            session.flush()
+        if not checked.ok:
+            where = f"entry {checked.bad_seq}" if checked.bad_seq is not None else "its end"
+            raise BackupError(f"the backup's audit trail is broken at {where}: {checked.reason}")
+        if checked.checked != manifest.audit_entries:
+            raise BackupError(
+                f"the backup's audit trail holds {checked.checked} entries, "
+                f"its manifest {manifest.audit_entries}"
+            )
+    head = head_revision(db.engine)
+    if manifest.schema_revision != head:
+        progress(f"schema {manifest.schema_revision} upgraded to {head}")
+        upgrade(db.engine)
     return checked.checked
 
 
@@ -221,12 +201,12 @@ def verify(path: Path, *, progress: Progress = _quiet) -> Checked:
             _unbundle(manifest.gitops, staging, staging / "gitops-repo")
         db = Database(f"sqlite:///{staging / 'trial.db'}")
         try:
-            _same_schema(manifest, db)
-            upgrade(db.engine)
-            entries = _load(db, manifest, staging, progress, record=None)
+            _restorable(manifest, db)
+            entries = _load(db, manifest, staging, progress)
+            now = current_revision(db.engine) or ""
         finally:
             db.dispose()
-    return Checked(manifest, entries)
+    return Checked(manifest, entries, now)
 
 
 def _unbundle(entry: GitEntry, staging: Path, into: Path) -> None:
@@ -243,16 +223,12 @@ def _unbundle(entry: GitEntry, staging: Path, into: Path) -> None:
 
 def _empty(db: Database) -> None:
     revision = current_revision(db.engine)
-    found = inspect(db.engine)
-    occupied = [
-        t.name
-        for t in database.tables()
-        if found.has_table(t.name, schema=None if db.is_sqlite else t.schema)
-    ]
+    with db.engine.connect() as conn:
+        occupied = sorted(database.reflect(conn).tables)
     if revision is not None or occupied:
-        what = f"schema {revision}" if revision else f"table {occupied[0]}"
+        what = f"the tenantops schema {revision}" if revision else f"a table {occupied[0]}"
         raise BackupError(
-            f"the database already holds a tenantops {what}: restore into an empty database "
+            f"the database already holds {what}: restore into an empty database "
             "(a new PostgreSQL database, or an empty data directory for SQLite)"
         )
 
@@ -267,7 +243,7 @@ def restore(
 ) -> Checked:
     """Restore ``path`` into the empty ``db`` and the data directory; all or nothing."""
     manifest = archive.read_manifest(path)
-    _same_schema(manifest, db)
+    _restorable(manifest, db)
     _empty(db)
     root = settings.data_dir
     repo_path = settings.resolved_gitops_path()
@@ -284,39 +260,31 @@ def restore(
         if manifest.gitops is not None:
             _unbundle(manifest.gitops, staging, staging / "gitops-repo")
         written = _archive_digest(path)
-
-        def record(session: Session) -> None:
-            audit.record(
-                session,
-                actor=actor,
-                action="control_plane.restored",
-                tenant_id=None,
-                changes={},
-                detail={
-                    "backup": path.name,
-                    "sha256": written,
-                    "created_at": manifest.created_at,
-                    "source": manifest.source,
-                    "tenantops_version": manifest.tenantops_version,
-                    "rows": manifest.rows,
-                    "files": len(manifest.files),
-                },
-            )
-
-        upgrade(db.engine, manifest.schema_revision)
         try:
-            entries = _load(db, manifest, staging, progress, record=record)
+            entries = _load(db, manifest, staging, progress)
+            with db.write() as session:
+                audit.record(
+                    session,
+                    actor=actor,
+                    action="control_plane.restored",
+                    tenant_id=None,
+                    changes={},
+                    detail={
+                        "backup": path.name,
+                        "sha256": written,
+                        "created_at": manifest.created_at,
+                        "source": manifest.source,
+                        "tenantops_version": manifest.tenantops_version,
+                        "schema_revision": manifest.schema_revision,
+                        "rows": manifest.rows,
+                        "files": len(manifest.files),
+                    },
+                )
         except BaseException:
-            _unmigrate(db)
+            database.drop_everything(db.engine)  # as empty as it was
             raise
         _move_into_place(manifest, staging, root, repo_path)
-    return Checked(manifest, entries)
-
-
-def _unmigrate(db: Database) -> None:
-    """Leave the database as empty as it was: no tables, not even Alembic's."""
-    downgrade(db.engine, "base")
-    Table("alembic_version", MetaData()).drop(db.engine, checkfirst=True)
+    return Checked(manifest, entries, current_revision(db.engine) or "")
 
 
 def _archive_digest(path: Path) -> str:

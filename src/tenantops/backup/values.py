@@ -128,6 +128,11 @@ def bind_type(column: Column[Any], kind: str) -> TypeEngine[Any]:
     """The type to insert ``column``'s values with: JSON keeps SQL NULL and JSON null apart."""
     if kind != "json":
         return column.type
+    if not isinstance(column.type, JSON):
+        raise BackupError(
+            f"column {column.table.name}.{column.name} holds JSON in the backup "
+            f"but is {column.type} in this database"
+        )
     loaded = copy.copy(column.type)
-    loaded.none_as_null = True  # type: ignore[attr-defined]
+    loaded.none_as_null = True
     return loaded

@@ -33,11 +33,6 @@ def current_revision(bind: Engine | Connection) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def downgrade(engine: Engine, revision: str) -> None:
-    """Take the database behind ``engine`` back to ``revision`` (``base``: no schema)."""
-    command.downgrade(alembic_config(engine), revision)
-
-
 def known_revisions(engine: Engine) -> set[str]:
     """Every revision these migrations define."""
     scripts = ScriptDirectory.from_config(alembic_config(engine))
