@@ -277,7 +277,7 @@ def secret_actions(
 
     return {
         "secrets.refresh": FunctionAction(refresh),
-        "rotation.check_due": FunctionAction(echo_nothing, check_apply),
+        "rotation.check_due": FunctionAction(_nothing, check_apply),
         "rotation.notify_due": FunctionAction(notify),
         "rotation.next_day": FunctionAction(next_day),
         "rotation.schedule_next": FunctionAction(echo_day, schedule_apply),
@@ -285,5 +285,6 @@ def secret_actions(
     }
 
 
-def echo_nothing(ctx: ActionContext) -> StepResult:
+def _nothing(ctx: ActionContext) -> StepResult:
+    """The check's work is all in its transaction (``apply``)."""
     return StepResult()

@@ -38,6 +38,8 @@ class SecretRead(BaseModel):
 
 
 class SecretList(BaseModel):
+    """Secrets soonest due first."""
+
     items: list[SecretRead]
 
 
