@@ -263,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     except OperationalError as exc:
         typer.echo(f"error: cannot use the database: {_one_line(str(exc.orig))}", err=True)
         return 1
+    except OSError as exc:
+        # A file a command reads or writes: missing, not allowed, disk full.
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or _one_line(str(exc))}", err=True)
+        return 1
     except typer.Exit as exc:
         return exc.exit_code
     return result if isinstance(result, int) else 0

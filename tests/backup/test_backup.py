@@ -466,19 +466,60 @@ def test_an_empty_control_plane_backs_up_and_restores(
 def test_a_folder_gets_a_dated_name_and_keep_removes_only_older_backups(
     db: Database, cli: CliRunner, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "backups"
-    folder.mkdir()
+    folder = tmp_path / "backups"  # not there yet: the nightly cron's first night
+    made_first = cli("backup", "create", "-o", str(folder), "--keep", "2")
+    assert made_first.code == 0, made_first.err
+    assert folder.is_dir()
+    first = next(folder.iterdir())
+    first.rename(folder / "tenantops-backup-20200104T000000Z.tar.gz")
     old = [folder / f"tenantops-backup-2020010{d}T000000Z.tar.gz" for d in (1, 2, 3)]
     for path in old:
         path.write_bytes(b"old")
-    other = folder / "notes.txt"
-    other.write_text("mine")
+    mine = [folder / "notes.txt", folder / "tenantops-backup-manual.tar.gz"]
+    for path in mine:
+        path.write_text("mine")
     made = cli("backup", "create", "-o", str(folder), "--keep", "2")
     assert made.code == 0, made.err
     kept = sorted(p.name for p in folder.iterdir())
-    new = next(n for n in kept if n not in {p.name for p in old} | {"notes.txt"})
-    assert new.startswith("tenantops-backup-")
+    new = next(n for n in kept if n.startswith("tenantops-backup-2026") or "2030" in n)
     assert new.endswith("Z.tar.gz")
-    assert kept == sorted([new, old[2].name, "notes.txt"])
-    assert f"removed {old[0]}" in made.out
-    assert f"removed {old[1]}" in made.out
+    # The newest two of the dated names; hand-named files are not backups it made.
+    assert kept == sorted(
+        [new, "tenantops-backup-20200104T000000Z.tar.gz", *(p.name for p in mine)]
+    )
+    for path in old:
+        assert f"removed {path}" in made.out
+
+
+def test_keep_needs_a_folder_and_a_file_it_cannot_write_is_one_line(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    named = cli("backup", "create", "-o", str(tmp_path / "one.tar.gz"), "--keep", "2")
+    assert named.code == 2
+    assert "--keep needs a folder" in named.err
+    unwritable = cli("backup", "create", "-o", "/proc/nowhere.tar.gz")
+    assert unwritable.code == 1
+    # Refused before any table is read: the error is the only line.
+    assert unwritable.err.startswith("error: cannot write /proc/nowhere.tar.gz: ")
+    assert len(unwritable.err.strip().splitlines()) == 1
+    assert "Traceback" not in unwritable.err
+
+
+def test_a_file_comes_back_with_its_permissions(
+    db: Database, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tenantops.backup import service
+
+    private = settings.data_dir / "terraform" / "acme" / "terraform.tfvars.json"
+    shared = settings.data_dir / "reports" / "2030-01" / "cost.html"
+    for path, mode in ((private, 0o600), (shared, 0o644)):
+        path.parent.mkdir(parents=True)
+        path.write_text("{}")
+        path.chmod(mode)
+    written = service.create(settings, db, tmp_path / "modes.tar.gz")
+    fresh = _empty_sqlite(tmp_path)
+    result = run_as(fresh, capsys, "backup", "restore", str(written.path))
+    assert result.code == 0, result.err
+    for path, mode in ((private, 0o600), (shared, 0o644)):
+        restored = fresh.data_dir / path.relative_to(settings.data_dir)
+        assert restored.stat().st_mode & 0o777 == mode

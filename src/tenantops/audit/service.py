@@ -247,6 +247,13 @@ def _locked_head(session: Session) -> AuditHead:
     return head
 
 
+def head(session: Session) -> tuple[int, str] | None:
+    """The chain's last entry number and hash as this transaction sees them (no lock)."""
+    row = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == HEAD_ID))
+    found = row.first()
+    return (found.seq, found.hash) if found else None
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     """Outcome of ``verify``: ``ok``, how many entries, and the first bad one."""

@@ -81,9 +81,10 @@ class TableEntry(Member):
 
 
 class FileEntry(Member):
-    """A file of the data directory, at ``path`` below it."""
+    """A file of the data directory, at ``path`` below it, with its permission bits."""
 
     path: str
+    mode: int | None = Field(default=None, ge=0, le=0o777)
 
     @field_validator("path")
     @classmethod
@@ -271,7 +272,8 @@ def _after_manifest(tar: tarfile.TarFile) -> Iterable[tarfile.TarInfo]:
 
 def _copy(source: IO[bytes], target: Path) -> tuple[int, str]:
     h, size = hashlib.sha256(), 0
-    with target.open("wb") as out:
+    # Readable by this user only until the restore gives it the mode it had.
+    with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
         while chunk := source.read(CHUNK):
             h.update(chunk)
             size += len(chunk)

@@ -36,8 +36,8 @@ def create(
         typer.Option(
             "-o",
             "--output",
-            help="File to write, or a folder to write tenantops-backup-<UTC time>.tar.gz into; "
-            "default: that name here",
+            help="File to write (NAME.tar.gz), or a folder (created if need be) to write "
+            "tenantops-backup-<UTC time>.tar.gz into; default: that name here",
         ),
     ] = None,
     keep: Annotated[
@@ -51,8 +51,10 @@ def create(
     """Write a backup: every table from one snapshot, the GitOps repository, the data files."""
     settings = Settings()
     target = output or Path(service.default_name())
-    if target.is_dir():
+    if target.is_dir() or not target.name.endswith(".tar.gz"):
         target = target / service.default_name()
+    elif keep is not None:
+        raise typer.BadParameter("--keep needs a folder, not a file name", param_hint="'-o'")
     db = open_database(settings)
     try:
         written = service.create(settings, db, target, progress=_say)

@@ -14,14 +14,15 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tenantops import __version__
@@ -80,6 +81,9 @@ def _staging(parent: Path, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+DATED = re.compile(rf"^{archive.PREFIX}\d{{8}}T\d{{6}}Z\.tar\.gz$")
+
+
 def default_name() -> str:
     return f"{archive.PREFIX}{utcnow().strftime('%Y%m%dT%H%M%SZ')}.tar.gz"
 
@@ -91,7 +95,9 @@ def prune(folder: Path, *, keep: int) -> list[Path]:
     file keeps its place; files of any other name are never touched.
     """
     named = sorted(
-        p for p in folder.glob(f"{archive.PREFIX}*.tar.gz") if p.is_file() and not p.is_symlink()
+        p
+        for p in folder.glob(f"{archive.PREFIX}*.tar.gz")
+        if DATED.match(p.name) and p.is_file() and not p.is_symlink()
     )
     doomed = named[:-keep] if keep else named
     for path in doomed:
@@ -105,13 +111,15 @@ def create(
     """Write a backup of ``db`` and the data directory to ``target``."""
     if target.exists():
         raise BackupError(f"{target} exists already; name another file")
+    _writable(target)
     with _staging(settings.data_dir, ".backup-") as staging:
         conn = database.snapshot(db.engine)
         try:
             revision = current_revision(conn)
             if revision is None:
                 raise BackupError("the database has no tenantops schema: nothing to back up")
-            audit_head = conn.execute(text("SELECT seq, hash FROM audit_head")).first()
+            with Session(bind=conn, join_transaction_mode="rollback_only") as session:
+                audit_head = audit.head(session)
             tables = database.dump(conn, staging, progress)
         finally:
             conn.close()
@@ -120,7 +128,10 @@ def create(
         for relative, path in files.data_files(settings, skip=(target,)):
             member = f"files/{relative}"
             size, digest = archive.stage(path, staging, member)
-            kept.append(FileEntry(path=relative, member=member, size=size, sha256=digest))
+            mode = stat.S_IMODE(path.stat().st_mode)
+            kept.append(
+                FileEntry(path=relative, member=member, size=size, sha256=digest, mode=mode)
+            )
         if kept:
             progress(f"{len(kept)} files of {settings.data_dir}")
         manifest = Manifest(
@@ -128,14 +139,24 @@ def create(
             tenantops_version=__version__,
             schema_revision=revision,
             source="sqlite" if db.is_sqlite else "postgresql",
-            audit_entries=audit_head.seq if audit_head else 0,
-            audit_head=audit_head.hash if audit_head else None,
+            audit_entries=audit_head[0] if audit_head else 0,
+            audit_head=audit_head[1] if audit_head else None,
             tables=tuple(tables),
             files=tuple(kept),
             gitops=gitops,
         )
         size, digest = archive.write(target, manifest, staging)
     return Written(target, size, digest, manifest)
+
+
+def _writable(target: Path) -> None:
+    """Fail before the work, not after it, when ``target`` cannot be written."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}."):
+            pass
+    except OSError as exc:
+        raise BackupError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
 
 def _bundle(settings: Settings, staging: Path, progress: Progress) -> GitEntry | None:
@@ -297,6 +318,8 @@ def _move_into_place(manifest: Manifest, staging: Path, root: Path, repo_path: P
         target = root / entry.path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(staging / entry.member, target)
+        if entry.mode is not None:
+            target.chmod(entry.mode)
     if manifest.gitops is not None:
         if repo_path.exists():
             repo_path.rmdir()  # checked empty before
