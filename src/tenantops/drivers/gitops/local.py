@@ -192,9 +192,7 @@ class LocalGitRepo:
         self._run("fetch", "-q", str(bundle), "refs/*:refs/*")
         tip = self._tip()
         if tip is None:
-            raise DriverError(
-                f"the bundle holds no branch {self.branch}", retry=Retry.PERMANENT
-            )
+            raise DriverError(f"the bundle holds no branch {self.branch}", retry=Retry.PERMANENT)
         return tip
 
     # -- internals ----------------------------------------------------------
