@@ -10,12 +10,14 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.kpis.service import percentile
 from tenantops.reports.service import build_report, render, write_report
 from tenantops.reports.weeks import IsoWeek
+from tenantops.runbooks.models import Run, RunStep
 from tests.conftest import Clock, TokenFactory
 from tests.reports.fleet import Fleet, at
 
@@ -70,7 +72,7 @@ def test_the_figures_of_a_week_against_runs_with_known_times(
         (fleet["r6"], None, None),
     ]
     r3 = report.breaches[3]
-    assert (r3.tenant_name, r3.status, r3.finished_at) == ("alpha", "running", None)
+    assert (r3.tenant_name, r3.status, r3.finished_at) == ("alpha", "open", None)
 
     budgets = [
         (e.tenant_name, e.runbook_id, e.judged, e.missed, e.consumed) for e in report.error_budgets
@@ -103,6 +105,43 @@ def test_the_change_on_the_week_before(db: Database, fleet: dict[str, str]) -> N
     assert overall.step_attainment_points is None  # no step deadline in W01
     onboarding = next(c for c in report.change if c.runbook_id == "tenant-onboarding")
     assert (onboarding.started, onboarding.run_attainment_points) == (1, -50.0)
+
+
+def test_a_past_weeks_report_does_not_change_when_its_open_runs_finish_later(
+    db: Database, fleet: dict[str, str], settings: Settings
+) -> None:
+    def bodies() -> dict[str, bytes]:
+        with db.read() as session:
+            report = build_report(session, week=W02, now=AFTER)
+        return {fmt: render(report, fmt) for fmt in ("json", "html", "csv")}
+
+    def files() -> dict[str, str]:
+        with db.read() as session:
+            return write_report(settings, session, W02, now=AFTER).sha256
+
+    before, digests = bodies(), files()
+    # r3 was running past its deadline, its approval gate waiting, at W02's end;
+    # in W03 the gate is decided and the run fails (or finishes any other way).
+    with db.write() as session:
+        session.execute(
+            update(RunStep)
+            .where(RunStep.run_id == fleet["r3"], RunStep.name == "approve")
+            .values(status="succeeded", finished_at=at(15, 8))
+        )
+        session.execute(
+            update(Run)
+            .where(Run.id == fleet["r3"])
+            .values(status="failed", finished_at=at(15, 9), updated_at=at(15, 9))
+        )
+    after = bodies()
+    assert after == before  # the API's answer, byte for byte
+    assert files() == digests  # a re-run of the report step: the same .sha256
+    with db.read() as session:
+        report = build_report(session, week=W02, now=AFTER)
+    run_breach = next(b for b in report.breaches if b.run_id == fleet["r3"] and b.step is None)
+    assert (run_breach.status, run_breach.finished_at) == ("open", None)
+    assert run_breach.late_seconds == (W02.end - at(9, 12)).total_seconds()
+    assert "open at cut-off" in after["html"].decode()
 
 
 def test_a_week_not_over_is_cut_off_at_now(db: Database) -> None:

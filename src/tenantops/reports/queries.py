@@ -9,8 +9,11 @@ When a deadline counts (runs and steps alike, ``sla_deadline`` set by the engine
   is before the report's cut-off (the week's end, or now for a week not over);
 - a run or step cancelled (or skipped) before its deadline is not judged.
 
-So every deadline is judged in exactly one week, and a report of a week that is
-over never changes. Activation time is the KPI dashboard's: the tenant's
+Everything is judged as of the cut-off: a run (step) not finished by then is
+``open`` in the report, late by cut-off − deadline, whatever became of it
+afterwards; a finish after the cut-off is not seen. So every deadline is judged
+in exactly one week, and the report of a week that is over is a function of the
+data up to its end: it never changes. Activation time is the KPI dashboard's: the tenant's
 ``approved_at`` (second approval) to ``activated_at``; its percentiles are the
 KPI package's nearest-rank pick (``kpis.queries.nearest_rank``), and "within
 SLA" is the dashboard's 30 minutes (``kpis.queries.SLA``).
@@ -43,6 +46,8 @@ from tenantops.tenants.models import Tenant
 
 DROPPED = ("cancelled", "skipped")
 OPEN = ("pending", "ready", "running", "waiting")
+# A breach's status when the run (step) was not finished at the cut-off.
+OPEN_AT_CUTOFF = "open"
 
 
 def aware(value: datetime | None) -> datetime:
@@ -61,7 +66,13 @@ class Window:
 
 
 def _met(status: Any, finished: Any, deadline: Any, w: Window) -> ColumnElement[bool]:
-    return and_(status == "succeeded", finished <= deadline, finished >= w.start, finished < w.end)
+    return and_(
+        status == "succeeded",
+        finished <= deadline,
+        finished >= w.start,
+        finished < w.end,
+        finished <= w.cutoff,
+    )
 
 
 def _missed(status: Any, finished: Any, deadline: Any, w: Window) -> ColumnElement[bool]:
@@ -91,14 +102,14 @@ def runbook_weeks(session: Session, w: Window) -> dict[str, RunbookWeek]:
 
     started = (
         select(Run.runbook_id, func.count())
-        .where(Run.created_at >= w.start, Run.created_at < w.end)
+        .where(Run.created_at >= w.start, Run.created_at < w.end, Run.created_at <= w.cutoff)
         .group_by(Run.runbook_id)
     )
     for runbook_id, n in session.execute(started):
         row(str(runbook_id)).started = int(n)
     finished = (
         select(Run.runbook_id, Run.status, func.count())
-        .where(Run.finished_at >= w.start, Run.finished_at < w.end)
+        .where(Run.finished_at >= w.start, Run.finished_at < w.end, Run.finished_at <= w.cutoff)
         .group_by(Run.runbook_id, Run.status)
     )
     for runbook_id, status, n in session.execute(finished):
@@ -141,7 +152,11 @@ def breaches(session: Session, w: Window) -> list[Breach]:
         )
         for run_id, runbook_id, step, tid, tname, due, done, state in session.execute(query):
             due = aware(due)
-            ended = None if done is None else aware(done)
+            # As of the cut-off: a finish after it is not seen, so the report of a
+            # week that is over does not change when the run finishes later.
+            ended = None if done is None or aware(done) > w.cutoff else aware(done)
+            if ended is None:
+                state = OPEN_AT_CUTOFF
             # A run that failed before its deadline was not late: it missed by failing.
             late = None if ended is not None and ended < due else (ended or w.cutoff) - due
             found.append(

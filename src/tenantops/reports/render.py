@@ -123,7 +123,7 @@ generated {{ when(r.generated_at) }}{% if not r.complete %} ·
 {% for b in r.breaches %}
 <tr><td>{{ when(b.deadline) }}</td><td>{{ b.runbook_id }}</td><td>{{ b.step or "whole run" }}</td>
 <td>{{ b.tenant_name or "–" }}</td><td><code>{{ b.run_id }}</code></td>
-<td>{{ b.status }}{% if b.finished_at is none %} (still open){% endif %}</td>
+<td>{{ "open at cut-off" if b.finished_at is none else b.status }}</td>
 <td class="num over">{{ "–, failed" if b.late_seconds is none
  else duration(b.late_seconds) }}</td></tr>
 {% endfor %}

@@ -90,6 +90,8 @@ class Breach(BaseModel):
     tenant_name: str | None
     deadline: datetime
     finished_at: datetime | None
+    # The final status, or ``open`` when not finished at the cut-off (what came after
+    # the cut-off is not seen: a past week's report does not change).
     status: str
     # At the finish, or at the report's cut-off while still open; None: it failed in time.
     late_seconds: float | None
