@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from tenantops.config import NotifySettings, Settings
 from tenantops.db import Database
+from tenantops.errors import Unprocessable
 from tenantops.notifications.models import OutboxMessage
 from tenantops.reports.actions import (
     SCHEDULER,
@@ -22,7 +23,7 @@ from tenantops.reports.actions import (
     schedule_week,
 )
 from tenantops.reports.weeks import IsoWeek
-from tenantops.runbooks import engine
+from tenantops.runbooks import engine, spec
 from tenantops.runbooks.actions import ActionContext, FunctionAction, StepFailed
 from tenantops.runbooks.models import Run
 from tenantops.runbooks.worker import Worker
@@ -163,6 +164,50 @@ def test_reports_schedule_sla_starts_the_chain_once(
     assert again.code == 0
     assert again.out.startswith("already scheduled")
     assert list(weekly_runs(db)) == ["2030-W02"]
+
+
+def test_a_week_not_over_is_not_scheduled(
+    cli: Callable[..., CliResult], db: Database, clock: Clock
+) -> None:
+    # Its first run would report at once: a partial report mailed as final.
+    clock.now = datetime(2030, 1, 20, 23, 59, tzinfo=UTC)  # the last minute of 2030-W03
+    for _ in range(2):
+        refused = cli("reports", "schedule", "--sla", "--week", "2030-W03")
+        assert refused.code == 2
+        assert refused.out == ""
+        [line] = refused.err.strip().splitlines()
+        assert line.startswith("error: ")
+        assert "2030-W03 is not over until 2030-01-21 00:00 UTC" in line
+    assert weekly_runs(db) == {}
+    with db.write() as session, pytest.raises(Unprocessable):
+        schedule_week(session, IsoWeek.parse("2030-W03"), actor=SCHEDULER)
+
+    clock.now = datetime(2030, 1, 21, tzinfo=UTC)  # over: scheduled
+    done = cli("reports", "schedule", "--week", "2030-W03")
+    assert done.code == 0, done
+    assert "reports 2030-W03" in done.out
+    assert list(weekly_runs(db)) == ["2030-W03"]
+
+
+def test_a_run_started_by_hand_for_a_week_not_over_fails_and_mails_nothing(
+    db: Database, settings: Settings, clock: Clock
+) -> None:
+    clock.now = datetime(2030, 1, 16, 9, tzinfo=UTC)  # in 2030-W03
+    with db.write() as session:
+        run = engine.start_run(
+            session,
+            loaded=spec.get(spec.shipped(), WEEKLY_RUNBOOK),
+            actor=SCHEDULER,
+            inputs={"week": "2030-W03"},
+        )
+        run_id = run.id
+    drain(Worker(db, build_actions(settings, db)))
+    with db.read() as session:
+        assert engine.get_run(session, run_id).status == "failed"
+        steps = {s.name: s for s in engine.steps_of(session, run_id)}
+        assert "2030-W03 is not over" in (steps["report"].error or "")
+    assert mails(db) == []
+    assert not (settings.data_dir / "reports" / "2030-W03").exists()
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@
 - ``reports.sla_report`` (params ``week``, default: the last full week at the
   run's start): writes the week's report (HTML, CSV
   and a ``.sha256`` list) under ``data_dir/reports/<week>``; output ``week``,
-  the headline figures, ``html``, ``csv``, ``sha256`` and ``links``.
+  the headline figures, ``html``, ``csv``, ``sha256`` and ``links``. A week
+  not over at the run's start fails the step for good: what is mailed is final.
 - ``reports.next_week`` (params ``week``): the week after, and ``wait``: the
   duration until its report is due (the Monday after it, 06:00 UTC).
 - ``reports.schedule_next`` (params ``week``): starts ``weekly-sla-report`` for
@@ -11,6 +12,11 @@
 
 The files are named by week and rewritten with the same bytes on a re-run
 (``generated_at`` is the run's start), as the monthly cost report's are.
+
+Only a week that is over is scheduled (``schedule_week``): the chain starts each
+next run once its week is over, and the first run, like the monthly cost
+report's, reports at once, so a week not over would be mailed incomplete and
+never replaced.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
-from tenantops.errors import AppError
+from tenantops.errors import AppError, Unprocessable
 from tenantops.kit.clock import utcnow
 from tenantops.reports.service import write_report
 from tenantops.reports.weeks import IsoWeek, last_full_week
@@ -70,8 +76,24 @@ def open_weekly_runs(session: Session) -> list[Run]:
     return chains.open_chain_runs(session, WEEKLY_RUNBOOK)
 
 
+def ensure_over(week: IsoWeek, now: datetime | None = None) -> None:
+    """A 422 unless ``week`` is over at ``now``: its report would be incomplete."""
+    if (now or utcnow()) < week.end:
+        raise Unprocessable(
+            f"{week.label} is not over until {week.end:%Y-%m-%d %H:%M} UTC and its report "
+            "would be mailed incomplete; schedule a week that is over (each run then "
+            "starts the next week's when that week is over)",
+            param="week",
+        )
+
+
 def schedule_week(session: Session, week: IsoWeek, *, actor: Principal) -> tuple[Run, bool]:
-    """The run reporting ``week``: the existing one, or a new one (True) if none exists."""
+    """The run reporting ``week``: the existing one, or a new one (True) if none exists.
+
+    A week not over is refused (422), even if a run for it exists: a run reports
+    its week once, at its start.
+    """
+    ensure_over(week)
     return chains.start_once(
         session, runbook_id=WEEKLY_RUNBOOK, key="week", value=week.label, actor=actor
     )
@@ -87,6 +109,10 @@ def report_actions(settings: Settings, db: Database) -> Registry:
             started = _aware(engine.get_run(session, ctx.run_id).created_at)
             # A run started by hand without a week reports the last full one.
             week = _week(ctx) if ctx.params.get("week") else last_full_week(started)
+            try:
+                ensure_over(week, started)
+            except AppError as exc:
+                raise StepFailed(f"{ctx.step_name}: {exc.detail}", retriable=False) from None
             written = write_report(settings, session, week, now=started)
         report = written.report
         overall = report.this_week.overall
@@ -122,7 +148,14 @@ def report_actions(settings: Settings, db: Database) -> Registry:
         )
 
     def echo_week(ctx: ActionContext) -> StepResult:
-        return StepResult(output={"week": _week(ctx).label})
+        week = _week(ctx)
+        try:
+            ensure_over(week)
+        except AppError as exc:
+            # The wait before this step ends when the week is over; a step run early
+            # (its timer skipped) waits for the next retry rather than mail a partial report.
+            raise StepFailed(f"{ctx.step_name}: {exc.detail}", retriable=True) from None
+        return StepResult(output={"week": week.label})
 
     def schedule_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
         run, started = schedule_week(session, _week(ctx), actor=SCHEDULER)

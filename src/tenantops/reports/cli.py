@@ -17,7 +17,7 @@ from tenantops.errors import AppError
 from tenantops.finops.cli import report_cost, report_schedule
 from tenantops.kit.cli import DEFAULT_URL, Token, Url, download
 from tenantops.kit.files import write_atomic
-from tenantops.reports.actions import open_weekly_runs, schedule_week
+from tenantops.reports.actions import ensure_over, open_weekly_runs, schedule_week
 from tenantops.reports.service import FORMATS
 from tenantops.reports.weeks import IsoWeek, last_full_week
 from tenantops.store import open_database
@@ -85,6 +85,7 @@ def schedule(
     Runs on the local database and does nothing while a run of the chain is
     open: each run reports its period, mails finance (governance), waits until
     the next period is over and starts the next run, so this is needed once.
+    The first run reports at once, so a week not over yet is refused.
     """
     if not (sla or week):
         report_schedule(month=month)
@@ -105,6 +106,10 @@ def schedule(
                     f"({run.status})"
                 )
                 return
+            try:
+                ensure_over(period)
+            except AppError as exc:
+                raise typer.BadParameter(exc.detail, param_hint="'--week'") from None
             run, started = schedule_week(session, period, actor=operator())
     finally:
         db.dispose()
