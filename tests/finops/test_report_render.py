@@ -32,6 +32,7 @@ from tenantops.finops.report_render import (
     render_csv,
     render_html,
 )
+from tenantops.kit.documents import CSS
 
 D = Decimal
 GENERATED = datetime(2026, 10, 21, 6, 0, tzinfo=UTC)
@@ -294,7 +295,7 @@ def relative_luminance(hex_colour: str) -> float:
 
 
 def test_text_colours_reach_4_5_to_1_on_white() -> None:
-    templates = report_templates.CSS + report_templates.CHARTS
+    templates = CSS + report_templates.CHARTS
     colours = set(re.findall(r"(?<![-\w])color:\s*(#[0-9a-fA-F]{6})", templates))
     colours |= set(re.findall(r"fill:\s*(#[0-9a-fA-F]{6})", templates))
     assert colours >= {"#1b1b1b", "#4a4a4a", "#a3001b"}

@@ -62,6 +62,7 @@ from tenantops.finops.report_model import (
     share_text,
     tenants_text,
 )
+from tenantops.kit.documents import CSS, csv_safe
 
 # ----------------------------------------------------------------------------- HTML
 
@@ -129,7 +130,7 @@ def render_html(report: CostReport) -> str:
             (t, a.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"), a) for t, a in report.actions
         ],
         "share": lambda v: share_text(v, report.total_cost),
-        "css": report_templates.CSS,
+        "css": CSS,
         "width": SVG_WIDTH,
         "geo": {
             "label_w": LABEL_W,
@@ -172,12 +173,6 @@ TENANT_COLUMNS = (
     "amount",
     "detail",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(text: str) -> str:
-    """Prefix an apostrophe to text a spreadsheet would run as a formula (CSV injection)."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def render_csv(report: CostReport) -> str:

@@ -2,39 +2,13 @@
 
 A template file would need a package-data entry to reach a wheel; a module
 needs nothing. The page must stand alone (mailed to finance, opened offline),
-so the CSS is inline and the charts are SVG computed in ``report_render``.
+so the CSS (``tenantops.kit.documents.CSS``, shared with the SLA report) is
+inline and the charts are SVG computed in ``report_render``.
 Colours pass WCAG AA on white (text ≥ 4.5:1) and every colour has a word
 beside it: over-budget bars and rows also say "over budget".
 """
 
 from __future__ import annotations
-
-CSS = """
-:root { color-scheme: light; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-       color: #1b1b1b; background: #ffffff; margin: 2rem auto; max-width: 72rem;
-       padding: 0 1rem; line-height: 1.45; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; }
-h2 { font-size: 1.25rem; margin-top: 2rem; border-bottom: 1px solid #767676; }
-.meta { color: #4a4a4a; margin-top: 0; }
-dl.summary { display: grid; grid-template-columns: max-content auto; gap: .25rem 1.5rem; }
-dl.summary dt { font-weight: 600; }
-dl.summary dd { margin: 0; font-variant-numeric: tabular-nums; }
-table { border-collapse: collapse; width: 100%; font-size: .92rem; }
-th, td { border-bottom: 1px solid #d0d0d0; padding: .3rem .5rem; text-align: left;
-         vertical-align: top; }
-th { background: #f2f2f2; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.over { color: #a3001b; font-weight: 700; }
-.empty { border: 2px solid #767676; padding: 1rem; font-weight: 600; }
-figure { margin: 1rem 0; }
-figcaption { color: #4a4a4a; font-size: .9rem; }
-svg { width: 100%; height: auto; max-width: 60rem; }
-svg text { font-family: system-ui, sans-serif; font-size: 12px; fill: #1b1b1b; }
-.legend span { margin-right: 1.5rem; }
-.key { display: inline-block; width: 1.4rem; height: .8rem; vertical-align: middle;
-       margin-right: .3rem; }
-"""
 
 CHARTS = """
 {% macro hbar(c) %}

@@ -57,6 +57,7 @@ from tenantops.finops.report_render import (
 )
 from tenantops.finops.settings import FinOpsSettings
 from tenantops.kit.clock import utcnow
+from tenantops.kit.documents import RenderedReport
 from tenantops.kit.files import write_files
 from tenantops.tenants import repository as tenant_repository
 from tenantops.tenants.models import Tenant
@@ -372,15 +373,6 @@ def write_report(
         sha256={fmt: digest for fmt, (_, digest) in written.items()},
         report=report,
     )
-
-
-@dataclass(frozen=True)
-class RenderedReport:
-    """One format of a report, ready to send: bytes, content type, file name."""
-
-    body: bytes
-    content_type: str
-    filename: str
 
 
 def report_for(

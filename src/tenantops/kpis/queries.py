@@ -38,6 +38,7 @@ cannot afford one service call per tenant. They only read.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVarTuple
@@ -64,7 +65,7 @@ from tenantops.auth.principal import Principal
 from tenantops.errors import Unprocessable
 from tenantops.finops.costs import Month, cents, monthly_measure
 from tenantops.finops.models import Budget, CostImport, CostMonthly
-from tenantops.kit.sqltime import epoch_micros
+from tenantops.kit.sqltime import epoch_micros, seconds
 from tenantops.kpis.schemas import SORT_KEYS, KpiFilter
 from tenantops.runbooks.models import Run
 from tenantops.tenants.models import Tenant
@@ -338,6 +339,43 @@ def nearest_rank(
             for p in pcts
         )
     ).subquery("picks")
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """Tenants activated in a window: how many, how many within ``SLA``, p50 and p90 seconds."""
+
+    activated: int
+    within_sla: int
+    p50_seconds: float | None
+    p90_seconds: float | None
+
+
+def provisioning_between(session: Session, start: datetime, end: datetime) -> Provisioning:
+    """Approval (``approved_at``) to ``activated_at`` of the tenants activated in ``[start, end)``.
+
+    What the weekly SLA/SLO report shows as activation time: the provisioning
+    SLA's span, ranked by ``nearest_rank`` as the dashboard's percentiles.
+    """
+    taken = epoch_micros(Tenant.activated_at) - epoch_micros(Tenant.approved_at)
+    in_window = [Tenant.activated_at >= start, Tenant.activated_at < end]
+    limit = SLA // timedelta(microseconds=1)
+    totals = (
+        select(
+            func.count(taken).label("activated"),
+            func.count(case((taken < limit, 1))).label("within_sla"),
+        )
+        .where(*in_window, Tenant.approved_at.is_not(None))
+        .subquery("totals")
+    )
+    picks = nearest_rank(taken, *in_window)
+    row = session.execute(select(totals, picks).select_from(totals.join(picks, true()))).one()
+    return Provisioning(
+        activated=int(row.activated),
+        within_sla=int(row.within_sla),
+        p50_seconds=seconds(row.p50),
+        p90_seconds=seconds(row.p90),
+    )
 
 
 def states_and_budgets(

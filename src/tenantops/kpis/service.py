@@ -24,8 +24,10 @@ from tenantops.kpis.queries import (
     PCTS,
     TOTALS,
     Money,
+    Provisioning,
     dec,
     kpi_rows,
+    provisioning_between,
     report_query,
     states_and_budgets,
     visible,
@@ -148,3 +150,11 @@ def filter_options(session: Session, principal: Principal) -> dict[str, list[str
         query = select(column).distinct().where(*scope).order_by(column)
         options[name] = [str(v) for (v,) in session.execute(query)]
     return options
+
+
+def provisioning(session: Session, *, start: datetime, end: datetime) -> Provisioning:
+    """Tenants activated in ``[start, end)``, approval to active: count, within SLA, p50, p90.
+
+    For other domains (the weekly SLA/SLO report): every tenant, no scoping.
+    """
+    return provisioning_between(session, start, end)

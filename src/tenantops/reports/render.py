@@ -14,8 +14,7 @@ from datetime import datetime
 
 import jinja2
 
-from tenantops.finops.report_render import csv_safe
-from tenantops.finops.report_templates import CSS
+from tenantops.kit.documents import CSS, csv_safe
 from tenantops.reports.schemas import ALL, RunbookWeek, SlaReport, WeekFigures
 
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from tenantops.errors import Unprocessable
-from tenantops.finops.reports import RenderedReport
 from tenantops.kit.clock import utcnow
+from tenantops.kit.documents import RenderedReport
 from tenantops.kit.files import write_atomic, write_files
 from tenantops.reports import queries
 from tenantops.reports.queries import Window
