@@ -395,6 +395,27 @@ def test_restore_brings_revoked_references_back_as_new_versions(secrets: Secrets
     assert view(secrets.get_store(tenant_id=tid)) == view(restored)
 
 
+def test_restore_keeps_when_each_secret_was_rotated_and_when_the_store_was_revoked(
+    secrets: Secrets, clock: Clock
+) -> None:
+    tid = make_store(secrets)
+    created = secrets.get_store(tenant_id=tid)
+    assert created is not None
+    assert created.revoked_at is None
+    clock.advance(days=10)
+    revoked_at = clock.now
+    secrets.revoke(tenant_id=tid, idempotency_key="rev")
+    clock.advance(days=2)
+
+    restored = secrets.restore(tenant_id=tid, idempotency_key="res")
+
+    # Its value never changed: a restore is no rotation (what was revoked may have leaked).
+    assert [p.rotated_at for p in restored.paths] == [p.rotated_at for p in created.paths]
+    assert restored.revoked_at == revoked_at
+    assert view(secrets.get_store(tenant_id=tid)) == view(restored)
+    assert secrets.restore(tenant_id=tid, idempotency_key="res") == restored  # as recorded
+
+
 def test_a_path_added_to_a_revoked_store_is_revoked_too(secrets: Secrets) -> None:
     tid = make_store(secrets)
     secrets.revoke(tenant_id=tid, idempotency_key="rev")
@@ -529,9 +550,12 @@ def test_the_lifecycle_is_made_of_documented_metadata_policy_and_lease_calls(
     assert not [c for c in vault.calls() if "/data/" in c[1]]
     # The store record: status in custom_metadata, never in the tenant's own prefix.
     assert vault.metadata[f"tenantops/stores/{tid}"]["status"] == "active"
+    # Restoring is a new generation of the reference, not a rotation: the value did not
+    # change, so no rotation is recorded; the store record keeps when it was revoked.
     restored = dict(vault.metadata["tenants/acme/app/database"])
-    # Restoring is a new generation: when it began is recorded with it.
-    assert datetime.fromisoformat(restored.pop("tenantops_rotated_at")).tzinfo is not None
+    assert "tenantops_rotated_at" not in restored
+    revoked_at = vault.metadata[f"tenantops/stores/{tid}"]["revoked_at"]
+    assert datetime.fromisoformat(revoked_at).tzinfo is not None
     assert restored == {
         "owner": "team-a",
         "tenantops_status": "active",

@@ -9,9 +9,7 @@ effect-log row commit together: once per idempotency key.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,14 +18,15 @@ from tenantops.db import Database
 from tenantops.drivers.effects import apply_once
 from tenantops.drivers.errors import DriverError, Retry
 from tenantops.drivers.secrets.models import SecretEffect, SecretPathRecord, SecretStoreRecord
-from tenantops.drivers.secrets.port import PathSpec, SecretRef, StoreState
+from tenantops.drivers.secrets.port import (
+    PathSpec,
+    SecretRef,
+    StoreState,
+    check_metadata,
+    check_path,
+    state_from_record,
+)
 from tenantops.kit.clock import as_utc, utcnow
-
-PATH = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*$")
-META_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
-# Metadata describes a secret; a key like these would carry one.
-VALUE_WORDS = ("value", "password", "passwd", "secret", "token", "credential", "private", "pem")
-META_VALUE_MAX = 200
 
 
 def prefix_of(tenant_name: str) -> str:
@@ -36,33 +35,6 @@ def prefix_of(tenant_name: str) -> str:
 
 def store_ref_of(tenant_name: str) -> str:
     return f"local://secrets/{prefix_of(tenant_name)}"
-
-
-def check_path(path: str) -> str:
-    """``path`` if it is a secret path every adapter accepts; a permanent error otherwise."""
-    if not PATH.fullmatch(path) or ".." in path.split("/"):
-        raise DriverError(
-            f"{path!r} is not a secret path (lowercase segments joined by '/')",
-            retry=Retry.PERMANENT,
-        )
-    return path
-
-
-def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    """``metadata`` if it only describes a secret (never a value); a permanent error otherwise."""
-    for key, value in metadata.items():
-        if not META_KEY.fullmatch(key) or any(w in key for w in VALUE_WORDS):
-            raise DriverError(
-                f"metadata key {key!r} is refused: metadata describes a secret, "
-                "it never carries its value",
-                retry=Retry.PERMANENT,
-            )
-        if not isinstance(value, str) or len(value) > META_VALUE_MAX:
-            raise DriverError(
-                f"metadata {key!r} must be a string of at most {META_VALUE_MAX} characters",
-                retry=Retry.PERMANENT,
-            )
-    return dict(metadata)
 
 
 def _state(session: Session, store: SecretStoreRecord) -> StoreState:
@@ -77,32 +49,10 @@ def _state(session: Session, store: SecretStoreRecord) -> StoreState:
         store_ref=store.store_ref,
         prefix=store.prefix,
         status=store.status,
+        revoked_at=None if store.revoked_at is None else as_utc(store.revoked_at),
         paths=tuple(
             SecretRef(
                 p.path, p.status, p.version, dict(p.meta), as_utc(p.rotated_at or p.created_at)
-            )
-            for p in paths
-        ),
-    )
-
-
-def state_from_record(result: dict[str, object]) -> StoreState:
-    """The state an effect-log entry recorded (shared by the adapters)."""
-    paths = result["paths"]
-    assert isinstance(paths, list)
-    return StoreState(
-        tenant_id=str(result["tenant_id"]),
-        tenant_name=str(result["tenant_name"]),
-        store_ref=str(result["store_ref"]),
-        prefix=str(result["prefix"]),
-        status=str(result["status"]),
-        paths=tuple(
-            SecretRef(
-                p["path"],
-                p["status"],
-                int(p["version"]),
-                dict(p["metadata"]),
-                datetime.fromisoformat(p["rotated_at"]) if p.get("rotated_at") else None,
             )
             for p in paths
         ),
@@ -232,12 +182,13 @@ class LocalSecrets:
         def mutate(session: Session) -> SecretStoreRecord:
             store = self._store(session, tenant_id)
             now = utcnow()
-            store.status, store.revoked_at = "active", None
+            # ``revoked_at`` stays: what was revoked may have leaked until it is rotated.
+            store.status = "active"
             for row in self._under_prefix(session, store):
                 if row.status == "revoked":
-                    # What was revoked may have leaked: it comes back as a new version.
+                    # It comes back as a new generation of references, but its value and
+                    # so when it was last rotated (``rotated_at``) are unchanged.
                     row.status, row.version, row.updated_at = "active", row.version + 1, now
-                    row.rotated_at = now
             return store
 
         return self._change(

@@ -5,14 +5,27 @@ tenant's secrets live, what External Secrets' ``SecretStore`` points at) and
 path references under the tenant's prefix. No operation takes or returns a
 secret's value, so none can be stored or logged by mistake. Revoking cuts
 every reference under the tenant's prefix at once; restoring re-enables them.
+
+The checks every adapter applies to a path and its metadata, and the reader of
+a recorded state, live here too: the domain uses them without importing an
+adapter.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+
+from tenantops.drivers.errors import DriverError, Retry
+
+PATH = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*$")
+META_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+# Metadata describes a secret; a key like these would carry one.
+VALUE_WORDS = ("value", "password", "passwd", "secret", "token", "credential", "private", "pem")
+META_VALUE_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -33,7 +46,11 @@ class SecretRef:
 
 @dataclass(frozen=True)
 class StoreState:
-    """A tenant's secret store as the backend holds it."""
+    """A tenant's secret store as the backend holds it.
+
+    ``revoked_at`` is when the store was last revoked, kept once it is restored:
+    whatever was not rotated since may have leaked.
+    """
 
     tenant_id: str
     tenant_name: str
@@ -41,6 +58,7 @@ class StoreState:
     prefix: str
     status: str
     paths: tuple[SecretRef, ...]
+    revoked_at: datetime | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -49,6 +67,7 @@ class StoreState:
             "store_ref": self.store_ref,
             "prefix": self.prefix,
             "status": self.status,
+            "revoked_at": None if self.revoked_at is None else self.revoked_at.isoformat(),
             "paths": [
                 {
                     "path": p.path,
@@ -60,6 +79,61 @@ class StoreState:
                 for p in self.paths
             ],
         }
+
+
+def state_from_record(result: dict[str, object]) -> StoreState:
+    """The state an effect-log entry recorded (shared by the adapters)."""
+    paths = result["paths"]
+    assert isinstance(paths, list)
+    return StoreState(
+        tenant_id=str(result["tenant_id"]),
+        tenant_name=str(result["tenant_name"]),
+        store_ref=str(result["store_ref"]),
+        prefix=str(result["prefix"]),
+        status=str(result["status"]),
+        revoked_at=_instant(result.get("revoked_at")),
+        paths=tuple(
+            SecretRef(
+                p["path"],
+                p["status"],
+                int(p["version"]),
+                dict(p["metadata"]),
+                _instant(p.get("rotated_at")),
+            )
+            for p in paths
+        ),
+    )
+
+
+def _instant(text: object) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) and text else None
+
+
+def check_path(path: str) -> str:
+    """``path`` if it is a secret path every adapter accepts; a permanent error otherwise."""
+    if not PATH.fullmatch(path) or ".." in path.split("/"):
+        raise DriverError(
+            f"{path!r} is not a secret path (lowercase segments joined by '/')",
+            retry=Retry.PERMANENT,
+        )
+    return path
+
+
+def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """``metadata`` if it only describes a secret (never a value); a permanent error otherwise."""
+    for key, value in metadata.items():
+        if not META_KEY.fullmatch(key) or any(w in key for w in VALUE_WORDS):
+            raise DriverError(
+                f"metadata key {key!r} is refused: metadata describes a secret, "
+                "it never carries its value",
+                retry=Retry.PERMANENT,
+            )
+        if not isinstance(value, str) or len(value) > META_VALUE_MAX:
+            raise DriverError(
+                f"metadata {key!r} must be a string of at most {META_VALUE_MAX} characters",
+                retry=Retry.PERMANENT,
+            )
+    return dict(metadata)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,15 @@ policies are ever written or read — never a secret's value (no call touches
 ``<mount>/data/``). What it keeps where:
 
 - **The store record**: KV v2 metadata ``<mount>/metadata/<state_path>/<tenant
-  id>``, ``custom_metadata`` ``{tenant_name, status[, revoked_at]}``.
+  id>``, ``custom_metadata`` ``{tenant_name, status[, revoked_at]}`` (``revoked_at``:
+  the last revocation, kept after a restore).
 - **Path references**: KV v2 metadata ``<mount>/metadata/<path_prefix>/<tenant>/<path>``
   (``POST`` with only ``custom_metadata``, so the operator's ``max_versions``
   and friends are left alone). Its ``custom_metadata`` is the caller's metadata
   plus ``tenantops_status`` and ``tenantops_version`` (a generation: restoring
-  a revoked reference bumps it, i.e. "rotate what may have leaked") and
-  ``tenantops_rotated_at`` (when a rotation was last recorded through ``rotate``).
+  a revoked reference bumps it, but not ``tenantops_rotated_at``: its value did
+  not change) and ``tenantops_rotated_at`` (when a rotation was last recorded
+  through ``rotate``).
 - **When a secret was last rotated**: the later of the current KV version's
   ``created_time`` (``versions[current_version]`` of the metadata; whoever
   writes a new value makes a new version) and ``tenantops_rotated_at``. A
@@ -62,9 +64,15 @@ from sqlalchemy.orm import Session
 from tenantops.db import Database
 from tenantops.drivers.effects import apply_once
 from tenantops.drivers.errors import CheckRow, DriverError, Retry, retry_after
-from tenantops.drivers.secrets.local import check_metadata, check_path, state_from_record
 from tenantops.drivers.secrets.models import SecretEffect
-from tenantops.drivers.secrets.port import PathSpec, SecretRef, StoreState
+from tenantops.drivers.secrets.port import (
+    PathSpec,
+    SecretRef,
+    StoreState,
+    check_metadata,
+    check_path,
+    state_from_record,
+)
 from tenantops.drivers.secrets.settings import VaultSettings
 from tenantops.kit.clock import utcnow
 
@@ -304,6 +312,7 @@ class VaultSecretStore:
             prefix=prefix,
             status=marker.get("status", "active"),
             paths=tuple(refs),
+            revoked_at=_instant(marker.get("revoked_at")),
         )
 
     def _put_path(self, prefix: str, spec: PathSpec, status: str) -> None:
@@ -324,17 +333,10 @@ class VaultSecretStore:
             if revoked and meta.get(STATUS) != "revoked":
                 self._write_meta(full, {**meta, STATUS: "revoked"})
             elif not revoked and meta.get(STATUS) == "revoked":
-                # What was revoked may have leaked: it comes back as a new version.
+                # A new generation of the reference; its value, and so when it was last
+                # rotated (``tenantops_rotated_at``), is unchanged.
                 version = int(meta.get(VERSION, "1")) + 1
-                self._write_meta(
-                    full,
-                    {
-                        **meta,
-                        STATUS: "active",
-                        VERSION: str(version),
-                        ROTATED: utcnow().isoformat(),
-                    },
-                )
+                self._write_meta(full, {**meta, STATUS: "active", VERSION: str(version)})
 
     # The port -------------------------------------------------------------------------
 
@@ -400,8 +402,8 @@ class VaultSecretStore:
                 name = marker["tenant_name"]
                 self._set_paths(self.prefix_of(name), revoked=False)
                 if marker.get("status") != "active":
-                    marker = {k: v for k, v in marker.items() if k != "revoked_at"}
-                    marker["status"] = "active"
+                    # ``revoked_at`` stays: what was revoked may have leaked until rotated.
+                    marker = {**marker, "status": "active"}
                     self._write_meta(self._marker(tenant_id), marker)
                 # The policy last: access comes back once every reference is consistent.
                 self._put_policy(name, active=True)
