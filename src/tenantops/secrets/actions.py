@@ -10,7 +10,12 @@ the Vault integration); ``rotation.*`` ones work on the inventory only.
 
 - ``secrets.refresh``: reads every tenant's store through the port (outside the
   step's transaction, one small write per tenant: a re-run converges);
-  output ``tenants, stores, paths``.
+  output ``tenants, stores, paths, failed``. A tenant whose store cannot be read
+  is named in the evidence (``failures``) and logged, and the others are
+  refreshed: one broken store must not stop the check, nor the daily chain, for
+  every tenant. Its entries keep their last refresh (``refreshed_at``) until the
+  next day's check. Only when no tenant's store could be read (the backend is
+  down or refuses us) does the step fail, retriable if any error was.
 - ``rotation.check_due``: announces (``secret.rotation.due``/``.overdue``) each
   secret that became due soon or overdue since it was last announced; output
   ``due_soon, overdue, announced``.
@@ -31,14 +36,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.notify.routing import is_recipient
-from tenantops.drivers.secrets.local import state_from_record
-from tenantops.drivers.secrets.port import SecretStore
+from tenantops.drivers.secrets.port import SecretStore, state_from_record
 from tenantops.errors import AppError
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.runbooks import chains
@@ -53,11 +58,12 @@ from tenantops.runbooks.actions import (
 from tenantops.runbooks.models import Run
 from tenantops.secrets import service
 from tenantops.tenants import service as tenants
-from tenantops.tenants.repository import TenantFilter
 from tenantops.tenants.schemas import TenantRead
 
 if TYPE_CHECKING:
     from tenantops.config import Settings
+
+log = structlog.get_logger("tenantops.secrets")
 
 CHECK_RUNBOOK = "secret-rotation-check"
 CHECK_HOUR = 6
@@ -67,6 +73,10 @@ SCHEDULER = Principal(
 )
 _READER = Principal(subject="system:secrets-check", roles=frozenset({Role.ADMIN}), via="system")
 _PAGE = 200
+_NAMED_AT_MOST = 50  # failures named in a step's evidence
+# The first stores failing in a row, none read: the backend as a whole is unreachable,
+# and reading every other tenant's (a timeout each) would only delay the retry.
+_UNREACHABLE_AFTER = 5
 
 
 def due_at(day: date) -> datetime:
@@ -104,7 +114,11 @@ def _tenants(db: Database) -> list[TenantRead]:
     while True:
         with db.read() as session:
             rows, cursor = tenants.list_tenants(
-                session, principal=_READER, filters=TenantFilter(), cursor=cursor, limit=_PAGE
+                session,
+                principal=_READER,
+                filters=tenants.TenantFilter(),
+                cursor=cursor,
+                limit=_PAGE,
             )
             found.extend(TenantRead.model_validate(t) for t in rows if t.state != "rejected")
         if cursor is None:
@@ -117,12 +131,27 @@ def secret_actions(
     """The secrets-rotation actions, bound to the secret store and ``notify.send``."""
 
     def refresh(ctx: ActionContext) -> StepResult:
-        counts = {"tenants": 0, "stores": 0, "paths": 0}
+        counts = {"tenants": 0, "stores": 0, "paths": 0, "failed": 0}
+        failures: list[str] = []
+        retriable = False
         for tenant in _tenants(db):
             try:
                 state = store.get_store(tenant_id=tenant.id)
             except DriverError as exc:
-                raise StepFailed(f"{tenant.name}: {exc}", retriable=exc.retriable) from exc
+                # One tenant's broken store must not keep every other tenant's secrets
+                # unchecked, nor stop the daily chain: named, and read again tomorrow.
+                log.warning(
+                    "secret store not read; its inventory is left as it was",
+                    run_id=ctx.run_id,
+                    tenant=tenant.name,
+                    retry=exc.retry.value,
+                    error=str(exc),
+                )
+                failures.append(f"{tenant.name}: {exc}")
+                retriable = retriable or exc.retriable
+                if counts["tenants"] == 0 and len(failures) >= _UNREACHABLE_AFTER:
+                    break
+                continue
             with db.write() as session:
                 paths = service.refresh_tenant(
                     session, tenant_id=tenant.id, tenant_name=tenant.name, state=state
@@ -130,7 +159,18 @@ def secret_actions(
             counts["tenants"] += 1
             counts["stores"] += state is not None
             counts["paths"] += paths
-        return StepResult(output=dict(counts), evidence=dict(counts))
+        counts["failed"] = len(failures)
+        if failures and counts["tenants"] == 0:
+            # Not one store could be read: the backend is down or refuses us. Failing lets
+            # the engine retry; after its retries the run fails, visibly, and the chain
+            # stops until someone looks (`tenantops secrets schedule` starts it again).
+            raise StepFailed(
+                f"{ctx.step_name}: no tenant's secret store could be read, the secret "
+                f"store looks unreachable ({len(failures)} tried): {failures[0]}",
+                retriable=retriable,
+            )
+        evidence: dict[str, Any] = {**counts, "failures": failures[:_NAMED_AT_MOST]}
+        return StepResult(output=dict(counts), evidence=evidence)
 
     def check_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
         summary = service.check_due(session, actor=ctx.actor)

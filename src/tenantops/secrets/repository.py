@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from tenantops.secrets.models import SecretEntry
@@ -25,28 +26,37 @@ def of_tenant(session: Session, tenant_id: str) -> dict[str, SecretEntry]:
     return {row.path: row for row in rows}
 
 
+@dataclass(frozen=True)
+class Window:
+    """Which entries a listing keeps: revoked or not (None: both), and bounds on
+    ``next_due_at`` (``due_*``) and ``due_soon_at`` (``soon_*``); None: unbounded."""
+
+    revoked: bool | None = None
+    due_after: datetime | None = None
+    due_by: datetime | None = None
+    soon_after: datetime | None = None
+    soon_by: datetime | None = None
+
+
 def listing(
-    session: Session,
-    *,
-    tenant_ids: Collection[str] | None,
-    due_after: datetime | None,
-    due_before: datetime | None,
-    revoked: bool | None,
-    limit: int,
+    session: Session, *, tenant_ids: Collection[str] | None, window: Window, limit: int
 ) -> Sequence[SecretEntry]:
-    """Entries soonest due first; ``tenant_ids`` None means every tenant, ``revoked`` None
-    revoked or not."""
+    """Entries in ``window``, soonest due first; ``tenant_ids`` None means every tenant."""
     query = select(SecretEntry)
     if tenant_ids is not None:
         query = query.where(SecretEntry.tenant_id.in_(tenant_ids))
-    if due_after is not None:
-        query = query.where(SecretEntry.next_due_at > due_after)
-    if due_before is not None:
-        query = query.where(SecretEntry.next_due_at <= due_before)
-    if revoked is not None:
+    if window.due_after is not None:
+        query = query.where(SecretEntry.next_due_at > window.due_after)
+    if window.due_by is not None:
+        query = query.where(SecretEntry.next_due_at <= window.due_by)
+    if window.soon_after is not None:
+        query = query.where(SecretEntry.due_soon_at > window.soon_after)
+    if window.soon_by is not None:
+        query = query.where(SecretEntry.due_soon_at <= window.soon_by)
+    if window.revoked is not None:
         query = query.where(
             SecretEntry.store_status == "revoked"
-            if revoked
+            if window.revoked
             else SecretEntry.store_status != "revoked"
         )
     order = (SecretEntry.next_due_at, SecretEntry.tenant_name, SecretEntry.path)
@@ -54,10 +64,22 @@ def listing(
 
 
 def due_by(session: Session, moment: datetime) -> Sequence[SecretEntry]:
-    """Entries not revoked due by ``moment``, locked for the check that announces them."""
+    """Live entries due by ``moment``, locked for the check that announces them.
+
+    Live: in the store and not revoked, or ``absent`` because an operator registered
+    it ahead of the store (``registered_by`` set, never seen there: ``refreshed_at``
+    NULL). One that left the store is not.
+    """
+    ahead_of_the_store = and_(
+        SecretEntry.registered_by.is_not(None), SecretEntry.refreshed_at.is_(None)
+    )
     query = (
         select(SecretEntry)
-        .where(SecretEntry.next_due_at <= moment, SecretEntry.store_status != "revoked")
+        .where(
+            SecretEntry.next_due_at <= moment,
+            SecretEntry.store_status != "revoked",
+            or_(SecretEntry.store_status != "absent", ahead_of_the_store),
+        )
         .order_by(SecretEntry.tenant_id, SecretEntry.path)
         .with_for_update()
     )

@@ -8,6 +8,8 @@ none. A secret is due ``rotation_days`` after its last rotation — the later of
 what the store reports and what a person or a runbook attested — and "due
 soon" a quarter of its cycle before that (at most ``MAX_WARNING_DAYS``). A
 secret the store does not report yet counts from when the inventory first saw it.
+A secret not rotated since its store was last revoked may have leaked: once the
+store is restored it is due at once (from the revocation), whatever its cycle.
 
 Due and overdue secrets are announced (an event on ``tenant.security``) once
 per status and due date: the check remembers the last announcement on the row.
@@ -26,11 +28,11 @@ from sqlalchemy.orm import Session
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal
 from tenantops.drivers.errors import DriverError
-from tenantops.drivers.secrets.local import check_path
-from tenantops.drivers.secrets.port import StoreState
+from tenantops.drivers.secrets.port import StoreState, check_path
 from tenantops.errors import NotFound, Unprocessable
 from tenantops.events import catalogue, outbox
 from tenantops.kit.clock import as_utc, utcnow
+from tenantops.kit.locks import serialise
 from tenantops.secrets import repository
 from tenantops.secrets.models import SecretEntry
 from tenantops.tenants import service as tenants
@@ -57,13 +59,15 @@ def warning(rotation_days: int) -> timedelta:
 
 
 def status_of(row: SecretEntry, now: datetime) -> RotationStatus:
-    """Where a secret stands at ``now``; a revoked one is never due (restoring rotates it)."""
+    """Where a secret stands at ``now``; a revoked one is not due until it is restored.
+
+    The same rule as ``list_secrets``' filters: ``next_due_at`` and ``due_soon_at``.
+    """
     if row.store_status == "revoked":
         return RotationStatus.REVOKED
-    due = as_utc(row.next_due_at)
-    if now >= due:
+    if now >= as_utc(row.next_due_at):
         return RotationStatus.OVERDUE
-    if now >= due - warning(row.rotation_days):
+    if now >= as_utc(row.due_soon_at):
         return RotationStatus.DUE_SOON
     return RotationStatus.OK
 
@@ -71,7 +75,18 @@ def status_of(row: SecretEntry, now: datetime) -> RotationStatus:
 def _recompute(row: SecretEntry) -> None:
     known = [as_utc(t) for t in (row.store_rotated_at, row.attested_at) if t is not None]
     row.last_rotated_at = max(known, default=as_utc(row.first_seen_at))
-    row.next_due_at = row.last_rotated_at + timedelta(days=row.rotation_days)
+    due = row.last_rotated_at + timedelta(days=row.rotation_days)
+    revoked = None if row.store_revoked_at is None else as_utc(row.store_revoked_at)
+    if revoked is not None and revoked > row.last_rotated_at:
+        # Not rotated since its store was revoked: it may have leaked, it is due.
+        due = min(due, revoked)
+    row.next_due_at = due
+    row.due_soon_at = due - warning(row.rotation_days)
+
+
+def _scope(tenant_id: str) -> str:
+    """The lock that serialises every change to a tenant's entries (PostgreSQL)."""
+    return f"secret-inventory:{tenant_id}"
 
 
 def _cycle(value: str | None) -> int | None:
@@ -140,29 +155,29 @@ def list_secrets(
         if own is None:
             return []
         tenant_ids = [own]
-    window: tuple[datetime | None, datetime | None] = (None, None)
-    if status == RotationStatus.OVERDUE:
-        window = (None, now)
+    # Each status is a range of the stored dates (as ``status_of`` reads them), so the
+    # query filters and ``limit`` holds.
+    window = repository.Window()
+    if status == RotationStatus.REVOKED:
+        window = repository.Window(revoked=True)
+    elif status == RotationStatus.OVERDUE:
+        window = repository.Window(revoked=False, due_by=now)
     elif status == RotationStatus.DUE_SOON:
-        window = (now, now + timedelta(days=MAX_WARNING_DAYS))
-    rows = repository.listing(
-        session,
-        tenant_ids=tenant_ids,
-        due_after=window[0],
-        due_before=window[1],
-        revoked=None if status is None else status == RotationStatus.REVOKED,
-        limit=limit,
-    )
-    if status != RotationStatus.DUE_SOON:
-        return list(rows)
-    # Due soon starts a quarter of each secret's own cycle before its due date.
-    return [r for r in rows if status_of(r, now) == status]
+        window = repository.Window(revoked=False, due_after=now, soon_by=now)
+    elif status == RotationStatus.OK:
+        window = repository.Window(revoked=False, soon_after=now)
+    return list(repository.listing(session, tenant_ids=tenant_ids, window=window, limit=limit))
 
 
 def _visible_entry(
     session: Session, principal: Principal, tenant_ref: str, path: str, *, lock: bool
 ) -> tuple[Any, SecretEntry | None]:
+    """The tenant and its entry at ``path``; with ``lock``, nobody else changes the
+    tenant's entries (nor adds this one: a row lock cannot hold a row not there yet)
+    until the transaction ends."""
     tenant = tenants.get_tenant(session, principal=principal, ref=tenant_ref)
+    if lock:
+        serialise(session, _scope(tenant.id))
     return tenant, repository.get(session, tenant.id, _path(path), for_update=lock)
 
 
@@ -293,9 +308,11 @@ def refresh_tenant(
 
     A path the store no longer reports stays in the inventory as ``absent``
     (with its history) until someone looks; the store's metadata fills owner,
-    purpose and cycle of entries nobody registered.
+    purpose and cycle of entries nobody registered. The store's last revocation
+    is kept on each entry: restored, a secret not rotated since is due at once.
     """
     now = utcnow()
+    serialise(session, _scope(tenant_id))  # an operator may be registering a new path
     rows = repository.of_tenant(session, tenant_id)
     refs = () if state is None else state.paths
     seen: set[str] = set()
@@ -307,6 +324,14 @@ def refresh_tenant(
             row = rows[path] = _new_entry(tenant_id, tenant_name, path, now)
             session.add(row)
         _take_store_view(row, ref.metadata)
+        revoked = None if state is None else state.revoked_at
+        if revoked is None and row.store_status == "revoked" and ref.status != "revoked":
+            # Back from a revocation the store does not date: due from when we saw it.
+            revoked = row.store_revoked_at or now
+        if revoked is not None and (
+            row.store_revoked_at is None or as_utc(revoked) > as_utc(row.store_revoked_at)
+        ):
+            row.store_revoked_at = revoked
         row.store_status, row.version = ref.status, ref.version
         row.store_rotated_at = ref.rotated_at
         row.tenant_name, row.refreshed_at, row.updated_at = tenant_name, now, now
@@ -340,7 +365,12 @@ def marker(status: RotationStatus, row: SecretEntry) -> str:
 
 
 def check_due(session: Session, *, actor: str) -> CheckSummary:
-    """Announce every live secret that became due soon or overdue since it was last announced."""
+    """Announce every live secret that became due soon or overdue since it was last announced.
+
+    Live: in the store and not revoked, or registered by an operator and not in the
+    store yet. A secret that left the store (a deleted path, an archived tenant's)
+    stays listed as ``absent`` but is not announced: there is nothing left to rotate.
+    """
     now = utcnow()
     counts = {RotationStatus.DUE_SOON: 0, RotationStatus.OVERDUE: 0}
     announced = 0

@@ -34,6 +34,7 @@ from tenantops.runbooks import engine
 from tenantops.tenants import announcements, lifecycle, repository, runs
 from tenantops.tenants.lifecycle import Facts, TenantEvent, TenantState
 from tenantops.tenants.models import IdempotencyRecord, Tenant
+from tenantops.tenants.repository import TenantFilter as TenantFilter  # for other domains
 from tenantops.tenants.schemas import (
     ApprovalCreate,
     LifecycleEventCreate,
