@@ -46,6 +46,9 @@ def test_register_record_a_rotation_and_list_what_is_overdue(
     )
     assert (item["owner"], item["rotation_days"], item["evidence"]) == ("db@x.example", 30, "CHG-1")
 
+    none = cli.ok("secrets", "list", "--tenant", "cli-secrets", "--status", "ok", "--token", ops)
+    assert none.strip() == "no secrets match"  # a message, not an empty table
+
     bad_path = cli("secrets", "register", "cli-secrets", "../x", "--every", "30", "--token", ops)
     assert bad_path.code == 1
     assert "is not a secret path" in bad_path.err

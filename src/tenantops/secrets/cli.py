@@ -86,9 +86,16 @@ def list_secrets(
         params["status"] = (status or RotationStatus.OVERDUE).value
     with connect(url, token) as client:
         items = client.get("/secrets", params=params)["items"]
-    _show(items, as_json)
-    if not items and not as_json:
-        typer.echo("no secrets match" if params.keys() - {"limit"} else "the inventory is empty")
+    if items or as_json:
+        _show(items, as_json)
+    elif params.keys() - {"limit"}:
+        typer.echo("no secrets match")
+    else:
+        # What a new installation sees: nothing fills the inventory until the check runs.
+        typer.echo(
+            "the inventory is empty: the daily rotation check fills it from every tenant's "
+            "secret store; start it once with: tenantops secrets schedule"
+        )
 
 
 @secrets_app.command("register")
