@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -491,6 +492,19 @@ def test_a_folder_gets_a_dated_name_and_keep_removes_only_older_backups(
         assert f"removed {path}" in made.out
 
 
+def test_keep_without_a_folder_keeps_the_backups_here(
+    db: Database, cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "tenantops-backup-20200101T000000Z.tar.gz").write_bytes(b"old")
+    monkeypatch.chdir(here)
+    made = cli("backup", "create", "--keep", "1")
+    assert made.code == 0, made.err
+    (kept,) = here.iterdir()
+    assert kept.name != "tenantops-backup-20200101T000000Z.tar.gz"
+
+
 def test_keep_needs_a_folder_and_a_file_it_cannot_write_is_one_line(
     cli: CliRunner, tmp_path: Path
 ) -> None:
@@ -512,6 +526,10 @@ def test_a_file_comes_back_with_its_permissions(
 
     private = settings.data_dir / "terraform" / "acme" / "terraform.tfvars.json"
     shared = settings.data_dir / "reports" / "2030-01" / "cost.html"
+    special = settings.data_dir / "bin" / "hook"  # setgid: kept out of the manifest's mode
+    special.parent.mkdir(parents=True)
+    special.write_text("#!/bin/sh\n")
+    special.chmod(0o2755)
     for path, mode in ((private, 0o600), (shared, 0o644)):
         path.parent.mkdir(parents=True)
         path.write_text("{}")
@@ -520,6 +538,24 @@ def test_a_file_comes_back_with_its_permissions(
     fresh = _empty_sqlite(tmp_path)
     result = run_as(fresh, capsys, "backup", "restore", str(written.path))
     assert result.code == 0, result.err
-    for path, mode in ((private, 0o600), (shared, 0o644)):
+    for path, mode in ((private, 0o600), (shared, 0o644), (special, 0o755)):
         restored = fresh.data_dir / path.relative_to(settings.data_dir)
-        assert restored.stat().st_mode & 0o777 == mode
+        assert restored.stat().st_mode & 0o7777 == mode
+
+
+def test_a_backup_that_recorded_no_modes_restores_files_as_new_files_are_made(
+    backup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def unrecorded(members: dict[str, bytes], manifest: dict[str, Any]) -> dict[str, bytes]:
+        for entry in manifest["files"]:
+            entry.pop("mode")
+        return members
+
+    older = _rewrite(backup, tmp_path / "nomodes.tar.gz", unrecorded)
+    fresh = _empty_sqlite(tmp_path)
+    result = run_as(fresh, capsys, "backup", "restore", str(older))
+    assert result.code == 0, result.err
+    mask = os.umask(0)
+    os.umask(mask)
+    evidence = next(fresh.data_dir.rglob("evidence/*/*.json"))
+    assert evidence.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -53,7 +53,7 @@ def create(
     target = output or Path(service.default_name())
     if target.is_dir() or not target.name.endswith(".tar.gz"):
         target = target / service.default_name()
-    elif keep is not None:
+    elif keep is not None and output is not None:
         raise typer.BadParameter("--keep needs a folder, not a file name", param_hint="'-o'")
     db = open_database(settings)
     try:

@@ -14,9 +14,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
-import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -128,7 +128,7 @@ def create(
         for relative, path in files.data_files(settings, skip=(target,)):
             member = f"files/{relative}"
             size, digest = archive.stage(path, staging, member)
-            mode = stat.S_IMODE(path.stat().st_mode)
+            mode = path.stat().st_mode & 0o777  # no setuid, setgid or sticky bit
             kept.append(
                 FileEntry(path=relative, member=member, size=size, sha256=digest, mode=mode)
             )
@@ -312,14 +312,20 @@ def _archive_digest(path: Path) -> str:
     return archive.digest_file(path)[1]
 
 
+def _umask_default() -> int:
+    """The mode a new file gets here: for a backup that recorded none."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _move_into_place(manifest: Manifest, staging: Path, root: Path, repo_path: Path) -> None:
     """Rename the staged files into the data directory (same file system: one rename each)."""
     for entry in manifest.files:
         target = root / entry.path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(staging / entry.member, target)
-        if entry.mode is not None:
-            target.chmod(entry.mode)
+        target.chmod(entry.mode if entry.mode is not None else _umask_default())
     if manifest.gitops is not None:
         if repo_path.exists():
             repo_path.rmdir()  # checked empty before
