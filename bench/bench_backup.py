@@ -53,19 +53,7 @@ def rechain(db: Database) -> None:
     prev, updates = audit.GENESIS, []
     with db.read() as s:
         for entry in s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars():
-            digest = audit.entry_hash(
-                seq=entry.seq,
-                id=entry.id,
-                at=entry.at,
-                actor=entry.actor,
-                actor_roles=entry.actor_roles,
-                action=entry.action,
-                tenant_id=entry.tenant_id,
-                request_id=entry.request_id,
-                changes=entry.changes,
-                detail=entry.detail,
-                prev_hash=prev,
-            )
+            digest = audit.hash_of(entry, prev)
             updates.append({"k": entry.seq, "p": prev, "h": digest})
             prev = digest
     table = AuditEntry.__table__

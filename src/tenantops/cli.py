@@ -191,13 +191,10 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
 ) -> None:
     """Apply the migrations up to ``revision``."""
-    from tenantops.db import Database
     from tenantops.migrations import current_revision, upgrade
+    from tenantops.store import connect
 
-    settings = Settings()
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.resolved_database_url())
+    db = connect(Settings())
     try:
         upgrade(db.engine, revision)
         typer.echo(f"database at revision {current_revision(db.engine)}")

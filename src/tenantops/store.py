@@ -8,15 +8,20 @@ from tenantops.errors import Unprocessable
 from tenantops.migrations import current_revision, head_revision, upgrade
 
 
+def connect(settings: Settings) -> Database:
+    """The configured database as it is, at whatever schema (the SQLite folder made first)."""
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Database(settings.resolved_database_url())
+
+
 def open_database(settings: Settings, *, migrate_empty: bool = False) -> Database:
     """The database at the current schema.
 
     An empty database is migrated when ``migrate_empty`` (``serve``); one at an
     older revision is refused, so replicas never migrate behind each other's back.
     """
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.resolved_database_url())
+    db = connect(settings)
     current, head = current_revision(db.engine), head_revision(db.engine)
     if current == head:
         return db

@@ -71,7 +71,8 @@ def entry_hash(
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
-def _hash_of(entry: AuditEntry, prev_hash: str) -> str:
+def hash_of(entry: AuditEntry, prev_hash: str) -> str:
+    """The hash ``entry`` must carry when it follows an entry hashed ``prev_hash``."""
     return entry_hash(
         seq=entry.seq,
         id=entry.id,
@@ -131,7 +132,7 @@ def record(
             detail=jsonable(detail or {}),
             prev_hash=head.hash,
         )
-        entry.hash = _hash_of(entry, head.hash)
+        entry.hash = hash_of(entry, head.hash)
         session.add(entry)
         head.seq = entry.seq
         head.hash = entry.hash
@@ -319,7 +320,7 @@ def verify(session: Session) -> VerifyResult:
                 entry.seq,
                 f"does not link to {previous}: one of the two was altered or replaced",
             )
-        if _hash_of(entry, prev_hash) != entry.hash:
+        if hash_of(entry, prev_hash) != entry.hash:
             return VerifyResult(False, checked, entry.seq, "content does not match its hash")
         prev_hash, expected, checked = entry.hash, expected + 1, checked + 1
     head = session.get(AuditHead, HEAD_ID)

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import IO, Final, Literal
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tenantops.backup.errors import BackupError
 from tenantops.backup.values import KINDS
+from tenantops.kit.files import atomic_file
 
 FORMAT: Final = "tenantops-backup"
 FORMAT_VERSION: Final = 1
@@ -142,23 +142,12 @@ def write(target: Path, manifest: Manifest, staging: Path) -> tuple[int, str]:
     ``staging`` holds every member under its ``member`` name, as the manifest
     describes it (``stage`` puts a file there).
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
-                body = json.dumps(manifest.model_dump(mode="json"), indent=1).encode()
-                _add(tar, MANIFEST, len(body), io.BytesIO(body))
-                for member in manifest.members():
-                    path = staging / member.member
-                    with path.open("rb") as handle:
-                        _add(tar, member.member, member.size, handle)
-            raw.flush()
-            os.fsync(raw.fileno())
-        Path(tmp).replace(target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
+        body = json.dumps(manifest.model_dump(mode="json"), indent=1).encode()
+        _add(tar, MANIFEST, len(body), io.BytesIO(body))
+        for member in manifest.members():
+            with (staging / member.member).open("rb") as handle:
+                _add(tar, member.member, member.size, handle)
     return digest_file(target)
 
 

@@ -16,8 +16,7 @@ from tenantops.auth.cli import operator
 from tenantops.backup import service
 from tenantops.backup.files import signing_key_file
 from tenantops.config import Settings
-from tenantops.db import Database
-from tenantops.store import open_database
+from tenantops.store import connect, open_database
 
 app = typer.Typer(
     help="Back up and restore the control plane (database and data directory).",
@@ -101,9 +100,7 @@ def restore(
 ) -> None:
     """Restore a backup into the configured database, which must be empty; all or nothing."""
     settings = Settings()
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.resolved_database_url())
+    db = connect(settings)
     try:
         checked = service.restore(settings, db, backup, actor=operator(), progress=_say)
     finally:

@@ -5,22 +5,36 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename: readers never see half."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A handle whose bytes become ``path`` when the block ends, or nothing if it raises.
+
+    Written to a temporary file beside ``path`` (mode 0600), synced, then renamed
+    over it: readers never see half a file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all (see ``atomic_file``)."""
+    with atomic_file(path) as handle:
+        handle.write(data)
 
 
 def write_files(folder: Path, stem: str, bodies: dict[str, bytes]) -> dict[str, tuple[Path, str]]:
