@@ -24,20 +24,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
-from tenantops.errors import AppError, Conflict
+from tenantops.errors import AppError
 from tenantops.finops import budgets, ledger
 from tenantops.finops import service as finops_service
 from tenantops.finops.costs import CENT, Month
 from tenantops.finops.report_render import BudgetStatus
 from tenantops.finops.reports import report_month, write_report
 from tenantops.kit.clock import utcnow
-from tenantops.runbooks import chains, engine, spec
+from tenantops.runbooks import chains, checklists, engine, spec
 from tenantops.runbooks.actions import (
     ActionContext,
     FunctionAction,
@@ -183,21 +183,11 @@ def finops_actions(settings: Settings, db: Database) -> Registry:
         if ctx.tenant_id is None:
             raise StepFailed("finops.record_review needs a run against a tenant", retriable=False)
         month = _month(ctx)
-        gates: dict[str, dict[str, Any]] = {}
-        for row in engine.steps_of(session, ctx.run_id):
-            if row.kind == "gate" and row.status == "succeeded":
-                evidence = row.evidence or {}
-                gates[row.name] = {
-                    "by": evidence.get("by"),
-                    "role": evidence.get("role"),
-                    "comment": evidence.get("comment"),
-                    "at": evidence.get("signalled_at"),
-                }
+        gates = checklists.gate_decisions(session, ctx.run_id)
         decision = gates.get("decide") or (list(gates.values())[-1] if gates else {})
         decider = str(decision.get("by") or ctx.actor)
         comment = str(decision.get("comment") or "")
-        word = comment.split(maxsplit=1)[0].lower().strip(":,.;") if comment else ""
-        outcome = word if word in ("keep", "raise", "lower") else None
+        outcome = checklists.decision_word(comment, ("keep", "raise", "lower"))
         data = {
             "month": month.label,
             "review_run": ctx.run_id,
@@ -283,17 +273,13 @@ def start_budget_review(
     # Locked, so two starts at once cannot both find no open review and both start one.
     session.refresh(tenant, with_for_update=True)
     period = report_month(month) if month else Month.parse(None)
-    open_reviews = [
-        r
-        for r in engine.open_runs(session, tenant_id=tenant.id, runbook_id=REVIEW_RUNBOOK)
-        if (r.inputs or {}).get("month") == period.label
-    ]
-    if open_reviews:
-        raise Conflict(
-            f"the budget review of {tenant.name} for {period.label} is open: run "
-            f"{open_reviews[0].id}",
-            run_id=open_reviews[0].id,
-        )
+    checklists.refuse_second_open_run(
+        session,
+        tenant_id=tenant.id,
+        runbook_id=REVIEW_RUNBOOK,
+        what=f"the budget review of {tenant.name} for {period.label}",
+        same=lambda r: (r.inputs or {}).get("month") == period.label,
+    )
     return engine.start_run(
         session,
         loaded=spec.get(spec.shipped(), REVIEW_RUNBOOK),

@@ -21,7 +21,7 @@ from tenantops.db import Database
 from tenantops.drivers.errors import DriverError, Retry
 from tenantops.drivers.health.models import HealthResult
 from tenantops.drivers.health.port import CheckResult
-from tenantops.drivers.identity.port import IdentityProvider, Permission
+from tenantops.drivers.identity.port import IdentityProvider, access_findings
 from tenantops.kit.clock import utcnow
 
 
@@ -192,24 +192,7 @@ class HttpHealth:
         group = self.identity.get_group(tenant_id=tenant_id)
         if group is None:
             raise DriverError(f"tenant {tenant_id} has no group to review", retry=Retry.NEEDS_HUMAN)
-        owner = owner.lower()
-        readers = {c.lower() for c in contacts} - {owner}
-        findings: list[str] = []
-        if not group.enabled:
-            findings.append("access to the tenant is disabled")
-        if group.permission_of(owner) is not Permission.WRITE:
-            findings.append(
-                f"owner {owner} has {group.permission_of(owner) or 'no'} access, not write"
-            )
-        for contact in sorted(readers):
-            held = group.permission_of(contact)
-            if held is not Permission.READ:
-                findings.append(f"contact {contact} has {held or 'no'} access, not read")
-        for grant in group.members:
-            if grant.subject != owner and grant.subject not in readers:
-                findings.append(
-                    f"{grant.subject} holds {grant.permission} but is neither owner nor contact"
-                )
+        findings = access_findings(group, owner=owner, contacts=contacts)
         grants = [{"subject": g.subject, "permission": g.permission.value} for g in group.members]
         if findings:
             raise DriverError(

@@ -57,6 +57,28 @@ class GroupState:
         }
 
 
+def access_findings(group: GroupState, *, owner: str, contacts: Sequence[str]) -> list[str]:
+    """Where the group differs from the tenant record: the owner writes, contacts read,
+    nobody else is a member, and access is enabled. Empty when it matches."""
+    owner = owner.lower()
+    readers = {c.lower() for c in contacts} - {owner}
+    findings: list[str] = []
+    if not group.enabled:
+        findings.append("access to the tenant is disabled")
+    if group.permission_of(owner) is not Permission.WRITE:
+        findings.append(f"owner {owner} has {group.permission_of(owner) or 'no'} access, not write")
+    for contact in sorted(readers):
+        held = group.permission_of(contact)
+        if held is not Permission.READ:
+            findings.append(f"contact {contact} has {held or 'no'} access, not read")
+    for grant in group.members:
+        if grant.subject != owner and grant.subject not in readers:
+            findings.append(
+                f"{grant.subject} holds {grant.permission} but is neither owner nor contact"
+            )
+    return findings
+
+
 class IdentityProvider(Protocol):
     """Groups and grants of tenants in an identity provider."""
 
