@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from tenantops import __version__
+from tenantops.accessreview.routes import router as access_review_router
 from tenantops.alerts.routes import router as alerts_router
 from tenantops.audit.routes import router as audit_router
 from tenantops.auth.oidc import OIDCVerifier
@@ -237,6 +238,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(requests_router)
     app.include_router(secrets_router)
     app.include_router(reports_router)
+    app.include_router(access_review_router)
     # The web UI: its pages, GET /api/v1/kpis and the vendored /static files.
     mount_web(app)
 

@@ -10,6 +10,7 @@ import typer
 from sqlalchemy.exc import OperationalError
 
 from tenantops import __version__
+from tenantops.accessreview.cli import access_review
 from tenantops.alerts.cli import app as alerts_app
 from tenantops.audit.cli import app as audit_app
 from tenantops.auth.cli import app as tokens_app
@@ -46,6 +47,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(backup_app, name="backup")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
+tenants_app.command("access-review")(access_review)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(runs_app, name="runs")
 app.add_typer(runbooks_app, name="runbooks")

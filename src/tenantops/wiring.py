@@ -11,10 +11,11 @@ from datetime import timedelta
 
 import structlog
 
+from tenantops.accessreview.actions import access_review_actions
 from tenantops.breakglass.actions import breakglass_actions
 from tenantops.config import Settings
 from tenantops.db import Database
-from tenantops.drivers.actions import driver_actions, secret_store
+from tenantops.drivers.actions import driver_actions, identity_provider, secret_store
 from tenantops.events.publishers.port import NoBroker, Publisher
 from tenantops.events.relay import Relay
 from tenantops.events.webhooks import signing_key
@@ -51,6 +52,7 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     actions.update(finops_actions(settings, db))
     actions.update(playbook_actions(settings, db))
     actions.update(report_actions(settings, db))
+    actions.update(access_review_actions(db, identity=identity_provider(settings, db)))
     actions.update(
         secret_actions(settings, db, store=secret_store(settings, db), send=actions["notify.send"])
     )

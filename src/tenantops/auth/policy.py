@@ -93,6 +93,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # A tenant owner reads only their own tenant's report (scoped in the service).
     ("GET", f"{API}/finops/reports/cost"): COST_READERS | {R.TENANT_OWNER},
     ("POST", f"{API}/tenants/{{tenant}}/budget-reviews"): COST_WRITERS,
+    # Access Review: security completes it (SoD: not its starter); governance may start one.
+    ("POST", f"{API}/tenants/{{tenant}}/access-reviews"): frozenset(
+        {R.SECURITY, R.GOVERNANCE, R.ADMIN}
+    ),
     ("GET", f"{API}/reports/sla"): SLA_REPORT_READERS,
     # --- alerts routes ---
     ("GET", f"{API}/alerts"): frozenset({R.ADMIN, R.OPS_ENGINEER, R.FINANCE, R.SECURITY}),

@@ -10,7 +10,7 @@ than the requester closes it.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from tenantops.auth import tokens
 from tenantops.auth.principal import Principal, Role
 from tenantops.breakglass.schemas import BreakGlassCreate, BreakGlassRead
 from tenantops.events import catalogue, outbox
+from tenantops.kit.clock import as_utc
 from tenantops.runbooks import engine, spec
 from tenantops.runbooks.spec import seconds
 from tenantops.tenants import service as tenants
@@ -101,3 +102,34 @@ def open_break_glass(
         tenant_id=tenant.id if tenant else None,
         expires_at=issued.expires_at,
     )
+
+
+def grants_of(session: Session, *, tenant_id: str, since: datetime) -> list[dict[str, object]]:
+    """The tenant's break-glass grants still open, or opened since ``since``, oldest first.
+
+    Read from the runs that watch them (the grant's reason, incident and expiry
+    are their inputs); the token's value is never part of it.
+    """
+    grants: list[dict[str, object]] = []
+    for run in engine.runs_of(session, tenant_id=tenant_id):
+        if run.runbook_id != RUNBOOK:
+            continue
+        opened = as_utc(run.created_at)
+        if run.finished_at is not None and opened < since:
+            continue
+        inputs = run.inputs or {}
+        grants.append(
+            {
+                "run_id": run.id,
+                "open": run.finished_at is None,
+                "status": run.status,
+                "subject": inputs.get("subject"),
+                "opened_by": run.started_by,
+                "opened_at": opened.isoformat(),
+                "expires_at": inputs.get("expires_at"),
+                "reason": inputs.get("reason"),
+                "incident_ref": inputs.get("incident_ref"),
+                "token_id": inputs.get("token_id"),
+            }
+        )
+    return grants

@@ -1,0 +1,58 @@
+"""JSON API of the Access Review: ``POST /api/v1/tenants/{tenant}/access-reviews``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from tenantops.accessreview import service
+from tenantops.auth.deps import Caller, GuardedRoute, authorize
+from tenantops.kit.problems import problem_responses
+from tenantops.kit.web import Db, wake_worker
+from tenantops.runbooks import service as runbooks_service
+from tenantops.runbooks.schemas import RunRead
+
+router = APIRouter(
+    prefix="/api/v1",
+    route_class=GuardedRoute,
+    tags=["access reviews"],
+    dependencies=[Depends(authorize)],
+    responses=problem_responses(401, 403, 404, 422, 503),
+)
+
+TenantRef = Annotated[str, Path(min_length=1, max_length=63, description="The tenant's id or name")]
+
+
+class AccessReviewCreate(BaseModel):
+    """Why the review is started (optional; shown to security in the notification)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str | None, Field(min_length=1, max_length=500)] = None
+
+
+@router.post(
+    "/tenants/{tenant}/access-reviews",
+    summary="Start the Access Review checklist of a tenant",
+    status_code=201,
+    # A body that cannot be decoded at all (not UTF-8 JSON) is a 400.
+    responses=problem_responses(400, 409),
+)
+def start_access_review(
+    tenant: TenantRef,
+    request: Request,
+    caller: Caller,
+    db: Db,
+    data: AccessReviewCreate | None = None,
+) -> RunRead:
+    """Another security user completes its gates; 409 while a review of the tenant is open."""
+    with db.write() as session:
+        run = service.start_access_review(
+            session, principal=caller, ref=tenant, reason=data.reason if data else None
+        )
+        run_id = run.id
+    wake_worker(request)
+    with db.read() as session:
+        return runbooks_service.read_run(session, principal=caller, run_id=run_id)

@@ -1,0 +1,223 @@
+"""Access Review: the snapshot of who can reach a tenant, starting a review, its outcome.
+
+The snapshot gathers, each through its own domain's service, the tenant's
+identity group (from the identity port), the API tokens and web users bound to
+the tenant, and its open or recent break-glass grants. It holds no secret: a
+token appears by its prefix. Its digest (SHA-256 of the canonical JSON) is the
+step's evidence, so the auditor can tell the reviewed list was not changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tenantops.audit import service as audit
+from tenantops.auth import tokens
+from tenantops.auth.principal import Principal, Role
+from tenantops.breakglass import service as breakglass
+from tenantops.drivers.identity.port import GroupState, access_findings
+from tenantops.kit.clock import as_utc
+from tenantops.runbooks import checklists, engine, spec
+from tenantops.runbooks.models import Run
+from tenantops.tenants import service as tenants
+from tenantops.tenants.schemas import TenantRead
+from tenantops.web import service as web
+
+RUNBOOK = "access-review"
+OUTCOMES = ("keep", "revoke")
+# How far back revoked or expired tokens and finished break-glass grants are listed.
+RECENT = timedelta(days=30)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else as_utc(value).isoformat()
+
+
+def _bound(tenant_ref: str | None, tenant: dict[str, Any]) -> bool:
+    return tenant_ref is not None and tenant_ref in (tenant["id"], tenant["name"])
+
+
+def _members(group: GroupState | None, tenant: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each member with their permission, what the tenant record expects of them, and state."""
+    if group is None:
+        return []
+    owner = str(tenant.get("business_owner") or "").lower()
+    contacts = {str(c).lower() for c in tenant.get("contacts") or []} - {owner}
+    members = []
+    for grant in group.members:
+        expected = (
+            "owner" if grant.subject == owner else "contact" if grant.subject in contacts else None
+        )
+        members.append(
+            {
+                "subject": grant.subject,
+                "permission": grant.permission.value,
+                "as": expected or "unexpected",
+                "state": "enabled" if group.enabled else "disabled",
+            }
+        )
+    return members
+
+
+def _tokens(session: Session, tenant: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    listed = []
+    for row in tokens.list_tokens(session):
+        if not _bound(row.tenant_id, tenant):
+            continue
+        expires, revoked = row.expires_at, row.revoked_at
+        state = (
+            "revoked"
+            if revoked is not None
+            else "expired"
+            if expires is not None and as_utc(expires) <= now
+            else "active"
+        )
+        ended = revoked if revoked is not None else expires
+        if state != "active" and ended is not None and as_utc(ended) < now - RECENT:
+            continue
+        listed.append(
+            {
+                "prefix": row.prefix,
+                "subject": row.subject,
+                "roles": sorted(row.roles),
+                "state": state,
+                "created_by": row.created_by,
+                "created_at": _iso(row.created_at),
+                "expires_at": _iso(expires),
+                "revoked_at": _iso(revoked),
+            }
+        )
+    return listed
+
+
+def _users(session: Session, tenant: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "username": user.username,
+            "roles": sorted(user.roles),
+            "state": "disabled" if user.disabled else "enabled",
+            "signs_in": f"oidc:{user.oidc_issuer}" if user.oidc_issuer else "password",
+            "created_at": _iso(user.created_at),
+        }
+        for user in web.list_users(session)
+        if _bound(user.tenant_id, tenant)
+    ]
+
+
+def digest(snapshot: dict[str, Any]) -> str:
+    """SHA-256 of the snapshot as canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(snapshot, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def take_snapshot(
+    session: Session, *, tenant: dict[str, Any], group: GroupState | None, now: datetime
+) -> dict[str, Any]:
+    """Who has access to ``tenant`` now; ``group`` is what the identity provider holds."""
+    owner = str(tenant.get("business_owner") or "")
+    contacts: Sequence[str] = [str(c) for c in tenant.get("contacts") or []]
+    api_tokens = _tokens(session, tenant, now)
+    users = _users(session, tenant)
+    grants = breakglass.grants_of(session, tenant_id=tenant["id"], since=now - RECENT)
+    findings = (
+        access_findings(group, owner=owner, contacts=contacts)
+        if group is not None
+        else ["the tenant has no identity group"]
+    )
+    snapshot: dict[str, Any] = {
+        "taken_at": now.isoformat(),
+        "tenant": {"id": tenant["id"], "name": tenant["name"], "business_owner": owner},
+        "group": None if group is None else {"name": group.group, "enabled": group.enabled},
+        "members": _members(group, tenant),
+        "findings": findings,
+        "tokens": api_tokens,
+        "users": users,
+        "break_glass": grants,
+    }
+    snapshot["counts"] = {
+        "members": len(snapshot["members"]),
+        "tokens_active": sum(1 for t in api_tokens if t["state"] == "active"),
+        "tokens_listed": len(api_tokens),
+        "users_enabled": sum(1 for u in users if u["state"] == "enabled"),
+        "users_listed": len(users),
+        "break_glass_open": sum(1 for g in grants if g["open"]),
+        "break_glass_listed": len(grants),
+        "findings": len(findings),
+    }
+    return snapshot
+
+
+def start_access_review(
+    session: Session, *, principal: Principal, ref: str, reason: str | None
+) -> Run:
+    """Start the Access Review of a tenant (409 while one of that tenant is open).
+
+    Whoever starts it cannot tick its gates (segregation of duties, applied by
+    the engine): another security user completes it.
+    """
+    tenant = tenants.get_tenant(session, principal=principal, ref=ref)
+    # Locked, so two starts at once cannot both find no open review and both start one.
+    session.refresh(tenant, with_for_update=True)
+    checklists.refuse_second_open_run(
+        session,
+        tenant_id=tenant.id,
+        runbook_id=RUNBOOK,
+        what=f"the access review of {tenant.name}",
+    )
+    inputs: dict[str, Any] = {
+        "tenant": TenantRead.model_validate(tenant).model_dump(mode="json"),
+        "reason": reason or "",
+    }
+    return engine.start_run(
+        session,
+        loaded=spec.get(spec.shipped(), RUNBOOK),
+        actor=principal,
+        tenant_id=tenant.id,
+        inputs=inputs,
+    )
+
+
+def record_outcome(
+    session: Session,
+    *,
+    run_id: str,
+    tenant_id: str,
+    digest_of_snapshot: str | None,
+    counts: dict[str, Any],
+    fallback_actor: str,
+) -> dict[str, Any]:
+    """The review's gate decisions as one audit entry (``access_review.recorded``).
+
+    The entry names the security user who decided, with the snapshot's digest
+    and counts, so the trail says what list was reviewed and what was decided.
+    """
+    gates = checklists.gate_decisions(session, run_id)
+    decision = gates.get("decide") or (list(gates.values())[-1] if gates else {})
+    decider = str(decision.get("by") or fallback_actor)
+    comment = str(decision.get("comment") or "")
+    outcome = checklists.decision_word(comment, OUTCOMES)
+    detail = {
+        "run_id": run_id,
+        "decided_by": decider,
+        "decision": comment,
+        "outcome": outcome,
+        "gates": gates,
+        "snapshot_digest": digest_of_snapshot,
+        "counts": counts,
+    }
+    entry = audit.record(
+        session,
+        # The trail names the security user who decided; the engine only carried it out.
+        actor=Principal(subject=decider, roles=frozenset({Role.SECURITY}), via="runbook"),
+        action="access_review.recorded",
+        tenant_id=tenant_id,
+        changes={},
+        detail=detail,
+    )
+    return {"audit_seq": entry.seq, "decided_by": decider, "decision": comment, "outcome": outcome}
