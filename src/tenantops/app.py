@@ -28,6 +28,7 @@ from tenantops.alerts.routes import router as alerts_router
 from tenantops.audit.routes import router as audit_router
 from tenantops.auth.oidc import OIDCVerifier
 from tenantops.breakglass.routes import router as breakglass_router
+from tenantops.compliance.routes import router as compliance_router
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.health.routes import router as probe_router
@@ -238,6 +239,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(requests_router)
     app.include_router(secrets_router)
     app.include_router(reports_router)
+    app.include_router(compliance_router)
     app.include_router(access_review_router)
     # The web UI: its pages, GET /api/v1/kpis and the vendored /static files.
     mount_web(app)

@@ -16,6 +16,7 @@ from tenantops.audit.cli import app as audit_app
 from tenantops.auth.cli import app as tokens_app
 from tenantops.auth.cli import operator
 from tenantops.backup.cli import app as backup_app
+from tenantops.compliance.cli import app as compliance_app
 from tenantops.config import Settings
 from tenantops.errors import AppError
 from tenantops.events.cli import app as events_app
@@ -59,6 +60,7 @@ app.add_typer(reports_app, name="reports")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(users_app, name="users")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(compliance_app, name="compliance")
 
 
 @app.command()

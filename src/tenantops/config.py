@@ -95,6 +95,9 @@ class NotifySettings(BaseModel):
         default_factory=lambda: ["governance@localhost"], description="the weekly SLA report"
     )
     security: list[str] = Field(default_factory=lambda: ["security@localhost"])
+    auditor: list[str] = Field(
+        default_factory=lambda: ["auditor@localhost"], description="evidence bundles are ready"
+    )
     oncall: list[str] = Field(
         default_factory=lambda: ["oncall@localhost"], description="SLA breaches go here"
     )

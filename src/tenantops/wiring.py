@@ -13,6 +13,7 @@ import structlog
 
 from tenantops.accessreview.actions import access_review_actions
 from tenantops.breakglass.actions import breakglass_actions
+from tenantops.compliance.actions import compliance_actions
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.actions import driver_actions, identity_provider, secret_store
@@ -52,6 +53,7 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     actions.update(finops_actions(settings, db))
     actions.update(playbook_actions(settings, db))
     actions.update(report_actions(settings, db))
+    actions.update(compliance_actions(settings, db))
     actions.update(access_review_actions(db, identity=identity_provider(settings, db)))
     actions.update(
         secret_actions(settings, db, store=secret_store(settings, db), send=actions["notify.send"])

@@ -34,6 +34,7 @@ SECRET_READERS = frozenset(
 # The weekly SLA/SLO report names every tenant's runs: governance, who it is for, the
 # auditors who check it and the operators it judges; not tenant owners.
 SLA_REPORT_READERS = frozenset({R.ADMIN, R.GOVERNANCE, R.AUDITOR, R.OPS_ENGINEER})
+EVIDENCE_COLLECTORS = frozenset({R.GOVERNANCE, R.AUDITOR, R.ADMIN})
 
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", f"{API}/me"): ANYONE,
@@ -64,6 +65,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # The gate's own roles and segregation of duties are checked by the engine.
     ("POST", f"{API}/runs/{{run_id}}/gates/{{step}}"): frozenset(
         {R.GOVERNANCE, R.SECURITY, R.OPS_ENGINEER, R.QA, R.FINANCE, R.ACCOUNT_MANAGER, R.ADMIN}
+        | {R.AUDITOR}  # the Compliance Evidence sign-off
     ),
     ("POST", f"{API}/runs/{{run_id}}/cancel"): frozenset({R.OPS_ENGINEER, R.ADMIN}),
     ("POST", f"{API}/runs/{{run_id}}/retry"): frozenset({R.OPS_ENGINEER, R.ADMIN}),
@@ -98,6 +100,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
         {R.SECURITY, R.GOVERNANCE, R.ADMIN}
     ),
     ("GET", f"{API}/reports/sla"): SLA_REPORT_READERS,
+    # Compliance evidence names the tenant's whole trail: governance and the auditors.
+    ("POST", f"{API}/tenants/{{tenant}}/compliance-evidence"): EVIDENCE_COLLECTORS,
+    ("GET", f"{API}/tenants/{{tenant}}/compliance-evidence/{{run_id}}/bundle"): EVIDENCE_COLLECTORS,
     # --- alerts routes ---
     ("GET", f"{API}/alerts"): frozenset({R.ADMIN, R.OPS_ENGINEER, R.FINANCE, R.SECURITY}),
     # --- end alerts ---

@@ -64,6 +64,7 @@ STAKEHOLDERS = (
     "governance",
     "security",
     "oncall",
+    "auditor",
 )
 
 

@@ -156,9 +156,14 @@ class TenantFiles:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir
 
-    def _write(self, kind: str, ctx: ActionContext, document: dict[str, Any]) -> tuple[Path, str]:
+    def path(self, kind: str, tenant_id: str | None, run_id: str) -> Path:
+        """Where run ``run_id`` keeps its ``kind`` file: ``<kind>/<tenant>/<run>.json``."""
+        return self.root / kind / (tenant_id or "none") / f"{run_id}.json"
+
+    def write(self, kind: str, ctx: ActionContext, document: dict[str, Any]) -> tuple[Path, str]:
+        """``document`` as canonical JSON in the run's ``kind`` file; its path and SHA-256."""
         body = canonical_json(document).encode()
-        path = self.root / kind / (ctx.tenant_id or "none") / f"{ctx.run_id}.json"
+        path = self.path(kind, ctx.tenant_id, ctx.run_id)
         write_atomic(path, body)
         return path, hashlib.sha256(body).hexdigest()
 
@@ -173,7 +178,7 @@ class TenantFiles:
             "audit": trail,
             "runs": _runs(session, tenant_id),
         }
-        path, digest = self._write("evidence", ctx, document)
+        path, digest = self.write("evidence", ctx, document)
         result.output.update(bundle=str(path), digest=digest, entries=len(trail))
         result.evidence.update(
             digest=digest, entries=len(trail), incident_ref=document["incident_ref"]
@@ -202,7 +207,7 @@ class TenantFiles:
             ),
             "exported_at": utcnow().isoformat(),
         }
-        path, digest = self._write("exports", ctx, document)
+        path, digest = self.write("exports", ctx, document)
         result.output.update(bundle=str(path), digest=digest)
         result.evidence.update(bundle=path.name, digest=digest)
 
@@ -222,7 +227,7 @@ class TenantFiles:
             "audit_head": (audit.tenant_trail(session, tenant_id) or [{"hash": None}])[-1]["hash"],
         }
         document = {**body, "digest": _digest(body)}
-        path, _ = self._write("certificates", ctx, document)
+        path, _ = self.write("certificates", ctx, document)
         result.output.update(certificate=str(path), digest=document["digest"])
         result.evidence.update(certificate=path.name, digest=document["digest"])
 

@@ -1,0 +1,1 @@
+"""Compliance Evidence Collection: per-tenant evidence bundles an auditor verifies."""

@@ -1,0 +1,77 @@
+"""``tenantops compliance``: start an evidence collection, download and check its bundle."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tenantops.kit.cli import DEFAULT_URL, Token, Url, connect, download
+from tenantops.kit.client import ClientError
+from tenantops.kit.files import write_atomic
+
+app = typer.Typer(
+    help="Compliance Evidence Collection: evidence bundles an auditor verifies.",
+    no_args_is_help=True,
+)
+
+
+@app.command("start")
+def start(
+    tenant: str,
+    period: Annotated[
+        str | None,
+        typer.Option(help="A quarter (2026-Q4) or a month (2026-11); default: the last quarter"),
+    ] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+) -> None:
+    """Collect a tenant's evidence of a period; another auditor verifies and signs it off."""
+    with connect(url, token) as client:
+        run = client.post(
+            f"/tenants/{tenant}/compliance-evidence", json={"period": period} if period else {}
+        )
+    typer.echo(
+        f"compliance evidence {run['inputs']['period']} of {run.get('tenant_name') or tenant} "
+        f"started: run {run['id']} ({run['status']}); an auditor decides its gates: "
+        f"tenantops runs approve {run['id']} verify-bundle ..."
+    )
+
+
+@app.command("bundle")
+def bundle(
+    tenant: str,
+    run_id: str,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="File to write; default: the bundle's name here"),
+    ] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+) -> None:
+    """Download a collection's bundle and check it against the digest its run recorded.
+
+    A bundle whose SHA-256 differs from the collect step's is not written: exit 1.
+    """
+    with connect(url, token) as client:
+        run = client.get(f"/runs/{run_id}")
+    recorded = next(
+        (s.get("evidence") or {} for s in run.get("steps", []) if s["name"] == "collect"), {}
+    ).get("digest")
+    body, name = download(
+        url,
+        token,
+        f"/api/v1/tenants/{tenant}/compliance-evidence/{run_id}/bundle",
+        {},
+        f"compliance-evidence-{run_id}.json",
+    )
+    found = hashlib.sha256(body).hexdigest()
+    if found != recorded:
+        raise ClientError(
+            f"bundle of run {run_id} has SHA-256 {found}, but its run recorded {recorded}"
+        )
+    target = output or Path(name)
+    write_atomic(target, body)
+    typer.echo(f"wrote {target} ({len(body)} bytes), SHA-256 {found} matches run {run_id}")

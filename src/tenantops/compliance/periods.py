@@ -1,0 +1,70 @@
+"""The period an evidence bundle covers: a quarter (``2026-Q4``) or a month (``2026-11``).
+
+A period is a half-open UTC interval ``[start, end)``. Named periods rather than
+free from/to dates, so that "the open collection of this tenant and period" is
+one string to compare and a bundle's name says what an auditor asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tenantops.errors import Unprocessable
+
+_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+PATTERN = r"^\d{4}-(Q[1-4]|0[1-9]|1[0-2])$"
+
+
+@dataclass(frozen=True)
+class Period:
+    """A named, half-open UTC interval ``[start, end)``."""
+
+    label: str
+    start: datetime
+    end: datetime
+
+    def holds(self, at: datetime) -> bool:
+        return self.start <= at < self.end
+
+    def overlaps(self, start: datetime, end: datetime | None) -> bool:
+        """Whether ``[start, end)`` (``end`` None: still open) meets the period."""
+        return start < self.end and (end is None or end >= self.start)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"label": self.label, "from": self.start.isoformat(), "to": self.end.isoformat()}
+
+
+def _first(year: int, month: int) -> datetime:
+    if month > 12:
+        year, month = year + 1, month - 12
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+def parse(text: str) -> Period:
+    """``2026-Q4`` or ``2026-11``; anything else is ``Unprocessable`` (422)."""
+    value = text.strip()
+    if found := _QUARTER.match(value):
+        year, quarter = int(found[1]), int(found[2])
+        first = 3 * (quarter - 1) + 1
+        return Period(value, _first(year, first), _first(year, first + 3))
+    if found := _MONTH.match(value):
+        year, month = int(found[1]), int(found[2])
+        return Period(value, _first(year, month), _first(year, month + 1))
+    raise Unprocessable(f"period must be a quarter (2026-Q4) or a month (2026-11), not {text!r}")
+
+
+def last_quarter(now: datetime) -> Period:
+    """The last quarter that has ended by ``now``: what an auditor asks for by default."""
+    quarter = (now.month - 1) // 3 + 1
+    year, quarter = (now.year - 1, 4) if quarter == 1 else (now.year, quarter - 1)
+    return parse(f"{year}-Q{quarter}")
+
+
+def begun(period: Period, now: datetime) -> Period:
+    """``period`` if it has begun by ``now``; a period still ahead has no evidence (422)."""
+    if period.start > now:
+        raise Unprocessable(f"period {period.label} has not begun: nothing to collect yet")
+    return period

@@ -1,0 +1,95 @@
+"""JSON API of the Compliance Evidence Collection: start one, download its bundle."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from tenantops.auth.deps import Caller, GuardedRoute, authorize
+from tenantops.compliance import service
+from tenantops.compliance.periods import PATTERN
+from tenantops.kit.problems import problem_responses
+from tenantops.kit.web import Db
+from tenantops.runbooks import service as runbooks_service
+from tenantops.runbooks.schemas import RunRead
+
+router = APIRouter(
+    prefix="/api/v1",
+    route_class=GuardedRoute,
+    tags=["compliance"],
+    dependencies=[Depends(authorize)],
+    responses=problem_responses(401, 403, 404, 422, 503),
+)
+
+TenantRef = Annotated[str, Path(min_length=1, max_length=63, description="The tenant's id or name")]
+DIGEST_HEADER = "X-Evidence-SHA256"
+
+
+class EvidenceCollectionCreate(BaseModel):
+    """Which period to collect; default: the last quarter that has ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    period: Annotated[
+        str | None,
+        Field(pattern=PATTERN, description="A quarter (2026-Q4) or a month (2026-11)"),
+    ] = None
+
+
+@router.post(
+    "/tenants/{tenant}/compliance-evidence",
+    summary="Start the Compliance Evidence Collection checklist of a tenant's period",
+    status_code=201,
+    responses=problem_responses(400, 409),
+)
+def start_collection(
+    tenant: TenantRef,
+    caller: Caller,
+    db: Db,
+    data: EvidenceCollectionCreate | None = None,
+) -> RunRead:
+    """Another auditor completes its gates; 409 while that tenant and period are collected."""
+    with db.write() as session:
+        run = service.start_collection(
+            session, principal=caller, ref=tenant, period=data.period if data else None
+        )
+        run_id = run.id
+    with db.read() as session:
+        return runbooks_service.read_run(session, principal=caller, run_id=run_id)
+
+
+@router.get(
+    "/tenants/{tenant}/compliance-evidence/{run_id}/bundle",
+    summary="Download a collection's evidence bundle (canonical JSON) with its recorded SHA-256",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/json": {}}}},
+)
+def download_bundle(
+    tenant: TenantRef,
+    run_id: Annotated[str, Path(max_length=36)],
+    caller: Caller,
+    db: Db,
+    request: Request,
+) -> FileResponse:
+    """The file as written; ``X-Evidence-SHA256`` is the digest the collect step recorded.
+
+    Recompute the SHA-256 of the body and compare: a bundle changed on disk since
+    it was collected no longer matches.
+    """
+    with db.read() as session:
+        found = service.find_bundle(
+            session,
+            principal=caller,
+            ref=tenant,
+            run_id=run_id,
+            data_dir=request.app.state.settings.data_dir,
+        )
+    return FileResponse(
+        found.path,
+        media_type="application/json",
+        filename=f"compliance-evidence-{found.period}-{run_id}.json",
+        headers={DIGEST_HEADER: found.digest},
+    )

@@ -1,0 +1,87 @@
+"""Start a Compliance Evidence Collection and hand out its bundle.
+
+One open collection per tenant and period (a second start is a 409): two
+auditors working from two bundles of the same period would sign off different
+evidence. Whoever starts it cannot tick its gates (the engine's segregation of
+duties): another auditor checks, annotates and signs off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from tenantops.auth.principal import Principal
+from tenantops.compliance import periods
+from tenantops.compliance.actions import KIND
+from tenantops.errors import NotFound
+from tenantops.kit.clock import utcnow
+from tenantops.runbooks import checklists, engine, spec
+from tenantops.runbooks.models import Run
+from tenantops.tenants import service as tenants
+from tenantops.tenants.actions import TenantFiles
+from tenantops.tenants.schemas import TenantRead
+
+RUNBOOK = "compliance-evidence"
+
+
+def start_collection(
+    session: Session, *, principal: Principal, ref: str, period: str | None
+) -> Run:
+    """Start the checklist for a tenant's period (default: the last quarter ended).
+
+    A period not begun yet is a 422; one already being collected for the
+    tenant, a 409 naming the open run.
+    """
+    tenant = tenants.get_tenant(session, principal=principal, ref=ref)
+    # Locked, so two starts at once cannot both find no open collection and both start one.
+    session.refresh(tenant, with_for_update=True)
+    now = utcnow()
+    chosen = periods.begun(periods.parse(period), now) if period else periods.last_quarter(now)
+    checklists.refuse_second_open_run(
+        session,
+        tenant_id=tenant.id,
+        runbook_id=RUNBOOK,
+        what=f"the compliance evidence of {tenant.name} for {chosen.label}",
+        same=lambda r: (r.inputs or {}).get("period") == chosen.label,
+    )
+    return engine.start_run(
+        session,
+        loaded=spec.get(spec.shipped(), RUNBOOK),
+        actor=principal,
+        tenant_id=tenant.id,
+        inputs={
+            "tenant": TenantRead.model_validate(tenant).model_dump(mode="json"),
+            "period": chosen.label,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A collected bundle on disk and the digest its collect step recorded."""
+
+    path: Path
+    digest: str
+    period: str
+
+
+def find_bundle(
+    session: Session, *, principal: Principal, ref: str, run_id: str, data_dir: Path
+) -> Bundle:
+    """The bundle of collection ``run_id`` of tenant ``ref`` (404 if there is none yet)."""
+    tenant = tenants.get_tenant(session, principal=principal, ref=ref)
+    try:
+        run: Run | None = engine.get_run(session, run_id)
+    except NotFound:
+        run = None
+    if run is None or run.runbook_id != RUNBOOK or run.tenant_id != tenant.id:
+        raise NotFound(f"no compliance evidence collection {run_id!r} of {tenant.name}")
+    collect = next((s for s in engine.steps_of(session, run.id) if s.name == "collect"), None)
+    evidence = (collect.evidence or {}) if collect is not None else {}
+    path = TenantFiles(data_dir).path(KIND, tenant.id, run.id)
+    if collect is None or collect.status != "succeeded" or not path.is_file():
+        raise NotFound(f"collection {run_id} has no bundle yet")
+    return Bundle(path=path, digest=str(evidence.get("digest")), period=str(evidence.get("period")))

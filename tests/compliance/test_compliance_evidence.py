@@ -1,0 +1,361 @@
+"""Compliance Evidence Collection: a bundle an auditor verifies; another one signs it off."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from tenantops.audit import service as audit
+from tenantops.audit.models import AuditEntry
+from tenantops.config import Settings
+from tenantops.db import Database
+from tenantops.kit.canonical import canonical_json
+from tenantops.notifications.models import OutboxMessage
+from tenantops.runbooks.worker import Worker
+from tenantops.tenants.lifecycle import TenantState
+from tenantops.wiring import build_actions
+from tests.conftest import Actors, Clock, Headers, TokenFactory, invoke
+from tests.finops.test_reports import Server, server  # noqa: F401 (fixture)
+from tests.flows import approve, drain, ok, request_tenant, tenant_in
+from tests.servers import mint_token
+
+BREAK_GLASS = {
+    "reason": "database failover stuck, need admin",
+    "incident_ref": "INC7",
+    "duration": "30m",
+}
+
+
+def start(client: TestClient, who: Headers, tenant: str, period: str | None = "2030-01") -> Any:
+    return client.post(
+        f"/api/v1/tenants/{tenant}/compliance-evidence",
+        json={"period": period} if period else {},
+        headers=who,
+    )
+
+
+def decide(client: TestClient, who: Headers, run_id: str, step: str, comment: str) -> Any:
+    return client.post(
+        f"/api/v1/runs/{run_id}/gates/{step}",
+        json={"decision": "approve", "comment": comment},
+        headers=who,
+    )
+
+
+def collected(settings: Settings, tenant_id: str, run_id: str) -> tuple[bytes, dict[str, Any]]:
+    body = (settings.data_dir / "compliance" / tenant_id / f"{run_id}.json").read_bytes()
+    return body, json.loads(body)
+
+
+@pytest.fixture
+def worker(db: Database, settings: Settings) -> Worker:
+    return Worker(db, build_actions(settings, db))
+
+
+def a_month_of_operations(
+    client: TestClient, actors: Actors, worker: Worker, clock: Clock
+) -> dict[str, Any]:
+    """January 2030: a tenant approved and provisioned; break glass used, revoked, reviewed."""
+    clock.now = datetime(2030, 1, 10, 9, tzinfo=UTC)
+    tenant = request_tenant(client, actors.am, name="audited")
+    approve(client, "audited", "governance", actors.gov)
+    approve(client, "audited", "security", actors.sec)
+    drain(worker)
+    grant = ok(
+        client.post(
+            "/api/v1/break-glass", json={**BREAK_GLASS, "tenant": "audited"}, headers=actors.ops
+        ),
+        201,
+    )
+    for _ in range(5):
+        worker.run_once()
+    clock.advance(minutes=31)
+    for _ in range(5):
+        worker.run_once()
+    ok(decide(client, actors.sec, grant["run_id"], "review", "justified: INC7"))
+    drain(worker)
+    clock.now = datetime(2030, 2, 3, 8, tzinfo=UTC)
+    return {"tenant": tenant, "grant": grant}
+
+
+def test_an_auditor_verifies_and_signs_off_the_bundle_of_a_month(
+    client: TestClient,
+    actors: Actors,
+    auth: TokenFactory,
+    db: Database,
+    settings: Settings,
+    worker: Worker,
+    clock: Clock,
+) -> None:
+    seen = a_month_of_operations(client, actors, worker, clock)
+    tenant, grant = seen["tenant"], seen["grant"]
+    starter, checker = actors.auditor, auth("abe", "auditor")
+
+    run = ok(start(client, starter, "audited"), 201)
+    run_id = run["id"]
+    assert (run["runbook_id"], run["inputs"]["period"]) == ("compliance-evidence", "2030-01")
+    drain(worker)
+    waiting = ok(client.get(f"/api/v1/runs/{run_id}", headers=checker))
+    assert (waiting["status"], waiting["current_step"]) == ("waiting", "verify-bundle")
+    evidence = {s["name"]: s["evidence"] for s in waiting["steps"]}["collect"]
+
+    # The bundle is canonical JSON whose SHA-256 is the step's evidence.
+    body, bundle = collected(settings, tenant["id"], run_id)
+    assert hashlib.sha256(body).hexdigest() == evidence["digest"]
+    assert canonical_json(bundle).encode() == body
+    assert bundle["period"] == {
+        "label": "2030-01",
+        "from": "2030-01-01T00:00:00+00:00",
+        "to": "2030-02-01T00:00:00+00:00",
+    }
+    assert bundle["tenant"]["name"] == "audited"
+    chain = bundle["audit"]["chain"]
+    assert chain["ok"] is True
+    assert chain["reason"] is None
+    with db.read() as session:
+        trail = audit.tenant_trail(session, tenant["id"])
+    january = [e for e in trail if e["at"] < "2030-02"]
+    assert bundle["audit"]["entries"] == january
+    assert all(len(e["hash"]) == 64 for e in bundle["audit"]["entries"])
+    actions = {e["action"] for e in bundle["audit"]["entries"]}
+    assert {"tenant.requested", "tenant.approved", "breakglass.opened"} <= actions
+    # Approvals with who decided: governance and security, neither the requester.
+    [onboarding] = [a for a in bundle["approvals"] if a["kind"] == "onboarding"]
+    assert onboarding["requested_by"] == "amy"
+    assert {(d["role"], d["by"]) for d in onboarding["decisions"]} == {
+        ("governance", "gus"),
+        ("security", "sue"),
+    }
+    assert onboarding["segregated"] is True
+    # Runs with the runbook version and content hash each ran; not the collection itself.
+    runs = {r["runbook"]: r for r in bundle["runs"]}
+    assert run_id not in {r["run_id"] for r in bundle["runs"]}
+    glass = runs["emergency-break-glass"]
+    assert glass["version"] == "1.0"
+    assert len(glass["hash"]) == 64
+    [granted] = bundle["break_glass"]
+    assert granted["run_id"] == grant["run_id"]
+    assert (granted["opened_by"], granted["incident_ref"]) == ("oli", "INC7")
+    assert granted["revoked_at"] is not None
+    assert granted["review"] == {
+        "status": "succeeded",
+        "by": "sue",
+        "comment": "justified: INC7",
+        "at": granted["review"]["at"],
+    }
+    # The onboarding's step evidence: its GitOps commit and manifest digest, its secrets.
+    onboarding_run = runs["tenant-onboarding"]
+    gitops = {s["name"]: s for s in onboarding_run["steps"]}["gitops"]["evidence"]
+    assert bundle["gitops_commits"] == [
+        {
+            "sha": gitops["commit"],
+            "run_id": onboarding_run["run_id"],
+            "runbook": "tenant-onboarding",
+            "step": "gitops",
+        }
+    ]
+    assert bundle["manifest_digests"] == [gitops["manifest_digest"]]
+    assert bundle["sla_breaches"] == []
+    assert all(s["tenant_id"] == tenant["id"] for s in bundle["secrets"])
+    assert evidence["chain_ok"] is True
+    assert evidence["audit_entries"] == len(january)
+
+    # The auditors are told, with the digest.
+    with db.read() as session:
+        [note] = session.execute(
+            select(OutboxMessage).where(OutboxMessage.run_id == run_id)
+        ).scalars()
+    assert note.template == "compliance_evidence"
+    assert note.recipients == ["auditor@localhost"]
+    assert evidence["digest"] in note.body
+
+    # The download carries the recorded digest; the body hashes to it.
+    got = client.get(
+        f"/api/v1/tenants/audited/compliance-evidence/{run_id}/bundle", headers=checker
+    )
+    assert got.status_code == 200
+    assert got.headers["x-evidence-sha256"] == evidence["digest"]
+    assert hashlib.sha256(got.content).hexdigest() == evidence["digest"]
+
+    # Segregation of duties: the starter cannot tick a gate; others without the role neither.
+    assert decide(client, starter, run_id, "verify-bundle", "mine").status_code == 403
+    assert decide(client, actors.gov, run_id, "verify-bundle", "gov").status_code == 403
+    ok(decide(client, checker, run_id, "verify-bundle", f"sha256 {evidence['digest']} matches"))
+    ok(decide(client, checker, run_id, "findings", "no findings"))
+    ok(decide(client, checker, run_id, "sign-off", "signed off 2030-01"))
+    drain(worker)
+    done = ok(client.get(f"/api/v1/runs/{run_id}", headers=checker))
+    assert done["status"] == "succeeded"
+
+    with db.read() as session:
+        entry = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "compliance.evidence.signed_off")
+        ).scalar_one()
+        assert audit.verify(session).ok
+    assert (entry.actor, entry.tenant_id) == ("abe", tenant["id"])
+    assert entry.detail["digest"] == evidence["digest"]
+    assert entry.detail["findings"] == "no findings"
+    assert entry.detail["sign_off"] == "signed off 2030-01"
+    assert entry.detail["period"] == "2030-01"
+    assert set(entry.detail["gates"]) == {"verify-bundle", "findings", "sign-off"}
+
+
+def test_the_bundle_says_the_chain_is_broken_when_an_audit_row_was_altered(
+    client: TestClient,
+    actors: Actors,
+    db: Database,
+    settings: Settings,
+    worker: Worker,
+    clock: Clock,
+) -> None:
+    tenant = a_month_of_operations(client, actors, worker, clock)["tenant"]
+    with db.write() as session:
+        victim = session.execute(
+            select(AuditEntry.seq).where(AuditEntry.action == "breakglass.opened")
+        ).scalar_one()
+        session.execute(
+            update(AuditEntry)
+            .where(AuditEntry.seq == victim)
+            .values(detail={"reason": "nothing to see"})
+        )
+    run_id = ok(start(client, actors.gov, "audited"), 201)["id"]
+    drain(worker)
+    _, bundle = collected(settings, tenant["id"], run_id)
+    chain = bundle["audit"]["chain"]
+    assert chain["ok"] is False
+    assert chain["bad_seq"] == victim
+    assert chain["reason"] == "content does not match its hash"
+    evidence = {
+        s["name"]: s["evidence"]
+        for s in ok(client.get(f"/api/v1/runs/{run_id}", headers=actors.auditor))["steps"]
+    }["collect"]
+    assert evidence["chain_ok"] is False
+
+
+def test_the_sign_off_refuses_a_bundle_changed_after_collection(
+    client: TestClient,
+    actors: Actors,
+    auth: TokenFactory,
+    settings: Settings,
+    worker: Worker,
+    clock: Clock,
+) -> None:
+    tenant = a_month_of_operations(client, actors, worker, clock)["tenant"]
+    run_id = ok(start(client, actors.auditor, "audited"), 201)["id"]
+    drain(worker)
+    path = settings.data_dir / "compliance" / tenant["id"] / f"{run_id}.json"
+    path.write_bytes(path.read_bytes().replace(b"INC7", b"INC8"))
+    checker = auth("abe", "auditor")
+    for step in ("verify-bundle", "findings", "sign-off"):
+        ok(decide(client, checker, run_id, step, "ok"))
+    drain(worker)
+    done = ok(client.get(f"/api/v1/runs/{run_id}", headers=checker))
+    assert done["status"] == "failed"
+    record = {s["name"]: s for s in done["steps"]}["record"]
+    assert "not the" in (record["error"] or "")
+
+
+def test_who_may_start_one_the_period_and_one_open_collection_per_period(
+    client: TestClient, actors: Actors, auth: TokenFactory, clock: Clock
+) -> None:
+    clock.now = datetime(2030, 2, 3, 8, tzinfo=UTC)
+    tenant_in(client, actors, TenantState.ACTIVE, name="audited")
+    for who in (actors.ops, actors.sec, actors.am, auth("fin", "finance")):
+        assert start(client, who, "audited").status_code == 403
+    for period in ("2030-Q5", "2030-13", "Q1-2030", "2030-1"):
+        bad = start(client, actors.auditor, "audited", period)
+        assert bad.status_code == 422
+        assert bad.headers["content-type"].startswith("application/problem+json")
+    ahead = start(client, actors.auditor, "audited", "2030-Q2")
+    assert ahead.status_code == 422
+    assert "has not begun" in ahead.json()["detail"]
+    assert start(client, actors.auditor, "nobody").status_code == 404
+
+    first = ok(start(client, actors.auditor, "audited", "2030-Q1"), 201)
+    again = start(client, actors.admin, "audited", "2030-Q1")
+    assert again.status_code == 409
+    assert first["id"] in again.json()["detail"]
+    ok(start(client, actors.gov, "audited", "2030-01"), 201)  # another period
+    default = ok(start(client, actors.admin, "audited", None), 201)
+    assert default["inputs"]["period"] == "2029-Q4"  # the last quarter ended
+
+
+def test_no_bundle_before_collection_nor_of_another_tenant(
+    client: TestClient, actors: Actors, clock: Clock
+) -> None:
+    clock.now = datetime(2030, 2, 3, 8, tzinfo=UTC)
+    tenant_in(client, actors, TenantState.ACTIVE, name="audited")
+    tenant_in(client, actors, TenantState.ACTIVE, name="other")
+    run_id = ok(start(client, actors.auditor, "audited"), 201)["id"]
+    path = f"/api/v1/tenants/audited/compliance-evidence/{run_id}/bundle"
+    assert client.get(path, headers=actors.auditor).status_code == 404  # not collected yet
+    other = f"/api/v1/tenants/other/compliance-evidence/{run_id}/bundle"
+    assert client.get(other, headers=actors.auditor).status_code == 404
+    assert client.get(path, headers=actors.ops).status_code == 403
+
+
+def test_the_cli_starts_a_collection_once(
+    server: Server,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("TENANTOPS_URL", server.url)
+    monkeypatch.setenv("TENANTOPS_TOKEN", mint_token(server.db, "ada", "auditor"))
+    started = invoke(capsys, "compliance", "start", "cli-blue", "--period", "2026-Q3")
+    assert started.code == 0, started
+    assert started.out.startswith("compliance evidence 2026-Q3 of cli-blue started: run ")
+    again = invoke(capsys, "compliance", "start", "cli-blue", "--period", "2026-Q3")
+    assert again.code == 1
+    assert again.err.startswith("error: Conflict: the compliance evidence of cli-blue for 2026-Q3")
+    assert again.err.count("\n") == 1
+    bad = invoke(capsys, "compliance", "start", "cli-blue", "--period", "2026-Q9")
+    assert bad.code == 1
+    assert bad.err.count("\n") == 1
+
+    # The server's worker collects; the bundle is written only if it matches the run.
+    run_id = started.out.split("run ", 1)[1].split()[0]
+    token = {"Authorization": f"Bearer {mint_token(server.db, 'abe', 'auditor')}"}
+    deadline = time.monotonic() + 30
+    digest = None
+    while digest is None and time.monotonic() < deadline:
+        run = httpx.get(f"{server.url}/api/v1/runs/{run_id}", headers=token).json()
+        digest = {s["name"]: s["evidence"] for s in run["steps"]}["collect"].get("digest")
+        time.sleep(0.2)
+    target = tmp_path / "bundle.json"
+    fetched = invoke(capsys, "compliance", "bundle", "cli-blue", run_id, "-o", str(target))
+    assert fetched.code == 0, fetched
+    assert fetched.out.startswith(f"wrote {target}")
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == digest
+    missing = invoke(capsys, "compliance", "bundle", "cli-blue", "no-such-run")
+    assert missing.code == 1
+    assert missing.err.count("\n") == 1
+
+
+def test_the_runbook_is_valid_and_survives_its_test_harness(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    valid = invoke(capsys, "runbooks", "validate")
+    assert valid.code == 0, valid
+    assert "compliance-evidence.yaml" in valid.out
+    tested = invoke(
+        capsys,
+        "runbooks",
+        "test",
+        "compliance-evidence",
+        "--fail",
+        "collect:1",
+        "--crash",
+        "record",
+    )
+    assert tested.code == 0, tested
+    assert "PASS compliance-evidence 1.0" in tested.out
