@@ -16,6 +16,7 @@ from tenantops.errors import Unprocessable
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 PATTERN = r"^\d{4}-(Q[1-4]|0[1-9]|1[0-2])$"
+FIRST_YEAR, LAST_YEAR = 1000, 9998  # a period and the one after it are valid dates
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,12 @@ def _first(year: int, month: int) -> datetime:
 def parse(text: str) -> Period:
     """``2026-Q4`` or ``2026-11``; anything else is ``Unprocessable`` (422)."""
     value = text.strip()
+    year = int(value[:4]) if value[:4].isdigit() else 0
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise Unprocessable(
+            f"period must be a quarter (2026-Q4) or a month (2026-11) of the years "
+            f"{FIRST_YEAR} to {LAST_YEAR}, not {text!r}"
+        )
     if found := _QUARTER.match(value):
         year, quarter = int(found[1]), int(found[2])
         first = 3 * (quarter - 1) + 1
