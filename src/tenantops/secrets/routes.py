@@ -59,6 +59,7 @@ def list_secrets(
     "/secrets/{tenant}/registrations",
     summary="Register a secret's owner, purpose and rotation cycle (audited)",
     response_model=SecretRead,
+    responses=problem_responses(400),  # a body that is not JSON
 )
 def register_secret(tenant: TenantRef, data: SecretRegister, db: Db, caller: Caller) -> SecretRead:
     with db.write() as session:
@@ -79,6 +80,7 @@ def register_secret(tenant: TenantRef, data: SecretRegister, db: Db, caller: Cal
     summary="Record a rotation that happened, with its evidence (audited, announced)",
     response_model=SecretRead,
     status_code=201,
+    responses=problem_responses(400),  # a body that is not JSON
 )
 def record_rotation(tenant: TenantRef, data: RotationCreate, db: Db, caller: Caller) -> SecretRead:
     """The value was rotated where it lives; this records who did it, when, and the evidence."""
