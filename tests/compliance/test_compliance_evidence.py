@@ -16,10 +16,13 @@ from sqlalchemy import select, update
 
 from tenantops.audit import service as audit
 from tenantops.audit.models import AuditEntry
+from tenantops.compliance import periods
 from tenantops.config import Settings
 from tenantops.db import Database
+from tenantops.errors import Unprocessable
 from tenantops.kit.canonical import canonical_json
 from tenantops.notifications.models import OutboxMessage
+from tenantops.runbooks.actions import ActionContext
 from tenantops.runbooks.worker import Worker
 from tenantops.tenants.lifecycle import TenantState
 from tenantops.wiring import build_actions
@@ -51,8 +54,17 @@ def decide(client: TestClient, who: Headers, run_id: str, step: str, comment: st
     )
 
 
-def collected(settings: Settings, tenant_id: str, run_id: str) -> tuple[bytes, dict[str, Any]]:
-    body = (settings.data_dir / "compliance" / tenant_id / f"{run_id}.json").read_bytes()
+def bundle_file(client: TestClient, who: Headers, settings: Settings, run_id: str) -> Path:
+    """The file the run's collect step recorded (relative to the data directory)."""
+    run = ok(client.get(f"/api/v1/runs/{run_id}", headers=who))
+    name = {s["name"]: s["evidence"] for s in run["steps"]}["collect"]["bundle"]
+    return settings.data_dir / str(name)
+
+
+def collected(
+    client: TestClient, who: Headers, settings: Settings, run_id: str
+) -> tuple[bytes, dict[str, Any]]:
+    body = bundle_file(client, who, settings, run_id).read_bytes()
     return body, json.loads(body)
 
 
@@ -109,8 +121,13 @@ def test_an_auditor_verifies_and_signs_off_the_bundle_of_a_month(
     evidence = {s["name"]: s["evidence"] for s in waiting["steps"]}["collect"]
 
     # The bundle is canonical JSON whose SHA-256 is the step's evidence.
-    body, bundle = collected(settings, tenant["id"], run_id)
+    body, bundle = collected(client, checker, settings, run_id)
     assert hashlib.sha256(body).hexdigest() == evidence["digest"]
+    # Named by its content, relative to the data directory; no server path in the run.
+    assert evidence["bundle"] == (
+        f"compliance/{tenant['id']}/{run_id}.{evidence['digest'][:16]}.json"
+    )
+    assert str(settings.data_dir) not in json.dumps(waiting)
     assert canonical_json(bundle).encode() == body
     assert bundle["period"] == {
         "label": "2030-01",
@@ -217,7 +234,7 @@ def test_the_bundle_says_the_chain_is_broken_when_an_audit_row_was_altered(
     worker: Worker,
     clock: Clock,
 ) -> None:
-    tenant = a_month_of_operations(client, actors, worker, clock)["tenant"]
+    a_month_of_operations(client, actors, worker, clock)
     with db.write() as session:
         victim = session.execute(
             select(AuditEntry.seq).where(AuditEntry.action == "breakglass.opened")
@@ -229,7 +246,7 @@ def test_the_bundle_says_the_chain_is_broken_when_an_audit_row_was_altered(
         )
     run_id = ok(start(client, actors.gov, "audited"), 201)["id"]
     drain(worker)
-    _, bundle = collected(settings, tenant["id"], run_id)
+    _, bundle = collected(client, actors.auditor, settings, run_id)
     chain = bundle["audit"]["chain"]
     assert chain["ok"] is False
     assert chain["bad_seq"] == victim
@@ -252,7 +269,8 @@ def test_the_sign_off_refuses_a_bundle_changed_after_collection(
     tenant = a_month_of_operations(client, actors, worker, clock)["tenant"]
     run_id = ok(start(client, actors.auditor, "audited"), 201)["id"]
     drain(worker)
-    path = settings.data_dir / "compliance" / tenant["id"] / f"{run_id}.json"
+    path = bundle_file(client, actors.auditor, settings, run_id)
+    assert path.parent == settings.data_dir / "compliance" / tenant["id"]
     path.write_bytes(path.read_bytes().replace(b"INC7", b"INC8"))
     checker = auth("abe", "auditor")
     for step in ("verify-bundle", "findings", "sign-off"):
@@ -267,7 +285,7 @@ def test_the_sign_off_refuses_a_bundle_changed_after_collection(
 def test_who_may_start_one_the_period_and_one_open_collection_per_period(
     client: TestClient, actors: Actors, auth: TokenFactory, clock: Clock
 ) -> None:
-    clock.now = datetime(2030, 2, 3, 8, tzinfo=UTC)
+    clock.now = datetime(2030, 4, 3, 8, tzinfo=UTC)
     tenant_in(client, actors, TenantState.ACTIVE, name="audited")
     for who in (actors.ops, actors.sec, actors.am, auth("fin", "finance")):
         assert start(client, who, "audited").status_code == 403
@@ -275,18 +293,117 @@ def test_who_may_start_one_the_period_and_one_open_collection_per_period(
         bad = start(client, actors.auditor, "audited", period)
         assert bad.status_code == 422
         assert bad.headers["content-type"].startswith("application/problem+json")
-    ahead = start(client, actors.auditor, "audited", "2030-Q2")
-    assert ahead.status_code == 422
-    assert "has not begun" in ahead.json()["detail"]
     assert start(client, actors.auditor, "nobody").status_code == 404
 
-    first = ok(start(client, actors.auditor, "audited", "2030-Q1"), 201)
+    default = ok(start(client, actors.auditor, "audited", None), 201)
+    assert default["inputs"]["period"] == "2030-Q1"  # the last quarter ended
     again = start(client, actors.admin, "audited", "2030-Q1")
     assert again.status_code == 409
-    assert first["id"] in again.json()["detail"]
+    assert default["id"] in again.json()["detail"]
+    # The same quarter in Arabic-Indic or full-width digits is no other period.
+    for alias in ("\u0662\u0660\u0663\u0660-Q1", "\uff12\uff10\uff13\uff10-Q1"):
+        assert start(client, actors.admin, "audited", alias).status_code == 422
     ok(start(client, actors.gov, "audited", "2030-01"), 201)  # another period
-    default = ok(start(client, actors.admin, "audited", None), 201)
-    assert default["inputs"]["period"] == "2029-Q4"  # the last quarter ended
+
+
+def test_a_period_not_over_is_refused_saying_when_it_ends(
+    client: TestClient, actors: Actors, clock: Clock
+) -> None:
+    clock.now = datetime(2026, 11, 27, 14, tzinfo=UTC)
+    tenant_in(client, actors, TenantState.ACTIVE, name="audited")
+    for period, ends in (
+        ("2026-Q4", "2027-01-01 00:00"),
+        ("2026-11", "2026-12-01 00:00"),
+        ("2027-Q1", "2027-04-01 00:00"),
+    ):
+        running = start(client, actors.auditor, "audited", period)
+        assert running.status_code == 422, period
+        assert running.headers["content-type"].startswith("application/problem+json")
+        assert f"{period} is not over until {ends} UTC" in running.json()["detail"]
+    assert ok(start(client, actors.auditor, "audited", None), 201)["inputs"]["period"] == "2026-Q3"
+    ok(start(client, actors.auditor, "audited", "2026-10"), 201)  # over since 2026-11-01
+    clock.now = datetime(2026, 12, 1, tzinfo=UTC)  # its first instant after: over
+    ok(start(client, actors.auditor, "audited", "2026-11"), 201)
+
+
+def test_period_labels_are_ascii_and_canonical_and_boundaries_half_open() -> None:
+    for alias in (
+        "\u0662\u0660\u0663\u0660-Q1",
+        "\uff12\uff10\uff13\uff10-Q1",
+        "2030-\u0661\u0662",
+    ):
+        with pytest.raises(Unprocessable):
+            periods.parse(alias)
+    assert periods.parse(" 2030-Q1\n").label == "2030-Q1"
+    assert periods.parse("2030-01").label == "2030-01"
+    january, february = periods.parse("2030-01"), periods.parse("2030-02")
+    midnight = datetime(2030, 2, 1, tzinfo=UTC)
+    # Ended exactly at February's first instant: January's, not February's too.
+    late = datetime(2030, 1, 31, 23, tzinfo=UTC)
+    assert january.overlaps(late, midnight)
+    assert not february.overlaps(late, midnight)
+    # Begun at that instant: February's, not January's.
+    assert february.overlaps(midnight, None)
+    assert not january.overlaps(midnight, datetime(2030, 2, 2, tzinfo=UTC))
+
+
+def test_the_start_wakes_the_worker(
+    client: TestClient, actors: Actors, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock.now = datetime(2030, 2, 3, 8, tzinfo=UTC)
+    tenant_in(client, actors, TenantState.ACTIVE, name="audited")
+
+    class Looper:
+        woken = 0
+
+        def wake(self) -> None:
+            Looper.woken += 1
+
+    state = client.app.state  # type: ignore[attr-defined]
+    monkeypatch.setattr(state, "worker", Looper(), raising=False)
+    ok(start(client, actors.auditor, "audited"), 201)
+    assert Looper.woken == 1
+
+
+def test_a_late_collect_attempt_cannot_replace_the_recorded_bundle(
+    client: TestClient,
+    actors: Actors,
+    auth: TokenFactory,
+    db: Database,
+    settings: Settings,
+    worker: Worker,
+    clock: Clock,
+) -> None:
+    tenant = a_month_of_operations(client, actors, worker, clock)["tenant"]
+    run_id = ok(start(client, actors.auditor, "audited"), 201)["id"]
+    drain(worker)
+    recorded = bundle_file(client, actors.auditor, settings, run_id)
+    before = recorded.read_bytes()
+    # An earlier attempt (timed out, lease lost) finishes late and writes its bundle.
+    clock.advance(minutes=7)
+    late = build_actions(settings, db)["compliance.collect_evidence"].run(
+        ActionContext(
+            run_id=run_id,
+            step_name="collect",
+            tenant_id=tenant["id"],
+            params={"period": "2030-01"},
+            idempotency_key=f"{run_id}:collect",
+            attempt=1,
+            actor="ada",
+        )
+    )
+    assert late.evidence["digest"] != hashlib.sha256(before).hexdigest()  # collected_at
+    assert (settings.data_dir / late.evidence["bundle"]).is_file()
+    assert recorded.read_bytes() == before
+    checker = auth("abe", "auditor")
+    got = client.get(
+        f"/api/v1/tenants/audited/compliance-evidence/{run_id}/bundle", headers=checker
+    )
+    assert got.content == before
+    for step in ("verify-bundle", "findings", "sign-off"):
+        ok(decide(client, checker, run_id, step, "ok"))
+    drain(worker)
+    assert ok(client.get(f"/api/v1/runs/{run_id}", headers=checker))["status"] == "succeeded"
 
 
 def test_no_bundle_before_collection_nor_of_another_tenant(
@@ -321,6 +438,10 @@ def test_the_cli_starts_a_collection_once(
     bad = invoke(capsys, "compliance", "start", "cli-blue", "--period", "2026-Q9")
     assert bad.code == 1
     assert bad.err.count("\n") == 1
+    running = invoke(capsys, "compliance", "start", "cli-blue", "--period", "2999-Q1")
+    assert running.code == 1
+    assert "2999-Q1 is not over until 2999-04-01 00:00 UTC" in running.err
+    assert running.err.count("\n") == 1
 
     # The server's worker collects; the bundle is written only if it matches the run.
     run_id = started.out.split("run ", 1)[1].split()[0]

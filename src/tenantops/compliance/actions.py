@@ -1,22 +1,29 @@
 """Runbook actions of the Compliance Evidence Collection checklist.
 
 - ``compliance.collect_evidence`` (params ``period``; empty: the last quarter
-  ended when the run started): writes the tenant's evidence bundle for the
-  period as canonical JSON under ``<data dir>/compliance/<tenant>/<run>.json``
-  (``TenantFiles``); output and evidence ``period, bundle, digest`` (SHA-256 of
-  the file's bytes), the chain verdict and counts. It reads in the run phase,
-  over one consistent snapshot and outside the step's write transaction, so a
-  long trail holds no write lock; a re-run collects again and rewrites the file,
-  and the step keeps the digest of the file it finally wrote.
-- ``compliance.record_signoff``: checks the bundle on disk still has the
-  collected digest, then writes one audit entry (``compliance.evidence.signed_off``)
-  naming the auditor who signed off, with the digest and every gate's decision.
+  ended when the run started; a period not over at the run's start fails the
+  step for good): writes the tenant's evidence bundle for the period as
+  canonical JSON under ``<data dir>/compliance/<tenant>/<run>.<sha256[:16]>.json``,
+  a name given by the content; output and evidence ``period, bundle`` (that path
+  relative to the data directory, never the server's absolute path: anyone may
+  read a run's output), ``digest`` (SHA-256 of the file's bytes), the chain
+  verdict and counts. It reads in the run phase, over one consistent snapshot
+  and outside the step's write transaction, so a long trail holds no write lock.
+  Each attempt writes its own file (``collected_at`` differs), so a late attempt
+  (a timeout, a lost lease) cannot overwrite the bundle whose digest the step
+  recorded: the recorded name always holds the recorded bytes.
+- ``compliance.record_signoff``: checks the recorded bundle on disk still has
+  the collected digest, then writes one audit entry
+  (``compliance.evidence.signed_off``) naming the auditor who signed off, with
+  the digest and every gate's decision.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
@@ -26,7 +33,9 @@ from tenantops.auth.principal import Principal, Role
 from tenantops.compliance import bundle, periods
 from tenantops.db import Database
 from tenantops.errors import AppError
+from tenantops.kit.canonical import canonical_json
 from tenantops.kit.clock import as_utc, utcnow
+from tenantops.kit.files import write_atomic
 from tenantops.runbooks import checklists, engine
 from tenantops.runbooks.actions import (
     ActionContext,
@@ -35,7 +44,6 @@ from tenantops.runbooks.actions import (
     StepFailed,
     StepResult,
 )
-from tenantops.tenants.actions import TenantFiles
 
 if TYPE_CHECKING:
     from tenantops.config import Settings
@@ -44,18 +52,40 @@ KIND = "compliance"  # the bundles' folder under the data directory
 SIGNED_OFF = "compliance.evidence.signed_off"
 
 
+def bundle_name(tenant_id: str, run_id: str, digest: str) -> str:
+    """Where a bundle of ``digest`` lives, relative to the data directory (``/``-separated)."""
+    return str(PurePosixPath(KIND, tenant_id, f"{run_id}.{digest[:16]}.json"))
+
+
+def bundle_path(data_dir: Path, tenant_id: str, run_id: str, recorded: object) -> Path | None:
+    """The file a collect step recorded as its ``bundle``; None if it names no bundle of the run.
+
+    Only a name of the run's own form is followed, never a path elsewhere.
+    """
+    if not isinstance(recorded, str):
+        return None
+    wanted = re.compile(re.escape(bundle_name(tenant_id, run_id, "")[:-5]) + r"[0-9a-f]{16}\.json")
+    return data_dir / recorded if wanted.fullmatch(recorded) else None
+
+
 def period_of(ctx: ActionContext, started: datetime) -> periods.Period:
-    """The step's ``period`` param, else the last quarter ended by ``started``."""
+    """The step's ``period`` param, else the last quarter ended by ``started``.
+
+    A period not over when the run started fails the step for good: its bundle
+    would be incomplete and signed off as if it were the period's evidence.
+    """
     text = str(ctx.params.get("period") or "")
     try:
-        return periods.parse(text) if text else periods.last_quarter(started)
+        return (
+            periods.ended(periods.parse(text), started) if text else periods.last_quarter(started)
+        )
     except AppError as exc:
         raise StepFailed(f"{ctx.step_name}: {exc.detail}", retriable=False) from None
 
 
 def compliance_actions(settings: Settings, db: Database) -> Registry:
     """The checklist's actions, bound to the data directory and the database."""
-    files = TenantFiles(settings.data_dir)
+    data_dir = settings.data_dir
 
     def collect_run(ctx: ActionContext) -> StepResult:
         if ctx.tenant_id is None:
@@ -72,11 +102,14 @@ def compliance_actions(settings: Settings, db: Database) -> Registry:
                 run_id=ctx.run_id,
                 collected_at=utcnow(),
             )
-        path, digest = files.write(KIND, ctx, document)
+        body = canonical_json(document).encode()
+        digest = hashlib.sha256(body).hexdigest()
+        name = bundle_name(ctx.tenant_id, ctx.run_id, digest)
+        write_atomic(data_dir / name, body)
         chain = document["audit"]["chain"]
         figures = {
             "period": period.label,
-            "bundle": path.name,
+            "bundle": name,
             "digest": digest,
             "chain_ok": chain["ok"],
             "chain_reason": chain["reason"],
@@ -90,7 +123,7 @@ def compliance_actions(settings: Settings, db: Database) -> Registry:
         }
         base = settings.notify.dashboard_url.rstrip("/")
         link = f"{base}/api/v1/tenants/{ctx.tenant_id}/compliance-evidence/{ctx.run_id}/bundle"
-        return StepResult(output={**figures, "path": str(path), "link": link}, evidence=figures)
+        return StepResult(output={**figures, "link": link}, evidence=figures)
 
     def record_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
         if ctx.tenant_id is None:
@@ -102,8 +135,8 @@ def compliance_actions(settings: Settings, db: Database) -> Registry:
             {},
         )
         digest = collected.get("digest")
-        path = files.path(KIND, ctx.tenant_id, ctx.run_id)
-        if not digest or not path.is_file():
+        path = bundle_path(data_dir, ctx.tenant_id, ctx.run_id, collected.get("bundle"))
+        if not digest or path is None or not path.is_file():
             raise StepFailed(f"{ctx.step_name}: the run has no evidence bundle", retriable=False)
         found = hashlib.sha256(path.read_bytes()).hexdigest()
         if found != digest:
@@ -119,7 +152,7 @@ def compliance_actions(settings: Settings, db: Database) -> Registry:
         detail = {
             "run_id": ctx.run_id,
             "period": collected.get("period"),
-            "bundle": path.name,
+            "bundle": collected.get("bundle"),
             "digest": digest,
             "chain_ok": collected.get("chain_ok"),
             "signed_off_by": signer,

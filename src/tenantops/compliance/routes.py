@@ -12,7 +12,7 @@ from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.compliance import service
 from tenantops.compliance.periods import PATTERN
 from tenantops.kit.problems import problem_responses
-from tenantops.kit.web import Db
+from tenantops.kit.web import Db, wake_worker
 from tenantops.runbooks import service as runbooks_service
 from tenantops.runbooks.schemas import RunRead
 
@@ -47,6 +47,7 @@ class EvidenceCollectionCreate(BaseModel):
 )
 def start_collection(
     tenant: TenantRef,
+    request: Request,
     caller: Caller,
     db: Db,
     data: EvidenceCollectionCreate | None = None,
@@ -57,6 +58,7 @@ def start_collection(
             session, principal=caller, ref=tenant, period=data.period if data else None
         )
         run_id = run.id
+    wake_worker(request)  # collect at once, not at the worker's next poll
     with db.read() as session:
         return runbooks_service.read_run(session, principal=caller, run_id=run_id)
 

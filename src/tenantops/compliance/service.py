@@ -15,13 +15,12 @@ from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal
 from tenantops.compliance import periods
-from tenantops.compliance.actions import KIND
+from tenantops.compliance.actions import bundle_path
 from tenantops.errors import NotFound
 from tenantops.kit.clock import utcnow
 from tenantops.runbooks import checklists, engine, spec
 from tenantops.runbooks.models import Run
 from tenantops.tenants import service as tenants
-from tenantops.tenants.actions import TenantFiles
 from tenantops.tenants.schemas import TenantRead
 
 RUNBOOK = "compliance-evidence"
@@ -32,14 +31,15 @@ def start_collection(
 ) -> Run:
     """Start the checklist for a tenant's period (default: the last quarter ended).
 
-    A period not begun yet is a 422; one already being collected for the
-    tenant, a 409 naming the open run.
+    A period not over yet is a 422 saying when it ends (its evidence would be
+    incomplete); one already being collected for the tenant, a 409 naming the
+    open run. The label compared is the canonical one ``periods.parse`` builds.
     """
     tenant = tenants.get_tenant(session, principal=principal, ref=ref)
     # Locked, so two starts at once cannot both find no open collection and both start one.
     session.refresh(tenant, with_for_update=True)
     now = utcnow()
-    chosen = periods.begun(periods.parse(period), now) if period else periods.last_quarter(now)
+    chosen = periods.ended(periods.parse(period), now) if period else periods.last_quarter(now)
     checklists.refuse_second_open_run(
         session,
         tenant_id=tenant.id,
@@ -81,7 +81,7 @@ def find_bundle(
         raise NotFound(f"no compliance evidence collection {run_id!r} of {tenant.name}")
     collect = next((s for s in engine.steps_of(session, run.id) if s.name == "collect"), None)
     evidence = (collect.evidence or {}) if collect is not None else {}
-    path = TenantFiles(data_dir).path(KIND, tenant.id, run.id)
-    if collect is None or collect.status != "succeeded" or not path.is_file():
+    path = bundle_path(data_dir, tenant.id, run.id, evidence.get("bundle"))
+    if collect is None or collect.status != "succeeded" or path is None or not path.is_file():
         raise NotFound(f"collection {run_id} has no bundle yet")
     return Bundle(path=path, digest=str(evidence.get("digest")), period=str(evidence.get("period")))
