@@ -54,7 +54,7 @@ def build_actions(settings: Settings, db: Database) -> Registry:
     actions.update(playbook_actions(settings, db))
     actions.update(report_actions(settings, db))
     actions.update(compliance_actions(settings, db))
-    actions.update(access_review_actions(db, identity=identity_provider(settings, db)))
+    actions.update(access_review_actions(settings, db, identity=identity_provider(settings, db)))
     actions.update(
         secret_actions(settings, db, store=secret_store(settings, db), send=actions["notify.send"])
     )

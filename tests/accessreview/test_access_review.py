@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -10,12 +12,12 @@ from sqlalchemy import select
 
 from tenantops.audit import service as audit
 from tenantops.audit.models import AuditEntry
+from tenantops.auth import tokens
 from tenantops.auth.principal import SYSTEM, Role
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.actions import identity_provider
 from tenantops.drivers.identity.port import Grant, Permission
-from tenantops.runbooks import engine
 from tenantops.runbooks.worker import Worker
 from tenantops.web import service as web
 from tenantops.wiring import build_actions
@@ -76,6 +78,7 @@ def test_security_completes_the_review_and_the_decision_is_audited(
     starter = auth("sam", "security")
     reviewer = auth("sue", "security")
     ops = auth("oli", "ops_engineer")
+    blue_token = mint_token(db, "blue-deploy", "tenant_owner", tenant=blue)
     ok(
         client.post(
             "/api/v1/break-glass",
@@ -104,14 +107,23 @@ def test_security_completes_the_review_and_the_decision_is_audited(
     steps = {s["name"]: s for s in waiting["steps"]}
     evidence = steps["snapshot"]["evidence"]
     assert evidence["members"] == 3
-    assert evidence["tokens_active"] == 2  # blue-ci and the break-glass token
+    assert evidence["tokens_active"] == 3  # blue-ci, blue-deploy and the break-glass token
     assert evidence["users_enabled"] == 1
     assert evidence["break_glass_open"] == 1
-    assert "mallory@example.com holds read but is neither owner nor contact" in evidence["findings"]
+    # The findings every role may read name nobody; the snapshot file names mallory.
+    assert evidence["findings"] == ["1 member(s) neither owner nor contact"]
     assert len(evidence["digest"]) == 64
-    with db.read() as session:
-        snapshot = next(s for s in engine.steps_of(session, run_id) if s.name == "snapshot").output
-    assert snapshot is not None
+    assert steps["snapshot"]["output"]["snapshot"] == (
+        f"/api/v1/tenants/{blue}/access-reviews/{run_id}/snapshot"
+    )
+    got = client.get(steps["snapshot"]["output"]["snapshot"], headers=reviewer)
+    assert got.status_code == 200, got.text
+    assert hashlib.sha256(got.content).hexdigest() == evidence["digest"]
+    assert got.headers["X-Evidence-SHA256"] == evidence["digest"]
+    snapshot = got.json()
+    assert (
+        "mallory@example.com holds read but is neither owner nor contact" in (snapshot["findings"])
+    )
     members = {m["subject"]: m for m in snapshot["members"]}
     assert members[OWNER] == {
         "subject": OWNER,
@@ -121,14 +133,22 @@ def test_security_completes_the_review_and_the_decision_is_audited(
     }
     assert members["ops@acme.example"]["as"] == "contact"
     assert members["mallory@example.com"]["as"] == "unexpected"
-    assert {t["subject"] for t in snapshot["tokens"]} == {"blue-ci", "breakglass:oli"}
-    # No secret: a token appears by its prefix only.
-    assert all(
-        set(t) >= {"prefix"} and "tnp_" not in str(t.get("value")) for t in snapshot["tokens"]
-    )
-    assert "token_hash" not in str(snapshot)
+    assert {t["subject"] for t in snapshot["tokens"]} == {
+        "blue-ci",
+        "blue-deploy",
+        "breakglass:oli",
+    }
+    assert all(set(t) >= {"prefix"} for t in snapshot["tokens"])
     assert snapshot["users"][0]["username"] == "blue-viewer"
     assert snapshot["break_glass"][0]["incident_ref"] == "INC7"
+    # No secret: neither a token's value nor its stored hash, in the file or the run's answer.
+    with db.read() as session:
+        rows = list(tokens.list_tokens(session))
+    deploy = next(r for r in rows if r.subject == "blue-deploy")
+    assert deploy.token_hash == hashlib.sha256(blue_token.encode()).hexdigest()
+    for text in (got.text, json.dumps(waiting)):
+        assert blue_token not in text
+        assert not any(r.token_hash in text for r in rows)
     notes = ok(client.get("/api/v1/notifications", headers=auth("root", "admin")))["items"]
     mine = [n for n in notes if n["run_id"] == run_id]
     assert any(n["subject"].startswith("[Security] Access review due: blue") for n in mine)
@@ -221,4 +241,96 @@ def test_the_runbook_passes_its_own_test(capsys: pytest.CaptureFixture[str]) -> 
     """``tenantops runbooks test access-review``: a sandboxed run on the local drivers."""
     tested = invoke(capsys, "runbooks", "test", "access-review")
     assert tested.code == 0, tested
-    assert "PASS access-review 1.0" in tested.out
+    assert "PASS access-review 1.1" in tested.out
+
+
+def _snapshot_done(client: TestClient, worker: Worker, starter: dict[str, str]) -> dict[str, Any]:
+    run = ok(client.post("/api/v1/tenants/blue/access-reviews", json={}, headers=starter), 201)
+    drain(worker)
+    return {"id": run["id"]}
+
+
+def test_only_security_governance_auditors_and_admins_read_the_snapshot(
+    client: TestClient, auth: TokenFactory, db: Database, settings: Settings, blue: str
+) -> None:
+    """Every role reads the run, but it names nobody; the snapshot names them, for a few."""
+    worker = Worker(db, build_actions(settings, db))
+    run_id = _snapshot_done(client, worker, auth("sam", "security"))["id"]
+    with db.read() as session:
+        prefixes = [r.prefix for r in tokens.list_tokens(session)]
+    names = ["mallory@example.com", OWNER, "blue-ci", "blue-viewer", *prefixes]
+    route = f"/api/v1/tenants/blue/access-reviews/{run_id}/snapshot"
+    owner = auth("olga", "tenant_owner", tenant=blue)
+    for who in (owner, auth("quinn", "qa"), auth("fin", "finance")):
+        run = ok(client.get(f"/api/v1/runs/{run_id}", headers=who))
+        step = next(s for s in run["steps"] if s["name"] == "snapshot")
+        assert step["status"] == "succeeded"
+        shown = json.dumps([step["output"], step["evidence"]])
+        assert not [n for n in names if n in shown], shown
+        assert "/" + settings.data_dir.name + "/" not in shown  # no server path
+        refused = client.get(route, headers=who)
+        assert refused.status_code == 403
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    recorded = step["evidence"]["digest"]
+    for role in ("security", "governance", "auditor", "admin"):
+        got = client.get(route, headers=auth("x", role))
+        assert got.status_code == 200, role
+        assert hashlib.sha256(got.content).hexdigest() == recorded
+        assert got.headers["X-Evidence-SHA256"] == recorded
+    sec = auth("sue", "security")
+    missing = client.get(f"/api/v1/tenants/blue/access-reviews/{'0' * 36}/snapshot", headers=sec)
+    assert missing.status_code == 404
+
+
+def test_access_bound_to_no_tenant_is_in_the_snapshot(
+    client: TestClient, auth: TokenFactory, db: Database, settings: Settings, blue: str
+) -> None:
+    """An unbound admin token, an unbound web user and an unbound break-glass grant reach blue."""
+    mint_token(db, "root-bot", "admin")
+    with db.write() as session:
+        web.create_user(
+            session,
+            actor=SYSTEM,
+            username="platform-admin",
+            password="a long enough password 2",
+            roles=[Role.ADMIN],
+            tenant_id=None,
+        )
+        admin_prefix = next(
+            r.prefix for r in tokens.list_tokens(session) if r.subject == "root-bot"
+        )
+    ok(
+        client.post(
+            "/api/v1/break-glass",
+            json={"reason": "all tenants are down", "incident_ref": "INC9"},
+            headers=auth("oli", "ops_engineer"),
+        ),
+        201,
+    )
+    worker = Worker(db, build_actions(settings, db))
+    sec = auth("sue", "security")
+    run_id = _snapshot_done(client, worker, auth("sam", "security"))["id"]
+    run = ok(client.get(f"/api/v1/runs/{run_id}", headers=sec))
+    evidence = next(s for s in run["steps"] if s["name"] == "snapshot")["evidence"]
+    assert evidence["break_glass_open"] == 0  # not bound to blue, so not blue's own
+    assert evidence["platform_break_glass_open"] == 1
+    assert evidence["platform_users_enabled"] == 1
+    # root-bot, the break-glass token and the test's own unbound tokens (oli, sam, sue).
+    assert evidence["platform_tokens_active"] == 5
+    snapshot = client.get(
+        f"/api/v1/tenants/blue/access-reviews/{run_id}/snapshot", headers=sec
+    ).json()
+    platform = snapshot["platform"]
+    root = next(t for t in platform["tokens"] if t["subject"] == "root-bot")
+    assert (root["prefix"], root["roles"]) == (admin_prefix, ["admin"])
+    assert "breakglass:oli" in {t["subject"] for t in platform["tokens"]}
+    assert [(u["username"], u["roles"]) for u in platform["users"]] == [
+        ("platform-admin", ["admin"])
+    ]
+    [grant] = platform["break_glass"]
+    assert (grant["open"], grant["incident_ref"], grant["subject"]) == (
+        True,
+        "INC9",
+        "breakglass:oli",
+    )
+    assert snapshot["break_glass"] == []

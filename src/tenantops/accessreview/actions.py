@@ -1,17 +1,22 @@
 """Runbook actions of the Access Review checklist.
 
 - ``access_review.snapshot``: the tenant's identity group (through the
-  identity port), its bound API tokens, web users and break-glass grants (read
-  in a read-only transaction of its own; a re-run reads them again).
-  Output: the full snapshot and its ``digest``; evidence: the counts, the
-  findings and the digest.
+  identity port), its bound API tokens, web users and break-glass grants, and
+  the access bound to no tenant (``platform``), read in a read-only transaction
+  of its own; a re-run reads them again and rewrites the file. The full
+  snapshot names people, so it goes to a canonical-JSON file (``TenantFiles``,
+  kind ``access-reviews``) served by ``GET /tenants/{tenant}/access-reviews/{run}/snapshot``
+  to security, governance, auditors and admins only. Output (readable by every
+  role): ``counts``, ``findings`` (a summary naming nobody), ``digest`` (SHA-256
+  of the file) and ``snapshot`` (that API path); evidence: the counts, the
+  findings summary and the digest.
 - ``access_review.record`` (params ``digest``, ``counts``): the gate decisions
   as an ``access_review.recorded`` audit entry naming who decided.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -27,6 +32,10 @@ from tenantops.runbooks.actions import (
     StepFailed,
     StepResult,
 )
+from tenantops.tenants.actions import TenantFiles
+
+if TYPE_CHECKING:
+    from tenantops.config import Settings
 
 
 def _tenant(ctx: ActionContext) -> dict[str, Any]:
@@ -36,8 +45,11 @@ def _tenant(ctx: ActionContext) -> dict[str, Any]:
     return {**tenant, "id": ctx.tenant_id}
 
 
-def access_review_actions(db: Database, *, identity: IdentityProvider) -> Registry:
+def access_review_actions(
+    settings: Settings, db: Database, *, identity: IdentityProvider
+) -> Registry:
     """The Access Review actions, reading groups from ``identity`` (the configured adapter)."""
+    files = TenantFiles(settings.data_dir)
 
     def snapshot_run(ctx: ActionContext) -> StepResult:
         tenant = _tenant(ctx)
@@ -48,14 +60,16 @@ def access_review_actions(db: Database, *, identity: IdentityProvider) -> Regist
         # Read-only: a re-run after a crash takes the snapshot again, nothing is written.
         with db.read() as session:
             snapshot = service.take_snapshot(session, tenant=tenant, group=group, now=utcnow())
-        digest = service.digest(snapshot)
-        evidence = {
-            **snapshot["counts"],
-            "group": snapshot["group"],
-            "findings": snapshot["findings"],
+        # The names go to the file only; the run (readable by every role) keeps figures.
+        _path, digest = files.write(service.KIND, ctx, snapshot)
+        evidence = {**snapshot["counts"], "findings": snapshot["summary"], "digest": digest}
+        output = {
+            "counts": snapshot["counts"],
+            "findings": snapshot["summary"],
             "digest": digest,
+            "snapshot": service.snapshot_api_path(tenant["id"], ctx.run_id),
         }
-        return StepResult(output={**snapshot, "digest": digest}, evidence=evidence)
+        return StepResult(output=output, evidence=evidence)
 
     def record_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
         tenant = _tenant(ctx)

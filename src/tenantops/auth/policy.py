@@ -99,6 +99,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", f"{API}/tenants/{{tenant}}/access-reviews"): frozenset(
         {R.SECURITY, R.GOVERNANCE, R.ADMIN}
     ),
+    # Its snapshot names who can reach the tenant: not the tenant's own roles, QA or finance.
+    ("GET", f"{API}/tenants/{{tenant}}/access-reviews/{{run_id}}/snapshot"): frozenset(
+        {R.SECURITY, R.GOVERNANCE, R.AUDITOR, R.ADMIN}
+    ),
     ("GET", f"{API}/reports/sla"): SLA_REPORT_READERS,
     # Compliance evidence names the tenant's whole trail: governance and the auditors.
     ("POST", f"{API}/tenants/{{tenant}}/compliance-evidence"): EVIDENCE_COLLECTORS,

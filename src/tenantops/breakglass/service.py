@@ -104,8 +104,12 @@ def open_break_glass(
     )
 
 
-def grants_of(session: Session, *, tenant_id: str, since: datetime) -> list[dict[str, object]]:
+def grants_of(
+    session: Session, *, tenant_id: str | None, since: datetime
+) -> list[dict[str, object]]:
     """The tenant's break-glass grants still open, or opened since ``since``, oldest first.
+
+    ``tenant_id`` ``None``: the grants bound to no tenant (they reach every tenant).
 
     Read from the runs that watch them (the grant's reason, incident and expiry
     are their inputs); the token's value is never part of it.

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tenantops.errors import Conflict
+from tenantops.errors import Conflict, NotFound
 from tenantops.runbooks import engine
-from tenantops.runbooks.models import Run
+from tenantops.runbooks.models import Run, RunStep
 
 
 def refuse_second_open_run(
@@ -58,3 +58,23 @@ def decision_word(comment: str, words: Collection[str]) -> str | None:
     """The comment's first word if it is one of ``words`` (``'Raise to 3000'`` -> ``raise``)."""
     word = comment.split(maxsplit=1)[0].lower().strip(":,.;") if comment else ""
     return word if word in words else None
+
+
+def finished_step(
+    session: Session, *, run_id: str, tenant_id: str, runbook_id: str, step: str, what: str
+) -> RunStep:
+    """Step ``step`` of run ``run_id`` once it succeeded, e.g. to serve the file it wrote.
+
+    ``NotFound`` (naming ``what``) unless the run is one of ``runbook_id`` against
+    ``tenant_id``; ``NotFound`` too while the step has not succeeded.
+    """
+    try:
+        run: Run | None = engine.get_run(session, run_id)
+    except NotFound:
+        run = None
+    if run is None or run.runbook_id != runbook_id or run.tenant_id != tenant_id:
+        raise NotFound(f"no {what}")
+    found = next((s for s in engine.steps_of(session, run.id) if s.name == step), None)
+    if found is None or found.status != "succeeded":
+        raise NotFound(f"{what}: step {step} has not succeeded yet")
+    return found

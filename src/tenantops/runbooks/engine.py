@@ -892,8 +892,8 @@ def open_runs(session: Session, *, tenant_id: str, runbook_id: str | None = None
     return list(session.execute(query).scalars())
 
 
-def runs_of(session: Session, *, tenant_id: str) -> list[Run]:
-    """Every run of a tenant, oldest first."""
+def runs_of(session: Session, *, tenant_id: str | None) -> list[Run]:
+    """Every run of a tenant (``None``: the runs bound to no tenant), oldest first."""
     query = select(Run).where(Run.tenant_id == tenant_id).order_by(Run.created_at, Run.id)
     return list(session.execute(query).scalars())
 
