@@ -28,7 +28,7 @@ from tenantops.app import create_app
 from tenantops.audit import service as audit
 from tenantops.audit.models import AuditEntry
 from tenantops.backup import archive, database
-from tenantops.config import Settings, WorkerSettings
+from tenantops.config import HealthSettings, Settings, WorkerSettings
 from tenantops.db import Base, Database
 from tenantops.drivers.gitops.local import LocalGitRepo
 from tenantops.finops.models import LedgerEntry
@@ -54,6 +54,8 @@ def settings(tmp_path: Path) -> Settings:
         worker=WorkerSettings(in_process=False),
         host=HOST,
         port=free_port(),
+        # A generous probe timeout: on a loaded CI machine the in-thread server is slow.
+        health=HealthSettings(timeout_seconds=60),
     )
 
 

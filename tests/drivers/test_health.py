@@ -36,7 +36,10 @@ from tests.servers import HOST, free_port, in_thread
 def server(db: Database, settings: Settings) -> Iterator[Settings]:
     """This app served on a free port; yields the settings that point at it."""
     port = free_port()
-    served = settings.model_copy(update={"port": port, "host": HOST})
+    # A generous timeout: on a loaded CI machine the in-thread server may take seconds.
+    served = settings.model_copy(
+        update={"port": port, "host": HOST, "health": HealthSettings(timeout_seconds=60)}
+    )
     with in_thread(create_app(served, db=db), port):
         yield served
 
