@@ -73,15 +73,16 @@ def find_bundle(
 ) -> Bundle:
     """The bundle of collection ``run_id`` of tenant ``ref`` (404 if there is none yet)."""
     tenant = tenants.get_tenant(session, principal=principal, ref=ref)
-    try:
-        run: Run | None = engine.get_run(session, run_id)
-    except NotFound:
-        run = None
-    if run is None or run.runbook_id != RUNBOOK or run.tenant_id != tenant.id:
-        raise NotFound(f"no compliance evidence collection {run_id!r} of {tenant.name}")
-    collect = next((s for s in engine.steps_of(session, run.id) if s.name == "collect"), None)
-    evidence = (collect.evidence or {}) if collect is not None else {}
-    path = bundle_path(data_dir, tenant.id, run.id, evidence.get("bundle"))
-    if collect is None or collect.status != "succeeded" or path is None or not path.is_file():
+    collect = checklists.finished_step(
+        session,
+        run_id=run_id,
+        tenant_id=tenant.id,
+        runbook_id=RUNBOOK,
+        step="collect",
+        what=f"compliance evidence collection {run_id!r} of {tenant.name}",
+    )
+    evidence = collect.evidence or {}
+    path = bundle_path(data_dir, tenant.id, run_id, evidence.get("bundle"))
+    if path is None or not path.is_file():
         raise NotFound(f"collection {run_id} has no bundle yet")
     return Bundle(path=path, digest=str(evidence.get("digest")), period=str(evidence.get("period")))
