@@ -15,7 +15,9 @@ from tenantops.drivers.identity import models as _identity  # noqa: F401
 from tenantops.drivers.secrets import models as _secrets  # noqa: F401
 from tenantops.events import models as _events  # noqa: F401
 from tenantops.finops import models as _finops  # noqa: F401
+from tenantops.itil import models as _itil  # noqa: F401
 from tenantops.notifications import models as _notifications  # noqa: F401
+from tenantops.oncall import models as _oncall  # noqa: F401
 from tenantops.runbooks import models as _runbooks  # noqa: F401
 from tenantops.secrets import models as _secrets_inventory  # noqa: F401
 from tenantops.tenants import models as _tenants  # noqa: F401

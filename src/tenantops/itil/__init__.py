@@ -1,0 +1,1 @@
+"""ITIL records — incidents, changes and problems — linked to tenants."""

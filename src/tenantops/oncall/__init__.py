@@ -1,0 +1,1 @@
+"""On-call: rotations, escalation policies, and pages that escalate until someone answers."""
