@@ -21,6 +21,7 @@ from tenantops.events.catalogue import (
     ApprovalRecorded,
     EventData,
     EventType,
+    PageChanged,
     RateLimitChanged,
     RunFinished,
     SecretRotation,
@@ -126,6 +127,23 @@ def example_data(kind: EventType) -> EventData:
             runbook="tenant-onboarding",
             step="provisioning",
             deadline="2026-11-26T10:30:00Z",
+        )
+    if kind.data is PageChanged:
+        step = kind.name.removeprefix("oncall.page.")
+        return PageChanged(
+            **TENANT,
+            actor="oli@example.com" if step in ("acknowledged", "resolved") else "system:oncall",
+            page_id="0193a0c4-b000-7000-8000-000000000006",
+            key="itil:0193a0c4-c000-7000-8000-000000000007",
+            summary="INC0000042 orders API returns 503 for acme-prod",
+            severity="critical",
+            policy="urgent",
+            status="triggered" if step in ("triggered", "escalated", "exhausted") else step,
+            level=None if step == "triggered" else 2,
+            round=1 if step == "exhausted" else 0,
+            exhausted=step == "exhausted",
+            targets=[] if step in ("triggered", "resolved") else ["oli@example.com"],
+            record_id="0193a0c4-c000-7000-8000-000000000007",
         )
     if kind.data is AccessChanged:
         return AccessChanged(

@@ -113,6 +113,22 @@ class SlaBreached(EventData):
     deadline: str = Field(description="RFC 3339 instant that passed.")
 
 
+class PageChanged(EventData):
+    """An on-call page was triggered, escalated, acknowledged, resolved or given up."""
+
+    page_id: str
+    key: str = Field(description="What the page is about: itil:<record id>, sla:<run>/<step>…")
+    summary: str
+    severity: Literal["critical", "high", "warning", "info"]
+    policy: str = Field(description="The escalation policy the page follows.")
+    status: Literal["triggered", "acknowledged", "resolved"]
+    level: int | None = Field(None, description="The level told last (1-based); null: none yet.")
+    round: int = Field(0, description="0 the first time through the levels, 1 the first repeat…")
+    exhausted: bool = Field(False, description="Every level and repeat passed unanswered.")
+    targets: list[str] = Field(default_factory=list, description="Who was told (addresses).")
+    record_id: str | None = Field(None, description="The ITIL record it pages for, if any.")
+
+
 class AccessChanged(EventData):
     """Access to a tenant was granted to a person or revoked: a group membership, or
     time-boxed elevated (break-glass) access."""
@@ -231,6 +247,33 @@ STEP_HELD = EventType(
 SLA_BREACHED = EventType(
     "run.sla_breached", "tenant.compliance", "A run or step passed its SLA deadline.", SlaBreached
 )
+PAGE_TRIGGERED = EventType(
+    "oncall.page.triggered",
+    "tenant.compliance",
+    "On-call was paged (an incident, an SLA breach); the first level is told within seconds.",
+    PageChanged,
+)
+PAGE_ESCALATED = EventType(
+    "oncall.page.escalated",
+    "tenant.compliance",
+    "A page's level was told: the first, or the next after nobody acknowledged in time.",
+    PageChanged,
+)
+PAGE_ACKNOWLEDGED = EventType(
+    "oncall.page.acknowledged",
+    "tenant.compliance",
+    "Someone acknowledged a page; it escalates no further.",
+    PageChanged,
+)
+PAGE_RESOLVED = EventType(
+    "oncall.page.resolved", "tenant.compliance", "A page was resolved (closed).", PageChanged
+)
+PAGE_EXHAUSTED = EventType(
+    "oncall.page.exhausted",
+    "tenant.compliance",
+    "Every level of a page's policy was told, repeats included, and nobody acknowledged.",
+    PageChanged,
+)
 ACCESS_GRANTED = EventType(
     "tenant.access.granted",
     "tenant.security",
@@ -310,6 +353,11 @@ CATALOGUE: dict[str, EventType] = {
         STEP_FAILED,
         STEP_HELD,
         SLA_BREACHED,
+        PAGE_TRIGGERED,
+        PAGE_ESCALATED,
+        PAGE_ACKNOWLEDGED,
+        PAGE_RESOLVED,
+        PAGE_EXHAUSTED,
         ACCESS_GRANTED,
         ACCESS_REVOKED,
         RATE_LIMIT_APPLIED,
