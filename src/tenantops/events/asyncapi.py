@@ -21,6 +21,7 @@ from tenantops.events.catalogue import (
     ApprovalRecorded,
     EventData,
     EventType,
+    ItilRecordChanged,
     PageChanged,
     RateLimitChanged,
     RunFinished,
@@ -193,6 +194,23 @@ def example_data(kind: EventType) -> EventData:
             status="ok" if rotated else "overdue" if kind.name.endswith("overdue") else "due_soon",
             version=4 if rotated else 3,
             evidence="CHG-2203" if rotated else None,
+        )
+    if kind.data is ItilRecordChanged:
+        step = kind.name.removeprefix("itil.record.")
+        return ItilRecordChanged(
+            **TENANT,
+            actor="oli@example.com",
+            record_id="0193a0c4-c000-7000-8000-000000000007",
+            number="INC0000042",
+            kind="incident",
+            state={"opened": "new", "transitioned": "resolved"}.get(step, "in_progress"),
+            from_state={"opened": None, "transitioned": "in_progress"}.get(step, "in_progress"),
+            priority=2,
+            title="orders API returns 503 for acme-prod",
+            assigned_to=None if step == "opened" else "team-orders",
+            problem_id="0193a0c4-c000-7000-8000-000000000008" if step == "updated" else None,
+            run_id=None,
+            external_link=None,
         )
     raise LookupError(f"no example for {kind.type}")  # pragma: no cover - a test covers all
 

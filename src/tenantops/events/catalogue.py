@@ -27,7 +27,9 @@ TOPICS: tuple[Topic, ...] = (
 TOPIC_SUMMARIES: dict[Topic, str] = {
     "tenant.lifecycle": "A tenant's state changed, or a runbook run on it finished.",
     "tenant.billing": "Alerts on tenants (cost, quota, policy) and the FinOps actions taken.",
-    "tenant.compliance": "Approval decisions and SLA breaches: what an auditor follows.",
+    "tenant.compliance": (
+        "Approval decisions, SLA breaches and ITIL records: what an auditor follows."
+    ),
     "tenant.security": (
         "Isolation and elevated access: suspensions, break-glass grants, secret rotation."
     ),
@@ -177,6 +179,22 @@ class SecretRotation(EventData):
     status: Literal["ok", "due_soon", "overdue"]
     version: int | None = Field(None, description="The store's generation of the secret.")
     evidence: str | None = Field(None, description="A rotation's reference (ticket, run, CI job).")
+
+
+class ItilRecordChanged(EventData):
+    """An incident, change or problem record was opened, moved, assigned or linked."""
+
+    record_id: str
+    number: str = Field(description="INC0000042, CHG…, PRB…")
+    kind: Literal["incident", "change", "problem"]
+    state: str
+    from_state: str | None = Field(None, description="State before; null when just opened.")
+    priority: int = Field(description="1 critical … 4 low.")
+    title: str
+    assigned_to: str | None = None
+    problem_id: str | None = Field(None, description="The problem it is linked to, if any.")
+    run_id: str | None = Field(None, description="The runbook run that opened it, if any.")
+    external_link: str | None = Field(None, description="The ticket in the ITSM tool it mirrors.")
 
 
 @dataclass(frozen=True)
@@ -332,6 +350,25 @@ SECRET_ROTATED = EventType(
     SecretRotation,
 )
 
+ITIL_RECORD_OPENED = EventType(
+    "itil.record.opened",
+    "tenant.compliance",
+    "An incident, change or problem record was opened (for a tenant, or the platform).",
+    ItilRecordChanged,
+)
+ITIL_RECORD_TRANSITIONED = EventType(
+    "itil.record.transitioned",
+    "tenant.compliance",
+    "An ITIL record moved to another state (resolved, authorised, closed, ...).",
+    ItilRecordChanged,
+)
+ITIL_RECORD_UPDATED = EventType(
+    "itil.record.updated",
+    "tenant.compliance",
+    "An ITIL record was assigned, or linked to the problem behind it.",
+    ItilRecordChanged,
+)
+
 CATALOGUE: dict[str, EventType] = {
     e.type: e
     for e in (
@@ -367,6 +404,9 @@ CATALOGUE: dict[str, EventType] = {
         SECRET_ROTATION_DUE,
         SECRET_ROTATION_OVERDUE,
         SECRET_ROTATED,
+        ITIL_RECORD_OPENED,
+        ITIL_RECORD_TRANSITIONED,
+        ITIL_RECORD_UPDATED,
     )
 }
 

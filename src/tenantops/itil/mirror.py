@@ -1,0 +1,114 @@
+"""Mirror rows: the ITSM tool's tickets as ITIL records, so one query lists a tenant's.
+
+With ServiceNow configured the tool is where people work the ticket; the
+control plane keeps a row per ticket it opened or updated there
+(``external_system``/``external_id``/``external_link``), numbered locally like
+every record (the tool's number is in ``fields["external_number"]``). The
+tool owns the state: a mirror takes whatever state it reports, without the
+state machine (which would refuse a jump the tool allowed), and records the
+move on the timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy.orm import Session
+
+from tenantops.audit import service as audit
+from tenantops.auth.principal import Principal
+from tenantops.errors import NotFound
+from tenantops.events import catalogue, outbox
+from tenantops.itil import hooks, repository, service, states
+from tenantops.itil.models import ItilNote, ItilRecord
+from tenantops.itil.states import Kind
+from tenantops.kit.clock import utcnow
+from tenantops.tenants import service as tenants
+
+
+def mirror(
+    session: Session,
+    *,
+    actor: Principal,
+    kind: Kind,
+    system: str,
+    external_id: str,
+    external_number: str,
+    link: str,
+    state: str,
+    tenant: str,
+    title: str,
+    description: str = "",
+    correlation_id: str | None = None,
+    run_id: str | None = None,
+    priority: int = 3,
+) -> ItilRecord:
+    """The mirror row of ticket ``external_id`` in ``system``, created or brought up to date."""
+    # A code this table does not know leaves the mirror where it is.
+    name = states.name_of(kind, state)
+    record = repository.by_external(session, system, external_id)
+    if record is None:
+        try:
+            tenants.get_tenant(session, principal=actor, ref=tenant)
+            owner: str | None = tenant
+        except NotFound:
+            owner = None  # a ticket of a tenant this control plane does not know (any more)
+        record, _ = service.open_record(
+            session,
+            kind=kind,
+            title=title or external_number or external_id,
+            description=description,
+            priority=priority,
+            actor=actor,
+            tenant=owner,
+            source="itsm",
+            run_id=run_id,
+            correlation_id=correlation_id,
+            fields={"external_number": external_number, **({} if owner else {"tenant": tenant})},
+            external={"system": system, "id": external_id, "link": link},
+        )
+    if name is not None and record.state != name:
+        _follow(session, record, actor, name, system)
+    return record
+
+
+def _follow(
+    session: Session, record: ItilRecord, actor: Principal, state: str, system: str
+) -> None:
+    """Take the state the tool reports, whatever the machine would say."""
+    now = utcnow()
+    before = record.state
+    record.state = state
+    if before == states.NEW and record.acknowledged_at is None:
+        record.acknowledged_at = now
+    if state == states.RESOLVED:
+        record.resolved_at = now
+    if state in states.TERMINAL:
+        record.closed_at = now
+    record.updated_at = now
+    record.version += 1
+    session.add(
+        ItilNote(
+            record_id=record.id,
+            at=now,
+            author=actor.subject,
+            kind="state",
+            text=f"{before} -> {state} (in {system})",
+        )
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="itil.record.transitioned",
+        tenant_id=record.tenant_id,
+        changes={"state": {"before": before, "after": state}},
+        detail={"number": record.number, "external_system": system},
+    )
+    outbox.emit(session, catalogue.ITIL_RECORD_TRANSITIONED, hooks.event(record, actor, before))
+    hooks.moved(session, record, actor)
+
+
+def priority_of(fields: Mapping[str, str]) -> int:
+    """The record's priority from a ticket's fields (``priority``, else 3 moderate)."""
+    given = str(fields.get("priority") or "").strip()
+    return int(given) if given in {"1", "2", "3", "4"} else 3
