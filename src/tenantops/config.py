@@ -99,7 +99,8 @@ class NotifySettings(BaseModel):
         default_factory=lambda: ["auditor@localhost"], description="evidence bundles are ready"
     )
     oncall: list[str] = Field(
-        default_factory=lambda: ["oncall@localhost"], description="SLA breaches go here"
+        default_factory=lambda: ["oncall@localhost"],
+        description="SLA breaches go here, and pages to role:oncall (the default policy)",
     )
     dashboard_url: str = Field(
         default="http://127.0.0.1:8080", description="base of links in the onboarding pack"
@@ -212,6 +213,17 @@ class EventsSettings(BaseModel):
     )
 
 
+class OncallSettings(BaseModel):
+    """On-call escalation: how often a worker sweeps for pages whose next level is due."""
+
+    sweep_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="a page's level is told at most this long after it falls due",
+    )
+
+
 class Settings(BaseSettings):
     """Everything tenantops reads from its environment."""
 
@@ -234,6 +246,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     oidc: OIDCSettings = Field(default_factory=OIDCSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    oncall: OncallSettings = Field(default_factory=OncallSettings)
     gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
     smtp: SMTPSettings = Field(default_factory=SMTPSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)

@@ -12,6 +12,7 @@ from datetime import timedelta
 import structlog
 
 from tenantops.accessreview.actions import access_review_actions
+from tenantops.auth.principal import Principal
 from tenantops.breakglass.actions import breakglass_actions
 from tenantops.compliance.actions import compliance_actions
 from tenantops.config import Settings
@@ -22,6 +23,9 @@ from tenantops.events.relay import Relay
 from tenantops.events.webhooks import signing_key
 from tenantops.finops.actions import finops_actions
 from tenantops.finops.playbook import playbook_actions
+from tenantops.kit.clock import utcnow
+from tenantops.oncall import service as oncall
+from tenantops.oncall.escalator import escalate_due
 from tenantops.provisioning.actions import (
     cluster_actions,
     gitops_actions,
@@ -32,12 +36,13 @@ from tenantops.reports.actions import report_actions
 from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext, Registry, builtin_actions
 from tenantops.runbooks.engine import Breach
-from tenantops.runbooks.worker import Worker
+from tenantops.runbooks.worker import Periodic, Worker
 from tenantops.secrets.actions import secret_actions
 from tenantops.tenants import service as tenants
 from tenantops.tenants.actions import tenant_actions
 
 log = structlog.get_logger("tenantops.events")
+ENGINE = Principal(subject="system:engine", via="system")
 
 
 def build_actions(settings: Settings, db: Database) -> Registry:
@@ -72,13 +77,31 @@ def tenant_state(db: Database) -> Callable[[str], str | None]:
 
 
 def breach_notifier(db: Database, actions: Registry) -> Callable[[Breach], None]:
-    """Raise an SLA breach to on-call through the configured notifier (once per breach)."""
+    """Raise an SLA breach to on-call: a page (escalated by its policy until someone
+    acknowledges) and the message to ``TENANTOPS_NOTIFY__ONCALL``, once per breach."""
     send = actions["notify.send"]
 
     def notify(breach: Breach) -> None:
         with db.read() as session:
             run = engine.get_run(session, breach.run_id)
             runbook_id, tenant = run.runbook_id, run.inputs.get("tenant")
+        name = tenant.get("name") if isinstance(tenant, dict) else None
+        try:
+            with db.write() as session:
+                oncall.trigger(
+                    session,
+                    key=f"sla:{breach.run_id}/{breach.step or 'run'}",
+                    summary=(
+                        f"SLA breached: {runbook_id} {breach.step or 'run'}"
+                        + (f" for {name}" if name else "")
+                        + f", deadline {breach.deadline.isoformat()}"
+                    ),
+                    severity="high",
+                    actor=ENGINE,
+                    tenant_id=breach.tenant_id,
+                )
+        except Exception:  # the message below still goes out
+            log.exception("could not page on-call for an sla breach", run_id=breach.run_id)
         send.run(
             ActionContext(
                 run_id=breach.run_id,
@@ -114,6 +137,17 @@ def build_worker(settings: Settings, db: Database) -> Worker:
         deadline_check_seconds=w.deadline_check_seconds,
         lease=timedelta(seconds=w.lease_seconds),
         on_breach=breach_notifier(db, actions),
+        jobs=[escalator_job(settings, db, actions)],
+    )
+
+
+def escalator_job(settings: Settings, db: Database, actions: Registry) -> Periodic:
+    """The on-call escalator as a worker's periodic job (``TENANTOPS_ONCALL__SWEEP_SECONDS``)."""
+    send = actions["notify.send"]
+    return Periodic(
+        name="oncall-escalator",
+        seconds=settings.oncall.sweep_seconds,
+        run=lambda: escalate_due(db, utcnow(), send),
     )
 
 

@@ -12,7 +12,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -38,6 +38,20 @@ class WorkerStats:
     completed: int = 0
     failed: int = 0
     fenced: int = 0
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A job the worker runs every ``seconds`` by the clock, beside the steps (a sweep).
+
+    The worker knows nothing of what it does (the composition root installs the
+    jobs: e.g. the on-call escalator); an exception is logged and the job runs
+    again at its next turn.
+    """
+
+    name: str
+    seconds: float
+    run: Callable[[], object]
 
 
 @dataclass
@@ -111,6 +125,7 @@ class Worker:
         lease: timedelta = LEASE,
         on_breach: Callable[[engine.Breach], None] | None = None,
         chain: bool = True,
+        jobs: Sequence[Periodic] = (),
     ) -> None:
         self.db = db
         self.actions = actions
@@ -123,6 +138,8 @@ class Worker:
         self.on_breach = on_breach
         # Take the next step of a run in the transaction that completes the last one.
         self.chain = chain
+        self.jobs = tuple(jobs)
+        self._next_job_at: dict[str, float] = {}
         self.stats = WorkerStats()
         self._threads = _Threads(keep=concurrency)
         self._wake = threading.Event()
@@ -336,6 +353,25 @@ class Worker:
                     log.exception("could not raise the sla breach", run_id=b.run_id, step=b.step)
         return len(breaches)
 
+    def run_jobs(self) -> int:
+        """Run the periodic jobs whose turn it is (by the monotonic clock); how many ran.
+
+        A job that raises is logged and tried again at its next turn: one job's
+        outage never stops the loop, the steps, or the other jobs.
+        """
+        ran = 0
+        for job in self.jobs:
+            now = time.monotonic()
+            if now < self._next_job_at.get(job.name, 0.0):
+                continue
+            self._next_job_at[job.name] = now + job.seconds
+            ran += 1
+            try:
+                job.run()
+            except Exception:
+                log.exception("periodic job failed", job=job.name)
+        return ran
+
     def serve(self) -> None:
         """Loop until ``stop()``: run work, sleep ``poll_seconds`` or until woken."""
         next_deadline_check = time.monotonic()
@@ -349,6 +385,7 @@ class Worker:
             except Exception:
                 log.exception("worker loop error")
                 claimed = 0
+            self.run_jobs()
             if claimed == 0:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
