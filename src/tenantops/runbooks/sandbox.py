@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tenantops.auth import tokens
 from tenantops.auth.principal import SYSTEM, Principal, Role
 from tenantops.db import Database
 from tenantops.errors import Unprocessable
@@ -28,7 +29,7 @@ from tenantops.kit.clock import as_utc
 from tenantops.migrations import upgrade
 from tenantops.runbooks import engine, repository
 from tenantops.runbooks.actions import Registry
-from tenantops.runbooks.spec import Runbook
+from tenantops.runbooks.spec import Runbook, seconds
 from tenantops.runbooks.worker import Worker
 from tenantops.tenants import lifecycle
 from tenantops.tenants import service as tenants
@@ -101,6 +102,9 @@ _SAMPLE_TENANT = TenantCreate(
 # before the runbook under test runs. Every runbook the service starts on the way
 # runs to completion, except those the last stage starts: the one under test
 # replaces them.
+BREAK_GLASS = "emergency-break-glass"
+# Inputs a service fills from a record it creates before it starts the runbook.
+GRANTED_INPUTS = {BREAK_GLASS: frozenset({"token_id", "subject", "expires_at"})}
 TENANT_STAGES = ("requested", "approved", "active", "suspended", "reactivated", "offboarding")
 STAGE_OF_RUNBOOK = {
     "tenant-onboarding": "approved",
@@ -262,9 +266,42 @@ def inputs_for(
             continue
         if name == "tenant" and declared.type == "object" and tenant is not None:
             values[name] = tenant.model_dump(mode="json")
+        elif declared.example is not None:
+            values[name] = declared.example
         else:
             values[name] = SAMPLE_INPUTS[declared.type]
     return values
+
+
+def granted_inputs(db: Database, runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
+    """The inputs a service hands a runbook it starts, for the record it made first.
+
+    Break glass is started by ``POST /api/v1/break-glass`` with the token it has
+    just minted; its revoke step needs that token to exist. The test mints one
+    the same way (for the example duration) unless ``--input token_id=…`` names one.
+    """
+    if runbook.id != BREAK_GLASS or "token_id" in given:
+        return given
+    declared = runbook.inputs.get("duration")
+    duration = str(given.get("duration") or (declared.example if declared else None) or "1h")
+    subject = f"breakglass:{TESTER.subject}"
+    with db.write() as session:
+        issued = tokens.create_token(
+            session,
+            actor=TESTER,
+            subject=subject,
+            roles=[Role.OPS_ENGINEER],
+            tenant_id=None,
+            ttl=timedelta(seconds=seconds(duration)),
+        )
+    assert issued.expires_at is not None
+    return {
+        **given,
+        "duration": duration,
+        "token_id": issued.id,
+        "subject": subject,
+        "expires_at": issued.expires_at.isoformat(),
+    }
 
 
 @contextmanager

@@ -141,12 +141,34 @@ class Step(BaseModel):
         return f"gate: {', '.join(self.gate.roles)}" if self.gate else f"wait {self.wait}"
 
 
+EXAMPLE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "object": dict,
+}
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["string", "integer", "number", "boolean", "object"] = "string"
     required: bool = True
     description: str | None = None
+    example: Any = Field(
+        default=None,
+        description="A value that works (shown in docs; `runbooks test` runs with it "
+        "when no --input gives one)",
+    )
+
+    @model_validator(mode="after")
+    def _example_fits(self) -> Input:
+        if self.example is not None and not isinstance(self.example, EXAMPLE_TYPES[self.type]):
+            raise ValueError(f"example must be of type {self.type}, not {self.example!r}")
+        if self.type in ("integer", "number") and isinstance(self.example, bool):
+            raise ValueError(f"example must be of type {self.type}, not {self.example!r}")
+        return self
 
 
 class Runbook(BaseModel):

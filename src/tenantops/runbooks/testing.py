@@ -25,6 +25,7 @@ from tenantops.runbooks.sandbox import (
     Clock,
     Faults,
     drive,
+    granted_inputs,
     inputs_for,
     sandbox,
     setup_tenant,
@@ -184,13 +185,14 @@ def run_runbook_test(
             }
             _closed_windows(db, runbook, clock, notes)
             tenant = setup_tenant(db, real, clock, runbook, tenant_state, notes)
+            given = granted_inputs(db, runbook, inputs or {})
             with db.write() as session:
                 run_id = engine.start_run(
                     session,
                     loaded=loaded,
                     actor=TESTER,
                     tenant_id=tenant.id if tenant else None,
-                    inputs=inputs_for(runbook, inputs or {}, tenant),
+                    inputs=inputs_for(runbook, given, tenant),
                 ).id
             # Step by step (no chaining), so a crash can be injected before any step.
             worker = Worker(
