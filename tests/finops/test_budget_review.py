@@ -148,3 +148,26 @@ def test_the_cli_starts_a_review_once(
     again = invoke(capsys, "finops", "review", "start", "cli-blue", "--month", "2030-01")
     assert again.code == 1
     assert again.err.startswith("error: Conflict: the budget review of cli-blue for 2030-01")
+
+
+def test_the_start_wakes_the_worker(
+    client: TestClient,
+    auth: TokenFactory,
+    seeded: dict[str, str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Looper:
+        woken = 0
+
+        def wake(self) -> None:
+            Looper.woken += 1
+
+    state = client.app.state  # type: ignore[attr-defined]
+    monkeypatch.setattr(state, "worker", Looper(), raising=False)
+    started = client.post(
+        "/api/v1/tenants/blue/budget-reviews",
+        json={"month": "2030-01"},
+        headers=auth("frank", "finance"),
+    )
+    ok(started, 201)
+    assert Looper.woken == 1

@@ -25,7 +25,7 @@ from tenantops.finops.settings import FinOpsSettings
 from tenantops.finops.upload import receive
 from tenantops.kit.etag import etag, parse_if_match
 from tenantops.kit.problems import problem_responses
-from tenantops.kit.web import Db
+from tenantops.kit.web import Db, wake_worker
 from tenantops.runbooks import service as runbooks_service
 from tenantops.runbooks.schemas import RunRead
 
@@ -276,6 +276,7 @@ def start_budget_review(
     tenant: TenantRef,
     caller: Caller,
     db: Db,
+    request: Request,
     data: BudgetReviewCreate | None = None,
 ) -> RunRead:
     """Finance completes its gates; 409 while a review of that tenant and month is open."""
@@ -284,5 +285,6 @@ def start_budget_review(
             session, principal=caller, ref=tenant, month=data.month if data else None
         )
         run_id = run.id
+    wake_worker(request)  # take the snapshot at once, not at the worker's next poll
     with db.read() as session:
         return runbooks_service.read_run(session, principal=caller, run_id=run_id)
