@@ -20,7 +20,7 @@ from tenantops.finops.models import Budget, CostImport, CostMonthly
 from tenantops.kit.sqltime import epoch_micros, seconds
 from tenantops.kpis.schemas import SORT_KEYS
 from tenantops.kpis.service import percentile
-from tenantops.runbooks.models import Run
+from tenantops.runbooks.models import Run, RunStep
 from tenantops.tenants.models import Tenant
 from tenantops.web.routes import HERE
 from tests.conftest import Actors, Clock, TokenFactory
@@ -275,6 +275,7 @@ class Rows:
         self.tenants: list[dict[str, Any]] = []
         self.audit: list[dict[str, Any]] = []
         self.runs: list[dict[str, Any]] = []
+        self.steps: list[dict[str, Any]] = []
         self.budgets: list[dict[str, Any]] = []
         self.imports: list[dict[str, Any]] = []
         self.costs: list[dict[str, Any]] = []
@@ -314,7 +315,9 @@ class Rows:
         )
 
     def run(self, name: str, status: str, **times: datetime | None) -> None:
+        """A run; ``due``: its current step is ready from then (a timer, a backoff)."""
         at = times.pop("updated", T0)
+        due = times.pop("due", None)
         self.runs.append(
             {
                 **{"id": str(uuid.uuid4()), "runbook_id": times.pop("runbook", None)},
@@ -328,6 +331,15 @@ class Rows:
         )
         if self.runs[-1]["runbook_id"] is None:
             self.runs[-1]["runbook_id"] = "tenant-onboarding"
+        if due is not None:
+            self.steps.append(
+                {
+                    **{"id": str(uuid.uuid4()), "run_id": self.runs[-1]["id"], "position": 0},
+                    **{"name": "next", "kind": "action", "status": "ready", "attempt": 0},
+                    **{"failures": 0, "max_attempts": 1, "wake_at": due},
+                    **{"idempotency_key": str(uuid.uuid4())},
+                }
+            )
 
     def cost(self, name: str, amount: str, currency: str = "EUR", **kw: Any) -> None:
         import_id = str(uuid.uuid4())
@@ -356,6 +368,7 @@ class Rows:
                 (Tenant, self.tenants),
                 (AuditEntry, self.audit),
                 (Run, self.runs),
+                (RunStep, self.steps),
                 (Budget, self.budgets),
                 (CostImport, self.imports),
                 (CostMonthly, self.costs),
@@ -414,7 +427,21 @@ def ledger(db: Database, clock: Clock) -> dict[str, str]:
     r.run(
         "e-late", "waiting", updated=NOW - timedelta(minutes=1), deadline=NOW - timedelta(hours=1)
     )
-    r.run("e-late", "running", runbook="cost-overrun", updated=NOW - timedelta(hours=2))
+    r.run(
+        "e-late",
+        "running",
+        runbook="cost-overrun",
+        updated=NOW - timedelta(hours=2),
+        due=NOW - timedelta(hours=2),
+    )
+    # Asleep on a timer for days (a weekly report's chain): in progress, not stalled.
+    r.run(
+        "d-pending",
+        "running",
+        runbook="weekly-sla-report",
+        updated=NOW - timedelta(days=2),
+        due=NOW + timedelta(days=5),
+    )
     # f: only requested: no SLA, no activation.
     r.tenant("f-new", NOW - timedelta(hours=1), state="requested")
     # g: to the microsecond: activation 90.000001 s, provisioning 60.000001 s, met.
@@ -460,7 +487,7 @@ HAND = {
         "g-micro": "met",
     },
     "incidents": {"b-slow": 2, "c-breach": 1},
-    "runs_in_progress": {"d-pending": 1, "e-late": 2},
+    "runs_in_progress": {"d-pending": 2, "e-late": 2},
     "runs_stalled": {"e-late": 2},
     "cost_mtd": {"a-met": "60.00", "b-slow": "50.00", "g-micro": "10.01"},
     "budget_ratio": {"a-met": "0.6000", "b-slow": "0.2500", "g-micro": "0.1001"},
@@ -499,7 +526,7 @@ def test_the_numbers_of_a_hand_built_fleet(
         "suspensions": 1,
         "sla_breaches": 1,
         "security_events": 1,
-        "runs_in_progress": 3,
+        "runs_in_progress": 4,
         "runs_stalled": 2,
         "cost_mtd": {"EUR": "70.01", "USD": "50.00"},  # 60 + 10.005, rounded once
         "budget": {"EUR": "600.00", "USD": "200.00"},
@@ -571,7 +598,7 @@ def test_the_dashboard_shows_the_hand_built_numbers(
     assert page.status_code == 200, page.text
     shown = _shown(page.text)
     assert shown["incidents"] == "3"
-    assert (shown["runs_in_progress"], shown["runs_stalled"]) == ("3", "2")
+    assert (shown["runs_in_progress"], shown["runs_stalled"]) == ("4", "2")
     assert shown["sla_attainment"] == "40.0%"
     assert shown["cost_mtd"] == "70.01 EUR, 50.00 USD"
     rows = re.findall(r'<tr data-tenant="([^"]+)">', page.text)

@@ -12,7 +12,10 @@ Where each number comes from:
 - incidents: audit entries ``tenant.suspended``, ``run.sla_breached`` and
   ``breakglass.opened`` (the security events) of the tenant;
 - runs: open runs (running or waiting); stalled when their SLA deadline passed
-  or a running run has not moved for an hour;
+  or a step that should be moving has not for an hour: due (``ready``, its
+  ``wake_at`` passed) and not taken, or taken by a worker whose lease ran out
+  and not taken again. A run asleep on a timer, a backoff or a maintenance
+  window is not stalled: its step is not due yet;
 - cost: month-to-date from the FinOps monthly roll-up in the budget's currency,
   against the budget (the FinOps budget row, else the tenant's own).
 
@@ -67,7 +70,7 @@ from tenantops.finops.costs import Month, cents, monthly_measure
 from tenantops.finops.models import Budget, CostImport, CostMonthly
 from tenantops.kit.sqltime import epoch_micros, seconds
 from tenantops.kpis.schemas import SORT_KEYS, KpiFilter
-from tenantops.runbooks.models import Run
+from tenantops.runbooks.models import Run, RunStep
 from tenantops.tenants.models import Tenant
 
 SLA = timedelta(minutes=30)
@@ -160,6 +163,7 @@ def kpi_rows(*, where: list[ColumnElement[bool]], money: Money, now: datetime) -
     # SQLite each one is a read past its runbook document. Two index reads, not an OR.
     breached_tenants = select(AuditEntry.tenant_id).where(action == "run.sla_breached")
     columns = (
+        Run.id,
         Run.tenant_id,
         Run.runbook_id,
         Run.status,
@@ -177,12 +181,16 @@ def kpi_rows(*, where: list[ColumnElement[bool]], money: Money, now: datetime) -
         ),
     ).subquery("read")
     is_open = read.c.status.in_(OPEN_RUNS)
+    idle_since = now - STALL_AFTER
+    not_moving = select(RunStep.run_id).where(
+        or_(
+            and_(RunStep.status == "ready", RunStep.wake_at < idle_since),
+            and_(RunStep.status == "running", RunStep.lease_expires_at < idle_since),
+        )
+    )
     stalled = and_(
         is_open,
-        or_(
-            read.c.sla_deadline < now,
-            and_(read.c.status == "running", read.c.updated_at < now - STALL_AFTER),
-        ),
+        or_(read.c.sla_deadline < now, read.c.id.in_(not_moving)),
     )
     # (breached or past its deadline) and (still open or breached), simplified.
     onboarding_breached = and_(
