@@ -38,6 +38,7 @@ from tenantops.events.routes import catalogue_router as asyncapi_router
 from tenantops.events.routes import router as events_router
 from tenantops.finops.metrics import CostCollector
 from tenantops.finops.routes import router as finops_router
+from tenantops.itil.routes import router as itil_router
 from tenantops.kit.context import request_id_var
 from tenantops.kit.ids import new_id
 from tenantops.logs import configure_logging
@@ -238,6 +239,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(alerts_router)
     app.include_router(requests_router)
     app.include_router(secrets_router)
+    app.include_router(itil_router)
     app.include_router(reports_router)
     app.include_router(compliance_router)
     app.include_router(access_review_router)

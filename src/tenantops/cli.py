@@ -21,6 +21,7 @@ from tenantops.config import Settings
 from tenantops.errors import AppError
 from tenantops.events.cli import app as events_app
 from tenantops.finops.cli import app as finops_app
+from tenantops.itil.cli import itil_app
 from tenantops.kit import heap
 from tenantops.kit.client import ClientError
 from tenantops.logs import configure_logging
@@ -61,6 +62,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(users_app, name="users")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(compliance_app, name="compliance")
+app.add_typer(itil_app, name="itil")
 
 
 @app.command()

@@ -35,6 +35,11 @@ SECRET_READERS = frozenset(
 # auditors who check it and the operators it judges; not tenant owners.
 SLA_REPORT_READERS = frozenset({R.ADMIN, R.GOVERNANCE, R.AUDITOR, R.OPS_ENGINEER})
 EVIDENCE_COLLECTORS = frozenset({R.GOVERNANCE, R.AUDITOR, R.ADMIN})
+# ITIL records: staff read, a tenant owner their own tenant's (scoped in the service);
+# ops, security and admin work them. An account manager may open a change, governance
+# authorises changes (the service holds them to that, and to segregation of duties).
+ITIL_READERS = NOTIFICATION_READERS | {R.TENANT_OWNER}
+ITIL_WRITERS = frozenset({R.OPS_ENGINEER, R.SECURITY, R.ADMIN})
 
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", f"{API}/me"): ANYONE,
@@ -124,6 +129,15 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # Self-service requests: a tenant owner for their own tenant (scoped in the service).
     ("POST", f"{API}/tenants/{{tenant}}/requests"): REQUESTERS,
     ("GET", f"{API}/tenants/{{tenant}}/requests"): REQUESTERS,
+    # --- itil routes ---
+    ("GET", f"{API}/itil/records"): ITIL_READERS,
+    ("POST", f"{API}/itil/records"): ITIL_WRITERS | {R.ACCOUNT_MANAGER},
+    ("GET", f"{API}/itil/records/{{record}}"): ITIL_READERS,
+    ("POST", f"{API}/itil/records/{{record}}/transitions"): ITIL_WRITERS | {R.GOVERNANCE},
+    ("POST", f"{API}/itil/records/{{record}}/notes"): ITIL_WRITERS,
+    ("PUT", f"{API}/itil/records/{{record}}/assignment"): ITIL_WRITERS,
+    ("PUT", f"{API}/itil/records/{{record}}/problem"): ITIL_WRITERS,
+    # --- end itil ---
 }
 
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
