@@ -45,10 +45,16 @@ class Dispatch:
 
     resolve: Resolve = field(default_factory=library_resolver)
     playbooks: Mapping[str, str] = field(default_factory=dict)
+    # Severity labels whose alerts open an incident when no playbook takes them on.
+    incident_severities: tuple[str, ...] = ("critical",)
 
     @classmethod
     def from_settings(cls, settings: AlertsSettings) -> Dispatch:
-        return cls(resolve=library_resolver(settings.runbooks_dir), playbooks=settings.playbooks)
+        return cls(
+            resolve=library_resolver(settings.runbooks_dir),
+            playbooks=settings.playbooks,
+            incident_severities=tuple(settings.incident_severities),
+        )
 
     def playbook_for(self, labels: Mapping[str, str]) -> str | None:
         """The runbook id an alert asks for: its label first, then the alertname mapping."""

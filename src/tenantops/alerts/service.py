@@ -1,5 +1,8 @@
 """Store Alertmanager notifications, start the playbooks they name, close them when resolved.
 
+An alert no playbook takes on may open an ITIL incident instead (``incidents``),
+resolved with it.
+
 ``receive`` runs in the caller's one write transaction: every alert of the
 notification is stored, every run it starts is created, every signal sent and
 every audit entry written before the receiver answers 2xx — or none of it, and
@@ -25,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
+from tenantops.alerts import incidents
 from tenantops.alerts.dispatch import RESOLVED_SIGNAL, TENANT_LABEL, Dispatch
 from tenantops.alerts.models import Alert
 from tenantops.alerts.schemas import (
@@ -222,6 +226,17 @@ def _fire(
         )
 
 
+def _open_incident(session: Session, alert: Alert, dispatch: Dispatch) -> None:
+    priority = incidents.priority_for(
+        alert.labels,
+        severities=dispatch.incident_severities,
+        has_playbook=alert.run_id is not None,
+    )
+    if priority is not None:
+        number = incidents.open_for(session, alert, priority=priority)
+        _note(alert, f"incident {number} (priority {priority})")
+
+
 def _resolve(session: Session, alert: Alert) -> None:
     """Close the firing rows of this fingerprint and tell their open runs."""
     firing = session.execute(
@@ -324,8 +339,12 @@ def receive(
             _note(alert, f"no {TENANT_LABEL!r} label")
         if alert.status == AlertStatus.FIRING.value:
             _fire(session, alert, tenant, dispatch, out)
+            _open_incident(session, alert, dispatch)
         else:
             _resolve(session, alert)
+            resolved = incidents.resolve_for(session, alert)
+            if resolved:
+                _note(alert, resolved)
     session.flush()
     audit.record_many(
         session,

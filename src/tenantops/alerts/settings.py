@@ -37,6 +37,12 @@ class AlertsSettings(BaseModel):
         default_factory=dict,
         description="alertname -> runbook id, for alerts without a tenantops_playbook label",
     )
+    incident_severities: list[str] = Field(
+        default_factory=lambda: ["critical"],
+        description="Alerts of these severity labels open an ITIL incident (and page on-call "
+        "at priority 1-2) unless a playbook takes them on; the tenantops_incident label "
+        "(true, false or a priority 1-4) decides for one alert",
+    )
     runbooks_dir: Path | None = Field(
         default=None,
         description="A folder of extra runbook YAML files alerts may start, besides the library",

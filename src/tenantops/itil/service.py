@@ -472,3 +472,8 @@ def _changed(session: Session, record: ItilRecord, actor: Principal, kind: str, 
     record.updated_at = now
     record.version += 1
     session.add(ItilNote(record_id=record.id, at=now, author=actor.subject, kind=kind, text=text))
+
+
+def find_by_correlation(session: Session, correlation_id: str) -> ItilRecord | None:
+    """The record ``correlation_id`` opened (an alert's firing, a runbook step), if any."""
+    return repository.by_correlation(session, correlation_id)
