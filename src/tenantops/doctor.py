@@ -282,7 +282,11 @@ def argocd(settings: Settings) -> Iterator[Finding]:
 
 def itsm(settings: Settings) -> Iterator[Finding]:
     if settings.servicenow is None:
-        yield Finding("itsm", "skip", "no ServiceNow: records are kept in memory")
+        yield Finding(
+            "itsm",
+            "skip",
+            "no ServiceNow: records are kept as ITIL records in the database (tenantops itil list)",
+        )
         return
     from tenantops.drivers.itsm.servicenow import ServiceNowItsm
 

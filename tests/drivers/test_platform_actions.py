@@ -1,9 +1,9 @@
 """argocd.sync_wait, itsm.open and itsm.update as runbook steps, on the embedded default.
 
 Without Argo CD or ServiceNow configured, the stand-ins answer: the GitOps head
-reported as synced (saying it was observed without a cluster), ITSM records in
-memory. The REST adapters themselves are tested against recorded contracts in
-test_argocd.py and test_itsm.py.
+reported as synced (saying it was observed without a cluster), ITSM tickets as
+the ITIL records of the database (``tenantops itil``). The REST adapters
+themselves are tested against recorded contracts in test_argocd.py and test_itsm.py.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from tenantops.db import Database
 from tenantops.drivers.actions import driver_actions, local_drivers
 from tenantops.drivers.argocd.local import LocalArgoCD
 from tenantops.drivers.argocd.rest import ArgoCDRest
-from tenantops.drivers.itsm.local import InMemoryItsm
+from tenantops.drivers.itsm.database import DatabaseItsm
 from tenantops.provisioning.actions import gitops_actions
 from tenantops.runbooks.actions import StepFailed
+from tests.itil.helpers import make_tenant
 from tests.provisioning.test_actions import ctx
 
 
@@ -54,6 +55,7 @@ def test_a_commit_landed_on_top_of_the_steps_commit_still_counts_as_deployed(
 
 
 def test_a_ticket_opened_by_one_step_is_updated_by_another(db: Database, tmp_path: Path) -> None:
+    make_tenant(db, "acme")
     actions = driver_actions(Settings(data_dir=tmp_path), db)
     opened = actions["itsm.open"].run(
         ctx("ticket", params={"kind": "change", "short_description": "onboard acme"})
@@ -77,7 +79,7 @@ def test_a_ticket_opened_by_one_step_is_updated_by_another(db: Database, tmp_pat
 
 def test_configured_argocd_is_the_rest_adapter(db: Database, tmp_path: Path) -> None:
     assert isinstance(local_drivers(Settings(data_dir=tmp_path), db).argocd, LocalArgoCD)
-    assert isinstance(local_drivers(Settings(data_dir=tmp_path), db).itsm, InMemoryItsm)
+    assert isinstance(local_drivers(Settings(data_dir=tmp_path), db).itsm, DatabaseItsm)
     configured = Settings(
         data_dir=tmp_path, argocd={"url": "https://argocd.example", "token": "argo-token"}
     )

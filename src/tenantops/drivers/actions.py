@@ -32,7 +32,7 @@ from tenantops.drivers.identity.entra import EntraIdentity
 from tenantops.drivers.identity.keycloak import KeycloakIdentity
 from tenantops.drivers.identity.local import LocalIdentity
 from tenantops.drivers.identity.port import Grant, GroupState, IdentityProvider, Permission
-from tenantops.drivers.itsm.local import InMemoryItsm
+from tenantops.drivers.itsm.database import DatabaseItsm, MirroredItsm
 from tenantops.drivers.itsm.port import Itsm, Ticket, TicketKind
 from tenantops.drivers.itsm.servicenow import ServiceNowItsm
 from tenantops.drivers.notify.local import OutboxNotifier
@@ -122,9 +122,17 @@ def local_drivers(settings: Settings, db: Database) -> Drivers:
             timeout_seconds=settings.health.timeout_seconds,
         ),
         argocd=_argocd(settings),
-        itsm=ServiceNowItsm(settings.servicenow) if settings.servicenow else InMemoryItsm(),
+        itsm=itsm_adapter(settings, db),
         channels=channels,
     )
+
+
+def itsm_adapter(settings: Settings, db: Database) -> Itsm:
+    """ServiceNow (each ticket mirrored into the ITIL records) when configured, else the
+    ITIL records themselves (``tenantops itil``)."""
+    if settings.servicenow:
+        return MirroredItsm(ServiceNowItsm(settings.servicenow), db, system="servicenow")
+    return DatabaseItsm(db)
 
 
 def identity_provider(settings: Settings, db: Database) -> IdentityProvider:

@@ -41,6 +41,8 @@ from tenantops.drivers.errors import CheckRow, DriverError, Retry, retry_after
 from tenantops.drivers.http import send
 from tenantops.drivers.itsm.port import Ticket, TicketKind
 from tenantops.drivers.itsm.settings import ServiceNowSettings
+from tenantops.itil import states
+from tenantops.itil.states import Kind
 
 TABLES = {
     TicketKind.INCIDENT: "incident",
@@ -172,7 +174,8 @@ class ServiceNowItsm:
         extra = _checked(fields)
         body = dict(extra)
         if state is not None:
-            body["state"] = state
+            # Runbooks name states as the ITIL records do; the instance wants its codes.
+            body["state"] = states.code_of(Kind(ticket.kind.value), state) or state
         if work_notes:
             marker = f"[tenantops {correlation_of(idempotency_key)}]"
             if not self._noted(ticket, marker):
