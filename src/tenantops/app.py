@@ -43,6 +43,7 @@ from tenantops.kit.context import request_id_var
 from tenantops.kit.ids import new_id
 from tenantops.logs import configure_logging
 from tenantops.notifications.routes import router as notifications_router
+from tenantops.oncall.routes import router as oncall_router
 from tenantops.reports.routes import router as reports_router
 from tenantops.requests.routes import router as requests_router
 from tenantops.runbooks.routes import router as runbooks_router
@@ -232,6 +233,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(notifications_router)
     app.include_router(probe_router)
     app.include_router(runbooks_router)
+    app.include_router(oncall_router)
     app.include_router(breakglass_router)
     app.include_router(events_router)
     app.include_router(asyncapi_router)

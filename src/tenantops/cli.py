@@ -26,6 +26,7 @@ from tenantops.kit import heap
 from tenantops.kit.client import ClientError
 from tenantops.logs import configure_logging
 from tenantops.notifications.cli import app as notifications_app
+from tenantops.oncall.cli import oncall_app
 from tenantops.reports.cli import app as reports_app
 from tenantops.runbooks.cli import runbooks_app, runs_app, windows_app
 from tenantops.secrets.cli import secrets_app
@@ -55,6 +56,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(runbooks_app, name="runbooks")
 app.add_typer(windows_app, name="windows")
 app.add_typer(notifications_app, name="notifications")
+app.add_typer(oncall_app, name="oncall")
 app.add_typer(events_app, name="events")
 app.add_typer(finops_app, name="finops")
 app.add_typer(reports_app, name="reports")

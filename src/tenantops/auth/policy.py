@@ -25,6 +25,10 @@ EVENT_READERS = NOTIFICATION_READERS | {R.FINANCE}
 WEBHOOK_READERS = frozenset({R.ADMIN, R.SECURITY, R.AUDITOR})
 DELIVERY_READERS = frozenset({R.ADMIN, R.OPS_ENGINEER, R.SECURITY, R.AUDITOR})
 
+# On-call: staff read pages and who is on call; those who may be on call answer pages.
+ONCALL_READERS = NOTIFICATION_READERS
+ONCALL_RESPONDERS = frozenset({R.OPS_ENGINEER, R.SECURITY, R.ADMIN})
+
 COST_READERS = frozenset({R.FINANCE, R.ADMIN, R.GOVERNANCE})
 COST_WRITERS = frozenset({R.FINANCE, R.ADMIN})
 REQUESTERS = frozenset({R.TENANT_OWNER, R.ACCOUNT_MANAGER, R.ADMIN})
@@ -115,6 +119,16 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     # --- alerts routes ---
     ("GET", f"{API}/alerts"): frozenset({R.ADMIN, R.OPS_ENGINEER, R.FINANCE, R.SECURITY}),
     # --- end alerts ---
+    # --- oncall routes ---
+    ("GET", f"{API}/oncall"): ONCALL_READERS,
+    ("PUT", f"{API}/oncall/config"): frozenset({R.ADMIN, R.OPS_ENGINEER}),
+    ("GET", f"{API}/oncall/now"): ONCALL_READERS,
+    ("GET", f"{API}/oncall/pages"): ONCALL_READERS,
+    ("POST", f"{API}/oncall/pages"): ONCALL_RESPONDERS,
+    ("GET", f"{API}/oncall/pages/{{page}}"): ONCALL_READERS,
+    ("POST", f"{API}/oncall/pages/{{page}}/acknowledge"): ONCALL_RESPONDERS,
+    ("POST", f"{API}/oncall/pages/{{page}}/resolve"): ONCALL_RESPONDERS,
+    # --- end oncall ---
     # The KPI dashboard's numbers; a tenant owner gets only their tenant (scoped in the service).
     ("GET", f"{API}/kpis"): ANYONE,
     # Secrets inventory (metadata only); a tenant owner reads their own tenant's (scoped in
