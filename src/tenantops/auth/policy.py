@@ -204,6 +204,16 @@ WEB_PAGES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/runs/{run_id}/steps"),
         ("POST", "/runs/{run_id}/retry"),
         ("POST", "/runs/{run_id}/cancel"),
+        # on-call and ITIL records pages (reads and answers check the API's roles of
+        # /api/v1/oncall/... and /api/v1/itil/records/...)
+        ("GET", "/oncall"),
+        ("GET", "/oncall/pages/{page_id}"),
+        ("POST", "/oncall/pages/{page_id}/acknowledge"),
+        ("POST", "/oncall/pages/{page_id}/resolve"),
+        ("GET", "/records"),
+        ("GET", "/records/{ref}"),
+        ("POST", "/records/{ref}/transition"),
+        ("POST", "/records/{ref}/notes"),
     }
 )
 

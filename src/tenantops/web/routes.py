@@ -4,7 +4,8 @@ Where a page lives: ``login`` (local sign-in, sign-out), ``oidc_login`` (sign-in
 through the OIDC issuer), ``dashboard`` (``/`` and ``GET /api/v1/kpis``),
 ``tenant_pages`` (``/tenants``), ``tenant_form`` (``/tenants/new``),
 ``approvals_page`` (``/approvals``), ``runs_pages`` (``/runs``), ``portal``
-(``/portal``, the tenant owners' self-service). What they share (session, CSRF,
+(``/portal``, the tenant owners' self-service), ``oncall_pages`` (``/oncall``),
+``records_pages`` (``/records``, ITIL records). What they share (session, CSRF,
 rendering) is ``pagekit``.
 """
 
@@ -21,8 +22,12 @@ from tenantops.web import (
     dashboard,
     login,
     oidc_login,
+    oncall_pages,
+    oncall_view,
     pagekit,
     portal,
+    records_pages,
+    records_view,
     runs_pages,
     tenant_form,
     tenant_pages,
@@ -39,6 +44,8 @@ ROUTERS = (
     approvals_page.router,
     runs_pages.router,
     portal.router,
+    oncall_pages.router,
+    records_pages.router,
 )
 
 
@@ -48,6 +55,10 @@ def mount(app: FastAPI) -> None:
     # The JSON API's reads (the "As JSON" and evidence links) also take the web session.
     app.state.session_principal = pagekit.page_principal
     app.state.web_templates = Jinja2Templates(directory=HERE / "templates")
+    # The navigation offers a page only to whom the API's role table gives its reads.
+    app.state.web_templates.env.globals.update(
+        sees_oncall=oncall_view.sees_oncall, sees_records=records_view.sees_records
+    )
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

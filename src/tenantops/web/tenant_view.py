@@ -3,7 +3,9 @@
 Every figure comes from the service the JSON API calls for it, as the viewer:
 ``tenants.service`` (read, approvals), ``runbooks.service`` (runs with their
 steps and evidence), ``notifications.service`` (the outbox) and
-``finops.reports`` (the cost report of one tenant); the actions offered are
+``finops.reports`` (the cost report of one tenant), ``itil.service`` and
+``oncall.service`` (through ``records_view``/``oncall_view``: the tenant's
+records and open pages); the actions offered are
 ``tenant_actions``'. Which sections a viewer gets is read from the policy table
 the API enforces (``auth.policy.may``).
 
@@ -29,15 +31,18 @@ from tenantops.finops import report_charts
 from tenantops.finops.costs import Month
 from tenantops.finops.report_model import CostReport, format_money, format_ratio
 from tenantops.finops.reports import build_report
+from tenantops.itil.schemas import RecordRead
 from tenantops.kit.clock import as_utc
 from tenantops.notifications import service as notifications
 from tenantops.notifications.repository import NotificationFilter
 from tenantops.notifications.schemas import NotificationRead
+from tenantops.oncall.schemas import PageRead
 from tenantops.runbooks import service as runs
 from tenantops.runbooks.schemas import RunRead
 from tenantops.tenants import service as tenants
 from tenantops.tenants.models import Tenant
 from tenantops.tenants.schemas import TenantRead
+from tenantops.web import oncall_view, records_view
 from tenantops.web.tenant_actions import TENANT, TenantAction, available_actions
 
 TIMELINE_SIZE = 50
@@ -110,6 +115,10 @@ class TenantPage:
     timeline_older: int | None
     notifications: list[NotificationRead] | None
     costs: CostView | None
+    # Incidents, changes and problems (newest first) and whether there are more; open pages.
+    records: list[RecordRead] | None = None
+    more_records: bool = False
+    open_pages: list[PageRead] | None = None
 
 
 def _timeline(
@@ -283,6 +292,7 @@ def build_page(
             default_thresholds=list(default_thresholds or []),
         )
 
+    records = records_view.tenant_records(session, principal=principal, tenant_id=row.id)
     return TenantPage(
         tenant=tenant,
         actions=available_actions(principal, tenant.state, approvals),
@@ -296,4 +306,7 @@ def build_page(
         timeline_older=timeline_older,
         notifications=messages,
         costs=costs,
+        records=None if records is None else records[0],
+        more_records=records is not None and records[1],
+        open_pages=oncall_view.tenant_open_pages(session, principal=principal, tenant_id=row.id),
     )

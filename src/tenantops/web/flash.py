@@ -1,0 +1,54 @@
+"""One-time messages after a form post: a short-lived cookie read by the next page.
+
+A POST answers with a redirect (so a reload does not post again); what the post
+did, or why it was refused, rides along in a cookie scoped to the page group's
+path, shown once and deleted. The approvals inbox keeps its own copy of this
+(``approvals_page``); the on-call and records pages share this one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import quote, unquote
+
+from fastapi import Request, Response
+from fastapi.responses import RedirectResponse
+
+from tenantops.web.pagekit import secure
+
+COOKIE = "tenantops_flash"
+MAX_TEXT = 600  # characters of a message kept in the cookie
+Level = Literal["ok", "error"]
+
+
+def read(request: Request) -> tuple[str, str] | None:
+    """The message left for this page: (``ok`` or ``error``, text), or None."""
+    raw = request.cookies.get(COOKIE)
+    if not raw or len(raw) > 4 * MAX_TEXT:
+        return None
+    level, _, text = unquote(raw).partition(":")
+    if level not in ("ok", "error") or not text:
+        return None
+    return level, text
+
+
+def redirect(request: Request, target: str, *, path: str, level: Level, text: str) -> Response:
+    """A 303 to ``target`` carrying ``text`` for the next page under ``path``."""
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        quote(f"{level}:{text[:MAX_TEXT]}", safe=""),
+        max_age=60,
+        path=path,
+        httponly=True,
+        samesite="lax",
+        secure=secure(request),
+    )
+    return response
+
+
+def shown(request: Request, response: Response, *, path: str) -> Response:
+    """``response`` with the message deleted, once the page has shown it."""
+    if COOKIE in request.cookies:
+        response.delete_cookie(COOKIE, path=path)
+    return response
