@@ -16,7 +16,6 @@ as ``approvals.rules``). A tenant owner reads their own tenant's records.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -24,18 +23,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
-from tenantops.auth.principal import Principal, Role
+from tenantops.auth.principal import Principal
 from tenantops.errors import (
     Conflict,
-    Forbidden,
     IdempotencyMismatch,
-    NotFound,
-    PreconditionFailed,
     SegregationOfDuties,
     Unprocessable,
 )
 from tenantops.events import catalogue, outbox
 from tenantops.itil import hooks, repository, states
+from tenantops.itil.access import AUTHORIZERS as AUTHORIZERS
+from tenantops.itil.access import CHANGE_OPENERS as CHANGE_OPENERS
+from tenantops.itil.access import WRITERS as WRITERS
+from tenantops.itil.access import find as _find
+from tenantops.itil.access import locked as locked
+from tenantops.itil.access import may_write as _may_write
+from tenantops.itil.access import visible as _visible
 from tenantops.itil.models import ItilNote, ItilRecord
 from tenantops.itil.states import Kind
 from tenantops.kit.clock import utcnow
@@ -44,11 +47,7 @@ from tenantops.kit.ids import new_id
 from tenantops.kit.locks import serialise
 from tenantops.tenants import service as tenants
 
-WRITERS = frozenset({Role.OPS_ENGINEER, Role.SECURITY, Role.ADMIN})
-CHANGE_OPENERS = WRITERS | {Role.ACCOUNT_MANAGER}
-AUTHORIZERS = frozenset({Role.GOVERNANCE, Role.ADMIN})
 SOURCES = frozenset({"manual", "runbook", "alert", "sla", "itsm"})
-NUMBER = re.compile(r"^(INC|CHG|PRB)[0-9]{7,}$")
 LISTED_AT_MOST = 500
 
 
@@ -61,29 +60,6 @@ class Opened(NamedTuple):
 
 def number_of(kind: Kind, seq: int) -> str:
     return f"{states.PREFIX[kind]}{seq:07d}"
-
-
-def _may_write(actor: Principal, roles: frozenset[Role] = WRITERS) -> None:
-    if not any(actor.has(r) for r in roles):
-        raise Forbidden(f"{actor.subject} may not change ITIL records")
-
-
-def _visible(principal: Principal, record: ItilRecord | None, ref: str) -> ItilRecord:
-    # Someone else's tenant's record is "not found", as a tenant is (tenants.service).
-    if record is None:
-        raise NotFound(f"no ITIL record {ref!r}")
-    if record.tenant_id is None:
-        if principal.tenant_scoped:
-            raise NotFound(f"no ITIL record {ref!r}")
-    elif not principal.can_see(record.tenant_id, record.tenant_name or ""):
-        raise NotFound(f"no ITIL record {ref!r}")
-    return record
-
-
-def _find(session: Session, ref: str, *, for_update: bool = False) -> ItilRecord | None:
-    if NUMBER.match(ref.upper()):
-        return repository.by_number(session, ref.upper(), for_update=for_update)
-    return repository.get(session, ref, for_update=for_update)
 
 
 def get(session: Session, *, principal: Principal, ref: str) -> ItilRecord:
@@ -260,20 +236,6 @@ def _problem(session: Session, actor: Principal, ref: str, kind: Kind) -> ItilRe
 
 def _standard(record: ItilRecord) -> bool:
     return record.kind == Kind.CHANGE.value and (record.fields or {}).get("type") == "standard"
-
-
-def locked(
-    session: Session, *, principal: Principal, ref: str, expected_version: int | None
-) -> ItilRecord:
-    """The record, locked for this transaction; 412 if it moved past ``expected_version``."""
-    record = _visible(principal, _find(session, ref, for_update=True), ref)
-    if expected_version is not None and record.version != expected_version:
-        raise PreconditionFailed(
-            f"{record.number} is at version {record.version}, not {expected_version}; "
-            "read it again",
-            current_version=record.version,
-        )
-    return record
 
 
 def transition(
