@@ -85,7 +85,9 @@ def test_the_page_shows_who_is_on_call_the_policies_and_the_open_and_resolved_pa
         oncall.apply_config(session, DOCUMENT, ROOT)
     acme = make_tenant(db, "acme")
     down = trigger(db, "k-down", "orders API down", tenant=acme)
+    clock.advance(minutes=1)  # ids order by time: one page a minute keeps "newest first" known
     slow = trigger(db, "k-slow", "checkout slow")
+    clock.advance(minutes=1)
     done = trigger(db, "k-done", "disk full on db-1")
     with db.write() as session:
         oncall.acknowledge_page(session, page_id=slow, actor=OLI)
