@@ -22,6 +22,7 @@ from tenantops.cli import main
 from tenantops.db import Database
 from tenantops.logs import configure_logging
 from tenantops.runbooks import engine, spec
+from tenantops.runbooks.sandbox import GRANTED_INPUTS, STAGE_OF_RUNBOOK
 from tenantops.runbooks.spec import parse
 from tests.servers import mint_token, serve_process, tenantops_env
 
@@ -368,3 +369,53 @@ def test_a_dry_run_prints_the_plan_and_the_manifests_without_running(cli: CLI) -
     assert '"ticket_ref": "RITM0000001"' in out  # params rendered for the sample tenant
     assert "kind: Namespace" in out
     assert "PASS" not in out
+
+
+def _needs_an_example(runbook: spec.Runbook) -> list[str]:
+    """Required inputs `runbooks test` cannot fill: no example, not the sample tenant,
+    not what a service grants (the break-glass token), not a lifecycle runbook's (the
+    tenant service starts those, and the harness takes the sample tenant there)."""
+    if runbook.id in STAGE_OF_RUNBOOK:
+        return []
+    granted = GRANTED_INPUTS.get(runbook.id, frozenset())
+    return [
+        name
+        for name, declared in runbook.inputs.items()
+        if declared.required
+        and declared.example is None
+        and name != "tenant"
+        and name not in granted
+    ]
+
+
+def test_every_shipped_runbook_can_be_tested_without_inputs() -> None:
+    missing = {
+        runbook_id: names
+        for runbook_id, loaded in spec.load_library().items()
+        if (names := _needs_an_example(loaded.runbook))
+    }
+    assert missing == {}, "required inputs without an example"
+
+
+# The runbooks whose inputs are not just a tenant: their examples must work as given.
+WITH_EXAMPLES = sorted(
+    runbook_id
+    for runbook_id, loaded in spec.load_library().items()
+    if any(i.example is not None for i in loaded.runbook.inputs.values())
+    or runbook_id in GRANTED_INPUTS
+)
+
+
+@pytest.mark.parametrize("runbook_id", WITH_EXAMPLES)
+def test_a_shipped_runbook_passes_its_test_with_its_examples(cli: CLI, runbook_id: str) -> None:
+    out = cli.ok("runbooks", "test", runbook_id)
+    assert out.strip().splitlines()[-1].startswith(f"PASS {runbook_id} ")
+
+
+def test_an_example_of_the_wrong_type_is_refused(cli: CLI, tmp_path: Path) -> None:
+    path = tmp_path / "typed.yaml"
+    typed = "tenant: false\ninputs: {n: {type: integer, example: x}}\n"
+    path.write_text(SAMPLE.replace("tenant: false\n", typed))
+    result = cli("runbooks", "validate", str(path))
+    assert result.code == 1
+    assert "example must be of type integer" in result.err
