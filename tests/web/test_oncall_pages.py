@@ -168,6 +168,24 @@ def test_readers_see_pages_without_buttons_and_others_not_at_all(
         assert "orders API down" not in detail.text
 
 
+def test_a_tenant_bound_user_sees_no_page_even_with_a_staff_role(
+    web: TestClient, db: Database, user: UserFactory
+) -> None:
+    # The on-call service does not scope pages by tenant: a tenant-bound principal,
+    # whatever else it holds, would see every tenant's pages. The web shows none.
+    acme = make_tenant(db, "acme")
+    globex = make_tenant(db, "globex")
+    page_id = trigger(db, "k1", "globex is down", tenant=globex)
+    csrf = signed_in(web, user, "olga", "tenant_owner", "ops_engineer", tenant=acme)
+    assert 'href="/oncall"' not in web.get("/").text
+    assert web.get("/oncall").status_code == 403
+    assert web.get(f"/oncall/pages/{page_id}").status_code == 403
+    refused = web.post(f"/oncall/pages/{page_id}/acknowledge", data={"csrf_token": csrf})
+    assert refused.status_code == 403
+    assert status_of(db, page_id) == "triggered"
+    assert "globex is down" not in web.get("/tenants/acme").text
+
+
 def test_acknowledge_and_resolve_through_the_forms(
     web: TestClient, db: Database, user: UserFactory, client: TestClient, actors: Actors
 ) -> None:
