@@ -277,11 +277,21 @@ def record(session: Session, step: Step, told: Told, now: datetime) -> None:
 
 
 def escalate_due(db: Database, now: datetime, send: Action, *, limit: int = BATCH) -> int:
-    """One sweep: claim the due pages' steps, tell their targets, record it; how many steps."""
-    with db.write() as session:
-        steps = claim(session, now, limit)
-    for step in steps:
-        told = send_step(step, send)
+    """One sweep: claim a due page's step, tell its targets, record it, and on to the
+    next due page (at most ``limit``); how many steps were taken.
+
+    One page per claim: a claim need only outlast one page's messages (a slow
+    SMTP server with its retries), never a whole batch's.
+    """
+    taken = 0
+    while taken < limit:
         with db.write() as session:
-            record(session, step, told, now)
-    return len(steps)
+            steps = claim(session, now, 1)
+        if not steps:
+            break
+        for step in steps:
+            told = send_step(step, send)
+            with db.write() as session:
+                record(session, step, told, now)
+        taken += len(steps)
+    return taken
