@@ -3,6 +3,8 @@ each change leaves behind (timeline, audit entry, event), on both stores."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import select
 
@@ -108,3 +110,31 @@ def test_a_page_for_an_unknown_tenant_is_a_404(db: Database, clock: Clock) -> No
         service.trigger(
             session, key="k", summary="x down", severity="high", actor=OLI, tenant_id="ghost"
         )
+
+
+def test_two_triggers_of_one_key_at_once_open_one_page(db: Database, clock: Clock) -> None:
+    start = threading.Barrier(4)
+    ids: list[str] = []
+    errors: list[BaseException] = []
+
+    def trigger() -> None:
+        try:
+            start.wait()
+            with db.write() as session:
+                page = service.trigger(
+                    session, key="itil:same", summary="db down", severity="critical", actor=OLI
+                )
+            ids.append(page.id)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=trigger) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(ids)) == 1
+    with db.read() as session:
+        assert len(session.scalars(select(Page)).all()) == 1
+        assert session.scalars(select(PageEvent.event)).all() == ["triggered"]
