@@ -125,6 +125,10 @@ def test_unknown_pages_filters_and_bodies_are_problems(client: TestClient, actor
     ghost = {"summary": "x down", "tenant": "ghost"}
     problem(client.post(f"{API}/pages", json=ghost, headers=actors.ops), 404)
     problem(client.get(f"{API}/now", params={"at": "yesterday"}, headers=actors.ops), 422)
+    far = {"at": "9999-12-31T23:00:00Z"}
+    assert (
+        "'at'" in problem(client.get(f"{API}/now", params=far, headers=actors.ops), 422)["detail"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,17 @@ def changed(path: str, value: Any) -> dict[str, Any]:
         (
             "rotations.primary.length",
             "30m",
-            "rotations.primary.length: a rotation's length is at least 1h",
+            "rotations.primary.length: a rotation's length is 1h to 366d",
+        ),
+        (
+            "rotations.primary.length",
+            "60w",
+            "rotations.primary.length: a rotation's length is 1h to 366d",
+        ),
+        (
+            "rotations.primary.start",
+            "9999-12-31T00:00",
+            "rotations.primary.start: 9999-12-31T00:00:00 is out of range",
         ),
         ("rotations.primary.members", [], "rotations.primary.members: List should have at least 1"),
         (

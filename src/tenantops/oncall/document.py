@@ -49,6 +49,14 @@ NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 MAX_LEVELS = 10
 MAX_REPEAT = 10
 MAX_AFTER = timedelta(days=1)
+MAX_LENGTH = timedelta(days=366)
+YEARS = range(1970, 3000)  # far enough either way; keeps hand-off arithmetic in range
+
+
+def _in_range(value: datetime) -> datetime:
+    if value.year not in YEARS:
+        raise ValueError(f"{value.isoformat()} is out of range (years {YEARS[0]}-{YEARS[-1]})")
+    return value
 
 
 def _name(value: str, what: str) -> str:
@@ -78,6 +86,7 @@ def _target(value: str) -> str:
 
 
 Recipient = Annotated[str, AfterValidator(_recipient)]
+Moment = Annotated[datetime, AfterValidator(_in_range)]
 Target = Annotated[str, AfterValidator(_target)]
 
 
@@ -89,8 +98,8 @@ class Override(_Strict):
     """``member`` covers the rotation from ``start`` to ``end`` (local times of the rotation)."""
 
     member: Recipient
-    start: datetime
-    end: datetime
+    start: Moment
+    end: Moment
 
     @model_validator(mode="after")
     def _ordered(self) -> Override:
@@ -103,7 +112,7 @@ class Rotation(_Strict):
     """Members take turns, handing over every ``length`` from ``start`` (local wall clock)."""
 
     timezone: str = Field(examples=["Europe/Berlin"])
-    start: datetime = Field(description="Local date-time of the first hand-off")
+    start: Moment = Field(description="Local date-time of the first hand-off")
     length: str = Field(examples=["7d", "12h"])
     members: list[Recipient] = Field(min_length=1, max_length=100)
     overrides: list[Override] = Field(default_factory=list, max_length=500)
@@ -120,8 +129,8 @@ class Rotation(_Strict):
     @field_validator("length")
     @classmethod
     def _length(cls, value: str) -> str:
-        if parse_duration(value) < MIN_LENGTH:
-            raise ValueError("a rotation's length is at least 1h")
+        if not MIN_LENGTH <= parse_duration(value) <= MAX_LENGTH:
+            raise ValueError("a rotation's length is 1h to 366d")
         return value
 
     def spec(self, name: str) -> RotationSpec:

@@ -31,6 +31,7 @@ from tenantops.kit.locks import serialise
 from tenantops.oncall import repository
 from tenantops.oncall.document import (
     SEVERITIES,
+    YEARS,
     OncallDocument,
     default_document,
     validate,
@@ -149,6 +150,8 @@ def apply_config(
 def on_call_at(session: Session, at: datetime | None = None) -> OnCallNow:
     """Who is on call at ``at`` (default now) in each rotation of the document in force."""
     when = as_utc(at) if at is not None else utcnow()
+    if when.year not in YEARS:
+        raise Unprocessable(f"'at' must be in the years {YEARS[0]}-{YEARS[-1]}", param="at")
     version, doc = _in_force(session)
     shifts = [
         ShiftRead(**vars(shift_at(rotation.spec(name), when)))
