@@ -175,3 +175,15 @@ def test_who_may_do_what(
         else:
             assert problem(response, 403)["status"] == 403, role
     problem(client.get(API), 401)
+
+
+def test_a_principal_bound_to_a_tenant_is_refused_whatever_its_roles(
+    client: TestClient, auth: TokenFactory
+) -> None:
+    admin = auth("root", "admin")
+    page = ok(client.post(f"{API}/pages", json={"summary": "db down"}, headers=admin), 201)
+    bound = auth("bound-ops", "ops_engineer", tenant="acme")
+    problem(client.get(f"{API}/pages", headers=bound), 403)
+    problem(client.get(API, headers=bound), 403)
+    problem(client.post(f"{API}/pages/{page['id']}/acknowledge", headers=bound), 403)
+    assert ok(client.get(f"{API}/pages/{page['id']}", headers=admin))["status"] == "triggered"

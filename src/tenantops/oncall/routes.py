@@ -1,7 +1,9 @@
 """JSON API of on-call: ``/api/v1/oncall`` — the configuration, who is on call, pages.
 
 Pages are answered here (acknowledge, resolve) by the staff who may be on
-call; their escalation happens in the worker's sweep, never in a request.
+call; their escalation happens in the worker's sweep, never in a request. A
+principal bound to a tenant is refused whatever its roles: pages and rotations
+span every tenant (and name the people on call), and are not scoped.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import AwareDatetime
 
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
+from tenantops.auth.principal import Principal
+from tenantops.errors import Forbidden
 from tenantops.kit.ids import new_id
 from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db
@@ -26,11 +30,19 @@ from tenantops.oncall.schemas import (
     PageRead,
 )
 
+
+def staff_only(caller: Caller) -> Principal:
+    """Refuse a principal bound to a tenant: on-call is the platform staff's."""
+    if caller.tenant_scoped:
+        raise Forbidden("on-call is for platform staff; a principal bound to a tenant sees none")
+    return caller
+
+
 router = APIRouter(
     prefix="/api/v1/oncall",
     route_class=GuardedRoute,
     tags=["oncall"],
-    dependencies=[Depends(authorize)],
+    dependencies=[Depends(authorize), Depends(staff_only)],
     responses=problem_responses(401, 403, 404, 422, 503),
 )
 
