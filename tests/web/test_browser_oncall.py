@@ -30,6 +30,7 @@ from tests.web.test_browser import (
     shoot,
     sign_in,
 )
+from tests.web.test_oncall_pages import DOCUMENT, ROOT
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -60,6 +61,8 @@ def test_acknowledge_a_page_by_clicking(
     chromium: str, server: tuple[str, dict[str, str]], db: Database, tmp_path: Path
 ) -> None:
     url, env = server
+    with db.write() as session:  # a rotation and a policy of its own, not the default
+        oncall.apply_config(session, DOCUMENT, ROOT)
     make_tenant(db, "acme")
     with db.write() as session:
         number = itil.open_record(
@@ -89,6 +92,7 @@ def test_acknowledge_a_page_by_clicking(
             page.wait_for_url(f"{url}/oncall")
             row = page.locator(f'tr[data-page="{paged.id}"]')
             assert row.get_attribute("data-status") == "triggered"
+            assert page.locator('tr[data-rotation="primary"] td[data-member]').is_visible()
             assert axe_violations(page) == []
 
             row.get_by_role("button", name="Acknowledge").click()
