@@ -710,7 +710,8 @@ def test_switching_to_real_systems_is_configuration_only(
     for switched_run, local_run in [(onboarding, local_onboarding), (suspension, local_suspension)]:
         runbook = library[switched_run["runbook_id"]]
         assert switched_run["runbook_hash"] == local_run["runbook_hash"] == runbook.hash
-        assert switched_run["runbook_version"] == local_run["runbook_version"] == "1.2"
+        version = runbook.runbook.version
+        assert switched_run["runbook_version"] == local_run["runbook_version"] == version
         assert list(switched_run["steps"]) == list(local_run["steps"])
 
 
