@@ -13,7 +13,7 @@ from tenantops.events.models import OutboxEvent
 from tenantops.tenants import service as tenants
 from tenantops.tenants.schemas import TenantCreate
 from tests import flows
-from tests.conftest import Actors
+from tests.conftest import Actors, TokenFactory
 from tests.factories import tenant_body
 
 
@@ -152,3 +152,26 @@ def test_the_event_stream_pages_by_sequence_and_filters_by_type(
     mine = flows.ok(client.get(url, params={"tenant": first["id"]}, headers=actors.ops))
     assert {e["subject"] for e in mine["items"]} == {first["id"]}
     flows.problem(client.get(url, headers=actors.qa), 403)  # not every role reads the stream
+
+
+def test_a_principal_bound_to_a_tenant_reads_only_that_tenants_events(
+    client: TestClient, db: Database, actors: Actors, auth: TokenFactory
+) -> None:
+    first = flows.request_tenant(client, actors.am)
+    second = flows.request_tenant(client, actors.am)
+    bound = auth("olga", "ops_engineer", tenant=first["name"])
+    url = "/api/v1/events"
+
+    page = flows.ok(client.get(url, headers=bound))
+    assert {e["subject"] for e in page["items"]} == {first["id"]}
+    newest = flows.ok(client.get(url, params={"last": 10}, headers=bound))
+    assert {e["subject"] for e in newest["items"]} == {first["id"]}
+    own = flows.ok(client.get(url, params={"tenant": first["id"]}, headers=bound))
+    assert {e["subject"] for e in own["items"]} == {first["id"]}
+    flows.problem(client.get(url, params={"tenant": second["id"]}, headers=bound), 403)
+    for path in ("/subscriptions", "/deliveries"):
+        flows.problem(
+            client.get(url + path, headers=auth("ada", "admin", tenant=first["name"])), 403
+        )
+    nowhere = auth("nina", "ops_engineer", tenant="no-such-tenant")
+    flows.problem(client.get(url, headers=nowhere), 403)

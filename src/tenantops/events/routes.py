@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
+from tenantops.errors import Forbidden
 from tenantops.events import service
 from tenantops.events.asyncapi import document
 from tenantops.events.retention import pruned_through
@@ -23,6 +24,7 @@ from tenantops.events.schemas import (
 from tenantops.events.webhooks import signing_key
 from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db, wake_worker
+from tenantops.tenants import service as tenants
 
 router = APIRouter(
     prefix="/api/v1/events",
@@ -45,9 +47,19 @@ def asyncapi() -> dict[str, Any]:
     return document()
 
 
+def _staff_only(caller: Caller) -> None:
+    """Webhooks and their deliveries span every tenant: no principal bound to one."""
+    if caller.tenant_scoped:
+        raise Forbidden("webhooks span every tenant; a principal bound to a tenant sees none")
+
+
+StaffOnly = Depends(_staff_only)
+
+
 @router.get("", summary="Events of the outbox, oldest first after a sequence number")
 def list_events(
     db: Db,
+    caller: Caller,
     after: Annotated[
         int, Query(ge=0, le=MAX_SEQ, description="Only events after this sequence")
     ] = 0,
@@ -61,8 +73,17 @@ def list_events(
         Query(ge=1, le=1000, description="Instead: the newest this many (after is ignored)"),
     ] = None,
 ) -> EventPage:
-    """Follow the stream by passing ``next_after`` back as ``after``."""
+    """Follow the stream by passing ``next_after`` back as ``after``.
+
+    A principal bound to a tenant reads that tenant's events only (and none of
+    the platform's): events name people, incidents and pages of every tenant.
+    """
     with db.read() as session:
+        if caller.tenant_scoped:
+            own = tenants.own_tenant_id(session, caller)
+            if own is None or (tenant is not None and tenant != own):
+                raise Forbidden("a principal bound to a tenant reads that tenant's events only")
+            tenant = own
         if last is not None:
             items, end = service.latest(session, last=last, types=type or (), tenant_id=tenant)
         else:
@@ -73,7 +94,7 @@ def list_events(
     return EventPage(items=items, next_after=end, pruned_through=mark)
 
 
-@router.get("/subscriptions", summary="Webhook subscriptions")
+@router.get("/subscriptions", summary="Webhook subscriptions", dependencies=[StaffOnly])
 def list_subscriptions(db: Db) -> SubscriptionPage:
     with db.read() as session:
         rows = service.list_subscriptions(session)
@@ -82,6 +103,7 @@ def list_subscriptions(db: Db) -> SubscriptionPage:
 
 @router.post(
     "/subscriptions",
+    dependencies=[StaffOnly],
     status_code=201,
     summary="Subscribe a webhook; the signing secret is in this response only",
 )
@@ -98,6 +120,7 @@ def create_subscription(
 
 @router.delete(
     "/subscriptions/{subscription_id}",
+    dependencies=[StaffOnly],
     status_code=204,
     summary="Stop a webhook; its pending deliveries are cancelled",
 )
@@ -107,7 +130,11 @@ def delete_subscription(subscription_id: Id, caller: Caller, db: Db) -> Response
     return Response(status_code=204)
 
 
-@router.get("/deliveries", summary="Webhook deliveries, newest event first")
+@router.get(
+    "/deliveries",
+    summary="Webhook deliveries, newest event first",
+    dependencies=[StaffOnly],
+)
 def list_deliveries(
     db: Db,
     status: DeliveryStatus | None = None,
@@ -129,6 +156,7 @@ def list_deliveries(
 @router.post(
     "/deliveries/{delivery_id}/redeliver",
     summary="Send a dead or delivered event to its webhook again",
+    dependencies=[StaffOnly],
 )
 def redeliver(delivery_id: Id, request: Request, caller: Caller, db: Db) -> DeliveryRead:
     with db.write() as session:
