@@ -18,12 +18,13 @@ from tenantops.compliance.actions import compliance_actions
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.actions import driver_actions, identity_provider, secret_store
+from tenantops.drivers.notify.local import OutboxNotifier, longest_delivery
+from tenantops.drivers.notify.settings import SCHEMES
 from tenantops.events.publishers.port import NoBroker, Publisher
 from tenantops.events.relay import Relay
 from tenantops.events.webhooks import signing_key
 from tenantops.finops.actions import finops_actions
 from tenantops.finops.playbook import playbook_actions
-from tenantops.kit.clock import utcnow
 from tenantops.oncall import service as oncall
 from tenantops.oncall.escalator import escalate_due
 from tenantops.provisioning.actions import (
@@ -141,13 +142,38 @@ def build_worker(settings: Settings, db: Database) -> Worker:
     )
 
 
+def notify_delivery(settings: Settings) -> timedelta:
+    """The longest one ``notify.send`` may take with these settings: each attempt
+    bounded by the SMTP timeout and every channel's HTTP timeout, times the
+    attempts, plus the backoffs between them (a channel's Retry-After included)."""
+    smtp, channels = settings.smtp, settings.channels
+    per_attempt = smtp.timeout_seconds if smtp.host else 0.0
+    if channels.configured():
+        count = sum(len(channels.names(scheme)) for scheme in SCHEMES)
+        per_attempt += channels.timeout_seconds * count
+    if per_attempt == 0:
+        return timedelta(0)  # the outbox is the mailbox: nothing is delivered
+    return timedelta(
+        seconds=longest_delivery(
+            attempts=smtp.attempts,
+            backoff_seconds=smtp.backoff_seconds,
+            attempt_seconds=per_attempt,
+            retry_after=channels.configured(),
+        )
+    )
+
+
 def escalator_job(settings: Settings, db: Database, actions: Registry) -> Periodic:
-    """The on-call escalator as a worker's periodic job (``TENANTOPS_ONCALL__SWEEP_SECONDS``)."""
+    """The on-call escalator as a worker's periodic job (``TENANTOPS_ONCALL__SWEEP_SECONDS``):
+    claims outlast the notifier's worst case, and the outbox is asked before a message
+    is sent again (``oncall.escalator``)."""
     send = actions["notify.send"]
+    outbox = OutboxNotifier(db).queued  # a read: no transport needed
+    delivery = notify_delivery(settings)
     return Periodic(
         name="oncall-escalator",
         seconds=settings.oncall.sweep_seconds,
-        run=lambda: escalate_due(db, utcnow(), send),
+        run=lambda: escalate_due(db, send, outbox=outbox, delivery=delivery),
     )
 
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from tenantops.config import Settings
 from tenantops.db import Database
+from tenantops.drivers.notify.local import OutboxNotifier
 from tenantops.oncall import escalator
 from tenantops.wiring import build_actions
 from tests.conftest import Actors, Clock, TokenFactory
@@ -82,7 +83,8 @@ def test_a_manual_page_is_routed_listed_acknowledged_and_resolved(
     clock.advance(minutes=1)  # ids are time-ordered: the next page is the newer
     other = ok(client.post(f"{API}/pages", json={"summary": "batch slow"}, headers=actors.ops), 201)
     assert other["policy"] == "default"  # no tenant, severity high: no route matches
-    escalator.escalate_due(db, clock.now, build_actions(settings, db)["notify.send"])
+    send = build_actions(settings, db)["notify.send"]
+    escalator.escalate_due(db, send, outbox=OutboxNotifier(db).queued)
 
     listed = ok(client.get(f"{API}/pages", params={"status": "open"}, headers=actors.gov))
     assert [p["id"] for p in listed["items"]] == [other["id"], page["id"]]

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from tenantops.config import Settings
 from tenantops.db import Database
+from tenantops.drivers.notify.local import OutboxNotifier
 from tenantops.notifications.models import OutboxMessage
 from tenantops.oncall import escalator, service
 from tenantops.oncall.models import PageEvent
@@ -66,8 +67,10 @@ def open_page(db: Database, key: str = "itil:r1") -> str:
         ).id
 
 
-def sweep(db: Database, clock: Clock, send: Action) -> int:
-    return escalator.escalate_due(db, clock.now, send)
+def sweep(db: Database, clock: Clock, send: Action, *, limit: int = escalator.BATCH) -> int:
+    return escalator.escalate_due(
+        db, send, outbox=OutboxNotifier(db).queued, clock=lambda: clock.now, limit=limit
+    )
 
 
 def test_levels_are_told_in_turn_then_round_again_then_exhausted(
@@ -204,8 +207,8 @@ def test_two_escalators_at_once_tell_each_page_once(
     def run() -> None:
         try:
             start.wait()
-            taken.append(escalator.escalate_due(db, clock.now, send, limit=5))
-            taken.append(escalator.escalate_due(db, clock.now, send))
+            taken.append(sweep(db, clock, send, limit=5))
+            taken.append(sweep(db, clock, send))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -104,6 +104,11 @@ def mark_pending(session: Session, *, message_id: str) -> OutboxMessage:
     return row
 
 
+def message_with_key(session: Session, key: str) -> OutboxMessage | None:
+    """The outbox row of idempotency key ``key``, if one was written."""
+    return repository.get_by_key(session, key)
+
+
 def count_messages(session: Session, *, tenant_id: str | None = None) -> int:
     """How many messages the outbox holds (of one tenant, if given)."""
     return repository.count(session, tenant_id=tenant_id)

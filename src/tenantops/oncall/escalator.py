@@ -2,21 +2,31 @@
 
 ``escalate_due`` is one sweep; the worker runs it every few seconds
 (``TENANTOPS_ONCALL__SWEEP_SECONDS``), and any number of workers may run it at
-once. A sweep has three parts:
+once. A sweep takes one page at a time, reading its clock afresh for each take
+and each record, in three parts:
 
-1. **Claim** (one transaction): the due pages, locked with ``FOR UPDATE SKIP
-   LOCKED`` on PostgreSQL (SQLite has one writer), each taken by a conditional
-   UPDATE on its ``version`` that also pushes ``next_at`` out by ``CLAIM``. Only
-   one sweep wins a page's step.
+1. **Claim** (one transaction): the earliest due page, locked with ``FOR UPDATE
+   SKIP LOCKED`` on PostgreSQL (SQLite has one writer), taken by a conditional
+   UPDATE on its ``version`` that also pushes ``next_at`` out by the claim: at
+   least ``CLAIM``, and longer than the step's messages can take at worst (the
+   notifier's attempts × timeout + backoffs, per message, as the composition
+   root computes it). Only one sweep wins a page's step. Before taking it the
+   sweep looks at the outbox: if a message of the step is still ``pending`` and
+   younger than the claim, another sweep is delivering it right now (its claim
+   lapsed only on paper), so the page is left alone until that message's claim
+   would be over (``next_at`` moves, ``version`` does not: the other sweep
+   records its step as usual).
 2. **Send** (no transaction held): the level's targets through the ``notify.send``
    action, one message per part (the rotations' and literal recipients together,
    each ``role:`` group apart), each with an idempotency key of page, round, level
    and part. A sweep that dies here leaves the claim to lapse; the next one sends
-   the same keys again, and the notification outbox hands back the messages it
-   already holds: nobody is told twice.
+   the same keys again: the outbox hands back the messages already delivered or
+   stored, and delivers again only one still ``pending`` past the claim, whose
+   sender is presumed dead (at least once, never twice while the sender lives).
 3. **Record** (one transaction): the step's timeline entry, audit entry and
-   event; the next step is due ``after`` the level's wait. If the page was
-   acknowledged meanwhile, only the timeline learns who was told.
+   event; the next step is due ``after`` the level's wait, counted from the
+   record. If the page was acknowledged meanwhile, only the timeline learns who
+   was told.
 
 Out of levels and repeats, the page is marked exhausted (``next_at`` NULL,
 status still ``triggered``) and the last level is told nobody answered. A
@@ -26,16 +36,17 @@ failed send does not stop the escalation: it is on the timeline
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.orm import Session
 
 from tenantops.db import Database
 from tenantops.errors import NotFound
-from tenantops.kit.clock import as_utc
+from tenantops.kit.clock import as_utc, utcnow
 from tenantops.oncall import repository, service
 from tenantops.oncall.document import OncallDocument, Policy
 from tenantops.oncall.models import Page
@@ -45,10 +56,40 @@ from tenantops.tenants import service as tenants
 
 log = structlog.get_logger("tenantops.oncall")
 
-# How long a claimed step is this sweep's before another may take it over.
+# The least a claimed step is this sweep's before another may take it over.
 CLAIM = timedelta(seconds=60)
+# Besides its messages' worst case, a claim covers the step's reads and writes.
+MARGIN = timedelta(seconds=15)
 BATCH = 100
 TEMPLATE = "oncall_page"
+
+
+class Queued(Protocol):
+    """What the outbox holds under one idempotency key (``OutboxNotifier.queued``)."""
+
+    @property
+    def pending(self) -> bool: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+# The outbox message of an idempotency key, if any.
+Outbox = Callable[[str], Queued | None]
+
+
+def claim_length(delivery: timedelta, messages: int) -> timedelta:
+    """How long a step of ``messages`` messages is claimed: longer than they can take
+    at worst (``delivery`` each, one after the other), and at least ``CLAIM``."""
+    return max(CLAIM, delivery * max(messages, 1) + MARGIN)
+
+
+def message_keys(
+    page_id: str, *, where: str, recipients: tuple[str, ...], roles: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    """The step's parts and their idempotency keys, in the order they are sent."""
+    parts = (["direct"] if recipients else []) + list(roles)
+    return [(part, f"oncall:{page_id}/{where}/{part}") for part in parts]
 
 
 def next_step(policy: Policy, level: int, round_: int) -> tuple[int, int] | None:
@@ -122,13 +163,46 @@ def _snapshot(session: Session, tenant_id: str | None) -> dict[str, Any] | None:
     }
 
 
-def _plan(session: Session, page: Page, now: datetime) -> Step | None:
+def _in_flight(
+    keys: list[str], outbox: Outbox, now: datetime, length: timedelta
+) -> datetime | None:
+    """When the step's messages another sweep is still delivering stop being its
+    (their creation plus the claim); None when none is ``pending`` within that."""
+    until = None
+    for key in keys:
+        queued = outbox(key)
+        if queued is None or not queued.pending:
+            continue
+        lapses = as_utc(queued.created_at) + length
+        if now < lapses:
+            until = lapses if until is None else max(until, lapses)
+    return until
+
+
+def _plan(
+    session: Session,
+    page: Page,
+    now: datetime,
+    *,
+    delivery: timedelta = timedelta(0),
+    outbox: Outbox | None = None,
+) -> Step | None:
+    """Take ``page``'s next step; None if another sweep has it or is still sending it."""
     doc = service.document_of(session, page.config_version)
     policy = doc.policies.get(page.policy) or doc.policies[doc.default]
     step = next_step(policy, page.level, page.round)
     level, round_ = step if step is not None else (len(policy.levels) - 1, page.round)
     recipients, roles = _recipients(doc, policy.levels[level].targets, now)
-    if not repository.take(session, page, version=page.version, next_at=now + CLAIM, now=now):
+    where = "exhausted" if step is None else f"{round_}/{level}"
+    keys = [k for _, k in message_keys(page.id, where=where, recipients=recipients, roles=roles)]
+    length = claim_length(delivery, len(keys))
+    if outbox is not None:
+        until = _in_flight(keys, outbox, now, length)
+        if until is not None:
+            log.info("page still being sent by another sweep", page_id=page.id, until=until)
+            repository.defer(session, page, version=page.version, next_at=until)
+            return None
+    if not repository.take(session, page, version=page.version, next_at=now + length, now=now):
         return None
     return Step(
         page_id=page.id,
@@ -151,13 +225,30 @@ def _plan(session: Session, page: Page, now: datetime) -> Step | None:
     )
 
 
-def claim(session: Session, now: datetime, limit: int = BATCH) -> list[Step]:
-    """Take the due pages' next steps for this sweep (see the module's part 1)."""
-    steps = []
-    for page in repository.due(session, now, limit):
-        planned = _plan(session, page, now)
-        if planned is not None:
-            steps.append(planned)
+def claim(
+    session: Session,
+    now: datetime,
+    limit: int = BATCH,
+    *,
+    delivery: timedelta = timedelta(0),
+    outbox: Outbox | None = None,
+) -> list[Step]:
+    """Take up to ``limit`` due pages' next steps (see the module's part 1).
+
+    A page another sweep is still sending is passed over (its ``next_at`` moves
+    past that sweep's claim) and the next due page is looked at.
+    """
+    steps: list[Step] = []
+    seen: set[str] = set()
+    while len(steps) < limit:
+        pages = [p for p in repository.due(session, now, limit - len(steps)) if p.id not in seen]
+        if not pages:
+            break
+        for page in pages:
+            seen.add(page.id)
+            planned = _plan(session, page, now, delivery=delivery, outbox=outbox)
+            if planned is not None:
+                steps.append(planned)
     return steps
 
 
@@ -199,18 +290,17 @@ class Told:
 def send_step(step: Step, send: Action) -> Told:
     """Tell the step's targets, one message per part, each with its idempotency key."""
     where = "exhausted" if step.exhausted else f"{step.round}/{step.level}"
-    parts: list[tuple[str, object]] = []
-    if step.recipients:
-        parts.append(("direct", list(step.recipients)))
-    parts += [(role, role) for role in step.roles]
     told = Told(to=[], failures=[])
-    for part, to in parts:
+    for part, key in message_keys(
+        step.page_id, where=where, recipients=step.recipients, roles=step.roles
+    ):
+        to: object = list(step.recipients) if part == "direct" else part
         ctx = ActionContext(
             run_id=step.page_id,
             step_name="oncall-page",
             tenant_id=step.tenant_id,
             params={"template": TEMPLATE, "to": to, "vars": _variables(step)},
-            idempotency_key=f"oncall:{step.page_id}/{where}/{part}",
+            idempotency_key=key,
             attempt=1,
             actor=service.ESCALATOR.subject,
             inputs={"tenant": step.tenant} if step.tenant is not None else {},
@@ -276,22 +366,34 @@ def record(session: Session, step: Step, told: Told, now: datetime) -> None:
     )
 
 
-def escalate_due(db: Database, now: datetime, send: Action, *, limit: int = BATCH) -> int:
+def escalate_due(
+    db: Database,
+    send: Action,
+    *,
+    outbox: Outbox,
+    delivery: timedelta = timedelta(0),
+    clock: Callable[[], datetime] = utcnow,
+    limit: int = BATCH,
+) -> int:
     """One sweep: claim a due page's step, tell its targets, record it, and on to the
     next due page (at most ``limit``); how many steps were taken.
 
-    One page per claim: a claim need only outlast one page's messages (a slow
-    SMTP server with its retries), never a whole batch's.
+    One page per claim, each take and each record at ``clock()`` read then: a
+    claim need only outlast one page's messages (``delivery`` at worst each, see
+    ``claim_length``), never a whole batch's, and a page's next level is due its
+    wait after it was recorded, not after the sweep began. ``outbox`` tells
+    what the notification outbox holds under a key, so a message another sweep
+    is still delivering is not delivered again.
     """
     taken = 0
     while taken < limit:
         with db.write() as session:
-            steps = claim(session, now, 1)
+            steps = claim(session, clock(), 1, delivery=delivery, outbox=outbox)
         if not steps:
             break
         for step in steps:
             told = send_step(step, send)
             with db.write() as session:
-                record(session, step, told, now)
+                record(session, step, told, clock())
         taken += len(steps)
     return taken

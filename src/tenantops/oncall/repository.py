@@ -86,3 +86,15 @@ def take(session: Session, page: Page, *, version: int, next_at: datetime, now: 
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def defer(session: Session, page: Page, *, version: int, next_at: datetime) -> bool:
+    """Move a due ``page``'s ``next_at`` out without taking its step (its ``version``
+    stays, so the sweep that holds the step records it as usual)."""
+    result = session.execute(
+        update(Page)
+        .where(Page.id == page.id, Page.version == version, Page.status == "triggered")
+        .values(next_at=next_at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
 from tenantops.db import Database
 from tenantops.drivers.errors import DriverError, Retry
 from tenantops.drivers.notify.port import Delivery, Envelope, OutgoingMessage, Transport
+from tenantops.kit.clock import as_utc
 from tenantops.notifications import service
 from tenantops.notifications.models import OutboxMessage
 from tenantops.notifications.schemas import NotificationStatus
@@ -28,6 +31,31 @@ DONE = (NotificationStatus.SENT, NotificationStatus.STORED)
 # The longest a channel's Retry-After may hold a worker between two attempts;
 # beyond it, the step fails retriable and the engine's backoff takes over.
 MAX_RETRY_AFTER = 30.0
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The status and creation time of the outbox message of one idempotency key."""
+
+    status: str
+    created_at: datetime
+
+    @property
+    def pending(self) -> bool:
+        """True while the message is still to be delivered (a sender may be at it now)."""
+        return self.status == NotificationStatus.PENDING
+
+
+def longest_delivery(
+    *, attempts: int, backoff_seconds: float, attempt_seconds: float, retry_after: bool
+) -> float:
+    """Seconds one ``send`` may take at worst: ``attempts`` tries of at most
+    ``attempt_seconds`` each, and the backoffs between them (each up to
+    ``MAX_RETRY_AFTER`` when a channel may ask for a Retry-After)."""
+    gaps = [backoff_seconds * float(2 ** (k - 1)) for k in range(1, attempts)]
+    if retry_after:
+        gaps = [max(gap, MAX_RETRY_AFTER) for gap in gaps]
+    return float(attempts * attempt_seconds + sum(gaps))
 
 
 def _delivery(row: OutboxMessage) -> Delivery:
@@ -127,6 +155,16 @@ class OutboxNotifier:
             f"message {failed.id} not delivered after {failed.attempts} attempts: {error}",
             retry=Retry.RETRIABLE if error.retriable else error.retry,
         )
+
+    def queued(self, idempotency_key: str) -> Queued | None:
+        """The status and creation time of the message with ``idempotency_key``, if any.
+
+        ``send`` delivers a ``pending`` message again: a caller that must not
+        deliver a message another sender is still delivering looks here first.
+        """
+        with self.db.read() as session:
+            row = service.message_with_key(session, idempotency_key)
+            return None if row is None else Queued(row.status, as_utc(row.created_at))
 
     def effect_count(self, *, tenant_id: str | None = None) -> int:
         """How many messages the outbox holds (one per idempotency key)."""
