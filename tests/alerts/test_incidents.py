@@ -90,12 +90,10 @@ def test_a_critical_alert_opens_one_incident_that_pages_and_its_resolution_resol
         moves = session.execute(
             select(ItilNote.text).where(ItilNote.record_id == incident.id, ItilNote.kind == "state")
         ).scalars()
-        assert [m.splitlines()[0] for m in moves] == [
-            "new -> in_progress",
-            "in_progress -> resolved",
-        ]
+        assert [m.splitlines()[0] for m in moves] == ["new -> resolved"]
+    assert incident.acknowledged_at is None  # nobody took it up: the record says so
     [page] = pages(db)
-    assert page.status == "resolved"
+    assert (page.status, page.acknowledged_at) == ("resolved", None)
 
     # Firing again later is a new incident, not the old one reopened.
     again = {**firing, "startsAt": "2030-01-02T08:00:00Z"}

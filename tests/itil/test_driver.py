@@ -47,8 +47,7 @@ def test_an_itsm_open_step_makes_a_record_of_the_runs_tenant(db: Database, tmp_p
         notes = [n.text.splitlines()[0] for n in service.timeline(session, record)]
         assert notes == [
             "isolation complete",
-            "new -> in_progress",
-            "in_progress -> resolved",
+            "new -> resolved",
             "resolved -> closed",
         ]
 

@@ -76,9 +76,9 @@ def test_an_incident_walks_its_machine_and_an_illegal_move_names_the_allowed_one
 ) -> None:
     inc = open_one(db)
     with pytest.raises(Unprocessable) as illegal:
-        move(db, inc.number, "resolved", resolution="fixed")
-    assert illegal.value.extra["allowed"] == ["cancelled", "in_progress"]
-    assert "allowed: cancelled, in_progress" in illegal.value.detail
+        move(db, inc.number, "closed")
+    assert illegal.value.extra["allowed"] == ["cancelled", "in_progress", "resolved"]
+    assert "allowed: cancelled, in_progress, resolved" in illegal.value.detail
     clock.advance(minutes=5)
     worked = move(db, inc.number, "in_progress")
     assert worked.acknowledged_at is not None

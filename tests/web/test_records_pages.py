@@ -242,7 +242,7 @@ def test_moving_an_incident_through_the_form_with_every_refusal(
     csrf = signed_in(web, user, "oli", "ops_engineer")
 
     page = web.get(f"/records/{number}").text
-    assert re.findall(r'data-move="([^"]+)"', page) == ["cancelled", "in_progress"]
+    assert re.findall(r'data-move="([^"]+)"', page) == ["cancelled", "in_progress", "resolved"]
     moved = web.post(
         f"/records/{number}/transition",
         data={"csrf_token": csrf, "version": "1", "state": "in_progress", "note": "on it"},

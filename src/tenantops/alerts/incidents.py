@@ -11,7 +11,8 @@ priority 1 or 2 incident pages on-call through the ITIL records' own hook.
 One incident per firing: the correlation id is the alert's fingerprint and
 start, so Alertmanager re-sending a group changes nothing, and the alert firing
 again after it resolved opens a new incident. Its resolution moves the incident
-to ``resolved`` (through ``in_progress`` when nobody took it up), with the
+to ``resolved`` (straight from ``new`` when nobody took it up: it stays
+unacknowledged, and its page is resolved, not acknowledged), with the
 resolution said on its timeline; an incident someone already resolved, closed
 or cancelled is left as it is.
 """

@@ -41,7 +41,9 @@ IMPLEMENT = "implement"
 REVIEW = "review"
 
 INCIDENT: Mapping[str, frozenset[str]] = {
-    NEW: frozenset({IN_PROGRESS, CANCELLED}),
+    # Resolved straight from new: the alert that opened it cleared before anyone took it
+    # up (nobody acknowledged it, and the record says so).
+    NEW: frozenset({IN_PROGRESS, RESOLVED, CANCELLED}),
     IN_PROGRESS: frozenset({ON_HOLD, RESOLVED, CANCELLED}),
     ON_HOLD: frozenset({IN_PROGRESS, RESOLVED, CANCELLED}),
     # Reopened when the fix did not hold; closed once the caller agrees.
@@ -76,6 +78,9 @@ TABLES: Mapping[Kind, Mapping[str, frozenset[str]]] = {
 # States in which nothing is left to do: not "open" in listings.
 DONE = frozenset({RESOLVED, CLOSED, CANCELLED})
 TERMINAL = frozenset({CLOSED, CANCELLED})
+# Moves out of new that mean someone took the record up (it is acknowledged then); a
+# record resolved or cancelled straight from new never was.
+TAKEN_UP = frozenset({IN_PROGRESS, ASSESS, SCHEDULED})
 STANDARD = "standard"
 
 # ServiceNow's numeric state codes (its Table API speaks these) and our names.
