@@ -40,13 +40,19 @@ class WorkerStats:
     fenced: int = 0
 
 
+# How long a stopping worker waits for a periodic job still running (it is a daemon).
+JOBS_JOIN_SECONDS = 10.0
+
+
 @dataclass(frozen=True)
 class Periodic:
     """A job the worker runs every ``seconds`` by the clock, beside the steps (a sweep).
 
     The worker knows nothing of what it does (the composition root installs the
-    jobs: e.g. the on-call escalator); an exception is logged and the job runs
-    again at its next turn.
+    jobs: e.g. the on-call escalator). The jobs run on a thread of their own,
+    started and stopped with the worker, so steps that run for half an hour
+    never hold up a page, and a long sweep never holds up claiming steps; an
+    exception is logged and the job runs again at its next turn.
     """
 
     name: str
@@ -145,6 +151,7 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._jobs_thread: threading.Thread | None = None
 
     def wake(self) -> None:
         """Look for work now (a run was started or a gate decided in this process)."""
@@ -372,31 +379,73 @@ class Worker:
                 log.exception("periodic job failed", job=job.name)
         return ran
 
-    def serve(self) -> None:
-        """Loop until ``stop()``: run work, sleep ``poll_seconds`` or until woken."""
-        next_deadline_check = time.monotonic()
+    def serve_jobs(self) -> None:
+        """Loop until ``stop()``: run each periodic job at its turn, by its own clock.
+
+        The jobs' thread (``serve`` starts it): however long the steps run, a job
+        runs at its turn; however long a job runs, steps are claimed meanwhile.
+        """
         while not self._stop.is_set():
             try:
-                claimed = self.run_once()
-                # By the clock, not by idle polls: a busy worker checks too.
-                if time.monotonic() >= next_deadline_check:
-                    self.check_deadlines()
-                    next_deadline_check = time.monotonic() + self.deadline_check_seconds
-            except Exception:
-                log.exception("worker loop error")
-                claimed = 0
-            self.run_jobs()
-            if claimed == 0:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
+                self.run_jobs()
+            except Exception:  # pragma: no cover - run_jobs logs each job's own errors
+                log.exception("periodic jobs loop error")
+            now = time.monotonic()
+            nearest = min(
+                (self._next_job_at.get(job.name, now) for job in self.jobs),
+                default=now + self.poll_seconds,
+            )
+            self._stop.wait(max(0.0, nearest - now))
+
+    def _start_jobs(self) -> None:
+        if not self.jobs or (self._jobs_thread is not None and self._jobs_thread.is_alive()):
+            return
+        self._jobs_thread = threading.Thread(
+            target=self.serve_jobs, name=f"jobs-{self.name}", daemon=True
+        )
+        self._jobs_thread.start()
+
+    def _join_jobs(self, timeout: float) -> None:
+        if self._jobs_thread is not None and self._jobs_thread is not threading.current_thread():
+            self._jobs_thread.join(timeout)
+
+    def serve(self) -> None:
+        """Loop until ``stop()``: run work, sleep ``poll_seconds`` or until woken.
+
+        The periodic jobs run meanwhile on their own thread (``serve_jobs``),
+        started here and joined (up to ``JOBS_JOIN_SECONDS``) when the loop ends.
+        """
+        self._start_jobs()
+        next_deadline_check = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    claimed = self.run_once()
+                    # By the clock, not by idle polls: a busy worker checks too.
+                    if time.monotonic() >= next_deadline_check:
+                        self.check_deadlines()
+                        next_deadline_check = time.monotonic() + self.deadline_check_seconds
+                except Exception:
+                    log.exception("worker loop error")
+                    claimed = 0
+                if claimed == 0:
+                    self._wake.wait(self.poll_seconds)
+                    self._wake.clear()
+        finally:
+            self._stop.set()  # the jobs' thread ends with the loop
+            self._join_jobs(JOBS_JOIN_SECONDS)
 
     def start(self) -> None:
-        """Serve in a background thread (the in-process worker of ``tenantops serve``)."""
+        """Serve in a background thread (the in-process worker of ``tenantops serve``),
+        the periodic jobs on another."""
         self._thread = threading.Thread(target=self.serve, name=f"worker-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving; wait up to ``timeout`` for the loop and for the jobs' thread."""
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(timeout)
+        self._join_jobs(max(0.0, deadline - time.monotonic()))

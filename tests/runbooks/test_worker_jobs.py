@@ -1,0 +1,86 @@
+"""A worker's periodic jobs run on their own thread: a step that runs for a long time never
+holds up a job's turn (an on-call page), and a long job never holds up claiming steps."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tenantops.auth.principal import Principal, Role
+from tenantops.db import Database
+from tenantops.runbooks import engine
+from tenantops.runbooks.actions import ActionContext, FunctionAction, StepResult, builtin_actions
+from tenantops.runbooks.spec import parse
+from tenantops.runbooks.worker import Periodic, Worker
+
+AMY = Principal("amy", frozenset({Role.OPS_ENGINEER, Role.GOVERNANCE}))
+WAIT = 10.0  # a generous bound for a thread, never an assertion on timing
+
+
+def start_run(db: Database, action: str) -> str:
+    loaded = parse(
+        "id: t\nversion: '1.0'\ntitle: T\ntenant: false\n"
+        f"steps:\n  - {{name: one, action: {action}, timeout: 60s}}\n"
+    )
+    with db.write() as s:
+        return engine.start_run(s, loaded=loaded, actor=AMY).id
+
+
+def status(db: Database, run_id: str) -> str:
+    with db.read() as s:
+        return engine.get_run(s, run_id).status
+
+
+def test_a_worker_busy_with_a_step_still_runs_its_periodic_job(db: Database) -> None:
+    running, release = threading.Event(), threading.Event()
+
+    def blocking(ctx: ActionContext) -> StepResult:
+        running.set()
+        release.wait(WAIT * 3)
+        return StepResult()
+
+    turns: list[bool] = []
+    ran_while_busy = threading.Event()
+
+    def job() -> None:
+        turns.append(running.is_set() and not release.is_set())
+        if turns.count(True) >= 3:
+            ran_while_busy.set()
+
+    actions = builtin_actions() | {"block": FunctionAction(blocking)}
+    run_id = start_run(db, "block")
+    worker = Worker(db, actions, poll_seconds=0.01, jobs=[Periodic("tick", 0.01, job)])
+    worker.start()
+    try:
+        assert running.wait(WAIT)  # the worker is inside the step (run_once blocks)
+        assert ran_while_busy.wait(WAIT)  # ... and the job kept its turns meanwhile
+        assert status(db, run_id) == "running"
+    finally:
+        release.set()
+        worker.stop()
+    assert status(db, run_id) == "succeeded"
+    after = len(turns)
+    time.sleep(0.1)
+    assert len(turns) == after  # stop() ended the jobs' thread too
+
+
+def test_a_long_job_does_not_hold_up_the_steps(db: Database) -> None:
+    in_job, release = threading.Event(), threading.Event()
+
+    def sweep() -> None:
+        in_job.set()
+        release.wait(WAIT * 3)
+
+    worker = Worker(db, builtin_actions(), poll_seconds=0.01, jobs=[Periodic("slow", 0.01, sweep)])
+    worker.start()
+    try:
+        assert in_job.wait(WAIT)
+        run_id = start_run(db, "noop")
+        worker.wake()
+        deadline = time.monotonic() + WAIT
+        while status(db, run_id) != "succeeded" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert status(db, run_id) == "succeeded"  # claimed and run while the job runs
+    finally:
+        release.set()
+        worker.stop()
