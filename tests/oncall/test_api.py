@@ -11,11 +11,12 @@ from fastapi.testclient import TestClient
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.notify.local import OutboxNotifier
-from tenantops.oncall import escalator
+from tenantops.oncall import escalator, service
 from tenantops.wiring import build_actions
 from tests.conftest import Actors, Clock, TokenFactory
 from tests.flows import ok, problem, request_tenant
 from tests.oncall.test_escalation import DOCUMENT
+from tests.oncall.test_pages import OLI
 
 API = "/api/v1/oncall"
 
@@ -74,6 +75,7 @@ def test_a_manual_page_is_routed_listed_acknowledged_and_resolved(
         "key": "manual-1",
     }
     page = ok(client.post(f"{API}/pages", json=body, headers=actors.sec), 201)
+    assert page["key"] == "manual:manual-1"  # a key given by hand is kept under manual:
     assert page["policy"] == "urgent"
     assert page["tenant_id"] == tenant["id"]
     assert page["tenant_name"] == "gold"
@@ -189,3 +191,29 @@ def test_a_principal_bound_to_a_tenant_is_refused_whatever_its_roles(
     problem(client.get(API, headers=bound), 403)
     problem(client.post(f"{API}/pages/{page['id']}/acknowledge", headers=bound), 403)
     assert ok(client.get(f"{API}/pages/{page['id']}", headers=admin))["status"] == "triggered"
+
+
+@pytest.mark.parametrize("reserved", ["itil:0193a0c4-rec", "sla:0193a0c4-run/provisioning"])
+def test_a_page_by_hand_cannot_take_a_key_the_platform_pages_under(
+    client: TestClient, actors: Actors, db: Database, reserved: str
+) -> None:
+    body = {"summary": "squatting", "key": reserved}
+    squat = ok(client.post(f"{API}/pages", json=body, headers=actors.ops), 201)
+    assert squat["key"] == f"manual:{reserved}"
+    given_back = body | {"key": squat["key"]}
+    again = ok(client.post(f"{API}/pages", json=given_back, headers=actors.ops), 201)
+    assert again["id"] == squat["id"]  # the key it was given back is the same page
+    with db.write() as session:  # the platform's page, opened later, is a page of its own
+        real = service.trigger(
+            session, key=reserved, summary="the real one", severity="critical", actor=OLI
+        )
+    assert real.id != squat["id"]
+    assert real.key == reserved
+    assert real.summary == "the real one"
+    with db.read() as session:
+        found = service.page_for_key(session, reserved)
+        assert found is not None
+        assert found.id == real.id
+        assert service.page_for_key(session, "itil:nothing") is None
+    too_long = {"summary": "long key", "key": "k" * 194}
+    assert problem(client.post(f"{API}/pages", json=too_long, headers=actors.ops), 422)

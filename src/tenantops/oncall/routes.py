@@ -16,7 +16,6 @@ from pydantic import AwareDatetime
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.auth.principal import Principal
 from tenantops.errors import Forbidden
-from tenantops.kit.ids import new_id
 from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db
 from tenantops.oncall import service
@@ -115,7 +114,7 @@ def get_page(page: PageRef, db: Db) -> PageDetail:
 
 @router.post(
     "/pages",
-    summary="Page on-call by hand (idempotent per key)",
+    summary="Page on-call by hand (idempotent per key, kept under manual:)",
     status_code=201,
     responses=problem_responses(400),
 )
@@ -123,7 +122,7 @@ def trigger(data: PageCreate, db: Db, caller: Caller) -> PageRead:
     with db.write() as session:
         return service.trigger(
             session,
-            key=data.key or f"manual:{new_id()}",
+            key=service.manual_key(data.key),
             summary=data.summary,
             severity=data.severity,
             actor=caller,

@@ -67,7 +67,9 @@ class PageList(BaseModel):
 
 
 class PageCreate(BaseModel):
-    """A page someone raises by hand; ``key`` defaults to a new one (``manual:<id>``)."""
+    """A page someone raises by hand; ``key`` defaults to a new one (``manual:<id>``), and a
+    key given is kept under ``manual:`` too (``x`` is ``manual:x``): the keys the platform
+    pages under (``itil:``, ``sla:``, ``run:``) cannot be taken by hand."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -77,8 +79,9 @@ class PageCreate(BaseModel):
     key: str | None = Field(
         default=None,
         min_length=3,
-        max_length=200,
-        description="Idempotency: a second page with this key returns the first",
+        max_length=193,
+        description="Idempotency: a second page with this key returns the first; "
+        "stored as manual:<key> (a key already starting manual: is kept as is)",
     )
 
 

@@ -262,6 +262,25 @@ def record_change(
     )
 
 
+MANUAL = "manual:"  # the keys of pages raised by hand (API, CLI)
+
+
+def manual_key(key: str | None) -> str:
+    """The key of a page raised by hand: always under ``manual:`` (a new one if none),
+    so nobody can take a key the platform opens pages under (``itil:<record>``,
+    ``sla:<run>/<step>``, ``run:<id>:failed``) before the real page is opened."""
+    if key is None:
+        return f"{MANUAL}{new_id()}"
+    key = key.strip()
+    return key if key.startswith(MANUAL) else f"{MANUAL}{key}"
+
+
+def page_for_key(session: Session, key: str) -> PageRead | None:
+    """The page opened under ``key`` (e.g. ``itil:<record id>``), whatever its status."""
+    row = repository.by_key(session, key)
+    return None if row is None else page_read(session, row)
+
+
 def _check_key(key: str) -> str:
     key = key.strip()
     if not 1 <= len(key) <= 200:
