@@ -16,9 +16,13 @@ import httpx
 from fastapi.testclient import TestClient
 
 from tenantops.auth.principal import Principal
+from tenantops.config import Settings
 from tenantops.db import Database
+from tenantops.drivers.notify.local import OutboxNotifier
 from tenantops.itil import service as itil
+from tenantops.oncall import escalator
 from tenantops.oncall import service as oncall
+from tenantops.wiring import build_actions
 from tests.conftest import Clock
 from tests.itil.helpers import ADMIN, OPS, make_tenant
 from tests.web.conftest import UserFactory, sign_in
@@ -156,7 +160,7 @@ def test_a_tenant_owner_sees_only_their_tenants_records(
 ) -> None:
     acme = make_tenant(db, "acme")
     make_tenant(db, "globex")
-    mine = open_record(db, "incident", "acme is slow", tenant="acme")
+    mine = open_record(db, "incident", "acme is slow", tenant="acme", priority=1)  # paged
     theirs = open_record(db, "incident", "globex is down", tenant="globex")
     platform = open_record(db, "problem", "shared ingress flaps")
     signed_in(web, user, "olga", "tenant_owner", tenant=acme)
@@ -174,6 +178,7 @@ def test_a_tenant_owner_sees_only_their_tenants_records(
     own = web.get(f"/records/{mine}").text
     assert 'data-form="transition"' not in own  # tenant owners read, staff write
     assert 'data-form="note"' not in own
+    assert "data-oncall-page" not in own  # its on-call page is for staff
     tenant_page = web.get("/tenants/acme").text
     assert ROW.findall(tenant_page) == [mine]
     assert "data-open-page" not in tenant_page
@@ -235,14 +240,20 @@ def test_the_record_page_shows_the_record_its_links_and_timeline(
 
 
 def test_moving_an_incident_through_the_form_with_every_refusal(
-    web: TestClient, db: Database, user: UserFactory
+    web: TestClient, db: Database, user: UserFactory, settings: Settings
 ) -> None:
     make_tenant(db, "acme")
     number = open_record(db, "incident", "orders API down", tenant="acme", priority=1)
+    send = build_actions(settings, db)["notify.send"]
+    escalator.escalate_due(db, send, outbox=OutboxNotifier(db).queued)  # level 1 is told
     csrf = signed_in(web, user, "oli", "ops_engineer")
 
     page = web.get(f"/records/{number}").text
     assert re.findall(r'data-move="([^"]+)"', page) == ["cancelled", "in_progress", "resolved"]
+    with db.read() as session:  # the P1 paged on-call (the ITIL hook): the record links it
+        (paged,) = oncall.list_pages(session).items
+    link = f'<a href="/oncall/pages/{paged.id}" data-oncall-page="{paged.id}">'
+    assert f"<dt>On-call page</dt><dd>{link}triggered, level 1</a>" in page
     moved = web.post(
         f"/records/{number}/transition",
         data={"csrf_token": csrf, "version": "1", "state": "in_progress", "note": "on it"},
@@ -259,6 +270,7 @@ def test_moving_an_incident_through_the_form_with_every_refusal(
         (paged,) = oncall.list_pages(session).items
     assert paged.status == "acknowledged"
     assert f'data-open-page="{paged.id}"' in web.get("/tenants/acme").text
+    assert f"{link}acknowledged, level 1</a>" in after.text
 
     # Resolving needs a resolution: said next to the form, nothing changed.
     refused = web.post(

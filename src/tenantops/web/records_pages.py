@@ -25,7 +25,7 @@ from tenantops.errors import AppError, NotFound
 from tenantops.itil import service as itil
 from tenantops.itil.schemas import NoteCreate, RecordRead, TransitionCreate
 from tenantops.itil.states import Kind
-from tenantops.web import flash, records_view
+from tenantops.web import flash, oncall_view, records_view
 from tenantops.web.pagekit import (
     Filter,
     database,
@@ -138,7 +138,12 @@ def _record_page(
         return error_page(request, "Not found", "There is no such record.", 404)
     try:
         with database(request).read() as session:
-            page = records_view.build_record(session, principal=principal, ref=ref)
+            page = records_view.build_record(
+                session,
+                principal=principal,
+                ref=ref,
+                sees_pages=oncall_view.sees_pages(principal),
+            )
     except AppError as exc:
         return error_page(request, exc.title, exc.detail, exc.status)
     context = {

@@ -22,6 +22,8 @@ from tenantops.itil import service as itil
 from tenantops.itil import states
 from tenantops.itil.schemas import NoteRead, RecordRead
 from tenantops.itil.states import Kind
+from tenantops.oncall import service as oncall
+from tenantops.oncall.schemas import PageRead
 
 LIST_ROUTE = ("GET", f"{API}/itil/records")
 TRANSITION_ROUTE = ("POST", f"{API}/itil/records/{{record}}/transitions")
@@ -49,7 +51,7 @@ class Move:
 
 @dataclass(frozen=True)
 class RecordPage:
-    """A record, its timeline, its problem, and the forms the viewer may use."""
+    """A record, its timeline, its problem, its on-call page, and the forms the viewer may use."""
 
     record: RecordRead
     timeline: list[NoteRead]
@@ -57,6 +59,7 @@ class RecordPage:
     moves: list[Move]
     move_refusal: str | None
     may_note: bool
+    oncall_page: PageRead | None = None  # the page it opened (P1/P2 incidents), if shown
 
 
 def label(state: str) -> str:
@@ -85,8 +88,14 @@ def _moves(
     return moves, None
 
 
-def build_record(session: Session, *, principal: Principal, ref: str) -> RecordPage:
-    """The record ``ref`` (id or number) as ``principal`` may see it; NotFound otherwise."""
+def build_record(
+    session: Session, *, principal: Principal, ref: str, sees_pages: bool = False
+) -> RecordPage:
+    """The record ``ref`` (id or number) as ``principal`` may see it; NotFound otherwise.
+
+    ``sees_pages`` (the caller's ``oncall_view.sees_pages``): the on-call page the
+    record opened (``itil:<record id>``) is shown too, if it has one.
+    """
     row = itil.get(session, principal=principal, ref=ref)
     record = RecordRead.model_validate(row)
     timeline = [NoteRead.model_validate(n) for n in itil.timeline(session, row)]
@@ -107,6 +116,7 @@ def build_record(session: Session, *, principal: Principal, ref: str) -> RecordP
         moves=moves,
         move_refusal=refusal,
         may_note=may(principal, *NOTE_ROUTE) and any(principal.has(r) for r in itil.WRITERS),
+        oncall_page=oncall.page_for_key(session, f"itil:{record.id}") if sees_pages else None,
     )
 
 
