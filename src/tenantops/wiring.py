@@ -25,7 +25,9 @@ from tenantops.events.relay import Relay
 from tenantops.events.webhooks import signing_key
 from tenantops.finops.actions import finops_actions
 from tenantops.finops.playbook import playbook_actions
+from tenantops.kit.clock import utcnow
 from tenantops.oncall import service as oncall
+from tenantops.oncall import watch
 from tenantops.oncall.escalator import escalate_due
 from tenantops.provisioning.actions import (
     cluster_actions,
@@ -138,7 +140,16 @@ def build_worker(settings: Settings, db: Database) -> Worker:
         deadline_check_seconds=w.deadline_check_seconds,
         lease=timedelta(seconds=w.lease_seconds),
         on_breach=breach_notifier(db, actions),
-        jobs=[escalator_job(settings, db, actions)],
+        jobs=[escalator_job(settings, db, actions), failed_runs_job(db)],
+    )
+
+
+def failed_runs_job(db: Database) -> Periodic:
+    """A run that failed pages on-call once (``oncall.watch``), checked every minute."""
+    return Periodic(
+        name="oncall-failed-runs",
+        seconds=watch.EVERY.total_seconds(),
+        run=lambda: watch.page_failed_runs(db, utcnow()),
     )
 
 

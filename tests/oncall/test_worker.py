@@ -31,7 +31,7 @@ def test_the_worker_runs_the_escalator_as_a_periodic_job(
 ) -> None:
     settings.oncall = OncallSettings(sweep_seconds=0.05)
     worker = build_worker(settings, db)
-    assert [job.name for job in worker.jobs] == ["oncall-escalator"]
+    assert [job.name for job in worker.jobs] == ["oncall-escalator", "oncall-failed-runs"]
     with db.write() as session:
         page = service.trigger(session, key="k", summary="disk full", severity="high", actor=OLI)
     worker.start()

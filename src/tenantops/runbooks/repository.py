@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -101,4 +102,15 @@ def count_attempts(session: Session, step_id: str, status: str) -> int:
 def open_runs(session: Session) -> Sequence[Run]:
     """Every unfinished run, oldest first."""
     query = select(Run).where(Run.status.in_(("running", "waiting"))).order_by(Run.id)
+    return session.execute(query).scalars().all()
+
+
+def failed_since(session: Session, since: datetime, limit: int) -> Sequence[Run]:
+    """Runs that failed at or after ``since``, oldest first (the status index finds them)."""
+    query = (
+        select(Run)
+        .where(Run.status == "failed", Run.finished_at >= since)
+        .order_by(Run.finished_at, Run.id)
+        .limit(limit)
+    )
     return session.execute(query).scalars().all()

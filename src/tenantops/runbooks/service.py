@@ -9,6 +9,7 @@ exactly like a tenant that does not exist — and shapes rows for the API.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -253,3 +254,29 @@ def resolve_runbook(ref: str) -> Loaded:
             raise NotFound(f"no runbook file {ref!r}")
         return spec.parse(path.read_text(encoding="utf-8"), source=str(path))
     return spec.get(spec.load_library(), ref)
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """A run that gave up: which runbook, whose, and why."""
+
+    id: str
+    runbook_id: str
+    tenant_id: str | None
+    error: str
+    finished_at: datetime
+
+
+def failed_since(session: Session, *, since: datetime, limit: int = 200) -> list[FailedRun]:
+    """Runs that failed at or after ``since``, oldest first: each needs a person (retry
+    from the failed step, or cancel), and a failed chain run starts no next period."""
+    return [
+        FailedRun(
+            id=r.id,
+            runbook_id=r.runbook_id,
+            tenant_id=r.tenant_id,
+            error=r.error or "no error recorded",
+            finished_at=as_utc(r.finished_at or since),
+        )
+        for r in repository.failed_since(session, since, limit)
+    ]
