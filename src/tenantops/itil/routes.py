@@ -166,7 +166,7 @@ def transition(
             to=data.state,
             resolution=data.resolution,
             note=data.note,
-            expected_version=parse_if_match(if_match),
+            expected_version=parse_if_match(if_match, noun="record"),
         )
         return _answer(response, row)
 
@@ -204,7 +204,7 @@ def assign(
             actor=caller,
             ref=record,
             assigned_to=data.assigned_to,
-            expected_version=parse_if_match(if_match),
+            expected_version=parse_if_match(if_match, noun="record"),
         )
         return _answer(response, row)
 
@@ -229,6 +229,6 @@ def link_problem(
             actor=caller,
             ref=record,
             problem=data.problem,
-            expected_version=parse_if_match(if_match),
+            expected_version=parse_if_match(if_match, noun="record"),
         )
         return _answer(response, row)

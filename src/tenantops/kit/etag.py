@@ -9,8 +9,11 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def parse_if_match(header: str | None) -> int | None:
-    """The version an ``If-Match`` header names; ``None`` for absent or ``*``."""
+def parse_if_match(header: str | None, *, noun: str = "tenant") -> int | None:
+    """The version an ``If-Match`` header names; ``None`` for absent or ``*``.
+
+    ``noun`` is what the ETag is of, for the 422 a malformed header gets.
+    """
     if header is None or header.strip() == "*":
         return None
     value = header.strip()
@@ -20,7 +23,7 @@ def parse_if_match(header: str | None) -> int | None:
     # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
     if not (value.isascii() and value.isdigit()):
         raise Unprocessable(
-            'If-Match must be the ETag of the tenant as last read, e.g. "3"',
+            f'If-Match must be the ETag of the {noun} as last read, e.g. "3"',
             param="If-Match",
         )
     return int(value)
