@@ -29,7 +29,10 @@ def test_open_move_note_assign_and_read_a_record_with_its_timeline(
     record = ok(opened, 201)
     assert (record["number"], record["state"], record["replayed"]) == ("INC0000001", "new", False)
     assert opened.headers["ETag"] == '"1"'
-    again = ok(client.post(RECORDS, json=body(correlation_id="k-1"), headers=actors.ops), 201)
+    again = ok(
+        client.post(RECORDS, json=body(tenant=tenant, correlation_id="k-1"), headers=actors.ops),
+        201,
+    )
     assert (again["id"], again["replayed"]) == (record["id"], True)
 
     path = f"{RECORDS}/{record['number']}"
@@ -104,6 +107,49 @@ def test_changes_are_authorised_by_governance_not_by_who_opened_them(
     # An account manager opens changes, nothing else.
     problem(client.post(RECORDS, json=body(), headers=actors.am), 403)
     problem(client.post(path, json={"state": "implement"}, headers=actors.am), 403)
+
+
+def test_a_replayed_key_answers_only_what_get_would_and_a_note_key_stays_on_its_record(
+    client: TestClient, actors: Actors, auth: TokenFactory
+) -> None:
+    alpha = request_tenant(client, actors.am)["name"]
+    bravo = request_tenant(client, actors.am)["name"]
+    key = "alert:3f2a9c:2026-11-27T09:00:00Z"  # guessable: fingerprint and startsAt
+    secret = body(tenant=bravo, title="bravo: db credentials rotated", correlation_id=key)
+    theirs = ok(client.post(RECORDS, json=secret, headers=actors.ops), 201)
+    eve = auth("eve", "ops_engineer", tenant=alpha)
+    problem(client.get(f"{RECORDS}/{theirs['number']}", headers=eve), 404)
+    probe = client.post(RECORDS, json=body(tenant=alpha, correlation_id=key), headers=eve)
+    assert "bravo" not in problem(probe, 404)["detail"]
+    reused = problem(
+        client.post(RECORDS, json=body(tenant=alpha, correlation_id=key), headers=actors.ops), 422
+    )
+    assert reused["type"].endswith("/idempotency-key-reused")
+    problem(client.post(RECORDS, json=body(correlation_id=key), headers=actors.ops), 422)
+    assert [r["id"] for r in ok(client.get(RECORDS, headers=actors.ops))["items"]] == [theirs["id"]]
+
+    ours = ok(client.post(RECORDS, json=body(tenant=alpha), headers=actors.ops), 201)
+    ok(
+        client.post(
+            f"{RECORDS}/{theirs['number']}/notes",
+            json={"text": "a", "key": "k"},
+            headers=actors.ops,
+        ),
+        201,
+    )
+    elsewhere = client.post(
+        f"{RECORDS}/{ours['number']}/notes", json={"text": "a", "key": "k"}, headers=actors.ops
+    )
+    assert problem(elsewhere, 422)["type"].endswith("/idempotency-key-reused")
+    detail = ok(client.get(f"{RECORDS}/{ours['number']}", headers=actors.ops))
+    assert [n["kind"] for n in detail["timeline"]] == []
+
+    garbled = client.post(
+        f"{RECORDS}/{ours['number']}/transitions",
+        json={"state": "in_progress"},
+        headers={**actors.ops, "If-Match": "garbage"},
+    )
+    assert "ETag of the record as last read" in problem(garbled, 422)["detail"]
 
 
 def test_roles_and_bad_input_are_problems(client: TestClient, actors: Actors) -> None:

@@ -206,6 +206,69 @@ def test_opening_is_idempotent_by_correlation_id(db: Database) -> None:
         assert len(session.scalars(select(ItilRecord)).all()) == 1
 
 
+def test_a_replayed_correlation_id_answers_only_what_get_would(db: Database) -> None:
+    from tenantops.auth.principal import Principal, Role
+
+    alpha = make_tenant(db, "alpha")
+    make_tenant(db, "bravo")
+    key = "alert:3f2a9c:2026-11-27T09:00:00Z"
+    theirs = open_one(db, tenant="bravo", title="bravo secret", actor=ADMIN, correlation_id=key)
+    eve = Principal("eve", frozenset({Role.OPS_ENGINEER}), tenant="alpha")
+
+    def replay(actor: Any, **kwargs: Any) -> service.Opened:
+        with db.write() as session:
+            return service.open_record(
+                session,
+                **{
+                    "kind": Kind.INCIDENT,
+                    "title": "t",
+                    "description": "",
+                    "priority": 3,
+                    "actor": actor,
+                    "correlation_id": key,
+                    **kwargs,
+                },
+            )
+
+    with db.read() as session, pytest.raises(NotFound):
+        service.get(session, principal=eve, ref=theirs.id)
+    # As get: a record the caller may not see is not found, whatever it is.
+    with pytest.raises(NotFound) as hidden:
+        replay(eve, tenant="alpha")
+    assert "bravo" not in str(hidden.value.detail)
+    with pytest.raises(NotFound):
+        replay(eve, tenant="alpha", kind=Kind.CHANGE)
+    # Seen, but asked for another tenant, the platform or another kind: a reused key.
+    with pytest.raises(IdempotencyMismatch, match="opened INC0000001 for bravo"):
+        replay(OPS, tenant=alpha)
+    with pytest.raises(IdempotencyMismatch, match="for bravo, not for this request's platform"):
+        replay(OPS)
+    with pytest.raises(IdempotencyMismatch, match="a incident, not a change"):
+        replay(OPS, tenant="bravo", kind=Kind.CHANGE)
+    again = replay(OPS, tenant="bravo")
+    assert (again.replayed, again.record.id) == (True, theirs.id)
+    with db.read() as session:
+        assert [r.id for r in session.scalars(select(ItilRecord)).all()] == [theirs.id]
+
+
+def test_a_note_key_used_on_another_record_is_a_reused_key(db: Database) -> None:
+    first = open_one(db)
+    second = open_one(db)
+    with db.write() as session:
+        note = service.add_note(session, actor=OPS, ref=first.number, text="paged", key="k")
+    with db.write() as session:
+        again = service.add_note(session, actor=OPS, ref=first.number, text="paged", key="k")
+        assert again.id == note.id
+    with (
+        pytest.raises(IdempotencyMismatch, match="used on another record, not INC0000002"),
+        db.write() as session,
+    ):
+        service.add_note(session, actor=OPS, ref=second.number, text="paged", key="k")
+    with db.read() as session:
+        record = service.get(session, principal=OPS, ref=second.id)
+        assert (list(service.timeline(session, record)), record.version) == ([], 1)
+
+
 def test_notes_are_idempotent_by_key_and_versions_guard_changes(db: Database) -> None:
     inc = open_one(db)
     with db.write() as session:

@@ -148,14 +148,15 @@ def open_record(
         # Pre-authorised changes skip authorisation: only a runbook that passed its
         # approval gate opens one.
         raise Unprocessable("only a runbook opens a standard (pre-authorised) change")
-    found = _replay(session, kind, correlation_id)
+    owner = None if tenant is None else tenants.get_tenant(session, principal=actor, ref=tenant)
+    owner_id = owner.id if owner else None
+    found = _replay(session, actor, kind, owner_id, correlation_id)
     if found is not None:
         return Opened(found, True)
-    owner = None if tenant is None else tenants.get_tenant(session, principal=actor, ref=tenant)
     linked = _problem(session, actor, problem, kind) if problem else None
     serialise(session, f"itil:number:{kind.value}")
     # Looked up again under the lock: a concurrent open with this key has committed.
-    found = _replay(session, kind, correlation_id)
+    found = _replay(session, actor, kind, owner_id, correlation_id)
     if found is not None:
         return Opened(found, True)
     now = utcnow()
@@ -213,14 +214,36 @@ def _kind(kind: Kind | str) -> Kind:
         ) from None
 
 
-def _replay(session: Session, kind: Kind, correlation_id: str | None) -> ItilRecord | None:
+def _replay(
+    session: Session,
+    actor: Principal,
+    kind: Kind,
+    tenant_id: str | None,
+    correlation_id: str | None,
+) -> ItilRecord | None:
+    """The record ``correlation_id`` opened, if it is the one this request asks for.
+
+    Keys can be guessed (an alert's is ``alert:<fingerprint>:<startsAt>``), so a
+    replay answers only what ``get`` would: a record the caller may not see is
+    "not found", and one of another tenant or kind is a reused key, never a
+    silent answer.
+    """
     if correlation_id is None:
         return None
     found = repository.by_correlation(session, correlation_id)
-    if found is not None and found.kind != kind.value:
+    if found is None:
+        return None
+    _visible(actor, found, correlation_id)
+    if found.kind != kind.value:
         raise IdempotencyMismatch(
             f"correlation id {correlation_id!r} opened {found.number}, a {found.kind}, "
             f"not a {kind.value}"
+        )
+    if found.tenant_id != tenant_id:
+        raise IdempotencyMismatch(
+            f"correlation id {correlation_id!r} opened {found.number} for "
+            f"{found.tenant_name or 'the platform'}, not for this request's "
+            f"{'tenant' if tenant_id else 'platform'}"
         )
     return found
 
@@ -321,12 +344,17 @@ def add_note(
     if not text.strip():
         raise Unprocessable("a note needs text", param="text")
     _may_write(actor)
+    record = locked(session, principal=actor, ref=ref, expected_version=None)
     if key is not None:
         done = repository.note_by_key(session, key)
         if done is not None:
-            get(session, principal=actor, ref=done.record_id)
+            if done.record_id != record.id:
+                # Named by nothing but the key: the other record may be one the
+                # caller may not see.
+                raise IdempotencyMismatch(
+                    f"note key {key!r} was used on another record, not {record.number}"
+                )
             return done
-    record = locked(session, principal=actor, ref=ref, expected_version=None)
     now = utcnow()
     note = ItilNote(
         record_id=record.id, at=now, author=actor.subject, kind=kind, text=text.strip(), key=key
