@@ -39,6 +39,8 @@ PASSWORD = "sEcReTpAsSwOrD"
 TOKEN = "sEcReToAuThToKeN"
 KEY = RECORDS["correlation_id"]
 SYS_ID = RECORDS["sys_id"]
+# A later step of the run that opened KEY's record, as the engine names it (<run>/<step>).
+STEP = "run-7f3a/step-5"
 
 
 def ex(name: str) -> dict[str, Any]:
@@ -314,8 +316,8 @@ def test_the_records_open_once_per_key_and_note_once_per_key(db: Database) -> No
     assert again.replayed
     assert again.id == first.id
     assert first.number == "INC0000001"
-    updated = itsm.update(first, idempotency_key="s5", state="2", work_notes="paused")
-    itsm.update(first, idempotency_key="s5", state="2", work_notes="paused")
+    updated = itsm.update(first, idempotency_key=STEP, state="2", work_notes="paused")
+    itsm.update(first, idempotency_key=STEP, state="2", work_notes="paused")
     assert itsm.get(first).state == updated.state == "in_progress"
     with db.read() as session:
         notes = itil.timeline(session, itil.get(session, principal=SYSTEM, ref=first.id))
@@ -330,7 +332,7 @@ def test_the_records_open_once_per_key_and_note_once_per_key(db: Database) -> No
         )
     assert mismatch.value.retry is Retry.PERMANENT
     with pytest.raises(DriverError, match="no incident state"):
-        itsm.update(first, idempotency_key="s6", state="99")
+        itsm.update(first, idempotency_key="run-7f3a/step-6", state="99")
     with pytest.raises(DriverError, match="no tenant"):
         itsm.open(
             TicketKind.INCIDENT,
@@ -378,7 +380,7 @@ def test_contract_one_record_per_key_linked_to_the_tenant_and_updated_in_place(
     assert again.number == first.number
     assert first.tenant == "acme"
     assert first.kind is TicketKind.INCIDENT
-    updated = any_itsm.update(first, idempotency_key="s5", state="2", work_notes="paused")
+    updated = any_itsm.update(first, idempotency_key=STEP, state="2", work_notes="paused")
     assert updated.id == first.id
     # ServiceNow answers its code, the ITIL records the name of the same state.
     assert updated.state in ("2", "in_progress")

@@ -269,6 +269,19 @@ def test_a_note_key_used_on_another_record_is_a_reused_key(db: Database) -> None
         assert (list(service.timeline(session, record)), record.version) == ([], 1)
 
 
+def test_a_records_type_is_not_updated_after_it_is_opened(db: Database) -> None:
+    change = open_one(db, Kind.CHANGE)
+    with (
+        pytest.raises(Unprocessable, match="type is set when it is opened"),
+        db.write() as session,
+    ):
+        service.update_fields(session, actor=ADMIN, ref=change.id, fields={"type": "standard"})
+    with db.write() as session:
+        record = service.update_fields(session, actor=ADMIN, ref=change.id, fields={"risk": "low"})
+        assert record.fields == {"risk": "low"}
+        assert service.next_states(record) == ["assess", "cancelled"]
+
+
 def test_notes_are_idempotent_by_key_and_versions_guard_changes(db: Database) -> None:
     inc = open_one(db)
     with db.write() as session:

@@ -6,7 +6,9 @@ control plane keeps a row per ticket it opened or updated there
 every record (the tool's number is in ``fields["external_number"]``). The
 tool owns the state: a mirror takes whatever state it reports, without the
 state machine (which would refuse a jump the tool allowed), and records the
-move on the timeline.
+move on the timeline. Only a mirror row follows: a row is a read-only copy
+of its ticket, and a local record is never moved past its state machine
+(a correlation id that opened a local record is a reused key, not a mirror).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal
-from tenantops.errors import NotFound
+from tenantops.errors import IdempotencyMismatch, NotFound, Unprocessable
 from tenantops.events import catalogue, outbox
 from tenantops.itil import hooks, repository, service, states
 from tenantops.itil.models import ItilNote, ItilRecord
@@ -53,7 +55,7 @@ def mirror(
             owner: str | None = tenant
         except NotFound:
             owner = None  # a ticket of a tenant this control plane does not know (any more)
-        record, _ = service.open_record(
+        record, replayed = service.open_record(
             session,
             kind=kind,
             title=title or external_number or external_id,
@@ -67,6 +69,13 @@ def mirror(
             fields={"external_number": external_number, **({} if owner else {"tenant": tenant})},
             external={"system": system, "id": external_id, "link": link},
         )
+        if replayed and (record.external_system, record.external_id) != (system, external_id):
+            # The key opened a record that mirrors nothing (or another ticket): following
+            # the tool's state on it would move a local record past its state machine.
+            raise IdempotencyMismatch(
+                f"correlation id {correlation_id!r} opened {record.number}, "
+                f"which is not the mirror of {system} ticket {external_number or external_id}"
+            )
     if name is not None and record.state != name:
         _follow(session, record, actor, name, system)
     return record
@@ -75,7 +84,9 @@ def mirror(
 def _follow(
     session: Session, record: ItilRecord, actor: Principal, state: str, system: str
 ) -> None:
-    """Take the state the tool reports, whatever the machine would say."""
+    """Take the state the tool reports, whatever the machine would say (mirror rows only)."""
+    if record.external_system != system:
+        raise Unprocessable(f"{record.number} is no mirror of a {system} ticket; its state is ours")
     now = utcnow()
     before = record.state
     record.state = state

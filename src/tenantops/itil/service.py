@@ -437,8 +437,17 @@ def link_problem(
 def update_fields(
     session: Session, *, actor: Principal, ref: str, fields: Mapping[str, str]
 ) -> ItilRecord:
-    """Merge ``fields`` into the record's (a runbook step's extra columns); audited."""
+    """Merge ``fields`` into the record's (a runbook step's extra columns); audited.
+
+    ``type`` is not one of them: a change's type is set when it is opened (only
+    a runbook opens a standard one), and turning a normal change standard
+    afterwards would skip its authorisation.
+    """
     _may_write(actor)
+    if "type" in fields:
+        raise Unprocessable(
+            "a record's type is set when it is opened and cannot be updated", param="fields"
+        )
     record = locked(session, principal=actor, ref=ref, expected_version=None)
     merged = {**(record.fields or {}), **fields}
     if merged == record.fields:

@@ -9,6 +9,13 @@ approval gate — so it needs no authorisation of its own. ``update`` to a state
 takes the record there one legal move at a time (each on its timeline);
 states are the names of ``tenantops.itil.states`` or ServiceNow's codes.
 
+The driver acts as ``SYSTEM`` (admin), who never opened a person's change, so
+segregation of duties is held here as well as in the service: a step updates
+only the records its own run opened (not a person's, nor a mirror row), never
+takes a change that is not standard out of ``authorize`` (a person authorises
+it), and cannot make a change standard (``itil.service.update_fields`` refuses
+``type``).
+
 ``MirroredItsm`` wraps the ServiceNow adapter: every ticket it opens or
 updates there also gets a mirror row here (``itil.mirror``).
 """
@@ -33,6 +40,17 @@ def run_of(idempotency_key: str) -> str | None:
     """The run a step's key names (the engine's keys are ``<run id>/<step>``)."""
     run_id, sep, _ = idempotency_key.partition("/")
     return run_id if sep and 0 < len(run_id) <= 36 else None
+
+
+def _opened_by_run(record: ItilRecord, run_id: str | None) -> bool:
+    """Whether the run ``run_id`` opened ``record`` (its ``run_id``, or its step's key)."""
+    if run_id is None:
+        return False
+    if record.run_id == run_id:
+        return True
+    key = record.correlation_id or ""
+    # "<run>/<step>" as the engine writes it, or "<run>:<...>"; never "<run>0/<step>".
+    return key.startswith(run_id) and key[len(run_id) : len(run_id) + 1] in ("/", ":")
 
 
 def _ticket(record: ItilRecord, *, replayed: bool = False) -> Ticket:
@@ -108,11 +126,17 @@ class DatabaseItsm:
         work_notes: str | None = None,
         fields: Mapping[str, str] | None = None,
     ) -> Ticket:
-        """Add the work note (once per key), merge ``fields``, walk to ``state``."""
+        """Add the work note (once per key), merge ``fields``, walk to ``state``.
+
+        Only a record this step's run opened; every rule is checked before anything
+        is written, so a refused update leaves the record as it was.
+        """
         try:
             with self.db.write() as session:
                 record = service.get(session, principal=self.actor, ref=ticket.id)
                 kind = Kind(record.kind)
+                self._owned(record, idempotency_key)
+                walk = None if state is None else self._plan(record, kind, state)
                 if work_notes:
                     service.add_note(
                         session,
@@ -123,21 +147,31 @@ class DatabaseItsm:
                     )
                 if fields:
                     service.update_fields(session, actor=self.actor, ref=record.id, fields=fields)
-                if state is not None:
-                    self._walk(session, record, kind, state, work_notes, idempotency_key)
+                if walk:
+                    self._walk(session, record, kind, walk, work_notes, idempotency_key)
                 return _ticket(service.get(session, principal=self.actor, ref=record.id))
         except AppError as exc:
             raise _failed(exc) from exc
 
-    def _walk(
-        self,
-        session: Session,
-        record: ItilRecord,
-        kind: Kind,
-        state: str,
-        work_notes: str | None,
-        key: str,
-    ) -> None:
+    @staticmethod
+    def _owned(record: ItilRecord, key: str) -> None:
+        if record.external_system is not None:
+            raise DriverError(
+                f"itil: {record.number} mirrors {record.external_system} ticket "
+                f"{(record.fields or {}).get('external_number') or record.external_id}; "
+                "its copy here is read only",
+                retry=Retry.PERMANENT,
+            )
+        run_id = run_of(key)
+        if not _opened_by_run(record, run_id):
+            raise DriverError(
+                f"itil: {record.number} was not opened by this step's run (key {key!r}); "
+                "a runbook step updates only the records its own run opened",
+                retry=Retry.PERMANENT,
+            )
+
+    @staticmethod
+    def _plan(record: ItilRecord, kind: Kind, state: str) -> list[str]:
         goal = states.name_of(kind, state)
         if goal is None:
             names = ", ".join(states.TABLES[kind])
@@ -152,6 +186,25 @@ class DatabaseItsm:
                 f"itil: {record.number} cannot get from {record.state} to {goal}",
                 retry=Retry.PERMANENT,
             )
+        if kind is Kind.CHANGE and not standard and states.AUTHORIZE in [record.state, *walk][:-1]:
+            # Segregation of duties: the run's actor is no person and approved nothing.
+            raise DriverError(
+                f"itil: {record.number} is a normal change; a person (governance or admin, "
+                f"not its opener) must authorise it, a runbook step does not take it out of "
+                f"{states.AUTHORIZE}",
+                retry=Retry.PERMANENT,
+            )
+        return walk
+
+    def _walk(
+        self,
+        session: Session,
+        record: ItilRecord,
+        kind: Kind,
+        walk: list[str],
+        work_notes: str | None,
+        key: str,
+    ) -> None:
         resolution = work_notes or f"done by runbook step {key}"
         for step in walk:
             service.transition(
