@@ -264,7 +264,8 @@ class Settings(BaseSettings):
         default=None, description="sync and watch tenant Applications; unset: no cluster"
     )
     servicenow: ServiceNowSettings | None = Field(
-        default=None, description="open and update ITSM records; unset: kept in memory"
+        default=None,
+        description="open and update ITSM records; unset: the embedded ITIL records",
     )
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
     finops: FinOpsSettings = Field(default_factory=FinOpsSettings)
