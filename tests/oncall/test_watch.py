@@ -48,7 +48,7 @@ def test_a_failed_run_pages_once(db: Database, clock: Clock) -> None:
     assert watch.page_failed_runs(db, clock.now) == 1
     assert watch.page_failed_runs(db, clock.now) == 0  # the next sweep: the same page
     [page] = pages(db)
-    assert page.key == f"run:{run_id}:failed"
+    assert page.key.startswith(f"run:{run_id}:failed:")
     assert page.severity == "high"
     assert page.status == "triggered"
     assert "broken-report" in page.summary
@@ -69,4 +69,38 @@ def test_the_worker_pages_for_a_failed_run(db: Database, settings: Settings) -> 
     worker = build_worker(settings, db)
     [job] = [j for j in worker.jobs if j.name == "oncall-failed-runs"]
     job.run()
-    assert [p.key for p in pages(db)] == [f"run:{run_id}:failed"]
+    assert [p.key.rsplit(":", 1)[0] for p in pages(db)] == [f"run:{run_id}:failed"]
+
+
+def test_a_retried_run_resolves_its_page_and_failing_again_pages_again(
+    db: Database, clock: Clock
+) -> None:
+    run_id = fail_a_run(db)
+    assert watch.page_failed_runs(db, clock.now) == 1
+    clock.advance(minutes=5)
+    with db.write() as session:
+        engine.retry(session, run_id=run_id, principal=OLI)
+    assert watch.page_failed_runs(db, clock.now) == 0
+    [page] = pages(db)
+    assert page.status == "resolved"  # the run is running again: nobody need be woken
+    drain(Worker(db, {"explode": FunctionAction(explode)}, poll_seconds=0.01))
+    assert watch.page_failed_runs(db, clock.now) == 1  # a new failure, a new page
+    assert sorted(p.status for p in pages(db)) == ["resolved", "triggered"]
+
+
+def test_a_rejected_gate_is_a_decision_not_a_failure(db: Database, clock: Clock) -> None:
+    gated = parse(
+        "id: gated\nversion: '1.0'\ntitle: G\ntenant: false\n"
+        "steps:\n  - {name: approval, gate: {roles: [governance]}}\n"
+    )
+    with db.write() as session:
+        run_id = engine.start_run(session, loaded=gated, actor=OLI, inputs={}).id
+    gus = Principal("gus", frozenset({Role.GOVERNANCE}))
+    with db.write() as session:
+        engine.signal(
+            session, run_id=run_id, step_name="approval", decision="reject", principal=gus
+        )
+    with db.read() as session:
+        assert engine.get_run(session, run_id).status == "failed"
+    assert watch.page_failed_runs(db, clock.now) == 0
+    assert pages(db) == []

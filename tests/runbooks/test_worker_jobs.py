@@ -84,3 +84,35 @@ def test_a_long_job_does_not_hold_up_the_steps(db: Database) -> None:
     finally:
         release.set()
         worker.stop()
+
+
+def test_a_worker_busy_with_a_step_still_raises_an_sla_breach(db: Database) -> None:
+    running, release = threading.Event(), threading.Event()
+    breached = threading.Event()
+
+    def blocking(ctx: ActionContext) -> StepResult:
+        running.set()
+        release.wait(WAIT * 3)
+        return StepResult()
+
+    loaded = parse(
+        "id: t\nversion: '1.0'\ntitle: T\ntenant: false\nsla: {within: 1s}\n"
+        "steps:\n  - {name: one, action: block, timeout: 60s}\n"
+    )
+    with db.write() as s:
+        engine.start_run(s, loaded=loaded, actor=AMY)
+    actions = builtin_actions() | {"block": FunctionAction(blocking)}
+    worker = Worker(
+        db,
+        actions,
+        poll_seconds=0.01,
+        deadline_check_seconds=0.05,
+        on_breach=lambda breach: breached.set(),
+    )
+    worker.start()
+    try:
+        assert running.wait(WAIT)  # the step loop is inside the step for as long as it lasts
+        assert breached.wait(WAIT)  # ... and the run's deadline passing was raised meanwhile
+    finally:
+        release.set()
+        worker.stop()

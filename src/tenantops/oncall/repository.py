@@ -98,3 +98,14 @@ def defer(session: Session, page: Page, *, version: int, next_at: datetime) -> b
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def open_keys(session: Session, prefix: str, limit: int) -> Sequence[str]:
+    """Keys of the pages not resolved yet whose key starts with ``prefix`` (a literal)."""
+    query = (
+        select(Page.key)
+        .where(Page.status != "resolved", Page.key.startswith(prefix, autoescape=True))
+        .order_by(Page.id)
+        .limit(limit)
+    )
+    return session.scalars(query).all()

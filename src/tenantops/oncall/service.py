@@ -453,3 +453,8 @@ def list_pages(
     names = tenants.names_of(session, {r.tenant_id for r in shown if r.tenant_id})
     items = [page_read(session, r, names.get(r.tenant_id) if r.tenant_id else None) for r in shown]
     return PageList(items=items, next_cursor=next_cursor)
+
+
+def open_keys(session: Session, prefix: str, limit: int = 500) -> list[str]:
+    """The keys of open pages (triggered or acknowledged) under ``prefix``, e.g. ``run:``."""
+    return list(repository.open_keys(session, prefix, limit))

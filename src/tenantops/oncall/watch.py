@@ -1,49 +1,85 @@
 """Runs that failed page on-call: nobody is left waiting on a run that gave up.
 
 A run fails when a step's retries are spent or its error is not worth retrying;
-it then waits for a person to retry it from the failed step or cancel it. A
+it then waits for a person to retry it from the failed step (or to answer the
+page: the failure stands). A
 failed run of a chain (the weekly SLA report, the monthly cost report, the
 daily secret-rotation check) also starts no next period: without a page, the
 chain would stop without a sound. ``page_failed_runs`` runs in the worker's
-periodic jobs and pages once per failed run (key ``run:<id>:failed``, severity
-``high``), for runs that failed within the look-back window — a restart after
-a long outage does not page for last month's failures.
+periodic jobs and pages once per failure (key ``run:<id>:failed:<when>``,
+severity ``high``), for runs that failed within the look-back window — a
+restart after a long outage does not page for last month's failures. A run a
+person ended by rejecting a gate did not fail: it is not paged.
+
+The page is resolved by the same job once its run is no longer that failure
+(retried: running again, or done). If the retry fails again, that is a new
+failure and a new page.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import structlog
+
 from tenantops.db import Database
+from tenantops.errors import AppError
 from tenantops.oncall import service
 from tenantops.runbooks import service as runs
+from tenantops.runbooks.service import FailedRun
+
+log = structlog.get_logger("tenantops.oncall")
 
 LOOK_BACK = timedelta(hours=24)
 EVERY = timedelta(minutes=1)  # how often the worker looks
 SEVERITY = "high"
+PREFIX = "run:"
 
 
-def key_of(run_id: str) -> str:
-    return f"run:{run_id}:failed"
+def key_of(run: FailedRun) -> str:
+    return f"{PREFIX}{run.id}:failed:{run.finished_at:%Y%m%dT%H%M%S%f}"
 
 
 def page_failed_runs(db: Database, now: datetime, *, look_back: timedelta = LOOK_BACK) -> int:
-    """Page on-call for each run that failed since ``now - look_back``; how many pages were new."""
+    """Page on-call for each run that failed since ``now - look_back``, and resolve the
+    pages of runs retried or cancelled since; how many pages were opened."""
     with db.read() as session:
         failed = runs.failed_since(session, since=now - look_back)
     opened = 0
     for run in failed:
-        with db.write() as session:
-            if service.page_for_key(session, key_of(run.id)) is not None:
-                continue
-            error = " ".join(run.error.split())[:300]
-            service.trigger(
-                session,
-                key=key_of(run.id),
-                summary=f"Run of {run.runbook_id} failed ({run.id}): {error}",
-                severity=SEVERITY,
-                actor=service.ESCALATOR,
-                tenant_id=run.tenant_id,
-            )
-            opened += 1
+        try:
+            opened += _page(db, run)
+        except AppError as exc:  # one run's page must not keep the others from theirs
+            log.warning("could not page a failed run", run_id=run.id, error=exc.detail)
+    _resolve_recovered(db, {key_of(run) for run in failed})
     return opened
+
+
+def _page(db: Database, run: FailedRun) -> int:
+    key = key_of(run)
+    with db.write() as session:
+        if service.page_for_key(session, key) is not None:
+            return 0
+        error = " ".join(run.error.split())[:300]
+        service.trigger(
+            session,
+            key=key,
+            summary=f"Run of {run.runbook_id} failed ({run.id}): {error}",
+            severity=SEVERITY,
+            actor=service.ESCALATOR,
+            tenant_id=run.tenant_id,
+        )
+    return 1
+
+
+def _resolve_recovered(db: Database, still_failed: set[str]) -> None:
+    with db.read() as session:
+        open_keys = [k for k in service.open_keys(session, PREFIX) if k not in still_failed]
+    for key in open_keys:
+        run_id, _, when = key.removeprefix(PREFIX).partition(":failed:")
+        with db.write() as session:
+            now = runs.status_of(session, run_id)
+            same = now is not None and now[1] is not None and now[0] == "failed"
+            if same and now is not None and f"{now[1]:%Y%m%dT%H%M%S%f}" == when:
+                continue  # the same failure, past the look-back: left to a person
+            service.resolve(session, key=key, actor=service.ESCALATOR)

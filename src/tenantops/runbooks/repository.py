@@ -106,11 +106,15 @@ def open_runs(session: Session) -> Sequence[Run]:
 
 
 def failed_since(session: Session, since: datetime, limit: int) -> Sequence[Run]:
-    """Runs that failed at or after ``since``, oldest first (the status index finds them)."""
+    """Runs that failed at or after ``since``, newest first (the status index finds them),
+    except those a person ended by rejecting a gate: that was a decision, not a failure."""
+    rejected = select(RunStep.id).where(
+        RunStep.run_id == Run.id, RunStep.kind == "gate", RunStep.status == "failed"
+    )
     query = (
         select(Run)
-        .where(Run.status == "failed", Run.finished_at >= since)
-        .order_by(Run.finished_at, Run.id)
+        .where(Run.status == "failed", Run.finished_at >= since, ~rejected.exists())
+        .order_by(Run.finished_at.desc(), Run.id)
         .limit(limit)
     )
     return session.execute(query).scalars().all()

@@ -268,8 +268,9 @@ class FailedRun:
 
 
 def failed_since(session: Session, *, since: datetime, limit: int = 200) -> list[FailedRun]:
-    """Runs that failed at or after ``since``, oldest first: each needs a person (retry
-    from the failed step, or cancel), and a failed chain run starts no next period."""
+    """Runs that failed at or after ``since``, newest first: each needs a person (retry
+    from the failed step), and a failed chain run starts no next period. A
+    run ended by a rejected gate is not among them (a person decided it)."""
     return [
         FailedRun(
             id=r.id,
@@ -280,3 +281,11 @@ def failed_since(session: Session, *, since: datetime, limit: int = 200) -> list
         )
         for r in repository.failed_since(session, since, limit)
     ]
+
+
+def status_of(session: Session, run_id: str) -> tuple[str, datetime | None] | None:
+    """A run's status and when it finished (None: no such run)."""
+    run = repository.get(session, run_id)
+    if run is None:
+        return None
+    return run.status, None if run.finished_at is None else as_utc(run.finished_at)

@@ -385,20 +385,26 @@ class Worker:
         The jobs' thread (``serve`` starts it): however long the steps run, a job
         runs at its turn; however long a job runs, steps are claimed meanwhile.
         """
+        next_deadline_check = time.monotonic()
         while not self._stop.is_set():
             try:
                 self.run_jobs()
-            except Exception:  # pragma: no cover - run_jobs logs each job's own errors
+                # SLA deadlines here too, not between step batches: a batch that runs a
+                # half-hour step must not hold up a breach (and the page it triggers).
+                if time.monotonic() >= next_deadline_check:
+                    next_deadline_check = time.monotonic() + self.deadline_check_seconds
+                    self.check_deadlines()
+            except Exception:
                 log.exception("periodic jobs loop error")
             now = time.monotonic()
             nearest = min(
                 (self._next_job_at.get(job.name, now) for job in self.jobs),
-                default=now + self.poll_seconds,
+                default=next_deadline_check,
             )
-            self._stop.wait(max(0.0, nearest - now))
+            self._stop.wait(max(0.0, min(nearest, next_deadline_check) - now))
 
     def _start_jobs(self) -> None:
-        if not self.jobs or (self._jobs_thread is not None and self._jobs_thread.is_alive()):
+        if self._jobs_thread is not None and self._jobs_thread.is_alive():
             return
         self._jobs_thread = threading.Thread(
             target=self.serve_jobs, name=f"jobs-{self.name}", daemon=True
@@ -412,19 +418,15 @@ class Worker:
     def serve(self) -> None:
         """Loop until ``stop()``: run work, sleep ``poll_seconds`` or until woken.
 
-        The periodic jobs run meanwhile on their own thread (``serve_jobs``),
-        started here and joined (up to ``JOBS_JOIN_SECONDS``) when the loop ends.
+        The periodic jobs and the SLA deadline checks run meanwhile on their own
+        thread (``serve_jobs``), started here and joined (up to
+        ``JOBS_JOIN_SECONDS``) when the loop ends.
         """
         self._start_jobs()
-        next_deadline_check = time.monotonic()
         try:
             while not self._stop.is_set():
                 try:
                     claimed = self.run_once()
-                    # By the clock, not by idle polls: a busy worker checks too.
-                    if time.monotonic() >= next_deadline_check:
-                        self.check_deadlines()
-                        next_deadline_check = time.monotonic() + self.deadline_check_seconds
                 except Exception:
                     log.exception("worker loop error")
                     claimed = 0
