@@ -134,3 +134,31 @@ def test_a_playbook_alert_opens_no_incident_of_its_own(
 ) -> None:
     post(receiver, notification(alert(tenant["name"], severity="critical")))
     assert incidents(db) == []
+
+
+def test_a_refused_incident_is_recorded_on_the_alert_and_holds_up_nothing(
+    receiver: TestClient, db: Database, tenant: dict[str, str]
+) -> None:
+    from tenantops.alerts.models import Alert as AlertRow
+
+    firing = alert(tenant["name"], playbook=None, alertname="TenantApiDown", severity="critical")
+    key = f"alert:{firing['fingerprint']}:2030-01-01T08:59:00.123456+00:00"
+    am = Principal("amy", frozenset({Role.ACCOUNT_MANAGER}))
+    with db.write() as session:  # someone took the firing's key for a change first
+        itil.open_record(
+            session, kind="change", title="x", description="", priority=3, actor=am,
+            tenant=tenant["name"], correlation_id=key,
+        )  # fmt: skip
+    other = alert(tenant["name"], alertname="TenantBudgetExceeded")  # starts its playbook
+    post(receiver, notification(firing, other))
+    with db.read() as session:
+        rows = {a.alertname: a for a in session.execute(select(AlertRow)).scalars()}
+    assert "incident not opened" in (rows["TenantApiDown"].dispatch_error or "")
+    assert rows["TenantBudgetExceeded"].run_id is not None  # the other alert went through
+    assert incidents(db) == []
+
+    post(receiver, notification(resolved(firing)))  # the change is not this alert's incident
+    with db.read() as session:
+        change = itil.find_by_correlation(session, key)
+        assert change is not None
+        assert change.state == "new"

@@ -359,3 +359,14 @@ def test_listing_filters_and_pages(db: Database, clock: Clock) -> None:
         assert [r.number for r in cancelled] == ["INC0000001"]
         changes, _ = service.list_records(session, principal=OPS, kind=Kind.CHANGE)
         assert [r.id for r in changes] == [change.id]
+
+
+def test_resolved_from_new_is_unacknowledged_until_someone_reopens_it(
+    db: Database, clock: Clock
+) -> None:
+    inc = open_one(db)
+    resolved = move(db, inc.number, "resolved", resolution="the alert cleared")
+    assert resolved.acknowledged_at is None  # nobody took it up
+    clock.advance(minutes=10)
+    reopened = move(db, inc.number, "in_progress", note="it is back")
+    assert reopened.acknowledged_at == clock.now  # taken up now, on reopening

@@ -59,6 +59,7 @@ def correlation_id(alert: Alert) -> str:
 def open_for(session: Session, alert: Alert, *, priority: int) -> str:
     """Open (or find again) the incident of this firing; its number."""
     summary = str(alert.annotations.get("summary") or "").strip()
+    name = alert.alertname.strip() or "unnamed alert"
     lines = [
         f"Alertmanager: {alert.alertname} is firing since {alert.starts_at.isoformat()}.",
         str(alert.annotations.get("description") or "").strip(),
@@ -67,7 +68,7 @@ def open_for(session: Session, alert: Alert, *, priority: int) -> str:
     opened = itil.open_record(
         session,
         kind=Kind.INCIDENT,
-        title=f"{alert.alertname}: {summary}" if summary else alert.alertname,
+        title=f"{name}: {summary}" if summary else name,
         description="\n".join(line for line in lines if line),
         priority=priority,
         actor=RECEIVER,
@@ -86,8 +87,8 @@ def open_for(session: Session, alert: Alert, *, priority: int) -> str:
 def resolve_for(session: Session, alert: Alert) -> str | None:
     """Resolve the incident this alert's firing opened; what happened (None: it had none)."""
     found = itil.find_by_correlation(session, correlation_id(alert))
-    if found is None:
-        return None
+    if found is None or found.kind != Kind.INCIDENT or found.source != "alert":
+        return None  # nothing this receiver opened (a key someone else took is theirs)
     if found.state in states.DONE:
         return f"incident {found.number} already {found.state}"
     walk = states.path(Kind.INCIDENT, found.state, states.RESOLVED) or []

@@ -39,7 +39,7 @@ from tenantops.alerts.schemas import (
 )
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal
-from tenantops.errors import Conflict, NotFound, Unprocessable
+from tenantops.errors import AppError, Conflict, NotFound, Unprocessable
 from tenantops.events import catalogue, outbox
 from tenantops.finops import ledger
 from tenantops.finops.ledger import LedgerKind
@@ -232,9 +232,33 @@ def _open_incident(session: Session, alert: Alert, dispatch: Dispatch) -> None:
         severities=dispatch.incident_severities,
         has_playbook=alert.run_id is not None,
     )
-    if priority is not None:
-        number = incidents.open_for(session, alert, priority=priority)
+    if priority is None:
+        return
+    try:
+        with session.begin_nested():  # a refusal undoes the incident's rows only
+            number = incidents.open_for(session, alert, priority=priority)
+    except AppError as exc:
+        # Recorded on the alert like a playbook that cannot start: Alertmanager gets its
+        # 200, and the group's other alerts and playbooks are not held up by this one.
+        _incident_refused(alert, f"incident not opened: {exc.detail}")
+    else:
         _note(alert, f"incident {number} (priority {priority})")
+
+
+def _resolve_incident(session: Session, alert: Alert) -> None:
+    try:
+        with session.begin_nested():
+            resolved = incidents.resolve_for(session, alert)
+    except AppError as exc:
+        _incident_refused(alert, f"incident not resolved: {exc.detail}")
+    else:
+        if resolved:
+            _note(alert, resolved)
+
+
+def _incident_refused(alert: Alert, error: str) -> None:
+    alert.dispatch_error = "; ".join(filter(None, [alert.dispatch_error, error]))
+    log.warning("alert incident refused", alert_id=alert.id, alertname=alert.alertname, error=error)
 
 
 def _resolve(session: Session, alert: Alert) -> None:
@@ -342,9 +366,7 @@ def receive(
             _open_incident(session, alert, dispatch)
         else:
             _resolve(session, alert)
-            resolved = incidents.resolve_for(session, alert)
-            if resolved:
-                _note(alert, resolved)
+            _resolve_incident(session, alert)
     session.flush()
     audit.record_many(
         session,

@@ -301,7 +301,8 @@ def transition(
     record.state = target
     if resolution and resolution.strip():
         record.resolution = resolution.strip()
-    if before == states.NEW and record.acknowledged_at is None and target in states.TAKEN_UP:
+    # Taken up for the first time: from new, or reopened after it was resolved from new.
+    if record.acknowledged_at is None and target in states.TAKEN_UP:
         record.acknowledged_at = now
     if target == states.RESOLVED:
         record.resolved_at = now
