@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tenantops.auth.principal import Principal, Role
+from tenantops.auth.principal import SYSTEM, Principal, Role
 from tenantops.db import Database
 from tenantops.events import catalogue, outbox
 from tenantops.events.models import OutboxEvent
@@ -175,3 +175,16 @@ def test_a_principal_bound_to_a_tenant_reads_only_that_tenants_events(
         )
     nowhere = auth("nina", "ops_engineer", tenant="no-such-tenant")
     flows.problem(client.get(url, headers=nowhere), 403)
+
+    # On-call pages of its own tenant name who was paged: staff only (decision 0039).
+    from tenantops.oncall import service as oncall
+
+    with db.write() as session:
+        oncall.trigger(
+            session, key="k", summary="down", severity="high", actor=SYSTEM, tenant_id=first["id"]
+        )
+    staff = flows.ok(client.get(url, params={"last": 50}, headers=actors.ops))
+    assert any(".oncall.page." in e["type"] for e in staff["items"])
+    for params in ({"last": 50}, {"after": 0}):
+        seen = flows.ok(client.get(url, params=params, headers=bound))
+        assert not [e for e in seen["items"] if ".oncall." in e["type"]]

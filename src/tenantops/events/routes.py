@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.errors import Forbidden
-from tenantops.events import service
+from tenantops.events import catalogue, service
 from tenantops.events.asyncapi import document
 from tenantops.events.retention import pruned_through
 from tenantops.events.schemas import (
@@ -47,6 +47,11 @@ def asyncapi() -> dict[str, Any]:
     return document()
 
 
+# On-call pages name who was paged and when; a principal bound to a tenant sees none of
+# them, here as in the on-call API (decision 0039).
+STAFF_ONLY_EVENTS = (f"{catalogue.TYPE_PREFIX}oncall.*",)
+
+
 def _staff_only(caller: Caller) -> None:
     """Webhooks and their deliveries span every tenant: no principal bound to one."""
     if caller.tenant_scoped:
@@ -76,19 +81,23 @@ def list_events(
     """Follow the stream by passing ``next_after`` back as ``after``.
 
     A principal bound to a tenant reads that tenant's events only (and none of
-    the platform's): events name people, incidents and pages of every tenant.
+    the platform's), and no on-call page's: events name people, incidents and
+    pages of every tenant.
     """
+    hidden: tuple[str, ...] = ()
     with db.read() as session:
         if caller.tenant_scoped:
             own = tenants.own_tenant_id(session, caller)
             if own is None or (tenant is not None and tenant != own):
                 raise Forbidden("a principal bound to a tenant reads that tenant's events only")
-            tenant = own
+            tenant, hidden = own, STAFF_ONLY_EVENTS
         if last is not None:
-            items, end = service.latest(session, last=last, types=type or (), tenant_id=tenant)
+            items, end = service.latest(
+                session, last=last, types=type or (), tenant_id=tenant, hidden=hidden
+            )
         else:
             items, end = service.stream(
-                session, after=after, types=type or (), tenant_id=tenant, limit=limit
+                session, after=after, types=type or (), tenant_id=tenant, limit=limit, hidden=hidden
             )
         mark = pruned_through(session)
     return EventPage(items=items, next_after=end, pruned_through=mark)

@@ -31,8 +31,10 @@ def stream(
     types: Sequence[str] = (),
     tenant_id: str | None = None,
     limit: int = 100,
+    hidden: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], int]:
-    """CloudEvents with ``seq > after``, oldest first, and the last seq seen."""
+    """CloudEvents with ``seq > after``, oldest first, and the last seq seen; types
+    matching ``hidden`` are left out (and passed over)."""
     query = select(OutboxEvent).where(OutboxEvent.seq > after).order_by(OutboxEvent.seq)
     if tenant_id is not None:
         query = query.where(OutboxEvent.tenant_id == tenant_id)
@@ -49,15 +51,24 @@ def stream(
             break
         for row in rows:
             last = row.seq
-            if not types or matches(types, row.type):
+            if _shown(row.type, types, hidden):
                 items.append(cloudevent(row))
                 if len(items) == limit:
                     break
     return items, last
 
 
+def _shown(event_type: str, types: Sequence[str], hidden: Sequence[str]) -> bool:
+    return (not types or matches(types, event_type)) and not matches(hidden, event_type)
+
+
 def latest(
-    session: Session, *, last: int, types: Sequence[str] = (), tenant_id: str | None = None
+    session: Session,
+    *,
+    last: int,
+    types: Sequence[str] = (),
+    tenant_id: str | None = None,
+    hidden: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], int]:
     """The newest ``last`` matching events, oldest first (what ``events tail`` shows first)."""
     query = select(OutboxEvent).order_by(OutboxEvent.seq.desc())
@@ -66,7 +77,7 @@ def latest(
     end = session.scalar(select(OutboxEvent.seq).order_by(OutboxEvent.seq.desc()).limit(1)) or 0
     picked: list[OutboxEvent] = []
     for row in session.execute(query.limit(max(last * 20, 1000))).scalars():
-        if not types or matches(types, row.type):
+        if _shown(row.type, types, hidden):
             picked.append(row)
             if len(picked) == last:
                 break
