@@ -114,7 +114,7 @@ def test_acknowledge_a_page_by_clicking(
 
             page.get_by_role("link", name="the ITIL record").click()
             page.wait_for_url(f"{url}/records/*")
-            assert page.locator('[data-move="resolved"]').count() == 0  # not in progress yet
+            assert page.locator('[data-move="closed"]').count() == 0  # not resolved yet
             assert page.locator('[data-move="in_progress"]').is_visible()
             assert axe_violations(page) == []
 
