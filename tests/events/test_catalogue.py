@@ -49,6 +49,7 @@ def test_every_event_type_the_code_names_is_in_the_catalogue() -> None:
             "TENANT_STATES",
             "SOURCE",
             "TOPICS",
+            "TYPE_PREFIX",  # the events API hides the on-call types from tenant-bound callers
         }
     )
     assert unknown == set()
