@@ -10,8 +10,6 @@ cookie): what was done, or why it was refused, in which case nothing changed.
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
@@ -24,7 +22,7 @@ from tenantops.runbooks import service as runbooks
 from tenantops.runbooks.schemas import GateDecisionCreate
 from tenantops.tenants import service as tenants
 from tenantops.tenants.schemas import ApprovalCreate, ReactivationDecisionCreate
-from tenantops.web import inbox
+from tenantops.web import flash, inbox
 from tenantops.web.pagekit import (
     database,
     forbidden,
@@ -32,40 +30,12 @@ from tenantops.web.pagekit import (
     page_principal,
     posted_form,
     render,
-    secure,
     to_login,
 )
 
 router = APIRouter(include_in_schema=False)
 
-FLASH_COOKIE = "tenantops_flash"
 FLASH_PATH = "/approvals"
-FLASH_MAX = 600  # characters of a message kept in the cookie
-
-
-def _read_flash(request: Request) -> tuple[str, str] | None:
-    """The one-time message left by the last decision: (``ok`` or ``error``, text)."""
-    raw = request.cookies.get(FLASH_COOKIE)
-    if not raw or len(raw) > 4 * FLASH_MAX:
-        return None
-    level, _, text = unquote(raw).partition(":")
-    if level not in ("ok", "error") or not text:
-        return None
-    return level, text
-
-
-def _with_flash(request: Request, level: str, text: str) -> RedirectResponse:
-    response = RedirectResponse("/approvals", status_code=303)
-    response.set_cookie(
-        FLASH_COOKIE,
-        quote(f"{level}:{text[:FLASH_MAX]}", safe=""),
-        max_age=60,
-        path=FLASH_PATH,
-        httponly=True,
-        samesite="lax",
-        secure=secure(request),
-    )
-    return response
 
 
 @router.get("/approvals")
@@ -85,12 +55,10 @@ def approvals_inbox(request: Request) -> Response:
             "kinds": inbox.KINDS,
             "titles": inbox.KIND_TITLES,
             "labels": inbox.KIND_LABELS,
-            "flash": _read_flash(request),
+            "flash": flash.read(request),
         },
     )
-    if FLASH_COOKIE in request.cookies:
-        response.delete_cookie(FLASH_COOKIE, path=FLASH_PATH)
-    return response
+    return flash.shown(request, response, path=FLASH_PATH)
 
 
 def _route_check(principal: Principal, kind: str) -> None:
@@ -178,3 +146,7 @@ async def decide(request: Request) -> Response:
     except ValidationError as exc:
         return _with_flash(request, "error", f"Not done: {_invalid(exc)}. Nothing was changed.")
     return _with_flash(request, "ok", message)
+
+
+def _with_flash(request: Request, level: flash.Level, text: str) -> Response:
+    return flash.redirect(request, "/approvals", path=FLASH_PATH, level=level, text=text)

@@ -2,8 +2,8 @@
 
 A POST answers with a redirect (so a reload does not post again); what the post
 did, or why it was refused, rides along in a cookie scoped to the page group's
-path, shown once and deleted. The approvals inbox keeps its own copy of this
-(``approvals_page``); the on-call and records pages share this one.
+path, shown once and deleted. The approvals inbox, the on-call and the records
+pages share it.
 """
 
 from __future__ import annotations
