@@ -36,13 +36,18 @@ SEVERITY = "high"
 PREFIX = "run:"
 
 
+def key_for(run_id: str, failed_at: datetime) -> str:
+    """The page key of one failure of one run (a retry that fails again is another)."""
+    return f"{PREFIX}{run_id}:failed:{failed_at:%Y%m%dT%H%M%S%f}"
+
+
 def key_of(run: FailedRun) -> str:
-    return f"{PREFIX}{run.id}:failed:{run.finished_at:%Y%m%dT%H%M%S%f}"
+    return key_for(run.id, run.finished_at)
 
 
 def page_failed_runs(db: Database, now: datetime, *, look_back: timedelta = LOOK_BACK) -> int:
     """Page on-call for each run that failed since ``now - look_back``, and resolve the
-    pages of runs retried or cancelled since; how many pages were opened."""
+    pages of runs retried since; how many pages were opened."""
     with db.read() as session:
         failed = runs.failed_since(session, since=now - look_back)
     opened = 0
@@ -76,10 +81,9 @@ def _resolve_recovered(db: Database, still_failed: set[str]) -> None:
     with db.read() as session:
         open_keys = [k for k in service.open_keys(session, PREFIX) if k not in still_failed]
     for key in open_keys:
-        run_id, _, when = key.removeprefix(PREFIX).partition(":failed:")
+        run_id = key.removeprefix(PREFIX).partition(":failed:")[0]
         with db.write() as session:
-            now = runs.status_of(session, run_id)
-            same = now is not None and now[1] is not None and now[0] == "failed"
-            if same and now is not None and f"{now[1]:%Y%m%dT%H%M%S%f}" == when:
+            status, failed_at = runs.status_of(session, run_id) or (None, None)
+            if status == "failed" and failed_at is not None and key_for(run_id, failed_at) == key:
                 continue  # the same failure, past the look-back: left to a person
             service.resolve(session, key=key, actor=service.ESCALATOR)
