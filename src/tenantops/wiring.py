@@ -149,7 +149,7 @@ def failed_runs_job(db: Database) -> Periodic:
     return Periodic(
         name="oncall-failed-runs",
         seconds=watch.EVERY.total_seconds(),
-        run=lambda: watch.page_failed_runs(db, utcnow()),
+        run=lambda _stopping: watch.page_failed_runs(db, utcnow()),
     )
 
 
@@ -184,7 +184,9 @@ def escalator_job(settings: Settings, db: Database, actions: Registry) -> Period
     return Periodic(
         name="oncall-escalator",
         seconds=settings.oncall.sweep_seconds,
-        run=lambda: escalate_due(db, send, outbox=outbox, delivery=delivery),
+        run=lambda stopping: escalate_due(
+            db, send, outbox=outbox, delivery=delivery, stopping=stopping
+        ),
     )
 
 

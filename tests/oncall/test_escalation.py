@@ -141,6 +141,23 @@ def test_an_acknowledgement_stops_the_escalation(db: Database, clock: Clock, sen
     assert [e for e, _, _ in timeline(db, page_id)] == ["triggered", "notified", "acknowledged"]
 
 
+def test_a_stopping_worker_claims_no_further_page(db: Database, clock: Clock, send: Action) -> None:
+    first, second = open_page(db, "itil:r1"), open_page(db, "itil:r2")
+    answers = iter([False, True])  # stopping() turns true once the first page is told
+    taken = escalator.escalate_due(
+        db,
+        send,
+        outbox=OutboxNotifier(db).queued,
+        clock=lambda: clock.now,
+        stopping=lambda: next(answers),
+    )
+    assert taken == 1
+    with db.read() as session:
+        told = [service.get_page(session, page_id=p).level == 1 for p in (first, second)]
+    assert sorted(told) == [False, True]  # the other page is not claimed: the next sweep takes it at once
+    assert sweep(db, clock, send) == 1
+
+
 def test_a_sweep_that_died_after_sending_does_not_tell_anyone_twice(
     db: Database, clock: Clock, send: Action
 ) -> None:

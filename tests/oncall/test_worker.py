@@ -51,11 +51,11 @@ def test_a_job_that_raises_is_logged_and_the_loop_goes_on(db: Database, settings
     calls: list[str] = []
     done = threading.Event()
 
-    def broken() -> None:
+    def broken(_stopping: object) -> None:
         calls.append("broken")
         raise RuntimeError("boom")
 
-    def fine() -> None:
+    def fine(_stopping: object) -> None:
         calls.append("fine")
         if calls.count("fine") >= 3:
             done.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
@@ -42,7 +43,7 @@ def test_a_worker_busy_with_a_step_still_runs_its_periodic_job(db: Database) -> 
     turns: list[bool] = []
     ran_while_busy = threading.Event()
 
-    def job() -> None:
+    def job(_stopping: object) -> None:
         turns.append(running.is_set() and not release.is_set())
         if turns.count(True) >= 3:
             ran_while_busy.set()
@@ -67,7 +68,7 @@ def test_a_worker_busy_with_a_step_still_runs_its_periodic_job(db: Database) -> 
 def test_a_long_job_does_not_hold_up_the_steps(db: Database) -> None:
     in_job, release = threading.Event(), threading.Event()
 
-    def sweep() -> None:
+    def sweep(_stopping: object) -> None:
         in_job.set()
         release.wait(WAIT * 3)
 
@@ -116,3 +117,21 @@ def test_a_worker_busy_with_a_step_still_raises_an_sla_breach(db: Database) -> N
     finally:
         release.set()
         worker.stop()
+
+
+def test_a_job_is_told_when_the_worker_stops(db: Database) -> None:
+    in_job, seen = threading.Event(), []
+
+    def sweep(stopping: Callable[[], bool]) -> None:
+        seen.append(stopping())
+        in_job.set()
+        deadline = time.monotonic() + WAIT
+        while not stopping() and time.monotonic() < deadline:  # a sweep of many pages
+            time.sleep(0.01)
+        seen.append(stopping())
+
+    worker = Worker(db, builtin_actions(), poll_seconds=0.01, jobs=[Periodic("sweep", 60, sweep)])
+    worker.start()
+    assert in_job.wait(WAIT)
+    worker.stop()
+    assert seen == [False, True]  # the sweep saw the stop and ended between two items

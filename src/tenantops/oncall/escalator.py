@@ -374,6 +374,7 @@ def escalate_due(
     delivery: timedelta = timedelta(0),
     clock: Callable[[], datetime] = utcnow,
     limit: int = BATCH,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> int:
     """One sweep: claim a due page's step, tell its targets, record it, and on to the
     next due page (at most ``limit``); how many steps were taken.
@@ -383,10 +384,12 @@ def escalate_due(
     ``claim_length``), never a whole batch's, and a page's next level is due its
     wait after it was recorded, not after the sweep began. ``outbox`` tells
     what the notification outbox holds under a key, so a message another sweep
-    is still delivering is not delivered again.
+    is still delivering is not delivered again. The sweep ends before its next
+    claim once ``stopping()`` says the worker is stopping: a page not yet
+    claimed waits for the next worker, not for a claim to lapse.
     """
     taken = 0
-    while taken < limit:
+    while taken < limit and not stopping():
         with db.write() as session:
             steps = claim(session, clock(), 1, delivery=delivery, outbox=outbox)
         if not steps:

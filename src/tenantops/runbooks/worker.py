@@ -52,12 +52,14 @@ class Periodic:
     jobs: e.g. the on-call escalator). The jobs run on a thread of their own,
     started and stopped with the worker, so steps that run for half an hour
     never hold up a page, and a long sweep never holds up claiming steps; an
-    exception is logged and the job runs again at its next turn.
+    exception is logged and the job runs again at its next turn. ``run`` is
+    given a function that says whether the worker is stopping, so a sweep of
+    many items can end between two of them instead of holding up the stop.
     """
 
     name: str
     seconds: float
-    run: Callable[[], object]
+    run: Callable[[Callable[[], bool]], object]
 
 
 @dataclass
@@ -374,7 +376,7 @@ class Worker:
             self._next_job_at[job.name] = now + job.seconds
             ran += 1
             try:
-                job.run()
+                job.run(self._stop.is_set)
             except Exception:
                 log.exception("periodic job failed", job=job.name)
         return ran
