@@ -20,6 +20,7 @@ from sqlalchemy import select
 from tenantops.auth.principal import Principal, Role
 from tenantops.config import NotifySettings, Settings, SMTPSettings
 from tenantops.db import Database
+from tenantops.errors import Unprocessable
 from tenantops.finops import budgets, ledger
 from tenantops.finops.actions import (
     MONTHLY_RUNBOOK,
@@ -34,7 +35,7 @@ from tenantops.finops.importer import import_file
 from tenantops.finops.report_render import Scope
 from tenantops.finops.reports import build_report, previous_month, write_report
 from tenantops.finops.settings import FinOpsSettings
-from tenantops.runbooks import engine
+from tenantops.runbooks import engine, spec
 from tenantops.runbooks.actions import ActionContext, FunctionAction, StepFailed
 from tenantops.runbooks.models import Run
 from tenantops.runbooks.worker import Worker
@@ -433,6 +434,69 @@ def test_reports_schedule_starts_the_chain_once(
     assert again.code == 0
     assert again.out.startswith("already scheduled")
     assert list(monthly_runs(db)) == ["2030-01"]
+
+
+def test_a_month_not_over_is_not_scheduled(
+    cli: Callable[..., CliResult], db: Database, clock: Clock
+) -> None:
+    # Its first run would report at once: a partial report mailed to finance as final.
+    clock.now = datetime(2030, 1, 31, 23, 59, tzinfo=UTC)  # the last minute of 2030-01
+    for _ in range(2):
+        refused = cli("reports", "schedule", "--month", "2030-01")
+        assert refused.code == 2
+        assert refused.out == ""
+        [line] = refused.err.strip().splitlines()
+        assert line.startswith("error: ")
+        assert "2030-01 is not over until 2030-02-01 00:00 UTC" in line
+    assert monthly_runs(db) == {}
+    with db.write() as session, pytest.raises(Unprocessable):
+        schedule_month(session, JAN, actor=SCHEDULER)
+
+    clock.now = datetime(2030, 2, 1, tzinfo=UTC)  # over: scheduled
+    done = cli("reports", "schedule", "--month", "2030-01")
+    assert done.code == 0, done
+    assert "reports 2030-01" in done.out
+    assert list(monthly_runs(db)) == ["2030-01"]
+
+
+def test_a_run_started_by_hand_for_a_month_not_over_fails_and_mails_nothing(
+    db: Database, settings: Settings, clock: Clock
+) -> None:
+    clock.now = datetime(2030, 1, 16, 9, tzinfo=UTC)
+    with db.write() as session:
+        run_id = engine.start_run(
+            session,
+            loaded=spec.get(spec.shipped(), MONTHLY_RUNBOOK),
+            actor=SCHEDULER,
+            inputs={"month": "2030-01"},
+        ).id
+    drain(Worker(db, build_actions(settings, db)))
+    with db.read() as session:
+        assert engine.get_run(session, run_id).status == "failed"
+        steps = {s.name: s for s in engine.steps_of(session, run_id)}
+        assert "2030-01 is not over" in (steps["report"].error or "")
+        assert steps["mail"].status == "pending"
+    assert not (settings.data_dir / "reports" / "2030-01").exists()
+
+
+def test_a_schedule_step_run_early_fails_to_be_retried(
+    settings: Settings, db: Database, clock: Clock
+) -> None:
+    clock.now = datetime(2030, 2, 20, tzinfo=UTC)
+    ctx = ActionContext(
+        run_id="r",
+        step_name="schedule",
+        tenant_id=None,
+        params={"month": "2030-02"},
+        idempotency_key="r/schedule",
+        attempt=1,
+        actor="system:engine",
+    )
+    with pytest.raises(StepFailed) as failed:
+        finops_actions(settings, db)["finops.schedule_next"].run(ctx)
+    assert failed.value.retriable
+    assert "2030-02 is not over" in str(failed.value)
+    assert monthly_runs(db) == {}
 
 
 def test_a_months_report_is_due_at_six_on_the_first_of_the_next() -> None:

@@ -5,12 +5,15 @@ completes the step, so a step the worker re-runs reads and records exactly
 once; the report files they write are named by month and rewritten with the
 same bytes (``generated_at`` is the run's start), so a re-run is harmless.
 
-- ``finops.cost_report`` (params ``month``): writes the all-tenant report;
-  output ``month, total, currency, over_budget, html, csv, pdf, digest, sha256``.
+- ``finops.cost_report`` (params ``month``): writes the all-tenant report of a
+  month that was over when the run started (else the step fails for good: a
+  partial report is never mailed as final); output ``month, total, currency,
+  over_budget, html, csv, pdf, digest, sha256``.
 - ``finops.next_month`` (params ``month``): the month after, and ``wait``: the
   duration until its report is due (the 1st of the month after it, 06:00 UTC).
 - ``finops.schedule_next`` (params ``month``): starts ``monthly-cost-report``
-  for that month unless a run for it exists (one run per month).
+  for that month unless a run for it exists (one run per month); run before
+  the month is over (its timer skipped), it fails to be retried.
 - ``finops.budget_snapshot`` (params ``month``): a tenant's cost, forecast,
   budget, ratio and top services for the Budget Review.
 - ``finops.record_review`` (params ``month``): the review's gate decisions as a
@@ -30,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
-from tenantops.errors import AppError
+from tenantops.errors import AppError, Unprocessable
 from tenantops.finops import budgets, ledger
 from tenantops.finops import service as finops_service
 from tenantops.finops.costs import CENT, Month
@@ -68,6 +71,18 @@ def due_at(month: Month) -> datetime:
     return datetime.combine(month.after, time(DUE_HOUR), tzinfo=UTC)
 
 
+def ensure_over(month: Month, now: datetime | None = None) -> None:
+    """A 422 unless ``month`` is over at ``now``: its report would be incomplete."""
+    end = datetime.combine(month.after, time(0), tzinfo=UTC)
+    if (now or utcnow()) < end:
+        raise Unprocessable(
+            f"{month.label} is not over until {end:%Y-%m-%d %H:%M} UTC and its report "
+            "would be mailed incomplete; schedule a month that is over (each run then "
+            "starts the next month's when that month is over)",
+            param="month",
+        )
+
+
 def _month(ctx: ActionContext) -> Month:
     """The step's ``month`` param; a missing or malformed one fails the step for good."""
     text = ctx.params.get("month")
@@ -97,7 +112,12 @@ def open_monthly_runs(session: Session) -> list[Run]:
 
 
 def schedule_month(session: Session, month: Month, *, actor: Principal) -> tuple[Run, bool]:
-    """The run reporting ``month``: the existing one, or a new one (True) if none exists."""
+    """The run reporting ``month``: the existing one, or a new one (True) if none exists.
+
+    A month not over is refused (422), even if a run for it exists: a run reports
+    its month once, at its start.
+    """
+    ensure_over(month)
     return chains.start_once(
         session, runbook_id=MONTHLY_RUNBOOK, key="month", value=month.label, actor=actor
     )
@@ -112,10 +132,15 @@ def finops_actions(settings: Settings, db: Database) -> Registry:
         # byte-stable for the run (generated_at = its start), so a re-run rewrites them.
         with db.read() as session:
             run = engine.get_run(session, ctx.run_id)
+            month = _month(ctx)
+            try:
+                ensure_over(month, _aware(run.created_at))
+            except AppError as exc:
+                raise StepFailed(f"{ctx.step_name}: {exc.detail}", retriable=False) from None
             written = write_report(
                 settings,
                 session,
-                _month(ctx),
+                month,
                 tenant_id=ctx.params.get("tenant") or None,
                 now=_aware(run.created_at),
             )
@@ -149,6 +174,16 @@ def finops_actions(settings: Settings, db: Database) -> Registry:
             output={"month": following.label, "due": due.isoformat(), "wait": f"{wait}s"},
             evidence={"month": following.label, "due": due.isoformat()},
         )
+
+    def echo_month(ctx: ActionContext) -> StepResult:
+        month = _month(ctx)
+        try:
+            ensure_over(month)
+        except AppError as exc:
+            # The wait before this step ends when the month is over; a step run early
+            # (its timer skipped) waits for the next retry rather than mail a partial report.
+            raise StepFailed(f"{ctx.step_name}: {exc.detail}", retriable=True) from None
+        return StepResult(output={"month": month.label})
 
     def schedule_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
         run, started = schedule_month(session, _month(ctx), actor=SCHEDULER)
@@ -255,7 +290,7 @@ def finops_actions(settings: Settings, db: Database) -> Registry:
         "finops.set_budget": FunctionAction(budget_run, budget_apply),
         "finops.cost_report": FunctionAction(report_run),
         "finops.next_month": FunctionAction(next_run),
-        "finops.schedule_next": FunctionAction(_echo_month, schedule_apply),
+        "finops.schedule_next": FunctionAction(echo_month, schedule_apply),
         "finops.budget_snapshot": FunctionAction(_echo_month, snapshot_apply),
         "finops.record_review": FunctionAction(_echo_month, record_apply),
     }

@@ -20,7 +20,8 @@ from rich.table import Table
 
 from tenantops.auth.cli import operator
 from tenantops.config import Settings
-from tenantops.finops.actions import open_monthly_runs, schedule_month
+from tenantops.errors import AppError
+from tenantops.finops.actions import ensure_over, open_monthly_runs, schedule_month
 from tenantops.finops.costs import Month as Period
 from tenantops.finops.reports import previous_month
 from tenantops.kit.cli import DEFAULT_URL, Output, Token, Url, connect, download, terminal
@@ -344,6 +345,10 @@ def report_schedule(
                 )
                 return
             period = Period.parse(month) if month else previous_month()
+            try:
+                ensure_over(period)
+            except AppError as exc:
+                raise typer.BadParameter(exc.detail, param_hint="'--month'") from None
             run, started = schedule_month(session, period, actor=operator())
     finally:
         db.dispose()
