@@ -159,7 +159,7 @@ def test_security_completes_the_review_and_the_decision_is_audited(
     assert decide(client, starter, run_id, "confirm-members", "mine").status_code == 403
     ok(decide(client, reviewer, run_id, "confirm-members", "mallory left in March"))
     ok(decide(client, reviewer, run_id, "confirm-tokens", "blue-ci is the deploy bot"))
-    ok(decide(client, reviewer, run_id, "decide", "revoke mallory@example.com: left"))
+    ok(decide(client, reviewer, run_id, "decide", "revoke member:mallory@example.com; left"))
     drain(worker)
     done = ok(client.get(f"/api/v1/runs/{run_id}", headers=reviewer))
     assert done["status"] == "succeeded"
@@ -180,7 +180,8 @@ def test_security_completes_the_review_and_the_decision_is_audited(
         assert audit.verify(session).ok
     assert (entry.tenant_id, entry.actor) == (blue, "sue")
     assert entry.detail["outcome"] == "revoke"
-    assert entry.detail["decision"] == "revoke mallory@example.com: left"
+    assert entry.detail["decision"] == "revoke member:mallory@example.com; left"
+    assert entry.detail["revoked"] == ["member:mallory@example.com"]
     assert entry.detail["snapshot_digest"] == evidence["digest"]
     assert entry.detail["counts"]["members"] == 3
     assert set(entry.detail["gates"]) == {"confirm-members", "confirm-tokens", "decide"}
@@ -241,7 +242,7 @@ def test_the_runbook_passes_its_own_test(capsys: pytest.CaptureFixture[str]) -> 
     """``tenantops runbooks test access-review``: a sandboxed run on the local drivers."""
     tested = invoke(capsys, "runbooks", "test", "access-review")
     assert tested.code == 0, tested
-    assert "PASS access-review 1.1" in tested.out
+    assert "PASS access-review 1.2" in tested.out
 
 
 def _snapshot_done(client: TestClient, worker: Worker, starter: dict[str, str]) -> dict[str, Any]:

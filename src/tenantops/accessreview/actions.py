@@ -10,21 +10,35 @@
   role): ``counts``, ``findings`` (a summary naming nobody), ``digest`` (SHA-256
   of the file) and ``snapshot`` (that API path); evidence: the counts, the
   findings summary and the digest.
-- ``access_review.record`` (params ``digest``, ``counts``): the gate decisions
-  as an ``access_review.recorded`` audit entry naming who decided.
+- ``access_review.revoke`` (param ``digest``): carries out the ``decide``
+  gate's decision (grammar in ``accessreview.decision``, ADR 0040). Every item
+  is checked against the reviewed snapshot file (its SHA-256 must be
+  ``digest``) and against the tokens and users as they are now before anything
+  is revoked; a decision that cannot be carried out whole fails the step, not
+  retriably, naming each bad item. Members leave the group through the
+  identity port (in ``run``, one idempotency key per member); tokens, web users
+  and break-glass grants are revoked in ``apply``. Output and evidence:
+  ``outcome``, ``decided_by``, ``revoked`` and ``already`` (``kind:identifier``;
+  a token by its prefix). ``keep``, or no comment, revokes nothing.
+- ``access_review.record`` (params ``digest``, ``counts``, optional
+  ``revocation``): the gate decisions as an ``access_review.recorded`` audit
+  entry naming who decided.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from tenantops.accessreview import service
+from tenantops.accessreview import revocation, service
+from tenantops.accessreview.decision import Decision, DecisionError, Item, check, parse
 from tenantops.db import Database
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.identity.port import IdentityProvider
 from tenantops.kit.clock import utcnow
+from tenantops.runbooks import checklists
 from tenantops.runbooks.actions import (
     ActionContext,
     FunctionAction,
@@ -71,9 +85,79 @@ def access_review_actions(
         }
         return StepResult(output=output, evidence=evidence)
 
+    def decided(ctx: ActionContext) -> tuple[Decision, str]:
+        """The ``decide`` gate's decision and who gave it; a bad one fails for good."""
+        with db.read() as session:
+            gate = checklists.gate_decisions(session, ctx.run_id).get("decide")
+        if gate is None or not gate.get("by"):
+            raise StepFailed(f"{ctx.step_name}: the decide gate has no decision", retriable=False)
+        try:
+            return parse(str(gate.get("comment") or "")), str(gate["by"])
+        except DecisionError as exc:
+            raise StepFailed(f"{ctx.step_name}: {exc}", retriable=False) from None
+
+    def revoke_run(ctx: ActionContext) -> StepResult:
+        tenant = _tenant(ctx)
+        decision, decider = decided(ctx)
+        done: dict[str, Any] = {
+            "outcome": decision.outcome,
+            "decided_by": decider,
+            "revoked": [],
+            "already": [],
+        }
+        if decision.outcome != "revoke":
+            return StepResult(output=dict(done), evidence=dict(done))
+        try:
+            path = files.path(service.KIND, tenant["id"], ctx.run_id)
+            snapshot = revocation.reviewed_snapshot(path, str(ctx.params.get("digest") or ""))
+            items = check(decision, snapshot)
+            with db.read() as session:
+                revocation.check_current(session, items=items, tenant=tenant)
+        except DecisionError as exc:
+            raise StepFailed(f"{ctx.step_name}: {exc}", retriable=False) from None
+        members = [i.ident for i in items if i.base == "member"]
+        group = None
+        try:
+            state = identity.get_group(tenant_id=tenant["id"]) if members else None
+            for subject in members if state is not None else []:
+                # One key per member, the same on every attempt: a re-run changes nothing.
+                key = hashlib.sha256(subject.encode()).hexdigest()[:16]
+                state = identity.remove_member(
+                    tenant_id=tenant["id"],
+                    subject=subject,
+                    idempotency_key=f"{ctx.idempotency_key}/member/{key}",
+                )
+            group = state.group if state is not None else None
+        except DriverError as exc:
+            raise StepFailed(str(exc), retriable=exc.retriable) from exc
+        # What apply revokes, kept in the output: a batch that rolls back calls apply again.
+        planned = {"items": [str(i) for i in items], "reason": decision.reason, "group": group}
+        return StepResult(output={**done, **planned}, evidence=dict(done))
+
+    def revoke_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+        if result.output.get("outcome") != "revoke":
+            return  # keep, or no decision: nothing to revoke
+        items = [Item(*str(i).split(":", 1)) for i in result.output["items"]]
+        group = result.output.get("group")
+        try:
+            done = revocation.revoke(
+                session,
+                items=items,
+                tenant=_tenant(ctx),
+                run_id=ctx.run_id,
+                decided_by=str(result.output["decided_by"]),
+                reason=str(result.output.get("reason") or ""),
+                group=str(group) if group else None,
+            )
+        except DecisionError as exc:
+            raise StepFailed(f"{ctx.step_name}: {exc}", retriable=False) from None
+        result.output.update(done)
+        result.evidence.update(done)
+
     def record_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
         tenant = _tenant(ctx)
         counts = ctx.params.get("counts")
+        revoked = ctx.params.get("revocation")
         recorded = service.record_outcome(
             session,
             run_id=ctx.run_id,
@@ -81,11 +165,13 @@ def access_review_actions(
             digest_of_snapshot=str(ctx.params.get("digest") or "") or None,
             counts=counts if isinstance(counts, dict) else {},
             fallback_actor=ctx.actor,
+            revocation=revoked if isinstance(revoked, dict) else None,
         )
         result.output.update(recorded)
         result.evidence.update(recorded)
 
     return {
         "access_review.snapshot": FunctionAction(snapshot_run),
+        "access_review.revoke": FunctionAction(revoke_run, revoke_apply),
         "access_review.record": FunctionAction(lambda _ctx: StepResult(), record_apply),
     }

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tenantops.accessreview.decision import outcome_of
 from tenantops.audit import service as audit
 from tenantops.auth import tokens
 from tenantops.auth.principal import Principal, Role
@@ -35,7 +36,6 @@ from tenantops.tenants.schemas import TenantRead
 from tenantops.web import service as web
 
 RUNBOOK = "access-review"
-OUTCOMES = ("keep", "revoke")
 # How far back revoked or expired tokens and finished break-glass grants are listed.
 RECENT = timedelta(days=30)
 KIND = "access-reviews"  # the snapshots' folder under the data directory
@@ -45,7 +45,8 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else as_utc(value).isoformat()
 
 
-def _bound(tenant_ref: str | None, tenant: dict[str, Any]) -> bool:
+def bound(tenant_ref: str | None, tenant: dict[str, Any]) -> bool:
+    """Whether access bound to ``tenant_ref`` (an id or a name) is bound to ``tenant``."""
     return tenant_ref is not None and tenant_ref in (tenant["id"], tenant["name"])
 
 
@@ -81,7 +82,7 @@ def _token_state(row: Any, now: datetime) -> str:
 def _tokens(session: Session, tenant: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
     listed = []
     for row in tokens.list_tokens(session):
-        if not _bound(row.tenant_id, tenant):
+        if not bound(row.tenant_id, tenant):
             continue
         expires, revoked = row.expires_at, row.revoked_at
         state = _token_state(row, now)
@@ -114,7 +115,7 @@ def _user(user: Any) -> dict[str, Any]:
 
 
 def _users(session: Session, tenant: dict[str, Any]) -> list[dict[str, Any]]:
-    return [_user(user) for user in web.list_users(session) if _bound(user.tenant_id, tenant)]
+    return [_user(user) for user in web.list_users(session) if bound(user.tenant_id, tenant)]
 
 
 def _platform(session: Session, now: datetime) -> dict[str, Any]:
@@ -268,18 +269,20 @@ def record_outcome(
     digest_of_snapshot: str | None,
     counts: dict[str, Any],
     fallback_actor: str,
+    revocation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The review's gate decisions as one audit entry (``access_review.recorded``).
 
     The entry names the security user who decided, with the snapshot's digest
-    and counts, so the trail says what list was reviewed and what was decided.
+    and counts, so the trail says what list was reviewed and what was decided;
+    ``revocation`` (the revoke step's ``revoked`` and ``already``) what was done.
     """
     gates = checklists.gate_decisions(session, run_id)
     decision = gates.get("decide") or (list(gates.values())[-1] if gates else {})
     decider = str(decision.get("by") or fallback_actor)
     comment = str(decision.get("comment") or "")
-    outcome = checklists.decision_word(comment, OUTCOMES)
-    detail = {
+    outcome = outcome_of(comment)
+    detail: dict[str, Any] = {
         "run_id": run_id,
         "decided_by": decider,
         "decision": comment,
@@ -288,6 +291,9 @@ def record_outcome(
         "snapshot_digest": digest_of_snapshot,
         "counts": counts,
     }
+    if revocation is not None:
+        detail["revoked"] = revocation.get("revoked") or []
+        detail["already"] = revocation.get("already") or []
     entry = audit.record(
         session,
         # The trail names the security user who decided; the engine only carried it out.

@@ -18,6 +18,7 @@ from tenantops.audit import service as audit
 from tenantops.auth import tokens
 from tenantops.auth.principal import Principal, Role
 from tenantops.breakglass.schemas import BreakGlassCreate, BreakGlassRead
+from tenantops.errors import NotFound
 from tenantops.events import catalogue, outbox
 from tenantops.kit.clock import as_utc
 from tenantops.runbooks import engine, spec
@@ -137,3 +138,36 @@ def grants_of(
             }
         )
     return grants
+
+
+def revoke_early(session: Session, *, actor: Principal, run_id: str, reason: str | None) -> bool:
+    """End the break-glass grant watched by run ``run_id`` now: its token is revoked.
+
+    ``True`` if this call took the access away, ``False`` if the token was
+    revoked already (nothing recorded then, so a repeat is harmless). The
+    watching run goes on to its expiry and review; its own revoke is then a
+    no-op on the token.
+    """
+    run = engine.get_run(session, run_id)
+    token_id = (run.inputs or {}).get("token_id") if run.runbook_id == RUNBOOK else None
+    if not token_id:
+        raise NotFound(f"no break-glass grant {run_id!r}")
+    before = next((t for t in tokens.list_tokens(session) if t.id == token_id), None)
+    if before is not None and before.revoked_at is not None:
+        return False
+    row = tokens.revoke_token(session, actor=actor, token_id=str(token_id))
+    tenant = (run.inputs or {}).get("tenant")
+    outbox.emit(
+        session,
+        catalogue.ACCESS_REVOKED,
+        catalogue.AccessChanged(
+            tenant_id=run.tenant_id,
+            tenant_name=tenant.get("name") if isinstance(tenant, dict) else None,
+            actor=actor.subject,
+            grant_id=row.id,
+            subject=row.subject,
+            reason=reason,
+            incident_ref=str((run.inputs or {}).get("incident_ref") or "") or None,
+        ),
+    )
+    return True

@@ -1,0 +1,153 @@
+"""Carrying out an Access Review's revoke decision: tokens, web users, break-glass grants.
+
+The members of the tenant's group are taken out by the step's action through
+the identity port (a side effect outside the database, keyed by the step's
+idempotency key). What lives in the control plane is revoked here, in the
+transaction that records the step, each through its own domain's service, and
+the whole is one ``access_review.revoked`` audit entry naming the security user
+who decided and the review's run. Every revocation is idempotent: a token
+already revoked or a user already disabled is left as it is, recorded nowhere
+again, and listed as ``already``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tenantops.accessreview.decision import DecisionError, Item
+from tenantops.accessreview.service import bound
+from tenantops.audit import service as audit
+from tenantops.auth import tokens
+from tenantops.auth.principal import Principal, Role
+from tenantops.breakglass import service as breakglass
+from tenantops.events import catalogue, outbox
+from tenantops.web import service as web
+
+
+def reviewed_snapshot(path: Path, digest: str | None) -> dict[str, Any]:
+    """The snapshot file security reviewed; ``DecisionError`` unless its SHA-256 is ``digest``."""
+    try:
+        body = path.read_bytes()
+    except FileNotFoundError:
+        raise DecisionError("nothing was revoked: the reviewed snapshot file is gone") from None
+    if not digest or hashlib.sha256(body).hexdigest() != digest:
+        raise DecisionError(
+            f"nothing was revoked: the snapshot file no longer has the reviewed digest {digest}"
+        )
+    snapshot: dict[str, Any] = json.loads(body)
+    return snapshot
+
+
+def _in_scope(tenant_ref: str | None, item: Item, tenant: dict[str, Any]) -> bool:
+    return tenant_ref is None if item.platform else bound(tenant_ref, tenant)
+
+
+def _tokens(session: Session, item: Item, tenant: dict[str, Any]) -> list[Any]:
+    return [
+        r
+        for r in tokens.list_tokens(session)
+        if r.prefix == item.ident and _in_scope(r.tenant_id, item, tenant)
+    ]
+
+
+def _users(session: Session, item: Item, tenant: dict[str, Any]) -> list[Any]:
+    return [
+        u
+        for u in web.list_users(session)
+        if u.username == item.ident and _in_scope(u.tenant_id, item, tenant)
+    ]
+
+
+def check_current(session: Session, *, items: Sequence[Item], tenant: dict[str, Any]) -> None:
+    """``DecisionError`` naming every token or user that is no longer exactly one row in scope.
+
+    Checked before the first revocation, so a decision that cannot be carried
+    out whole revokes nothing.
+    """
+    problems = []
+    for item in items:
+        if item.base not in ("token", "user"):
+            continue  # members and grants: the identity provider and the grant's run say
+        rows = (
+            _tokens(session, item, tenant)
+            if item.base == "token"
+            else _users(session, item, tenant)
+        )
+        if len(rows) != 1:
+            problems.append(f"{item} matches {len(rows)} {item.base}s now, not one")
+    if problems:
+        raise DecisionError(f"nothing was revoked: {'; '.join(problems)}")
+
+
+def revoke(
+    session: Session,
+    *,
+    items: Sequence[Item],
+    tenant: dict[str, Any],
+    run_id: str,
+    decided_by: str,
+    reason: str,
+    group: str | None,
+) -> dict[str, list[str]]:
+    """Revoke the tokens, users and break-glass grants of ``items``; announce the members.
+
+    The members were taken out of ``group`` through the identity port already
+    (``None``: the tenant has no group any more): here they get their
+    ``tenant.access.revoked`` event. Returns ``revoked`` (what this review took
+    away) and ``already`` (what had no access left).
+    """
+    check_current(session, items=items, tenant=tenant)
+    # The trail names the security user who decided; the engine only carried it out.
+    actor = Principal(subject=decided_by, roles=frozenset({Role.SECURITY}), via="runbook")
+    revoked: list[str] = []
+    already: list[str] = []
+    for item in items:
+        if item.base == "member":
+            changed = group is not None  # no group left: nobody is a member any more
+            if changed:
+                outbox.emit(
+                    session,
+                    catalogue.ACCESS_REVOKED,
+                    catalogue.AccessChanged(
+                        tenant_id=tenant["id"],
+                        tenant_name=tenant.get("name"),
+                        actor=decided_by,
+                        grant_id=f"{group}/{item.ident}",
+                        subject=item.ident,
+                        reason=reason or None,
+                    ),
+                )
+        elif item.base == "token":
+            [row] = _tokens(session, item, tenant)
+            changed = row.revoked_at is None
+            tokens.revoke_token(session, actor=actor, token_id=row.id)
+        elif item.base == "user":
+            [user] = _users(session, item, tenant)
+            changed = not user.disabled
+            web.set_disabled(session, actor=actor, username=user.username, disabled=True)
+        else:
+            changed = breakglass.revoke_early(
+                session, actor=actor, run_id=item.ident, reason=reason or None
+            )
+        (revoked if changed else already).append(str(item))
+    audit.record(
+        session,
+        actor=actor,
+        action="access_review.revoked",
+        tenant_id=tenant["id"],
+        changes={},
+        detail={
+            "run_id": run_id,
+            "decided_by": decided_by,
+            "revoked": revoked,
+            "already": already,
+            "reason": reason,
+        },
+    )
+    return {"revoked": revoked, "already": already}
