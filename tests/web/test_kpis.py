@@ -17,6 +17,7 @@ from sqlalchemy import DateTime, insert, literal, select
 from tenantops.audit.models import AuditEntry
 from tenantops.db import Database
 from tenantops.finops.models import Budget, CostImport, CostMonthly
+from tenantops.itil.models import ItilRecord
 from tenantops.kit.sqltime import epoch_micros, seconds
 from tenantops.kpis.schemas import SORT_KEYS
 from tenantops.kpis.service import percentile
@@ -126,7 +127,10 @@ def test_the_kpis_of_a_small_fleet(web: TestClient, actors: Actors, fleet: dict[
     assert (overall["sla_met"], overall["sla_missed"], overall["sla_attainment"]) == (1, 1, 0.5)
     assert tenants["beta"]["suspensions"] == 1
     assert overall["suspensions"] == 1
-    assert overall["incidents"] == 1  # beta's suspension
+    # Nothing ran beta's suspension runbook, so no incident record was opened: the
+    # suspension is a signal, not an incident (decision 0041).
+    assert (overall["incidents"], overall["open_incidents"]) == (0, 0)
+    assert tenants["beta"]["incidents"] == 0
     assert tenants["alpha"]["cost_mtd"] == "60.00"
     assert tenants["alpha"]["budget"] == "100.00"
     assert tenants["alpha"]["budget_ratio"] == "0.6000"
@@ -185,6 +189,7 @@ def test_the_dashboard_shows_the_apis_numbers(
         o = api["overall"]
         shown = _shown(page.text)
         assert shown["incidents"] == str(o["incidents"])
+        assert shown["open_incidents"] == str(o["open_incidents"])
         assert shown["runs_in_progress"] == str(o["runs_in_progress"])
         assert shown["runs_stalled"] == str(o["runs_stalled"])
         attainment = o["sla_attainment"]
@@ -197,8 +202,9 @@ def test_the_dashboard_shows_the_apis_numbers(
         assert rows == [t["name"] for t in api["tenants"]]
         for t in api["tenants"]:
             row = page.text.split(f'<tr data-tenant="{t["name"]}">')[1].split("</tr>")[0]
-            cells = dict(re.findall(r'data-col="([a-z]+)">([^<]*)<', row))
+            cells = dict(re.findall(r'data-col="([a-z_]+)">([^<]*)<', row))
             assert cells["incidents"] == str(t["incidents"])
+            assert cells["open_incidents"] == str(t["open_incidents"])
             assert cells["runs"] == str(t["runs_in_progress"])
             assert cells["sla"] == (t["sla"] or "–")
             assert cells["cost"] == (
@@ -269,13 +275,14 @@ MILESTONES = {"tenant.approved": "approved_at", "tenant.step.verified": "activat
 
 
 class Rows:
-    """Rows for the tenant, audit, run, budget and cost tables, inserted in one go."""
+    """Rows for the tenant, audit, run, ITIL record, budget and cost tables, inserted in one go."""
 
     def __init__(self) -> None:
         self.tenants: list[dict[str, Any]] = []
         self.audit: list[dict[str, Any]] = []
         self.runs: list[dict[str, Any]] = []
         self.steps: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
         self.budgets: list[dict[str, Any]] = []
         self.imports: list[dict[str, Any]] = []
         self.costs: list[dict[str, Any]] = []
@@ -341,6 +348,24 @@ class Rows:
                 }
             )
 
+    def record(
+        self, name: str | None, kind: str, state: str, opened: datetime = T0, priority: int = 3
+    ) -> None:
+        """An ITIL record of the tenant ``name`` (None: of the platform)."""
+        seq = 1 + sum(1 for r in self.records if r["kind"] == kind)
+        prefix = {"incident": "INC", "change": "CHG", "problem": "PRB"}[kind]
+        resolved = opened + timedelta(hours=1) if state in ("resolved", "closed") else None
+        self.records.append(
+            {
+                **{"id": str(uuid.uuid4()), "kind": kind, "seq": seq},
+                **{"number": f"{prefix}{seq:07d}", "title": f"{kind} {seq}", "description": ""},
+                **{"tenant_id": self.ids[name] if name else None, "tenant_name": name},
+                **{"state": state, "priority": priority, "source": "manual", "fields": {}},
+                **{"opened_by": "olly", "opened_at": opened, "updated_at": opened},
+                **{"resolved_at": resolved, "version": 1},
+            }
+        )
+
     def cost(self, name: str, amount: str, currency: str = "EUR", **kw: Any) -> None:
         import_id = str(uuid.uuid4())
         self.imports.append(
@@ -369,6 +394,7 @@ class Rows:
                 (AuditEntry, self.audit),
                 (Run, self.runs),
                 (RunStep, self.steps),
+                (ItilRecord, self.records),
                 (Budget, self.budgets),
                 (CostImport, self.imports),
                 (CostMonthly, self.costs),
@@ -455,6 +481,17 @@ def ledger(db: Database, clock: Clock) -> dict[str, str]:
             **{"thresholds": [80], "updated_by": "fiona", "updated_at": T0, "version": 1},
         }
     )
+    # Incident records: b has two (one resolved, opened a year ago: the count is all-time,
+    # as /records lists) and a change; c one cancelled (counted, not open); a a problem;
+    # the platform an open incident and a change. Nobody's suspension, SLA breach or
+    # break-glass opening is an incident unless a record was opened for it.
+    r.record("b-slow", "incident", "resolved", opened=T0 - timedelta(days=365))
+    r.record("b-slow", "incident", "in_progress", opened=T0 + timedelta(hours=2), priority=2)
+    r.record("b-slow", "change", "scheduled")
+    r.record("c-breach", "incident", "cancelled")
+    r.record("a-met", "problem", "assess")
+    r.record(None, "incident", "new", priority=1)
+    r.record(None, "change", "new")
     r.cost("a-met", "60")
     r.cost("a-met", "500", superseded_by="newer")  # a superseded import: not counted
     r.cost("a-met", "7", month=DECEMBER)  # last month: not counted
@@ -487,6 +524,10 @@ HAND = {
         "g-micro": "met",
     },
     "incidents": {"b-slow": 2, "c-breach": 1},
+    "open_incidents": {"b-slow": 1},
+    "suspensions": {"b-slow": 1},
+    "sla_breaches": {"c-breach": 1},
+    "security_events": {"b-slow": 1},
     "runs_in_progress": {"d-pending": 2, "e-late": 2},
     "runs_stalled": {"e-late": 2},
     "cost_mtd": {"a-met": "60.00", "b-slow": "50.00", "g-micro": "10.01"},
@@ -495,7 +536,15 @@ HAND = {
 
 
 def _expected(name: str, key: str) -> Any:
-    counts = ("incidents", "runs_in_progress", "runs_stalled")
+    counts = (
+        "incidents",
+        "open_incidents",
+        "suspensions",
+        "sla_breaches",
+        "security_events",
+        "runs_in_progress",
+        "runs_stalled",
+    )
     return HAND[key].get(name, 0 if key in counts else None)
 
 
@@ -522,7 +571,11 @@ def test_the_numbers_of_a_hand_built_fleet(
         "sla_missed": 3,
         "sla_pending": 1,
         "sla_attainment": 0.4,
-        "incidents": 3,
+        # b's 2 and c's 1, and the platform's open one: every incident record there is.
+        "incidents": 4,
+        "open_incidents": 2,
+        "platform_incidents": 1,
+        "platform_open_incidents": 1,
         "suspensions": 1,
         "sla_breaches": 1,
         "security_events": 1,
@@ -574,6 +627,8 @@ def test_a_tenant_owner_gets_the_numbers_of_their_tenant_alone(
         2700.0,
     )
     assert (overall["sla_missed"], overall["incidents"], overall["runs_in_progress"]) == (1, 2, 0)
+    # Not the platform's incidents: a tenant owner may not read them, nor count them.
+    assert (overall["open_incidents"], overall["platform_incidents"]) == (1, None)
     assert overall["cost_mtd"] == {"USD": "50.00"}
     assert overall["budget"] == {"USD": "200.00"}
 
@@ -597,7 +652,8 @@ def test_the_dashboard_shows_the_hand_built_numbers(
     page = web.get("/", params={"sort": "-activation_seconds"})
     assert page.status_code == 200, page.text
     shown = _shown(page.text)
-    assert shown["incidents"] == "3"
+    assert (shown["incidents"], shown["open_incidents"]) == ("4", "2")
+    assert shown["platform_incidents"] == "1"
     assert (shown["runs_in_progress"], shown["runs_stalled"]) == ("4", "2")
     assert shown["sla_attainment"] == "40.0%"
     assert shown["cost_mtd"] == "70.01 EUR, 50.00 USD"
@@ -605,6 +661,24 @@ def test_the_dashboard_shows_the_hand_built_numbers(
     assert rows == ["b-slow", "a-met", "c-breach", "g-micro", "d-pending", "e-late", "f-new"]
     api = ok(web.get(KPIS, params={"sort": "-activation_seconds"}, headers=actors.gov))
     assert rows == [t["name"] for t in api["tenants"]]
+
+
+def test_the_incident_counts_link_to_the_records_for_those_who_may_read_them(
+    web: TestClient, user: UserFactory, ledger: dict[str, str]
+) -> None:
+    user("gus-web", "governance")
+    sign_in(web, "gus-web")
+    page = web.get("/").text
+    assert 'href="/records?kind=incident&amp;tenant=b-slow" data-col="incidents">2<' in page
+    assert 'href="/records?kind=incident&amp;open=1" data-kpi="open_incidents">2<' in page
+    # No incident, no link.
+    assert '<span data-col="incidents">0</span>' in page
+    web.cookies.clear()
+    user("quinn-web", "qa")  # QA reads the KPIs, not the records
+    sign_in(web, "quinn-web")
+    page = web.get("/").text
+    assert "/records?" not in page
+    assert '<span data-kpi="incidents">4</span>' in page
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantops.db import Base
@@ -24,7 +24,11 @@ class ItilRecord(Base):
     """An incident, change or problem record."""
 
     __tablename__ = "itil_records"
-    __table_args__ = (UniqueConstraint("kind", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "seq"),
+        # The KPIs' count of incidents per tenant, open or not, read from the index alone.
+        Index("ix_itil_records_kind_tenant_id_state", "kind", "tenant_id", "state"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))

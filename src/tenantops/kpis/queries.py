@@ -9,8 +9,14 @@ Where each number comes from:
   ``tenant.approved``) to activation; met when under 30 minutes and no
   onboarding run of the tenant breached its SLA; pending while the 30 minutes
   have not passed;
-- incidents: audit entries ``tenant.suspended``, ``run.sla_breached`` and
-  ``breakglass.opened`` (the security events) of the tenant;
+- incidents: the tenant's ITIL incident records (``itil_records`` of kind
+  ``incident``), in any state, all time, as ``/records`` lists them; open
+  incidents: those not resolved, closed or cancelled (``itil.states.DONE``, the
+  listing's "open"). The overall figures add the platform's incidents (no
+  tenant) when the view is not narrowed to some tenants (decision 0041);
+- suspensions, SLA breaches, security events: audit entries
+  ``tenant.suspended``, ``run.sla_breached`` and ``breakglass.opened`` of the
+  tenant: signals beside the incidents, no longer summed into them;
 - runs: open runs (running or waiting); stalled when their SLA deadline passed
   or a step that should be moving has not for an hour: due (``ready``, its
   ``wake_at`` passed) and not taken, or taken by a worker whose lease ran out
@@ -20,8 +26,9 @@ Where each number comes from:
   against the budget (the FinOps budget row, else the tenant's own).
 
 ``kpi_rows`` builds a row per tenant in SQL: the tenants joined to one
-grouped pass over the incident entries of the audit log, one over the open
-and breached runs, the budgets and the month's cost (decisions 0025, 0028).
+grouped pass over the signal entries of the audit log, one over the incident
+records, one over the open and breached runs, the budgets and the month's cost
+(decisions 0025, 0028, 0041).
 ``report_query`` materializes it once and reads it three times in one
 statement: sorted and cut for the table, aggregated for the totals, ranked by
 activation time for the median and p90. Tenants per state
@@ -68,6 +75,8 @@ from tenantops.auth.principal import Principal
 from tenantops.errors import Unprocessable
 from tenantops.finops.costs import Month, cents, monthly_measure
 from tenantops.finops.models import Budget, CostImport, CostMonthly
+from tenantops.itil.models import ItilRecord
+from tenantops.itil.states import DONE, Kind
 from tenantops.kit.sqltime import epoch_micros, seconds
 from tenantops.kpis.schemas import SORT_KEYS, KpiFilter
 from tenantops.runbooks.models import Run, RunStep
@@ -77,7 +86,8 @@ SLA = timedelta(minutes=30)
 STALL_AFTER = timedelta(hours=1)
 ONBOARDING_RUNBOOK = "tenant-onboarding"
 OPEN_RUNS = ("running", "waiting")
-INCIDENT_ACTIONS = {
+# Audit signals counted per tenant beside the incident records (not summed into them).
+SIGNAL_ACTIONS = {
     "tenant.suspended": "suspensions",
     "run.sla_breached": "sla_breaches",
     "breakglass.opened": "security_events",
@@ -142,7 +152,7 @@ class Money:
 def kpi_rows(*, where: list[ColumnElement[bool]], money: Money, now: datetime) -> Select[Any]:
     """One row per visible tenant with every KPI the table shows, unrounded."""
     action = AuditEntry.action
-    # Incidents are few: the action index finds them, the group is small. The
+    # The signals are few: the action index finds them, the group is small. The
     # approval and activation times are on the tenant row (decision 0028); they
     # were nearly all of what this pass read.
     audit = (
@@ -150,12 +160,23 @@ def kpi_rows(*, where: list[ColumnElement[bool]], money: Money, now: datetime) -
             AuditEntry.tenant_id.label("tenant_id"),
             *(
                 func.count(case((action == name, 1))).label(label)
-                for name, label in INCIDENT_ACTIONS.items()
+                for name, label in SIGNAL_ACTIONS.items()
             ),
         )
-        .where(action.in_(list(INCIDENT_ACTIONS)))
+        .where(action.in_(list(SIGNAL_ACTIONS)))
         .group_by(AuditEntry.tenant_id)
         .subquery("audit")
+    )
+    # (kind, tenant_id, state) covers it: one index range, no record row read (0016).
+    itil = (
+        select(
+            ItilRecord.tenant_id.label("tenant_id"),
+            func.count().label("incidents"),
+            func.count(case((ItilRecord.state.not_in(sorted(DONE)), 1))).label("open"),
+        )
+        .where(ItilRecord.kind == Kind.INCIDENT.value, ItilRecord.tenant_id.is_not(None))
+        .group_by(ItilRecord.tenant_id)
+        .subquery("itil")
     )
     # Which runs to read: the open ones (an unfinished run is running or waiting), and
     # the closed runs of tenants with a ``run.sla_breached`` entry, which the engine
@@ -229,7 +250,7 @@ def kpi_rows(*, where: list[ColumnElement[bool]], money: Money, now: datetime) -
         else_="pending",
     )
     suspensions, sla_breaches, security = (
-        func.coalesce(audit.c[label], 0) for label in INCIDENT_ACTIONS.values()
+        func.coalesce(audit.c[label], 0) for label in SIGNAL_ACTIONS.values()
     )
     query = (
         select(
@@ -245,7 +266,8 @@ def kpi_rows(*, where: list[ColumnElement[bool]], money: Money, now: datetime) -
             suspensions.label("suspensions"),
             sla_breaches.label("sla_breaches"),
             security.label("security_events"),
-            (suspensions + sla_breaches + security).label("incidents"),
+            func.coalesce(itil.c.incidents, 0).label("incidents"),
+            func.coalesce(itil.c.open, 0).label("open_incidents"),
             func.coalesce(runs.c.open, 0).label("runs_in_progress"),
             func.coalesce(runs.c.stalled, 0).label("runs_stalled"),
             currency.label("currency"),
@@ -258,6 +280,7 @@ def kpi_rows(*, where: list[ColumnElement[bool]], money: Money, now: datetime) -
         )
         .select_from(Tenant)
         .outerjoin(audit, audit.c.tenant_id == Tenant.id)
+        .outerjoin(itil, itil.c.tenant_id == Tenant.id)
         .outerjoin(runs, runs.c.tenant_id == Tenant.id)
     )
     return money.join(query).where(*where)
@@ -279,9 +302,11 @@ def _order(rows: Any, sort: str) -> list[ColumnElement[Any]]:
 
 
 PCTS = (50, 90)
-# Summed over every row (they come from the audit and run passes); what needs only
-# tenants and budgets is grouped in states_and_budgets.
+# Summed over every row (they come from the audit, incident and run passes); what
+# needs only tenants and budgets is grouped in states_and_budgets.
 TOTALS = (
+    "incidents",
+    "open_incidents",
     "suspensions",
     "sla_breaches",
     "security_events",
@@ -384,6 +409,20 @@ def provisioning_between(session: Session, start: datetime, end: datetime) -> Pr
         p50_seconds=seconds(row.p50),
         p90_seconds=seconds(row.p90),
     )
+
+
+def platform_incidents(session: Session) -> tuple[int, int]:
+    """Incident records of the platform (no tenant): all of them, and the open ones.
+
+    Not in any tenant's row; the overall figures add them when the view covers
+    the whole fleet (``service.compute_kpis``, decision 0041).
+    """
+    query = select(
+        func.count(),
+        func.count(case((ItilRecord.state.not_in(sorted(DONE)), 1))),
+    ).where(ItilRecord.kind == Kind.INCIDENT.value, ItilRecord.tenant_id.is_(None))
+    total, still_open = session.execute(query).one()
+    return int(total), int(still_open)
 
 
 def states_and_budgets(

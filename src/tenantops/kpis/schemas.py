@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 SORT_KEYS = (
     "name",
@@ -16,6 +16,7 @@ SORT_KEYS = (
     "activation_seconds",
     "sla",
     "incidents",
+    "open_incidents",
     "runs_in_progress",
     "runs_stalled",
     "cost_mtd",
@@ -44,10 +45,11 @@ class TenantKpis(BaseModel):
     activation_seconds: float | None
     provisioning_seconds: float | None
     sla: SlaOutcome | None
+    incidents: int = Field(description="The tenant's ITIL incident records, in any state")
+    open_incidents: int = Field(description="Of those, the ones not resolved, closed or cancelled")
     suspensions: int
     sla_breaches: int
     security_events: int
-    incidents: int
     runs_in_progress: int
     runs_stalled: int
     currency: str
@@ -66,7 +68,17 @@ class OverallKpis(BaseModel):
     sla_missed: int
     sla_pending: int
     sla_attainment: float | None
-    incidents: int
+    incidents: int = Field(
+        description="The tenants' ITIL incident records, and the platform's when the view is "
+        "the whole fleet (no filter, not a tenant owner)"
+    )
+    open_incidents: int = Field(description="Of those, not resolved, closed or cancelled")
+    platform_incidents: int | None = Field(
+        description="Incident records of no tenant, counted in incidents; null: not in this view"
+    )
+    platform_open_incidents: int | None = Field(
+        description="Of those, not resolved, closed or cancelled; null: not in this view"
+    )
     suspensions: int
     sla_breaches: int
     security_events: int

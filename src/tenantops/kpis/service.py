@@ -27,6 +27,7 @@ from tenantops.kpis.queries import (
     Provisioning,
     dec,
     kpi_rows,
+    platform_incidents,
     provisioning_between,
     report_query,
     states_and_budgets,
@@ -65,10 +66,11 @@ def _tenant_row(row: Any) -> TenantKpis:
             "activation_seconds": seconds(row.activation),
             "provisioning_seconds": seconds(row.provisioning),
             "sla": row.sla,
+            "incidents": int(row.incidents),
+            "open_incidents": int(row.open_incidents),
             "suspensions": int(row.suspensions),
             "sla_breaches": int(row.sla_breaches),
             "security_events": int(row.security_events),
-            "incidents": int(row.incidents),
             "runs_in_progress": int(row.runs_in_progress),
             "runs_stalled": int(row.runs_stalled),
             "currency": row.currency,
@@ -113,6 +115,13 @@ def compute_kpis(
         if first is not None and getattr(first, f"priced_{i}")
     }
     met, missed = totals["met"], totals["missed"]
+    # The platform's incidents belong to no tenant: counted when the view is the whole
+    # fleet (staff, no filter), so the figure is what /records lists; not in a view
+    # narrowed to some tenants, nor shown to a tenant owner (decision 0041).
+    whole_fleet = not principal.tenant_scoped and not (
+        filters.state or filters.region or filters.tier
+    )
+    platform = platform_incidents(session) if whole_fleet else None
     overall = OverallKpis(
         tenants=sum(by_state.values()),
         by_state=by_state,
@@ -123,7 +132,10 @@ def compute_kpis(
         sla_missed=missed,
         sla_pending=totals["pending"],
         sla_attainment=round(met / (met + missed), 4) if met + missed else None,
-        incidents=totals["suspensions"] + totals["sla_breaches"] + totals["security_events"],
+        incidents=totals["incidents"] + (platform[0] if platform else 0),
+        open_incidents=totals["open_incidents"] + (platform[1] if platform else 0),
+        platform_incidents=platform[0] if platform else None,
+        platform_open_incidents=platform[1] if platform else None,
         suspensions=totals["suspensions"],
         sla_breaches=totals["sla_breaches"],
         security_events=totals["security_events"],
