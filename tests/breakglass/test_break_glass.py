@@ -8,13 +8,18 @@ from sqlalchemy import select
 
 from tenantops.audit.models import AuditEntry
 from tenantops.auth.models import ApiToken
+from tenantops.auth.principal import Principal, Role
+from tenantops.breakglass import service as breakglass
 from tenantops.config import Settings
 from tenantops.db import Database
+from tenantops.events import catalogue
+from tenantops.events.models import OutboxEvent
 from tenantops.notifications.models import OutboxMessage
 from tenantops.runbooks.worker import Worker
 from tenantops.wiring import build_actions
 from tests.conftest import Clock, TokenFactory
 
+SUE = Principal("sue", frozenset({Role.SECURITY}))
 REQUEST = {
     "reason": "database failover stuck, need admin to reassign",
     "incident_ref": "INC0042",
@@ -100,6 +105,36 @@ def test_break_glass_is_time_boxed_notified_revoked_and_reviewed_by_another(
     assert "breakglass.opened" in actions
     assert "token.revoked" in actions
     assert actions[-1] == "run.succeeded"
+
+
+def test_a_grant_ended_early_goes_straight_to_its_review_and_is_announced_once(
+    client: TestClient, auth: TokenFactory, db: Database, settings: Settings, clock: Clock
+) -> None:
+    oli, sue = auth("oli", "ops_engineer"), auth("sue", "security")
+    worker = Worker(db, build_actions(settings, db))
+    grant = client.post("/api/v1/break-glass", json=REQUEST, headers=oli).json()
+    drain(worker)
+    with db.read() as s:
+        [before] = breakglass.grants_of(s, tenant_id=None, since=clock.now)
+    assert (before["open"], before["review_due"]) == (True, False)
+
+    clock.advance(minutes=5)  # an access review decides to end it, long before its expiry
+    with db.write() as s:
+        assert breakglass.revoke_early(s, actor=SUE, run_id=grant["run_id"], reason="review")
+    with db.write() as s:  # a second decision changes nothing
+        assert not breakglass.revoke_early(s, actor=SUE, run_id=grant["run_id"], reason="again")
+    drain(worker)  # the timer ended with the grant: no waiting for the 30 minutes
+    run = client.get(f"/api/v1/runs/{grant['run_id']}", headers=sue).json()
+    assert (run["status"], run["current_step"]) == ("waiting", "review")
+    revoke = next(step for step in run["steps"] if step["name"] == "revoke")
+    assert revoke["output"]["early"] is True
+    with db.read() as s:
+        [after] = breakglass.grants_of(s, tenant_id=None, since=clock.now)
+        revoked = s.execute(
+            select(OutboxEvent).where(OutboxEvent.type == catalogue.ACCESS_REVOKED.type)
+        ).scalars()
+        assert len(list(revoked)) == 1  # by the early end, not again by the run's own step
+    assert (after["open"], after["review_due"]) == (False, True)
 
 
 @pytest.mark.parametrize(

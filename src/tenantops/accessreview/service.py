@@ -133,7 +133,7 @@ def _platform(session: Session, now: datetime) -> dict[str, Any]:
             if row.tenant_id is None and _token_state(row, now) == "active"
         ],
         "users": [_user(user) for user in web.list_users(session) if user.tenant_id is None],
-        "break_glass": breakglass.grants_of(session, tenant_id=None, since=now - RECENT),
+        "break_glass": breakglass.grants_of(session, tenant_id=None, since=now - RECENT, now=now),
     }
 
 
@@ -166,7 +166,7 @@ def take_snapshot(
     contacts: Sequence[str] = [str(c) for c in tenant.get("contacts") or []]
     api_tokens = _tokens(session, tenant, now)
     users = _users(session, tenant)
-    grants = breakglass.grants_of(session, tenant_id=tenant["id"], since=now - RECENT)
+    grants = breakglass.grants_of(session, tenant_id=tenant["id"], since=now - RECENT, now=now)
     platform = _platform(session, now)
     findings = (
         access_findings(group, owner=owner, contacts=contacts)

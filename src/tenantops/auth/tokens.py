@@ -99,12 +99,17 @@ def list_tokens(session: Session) -> Sequence[ApiToken]:
     return session.execute(select(ApiToken).order_by(ApiToken.created_at)).scalars().all()
 
 
-def revoke_token(session: Session, *, actor: Principal, token_id: str) -> ApiToken:
-    """Revoke by id or by the listed prefix; revoking twice is harmless."""
-    row = (
+def find_token(session: Session, token_id: str) -> ApiToken | None:
+    """The token with this id or listed prefix, if any."""
+    return (
         session.get(ApiToken, token_id)
         or session.execute(select(ApiToken).where(ApiToken.prefix == token_id)).scalars().first()
     )
+
+
+def revoke_token(session: Session, *, actor: Principal, token_id: str) -> ApiToken:
+    """Revoke by id or by the listed prefix; revoking twice is harmless."""
+    row = find_token(session, token_id)
     if row is None:
         raise NotFound(f"no token {token_id!r}")
     if row.revoked_at is None:

@@ -18,11 +18,17 @@ def _nothing(ctx: ActionContext) -> StepResult:
 
 
 def _revoke(session: Session, ctx: ActionContext, result: StepResult) -> None:
-    # Revoking twice is harmless, so a re-run step changes nothing.
-    row = tokens.revoke_token(session, actor=ENGINE, token_id=str(ctx.params["token_id"]))
+    # Revoking twice is harmless, so a re-run step changes nothing. A token revoked
+    # before the expiry (an access review's decision) was announced then: not again.
+    token_id = str(ctx.params["token_id"])
+    before = tokens.find_token(session, token_id)
+    early = before is not None and before.revoked_at is not None
+    row = tokens.revoke_token(session, actor=ENGINE, token_id=token_id)
     revoked_at = as_utc(row.revoked_at).isoformat() if row.revoked_at else None
-    result.output.update(token_id=row.id, revoked_at=revoked_at)
+    result.output.update(token_id=row.id, revoked_at=revoked_at, early=early)
     result.evidence.update(token_id=row.id, subject=row.subject, revoked_at=revoked_at)
+    if early:
+        return
     tenant = ctx.inputs.get("tenant")
     outbox.emit(
         session,

@@ -16,17 +16,19 @@ from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
 from tenantops.auth import tokens
+from tenantops.auth.models import ApiToken
 from tenantops.auth.principal import Principal, Role
 from tenantops.breakglass.schemas import BreakGlassCreate, BreakGlassRead
 from tenantops.errors import NotFound
 from tenantops.events import catalogue, outbox
-from tenantops.kit.clock import as_utc
+from tenantops.kit.clock import as_utc, utcnow
 from tenantops.runbooks import engine, spec
 from tenantops.runbooks.spec import seconds
 from tenantops.tenants import service as tenants
 from tenantops.tenants.schemas import TenantRead
 
 RUNBOOK = "emergency-break-glass"
+TIMEBOX = "timebox"  # the runbook's wait until the grant expires
 
 
 def open_break_glass(
@@ -105,16 +107,25 @@ def open_break_glass(
     )
 
 
+def _works(token: ApiToken | None, *, now: datetime) -> bool:
+    if token is None or token.revoked_at is not None:
+        return False
+    return token.expires_at is None or as_utc(token.expires_at) > now
+
+
 def grants_of(
-    session: Session, *, tenant_id: str | None, since: datetime
+    session: Session, *, tenant_id: str | None, since: datetime, now: datetime | None = None
 ) -> list[dict[str, object]]:
     """The tenant's break-glass grants still open, or opened since ``since``, oldest first.
 
     ``tenant_id`` ``None``: the grants bound to no tenant (they reach every tenant).
 
     Read from the runs that watch them (the grant's reason, incident and expiry
-    are their inputs); the token's value is never part of it.
+    are their inputs); the token's value is never part of it. ``open``: its
+    token still works at ``now``; ``review_due``: it no longer does and the
+    post-use review has not been completed.
     """
+    now = now or utcnow()
     grants: list[dict[str, object]] = []
     for run in engine.runs_of(session, tenant_id=tenant_id):
         if run.runbook_id != RUNBOOK:
@@ -123,10 +134,14 @@ def grants_of(
         if run.finished_at is not None and opened < since:
             continue
         inputs = run.inputs or {}
+        token = tokens.find_token(session, str(inputs.get("token_id") or ""))
         grants.append(
             {
                 "run_id": run.id,
-                "open": run.finished_at is None,
+                # Open while its token still works: not once revoked (at expiry or early)
+                # though the run waits on for its post-use review.
+                "open": _works(token, now=now),
+                "review_due": run.finished_at is None and not _works(token, now=now),
                 "status": run.status,
                 "subject": inputs.get("subject"),
                 "opened_by": run.started_by,
@@ -145,17 +160,19 @@ def revoke_early(session: Session, *, actor: Principal, run_id: str, reason: str
 
     ``True`` if this call took the access away, ``False`` if the token was
     revoked already (nothing recorded then, so a repeat is harmless). The
-    watching run goes on to its expiry and review; its own revoke is then a
-    no-op on the token.
+    watching run's timer ends now, so it goes straight on to its own revoke
+    step (which finds the token revoked and announces nothing again), tells
+    security, and opens the post-use review without waiting for the expiry.
     """
     run = engine.get_run(session, run_id)
     token_id = (run.inputs or {}).get("token_id") if run.runbook_id == RUNBOOK else None
     if not token_id:
         raise NotFound(f"no break-glass grant {run_id!r}")
-    before = next((t for t in tokens.list_tokens(session) if t.id == token_id), None)
+    before = tokens.find_token(session, str(token_id))
     if before is not None and before.revoked_at is not None:
         return False
     row = tokens.revoke_token(session, actor=actor, token_id=str(token_id))
+    engine.end_wait(session, run_id=run.id, step_name=TIMEBOX, now=utcnow())
     tenant = (run.inputs or {}).get("tenant")
     outbox.emit(
         session,

@@ -906,6 +906,27 @@ def steps_of(session: Session, run_id: str) -> list[RunStep]:
     )
 
 
+def end_wait(session: Session, *, run_id: str, step_name: str, now: datetime) -> bool:
+    """End the timer of step ``step_name`` now, if it is the step the run is waiting on.
+
+    For a wait whose reason went away early (a break-glass grant revoked before
+    its expiry): the next claim finds the timer over and the run goes on. ``False``
+    when the step is no timer or is not the one waiting (done, or not reached).
+    """
+    run = get_run(session, run_id, for_update=True)
+    step = next((s for s in spec_of(run).steps if s.name == step_name), None)
+    if step is None or step.wait is None:
+        return False
+    row = session.execute(
+        select(RunStep).where(RunStep.run_id == run_id, RunStep.name == step_name)
+    ).scalar_one()
+    if row.status != "ready" or row.wake_at is None or as_utc(row.wake_at) <= now:
+        return False
+    row.wake_at = now
+    run.updated_at = now
+    return True
+
+
 def gate_refusal(
     *, gate: Gate, step_name: str, started_by: str, principal: Principal
 ) -> AppError | None:
