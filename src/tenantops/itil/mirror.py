@@ -9,6 +9,8 @@ state machine (which would refuse a jump the tool allowed), and records the
 move on the timeline. Only a mirror row follows: a row is a read-only copy
 of its ticket, and a local record is never moved past its state machine
 (a correlation id that opened a local record is a reused key, not a mirror).
+Every write here stamps ``refreshed_at``: the tool was just asked, so the
+periodic refresh (``itil.refresh``) asks for the others first.
 """
 
 from __future__ import annotations
@@ -78,7 +80,46 @@ def mirror(
             )
     if name is not None and record.state != name:
         _follow(session, record, actor, name, system)
+    record.refreshed_at = utcnow()
     return record
+
+
+def follow(
+    session: Session, record: ItilRecord, *, actor: Principal, state: str, system: str
+) -> bool:
+    """Bring an existing mirror row to the ``state`` its ticket has now; whether it moved.
+
+    A code this table does not know leaves the state where it is (the row still
+    counts as refreshed).
+    """
+    name = states.name_of(Kind(record.kind), state)
+    moved = name is not None and record.state != name
+    if name is not None and moved:
+        _follow(session, record, actor, name, system)
+    record.refreshed_at = utcnow()
+    return moved
+
+
+def gone(session: Session, record: ItilRecord, *, actor: Principal, system: str) -> bool:
+    """Note once on the timeline that the tool has no such ticket (any more); whether this
+    is the first time. The row keeps the state it had: deleted there, or hidden from the
+    integration user by an ACL, the last state seen is still the best copy."""
+    key = f"{system}:gone:{record.external_id}"
+    record.refreshed_at = utcnow()
+    if repository.note_by_key(session, key) is not None:
+        return False
+    session.add(
+        ItilNote(
+            record_id=record.id,
+            at=utcnow(),
+            author=actor.subject,
+            kind="work_note",
+            text=f"{system} has no ticket {record.external_id} (any more); "
+            f"the state here is the last one {system} reported",
+            key=key,
+        )
+    )
+    return True
 
 
 def _follow(

@@ -49,6 +49,8 @@ class ItilRecord(Base):
     external_system: Mapped[str | None] = mapped_column(String(32))
     external_id: Mapped[str | None] = mapped_column(String(64))
     external_link: Mapped[str | None] = mapped_column(String(500))
+    # When the tool was last asked for the mirrored ticket (``itil.refresh``'s order and claim).
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     # An incident or change caused by / fixing a known problem.
     problem_id: Mapped[str | None] = mapped_column(ForeignKey("itil_records.id"), index=True)
     assigned_to: Mapped[str | None] = mapped_column(String(200))

@@ -17,7 +17,8 @@ it), and cannot make a change standard (``itil.service.update_fields`` refuses
 ``type``).
 
 ``MirroredItsm`` wraps the ServiceNow adapter: every ticket it opens or
-updates there also gets a mirror row here (``itil.mirror``).
+updates there also gets a mirror row here (``itil.mirror``); ``state_of`` is
+what the periodic refresh of those rows asks it (``itil.refresh``).
 """
 
 from __future__ import annotations
@@ -287,6 +288,25 @@ class MirroredItsm:
     def get(self, ticket: Ticket) -> Ticket:
         """The ticket as the tool has it (read only: no mirror write)."""
         return self.inner.get(ticket)
+
+    def state_of(self, kind: Kind, external_id: str) -> str | None:
+        """The state the tool has ticket ``external_id`` in now; None when it has no such
+        ticket (404: deleted, or hidden from the integration user). Any other failure is
+        raised: the refresh ends its turn."""
+        ticket = Ticket(
+            kind=TicketKind(kind.value),
+            id=external_id,
+            number="",
+            state="",
+            tenant="",
+            correlation_id="",
+        )
+        try:
+            return self.inner.get(ticket).state
+        except DriverError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def _mirror(
         self,

@@ -29,6 +29,11 @@ class ServiceNowSettings(BaseModel):
         pattern=r"^u_[a-z0-9_]+$",
         description="A custom field (e.g. u_tenant) that also gets the tenant's name.",
     )
+    refresh_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How often each worker asks for the open mirror rows' tickets; 0: never.",
+    )
 
     @model_validator(mode="after")
     def _one_login(self) -> ServiceNowSettings:

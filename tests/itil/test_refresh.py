@@ -1,0 +1,368 @@
+"""Mirror rows follow their ServiceNow tickets at each refresh turn, though no runbook
+step touches them (ServiceNow's recorded exchanges replayed locally; both stores)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from tenantops.audit import service as audit
+from tenantops.auth.principal import SYSTEM
+from tenantops.config import Settings
+from tenantops.db import Database
+from tenantops.drivers.itsm.database import MirroredItsm
+from tenantops.drivers.itsm.servicenow import ServiceNowItsm
+from tenantops.itil import mirror, refresh, service
+from tenantops.itil.states import Kind
+from tests.conftest import Clock
+from tests.drivers.test_argocd import Replay, Seen, replay, request_problems  # noqa: F401
+from tests.drivers.test_itsm import PASSWORD, SYS_ID, ex, open_incident, settings
+from tests.itil.helpers import OPS, make_tenant
+
+pytestmark = pytest.mark.usefixtures("clock")
+
+SYSTEM_NAME = "servicenow"
+EVERY = timedelta(minutes=5)
+AGAIN = refresh.again_after(EVERY, timedelta(seconds=15))
+
+
+def sys_id(n: int) -> str:
+    return f"{n:032x}"
+
+
+def answered(exchange: dict[str, Any], ticket: str, **result: str) -> dict[str, Any]:
+    """A recorded exchange of ticket ``SYS_ID``, for ticket ``ticket`` (and ``result``)."""
+    made = copy.deepcopy(exchange)
+    made["request"]["path"] = made["request"]["path"].replace(SYS_ID, ticket)
+    body = made["response"]["body"]
+    if isinstance(body, dict) and isinstance(body.get("result"), dict):
+        body["result"].update(sys_id=ticket, **result)
+    return made
+
+
+def got(ticket: str, state: str) -> dict[str, Any]:
+    """``GET`` of one incident, answered with ``state``."""
+    return answered(ex("get_incident"), ticket, state=state)
+
+
+def not_found(ticket: str) -> dict[str, Any]:
+    return answered(ex("not_found"), ticket)
+
+
+def unavailable(ticket: str) -> dict[str, Any]:
+    """The instance's recorded 503 (an upgrade), on the ``GET`` of one incident."""
+    made = copy.deepcopy(ex("unavailable"))
+    made["request"] = got(ticket, "1")["request"]
+    return made
+
+
+@pytest.fixture
+def itsm(replay: Replay, db: Database) -> Iterator[MirroredItsm]:  # noqa: F811
+    make_tenant(db, "acme")
+    mirrored = MirroredItsm(ServiceNowItsm(settings(replay.url)), db, system=SYSTEM_NAME)
+    yield mirrored
+    mirrored.close()
+
+
+def mirror_row(db: Database, n: int, state: str = "1") -> str:
+    """The mirror row of incident ``sys_id(n)`` as a runbook step leaves it; its id."""
+    with db.write() as session:
+        return mirror.mirror(
+            session,
+            actor=SYSTEM,
+            kind=Kind.INCIDENT,
+            system=SYSTEM_NAME,
+            external_id=sys_id(n),
+            external_number=f"INC{10000 + n:07d}",
+            link="",
+            state=state,
+            tenant="acme",
+            title=f"ticket {n}",
+        ).id
+
+
+def turn(
+    db: Database,
+    itsm: MirroredItsm,
+    *,
+    limit: int = refresh.BATCH,
+    stopping: Callable[[], bool] = lambda: False,
+) -> refresh.Turn:
+    return refresh.refresh_mirrors(
+        db, itsm.state_of, system=SYSTEM_NAME, again_after=AGAIN, limit=limit, stopping=stopping
+    )
+
+
+def state_and_notes(db: Database, record_id: str) -> tuple[str, list[str]]:
+    with db.read() as session:
+        record = service.get(session, principal=OPS, ref=record_id)
+        return record.state, [f"{n.author}: {n.text}" for n in service.timeline(session, record)]
+
+
+def asked(replay: Replay) -> list[str]:  # noqa: F811
+    """The tickets asked for, in order (the last part of each path)."""
+    return [seen.path.rsplit("/", 1)[-1] for seen in replay.seen if seen.method == "GET"]
+
+
+def test_a_ticket_resolved_in_servicenow_is_resolved_here_at_the_next_turn_then_closed_and_left(
+    db: Database,
+    itsm: MirroredItsm,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    replay.script(ex("lookup_incident_none"), ex("create_incident"))
+    ticket = open_incident(itsm)
+    with db.read() as session:
+        ((row,), _) = service.list_records(session, principal=OPS, tenant="acme")
+        record_id = row.id
+    assert state_and_notes(db, record_id)[0] == "new"
+
+    # Someone resolves it in ServiceNow; no runbook step touches it again.
+    clock.advance(EVERY)
+    replay.script(got(ticket.id, "6"))
+    assert turn(db, itsm) == refresh.Turn(asked=1, moved=1)
+    state, notes = state_and_notes(db, record_id)
+    assert state == "resolved"
+    assert notes[-1] == "system:itsm-refresh: new -> resolved (in servicenow)"
+    with db.read() as session:
+        assert service.get(session, principal=OPS, ref=record_id).resolved_at == clock.now
+        assert audit.verify(session).ok
+
+    # Resolved is not the end there: the next turn asks again, and sees it closed.
+    clock.advance(EVERY)
+    replay.script(got(ticket.id, "7"))
+    assert turn(db, itsm).moved == 1
+    assert state_and_notes(db, record_id)[0] == "closed"
+
+    # A closed ticket is not asked for again, however many turns go by.
+    for _ in range(3):
+        clock.advance(EVERY)
+        assert turn(db, itsm) == refresh.Turn()
+    assert asked(replay)[-2:] == [ticket.id, ticket.id]
+    replay.assert_done()
+
+
+def test_a_ticket_the_step_mirrored_lately_waits_and_an_unchanged_one_writes_nothing(
+    db: Database,
+    itsm: MirroredItsm,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    record_id = mirror_row(db, 1, state="2")
+    clock.advance(AGAIN / 2)
+    assert turn(db, itsm) == refresh.Turn()  # just mirrored by its step: not due yet
+    clock.advance(EVERY)
+    replay.script(got(sys_id(1), "2"))
+    assert turn(db, itsm) == refresh.Turn(asked=1)
+    assert state_and_notes(db, record_id) == (
+        "in_progress",
+        ["system:tenantops: new -> in_progress (in servicenow)"],
+    )
+    replay.assert_done()
+
+
+def test_an_outage_changes_no_row_and_the_next_turn_catches_up_with_the_failed_one_last(
+    db: Database,
+    itsm: MirroredItsm,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    rows = []
+    for n in (1, 2, 3):
+        rows.append(mirror_row(db, n))
+        clock.advance(minutes=1)
+    before = [state_and_notes(db, r) for r in rows]
+    clock.advance(EVERY)
+    replay.script(unavailable(sys_id(1)))
+    with capture_logs() as logs:
+        done = turn(db, itsm)
+    assert (done.asked, done.moved) == (0, 0)
+    assert done.error is not None
+    assert "HTTP 503" in done.error
+    assert [state_and_notes(db, r) for r in rows] == before
+    assert [entry["event"] for entry in logs] == [
+        "mirror refresh ends for this turn: the tool did not answer"
+    ]
+    assert PASSWORD not in repr(logs)
+
+    clock.advance(EVERY)
+    replay.script(got(sys_id(2), "2"), got(sys_id(3), "6"), got(sys_id(1), "2"))
+    assert turn(db, itsm) == refresh.Turn(asked=3, moved=3)
+    assert asked(replay) == [sys_id(1), sys_id(2), sys_id(3), sys_id(1)]
+    assert [state_and_notes(db, r)[0] for r in rows] == ["in_progress", "in_progress", "resolved"]
+    replay.assert_done()
+
+
+def test_turns_ask_a_bounded_batch_oldest_refreshed_first_and_stop_between_tickets(
+    db: Database,
+    itsm: MirroredItsm,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    for n in range(1, 6):
+        mirror_row(db, n)
+        clock.advance(minutes=1)
+    mirror_row(db, 1, state="2")  # a runbook step mirrored ticket 1 again: it was just seen
+
+    def turns(*batches: tuple[int, ...], stop_after: int | None = None) -> None:
+        for tickets in batches:
+            clock.advance(EVERY)
+            replay.script(*(got(sys_id(n), "2") for n in tickets))
+            # The limit alone ends a turn, unless the worker is to stop after some tickets.
+            stop = None if stop_after is None else len(replay.seen) + stop_after
+            done = turn(
+                db,
+                itsm,
+                limit=2,
+                stopping=lambda stop=stop: stop is not None and len(replay.seen) >= stop,
+            )
+            assert done.asked == len(tickets)
+            replay.assert_done()
+
+    turns((2, 3), (4, 5))
+    # The worker stops after ticket 1: ticket 2, next in line, is neither claimed nor asked...
+    turns((1,), stop_after=1)
+    # ... and comes first at the next turn; every ticket had its turn, ordered by when it
+    # was last seen.
+    turns((2, 3), (4, 5), (1, 2))
+    assert asked(replay) == [sys_id(n) for n in (2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2)]
+
+
+def test_a_ticket_gone_from_servicenow_is_noted_once_and_keeps_its_state(
+    db: Database,
+    itsm: MirroredItsm,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    gone = mirror_row(db, 1, state="2")
+    clock.advance(minutes=1)
+    other = mirror_row(db, 2)
+    for first in (True, False):
+        clock.advance(EVERY)
+        replay.script(not_found(sys_id(1)), got(sys_id(2), "2"))
+        with capture_logs() as logs:
+            turn(db, itsm)
+        replay.assert_done()
+        warnings = [entry["event"] for entry in logs if entry["log_level"] == "warning"]
+        if first:
+            assert warnings == ["mirrored ticket not found; its row keeps its last state"]
+        else:
+            assert warnings == []
+    state, notes = state_and_notes(db, gone)
+    assert state == "in_progress"
+    assert [n for n in notes if "has no ticket" in n] == [
+        f"system:itsm-refresh: servicenow has no ticket {sys_id(1)} (any more); "
+        "the state here is the last one servicenow reported"
+    ]
+    assert state_and_notes(db, other)[0] == "in_progress"  # the turn went on past it
+
+
+def test_a_runbook_step_that_mirrors_the_ticket_during_the_ask_has_the_last_word(
+    db: Database,
+    itsm: MirroredItsm,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    record_id = mirror_row(db, 1)
+    clock.advance(EVERY)
+    replay.script(got(sys_id(1), "2"))
+
+    def look_while_a_step_resolves_it(kind: Kind, external_id: str) -> str | None:
+        answer = itsm.state_of(kind, external_id)  # in progress, when it was asked
+        clock.advance(seconds=1)
+        mirror_row(db, 1, state="6")  # the step's update: resolved, a moment later
+        return answer
+
+    done = refresh.refresh_mirrors(
+        db, look_while_a_step_resolves_it, system=SYSTEM_NAME, again_after=AGAIN
+    )
+    assert (done.asked, done.moved) == (1, 0)
+    state, notes = state_and_notes(db, record_id)
+    assert state == "resolved"
+    assert [n for n in notes if "->" in n] == ["system:tenantops: new -> resolved (in servicenow)"]
+    replay.assert_done()
+
+
+def answer_in_any_order(replay: Replay) -> None:  # noqa: F811
+    """Let ``replay`` answer each request with the first scripted exchange it fits: two
+    refreshers' requests interleave in no set order."""
+
+    def answer(seen: Seen) -> dict[str, Any]:
+        with replay.lock:
+            replay.seen.append(seen)
+            for exchange in list(replay.queue):
+                if not request_problems(exchange["request"], seen):
+                    replay.queue.remove(exchange)
+                    response: dict[str, Any] = exchange["response"]
+                    return response
+            replay.problems.append(f"unexpected {seen.method} {seen.path}")
+            return {"status": 400, "headers": {}, "body": {"error": "not scripted"}}
+
+    replay.answer = answer  # type: ignore[method-assign]
+
+
+def test_two_refreshers_at_once_ask_for_each_ticket_once(
+    db: Database,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    make_tenant(db, "acme")
+    rows = [mirror_row(db, n) for n in range(1, 13)]
+    clock.advance(EVERY)
+    answer_in_any_order(replay)
+    replay.script(*(got(sys_id(n), "6") for n in range(1, 13)))
+    clients = [
+        MirroredItsm(ServiceNowItsm(settings(replay.url)), db, system=SYSTEM_NAME) for _ in range(2)
+    ]
+    barrier = threading.Barrier(len(clients))
+    turns: list[refresh.Turn] = []
+    errors: list[BaseException] = []
+
+    def refresher(client: MirroredItsm) -> None:
+        try:
+            barrier.wait()
+            turns.append(turn(db, client))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=refresher, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in clients:
+        c.close()
+    assert errors == []
+    assert sorted(asked(replay)) == [sys_id(n) for n in range(1, 13)]
+    assert sum(t.asked for t in turns) == sum(t.moved for t in turns) == 12
+    replay.assert_done()
+    for record_id in rows:
+        state, notes = state_and_notes(db, record_id)
+        assert state == "resolved"
+        assert len([n for n in notes if "-> resolved" in n]) == 1
+    with db.read() as session:
+        assert audit.verify(session).ok
+
+
+def test_the_interval_is_a_servicenow_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANTOPS_SERVICENOW__USERNAME", "u")
+    monkeypatch.setenv("TENANTOPS_SERVICENOW__REFRESH_SECONDS", "60")
+    snow = Settings(data_dir=tmp_path).servicenow
+    assert snow is not None
+    assert snow.refresh_seconds == 60
+    assert refresh.again_after(timedelta(seconds=60), timedelta(seconds=15)) == timedelta(
+        seconds=30
+    )
+    # However short the interval, a claim outlasts one request.
+    assert refresh.again_after(timedelta(seconds=10), timedelta(seconds=15)) == timedelta(
+        seconds=30
+    )
