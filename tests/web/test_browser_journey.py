@@ -3,8 +3,9 @@
 An account manager requests a tenant through the form; governance and security
 approve it from their inboxes in a second browser context; the onboarding run
 is watched on its page (htmx polling) until it succeeds; the dashboard counts
-the new active tenant; its owner sees it in the portal and nothing of any
-other tenant. Every page passes axe-core, and the main pages are photographed
+the new active tenant; security starts an Access Review from the tenant page;
+its owner sees it in the portal and nothing of any other tenant. Every page
+passes axe-core, and the main pages are photographed
 (``TENANTOPS_UPDATE_SCREENSHOTS=1`` refreshes ``docs/screenshots/``).
 """
 
@@ -155,6 +156,20 @@ def test_request_approve_watch_onboarding_and_see_the_dashboard_and_portal(
             assert axe_violations(page) == []
             shoot(page, tmp_path, "tenant.png")
             sign_out(page, url)
+
+            # Security starts an Access Review from the tenant page and lands on its run.
+            sign_in(inbox, url, "sue", "/tenants/acme")
+            review = inbox.locator('form[data-checklist-form="access-review"]')
+            assert axe_violations(inbox) == []
+            review.get_by_label("Reason").fill("quarterly review")
+            review.get_by_role("button", name="Start access review").click()
+            inbox.wait_for_url(re.compile(rf"{re.escape(url)}/runs/[0-9a-f-]+$"))
+            assert "Access review started" in inbox.locator('[data-flash="ok"]').inner_text()
+            assert axe_violations(inbox) == []
+            inbox.goto(f"{url}/tenants/acme")
+            assert inbox.locator("[data-open-run]").count() == 1  # a link now, not a button
+            assert review.count() == 0
+            sign_out(inbox, url)
 
             # The dashboard counts acme active, with an activation time and the SLA met.
             sign_in(page, url, "root")

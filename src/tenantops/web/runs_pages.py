@@ -13,7 +13,7 @@ seconds (htmx); the fragment of a finished run no longer does.
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
@@ -25,6 +25,7 @@ from tenantops.errors import AppError
 from tenantops.kit.web import wake_worker
 from tenantops.runbooks import service, spec
 from tenantops.runbooks.schemas import CancelRequest
+from tenantops.web import flash
 from tenantops.web.pagekit import (
     Filter,
     database,
@@ -121,11 +122,12 @@ def _run_page(
     error: str | None = None,
     reason: str = "",
     status: int = 200,
+    message: tuple[str, str] | None = None,
 ) -> Response:
     context = _run_context(request, principal, run_id)
     if isinstance(context, Response):
         return context
-    context.update(error=error, reason=reason)
+    context.update(error=error, reason=reason, flash=message)
     return render(request, "run.html", context, status=status)
 
 
@@ -134,7 +136,9 @@ def run_page(request: Request, run_id: RunId) -> Response:
     principal = page_principal(request)
     if principal is None:
         return to_login(request)
-    return _run_page(request, principal, run_id)
+    # A run started from a tenant page arrives with a one-time message (web.flash).
+    response = _run_page(request, principal, run_id, message=flash.read(request))
+    return flash.shown(request, response, path=f"/runs/{quote(run_id, safe='')}")
 
 
 @router.get("/runs/{run_id}/steps")

@@ -5,9 +5,9 @@ Every figure comes from the service the JSON API calls for it, as the viewer:
 steps and evidence), ``notifications.service`` (the outbox) and
 ``finops.reports`` (the cost report of one tenant), ``itil.service`` and
 ``oncall.service`` (through ``records_view``/``oncall_view``: the tenant's
-records and open pages); the actions offered are
-``tenant_actions``'. Which sections a viewer gets is read from the policy table
-the API enforces (``auth.policy.may``).
+records and open pages); the actions offered are ``tenant_actions``', the
+checklists ``tenant_checklists``'. Which sections a viewer gets is read from
+the policy table the API enforces (``auth.policy.may``).
 
 One read goes to a table directly, because no service offers it yet: a
 tenant's audit entries newest first (the audit repository pages oldest first).
@@ -44,6 +44,7 @@ from tenantops.tenants.models import Tenant
 from tenantops.tenants.schemas import TenantRead
 from tenantops.web import oncall_view, records_view
 from tenantops.web.tenant_actions import TENANT, TenantAction, available_actions
+from tenantops.web.tenant_checklists import ChecklistView, checklist_views
 
 TIMELINE_SIZE = 50
 RUNS_SHOWN = 10
@@ -119,6 +120,8 @@ class TenantPage:
     records: list[RecordRead] | None = None
     more_records: bool = False
     open_pages: list[PageRead] | None = None
+    # The checklists (Access Review, Budget Review): their open runs, whether to offer a start.
+    checklists: list[ChecklistView] = field(default_factory=list)
 
 
 def _timeline(
@@ -309,4 +312,5 @@ def build_page(
         records=None if records is None else records[0],
         more_records=records is not None and records[1],
         open_pages=oncall_view.tenant_open_pages(session, principal=principal, tenant_id=row.id),
+        checklists=checklist_views(session, principal=principal, tenant_id=row.id),
     )

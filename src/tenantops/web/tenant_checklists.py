@@ -1,0 +1,196 @@
+"""The checklists a tenant page can start (Access Review, Budget Review), and starting one.
+
+Who may start one is the API's: the roles of its ``POST`` route in
+``auth.policy``. Starting one calls the function that route calls
+(``accessreview.service.start_access_review``,
+``finops.actions.start_budget_review``), so the one-open-review rule (409),
+the tenant scope and the actor recorded on the run are the API's. The page
+reads the open reviews through ``runbooks.service`` as the viewer, to link to
+an open run instead of offering a start that would be refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from tenantops.accessreview import service as accessreview
+from tenantops.auth.policy import allowed_roles
+from tenantops.auth.principal import Principal, Role
+from tenantops.errors import Forbidden, NotFound, Unprocessable
+from tenantops.finops import actions as finops
+from tenantops.finops.costs import Month
+from tenantops.runbooks import service as runs
+from tenantops.runbooks.models import Run
+from tenantops.tenants import service as tenants
+from tenantops.web.tenant_actions import TENANT
+
+OPEN = ("running", "waiting")  # the statuses of a run not finished yet
+OPEN_SHOWN = 12  # open reviews linked per checklist; one per month at most for budgets
+MAX_REASON = 500  # as the API's AccessReviewCreate
+MONTH = re.compile(r"^\d{4}-\d{2}$")  # as the API's BudgetReviewCreate
+
+
+@dataclass(frozen=True)
+class Checklist:
+    """A checklist a tenant page can start: its runbook, its API route, its words."""
+
+    name: str
+    title: str
+    runbook_id: str
+    route: tuple[str, str]
+    completes: str  # who ticks its gates, for the message after starting
+
+    @property
+    def label(self) -> str:
+        return f"Start {self.title.lower()}"
+
+    def roles(self) -> frozenset[Role]:
+        return allowed_roles(*self.route)
+
+
+ACCESS_REVIEW = Checklist(
+    "access-review",
+    "Access review",
+    accessreview.RUNBOOK,
+    ("POST", f"{TENANT}/access-reviews"),
+    "security",
+)
+BUDGET_REVIEW = Checklist(
+    "budget-review",
+    "Budget review",
+    finops.REVIEW_RUNBOOK,
+    ("POST", f"{TENANT}/budget-reviews"),
+    "finance",
+)
+CHECKLISTS: dict[str, Checklist] = {c.name: c for c in (ACCESS_REVIEW, BUDGET_REVIEW)}
+
+
+@dataclass(frozen=True)
+class OpenReview:
+    """An unfinished run of a checklist; ``month`` for a budget review."""
+
+    run_id: str
+    month: str | None
+    started_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ChecklistView:
+    """A checklist as the page shows it to one viewer.
+
+    ``allowed``: the viewer holds one of the route's roles. ``month``: the
+    budget review's default month (the current one), or ``""`` when that
+    month's review is open, so the form asks for another month.
+    """
+
+    checklist: Checklist
+    allowed: bool
+    open_runs: list[OpenReview]
+    month: str = ""
+
+    @property
+    def needs(self) -> str:
+        return " or ".join(sorted(r.value.replace("_", " ") for r in self.checklist.roles()))
+
+    @property
+    def offered(self) -> bool:
+        """Whether the form is shown: the role, and no open review it would collide with.
+
+        An access review is one per tenant; a budget review one per tenant and
+        month, so its form stays for another month while one is open.
+        """
+        if not self.allowed:
+            return False
+        return self.checklist is BUDGET_REVIEW or not self.open_runs
+
+
+def _open_reviews(
+    session: Session, *, principal: Principal, tenant_id: str, checklist: Checklist
+) -> list[OpenReview]:
+    found = []
+    for status in OPEN:
+        page = runs.list_runs(
+            session,
+            principal=principal,
+            tenant=tenant_id,
+            runbook_id=checklist.runbook_id,
+            status=status,
+            cursor=None,
+            limit=OPEN_SHOWN,
+        )
+        for item in page.items:
+            month = None
+            if checklist is BUDGET_REVIEW:
+                read = runs.read_run(session, principal=principal, run_id=item.id)
+                month = str(read.inputs.get("month") or "") or None
+            found.append(OpenReview(item.id, month, item.started_by, item.created_at))
+    found.sort(key=lambda r: (r.created_at, r.run_id))  # ids are time-ordered too
+    return found
+
+
+def checklist_views(
+    session: Session, *, principal: Principal, tenant_id: str
+) -> list[ChecklistView]:
+    """Both checklists as ``principal`` sees them on the page of tenant ``tenant_id``."""
+    views = []
+    for checklist in CHECKLISTS.values():
+        open_runs = _open_reviews(
+            session, principal=principal, tenant_id=tenant_id, checklist=checklist
+        )
+        month = ""
+        if checklist is BUDGET_REVIEW:
+            current = Month.parse(None).label
+            month = "" if any(r.month == current for r in open_runs) else current
+        allowed = bool(principal.roles & checklist.roles())
+        views.append(ChecklistView(checklist, allowed, open_runs, month))
+    return views
+
+
+def _text(form: Mapping[str, str], name: str) -> str | None:
+    return form.get(name, "").strip() or None
+
+
+def start(
+    session: Session, *, principal: Principal, ref: str, name: str, form: Mapping[str, str]
+) -> Run:
+    """Start checklist ``name`` of tenant ``ref`` as ``principal`` with the posted form.
+
+    Raises what the API would: ``NotFound`` for a tenant the viewer may not see,
+    ``Forbidden`` without one of the route's roles, ``Unprocessable`` for a bad
+    reason or month, ``Conflict`` while the same review is open.
+    """
+    tenant = tenants.get_tenant(session, principal=principal, ref=ref)
+    checklist = CHECKLISTS.get(name)
+    if checklist is None:
+        raise NotFound(f"no checklist {name!r}")
+    roles = checklist.roles()
+    if not principal.roles & roles:
+        allowed = " or ".join(sorted(r.value for r in roles)) or "nobody"
+        raise Forbidden(f"{checklist.title}s are started by the {allowed} role")
+    if checklist is ACCESS_REVIEW:
+        reason = _text(form, "reason")
+        if reason is not None and len(reason) > MAX_REASON:
+            raise Unprocessable(f"Reason: at most {MAX_REASON} characters", param="reason")
+        return accessreview.start_access_review(
+            session, principal=principal, ref=tenant.id, reason=reason
+        )
+    month = _text(form, "month")
+    if month is not None and not MONTH.match(month):
+        raise Unprocessable(f"Month: must look like 2026-10, not {month!r}", param="month")
+    return finops.start_budget_review(session, principal=principal, ref=tenant.id, month=month)
+
+
+def started_message(checklist: Checklist, run: Run) -> str:
+    """What the run's page says once: what was started and who completes it."""
+    month = (run.inputs or {}).get("month")
+    what = f"{checklist.title} of {month}" if month else checklist.title
+    return (
+        f"{what} started. Another {checklist.completes} user works through its gates "
+        "(you cannot tick them yourself)."
+    )
