@@ -50,7 +50,7 @@ from tenantops.runbooks.routes import router as runbooks_router
 from tenantops.secrets.routes import router as secrets_router
 from tenantops.tenants.routes import router as tenants_router
 from tenantops.web.routes import mount as mount_web
-from tenantops.wiring import build_relay, build_worker
+from tenantops.wiring import build_gate_checks, build_relay, build_worker
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("tenantops.http")
@@ -225,6 +225,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.state.db = database
     app.state.worker = worker
     app.state.relay = relay
+    app.state.gate_checks = build_gate_checks(settings)  # what gates' approvals must pass
     app.state.oidc = OIDCVerifier(settings.oidc) if settings.oidc.issuer else None
     _install_error_handlers(app)
     _install_middleware(app, registry)

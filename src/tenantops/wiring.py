@@ -1,7 +1,7 @@
 """The composition root: which actions (and, through them, drivers) a worker has.
 
 Nothing in the domains imports this module; the CLI and the app call it. A new
-driver or action is installed here, and only here.
+driver, action or gate check is installed here, and only here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import structlog
 
-from tenantops.accessreview.actions import access_review_actions
+from tenantops.accessreview.actions import access_review_actions, access_review_checks
 from tenantops.auth.principal import Principal
 from tenantops.breakglass.actions import breakglass_actions
 from tenantops.compliance.actions import compliance_actions
@@ -37,7 +37,7 @@ from tenantops.provisioning.actions import (
 )
 from tenantops.reports.actions import report_actions
 from tenantops.runbooks import engine
-from tenantops.runbooks.actions import ActionContext, Registry, builtin_actions
+from tenantops.runbooks.actions import ActionContext, GateChecks, Registry, builtin_actions
 from tenantops.runbooks.engine import Breach
 from tenantops.runbooks.worker import Periodic, Worker
 from tenantops.secrets.actions import secret_actions
@@ -67,6 +67,11 @@ def build_actions(settings: Settings, db: Database) -> Registry:
         secret_actions(settings, db, store=secret_store(settings, db), send=actions["notify.send"])
     )
     return actions
+
+
+def build_gate_checks(settings: Settings) -> GateChecks:
+    """Every check a runbook gate may name (``gate: {check: …}``), for the API and the web."""
+    return {**access_review_checks(settings)}
 
 
 def tenant_state(db: Database) -> Callable[[str], str | None]:

@@ -22,6 +22,7 @@ from tenantops.drivers.identity.port import Permission
 from tenantops.errors import NotAuthenticated
 from tenantops.events.models import OutboxEvent
 from tenantops.runbooks import engine
+from tenantops.runbooks.models import RunSignal
 from tenantops.runbooks.worker import Worker
 from tenantops.web import service as web
 from tenantops.wiring import build_actions
@@ -173,37 +174,87 @@ def test_revoke_of_a_member_a_token_a_user_and_a_grant_is_carried_out(review: Re
         assert audit.verify(session).ok
 
 
-def test_an_identifier_not_in_the_snapshot_fails_the_step_and_revokes_nothing(
-    review: Review, auth: TokenFactory
+def test_a_decision_the_snapshot_does_not_bear_out_is_refused_at_the_gate(
+    review: Review,
 ) -> None:
-    run = review.decide(
+    """422 naming each bad item, nothing recorded; corrected, the approval goes through."""
+    bad = (
         f"revoke token:{review.prefix}, member:{MALLORY}, user:blue-viewer,"
         f" user:nobody, token:{review.root_prefix}; gone"
     )
+    refused = decide(review.client, review.reviewer, review.run_id, "decide", bad)
 
+    assert refused.status_code == 422
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    detail = refused.json()["detail"]
+    assert "user:nobody is not in the reviewed snapshot" in detail
+    assert f"write platform-token:{review.root_prefix}" in detail
+    assert f"token:{review.prefix}" not in detail  # the good items are not blamed
+    typo = decide(review.client, review.reviewer, review.run_id, "decide", "revoke usr:bob")
+    assert typo.status_code == 422
+    assert "'usr:bob' has an unknown kind 'usr'" in typo.json()["detail"]
+    # Refused before anything was written: no signal, no audit entry, the gate still waits.
+    with review.db.read() as session:
+        signals = session.execute(
+            select(RunSignal).where(RunSignal.run_id == review.run_id)
+        ).scalars()
+        assert [s.step_name for s in signals] == ["confirm-members", "confirm-tokens"]
+    assert [e.detail["step"] for e in review.entries("run.gate.signal")] == [
+        "confirm-members",
+        "confirm-tokens",
+    ]
+    waiting = ok(review.client.get(f"/api/v1/runs/{review.run_id}", headers=review.reviewer))
+    assert (waiting["status"], waiting["current_step"]) == ("waiting", "decide")
+
+    # The reviewer corrects the comment and approves again: the review goes on.
+    run = review.decide(
+        f"revoke token:{review.prefix}, member:{MALLORY}, user:blue-viewer,"
+        f" platform-token:{review.root_prefix}; gone"
+    )
+    assert run["status"] == "succeeded", run
+    assert _step(run, "decide")["evidence"]["comment"].endswith("; gone")
+    assert _step(run, "revoke")["evidence"]["revoked"] == [
+        f"token:{review.prefix}",
+        f"member:{MALLORY}",
+        "user:blue-viewer",
+        f"platform-token:{review.root_prefix}",
+    ]
+    assert not review.works(review.deploy)
+    assert not review.works(review.root)
+    assert review.member(MALLORY) is None
+
+
+def test_a_rejection_is_not_checked(review: Review) -> None:
+    rejected = review.client.post(
+        f"/api/v1/runs/{review.run_id}/gates/decide",
+        json={"decision": "reject", "comment": "revoke whatever:nonsense"},
+        headers=review.reviewer,
+    )
+    run = ok(rejected)
+    assert run["status"] == "failed"
+    assert review.works(review.deploy)
+    assert review.entries("access_review.revoked") == []
+
+
+def test_a_snapshot_changed_after_the_decision_fails_the_step_and_revokes_nothing(
+    review: Review, settings: Settings
+) -> None:
+    ok(decide(review.client, review.reviewer, review.run_id, "decide", f"revoke member:{MALLORY}"))
+    snapshot = settings.data_dir / "access-reviews" / review.blue / f"{review.run_id}.json"
+    snapshot.write_text(snapshot.read_text().replace(MALLORY, "someone@example.com"))
+    drain(review.worker)
+
+    run = ok(review.client.get(f"/api/v1/runs/{review.run_id}", headers=review.reviewer))
     assert run["status"] == "failed"
     step = _step(run, "revoke")
-    assert step["status"] == "failed"
     assert len(step["attempts"]) == 1  # not retried: the same decision would fail again
-    assert "nothing was revoked" in step["error"]
-    assert "user:nobody is not in the reviewed snapshot" in step["error"]
-    assert f"write platform-token:{review.root_prefix}" in step["error"]
-    assert f"token:{review.prefix}" not in step["error"]  # the good items are not blamed
-    # Validated before anything was revoked: no partial state.
+    assert (
+        "nothing was revoked: the snapshot file no longer has the reviewed digest"
+        in (step["error"])
+    )
     assert review.member(MALLORY) is Permission.READ
-    assert review.works(review.deploy)
-    assert review.works(review.root)
-    assert not any(review.disabled().values())
     assert review.entries("access_review.revoked") == []
     assert review.entries("access_review.recorded") == []
-    assert review.entries("token.revoked") == []
-    # The way on: a new review (a fresh snapshot) and a decision that names what it lists.
-    ok(
-        review.client.post(
-            "/api/v1/tenants/blue/access-reviews", headers=auth("gus", "governance")
-        ),
-        201,
-    )
 
 
 def test_keep_revokes_nothing(review: Review) -> None:

@@ -270,6 +270,23 @@ def test_validate_passes_the_shipped_library_and_names_the_first_error_of_a_file
     assert "needs exactly one of action, gate, wait" in result.err
 
 
+def test_validate_refuses_a_gate_check_no_server_installs(cli: CLI, tmp_path: Path) -> None:
+    gated = "  - {name: decide, gate: {roles: [security], check: %s}}\n"
+    good = tmp_path / "checked.yaml"
+    good.write_text(SAMPLE + gated % "access_review.decision")
+    assert "checked.yaml" in cli.ok("runbooks", "validate", str(good))
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(SAMPLE + gated % "access_review.decisions")
+    result = cli("runbooks", "validate", str(typo))
+    assert result.code == 1
+    (line,) = result.err.strip().splitlines()
+    assert line == (
+        f"error: {typo}: steps.4.gate.check: no gate check 'access_review.decisions' is"
+        " installed (known: access_review.decision)"
+    )
+
+
 def test_the_published_schema_is_the_one_the_validator_uses(cli: CLI) -> None:
     committed = (REPO / "docs" / "runbook.schema.json").read_text(encoding="utf-8")
     assert json.loads(committed) == spec.schema()

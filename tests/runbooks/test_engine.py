@@ -18,7 +18,7 @@ from sqlalchemy import select
 from tenantops.audit.models import AuditEntry
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
-from tenantops.errors import Conflict, Forbidden, SegregationOfDuties
+from tenantops.errors import Conflict, Forbidden, SegregationOfDuties, Unprocessable
 from tenantops.runbooks import engine
 from tenantops.runbooks.actions import (
     ActionContext,
@@ -418,6 +418,81 @@ def test_the_starter_cannot_decide_and_a_role_is_required(db: Database) -> None:
         assert list(s.execute(select(RunSignal)).scalars()) == []
     assert steps(db, run_id)["approve"].status == "waiting"
     assert audited(db, "run.gate.signal", run_id) == []
+
+
+CHECKED = (
+    "  - {name: one, action: noop}\n"
+    "  - name: approve\n"
+    "    gate: {roles: [governance], signal: done, manual: true, check: t.ticket}\n"
+    "  - {name: two, action: noop}\n"
+)
+
+
+def ticket_named(
+    session: Any, *, run: Run, step_name: str, decision: str, comment: str | None
+) -> None:
+    """A gate check: the approval's comment must name a ticket."""
+    if not (comment or "").startswith("CHG"):
+        raise Unprocessable(f"{step_name}: name the change ticket (CHG…), not {comment!r}")
+
+
+def test_a_gate_check_refuses_an_approval_before_anything_is_written(db: Database) -> None:
+    run_id = start(db, runbook(CHECKED))
+    w = worker(db)
+    drain(w)
+    checks = {"t.ticket": ticket_named}
+
+    def signal(decision: str, comment: str | None, **kwargs: Any) -> None:
+        with db.write() as s:
+            engine.signal(
+                s,
+                run_id=run_id,
+                step_name="approve",
+                decision=decision,
+                principal=kwargs.pop("principal", GUS),
+                comment=comment,
+                **kwargs,
+            )
+
+    with pytest.raises(Unprocessable, match="name the change ticket"):
+        signal("approve", "looks fine", checks=checks)
+    # Not installed where the approval arrives: refused too, never accepted unchecked.
+    with pytest.raises(Unprocessable, match=r"needs the check 't\.ticket', which is not installed"):
+        signal("approve", "CHG42")
+    with db.read() as s:
+        assert list(s.execute(select(RunSignal)).scalars()) == []
+    assert audited(db, "run.gate.signal", run_id) == []
+    assert (run_of(db, run_id).status, steps(db, run_id)["approve"].status) == (
+        "waiting",
+        "waiting",
+    )
+
+    signal("approve", "CHG42", checks=checks)
+    drain(w)
+    assert run_of(db, run_id).status == "succeeded"
+    assert steps(db, run_id)["approve"].evidence["comment"] == "CHG42"  # type: ignore[index]
+
+
+def test_a_gate_check_is_not_asked_of_a_rejection_or_a_system_signal(db: Database) -> None:
+    rejected, signalled = start(db, runbook(CHECKED)), start(db, runbook(CHECKED))
+    w = worker(db)
+    drain(w)
+    system = Principal("system:tickets", via="system")
+    with db.write() as s:
+        engine.signal(
+            s, run_id=rejected, step_name="approve", decision="reject", principal=GUS, comment="no"
+        )
+        engine.signal(
+            s, run_id=signalled, step_name="approve", decision="approve", principal=system
+        )
+    drain(w)
+    assert run_of(db, rejected).status == "failed"
+    assert run_of(db, signalled).status == "succeeded"
+
+
+def test_a_gate_check_is_of_a_person_so_a_signal_gate_needs_manual() -> None:
+    with pytest.raises(Unprocessable, match="a signal gate needs manual: true"):
+        runbook(CHECKED.replace(", manual: true", ""))
 
 
 def test_a_timer_step_is_not_claimable_before_it_wakes(db: Database, clock: Clock) -> None:

@@ -392,6 +392,53 @@ def test_a_rejected_gate_fails_the_run(
     assert run_of(web, run_id, actors.auditor)["status"] == "failed"
 
 
+def test_a_decision_its_gate_check_refuses_is_shown_with_the_comment_typed(
+    web: TestClient,
+    actors: Actors,
+    user: UserFactory,
+    db: Database,
+    settings: Settings,
+    auth: TokenFactory,
+) -> None:
+    """The Access Review's decide gate checks the comment: refused, the gate still waits."""
+    tid = flows.request_tenant(web, actors.am)["id"]
+    started = web.post(
+        f"/api/v1/tenants/{tid}/access-reviews", json={}, headers=auth("sam", "security")
+    )
+    run_id = flows.ok(started, 201)["id"]
+    worker = Worker(db, build_actions(settings, db))
+    try:
+        flows.drain(worker)
+        sue = auth("sue", "security")
+        for gate in ("confirm-members", "confirm-tokens"):
+            flows.ok(
+                web.post(
+                    f"/api/v1/runs/{run_id}/gates/{gate}", json={"decision": "approve"}, headers=sue
+                )
+            )
+        key = f"g-{run_id}-decide"
+        sign_in(web, user("sue", "security"))
+        typed = "revoke member:nobody@example.com; left"
+        html = decide(web, hidden(page(web), key), "approve", typed)
+        shown = flash(html)
+        assert shown.startswith(
+            "error: Not done: nothing was revoked: member:nobody@example.com is not in the"
+            " reviewed snapshot"
+        )
+        assert shown.endswith(f"Nothing was changed. Your comment was: {typed}")
+        assert key in yours(html)  # still waiting for a decision, to be corrected
+        assert run_of(web, run_id, actors.auditor)["current_step"] == "decide"
+
+        html = decide(web, hidden(html, key), "approve", "keep; all expected")
+        assert flash(html).startswith("ok: You approved gate 'decide' of run access-review")
+        flows.drain(worker)
+    finally:
+        worker.stop()
+    run = run_of(web, run_id, actors.auditor)
+    assert run["status"] == "succeeded"
+    assert run["steps"][-2]["evidence"]["outcome"] == "keep"
+
+
 # --- break glass --------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Runbook actions of the Access Review checklist.
+"""Runbook actions and the gate check of the Access Review checklist.
 
 - ``access_review.snapshot``: the tenant's identity group (through the
   identity port), its bound API tokens, web users and break-glass grants, and
@@ -10,11 +10,17 @@
   role): ``counts``, ``findings`` (a summary naming nobody), ``digest`` (SHA-256
   of the file) and ``snapshot`` (that API path); evidence: the counts, the
   findings summary and the digest.
+- gate check ``access_review.decision`` (named by the ``decide`` gate): a
+  security user's approval is refused (422, nothing recorded) unless its
+  comment is a decision that can be carried out — the grammar of
+  ``accessreview.decision``, every item in the reviewed snapshot file, each
+  token and user one row now — so a typo is corrected at the gate.
 - ``access_review.revoke`` (param ``digest``): carries out the ``decide``
   gate's decision (grammar in ``accessreview.decision``, ADR 0040). Every item
-  is checked against the reviewed snapshot file (its SHA-256 must be
-  ``digest``) and against the tokens and users as they are now before anything
-  is revoked; a decision that cannot be carried out whole fails the step, not
+  is checked again, as the gate check did, against the reviewed snapshot file
+  (its SHA-256 must be ``digest``) and against the tokens and users as they
+  are now before anything is revoked; a decision that can no longer be carried
+  out whole (the file or the rows changed since) fails the step, not
   retriably, naming each bad item. Members leave the group through the
   identity port (in ``run``, one idempotency key per member); tokens, web users
   and break-glass grants are revoked in ``apply``. Output and evidence:
@@ -33,19 +39,22 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from tenantops.accessreview import revocation, service
-from tenantops.accessreview.decision import Decision, DecisionError, Item, check, parse
+from tenantops.accessreview.decision import Decision, DecisionError, Item
 from tenantops.db import Database
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.identity.port import IdentityProvider
+from tenantops.errors import NotFound
 from tenantops.kit.clock import utcnow
 from tenantops.runbooks import checklists
 from tenantops.runbooks.actions import (
     ActionContext,
     FunctionAction,
+    GateCheck,
     Registry,
     StepFailed,
     StepResult,
 )
+from tenantops.runbooks.models import Run
 from tenantops.tenants.actions import TenantFiles
 
 if TYPE_CHECKING:
@@ -57,6 +66,43 @@ def _tenant(ctx: ActionContext) -> dict[str, Any]:
     if ctx.tenant_id is None or not isinstance(tenant, dict) or not tenant.get("name"):
         raise StepFailed(f"{ctx.step_name}: needs a run against a tenant", retriable=False)
     return {**tenant, "id": ctx.tenant_id}
+
+
+def access_review_checks(settings: Settings) -> dict[str, GateCheck]:
+    """``access_review.decision``: the ``decide`` gate's comment, checked before it is recorded."""
+    files = TenantFiles(settings.data_dir)
+
+    def reviewed_digest(session: Session, run: Run) -> str | None:
+        """The digest the snapshot step recorded; None before it has (or in another runbook)."""
+        if run.runbook_id != service.RUNBOOK or run.tenant_id is None:
+            return None
+        try:
+            step = checklists.finished_step(
+                session,
+                run_id=run.id,
+                tenant_id=run.tenant_id,
+                runbook_id=service.RUNBOOK,
+                step="snapshot",
+                what="access review",
+            )
+        except NotFound:
+            return None
+        return str((step.output or {}).get("digest") or "") or None
+
+    def decision_check(
+        session: Session, *, run: Run, step_name: str, decision: str, comment: str | None
+    ) -> None:
+        """What the ``revoke`` step would refuse, refused now: grammar, snapshot, tokens, users."""
+        _decision, items = revocation.decided_items(
+            comment,
+            snapshot=files.path(service.KIND, run.tenant_id, run.id),
+            digest=reviewed_digest(session, run),
+        )
+        tenant = run.inputs.get("tenant")
+        if items and isinstance(tenant, dict):
+            revocation.check_current(session, items=items, tenant={**tenant, "id": run.tenant_id})
+
+    return {"access_review.decision": decision_check}
 
 
 def access_review_actions(
@@ -85,20 +131,32 @@ def access_review_actions(
         }
         return StepResult(output=output, evidence=evidence)
 
-    def decided(ctx: ActionContext) -> tuple[Decision, str]:
-        """The ``decide`` gate's decision and who gave it; a bad one fails for good."""
+    def decided(ctx: ActionContext, tenant: dict[str, Any]) -> tuple[Decision, list[Item], str]:
+        """The ``decide`` gate's decision, its items checked again, and who gave it.
+
+        Its gate check accepted it; the snapshot file or the tokens and users
+        may have changed since, and then the step fails for good.
+        """
         with db.read() as session:
             gate = checklists.gate_decisions(session, ctx.run_id).get("decide")
         if gate is None or not gate.get("by"):
             raise StepFailed(f"{ctx.step_name}: the decide gate has no decision", retriable=False)
         try:
-            return parse(str(gate.get("comment") or "")), str(gate["by"])
+            decision, items = revocation.decided_items(
+                str(gate.get("comment") or ""),
+                snapshot=files.path(service.KIND, tenant["id"], ctx.run_id),
+                digest=str(ctx.params.get("digest") or ""),
+            )
+            if items:
+                with db.read() as session:
+                    revocation.check_current(session, items=items, tenant=tenant)
         except DecisionError as exc:
             raise StepFailed(f"{ctx.step_name}: {exc}", retriable=False) from None
+        return decision, items, str(gate["by"])
 
     def revoke_run(ctx: ActionContext) -> StepResult:
         tenant = _tenant(ctx)
-        decision, decider = decided(ctx)
+        decision, items, decider = decided(ctx, tenant)
         done: dict[str, Any] = {
             "outcome": decision.outcome,
             "decided_by": decider,
@@ -107,14 +165,6 @@ def access_review_actions(
         }
         if decision.outcome != "revoke":
             return StepResult(output=dict(done), evidence=dict(done))
-        try:
-            path = files.path(service.KIND, tenant["id"], ctx.run_id)
-            snapshot = revocation.reviewed_snapshot(path, str(ctx.params.get("digest") or ""))
-            items = check(decision, snapshot)
-            with db.read() as session:
-                revocation.check_current(session, items=items, tenant=tenant)
-        except DecisionError as exc:
-            raise StepFailed(f"{ctx.step_name}: {exc}", retriable=False) from None
         members = [i.ident for i in items if i.base == "member"]
         group = None
         try:

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tenantops.accessreview.decision import DecisionError, Item
+from tenantops.accessreview.decision import Decision, DecisionError, Item, check, parse
 from tenantops.accessreview.service import bound
 from tenantops.audit import service as audit
 from tenantops.auth import tokens
@@ -42,6 +42,25 @@ def reviewed_snapshot(path: Path, digest: str | None) -> dict[str, Any]:
         )
     snapshot: dict[str, Any] = json.loads(body)
     return snapshot
+
+
+def decided_items(
+    comment: str | None, *, snapshot: Path, digest: str | None
+) -> tuple[Decision, list[Item]]:
+    """The decision in ``comment`` and what it revokes, each item checked against the snapshot.
+
+    The one check of a decision against the reviewed ``snapshot`` file (whose
+    SHA-256 must be ``digest``): the ``decide`` gate's check asks it before the
+    approval is recorded, and the ``revoke`` step again before anything is
+    revoked, since the file could have changed in between. ``DecisionError``
+    names every problem; ``keep`` or no comment revokes nothing and reads no file.
+    """
+    decision = parse(comment)
+    if decision.outcome != "revoke":
+        return decision, []
+    if not digest:
+        raise DecisionError("nothing can be revoked before the review's snapshot is taken")
+    return decision, check(decision, reviewed_snapshot(snapshot, digest))
 
 
 def _in_scope(tenant_ref: str | None, item: Item, tenant: dict[str, Any]) -> bool:

@@ -1,4 +1,4 @@
-"""What a step may call: actions, their context, results and errors.
+"""What a step may call: actions, their context, results and errors; and gate checks.
 
 An action has two halves. ``run`` does the side effect through a driver,
 outside any database transaction; it must be idempotent for the step's
@@ -6,15 +6,22 @@ outside any database transaction; it must be idempotent for the step's
 (optional) records what the step means in the control plane — a lifecycle
 transition, a ledger entry — inside the same transaction that marks the step
 complete, so that happens exactly once.
+
+A gate check (``gate: {check: <name>}``) is asked, before a person's approval
+of that gate is written, whether the decision (its comment) can be accepted;
+it raises an ``AppError`` naming what is wrong, and then nothing is recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from tenantops.runbooks.models import Run
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,22 @@ class FunctionAction:
 
 
 Registry = dict[str, Action]
+
+
+class GateCheck(Protocol):
+    """Whether a person's approval of a gate may be accepted as given.
+
+    Called by ``engine.signal`` before anything is written, in its transaction
+    (the run locked): it reads, never writes, and raises an ``AppError`` (most
+    often ``Unprocessable``) whose detail names what to correct, or returns None.
+    """
+
+    def __call__(
+        self, session: Session, *, run: Run, step_name: str, decision: str, comment: str | None
+    ) -> None: ...
+
+
+GateChecks = Mapping[str, GateCheck]
 
 
 def builtin_actions() -> Registry:

@@ -43,7 +43,7 @@ from tenantops.errors import (
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
 from tenantops.runbooks import announcements, windows
-from tenantops.runbooks.actions import ActionContext, StepResult
+from tenantops.runbooks.actions import ActionContext, GateChecks, StepResult
 from tenantops.runbooks.models import Run, RunSignal, RunStep, StepAttempt
 from tenantops.runbooks.spec import Gate, Loaded, Runbook, Step, seconds
 
@@ -965,11 +965,14 @@ def signal(
     role: str | None = None,
     comment: str | None = None,
     audited: bool = True,
+    checks: GateChecks | None = None,
 ) -> RunSignal:
     """A decision on a gate. Kept if the gate is not open yet; applied if it is.
 
     A gate with a ``signal`` name is opened by the control plane (e.g. the
     tenant approvals, which apply their own SoD rules), never by a person here.
+    A person's approval of a gate naming a ``check`` must pass that check from
+    ``checks``; one that is not there refuses the approval (fail closed).
     """
     run = get_run(session, run_id, for_update=True)
     if run.status in FINISHED:
@@ -992,6 +995,14 @@ def signal(
     row = next(r for r in steps_of(session, run.id) if r.name == step_name)
     if row.status in FINISHED:  # checked before anything is written: a refusal leaves no row
         raise Conflict(f"gate {step_name!r} was already decided")
+    if gate.check is not None and decision == "approve" and principal.via != "system":
+        check = (checks or {}).get(gate.check)
+        if check is None:  # never accepted unchecked
+            raise Unprocessable(
+                f"gate {step_name!r} needs the check {gate.check!r}, which is not installed"
+                " here; nothing was decided"
+            )
+        check(session, run=run, step_name=step_name, decision=decision, comment=comment)
     now = utcnow()
     sig = RunSignal(
         id=new_id(),

@@ -66,7 +66,7 @@ def plan_runbook(
     clock = Clock()
     set_clock(clock)
     try:
-        with sandbox(build) as (db, actions):
+        with sandbox(build) as (db, actions, _checks):
             tenant = setup_tenant(db, actions, clock, runbook, tenant_state, [])
             return _plan(loaded, actions, tenant, inputs_for(runbook, inputs or {}, tenant))
     finally:

@@ -11,6 +11,7 @@ from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db, wake_worker
 from tenantops.runbooks import service, spec, windows
+from tenantops.runbooks.actions import GateChecks
 from tenantops.runbooks.schemas import (
     CancelRequest,
     GateDecisionCreate,
@@ -84,9 +85,14 @@ def decide_gate(
     """Needs one of the gate's roles; whoever started the run cannot decide its gates.
 
     A decision sent before the run reaches the gate is kept and applied when it does.
+    An approval of a gate that names a check (e.g. the Access Review's decision) must
+    pass it: otherwise a 422 names what to correct and nothing is recorded.
     """
+    checks: GateChecks = request.app.state.gate_checks
     with db.write() as session:
-        run = service.decide_gate(session, principal=caller, run_id=run_id, step=step, data=data)
+        run = service.decide_gate(
+            session, principal=caller, run_id=run_id, step=step, data=data, checks=checks
+        )
     wake_worker(request)
     return run
 

@@ -28,7 +28,7 @@ from tenantops.errors import Unprocessable
 from tenantops.kit.clock import as_utc
 from tenantops.migrations import upgrade
 from tenantops.runbooks import engine, repository
-from tenantops.runbooks.actions import Registry
+from tenantops.runbooks.actions import GateChecks, Registry
 from tenantops.runbooks.spec import Runbook, seconds
 from tenantops.runbooks.worker import Worker
 from tenantops.tenants import lifecycle
@@ -46,9 +46,10 @@ from tenantops.tenants.schemas import (
     TenantRead,
 )
 
-# Installs the actions (drivers) for a throwaway data directory and database, and
-# takes down whatever it started for them (e.g. the server behind the health probe).
-ActionsFactory = Callable[[Path, Database], AbstractContextManager[Registry]]
+# Installs the actions (drivers) and the gate checks for a throwaway data directory and
+# database, and takes down whatever it started for them (e.g. the server behind the
+# health probe).
+ActionsFactory = Callable[[Path, Database], AbstractContextManager[tuple[Registry, GateChecks]]]
 TESTER = Principal("runbooks-test:operator", frozenset({Role.ADMIN, Role.OPS_ENGINEER}))
 SAMPLE_INPUTS: dict[str, Any] = {
     "string": "sample",
@@ -305,14 +306,15 @@ def granted_inputs(db: Database, runbook: Runbook, given: dict[str, Any]) -> dic
 
 
 @contextmanager
-def sandbox(build: ActionsFactory) -> Iterator[tuple[Database, Registry]]:
-    """A migrated SQLite database and the actions ``build`` installs, in a temporary directory."""
+def sandbox(build: ActionsFactory) -> Iterator[tuple[Database, Registry, GateChecks]]:
+    """A migrated SQLite database, the actions and gate checks ``build`` installs, in a
+    temporary directory."""
     with tempfile.TemporaryDirectory(prefix="tenantops-runbook-test-") as tmp:
         db = Database(f"sqlite:///{Path(tmp) / 'tenantops.db'}")
         try:
             upgrade(db.engine)
-            with build(Path(tmp), db) as actions:
-                yield db, actions
+            with build(Path(tmp), db) as (actions, checks):
+                yield db, actions, checks
         finally:
             db.dispose()
 
@@ -328,6 +330,7 @@ def drive(
     step_notes: dict[str, list[str]],
     notes: list[str],
     max_seconds: float,
+    checks: GateChecks | None = None,
 ) -> None:
     """Advance the run until it finishes: work, crash, approve gates or jump the clock."""
     deadline = time.monotonic() + max_seconds
@@ -346,7 +349,7 @@ def drive(
             continue
         waiting = [r for r in rows if r.status == "waiting"]
         if waiting:
-            _approve(db, run_id, waiting[0].name, step_notes)
+            _approve(db, run_id, waiting[0].name, step_notes, checks)
             continue
         upcoming = [as_utc(r.wake_at) for r in rows if r.status == "ready" and r.wake_at] + [
             as_utc(r.lease_expires_at) for r in rows if r.status == "running" and r.lease_expires_at
@@ -385,8 +388,17 @@ def _crash(
         crashed.add(step)
 
 
-def _approve(db: Database, run_id: str, step: str, step_notes: dict[str, list[str]]) -> None:
-    """Open a waiting gate as its approver would: a holder of its role, or its system signal."""
+def _approve(
+    db: Database,
+    run_id: str,
+    step: str,
+    step_notes: dict[str, list[str]],
+    checks: GateChecks | None,
+) -> None:
+    """Open a waiting gate as its approver would: a holder of its role, or its system signal.
+
+    A person approves with no comment, through the gate's check when it names one.
+    """
     with db.write() as session:
         run = engine.get_run(session, run_id)
         gate = engine.spec_of(run).step(step).gate
@@ -397,6 +409,11 @@ def _approve(db: Database, run_id: str, step: str, step_notes: dict[str, list[st
         else:  # opened by the control plane (e.g. the tenant approvals), not by a person
             approver = Principal(f"runbooks-test:{gate.signal or role}", via="system")
         engine.signal(
-            session, run_id=run_id, step_name=step, decision="approve", principal=approver
+            session,
+            run_id=run_id,
+            step_name=step,
+            decision="approve",
+            principal=approver,
+            checks=checks,
         )
     step_notes[step].append(f"approved by {approver.subject}")

@@ -20,6 +20,7 @@ from tenantops.auth.principal import Principal
 from tenantops.errors import NotFound
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.runbooks import engine, repository, spec
+from tenantops.runbooks.actions import GateChecks
 from tenantops.runbooks.models import Run, RunStep, StepAttempt
 from tenantops.runbooks.repository import StepState
 from tenantops.runbooks.schemas import (
@@ -193,8 +194,14 @@ def decide_gate(
     run_id: str,
     step: str,
     data: GateDecisionCreate,
+    checks: GateChecks | None = None,
 ) -> RunRead:
-    """Approve or reject a gate; the engine enforces its roles and segregation of duties."""
+    """Approve or reject a gate; the engine enforces its roles and segregation of duties.
+
+    ``checks`` are the installed gate checks (``app.state.gate_checks``): an
+    approval of a gate naming one must pass it, and is refused when it is not
+    among them.
+    """
     _visible(session, principal, run_id)
     engine.signal(
         session,
@@ -203,6 +210,7 @@ def decide_gate(
         decision=data.decision,
         principal=principal,
         comment=data.comment,
+        checks=checks,
     )
     session.flush()
     return read_run(session, principal=principal, run_id=run_id)

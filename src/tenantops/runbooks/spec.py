@@ -6,7 +6,8 @@ A runbook has an ``id``, a ``version``, declared ``inputs`` and ordered
 - ``action``: call a registered action with templated ``params``, with retry
   policy, timeout, optional compensation and the evidence keys it records;
 - ``gate``: wait for an approval signal (for as long as it takes) from holders
-  of ``roles``, under the segregation-of-duties rules;
+  of ``roles``, under the segregation-of-duties rules; a gate may name a
+  ``check`` (installed by the composition root) a person's approval must pass;
 - ``wait``: a durable timer (a duration, or a template that renders to one) before
   the next step.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection
 from datetime import timedelta
 from functools import cache
 from importlib import resources
@@ -87,7 +89,19 @@ class Gate(BaseModel):
         description="With a signal: a person holding one of roles may decide it too "
         "(e.g. close a wait for a resolution that never comes)",
     )
+    check: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]*$")] | None = Field(
+        default=None,
+        description="A registered gate check that a person's approval must pass before it is "
+        "accepted (e.g. access_review.decision checks the comment); a refused approval is a 422 "
+        "and nothing is recorded",
+    )
     prompt: str | None = None
+
+    @model_validator(mode="after")
+    def _checked_by_people(self) -> Gate:
+        if self.check is not None and self.signal is not None and not self.manual:
+            raise ValueError("a check is of a person's approval: a signal gate needs manual: true")
+        return self
 
 
 class Step(BaseModel):
@@ -246,6 +260,21 @@ def parse(text: str, source: str = "<string>") -> Loaded:
             + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
         ) from exc
     return Loaded(runbook=runbook, hash=content_hash(document), source=source)
+
+
+def refuse_unknown_checks(loaded: Loaded, known: Collection[str]) -> None:
+    """``Unprocessable`` naming the first gate whose ``check`` is not one of ``known``.
+
+    The schema cannot know which checks a server installs; ``runbooks validate``
+    asks this with the composition root's, as a server refuses such an approval.
+    """
+    for n, step in enumerate(loaded.runbook.steps):
+        name = step.gate.check if step.gate is not None else None
+        if name is not None and name not in known:
+            raise Unprocessable(
+                f"{loaded.source}: steps.{n}.gate.check: no gate check {name!r} is installed"
+                f" (known: {', '.join(sorted(known)) or 'none'})"
+            )
 
 
 def library_files() -> list[Path]:

@@ -178,7 +178,7 @@ def run_runbook_test(
     crashed: set[str] = set()
     set_clock(clock)
     try:
-        with sandbox(build) as (db, real):
+        with sandbox(build) as (db, real, checks):
             actions: Registry = {
                 name: _Injector(action, faults, executions, failed, timed_out, release)
                 for name, action in real.items()
@@ -215,6 +215,7 @@ def run_runbook_test(
                     step_notes,
                     notes,
                     max_seconds,
+                    checks,
                 )
             finally:
                 release.set()

@@ -5,7 +5,9 @@ comment) and calls the service function the JSON API calls for that kind —
 ``decide_onboarding``, ``decide_reactivation`` or ``decide_gate`` — with the
 API's role table in front of it, so every rule is the API's. The answer is a
 redirect back to the inbox with a one-time flash message (a short-lived
-cookie): what was done, or why it was refused, in which case nothing changed.
+cookie): what was done, or why it was refused, in which case nothing changed
+and the comment typed is shown back to be corrected (e.g. an Access Review
+decision its gate check refused).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tenantops.auth.principal import Principal
 from tenantops.errors import AppError, Forbidden, Unprocessable
 from tenantops.kit.web import wake_worker
 from tenantops.runbooks import service as runbooks
+from tenantops.runbooks.actions import GateChecks
 from tenantops.runbooks.schemas import GateDecisionCreate
 from tenantops.tenants import service as tenants
 from tenantops.tenants.schemas import ApprovalCreate, ReactivationDecisionCreate
@@ -112,9 +115,15 @@ def _decide(request: Request, principal: Principal, form: dict[str, str]) -> str
         _route_check(principal, inbox.GATE)
         gate = GateDecisionCreate.model_validate({"decision": decision, "comment": comment})
         step = form.get("step", "")
+        checks: GateChecks = request.app.state.gate_checks
         with db.write() as session:
             run = runbooks.decide_gate(
-                session, principal=principal, run_id=form.get("run_id", ""), step=step, data=gate
+                session,
+                principal=principal,
+                run_id=form.get("run_id", ""),
+                step=step,
+                data=gate,
+                checks=checks,
             )
             title, status = run.runbook_id, run.status
         wake_worker(request)
@@ -140,12 +149,17 @@ async def decide(request: Request) -> Response:
     try:
         message = _decide(request, principal, form)
     except AppError as exc:
-        return _with_flash(
-            request, "error", f"Not done: {exc.detail.rstrip('.')}. Nothing was changed."
-        )
+        refused = f"Not done: {exc.detail.rstrip('.')}. Nothing was changed."
+        return _with_flash(request, "error", refused + _typed(form))
     except ValidationError as exc:
         return _with_flash(request, "error", f"Not done: {_invalid(exc)}. Nothing was changed.")
     return _with_flash(request, "ok", message)
+
+
+def _typed(form: dict[str, str]) -> str:
+    """The refused comment, shown back (the form is empty again) so it can be corrected."""
+    comment = " ".join(form.get("comment", "").split())
+    return f" Your comment was: {comment}" if comment else ""
 
 
 def _with_flash(request: Request, level: flash.Level, text: str) -> Response:

@@ -25,7 +25,7 @@ from tenantops.db import Database
 from tenantops.errors import Unprocessable
 from tenantops.kit.cli import Output, terminal
 from tenantops.runbooks import service, spec
-from tenantops.runbooks.actions import Registry
+from tenantops.runbooks.actions import GateChecks, Registry
 from tenantops.runbooks.cli.runs import status_text
 from tenantops.runbooks.plan import Plan, plan_runbook
 from tenantops.runbooks.sandbox import TENANT_STAGES, Faults
@@ -102,16 +102,30 @@ def validate(
 ) -> None:
     """Check the shipped library and FILES against the runbook schema.
 
+    A gate's ``check`` must name a gate check this version installs.
     Stops at the first error with one line naming the file and the path in it.
     """
+    checks = installed_checks()
     library = spec.load_library()
+    for loaded in library.values():
+        spec.refuse_unknown_checks(loaded, checks)
     checked = [loaded.source for loaded in library.values()]
     for path in files or []:
         if not path.is_file():
             raise Unprocessable(f"{path}: no such file")
-        spec.parse(path.read_text(encoding="utf-8"), source=str(path))
+        loaded = spec.parse(path.read_text(encoding="utf-8"), source=str(path))
+        spec.refuse_unknown_checks(loaded, checks)
         checked.append(str(path))
     typer.echo(f"ok: {len(checked)} runbook(s) valid ({', '.join(checked) or 'none'})")
+
+
+def installed_checks() -> set[str]:
+    """The names of the gate checks a server installs (environment settings ignored)."""
+    from tenantops.config import Settings
+    from tenantops.wiring import build_gate_checks
+
+    settings = Settings(_env_prefix="TENANTOPS_RUNBOOKS_VALIDATE_IGNORED_", _env_file=None)
+    return set(build_gate_checks(settings))
 
 
 @runbooks_app.command("schema")
@@ -135,8 +149,9 @@ def schema_text() -> str:
 
 
 @contextmanager
-def local_drivers(data_dir: Path, db: Database) -> Iterator[Registry]:
-    """The local drivers for ``data_dir``, and this server's API on a free 127.0.0.1 port.
+def local_drivers(data_dir: Path, db: Database) -> Iterator[tuple[Registry, GateChecks]]:
+    """The local drivers and the gate checks for ``data_dir``, and this server's API on a free
+    127.0.0.1 port.
 
     The health checks of the embedded default call the built-in per-tenant probe
     of the server, so the test serves one over the throwaway database.
@@ -149,7 +164,7 @@ def local_drivers(data_dir: Path, db: Database) -> Iterator[Registry]:
 
     from tenantops.app import create_app
     from tenantops.config import Settings, WorkerSettings
-    from tenantops.wiring import build_actions
+    from tenantops.wiring import build_actions, build_gate_checks
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -179,7 +194,7 @@ def local_drivers(data_dir: Path, db: Database) -> Iterator[Registry]:
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
-        yield build_actions(settings, db)
+        yield build_actions(settings, db), build_gate_checks(settings)
     finally:
         server.should_exit = True
         thread.join(10)
