@@ -17,7 +17,8 @@ from tenantops.breakglass.actions import breakglass_actions
 from tenantops.compliance.actions import compliance_actions
 from tenantops.config import Settings
 from tenantops.db import Database
-from tenantops.drivers.actions import driver_actions, identity_provider, secret_store
+from tenantops.drivers.actions import driver_actions, identity_provider, itsm_adapter, secret_store
+from tenantops.drivers.itsm.database import MirroredItsm
 from tenantops.drivers.notify.local import OutboxNotifier, longest_delivery
 from tenantops.drivers.notify.settings import SCHEMES
 from tenantops.events.publishers.port import NoBroker, Publisher
@@ -25,6 +26,7 @@ from tenantops.events.relay import Relay
 from tenantops.events.webhooks import signing_key
 from tenantops.finops.actions import finops_actions
 from tenantops.finops.playbook import playbook_actions
+from tenantops.itil import refresh
 from tenantops.kit.clock import utcnow
 from tenantops.oncall import service as oncall
 from tenantops.oncall import watch
@@ -145,8 +147,33 @@ def build_worker(settings: Settings, db: Database) -> Worker:
         deadline_check_seconds=w.deadline_check_seconds,
         lease=timedelta(seconds=w.lease_seconds),
         on_breach=breach_notifier(db, actions),
-        jobs=[escalator_job(settings, db, actions), failed_runs_job(db)],
+        jobs=[
+            escalator_job(settings, db, actions),
+            failed_runs_job(db),
+            *mirror_refresh_jobs(settings, db),
+        ],
     )
+
+
+def mirror_refresh_jobs(settings: Settings, db: Database) -> list[Periodic]:
+    """The ITSM tool's open mirror rows asked for their tickets' state (``itil.refresh``)
+    every ``TENANTOPS_SERVICENOW__REFRESH_SECONDS``; none on the embedded records, or at 0."""
+    snow = settings.servicenow
+    itsm = itsm_adapter(settings, db) if snow is not None and snow.refresh_seconds > 0 else None
+    if snow is None or not isinstance(itsm, MirroredItsm):
+        return []
+    again = refresh.again_after(
+        timedelta(seconds=snow.refresh_seconds), timedelta(seconds=snow.timeout_seconds)
+    )
+    return [
+        Periodic(
+            name="itsm-mirror-refresh",
+            seconds=snow.refresh_seconds,
+            run=lambda stopping: refresh.refresh_mirrors(
+                db, itsm.state_of, system=itsm.system, again_after=again, stopping=stopping
+            ),
+        )
+    ]
 
 
 def failed_runs_job(db: Database) -> Periodic:
