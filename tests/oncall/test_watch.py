@@ -68,7 +68,7 @@ def test_the_worker_pages_for_a_failed_run(db: Database, settings: Settings) -> 
     run_id = fail_a_run(db)
     worker = build_worker(settings, db)
     [job] = [j for j in worker.jobs if j.name == "oncall-failed-runs"]
-    job.run()
+    job.run(lambda: False)
     assert [p.key.rsplit(":", 1)[0] for p in pages(db)] == [f"run:{run_id}:failed"]
 
 
