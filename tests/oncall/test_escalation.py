@@ -154,7 +154,8 @@ def test_a_stopping_worker_claims_no_further_page(db: Database, clock: Clock, se
     assert taken == 1
     with db.read() as session:
         told = [service.get_page(session, page_id=p).level == 1 for p in (first, second)]
-    assert sorted(told) == [False, True]  # the other page is not claimed: the next sweep takes it at once
+    # The other page is not claimed: the next sweep takes it at once.
+    assert sorted(told) == [False, True]
     assert sweep(db, clock, send) == 1
 
 
