@@ -172,6 +172,7 @@ def mirror_refresh_jobs(settings: Settings, db: Database) -> list[Periodic]:
             run=lambda stopping: refresh.refresh_mirrors(
                 db, itsm.state_of, system=itsm.system, again_after=again, stopping=stopping
             ),
+            close=itsm.close,  # its own ServiceNow client, closed when the worker stops
         )
     ]
 

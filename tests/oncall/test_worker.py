@@ -57,7 +57,7 @@ def test_a_job_that_raises_is_logged_and_the_loop_goes_on(db: Database, settings
 
     def fine(_stopping: object) -> None:
         calls.append("fine")
-        if calls.count("fine") >= 3:
+        if calls.count("fine") >= 3 and calls.count("broken") >= 3:  # each on its own thread
             done.set()
 
     actions = build_actions(settings, db)

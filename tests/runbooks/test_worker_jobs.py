@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.runbooks import engine
@@ -135,3 +137,96 @@ def test_a_job_is_told_when_the_worker_stops(db: Database) -> None:
     assert in_job.wait(WAIT)
     worker.stop()
     assert seen == [False, True]  # the sweep saw the stop and ended between two items
+
+
+def test_a_job_blocked_in_a_slow_call_holds_up_no_other_job_nor_an_sla_breach(
+    db: Database,
+) -> None:
+    # A mirror refresh waiting on a slow ITSM tool must not keep the escalator from its turns
+    # (a P1 would page nobody meanwhile), nor an SLA breach from being raised.
+    in_call, release = threading.Event(), threading.Event()
+    escalated, breached = threading.Event(), threading.Event()
+    turns: list[bool] = []
+
+    def slow_refresh(_stopping: object) -> None:
+        in_call.set()
+        release.wait(WAIT * 3)
+
+    def escalator(_stopping: object) -> None:
+        turns.append(in_call.is_set() and not release.is_set())
+        if turns.count(True) >= 3:
+            escalated.set()
+
+    loaded = parse(
+        "id: t\nversion: '1.0'\ntitle: T\ntenant: false\nsla: {within: 1s}\n"
+        "steps:\n  - {name: one, action: block, timeout: 60s}\n"
+    )
+    with db.write() as s:
+        engine.start_run(s, loaded=loaded, actor=AMY)
+    running = threading.Event()
+
+    def blocking(ctx: ActionContext) -> StepResult:
+        running.set()
+        release.wait(WAIT * 3)
+        return StepResult()
+
+    worker = Worker(
+        db,
+        builtin_actions() | {"block": FunctionAction(blocking)},
+        poll_seconds=0.01,
+        deadline_check_seconds=0.05,
+        on_breach=lambda breach: breached.set(),
+        # The slow job comes first: on one shared thread the others would wait behind it.
+        jobs=[Periodic("refresh", 0.01, slow_refresh), Periodic("escalator", 0.01, escalator)],
+    )
+    worker.start()
+    try:
+        assert in_call.wait(WAIT)
+        assert escalated.wait(WAIT)  # the escalator took its turns while the refresh waited
+        assert breached.wait(WAIT)  # ... and the run's deadline passing was raised meanwhile
+    finally:
+        release.set()
+        worker.stop()
+
+
+def test_each_job_runs_one_at_a_time_and_is_closed_once_after_its_last_run(
+    db: Database,
+) -> None:
+    events: list[str] = []
+    started, release = threading.Event(), threading.Event()
+    lock = threading.Lock()
+    running = 0
+    overlapped = False
+
+    def job(_stopping: object) -> None:
+        nonlocal running, overlapped
+        with lock:
+            running += 1
+            overlapped = overlapped or running > 1
+        events.append("run")
+        started.set()
+        release.wait(0.05)  # short turns back to back, never two at once
+        with lock:
+            running -= 1
+
+    worker = Worker(
+        db,
+        builtin_actions(),
+        poll_seconds=0.01,
+        jobs=[Periodic("job", 0.0, job, close=lambda: events.append("close"))],
+    )
+    worker.start()
+    assert started.wait(WAIT)
+    worker.stop()
+    assert not overlapped
+    assert events.count("close") == 1
+    assert events[-1] == "close"  # after its last run, never under it
+    assert events.count("run") >= 1
+
+
+def test_two_jobs_of_one_name_are_refused(db: Database) -> None:
+    def job(_stopping: object) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="unique"):
+        Worker(db, builtin_actions(), jobs=[Periodic("a", 1, job), Periodic("a", 2, job)])

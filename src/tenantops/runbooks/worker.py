@@ -49,17 +49,22 @@ class Periodic:
     """A job the worker runs every ``seconds`` by the clock, beside the steps (a sweep).
 
     The worker knows nothing of what it does (the composition root installs the
-    jobs: e.g. the on-call escalator). The jobs run on a thread of their own,
+    jobs: e.g. the on-call escalator). Each job runs on a thread of its own,
     started and stopped with the worker, so steps that run for half an hour
-    never hold up a page, and a long sweep never holds up claiming steps; an
+    never hold up a page, a long sweep never holds up claiming steps, and a job
+    waiting on a slow system (the ITSM tool, an SMTP server) never holds up
+    another job's turn or the SLA checks. One run of a job at a time; an
     exception is logged and the job runs again at its next turn. ``run`` is
     given a function that says whether the worker is stopping, so a sweep of
     many items can end between two of them instead of holding up the stop.
+    ``close`` (say, the job's own HTTP client) is called once on the job's
+    thread when the serving worker stops, after the job's last run.
     """
 
     name: str
     seconds: float
     run: Callable[[Callable[[], bool]], object]
+    close: Callable[[], object] | None = None
 
 
 @dataclass
@@ -147,13 +152,16 @@ class Worker:
         # Take the next step of a run in the transaction that completes the last one.
         self.chain = chain
         self.jobs = tuple(jobs)
+        names = [job.name for job in self.jobs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"periodic job names must be unique: {names}")
         self._next_job_at: dict[str, float] = {}
         self.stats = WorkerStats()
         self._threads = _Threads(keep=concurrency)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._jobs_thread: threading.Thread | None = None
+        self._jobs_threads: list[threading.Thread] = []
 
     def wake(self) -> None:
         """Look for work now (a run was started or a gate decided in this process)."""
@@ -363,66 +371,86 @@ class Worker:
         return len(breaches)
 
     def run_jobs(self) -> int:
-        """Run the periodic jobs whose turn it is (by the monotonic clock); how many ran.
+        """Run, one after the other on this thread, the periodic jobs whose turn it is
+        (by the monotonic clock); how many ran. ``serve`` runs each on its own thread.
 
         A job that raises is logged and tried again at its next turn: one job's
         outage never stops the loop, the steps, or the other jobs.
         """
-        ran = 0
-        for job in self.jobs:
-            now = time.monotonic()
-            if now < self._next_job_at.get(job.name, 0.0):
-                continue
-            self._next_job_at[job.name] = now + job.seconds
-            ran += 1
-            try:
-                job.run(self._stop.is_set)
-            except Exception:
-                log.exception("periodic job failed", job=job.name)
-        return ran
+        return sum(self._take_turn(job) for job in self.jobs)
 
-    def serve_jobs(self) -> None:
-        """Loop until ``stop()``: run each periodic job at its turn, by its own clock.
+    def _take_turn(self, job: Periodic) -> bool:
+        """Run ``job`` if its turn has come; whether it ran."""
+        now = time.monotonic()
+        if now < self._next_job_at.get(job.name, 0.0):
+            return False
+        self._next_job_at[job.name] = now + job.seconds
+        try:
+            job.run(self._stop.is_set)
+        except Exception:
+            log.exception("periodic job failed", job=job.name)
+        return True
 
-        The jobs' thread (``serve`` starts it): however long the steps run, a job
-        runs at its turn; however long a job runs, steps are claimed meanwhile.
+    def serve_job(self, job: Periodic) -> None:
+        """Loop until ``stop()``: run ``job`` at each of its turns, then ``job.close``.
+
+        The job's own thread (``serve`` starts one per job): however long the
+        steps or the other jobs run, this one runs at its turn.
         """
-        next_deadline_check = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self._take_turn(job)
+                wait = self._next_job_at.get(job.name, 0.0) - time.monotonic()
+                self._stop.wait(max(0.0, wait))
+        finally:
+            if job.close is not None:
+                try:
+                    job.close()
+                except Exception:
+                    log.exception("could not close a periodic job", job=job.name)
+
+    def serve_deadlines(self) -> None:
+        """Loop until ``stop()``: check the SLA deadlines every ``deadline_check_seconds``.
+
+        A thread of its own, not between step batches (a batch that runs a
+        half-hour step must not hold up a breach and the page it triggers), nor
+        behind a periodic job.
+        """
         while not self._stop.is_set():
             try:
-                self.run_jobs()
-                # SLA deadlines here too, not between step batches: a batch that runs a
-                # half-hour step must not hold up a breach (and the page it triggers).
-                if time.monotonic() >= next_deadline_check:
-                    next_deadline_check = time.monotonic() + self.deadline_check_seconds
-                    self.check_deadlines()
+                self.check_deadlines()
             except Exception:
-                log.exception("periodic jobs loop error")
-            now = time.monotonic()
-            nearest = min(
-                (self._next_job_at.get(job.name, now) for job in self.jobs),
-                default=next_deadline_check,
-            )
-            self._stop.wait(max(0.0, min(nearest, next_deadline_check) - now))
+                log.exception("sla deadline check failed")
+            self._stop.wait(self.deadline_check_seconds)
 
     def _start_jobs(self) -> None:
-        if self._jobs_thread is not None and self._jobs_thread.is_alive():
+        if any(thread.is_alive() for thread in self._jobs_threads):
             return
-        self._jobs_thread = threading.Thread(
-            target=self.serve_jobs, name=f"jobs-{self.name}", daemon=True
-        )
-        self._jobs_thread.start()
+        self._jobs_threads = [
+            threading.Thread(target=self.serve_deadlines, name=f"sla-{self.name}", daemon=True)
+        ]
+        self._jobs_threads += [
+            threading.Thread(
+                target=partial(self.serve_job, job), name=f"job-{job.name}-{self.name}", daemon=True
+            )
+            for job in self.jobs
+        ]
+        for thread in self._jobs_threads:
+            thread.start()
 
     def _join_jobs(self, timeout: float) -> None:
-        if self._jobs_thread is not None and self._jobs_thread is not threading.current_thread():
-            self._jobs_thread.join(timeout)
+        """Wait up to ``timeout`` in all for the jobs' and the SLA checks' threads."""
+        deadline = time.monotonic() + timeout
+        for thread in self._jobs_threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def serve(self) -> None:
         """Loop until ``stop()``: run work, sleep ``poll_seconds`` or until woken.
 
-        The periodic jobs and the SLA deadline checks run meanwhile on their own
-        thread (``serve_jobs``), started here and joined (up to
-        ``JOBS_JOIN_SECONDS``) when the loop ends.
+        The periodic jobs (``serve_job``) and the SLA deadline checks
+        (``serve_deadlines``) run meanwhile, each on a thread of its own, started
+        here and joined (up to ``JOBS_JOIN_SECONDS`` in all) when the loop ends.
         """
         self._start_jobs()
         try:
@@ -436,17 +464,17 @@ class Worker:
                     self._wake.wait(self.poll_seconds)
                     self._wake.clear()
         finally:
-            self._stop.set()  # the jobs' thread ends with the loop
+            self._stop.set()  # the jobs' threads end with the loop
             self._join_jobs(JOBS_JOIN_SECONDS)
 
     def start(self) -> None:
         """Serve in a background thread (the in-process worker of ``tenantops serve``),
-        the periodic jobs on another."""
+        each periodic job on another."""
         self._thread = threading.Thread(target=self.serve, name=f"worker-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving; wait up to ``timeout`` for the loop and for the jobs' thread."""
+        """Stop serving; wait up to ``timeout`` for the loop and for the jobs' threads."""
         self._stop.set()
         self._wake.set()
         deadline = time.monotonic() + timeout
