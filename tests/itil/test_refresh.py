@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 from structlog.testing import capture_logs
 
 from tenantops.audit import service as audit
@@ -18,8 +19,10 @@ from tenantops.auth.principal import SYSTEM
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.drivers.itsm.database import MirroredItsm
+from tenantops.drivers.itsm.port import Ticket, TicketKind
 from tenantops.drivers.itsm.servicenow import ServiceNowItsm
 from tenantops.itil import mirror, refresh, service
+from tenantops.itil.models import ItilRecord
 from tenantops.itil.states import Kind
 from tests.conftest import Clock
 from tests.drivers.test_argocd import Replay, Seen, replay, request_problems  # noqa: F401
@@ -31,6 +34,7 @@ pytestmark = pytest.mark.usefixtures("clock")
 SYSTEM_NAME = "servicenow"
 EVERY = timedelta(minutes=5)
 AGAIN = refresh.again_after(EVERY, timedelta(seconds=15))
+WAIT = 10.0  # a generous bound for a thread, never an assertion on timing
 
 
 def sys_id(n: int) -> str:
@@ -349,6 +353,223 @@ def test_two_refreshers_at_once_ask_for_each_ticket_once(
         assert len([n for n in notes if "-> resolved" in n]) == 1
     with db.read() as session:
         assert audit.verify(session).ok
+
+
+def due_order(db: Database, rows: list[str]) -> list[int]:
+    """The tickets of ``rows`` (``sys_id(index + 1)``) in the order a turn takes them:
+    never asked first, then oldest ``refreshed_at``, ties by id."""
+    with db.read() as session:
+        query = select(ItilRecord.id, ItilRecord.refreshed_at).where(ItilRecord.id.in_(rows))
+        found = {row.id: row.refreshed_at for row in session.execute(query)}
+    key = {
+        record_id: (found[record_id] is not None, found[record_id] or 0, record_id)
+        for record_id in rows
+    }
+    return [rows.index(record_id) + 1 for record_id in sorted(rows, key=lambda r: key[r])]
+
+
+def test_a_claim_lost_to_another_refresher_uses_no_slot_and_the_next_page_is_read(
+    db: Database,
+    itsm: MirroredItsm,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    # Ten open rows mirrored at one instant (ties, ordered by id); six of them from before
+    # the refresh existed, never asked (NULL first: the keyset crosses from NULL to stamped).
+    rows = [mirror_row(db, n) for n in range(1, 11)]
+    with db.write() as session:
+        session.execute(
+            update(ItilRecord).where(ItilRecord.id.in_(rows[:6])).values(refreshed_at=None)
+        )
+    order = due_order(db, rows)
+    clock.advance(EVERY)
+    other = MirroredItsm(ServiceNowItsm(settings(replay.url)), db, system=SYSTEM_NAME)
+    theirs: list[refresh.Turn] = []
+
+    def look_while_another_worker_takes_its_turn(kind: Kind, external_id: str) -> str | None:
+        if not theirs:  # this refresher read the first page and holds its first row; the
+            theirs.append(turn(db, other, limit=4))  # other takes the next four meanwhile
+        return itsm.state_of(kind, external_id)
+
+    first, rest = order[0], order[1:]
+    # The other worker asks for 2..5 of the order, this one for 1, loses 2..4, and reads on
+    # past them: 6..8, four claims won as the other won four.
+    replay.script(*(got(sys_id(n), "2") for n in [*rest[:4], first, *rest[4:7]]))
+    ours = refresh.refresh_mirrors(
+        db,
+        look_while_another_worker_takes_its_turn,
+        system=SYSTEM_NAME,
+        again_after=AGAIN,
+        limit=4,
+    )
+    other.close()
+    assert theirs == [refresh.Turn(asked=4, moved=4)]
+    assert ours == refresh.Turn(asked=4, moved=4)
+    replay.assert_done()
+    assert asked(replay) == [sys_id(n) for n in [*rest[:4], first, *rest[4:7]]]
+    states = {n: state_and_notes(db, rows[n - 1])[0] for n in order}
+    assert [n for n in order if states[n] == "in_progress"] == order[:8]
+    assert [states[n] for n in order[8:]] == ["new", "new"]  # for the next turn
+
+
+def test_two_refreshers_each_ask_for_a_full_turn_when_there_are_more_rows_than_a_turn(
+    db: Database,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    make_tenant(db, "acme")
+    for n in range(1, 13):
+        mirror_row(db, n)
+    clock.advance(EVERY)
+    answer_in_any_order(replay)
+    replay.script(*(got(sys_id(n), "6") for n in range(1, 13)))
+    clients = [
+        MirroredItsm(ServiceNowItsm(settings(replay.url)), db, system=SYSTEM_NAME) for _ in range(2)
+    ]
+    barrier = threading.Barrier(len(clients))
+    turns: list[refresh.Turn] = []
+    errors: list[BaseException] = []
+
+    def refresher(client: MirroredItsm) -> None:
+        try:
+            barrier.wait()  # both read the same first page of due rows
+            turns.append(turn(db, client, limit=5))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=refresher, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in clients:
+        c.close()
+    assert errors == []
+    assert [t.asked for t in turns] == [5, 5]  # a claim lost to the other used no slot
+    assert replay.problems == []
+    assert len(set(asked(replay))) == len(asked(replay)) == 10  # each ticket asked once
+    assert len(replay.queue) == 2  # two rows left for the next turn
+
+
+class RefreshMeanwhile:
+    """The ServiceNow adapter of a runbook step whose mirror write comes late: ``meanwhile``
+    runs after the tool answered the step's request and before its mirror transaction."""
+
+    def __init__(self, inner: ServiceNowItsm, meanwhile: Callable[[], None]) -> None:
+        self.inner = inner
+        self.meanwhile = meanwhile
+
+    def update(self, ticket: Ticket, **kwargs: Any) -> Ticket:
+        updated = self.inner.update(ticket, **kwargs)
+        self.meanwhile()
+        return updated
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def patched(ticket: str, state: str) -> dict[str, Any]:
+    """A step's ``PATCH`` of one incident to ``state``, answered with it."""
+    made = answered(ex("update_incident_state_only"), ticket, state=state)
+    made["request"]["body"] = {"state": state}
+    return made
+
+
+def step_update(itsm: MirroredItsm, n: int, state: str) -> Ticket:
+    ticket = Ticket(TicketKind.INCIDENT, sys_id(n), f"INC{10000 + n:07d}", "1", "acme", "")
+    return itsm.update(ticket, idempotency_key="run-7f3a/step-5", state=state)
+
+
+def test_a_step_answer_older_than_the_refresh_does_not_reopen_the_ticket(
+    db: Database,
+    itsm: MirroredItsm,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    record_id = mirror_row(db, 1, state="2")
+    clock.advance(EVERY)
+
+    def person_resolves_it_and_the_refresh_sees_it() -> None:
+        clock.advance(seconds=1)
+        replay.script(got(sys_id(1), "6"))
+        assert turn(db, itsm) == refresh.Turn(asked=1, moved=1)
+
+    step = MirroredItsm(
+        RefreshMeanwhile(
+            ServiceNowItsm(settings(replay.url)), person_resolves_it_and_the_refresh_sees_it
+        ),
+        db,
+        system=SYSTEM_NAME,
+    )
+    replay.script(patched(sys_id(1), "2"))
+    try:
+        assert step_update(step, 1, "2").state == "2"  # the tool told the step: in progress
+    finally:
+        step.close()
+    replay.assert_done()
+    state, notes = state_and_notes(db, record_id)
+    assert state == "resolved"  # not moved back by the step's older answer
+    assert [n for n in notes if "->" in n] == [
+        "system:tenantops: new -> in_progress (in servicenow)",
+        "system:itsm-refresh: in_progress -> resolved (in servicenow)",
+    ]
+    with db.read() as session:
+        assert audit.verify(session).ok
+
+
+def test_a_step_request_sent_after_the_refresh_asked_has_the_last_word_though_it_lands_last(
+    db: Database,
+    itsm: MirroredItsm,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    record_id = mirror_row(db, 1)
+    clock.advance(EVERY)
+    sent, recorded = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def wait_for_the_refresh_to_record() -> None:
+        sent.set()
+        recorded.wait(WAIT)
+
+    step = MirroredItsm(
+        RefreshMeanwhile(ServiceNowItsm(settings(replay.url)), wait_for_the_refresh_to_record),
+        db,
+        system=SYSTEM_NAME,
+    )
+
+    def step_resolves() -> None:
+        try:
+            step_update(step, 1, "6")
+        except BaseException as exc:
+            errors.append(exc)
+
+    resolving = threading.Thread(target=step_resolves)
+
+    def look_then_a_step_resolves_it(kind: Kind, external_id: str) -> str | None:
+        answer = itsm.state_of(kind, external_id)  # in progress, when it was asked
+        clock.advance(seconds=1)
+        resolving.start()  # the step's request goes out after the refresh's
+        assert sent.wait(WAIT)
+        clock.advance(seconds=1)  # ... and the refresh records before the step does
+        return answer
+
+    replay.script(got(sys_id(1), "2"), patched(sys_id(1), "6"))
+    done = refresh.refresh_mirrors(
+        db, look_then_a_step_resolves_it, system=SYSTEM_NAME, again_after=AGAIN
+    )
+    recorded.set()
+    resolving.join(WAIT)
+    step.close()
+    assert errors == []
+    assert done == refresh.Turn(asked=1, moved=1)
+    replay.assert_done()
+    state, notes = state_and_notes(db, record_id)
+    assert state == "resolved"  # the step's answer is the newer one
+    assert [n for n in notes if "->" in n] == [
+        "system:itsm-refresh: new -> in_progress (in servicenow)",
+        "system:tenantops: in_progress -> resolved (in servicenow)",
+    ]
 
 
 def test_the_interval_is_a_servicenow_setting(

@@ -9,14 +9,20 @@ state machine (which would refuse a jump the tool allowed), and records the
 move on the timeline. Only a mirror row follows: a row is a read-only copy
 of its ticket, and a local record is never moved past its state machine
 (a correlation id that opened a local record is a reused key, not a mirror).
-Every write here stamps ``refreshed_at``: the tool was just asked, so the
-periodic refresh (``itil.refresh``) asks for the others first.
+Every write here stamps ``refreshed_at`` with when the tool was asked (the
+request's time, when the caller knows it), so the periodic refresh
+(``itil.refresh``) asks for the others first; and an answer to a request sent
+before the row's ``refreshed_at`` is older than the one the row holds, so it
+does not move the row (a runbook step's update whose mirror write comes late
+would otherwise undo a resolve the refresh has seen since: a false reopen).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
+import structlog
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
@@ -26,8 +32,10 @@ from tenantops.events import catalogue, outbox
 from tenantops.itil import hooks, repository, service, states
 from tenantops.itil.models import ItilNote, ItilRecord
 from tenantops.itil.states import Kind
-from tenantops.kit.clock import utcnow
+from tenantops.kit.clock import as_utc, utcnow
 from tenantops.tenants import service as tenants
+
+log = structlog.get_logger("tenantops.itil")
 
 
 def mirror(
@@ -46,11 +54,25 @@ def mirror(
     correlation_id: str | None = None,
     run_id: str | None = None,
     priority: int = 3,
+    asked_at: datetime | None = None,
 ) -> ItilRecord:
-    """The mirror row of ticket ``external_id`` in ``system``, created or brought up to date."""
+    """The mirror row of ticket ``external_id`` in ``system``, created or brought up to date.
+
+    ``asked_at`` is when the request that told ``state`` was sent: a row the tool was
+    asked about later since (``refreshed_at``) keeps the newer state it has.
+    """
     # A code this table does not know leaves the mirror where it is.
     name = states.name_of(kind, state)
-    record = repository.by_external(session, system, external_id)
+    # Locked: a refresher's claim of the row waits for this write or comes before its read.
+    record = repository.by_external(session, system, external_id, for_update=True)
+    if record is not None and _newer_than(record, asked_at):
+        log.info(
+            "older answer left unrecorded: the tool was asked again since",
+            number=record.number,
+            state=record.state,
+            answer=state,
+        )
+        return record
     if record is None:
         try:
             tenants.get_tenant(session, principal=actor, ref=tenant)
@@ -80,32 +102,52 @@ def mirror(
             )
     if name is not None and record.state != name:
         _follow(session, record, actor, name, system)
-    record.refreshed_at = utcnow()
+    record.refreshed_at = asked_at or utcnow()
     return record
 
 
+def _newer_than(record: ItilRecord, asked_at: datetime | None) -> bool:
+    """Whether the tool was asked about ``record`` after ``asked_at`` (a request's time)."""
+    if asked_at is None or record.refreshed_at is None:
+        return False
+    return as_utc(record.refreshed_at) > asked_at
+
+
 def follow(
-    session: Session, record: ItilRecord, *, actor: Principal, state: str, system: str
+    session: Session,
+    record: ItilRecord,
+    *,
+    actor: Principal,
+    state: str,
+    system: str,
+    asked_at: datetime | None = None,
 ) -> bool:
     """Bring an existing mirror row to the ``state`` its ticket has now; whether it moved.
 
     A code this table does not know leaves the state where it is (the row still
-    counts as refreshed).
+    counts as refreshed, at ``asked_at``: when the request was sent, else now).
     """
     name = states.name_of(Kind(record.kind), state)
     moved = name is not None and record.state != name
     if name is not None and moved:
         _follow(session, record, actor, name, system)
-    record.refreshed_at = utcnow()
+    record.refreshed_at = asked_at or utcnow()
     return moved
 
 
-def gone(session: Session, record: ItilRecord, *, actor: Principal, system: str) -> bool:
+def gone(
+    session: Session,
+    record: ItilRecord,
+    *,
+    actor: Principal,
+    system: str,
+    asked_at: datetime | None = None,
+) -> bool:
     """Note once on the timeline that the tool has no such ticket (any more); whether this
     is the first time. The row keeps the state it had: deleted there, or hidden from the
     integration user by an ACL, the last state seen is still the best copy."""
     key = f"{system}:gone:{record.external_id}"
-    record.refreshed_at = utcnow()
+    record.refreshed_at = asked_at or utcnow()
     if repository.note_by_key(session, key) is not None:
         return False
     session.add(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from tenantops.itil import states
 from tenantops.itil.models import ItilNote, ItilRecord
 from tenantops.kit.cursor import page
 
@@ -37,11 +39,77 @@ def by_correlation(session: Session, correlation_id: str) -> ItilRecord | None:
     return session.execute(query).scalar_one_or_none()
 
 
-def by_external(session: Session, system: str, external_id: str) -> ItilRecord | None:
+def by_external(
+    session: Session, system: str, external_id: str, *, for_update: bool = False
+) -> ItilRecord | None:
     query = select(ItilRecord).where(
         ItilRecord.external_system == system, ItilRecord.external_id == external_id
     )
+    if for_update:
+        query = query.with_for_update()
     return session.execute(query.limit(1)).scalar_one_or_none()
+
+
+# A due mirror row as read: its id and ``refreshed_at`` (the claim's condition).
+Due = tuple[str, datetime | None]
+
+
+def due_mirrors(
+    session: Session, *, system: str, before: datetime, after: Due | None, limit: int
+) -> Sequence[Due]:
+    """Open mirror rows of ``system`` last asked before ``before`` (or never), oldest first
+    (never asked first, ties by id), from just past ``after`` (the last row of the
+    previous page: keyset on ``(refreshed_at, id)``)."""
+    query = select(ItilRecord.id, ItilRecord.refreshed_at).where(
+        ItilRecord.external_system == system,
+        ItilRecord.external_id.is_not(None),
+        ItilRecord.state.not_in(sorted(states.TERMINAL)),
+        or_(ItilRecord.refreshed_at.is_(None), ItilRecord.refreshed_at < before),
+    )
+    if after is not None:
+        last_id, last_at = after
+        if last_at is None:  # NULLs come first: the rest of them, then every stamped row
+            query = query.where(
+                or_(
+                    and_(ItilRecord.refreshed_at.is_(None), ItilRecord.id > last_id),
+                    ItilRecord.refreshed_at.is_not(None),
+                )
+            )
+        else:
+            query = query.where(
+                ItilRecord.refreshed_at.is_not(None),
+                or_(
+                    ItilRecord.refreshed_at > last_at,
+                    and_(ItilRecord.refreshed_at == last_at, ItilRecord.id > last_id),
+                ),
+            )
+    query = query.order_by(ItilRecord.refreshed_at.asc().nulls_first(), ItilRecord.id).limit(limit)
+    return [(row.id, row.refreshed_at) for row in session.execute(query)]
+
+
+def claim_mirror(
+    session: Session, record_id: str, *, was: datetime | None, now: datetime
+) -> Row[str, str, str | None, int] | None:
+    """Move an open row's ``refreshed_at`` from ``was`` (as read) to ``now``: a conditional
+    UPDATE, so of two refreshers only one wins. The row's number, kind, external id and
+    version when this one did; None when another did, or the row was closed meanwhile."""
+    unchanged = ItilRecord.refreshed_at.is_(None) if was is None else ItilRecord.refreshed_at == was
+    result = session.execute(
+        update(ItilRecord)
+        .where(
+            ItilRecord.id == record_id,
+            unchanged,
+            ItilRecord.state.not_in(sorted(states.TERMINAL)),
+        )
+        .values(refreshed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    query = select(
+        ItilRecord.number, ItilRecord.kind, ItilRecord.external_id, ItilRecord.version
+    ).where(ItilRecord.id == record_id)
+    return session.execute(query).one()
 
 
 def note_by_key(session: Session, key: str) -> ItilNote | None:

@@ -24,6 +24,7 @@ what the periodic refresh of those rows asks it (``itil.refresh``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -35,6 +36,7 @@ from tenantops.errors import AppError
 from tenantops.itil import mirror, service, states
 from tenantops.itil.models import ItilRecord
 from tenantops.itil.states import Kind
+from tenantops.kit.clock import utcnow
 
 
 def run_of(idempotency_key: str) -> str | None:
@@ -254,6 +256,7 @@ class MirroredItsm:
         fields: Mapping[str, str] | None = None,
     ) -> Ticket:
         """Open in the tool, then mirror the ticket (with the step's key)."""
+        sent = utcnow()
         ticket = self.inner.open(
             kind,
             tenant=tenant,
@@ -262,7 +265,7 @@ class MirroredItsm:
             idempotency_key=idempotency_key,
             fields=fields,
         )
-        self._mirror(ticket, tenant, idempotency_key, description, fields)
+        self._mirror(ticket, tenant, idempotency_key, description, fields, sent=sent)
         return ticket
 
     def update(
@@ -274,7 +277,10 @@ class MirroredItsm:
         work_notes: str | None = None,
         fields: Mapping[str, str] | None = None,
     ) -> Ticket:
-        """Update in the tool, then bring the mirror row to the state the tool reports."""
+        """Update in the tool, then bring the mirror row to the state the tool reports
+        (unless the refresh has asked the tool since this request was sent: see
+        ``itil.mirror``)."""
+        sent = utcnow()
         updated = self.inner.update(
             ticket,
             idempotency_key=idempotency_key,
@@ -282,7 +288,7 @@ class MirroredItsm:
             work_notes=work_notes,
             fields=fields,
         )
-        self._mirror(updated, ticket.tenant or updated.tenant, None, "", fields)
+        self._mirror(updated, ticket.tenant or updated.tenant, None, "", fields, sent=sent)
         return updated
 
     def get(self, ticket: Ticket) -> Ticket:
@@ -315,6 +321,8 @@ class MirroredItsm:
         key: str | None,
         description: str,
         fields: Mapping[str, str] | None,
+        *,
+        sent: datetime,
     ) -> None:
         try:
             with self.db.write() as session:
@@ -333,6 +341,7 @@ class MirroredItsm:
                     correlation_id=None if key is None else f"{self.system}:{key}",
                     run_id=None if key is None else run_of(key),
                     priority=mirror.priority_of(fields or {}),
+                    asked_at=sent,
                 )
         except AppError as exc:
             raise _failed(exc) from exc
