@@ -41,7 +41,8 @@ class Review:
         self, client: TestClient, auth: TokenFactory, db: Database, settings: Settings, tenant: str
     ) -> None:
         self.client, self.db, self.blue = client, db, tenant
-        self.reviewer = auth("sue", "security")
+        # Security and admin: platform- items (access bound to no tenant) need both.
+        self.reviewer = auth("sue", "security", "admin")
         self.deploy = mint_token(db, "blue-deploy", "tenant_owner", tenant=tenant)
         self.kept = mint_token(db, "blue-keep", "tenant_owner", tenant=tenant)
         self.root = mint_token(db, "root-bot", "admin")

@@ -7,8 +7,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tenantops.audit.models import AuditEntry
+from tenantops.auth import tokens
 from tenantops.auth.models import ApiToken
-from tenantops.auth.principal import Principal, Role
+from tenantops.auth.principal import SYSTEM, Principal, Role
 from tenantops.breakglass import service as breakglass
 from tenantops.config import Settings
 from tenantops.db import Database
@@ -158,3 +159,81 @@ def test_only_ops_and_security_may_break_glass(client: TestClient, auth: TokenFa
     for role in ("qa", "finance", "account_manager", "auditor"):
         r = client.post("/api/v1/break-glass", json=REQUEST, headers=auth(f"x-{role}", role))
         assert r.status_code == 403
+
+
+def _ends(db: Database, token_id: str) -> list[dict[str, object]]:
+    """The ``tenant.access.revoked`` events announcing the end of grant ``token_id``."""
+    with db.read() as s:
+        rows = s.execute(
+            select(OutboxEvent).where(OutboxEvent.type == catalogue.ACCESS_REVOKED.type)
+        ).scalars()
+        return [r.data for r in rows if r.data["grant_id"] == token_id]
+
+
+def test_a_grant_whose_token_was_revoked_by_hand_is_still_announced_at_expiry(
+    client: TestClient, auth: TokenFactory, db: Database, settings: Settings, clock: Clock
+) -> None:
+    """``tenantops tokens revoke`` announces nothing: the run's own revoke step does."""
+    worker = Worker(db, build_actions(settings, db))
+    grant = client.post("/api/v1/break-glass", json=REQUEST, headers=auth("oli", "ops_engineer"))
+    grant_id = grant.json()["token_id"]
+    drain(worker)
+    with db.write() as s:  # what the CLI calls
+        tokens.revoke_token(s, actor=SYSTEM, token_id=grant_id)
+
+    clock.advance(minutes=30)
+    drain(worker)
+
+    [end] = _ends(db, grant_id)
+    assert end["actor"] == "system:runbook-engine"
+    run = client.get(f"/api/v1/runs/{grant.json()['run_id']}", headers=auth("sue", "security"))
+    assert run.json()["current_step"] == "review"
+
+
+def test_ending_a_grant_revoked_by_hand_ends_its_timer_and_announces_it_once(
+    client: TestClient, auth: TokenFactory, db: Database, settings: Settings, clock: Clock
+) -> None:
+    worker = Worker(db, build_actions(settings, db))
+    grant = client.post("/api/v1/break-glass", json=REQUEST, headers=auth("oli", "ops_engineer"))
+    run_id, grant_id = grant.json()["run_id"], grant.json()["token_id"]
+    drain(worker)
+    with db.write() as s:
+        tokens.revoke_token(s, actor=SYSTEM, token_id=grant_id)
+
+    clock.advance(minutes=5)
+    with db.write() as s:  # revoked already: not this call's to announce ...
+        assert not breakglass.revoke_early(s, actor=SUE, run_id=run_id, reason="review")
+    drain(worker)  # ... but its timer ended, so the run's step announces it now
+
+    assert [e["actor"] for e in _ends(db, grant_id)] == ["system:runbook-engine"]
+    run = client.get(f"/api/v1/runs/{run_id}", headers=auth("sue", "security")).json()
+    assert (run["status"], run["current_step"]) == ("waiting", "review")
+
+
+def test_ending_a_grant_after_its_expiry_announces_nothing_more(
+    client: TestClient, auth: TokenFactory, db: Database, settings: Settings, clock: Clock
+) -> None:
+    worker = Worker(db, build_actions(settings, db))
+    grant = client.post("/api/v1/break-glass", json=REQUEST, headers=auth("oli", "ops_engineer"))
+    run_id, grant_id = grant.json()["run_id"], grant.json()["token_id"]
+    drain(worker)
+    clock.advance(minutes=30)
+    drain(worker)  # revoked and announced by the run at expiry
+
+    with db.write() as s:
+        assert not breakglass.revoke_early(s, actor=SUE, run_id=run_id, reason="late")
+
+    assert [e["actor"] for e in _ends(db, grant_id)] == ["system:runbook-engine"]
+
+
+def test_only_the_call_that_revokes_a_token_is_told_it_did(db: Database) -> None:
+    with db.write() as s:
+        issued = tokens.create_token(
+            s, actor=SYSTEM, subject="bot", roles=[Role.QA], tenant_id=None, ttl=None
+        )
+    with db.write() as s:
+        first = tokens.revoke_token_once(s, actor=SYSTEM, token_id=issued.id)
+    with db.write() as s:
+        second = tokens.revoke_token_once(s, actor=SYSTEM, token_id=issued.id)
+    assert (first[1], second[1]) == (True, False)
+    assert first[0].revoked_at == second[0].revoked_at

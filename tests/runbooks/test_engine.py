@@ -429,7 +429,7 @@ CHECKED = (
 
 
 def ticket_named(
-    session: Any, *, run: Run, step_name: str, decision: str, comment: str | None
+    session: Any, *, run: Run, step_name: str, decision: str, comment: str | None, **_: Any
 ) -> None:
     """A gate check: the approval's comment must name a ticket."""
     if not (comment or "").startswith("CHG"):

@@ -34,12 +34,17 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from tenantops.accessreview import revocation, service
 from tenantops.accessreview.decision import Decision, DecisionError, Item
+from tenantops.accessreview.revocation import Decider
+from tenantops.audit import repository as audit_entries
+from tenantops.audit import service as audit
+from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.identity.port import IdentityProvider
@@ -68,6 +73,30 @@ def _tenant(ctx: ActionContext) -> dict[str, Any]:
     return {**tenant, "id": ctx.tenant_id}
 
 
+def approver_roles(
+    session: Session, ctx: ActionContext, tenant: dict[str, Any], gate: dict[str, Any]
+) -> frozenset[str]:
+    """The roles the ``decide`` gate's approver held, from the engine's audit entry of it.
+
+    None found (fail closed): the approver counts as holding no role beyond the gate's.
+    """
+    at = gate.get("at")
+    since = datetime.fromisoformat(str(at)) if at else None
+    entries = audit_entries.list_entries(
+        session, tenant_id=tenant["id"], action="run.gate.signal", since=since, limit=100
+    )
+    for entry in entries:
+        detail = entry.detail or {}
+        if (
+            detail.get("run_id") == ctx.run_id
+            and detail.get("step") == "decide"
+            and detail.get("decision") == "approve"
+            and entry.actor == gate.get("by")
+        ):
+            return frozenset(entry.actor_roles or ())
+    return frozenset({str(gate.get("role") or "")})
+
+
 def access_review_checks(settings: Settings) -> dict[str, GateCheck]:
     """``access_review.decision``: the ``decide`` gate's comment, checked before it is recorded."""
     files = TenantFiles(settings.data_dir)
@@ -90,9 +119,15 @@ def access_review_checks(settings: Settings) -> dict[str, GateCheck]:
         return str((step.output or {}).get("digest") or "") or None
 
     def decision_check(
-        session: Session, *, run: Run, step_name: str, decision: str, comment: str | None
+        session: Session,
+        *,
+        run: Run,
+        step_name: str,
+        decision: str,
+        comment: str | None,
+        principal: Principal,
     ) -> None:
-        """What the ``revoke`` step would refuse, refused now: grammar, snapshot, tokens, users."""
+        """What the ``revoke`` step would refuse, refused now: grammar, snapshot, rows, who."""
         _decision, items = revocation.decided_items(
             comment,
             snapshot=files.path(service.KIND, run.tenant_id, run.id),
@@ -100,7 +135,12 @@ def access_review_checks(settings: Settings) -> dict[str, GateCheck]:
         )
         tenant = run.inputs.get("tenant")
         if items and isinstance(tenant, dict):
-            revocation.check_current(session, items=items, tenant={**tenant, "id": run.tenant_id})
+            revocation.check_current(
+                session,
+                items=items,
+                tenant={**tenant, "id": run.tenant_id},
+                decider=Decider(principal.subject, frozenset(principal.role_names())),
+            )
 
     return {"access_review.decision": decision_check}
 
@@ -131,16 +171,20 @@ def access_review_actions(
         }
         return StepResult(output=output, evidence=evidence)
 
-    def decided(ctx: ActionContext, tenant: dict[str, Any]) -> tuple[Decision, list[Item], str]:
+    def decided(ctx: ActionContext, tenant: dict[str, Any]) -> tuple[Decision, list[Item], Decider]:
         """The ``decide`` gate's decision, its items checked again, and who gave it.
 
         Its gate check accepted it; the snapshot file or the tokens and users
-        may have changed since, and then the step fails for good.
+        may have changed since, and then the step fails for good. The decider's
+        roles are those the engine's audit entry of the approval recorded.
         """
         with db.read() as session:
             gate = checklists.gate_decisions(session, ctx.run_id).get("decide")
-        if gate is None or not gate.get("by"):
-            raise StepFailed(f"{ctx.step_name}: the decide gate has no decision", retriable=False)
+            if gate is None or not gate.get("by"):
+                raise StepFailed(
+                    f"{ctx.step_name}: the decide gate has no decision", retriable=False
+                )
+            decider = Decider(str(gate["by"]), approver_roles(session, ctx, tenant, gate))
         try:
             decision, items = revocation.decided_items(
                 str(gate.get("comment") or ""),
@@ -149,23 +193,52 @@ def access_review_actions(
             )
             if items:
                 with db.read() as session:
-                    revocation.check_current(session, items=items, tenant=tenant)
+                    revocation.check_current(session, items=items, tenant=tenant, decider=decider)
         except DecisionError as exc:
             raise StepFailed(f"{ctx.step_name}: {exc}", retriable=False) from None
-        return decision, items, str(gate["by"])
+        return decision, items, decider
+
+    def partial(
+        ctx: ActionContext, tenant: dict[str, Any], decider: Decider, removed: list[str], error: str
+    ) -> None:
+        """``access_review.revoke_partial``: members left the group, then the step failed.
+
+        Written in a transaction of its own before the step fails, one entry per
+        failed attempt that removed someone (a retry removes them again, changing
+        nothing, and writes its own entry if it fails too): the removal is never
+        without a trail, whether or not a retry follows.
+        """
+        actor = Principal(subject=decider.subject, roles=frozenset({Role.SECURITY}), via="runbook")
+        with db.write() as session:
+            audit.record(
+                session,
+                actor=actor,
+                action="access_review.revoke_partial",
+                tenant_id=tenant["id"],
+                changes={},
+                detail={
+                    "run_id": ctx.run_id,
+                    "step": ctx.step_name,
+                    "attempt": ctx.attempt,
+                    "decided_by": decider.subject,
+                    "removed": removed,
+                    "error": error,
+                },
+            )
 
     def revoke_run(ctx: ActionContext) -> StepResult:
         tenant = _tenant(ctx)
         decision, items, decider = decided(ctx, tenant)
         done: dict[str, Any] = {
             "outcome": decision.outcome,
-            "decided_by": decider,
+            "decided_by": decider.subject,
             "revoked": [],
             "already": [],
         }
         if decision.outcome != "revoke":
             return StepResult(output=dict(done), evidence=dict(done))
         members = [i.ident for i in items if i.base == "member"]
+        removed: list[str] = []
         group = None
         try:
             state = identity.get_group(tenant_id=tenant["id"]) if members else None
@@ -177,11 +250,24 @@ def access_review_actions(
                     subject=subject,
                     idempotency_key=f"{ctx.idempotency_key}/member/{key}",
                 )
+                removed.append(f"member:{subject}")
             group = state.group if state is not None else None
         except DriverError as exc:
+            if removed:
+                partial(ctx, tenant, decider, removed, str(exc))
+                raise StepFailed(
+                    f"{exc} (already out of the group: {', '.join(removed)}; nothing else"
+                    " was revoked)",
+                    retriable=exc.retriable,
+                ) from exc
             raise StepFailed(str(exc), retriable=exc.retriable) from exc
         # What apply revokes, kept in the output: a batch that rolls back calls apply again.
-        planned = {"items": [str(i) for i in items], "reason": decision.reason, "group": group}
+        planned = {
+            "items": [str(i) for i in items],
+            "reason": decision.reason,
+            "group": group,
+            "decider_roles": sorted(decider.roles),
+        }
         return StepResult(output={**done, **planned}, evidence=dict(done))
 
     def revoke_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
@@ -196,11 +282,16 @@ def access_review_actions(
                 tenant=_tenant(ctx),
                 run_id=ctx.run_id,
                 decided_by=str(result.output["decided_by"]),
+                decider_roles=[str(r) for r in result.output.get("decider_roles") or []],
                 reason=str(result.output.get("reason") or ""),
                 group=str(group) if group else None,
             )
         except DecisionError as exc:
-            raise StepFailed(f"{ctx.step_name}: {exc}", retriable=False) from None
+            # This transaction rolls back; the engine's run.failed audit entry keeps
+            # this message, so members already out of the group are named in the trail.
+            gone = [str(i) for i in items if i.base == "member"] if group else []
+            left = f" ({', '.join(gone)} already left group {group})" if gone else ""
+            raise StepFailed(f"{ctx.step_name}: {exc}{left}", retriable=False) from None
         result.output.update(done)
         result.evidence.update(done)
 

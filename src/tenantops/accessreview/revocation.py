@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,29 @@ from tenantops.web import service as web
 
 
 def reviewed_snapshot(path: Path, digest: str | None) -> dict[str, Any]:
-    """The snapshot file security reviewed; ``DecisionError`` unless its SHA-256 is ``digest``."""
+    """The snapshot file security reviewed; ``DecisionError`` unless its SHA-256 is ``digest``.
+
+    A file that cannot be read or is no JSON object is refused the same way (422,
+    nothing revoked), never a server error.
+    """
     try:
         body = path.read_bytes()
     except FileNotFoundError:
         raise DecisionError("nothing was revoked: the reviewed snapshot file is gone") from None
+    except OSError as exc:
+        raise DecisionError(
+            f"nothing was revoked: the reviewed snapshot file cannot be read ({exc.strerror})"
+        ) from None
     if not digest or hashlib.sha256(body).hexdigest() != digest:
         raise DecisionError(
             f"nothing was revoked: the snapshot file no longer has the reviewed digest {digest}"
         )
-    snapshot: dict[str, Any] = json.loads(body)
+    try:
+        snapshot = json.loads(body)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        snapshot = None
+    if not isinstance(snapshot, dict):
+        raise DecisionError("nothing was revoked: the reviewed snapshot file is not a snapshot")
     return snapshot
 
 
@@ -83,13 +97,33 @@ def _users(session: Session, item: Item, tenant: dict[str, Any]) -> list[Any]:
     ]
 
 
-def check_current(session: Session, *, items: Sequence[Item], tenant: dict[str, Any]) -> None:
-    """``DecisionError`` naming every token or user that is no longer exactly one row in scope.
+@dataclass(frozen=True)
+class Decider:
+    """Who approved the decision: their subject and every role they held then."""
+
+    subject: str
+    roles: frozenset[str]
+
+
+def check_current(
+    session: Session, *, items: Sequence[Item], tenant: dict[str, Any], decider: Decider
+) -> None:
+    """``DecisionError`` naming every item that cannot be revoked now, or by this ``decider``.
 
     Checked before the first revocation, so a decision that cannot be carried
-    out whole revokes nothing.
+    out whole revokes nothing: each token and user must be exactly one row in
+    scope; access bound to no tenant (``platform-`` items) reaches every tenant,
+    so its revocation needs the admin role besides security; nobody revokes
+    their own token, and no decision disables the last enabled admin web user.
     """
     problems = []
+    platform = [str(i) for i in items if i.platform]
+    if platform and Role.ADMIN.value not in decider.roles:
+        problems.append(
+            f"{', '.join(platform)} reach every tenant: revoking them needs the admin role"
+            " as well as security"
+        )
+    named_users: set[str] = set()
     for item in items:
         if item.base not in ("token", "user"):
             continue  # members and grants: the identity provider and the grant's run say
@@ -100,6 +134,18 @@ def check_current(session: Session, *, items: Sequence[Item], tenant: dict[str, 
         )
         if len(rows) != 1:
             problems.append(f"{item} matches {len(rows)} {item.base}s now, not one")
+        elif item.base == "token" and rows[0].subject == decider.subject:
+            problems.append(f"{item} is your own token: another security user must revoke it")
+        elif item.base == "user":
+            named_users.add(rows[0].username)
+    admins = [u for u in web.list_users(session) if Role.ADMIN.value in u.roles and not u.disabled]
+    if named_users & {u.username for u in admins} and not [
+        u for u in admins if u.username not in named_users
+    ]:
+        problems.append(
+            "it would disable the last enabled admin web user"
+            f" ({', '.join(sorted(named_users & {u.username for u in admins}))})"
+        )
     if problems:
         raise DecisionError(f"nothing was revoked: {'; '.join(problems)}")
 
@@ -111,6 +157,7 @@ def revoke(
     tenant: dict[str, Any],
     run_id: str,
     decided_by: str,
+    decider_roles: Sequence[str],
     reason: str,
     group: str | None,
 ) -> dict[str, list[str]]:
@@ -121,9 +168,11 @@ def revoke(
     ``tenant.access.revoked`` event. Returns ``revoked`` (what this review took
     away) and ``already`` (what had no access left).
     """
-    check_current(session, items=items, tenant=tenant)
+    decider = Decider(decided_by, frozenset(decider_roles))
+    check_current(session, items=items, tenant=tenant, decider=decider)
     # The trail names the security user who decided; the engine only carried it out.
-    actor = Principal(subject=decided_by, roles=frozenset({Role.SECURITY}), via="runbook")
+    held = frozenset(r for r in Role if r.value in decider.roles) | {Role.SECURITY}
+    actor = Principal(subject=decided_by, roles=held, via="runbook")
     revoked: list[str] = []
     already: list[str] = []
     for item in items:

@@ -13,8 +13,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
@@ -109,12 +110,31 @@ def find_token(session: Session, token_id: str) -> ApiToken | None:
 
 def revoke_token(session: Session, *, actor: Principal, token_id: str) -> ApiToken:
     """Revoke by id or by the listed prefix; revoking twice is harmless."""
+    row, _changed = revoke_token_once(session, actor=actor, token_id=token_id)
+    return row
+
+
+def revoke_token_once(
+    session: Session, *, actor: Principal, token_id: str
+) -> tuple[ApiToken, bool]:
+    """``revoke_token``, and whether this call revoked it (``False``: it was revoked already).
+
+    A conditional ``UPDATE ... WHERE revoked_at IS NULL``: of two transactions
+    revoking the same token at once, exactly one is told it did (PostgreSQL
+    makes the second wait for the first's row lock, then finds nothing to update).
+    """
     row = find_token(session, token_id)
     if row is None:
         raise NotFound(f"no token {token_id!r}")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        session.flush()
+    done = session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == row.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(row)
+    changed = cast("CursorResult[Any]", done).rowcount == 1
+    if changed:
         audit.record(
             session,
             actor=actor,
@@ -123,7 +143,7 @@ def revoke_token(session: Session, *, actor: Principal, token_id: str) -> ApiTok
             changes={},
             detail={"token_id": row.id, "prefix": row.prefix, "subject": row.subject},
         )
-    return row
+    return row, changed
 
 
 def authenticate(session: Session, value: str) -> Principal:

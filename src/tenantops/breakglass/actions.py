@@ -6,8 +6,10 @@ from sqlalchemy.orm import Session
 
 from tenantops.auth import tokens
 from tenantops.auth.principal import Principal, Role
+from tenantops.breakglass import service as breakglass
 from tenantops.events import catalogue, outbox
 from tenantops.kit.clock import as_utc
+from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext, FunctionAction, Registry, StepResult
 
 ENGINE = Principal(subject="system:runbook-engine", roles=frozenset({Role.ADMIN}), via="system")
@@ -18,16 +20,17 @@ def _nothing(ctx: ActionContext) -> StepResult:
 
 
 def _revoke(session: Session, ctx: ActionContext, result: StepResult) -> None:
-    # Revoking twice is harmless, so a re-run step changes nothing. A token revoked
-    # before the expiry (an access review's decision) was announced then: not again.
+    # Revoking twice is harmless, so a re-run step changes nothing. The end is announced
+    # once: not again if an access review's early end announced it, but here if the
+    # token was revoked without a word (``tenantops tokens revoke``). The engine locked
+    # the run before this apply, as revoke_early does, so the two take turns.
     token_id = str(ctx.params["token_id"])
-    before = tokens.find_token(session, token_id)
-    early = before is not None and before.revoked_at is not None
-    row = tokens.revoke_token(session, actor=ENGINE, token_id=token_id)
+    row, changed = tokens.revoke_token_once(session, actor=ENGINE, token_id=token_id)
     revoked_at = as_utc(row.revoked_at).isoformat() if row.revoked_at else None
-    result.output.update(token_id=row.id, revoked_at=revoked_at, early=early)
+    result.output.update(token_id=row.id, revoked_at=revoked_at, early=not changed)
     result.evidence.update(token_id=row.id, subject=row.subject, revoked_at=revoked_at)
-    if early:
+    opened = as_utc(engine.get_run(session, ctx.run_id).created_at)
+    if breakglass.announced(session, grant_id=row.id, since=opened):
         return
     tenant = ctx.inputs.get("tenant")
     outbox.emit(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
@@ -21,6 +22,7 @@ from tenantops.auth.principal import Principal, Role
 from tenantops.breakglass.schemas import BreakGlassCreate, BreakGlassRead
 from tenantops.errors import NotFound
 from tenantops.events import catalogue, outbox
+from tenantops.events.models import OutboxEvent
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.runbooks import engine, spec
 from tenantops.runbooks.spec import seconds
@@ -161,18 +163,21 @@ def revoke_early(session: Session, *, actor: Principal, run_id: str, reason: str
     ``True`` if this call took the access away, ``False`` if the token was
     revoked already (nothing recorded then, so a repeat is harmless). The
     watching run's timer ends now, so it goes straight on to its own revoke
-    step (which finds the token revoked and announces nothing again), tells
-    security, and opens the post-use review without waiting for the expiry.
+    step, tells security, and opens the post-use review without waiting for the
+    expiry. The run is locked first, the order the engine's completion of that
+    revoke step locks in, and the token is revoked by a conditional update, so
+    of the two only one announces the end (``announced``).
     """
-    run = engine.get_run(session, run_id)
+    run = engine.get_run(session, run_id, for_update=True)
     token_id = (run.inputs or {}).get("token_id") if run.runbook_id == RUNBOOK else None
     if not token_id:
         raise NotFound(f"no break-glass grant {run_id!r}")
-    before = tokens.find_token(session, str(token_id))
-    if before is not None and before.revoked_at is not None:
-        return False
-    row = tokens.revoke_token(session, actor=actor, token_id=str(token_id))
+    row, changed = tokens.revoke_token_once(session, actor=actor, token_id=str(token_id))
+    # Also when revoked already (``tenantops tokens revoke``): the run's revoke step
+    # then announces the end now rather than at the expiry.
     engine.end_wait(session, run_id=run.id, step_name=TIMEBOX, now=utcnow())
+    if not changed:
+        return False
     tenant = (run.inputs or {}).get("tenant")
     outbox.emit(
         session,
@@ -188,3 +193,22 @@ def revoke_early(session: Session, *, actor: Principal, run_id: str, reason: str
         ),
     )
     return True
+
+
+def announced(session: Session, *, grant_id: str, since: datetime) -> bool:
+    """Whether a ``tenant.access.revoked`` event for grant ``grant_id`` was emitted since ``since``.
+
+    Read from the event outbox (few rows: that type since the grant opened).
+    Retention (ADR 0030) deletes only events older than ``events.retention_days``
+    (at least a day) and handed on; a grant lasts at most 8 hours, so the
+    announcement of an early end is still there when the run's own revoke step
+    asks. Were it pruned (workers stopped for days), the step would announce
+    again: a duplicate, which at-least-once consumers already expect, never a
+    missing announcement.
+    """
+    rows = session.execute(
+        select(OutboxEvent.data).where(
+            OutboxEvent.type == catalogue.ACCESS_REVOKED.type, OutboxEvent.time >= since
+        )
+    ).scalars()
+    return any(isinstance(d, dict) and d.get("grant_id") == grant_id for d in rows)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
+    from tenantops.auth.principal import Principal
     from tenantops.runbooks.models import Run
 
 
@@ -92,10 +93,18 @@ class GateCheck(Protocol):
     Called by ``engine.signal`` before anything is written, in its transaction
     (the run locked): it reads, never writes, and raises an ``AppError`` (most
     often ``Unprocessable``) whose detail names what to correct, or returns None.
+    ``principal`` is who approves (a check may need more than the gate's role).
     """
 
     def __call__(
-        self, session: Session, *, run: Run, step_name: str, decision: str, comment: str | None
+        self,
+        session: Session,
+        *,
+        run: Run,
+        step_name: str,
+        decision: str,
+        comment: str | None,
+        principal: Principal,
     ) -> None: ...
 
 

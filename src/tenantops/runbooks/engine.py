@@ -1002,7 +1002,14 @@ def signal(
                 f"gate {step_name!r} needs the check {gate.check!r}, which is not installed"
                 " here; nothing was decided"
             )
-        check(session, run=run, step_name=step_name, decision=decision, comment=comment)
+        check(
+            session,
+            run=run,
+            step_name=step_name,
+            decision=decision,
+            comment=comment,
+            principal=principal,
+        )
     now = utcnow()
     sig = RunSignal(
         id=new_id(),
