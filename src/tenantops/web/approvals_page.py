@@ -3,11 +3,11 @@
 ``POST /approvals/decide`` takes one decision (approve or reject, with a
 comment) and calls the service function the JSON API calls for that kind —
 ``decide_onboarding``, ``decide_reactivation`` or ``decide_gate`` — with the
-API's role table in front of it, so every rule is the API's. The answer is a
-redirect back to the inbox with a one-time flash message (a short-lived
-cookie): what was done, or why it was refused, in which case nothing changed
-and the comment typed is shown back to be corrected (e.g. an Access Review
-decision its gate check refused).
+API's role table in front of it, so every rule is the API's. Done, the answer
+is a redirect back to the inbox with a one-time flash message (a short-lived
+cookie). Refused, nothing changed and the inbox is shown again at once (422)
+saying why, the comment typed back in its form to be corrected (e.g. an Access
+Review decision its gate check refused), however long it is.
 """
 
 from __future__ import annotations
@@ -46,10 +46,22 @@ def approvals_inbox(request: Request) -> Response:
     principal = page_principal(request)
     if principal is None:
         return to_login(request)
-    db = database(request)
-    with db.read() as session:
+    response = _inbox(request, principal, flash.read(request))
+    return flash.shown(request, response, path=FLASH_PATH)
+
+
+def _inbox(
+    request: Request,
+    principal: Principal,
+    message: tuple[str, str] | None,
+    *,
+    typed: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    """The inbox page; ``typed``: a refused comment put back in its item's form (by key)."""
+    with database(request).read() as session:
         box = inbox.build_inbox(session, principal=principal)
-    response = render(
+    return render(
         request,
         "approvals.html",
         {
@@ -58,10 +70,11 @@ def approvals_inbox(request: Request) -> Response:
             "kinds": inbox.KINDS,
             "titles": inbox.KIND_TITLES,
             "labels": inbox.KIND_LABELS,
-            "flash": flash.read(request),
+            "flash": message,
+            "typed": typed or {},
         },
+        status=status,
     )
-    return flash.shown(request, response, path=FLASH_PATH)
 
 
 def _route_check(principal: Principal, kind: str) -> None:
@@ -149,18 +162,35 @@ async def decide(request: Request) -> Response:
     try:
         message = _decide(request, principal, form)
     except AppError as exc:
-        refused = f"Not done: {exc.detail.rstrip('.')}. Nothing was changed."
-        return _with_flash(request, "error", refused + _typed(form))
+        return _refused(request, principal, form, exc.detail)
     except ValidationError as exc:
-        return _with_flash(request, "error", f"Not done: {_invalid(exc)}. Nothing was changed.")
-    return _with_flash(request, "ok", message)
+        return _refused(request, principal, form, _invalid(exc))
+    return flash.redirect(request, "/approvals", path=FLASH_PATH, level="ok", text=message)
 
 
-def _typed(form: dict[str, str]) -> str:
-    """The refused comment, shown back (the form is empty again) so it can be corrected."""
-    comment = " ".join(form.get("comment", "").split())
-    return f" Your comment was: {comment}" if comment else ""
+def _refused(request: Request, principal: Principal, form: dict[str, str], why: str) -> Response:
+    """The inbox again (422, no redirect), saying why, the comment back in its form.
+
+    Not a flash cookie: a browser keeps about 4 KB of one, and a comment of the
+    form's 2,000 characters, percent-encoded (up to 9 bytes a character), would
+    not fit, so it would be cut or lost. Here it comes back whole, to be corrected.
+    """
+    comment = form.get("comment", "")
+    with database(request).read() as session:
+        box = inbox.build_inbox(session, principal=principal)
+    keys = [i.key for items in box.mine.values() for i in items if _posted_by(i.fields, form)]
+    text = f"Not done: {why.rstrip('.')}. Nothing was changed."
+    if comment.strip() and not keys:  # its item is gone from the inbox: show the text instead
+        text += f" Your comment was: {' '.join(comment.split())}"
+    typed = dict.fromkeys(keys, comment) if comment.strip() else {}
+    return _inbox(request, principal, ("error", text), typed=typed, status=422)
 
 
-def _with_flash(request: Request, level: flash.Level, text: str) -> Response:
-    return flash.redirect(request, "/approvals", path=FLASH_PATH, level=level, text=text)
+def _posted_by(fields: dict[str, str], form: dict[str, str]) -> bool:
+    """Whether ``form`` was posted from the decision form with these hidden ``fields``.
+
+    The record version aside: a form refused as stale gets its comment back in
+    the form rendered with the version now.
+    """
+    same = [form.get(k) == str(v) for k, v in fields.items() if k != "version"]
+    return bool(same) and all(same)

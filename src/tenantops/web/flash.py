@@ -18,13 +18,15 @@ from tenantops.web.pagekit import secure
 
 COOKIE = "tenantops_flash"
 MAX_TEXT = 600  # characters of a message kept in the cookie
+MAX_COOKIE = 4 * MAX_TEXT  # its value percent-encoded: longer is not ours, and ignored
+ELLIPSIS = "…"
 Level = Literal["ok", "error"]
 
 
 def read(request: Request) -> tuple[str, str] | None:
     """The message left for this page: (``ok`` or ``error``, text), or None."""
     raw = request.cookies.get(COOKIE)
-    if not raw or len(raw) > 4 * MAX_TEXT:
+    if not raw or len(raw) > MAX_COOKIE:
         return None
     level, _, text = unquote(raw).partition(":")
     if level not in ("ok", "error") or not text:
@@ -37,7 +39,7 @@ def redirect(request: Request, target: str, *, path: str, level: Level, text: st
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
-        quote(f"{level}:{text[:MAX_TEXT]}", safe=""),
+        encoded(level, text),
         max_age=60,
         path=path,
         httponly=True,
@@ -45,6 +47,26 @@ def redirect(request: Request, target: str, *, path: str, level: Level, text: st
         secure=secure(request),
     )
     return response
+
+
+def encoded(level: Level, text: str) -> str:
+    """The cookie's value: ``text`` cut to ``MAX_TEXT`` characters and, encoded, to ``MAX_COOKIE``.
+
+    Cut after encoding, so a message ``read`` would drop (a character of a
+    non-Latin script takes 6 or 9 bytes encoded) is shortened instead, at a
+    character boundary, ending in an ellipsis.
+    """
+    value = quote(f"{level}:{text[:MAX_TEXT]}", safe="")
+    if len(value) <= MAX_COOKIE and len(text) <= MAX_TEXT:
+        return value
+    budget = MAX_COOKIE - len(quote(f"{level}:{ELLIPSIS}", safe=""))
+    kept: list[str] = []
+    for char in text[:MAX_TEXT]:
+        budget -= len(quote(char, safe=""))
+        if budget < 0:
+            break
+        kept.append(char)
+    return quote(f"{level}:{''.join(kept)}{ELLIPSIS}", safe="")
 
 
 def shown(request: Request, response: Response, *, path: str) -> Response:
