@@ -166,8 +166,8 @@ def test_access_bound_to_no_tenant_needs_an_admin_besides_security(
     lone = auth("sec", "security")
     detail = refusal(review, f"revoke platform-token:{review.root_prefix}, user:blue-viewer", lone)
     assert (
-        f"platform-token:{review.root_prefix} reach every tenant: revoking them needs the admin"
-        " role as well as security"
+        f"access bound to no tenant reaches every tenant (platform-token:{review.root_prefix}):"
+        " revoking it needs the admin role as well as security"
     ) in detail
     assert review.works(review.root)
 

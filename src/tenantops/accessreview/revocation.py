@@ -120,8 +120,8 @@ def check_current(
     platform = [str(i) for i in items if i.platform]
     if platform and Role.ADMIN.value not in decider.roles:
         problems.append(
-            f"{', '.join(platform)} reach every tenant: revoking them needs the admin role"
-            " as well as security"
+            f"access bound to no tenant reaches every tenant ({', '.join(platform)}):"
+            " revoking it needs the admin role as well as security"
         )
     named_users: set[str] = set()
     for item in items:
