@@ -32,7 +32,7 @@ class AccessReviewCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[str | None, Field(min_length=1, max_length=500)] = None
+    reason: Annotated[str | None, Field(min_length=1, max_length=service.MAX_REASON)] = None
 
 
 @router.post(

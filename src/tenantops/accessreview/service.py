@@ -38,6 +38,7 @@ from tenantops.web import service as web
 RUNBOOK = "access-review"
 # How far back revoked or expired tokens and finished break-glass grants are listed.
 RECENT = timedelta(days=30)
+MAX_REASON = 500  # the longest reason a review is started with (API and web)
 KIND = "access-reviews"  # the snapshots' folder under the data directory
 
 

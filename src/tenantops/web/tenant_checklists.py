@@ -11,7 +11,6 @@ an open run instead of offering a start that would be refused.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,8 +30,6 @@ from tenantops.web.tenant_actions import TENANT
 
 OPEN = ("running", "waiting")  # the statuses of a run not finished yet
 OPEN_SHOWN = 12  # open reviews linked per checklist; one per month at most for budgets
-MAX_REASON = 500  # as the API's AccessReviewCreate
-MONTH = re.compile(r"^\d{4}-\d{2}$")  # as the API's BudgetReviewCreate
 
 
 @dataclass(frozen=True)
@@ -175,14 +172,15 @@ def start(
         raise Forbidden(f"{checklist.title}s are started by the {allowed} role")
     if checklist is ACCESS_REVIEW:
         reason = _text(form, "reason")
-        if reason is not None and len(reason) > MAX_REASON:
-            raise Unprocessable(f"Reason: at most {MAX_REASON} characters", param="reason")
+        if reason is not None and len(reason) > accessreview.MAX_REASON:
+            raise Unprocessable(
+                f"Reason: at most {accessreview.MAX_REASON} characters", param="reason"
+            )
         return accessreview.start_access_review(
             session, principal=principal, ref=tenant.id, reason=reason
         )
+    # The service refuses a month that is not one (422, param month), as for the API.
     month = _text(form, "month")
-    if month is not None and not MONTH.match(month):
-        raise Unprocessable(f"Month: must look like 2026-10, not {month!r}", param="month")
     return finops.start_budget_review(session, principal=principal, ref=tenant.id, month=month)
 
 
