@@ -14,6 +14,7 @@ from sqlalchemy import select
 from tenantops.accessreview import revocation
 from tenantops.accessreview.actions import access_review_actions
 from tenantops.accessreview.decision import DecisionError
+from tenantops.audit.models import AuditEntry
 from tenantops.auth import tokens
 from tenantops.auth.models import ApiToken
 from tenantops.auth.principal import SYSTEM, Principal, Role
@@ -261,3 +262,70 @@ def test_a_snapshot_file_that_cannot_be_read_is_a_422(tmp_path: Path) -> None:
         revocation.reviewed_snapshot(tmp_path, "0" * 64)  # a directory
     assert refused.value.status == 422
     assert "cannot be read" in str(refused.value.detail)
+
+
+def test_a_decider_bound_to_a_tenant_does_not_revoke_platform_access(
+    review: Review, auth: TokenFactory
+) -> None:
+    """Security and admin, but bound to blue: access reaching every tenant is not theirs."""
+    bound = auth("tess", "security", "admin", tenant=review.blue)
+    detail = refusal(review, f"revoke platform-token:{review.root_prefix}", bound)
+    assert "held by a user bound to no tenant" in detail
+    assert review.works(review.root)
+
+
+def test_the_step_refuses_platform_items_to_an_approver_bound_to_a_tenant(review: Review) -> None:
+    """The step reads the approver's binding from the engine's audit entry of the approval."""
+    tess = Principal(
+        "tess", frozenset({Role.SECURITY, Role.ADMIN}), tenant=review.blue, via="system"
+    )
+    with review.db.write() as session:
+        engine.signal(
+            session,
+            run_id=review.run_id,
+            step_name="decide",
+            decision="approve",
+            principal=tess,
+            comment=f"revoke platform-token:{review.root_prefix}",
+        )
+    [signalled] = [
+        e
+        for e in review.entries("run.gate.signal")
+        if (e.detail["run_id"], e.detail["step"]) == (review.run_id, "decide")
+    ]
+    assert signalled.detail["approver_tenant"] == review.blue
+    drain(review.worker)
+
+    run = ok(review.client.get(f"/api/v1/runs/{review.run_id}", headers=review.reviewer))
+    assert run["status"] == "failed"
+    assert "held by a user bound to no tenant" in _step(run, "revoke")["error"]
+    assert review.works(review.root)
+
+
+def test_the_step_refuses_platform_items_when_the_binding_is_not_recorded(review: Review) -> None:
+    """An approval entry that does not say the approver's tenant (older) counts as bound."""
+    ok(
+        decide(
+            review.client,
+            review.reviewer,
+            review.run_id,
+            "decide",
+            f"revoke platform-token:{review.root_prefix}",
+        )
+    )
+    with review.db.write() as session:  # as an entry written before the binding was recorded
+        [entry] = [
+            e
+            for e in session.execute(
+                select(AuditEntry).where(AuditEntry.action == "run.gate.signal")
+            ).scalars()
+            if (e.detail["run_id"], e.detail["step"]) == (review.run_id, "decide")
+        ]
+        assert entry.detail["approver_tenant"] is None
+        entry.detail = {k: v for k, v in entry.detail.items() if k != "approver_tenant"}
+    drain(review.worker)
+
+    run = ok(review.client.get(f"/api/v1/runs/{review.run_id}", headers=review.reviewer))
+    assert run["status"] == "failed"
+    assert "held by a user bound to no tenant" in _step(run, "revoke")["error"]
+    assert review.works(review.root)

@@ -73,28 +73,31 @@ def _tenant(ctx: ActionContext) -> dict[str, Any]:
     return {**tenant, "id": ctx.tenant_id}
 
 
-def approver_roles(
+def approver(
     session: Session, ctx: ActionContext, tenant: dict[str, Any], gate: dict[str, Any]
-) -> frozenset[str]:
-    """The roles the ``decide`` gate's approver held, from the engine's audit entry of it.
+) -> Decider:
+    """Who approved the ``decide`` gate: roles and tenant binding from the engine's audit entry.
 
-    None found (fail closed): the approver counts as holding no role beyond the gate's.
+    None found, or one that does not record the approver's tenant (fail closed):
+    the approver holds no role beyond the gate's and counts as bound to a tenant.
     """
     at = gate.get("at")
     since = datetime.fromisoformat(str(at)) if at else None
     entries = audit_entries.list_entries(
         session, tenant_id=tenant["id"], action="run.gate.signal", since=since, limit=100
     )
+    subject = str(gate["by"])
     for entry in entries:
         detail = entry.detail or {}
         if (
             detail.get("run_id") == ctx.run_id
             and detail.get("step") == "decide"
             and detail.get("decision") == "approve"
-            and entry.actor == gate.get("by")
+            and entry.actor == subject
         ):
-            return frozenset(entry.actor_roles or ())
-    return frozenset({str(gate.get("role") or "")})
+            scoped = "approver_tenant" not in detail or detail["approver_tenant"] is not None
+            return Decider(subject, frozenset(entry.actor_roles or ()), tenant_scoped=scoped)
+    return Decider(subject, frozenset({str(gate.get("role") or "")}))
 
 
 def access_review_checks(settings: Settings) -> dict[str, GateCheck]:
@@ -139,7 +142,11 @@ def access_review_checks(settings: Settings) -> dict[str, GateCheck]:
                 session,
                 items=items,
                 tenant={**tenant, "id": run.tenant_id},
-                decider=Decider(principal.subject, frozenset(principal.role_names())),
+                decider=Decider(
+                    principal.subject,
+                    frozenset(principal.role_names()),
+                    tenant_scoped=principal.tenant_scoped,
+                ),
             )
 
     return {"access_review.decision": decision_check}
@@ -176,7 +183,8 @@ def access_review_actions(
 
         Its gate check accepted it; the snapshot file or the tokens and users
         may have changed since, and then the step fails for good. The decider's
-        roles are those the engine's audit entry of the approval recorded.
+        roles and tenant binding are those the engine's audit entry of the approval
+        recorded.
         """
         with db.read() as session:
             gate = checklists.gate_decisions(session, ctx.run_id).get("decide")
@@ -184,7 +192,7 @@ def access_review_actions(
                 raise StepFailed(
                     f"{ctx.step_name}: the decide gate has no decision", retriable=False
                 )
-            decider = Decider(str(gate["by"]), approver_roles(session, ctx, tenant, gate))
+            decider = approver(session, ctx, tenant, gate)
         try:
             decision, items = revocation.decided_items(
                 str(gate.get("comment") or ""),
@@ -267,6 +275,7 @@ def access_review_actions(
             "reason": decision.reason,
             "group": group,
             "decider_roles": sorted(decider.roles),
+            "decider_tenant_scoped": decider.tenant_scoped,
         }
         return StepResult(output={**done, **planned}, evidence=dict(done))
 
@@ -281,8 +290,12 @@ def access_review_actions(
                 items=items,
                 tenant=_tenant(ctx),
                 run_id=ctx.run_id,
-                decided_by=str(result.output["decided_by"]),
-                decider_roles=[str(r) for r in result.output.get("decider_roles") or []],
+                decider=Decider(
+                    str(result.output["decided_by"]),
+                    frozenset(str(r) for r in result.output.get("decider_roles") or []),
+                    # Absent (a result planned before it was kept): bound, fail closed.
+                    tenant_scoped=result.output.get("decider_tenant_scoped", True) is not False,
+                ),
                 reason=str(result.output.get("reason") or ""),
                 group=str(group) if group else None,
             )

@@ -99,10 +99,24 @@ def _users(session: Session, item: Item, tenant: dict[str, Any]) -> list[Any]:
 
 @dataclass(frozen=True)
 class Decider:
-    """Who approved the decision: their subject and every role they held then."""
+    """Who approved the decision: their subject, every role they held then, and their scope.
+
+    ``tenant_scoped``: bound to one tenant (or holding ``tenant_owner``), as
+    ``Principal.tenant_scoped``; unknown counts as bound (fail closed).
+    """
 
     subject: str
     roles: frozenset[str]
+    tenant_scoped: bool = True
+
+    @property
+    def platform_admin(self) -> bool:
+        """Whether they may revoke access bound to no tenant: admin, bound to no tenant."""
+        return (
+            Role.ADMIN.value in self.roles
+            and Role.TENANT_OWNER.value not in self.roles
+            and not self.tenant_scoped
+        )
 
 
 def check_current(
@@ -113,15 +127,17 @@ def check_current(
     Checked before the first revocation, so a decision that cannot be carried
     out whole revokes nothing: each token and user must be exactly one row in
     scope; access bound to no tenant (``platform-`` items) reaches every tenant,
-    so its revocation needs the admin role besides security; nobody revokes
+    so its revocation needs the admin role besides security, held by a decider
+    bound to no tenant (``Decider.platform_admin``); nobody revokes
     their own token, and no decision disables the last enabled admin web user.
     """
     problems = []
     platform = [str(i) for i in items if i.platform]
-    if platform and Role.ADMIN.value not in decider.roles:
+    if platform and not decider.platform_admin:
         problems.append(
             f"access bound to no tenant reaches every tenant ({', '.join(platform)}):"
-            " revoking it needs the admin role as well as security"
+            " revoking it needs the admin role as well as security, held by a user"
+            " bound to no tenant"
         )
     named_users: set[str] = set()
     for item in items:
@@ -156,8 +172,7 @@ def revoke(
     items: Sequence[Item],
     tenant: dict[str, Any],
     run_id: str,
-    decided_by: str,
-    decider_roles: Sequence[str],
+    decider: Decider,
     reason: str,
     group: str | None,
 ) -> dict[str, list[str]]:
@@ -168,7 +183,7 @@ def revoke(
     ``tenant.access.revoked`` event. Returns ``revoked`` (what this review took
     away) and ``already`` (what had no access left).
     """
-    decider = Decider(decided_by, frozenset(decider_roles))
+    decided_by = decider.subject
     check_current(session, items=items, tenant=tenant, decider=decider)
     # The trail names the security user who decided; the engine only carried it out.
     held = frozenset(r for r in Role if r.value in decider.roles) | {Role.SECURITY}

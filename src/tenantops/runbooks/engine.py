@@ -1037,6 +1037,8 @@ def signal(
                 "decision": decision,
                 "comment": comment,
                 "applied": row.status == "waiting",
+                # The approver's tenant binding: a check after the fact reads it here.
+                "approver_tenant": principal.tenant,
             },
         )
     if row.status == "waiting":
