@@ -329,3 +329,59 @@ def test_the_step_refuses_platform_items_when_the_binding_is_not_recorded(review
     assert run["status"] == "failed"
     assert "held by a user bound to no tenant" in _step(run, "revoke")["error"]
     assert review.works(review.root)
+
+
+def test_admins_bound_to_a_tenant_or_tenant_owners_leave_the_last_admin(
+    review: Review, db: Database
+) -> None:
+    """Enabled admins bound to a tenant (or tenant owners) do not count as another admin."""
+    with db.write() as session:
+        for username, roles, tenant_id in (
+            ("blue-admin", [Role.ADMIN], review.blue),
+            ("owner-admin", [Role.ADMIN, Role.TENANT_OWNER], review.blue),
+        ):
+            web.create_user(
+                session,
+                actor=SYSTEM,
+                username=username,
+                password="a long enough password 9",
+                roles=roles,
+                tenant_id=tenant_id,
+            )
+    detail = refusal(review, "revoke platform-user:root-admin")
+    assert "it would disable the last enabled admin web user (root-admin)" in detail
+    assert review.disabled()["root-admin"] is False
+
+
+def test_a_token_revoked_by_hand_meanwhile_is_reported_already(
+    review: Review, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step reports what its own conditional update did, not an earlier unlocked read."""
+    comment = f"revoke token:{review.prefix}"
+    ok(decide(review.client, review.reviewer, review.run_id, "decide", comment))
+    with review.db.write() as session:
+        [claim] = engine.claim(session, worker="w", lease=timedelta(seconds=30))
+    action = build_actions(settings, review.db)[claim.action]
+    ctx = claim.context()
+    result = action.run(ctx)
+    real = tokens.revoke_token_once
+    by_hand: list[str] = []
+
+    def cli_revokes_first(session: Any, *, actor: Principal, token_id: str) -> Any:
+        # `tenantops tokens revoke` winning the row just before the step's own update.
+        if not by_hand:
+            by_hand.append(token_id)
+            real(session, actor=SYSTEM, token_id=token_id)
+        return real(session, actor=actor, token_id=token_id)
+
+    monkeypatch.setattr(tokens, "revoke_token_once", cli_revokes_first)
+    with review.db.write() as session:
+        engine.complete(
+            session,
+            claim=claim,
+            result=result,
+            apply=lambda s: action.apply(s, ctx, result),  # type: ignore[attr-defined]
+        )
+    assert len(by_hand) == 1
+    assert result.output["revoked"] == []
+    assert result.output["already"] == [f"token:{review.prefix}"]

@@ -70,8 +70,9 @@ def test_a_short_password_or_an_empty_stdin_is_refused(
 def test_disable_ends_the_users_open_sessions_and_enable_lets_them_back(
     cli: CliRunner, web: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    assert cli("users", "create-admin", "root", "--password-stdin").code == 0
+    for admin in ("root", "second"):  # the last admin bound to no tenant is never disabled
+        monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+        assert cli("users", "create-admin", admin, "--password-stdin").code == 0
     sign_in(web, "root")
     assert web.get("/", follow_redirects=False).status_code == 200
 
@@ -85,6 +86,22 @@ def test_disable_ends_the_users_open_sessions_and_enable_lets_them_back(
     assert cli("users", "enable", "root").out == "enabled user root\n"
     sign_in(web, "root")
     assert web.get("/", follow_redirects=False).status_code == 200
+
+
+def test_the_last_admin_is_not_disabled_and_a_repeat_says_so(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for admin in ("root", "second"):
+        monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+        assert cli("users", "create-admin", admin, "--password-stdin").code == 0
+    assert cli("users", "disable", "second").code == 0
+    again = cli("users", "disable", "second")
+    assert again.out == "user second was disabled already\n"
+
+    last = cli("users", "disable", "root")
+    assert last.code == 1
+    assert "root is the last enabled admin web user bound to no tenant" in last.err
+    assert "\tenabled\tlocal" in cli("users", "list").out.splitlines()[0]
 
 
 def test_disabling_an_unknown_user_is_a_one_line_error(cli: CliRunner) -> None:

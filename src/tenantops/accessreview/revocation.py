@@ -27,6 +27,7 @@ from tenantops.audit import service as audit
 from tenantops.auth import tokens
 from tenantops.auth.principal import Principal, Role
 from tenantops.breakglass import service as breakglass
+from tenantops.errors import Conflict
 from tenantops.events import catalogue, outbox
 from tenantops.web import service as web
 
@@ -154,7 +155,8 @@ def check_current(
             problems.append(f"{item} is your own token: another security user must revoke it")
         elif item.base == "user":
             named_users.add(rows[0].username)
-    admins = [u for u in web.list_users(session) if Role.ADMIN.value in u.roles and not u.disabled]
+    # Only admins who can run the platform count: not one bound to a tenant or tenant_owner.
+    admins = [u for u in web.list_users(session) if web.administers_platform(u)]
     if named_users & {u.username for u in admins} and not [
         u for u in admins if u.username not in named_users
     ]:
@@ -208,12 +210,16 @@ def revoke(
                 )
         elif item.base == "token":
             [row] = _tokens(session, item, tenant)
-            changed = row.revoked_at is None
-            tokens.revoke_token(session, actor=actor, token_id=row.id)
+            # The conditional update says: a token revoked by hand meanwhile is ``already``.
+            _row, changed = tokens.revoke_token_once(session, actor=actor, token_id=row.id)
         elif item.base == "user":
             [user] = _users(session, item, tenant)
-            changed = not user.disabled
-            web.set_disabled(session, actor=actor, username=user.username, disabled=True)
+            try:
+                changed = web.set_disabled(
+                    session, actor=actor, username=user.username, disabled=True
+                ).changed
+            except Conflict as exc:  # the last platform admin, under lock: nothing is revoked
+                raise DecisionError(f"nothing was revoked: {exc.detail}") from None
         else:
             changed = breakglass.revoke_early(
                 session, actor=actor, run_id=item.ident, reason=reason or None

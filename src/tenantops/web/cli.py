@@ -96,7 +96,7 @@ def list_() -> None:
         db.dispose()
 
 
-def _set_disabled(username: str, disabled: bool) -> int:
+def _set_disabled(username: str, disabled: bool) -> service.Disabling:
     db = open_database(Settings())
     try:
         with db.write() as session:
@@ -109,9 +109,15 @@ def _set_disabled(username: str, disabled: bool) -> int:
 
 @app.command("disable")
 def disable(username: Annotated[str, typer.Argument(help="Login name")]) -> None:
-    """Disable a user (local or OIDC) and end their open sessions at once."""
-    ended = _set_disabled(username, True)
-    typer.echo(f"disabled user {username}; {ended} open session(s) ended")
+    """Disable a user (local or OIDC) and end their open sessions at once.
+
+    The last enabled admin bound to no tenant is not disabled (create another first).
+    """
+    done = _set_disabled(username, True)
+    if not done.changed:
+        typer.echo(f"user {username} was disabled already")
+        return
+    typer.echo(f"disabled user {username}; {done.sessions_ended} open session(s) ended")
 
 
 @app.command("enable")

@@ -155,15 +155,63 @@ def list_users(session: Session) -> Sequence[WebUser]:
     return session.execute(select(WebUser).order_by(WebUser.username)).scalars().all()
 
 
-def set_disabled(session: Session, *, actor: Principal, username: str, disabled: bool) -> int:
+def administers_platform(user: WebUser) -> bool:
+    """An enabled admin bound to no tenant, not ``tenant_owner``: one who can run the platform.
+
+    A web user bound to a tenant, or holding ``tenant_owner`` (which scopes the
+    whole principal), administers one tenant at most.
+    """
+    return (
+        not user.disabled
+        and user.tenant_id is None
+        and Role.ADMIN.value in user.roles
+        and Role.TENANT_OWNER.value not in user.roles
+    )
+
+
+def _locked_platform_admins(session: Session) -> list[WebUser]:
+    """The enabled platform admins, their rows locked (in id order) until the transaction ends.
+
+    Every enabled user bound to no tenant is locked (roles are JSON, filtered
+    here): two transactions each disabling one of the last two admins take
+    turns, and the second, re-reading after the first committed, sees one left.
+    """
+    rows = session.execute(
+        select(WebUser)
+        .where(WebUser.disabled.is_(False), WebUser.tenant_id.is_(None))
+        .order_by(WebUser.id)
+        .with_for_update()
+    ).scalars()
+    return [u for u in rows if administers_platform(u)]
+
+
+@dataclass(frozen=True)
+class Disabling:
+    """What ``set_disabled`` did: whether it changed the user, how many sessions it ended."""
+
+    changed: bool
+    sessions_ended: int = 0
+
+
+def set_disabled(session: Session, *, actor: Principal, username: str, disabled: bool) -> Disabling:
     """Disable (or enable again) a user; disabling ends every open session of theirs.
 
-    Returns how many sessions were ended. Audited either way; setting the state
-    a user already has changes nothing and records nothing.
+    Audited either way; setting the state a user already has changes nothing
+    and records nothing (``changed`` false, so a concurrent caller that lost
+    the race is told). Disabling the last enabled platform admin
+    (``administers_platform``) is refused (``Conflict``): the platform admins'
+    rows are locked first, in id order, then the user's, so two disablings
+    take turns and at most one of the last two admins is disabled.
     """
+    admins = _locked_platform_admins(session) if disabled else []
     user = _locked_user(session, username)
     if user.disabled == disabled:
-        return 0
+        return Disabling(changed=False)
+    if disabled and administers_platform(user) and not [a for a in admins if a.id != user.id]:
+        raise Conflict(
+            f"{username} is the last enabled admin web user bound to no tenant;"
+            " create or enable another admin first"
+        )
     user.disabled = disabled
     ended = _end_sessions(session, user) if disabled else 0
     audit.record(
@@ -174,7 +222,7 @@ def set_disabled(session: Session, *, actor: Principal, username: str, disabled:
         changes={"disabled": [not disabled, disabled]},
         detail={"user_id": user.id, "username": user.username, "sessions_ended": ended},
     )
-    return ended
+    return Disabling(changed=True, sessions_ended=ended)
 
 
 def set_password(session: Session, *, actor: Principal, username: str, password: str) -> int:
