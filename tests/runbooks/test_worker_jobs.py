@@ -204,24 +204,62 @@ def test_each_job_runs_one_at_a_time_and_is_closed_once_after_its_last_run(
             running += 1
             overlapped = overlapped or running > 1
         events.append("run")
+        job_threads.add(threading.current_thread())
         started.set()
         release.wait(0.05)  # short turns back to back, never two at once
+        events.append("run-end")
         with lock:
             running -= 1
+
+    job_threads: set[threading.Thread] = set()
+    closed_on: list[threading.Thread] = []
+
+    def close() -> None:
+        closed_on.append(threading.current_thread())
+        events.append("close")
 
     worker = Worker(
         db,
         builtin_actions(),
         poll_seconds=0.01,
-        jobs=[Periodic("job", 0.0, job, close=lambda: events.append("close"))],
+        jobs=[Periodic("job", 0.0, job, close=close)],
     )
     worker.start()
     assert started.wait(WAIT)
     worker.stop()
     assert not overlapped
     assert events.count("close") == 1
-    assert events[-1] == "close"  # after its last run, never under it
-    assert events.count("run") >= 1
+    # After its last run had ended, never under it; on the job's own thread.
+    assert events[-2:] == ["run-end", "close"]
+    assert events.count("run") == events.count("run-end") >= 1
+    assert len(job_threads) == 1
+    assert closed_on == list(job_threads)
+
+
+def test_a_stopped_worker_refuses_to_start_again_and_closes_its_jobs_once(
+    db: Database,
+) -> None:
+    closes: list[str] = []
+    ran = threading.Event()
+
+    def job(_stopping: object) -> None:
+        ran.set()
+
+    worker = Worker(
+        db,
+        builtin_actions(),
+        poll_seconds=0.01,
+        jobs=[Periodic("job", 60, job, close=lambda: closes.append("close"))],
+    )
+    worker.start()
+    assert ran.wait(WAIT)
+    worker.stop()
+    assert closes == ["close"]
+    with pytest.raises(RuntimeError, match="a stopped worker cannot be started again"):
+        worker.start()
+    worker.serve()  # serving a stopped worker again ends at once, and closes nothing twice
+    worker.serve_job(worker.jobs[0])
+    assert closes == ["close"]
 
 
 def test_two_jobs_of_one_name_are_refused(db: Database) -> None:

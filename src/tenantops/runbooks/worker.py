@@ -57,8 +57,11 @@ class Periodic:
     exception is logged and the job runs again at its next turn. ``run`` is
     given a function that says whether the worker is stopping, so a sweep of
     many items can end between two of them instead of holding up the stop.
-    ``close`` (say, the job's own HTTP client) is called once on the job's
-    thread when the serving worker stops, after the job's last run.
+    ``close`` (say, the job's own HTTP client) is called at most once, on the
+    job's thread when the serving worker stops, after the job's last run (a
+    stopped worker is not started again). A run that outlasts the stop's
+    ``JOBS_JOIN_SECONDS`` is left running and closed after it ends, if the
+    process lives that long: the close is best-effort.
     """
 
     name: str
@@ -162,6 +165,8 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._jobs_threads: list[threading.Thread] = []
+        self._closed: set[str] = set()
+        self._closing = threading.Lock()
 
     def wake(self) -> None:
         """Look for work now (a run was started or a gate decided in this process)."""
@@ -403,11 +408,18 @@ class Worker:
                 wait = self._next_job_at.get(job.name, 0.0) - time.monotonic()
                 self._stop.wait(max(0.0, wait))
         finally:
-            if job.close is not None:
-                try:
-                    job.close()
-                except Exception:
-                    log.exception("could not close a periodic job", job=job.name)
+            self._close(job)
+
+    def _close(self, job: Periodic) -> None:
+        """Call ``job.close`` unless it was called before (a job's client closes once)."""
+        with self._closing:
+            if job.close is None or job.name in self._closed:
+                return
+            self._closed.add(job.name)
+        try:
+            job.close()
+        except Exception:
+            log.exception("could not close a periodic job", job=job.name)
 
     def serve_deadlines(self) -> None:
         """Loop until ``stop()``: check the SLA deadlines every ``deadline_check_seconds``.
@@ -469,7 +481,13 @@ class Worker:
 
     def start(self) -> None:
         """Serve in a background thread (the in-process worker of ``tenantops serve``),
-        each periodic job on another."""
+        each periodic job on another.
+
+        Once: a stopped worker has closed its jobs (their clients), so it refuses to
+        start again rather than run them closed; build a new worker instead.
+        """
+        if self._stop.is_set():
+            raise RuntimeError("a stopped worker cannot be started again")
         self._thread = threading.Thread(target=self.serve, name=f"worker-{self.name}", daemon=True)
         self._thread.start()
 
