@@ -142,11 +142,13 @@ def test_update_patches_state_and_a_work_note_marked_with_the_key_then_get_reads
         ex("lookup_incident_found"), ex("journal_none"), ex("update_incident"), ex("get_incident")
     )
     ticket = open_incident(snow)
+    assert ticket.version == 0  # the instance's sys_mod_count: never updated yet
     updated = snow.update(
         ticket, idempotency_key="run-7f3a:step-5", state="2", work_notes="Queue access paused."
     )
-    assert updated.state == "2"
+    assert (updated.state, updated.version) == ("2", 1)  # one update since
     assert snow.get(updated).state == "2"
+    assert "sys_mod_count" in replay.seen[2].query["sysparm_fields"].split(",")
     patch = replay.seen[2]
     assert patch.body == {
         "state": "2",

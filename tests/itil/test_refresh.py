@@ -51,9 +51,16 @@ def answered(exchange: dict[str, Any], ticket: str, **result: str) -> dict[str, 
     return made
 
 
-def got(ticket: str, state: str) -> dict[str, Any]:
-    """``GET`` of one incident, answered with ``state``."""
-    return answered(ex("get_incident"), ticket, state=state)
+def got(ticket: str, state: str, version: int = 1) -> dict[str, Any]:
+    """``GET`` of one incident, answered with ``state`` at ``sys_mod_count`` ``version``."""
+    return answered(ex("get_incident"), ticket, state=state, sys_mod_count=str(version))
+
+
+def unstamped(exchange: dict[str, Any]) -> dict[str, Any]:
+    """``exchange`` answered without ``sys_mod_count`` (a field ACL hides it)."""
+    made = copy.deepcopy(exchange)
+    del made["response"]["body"]["result"]["sys_mod_count"]
+    return made
 
 
 def not_found(ticket: str) -> dict[str, Any]:
@@ -75,8 +82,9 @@ def itsm(replay: Replay, db: Database) -> Iterator[MirroredItsm]:  # noqa: F811
     mirrored.close()
 
 
-def mirror_row(db: Database, n: int, state: str = "1") -> str:
-    """The mirror row of incident ``sys_id(n)`` as a runbook step leaves it; its id."""
+def mirror_row(db: Database, n: int, state: str = "1", version: int | None = None) -> str:
+    """The mirror row of incident ``sys_id(n)`` as a runbook step leaves it (the answer
+    stamped ``version``); its id."""
     with db.write() as session:
         return mirror.mirror(
             session,
@@ -89,6 +97,7 @@ def mirror_row(db: Database, n: int, state: str = "1") -> str:
             state=state,
             tenant="acme",
             title=f"ticket {n}",
+            version=version,
         ).id
 
 
@@ -274,14 +283,14 @@ def test_a_runbook_step_that_mirrors_the_ticket_during_the_ask_has_the_last_word
     replay: Replay,  # noqa: F811
     clock: Clock,
 ) -> None:
-    record_id = mirror_row(db, 1)
+    record_id = mirror_row(db, 1, version=0)
     clock.advance(EVERY)
-    replay.script(got(sys_id(1), "2"))
+    replay.script(got(sys_id(1), "2", version=1))
 
-    def look_while_a_step_resolves_it(kind: Kind, external_id: str) -> str | None:
+    def look_while_a_step_resolves_it(kind: Kind, external_id: str) -> mirror.Answer | None:
         answer = itsm.state_of(kind, external_id)  # in progress, when it was asked
         clock.advance(seconds=1)
-        mirror_row(db, 1, state="6")  # the step's update: resolved, a moment later
+        mirror_row(db, 1, state="6", version=2)  # the step's update: resolved, a moment later
         return answer
 
     done = refresh.refresh_mirrors(
@@ -468,9 +477,12 @@ class RefreshMeanwhile:
         self.inner.close()
 
 
-def patched(ticket: str, state: str) -> dict[str, Any]:
-    """A step's ``PATCH`` of one incident to ``state``, answered with it."""
-    made = answered(ex("update_incident_state_only"), ticket, state=state)
+def patched(ticket: str, state: str, version: int) -> dict[str, Any]:
+    """A step's ``PATCH`` of one incident to ``state``, answered with it at ``sys_mod_count``
+    ``version``."""
+    made = answered(
+        ex("update_incident_state_only"), ticket, state=state, sys_mod_count=str(version)
+    )
     made["request"]["body"] = {"state": state}
     return made
 
@@ -486,12 +498,12 @@ def test_a_step_answer_older_than_the_refresh_does_not_reopen_the_ticket(
     replay: Replay,  # noqa: F811
     clock: Clock,
 ) -> None:
-    record_id = mirror_row(db, 1, state="2")
+    record_id = mirror_row(db, 1, state="2", version=1)
     clock.advance(EVERY)
 
     def person_resolves_it_and_the_refresh_sees_it() -> None:
         clock.advance(seconds=1)
-        replay.script(got(sys_id(1), "6"))
+        replay.script(got(sys_id(1), "6", version=3))
         assert turn(db, itsm) == refresh.Turn(asked=1, moved=1)
 
     step = MirroredItsm(
@@ -501,7 +513,7 @@ def test_a_step_answer_older_than_the_refresh_does_not_reopen_the_ticket(
         db,
         system=SYSTEM_NAME,
     )
-    replay.script(patched(sys_id(1), "2"))
+    replay.script(patched(sys_id(1), "2", version=2))
     try:
         assert step_update(step, 1, "2").state == "2"  # the tool told the step: in progress
     finally:
@@ -523,7 +535,7 @@ def test_a_step_request_sent_after_the_refresh_asked_has_the_last_word_though_it
     replay: Replay,  # noqa: F811
     clock: Clock,
 ) -> None:
-    record_id = mirror_row(db, 1)
+    record_id = mirror_row(db, 1, version=0)
     clock.advance(EVERY)
     sent, recorded = threading.Event(), threading.Event()
     errors: list[BaseException] = []
@@ -546,7 +558,7 @@ def test_a_step_request_sent_after_the_refresh_asked_has_the_last_word_though_it
 
     resolving = threading.Thread(target=step_resolves)
 
-    def look_then_a_step_resolves_it(kind: Kind, external_id: str) -> str | None:
+    def look_then_a_step_resolves_it(kind: Kind, external_id: str) -> mirror.Answer | None:
         answer = itsm.state_of(kind, external_id)  # in progress, when it was asked
         clock.advance(seconds=1)
         resolving.start()  # the step's request goes out after the refresh's
@@ -554,7 +566,7 @@ def test_a_step_request_sent_after_the_refresh_asked_has_the_last_word_though_it
         clock.advance(seconds=1)  # ... and the refresh records before the step does
         return answer
 
-    replay.script(got(sys_id(1), "2"), patched(sys_id(1), "6"))
+    replay.script(got(sys_id(1), "2", version=1), patched(sys_id(1), "6", version=2))
     done = refresh.refresh_mirrors(
         db, look_then_a_step_resolves_it, system=SYSTEM_NAME, again_after=AGAIN
     )
@@ -570,6 +582,90 @@ def test_a_step_request_sent_after_the_refresh_asked_has_the_last_word_though_it
         "system:itsm-refresh: new -> in_progress (in servicenow)",
         "system:tenantops: in_progress -> resolved (in servicenow)",
     ]
+
+
+class InFlight:
+    """The ServiceNow adapter of a runbook step whose request is slow to apply: ``meanwhile``
+    runs after the step sent its request and before the tool answers it."""
+
+    def __init__(self, inner: ServiceNowItsm, meanwhile: Callable[[], None]) -> None:
+        self.inner = inner
+        self.meanwhile = meanwhile
+
+    def update(self, ticket: Ticket, **kwargs: Any) -> Ticket:
+        self.meanwhile()
+        return self.inner.update(ticket, **kwargs)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_step_resolve_in_flight_while_the_refresh_reads_the_older_state_is_applied(
+    db: Database,
+    itsm: MirroredItsm,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    """A step's resolve (PATCH) is sent; a refresh claims the row later and its GET is
+    answered before the PATCH applies ("in progress"), then the PATCH answers "resolved".
+    The step's request went out first, yet its answer is the newer one: the tool's
+    version stamp says so, and the row ends resolved (not "in progress" till the next
+    turn, with on-call paged for a resolved incident meanwhile)."""
+    record_id = mirror_row(db, 1, version=0)
+    clock.advance(EVERY)
+
+    def the_refresh_reads_it_before_the_patch_applies() -> None:
+        clock.advance(seconds=1)  # the claim is later than the step's request
+        assert turn(db, itsm) == refresh.Turn(asked=1, moved=1)
+
+    step = MirroredItsm(
+        InFlight(
+            ServiceNowItsm(settings(replay.url)), the_refresh_reads_it_before_the_patch_applies
+        ),
+        db,
+        system=SYSTEM_NAME,
+    )
+    replay.script(got(sys_id(1), "2", version=1), patched(sys_id(1), "6", version=2))
+    try:
+        assert step_update(step, 1, "6").state == "6"
+    finally:
+        step.close()
+    replay.assert_done()
+    state, notes = state_and_notes(db, record_id)
+    assert state == "resolved"
+    assert [n for n in notes if "->" in n] == [
+        "system:itsm-refresh: new -> in_progress (in servicenow)",
+        "system:tenantops: in_progress -> resolved (in servicenow)",
+    ]
+    with db.read() as session:
+        assert audit.verify(session).ok
+
+
+def test_answers_without_a_version_stamp_still_mirror(
+    db: Database,
+    itsm: MirroredItsm,
+    replay: Replay,  # noqa: F811
+    clock: Clock,
+) -> None:
+    """An instance whose field ACL hides ``sys_mod_count`` (or a row mirrored before the
+    stamp was kept): no order is known, so every answer is applied, as they were."""
+    record_id = mirror_row(db, 1, version=1)
+    clock.advance(EVERY)
+    replay.script(unstamped(got(sys_id(1), "2")))
+    assert turn(db, itsm) == refresh.Turn(asked=1, moved=1)
+    assert state_and_notes(db, record_id)[0] == "in_progress"
+
+    replay.script(unstamped(patched(sys_id(1), "6", version=2)))
+    assert step_update(itsm, 1, "6").version is None
+    replay.assert_done()
+    state, notes = state_and_notes(db, record_id)
+    assert state == "resolved"
+    assert [n for n in notes if "->" in n] == [
+        "system:itsm-refresh: new -> in_progress (in servicenow)",
+        "system:tenantops: in_progress -> resolved (in servicenow)",
+    ]
+    other = mirror_row(db, 2, state="2")  # a first answer without a stamp opens the row
+    assert state_and_notes(db, other)[0] == "in_progress"
 
 
 def test_the_interval_is_a_servicenow_setting(

@@ -9,18 +9,20 @@ state machine (which would refuse a jump the tool allowed), and records the
 move on the timeline. Only a mirror row follows: a row is a read-only copy
 of its ticket, and a local record is never moved past its state machine
 (a correlation id that opened a local record is a reused key, not a mirror).
-Every write here stamps ``refreshed_at`` with when the tool was asked (the
-request's time, when the caller knows it), so the periodic refresh
-(``itil.refresh``) asks for the others first; and an answer to a request sent
-before the row's ``refreshed_at`` is older than the one the row holds, so it
-does not move the row (a runbook step's update whose mirror write comes late
-would otherwise undo a resolve the refresh has seen since: a false reopen).
+Answers about one ticket can arrive out of order (a runbook step's update and
+the periodic refresh, ``itil.refresh``, ask at once), so the row keeps the
+tool's own version stamp of the state it holds (``external_version``:
+ServiceNow's ``sys_mod_count``) and takes an answer only if its stamp is not
+lower (equal: the same state). The hosts' clocks order nothing: the request
+sent first may be applied last. Without a stamp on either side the answer is
+applied. Every step's write stamps ``refreshed_at`` with now, so the refresh
+asks for the others first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.orm import Session
@@ -32,10 +34,25 @@ from tenantops.events import catalogue, outbox
 from tenantops.itil import hooks, repository, service, states
 from tenantops.itil.models import ItilNote, ItilRecord
 from tenantops.itil.states import Kind
-from tenantops.kit.clock import as_utc, utcnow
+from tenantops.kit.clock import utcnow
 from tenantops.tenants import service as tenants
 
 log = structlog.get_logger("tenantops.itil")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the tool said of a ticket: its state and the tool's version stamp of it."""
+
+    state: str
+    version: int | None = None
+
+
+def older(record: ItilRecord, version: int | None) -> bool:
+    """Whether an answer stamped ``version`` is older than the state ``record`` holds;
+    without a stamp on either side no order is known, and it is not."""
+    held = record.external_version
+    return version is not None and held is not None and version < held
 
 
 def mirror(
@@ -54,23 +71,25 @@ def mirror(
     correlation_id: str | None = None,
     run_id: str | None = None,
     priority: int = 3,
-    asked_at: datetime | None = None,
+    version: int | None = None,
 ) -> ItilRecord:
     """The mirror row of ticket ``external_id`` in ``system``, created or brought up to date.
 
-    ``asked_at`` is when the request that told ``state`` was sent: a row the tool was
-    asked about later since (``refreshed_at``) keeps the newer state it has.
+    ``version`` is the tool's stamp of the answer that told ``state``: a row holding a
+    higher one keeps the newer state it has.
     """
     # A code this table does not know leaves the mirror where it is.
     name = states.name_of(kind, state)
-    # Locked: a refresher's claim of the row waits for this write or comes before its read.
+    # Locked: of this write and a refresher's record, one reads what the other wrote.
     record = repository.by_external(session, system, external_id, for_update=True)
-    if record is not None and _newer_than(record, asked_at):
+    if record is not None and older(record, version):
         log.info(
-            "older answer left unrecorded: the tool was asked again since",
+            "older answer left unrecorded: the row holds a newer version of the ticket",
             number=record.number,
             state=record.state,
             answer=state,
+            version=version,
+            held=record.external_version,
         )
         return record
     if record is None:
@@ -102,15 +121,10 @@ def mirror(
             )
     if name is not None and record.state != name:
         _follow(session, record, actor, name, system)
-    record.refreshed_at = asked_at or utcnow()
+    if version is not None:
+        record.external_version = version
+    record.refreshed_at = utcnow()
     return record
-
-
-def _newer_than(record: ItilRecord, asked_at: datetime | None) -> bool:
-    """Whether the tool was asked about ``record`` after ``asked_at`` (a request's time)."""
-    if asked_at is None or record.refreshed_at is None:
-        return False
-    return as_utc(record.refreshed_at) > asked_at
 
 
 def follow(
@@ -120,18 +134,20 @@ def follow(
     actor: Principal,
     state: str,
     system: str,
-    asked_at: datetime | None = None,
+    version: int | None = None,
 ) -> bool:
-    """Bring an existing mirror row to the ``state`` its ticket has now; whether it moved.
+    """Bring an existing mirror row to the ``state`` its ticket has now (stamped
+    ``version``; the caller has checked it is not ``older``); whether it moved.
 
-    A code this table does not know leaves the state where it is (the row still
-    counts as refreshed, at ``asked_at``: when the request was sent, else now).
+    A code this table does not know leaves the state where it is. ``refreshed_at`` is
+    the caller's: the refresh set it when it claimed the row.
     """
     name = states.name_of(Kind(record.kind), state)
     moved = name is not None and record.state != name
     if name is not None and moved:
         _follow(session, record, actor, name, system)
-    record.refreshed_at = asked_at or utcnow()
+    if version is not None:
+        record.external_version = version
     return moved
 
 
@@ -141,13 +157,11 @@ def gone(
     *,
     actor: Principal,
     system: str,
-    asked_at: datetime | None = None,
 ) -> bool:
     """Note once on the timeline that the tool has no such ticket (any more); whether this
     is the first time. The row keeps the state it had: deleted there, or hidden from the
     integration user by an ACL, the last state seen is still the best copy."""
     key = f"{system}:gone:{record.external_id}"
-    record.refreshed_at = asked_at or utcnow()
     if repository.note_by_key(session, key) is not None:
         return False
     session.add(

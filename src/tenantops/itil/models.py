@@ -51,6 +51,9 @@ class ItilRecord(Base):
     external_link: Mapped[str | None] = mapped_column(String(500))
     # When the tool was last asked for the mirrored ticket (``itil.refresh``'s order and claim).
     refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    # The tool's version stamp of the state this row holds (ServiceNow's ``sys_mod_count``):
+    # an answer with a lower one is older and left unrecorded (``itil.mirror``).
+    external_version: Mapped[int | None] = mapped_column(Integer)
     # An incident or change caused by / fixing a known problem.
     problem_id: Mapped[str | None] = mapped_column(ForeignKey("itil_records.id"), index=True)
     assigned_to: Mapped[str | None] = mapped_column(String(200))

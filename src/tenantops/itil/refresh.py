@@ -17,14 +17,14 @@ many there are. It reads the due rows a page at a time (keyset on
    ``again_after`` ago is not due, and ``again_after`` outlasts one request, so
    a second worker never asks for a ticket the first is still waiting on.
 2. **Ask** (no transaction held): the tool for the ticket's state now.
-3. **Record** (one transaction): ``itil.mirror.follow`` — the move on the
-   timeline, audited, its event and on-call hooks, as a runbook step's update
-   records it — but only if the row is still as claimed (``refreshed_at`` and
-   ``version``); otherwise a runbook step (or a refresher that took over a claim
-   that outlived its request) mirrored the ticket later, and its answer stands.
-   ``refreshed_at`` stays the claim's time, when the request was sent: a step's
-   answer to a request sent before it is older and does not move the row back
-   (``itil.mirror.mirror``).
+3. **Record** (one transaction, the row locked): ``itil.mirror.follow`` — the
+   move on the timeline, audited, its event and on-call hooks, as a runbook
+   step's update records it — unless the row holds a newer version of the
+   ticket: the tool's version stamp of the answer (``sys_mod_count``) is lower
+   than the row's (``itil.mirror.older``), so a runbook step mirrored a later
+   update meanwhile and its answer stands, whichever request was sent first.
+   Without a stamp on either side (and for "no such ticket") the claim is the
+   fence: the row must still be as claimed (``refreshed_at`` and ``version``).
 
 A ticket the tool does not have (any more) is noted once on the row's timeline
 (``mirror.gone``) and logged once; the row keeps its last state and is asked
@@ -62,8 +62,9 @@ BATCH = 50
 # Besides one request's timeout, a claim covers the claim's and the record's writes.
 MARGIN = timedelta(seconds=15)
 
-# The tool's state of a ticket now (our name or the tool's code); None: no such ticket.
-Look = Callable[[Kind, str], str | None]
+# The tool's state of a ticket now (our name or the tool's code) and its version stamp;
+# None: no such ticket.
+Look = Callable[[Kind, str], mirror.Answer | None]
 Outcome = Literal["moved", "same", "gone", "still gone", "stale"]
 
 
@@ -113,25 +114,37 @@ def take(session: Session, record_id: str, *, was: datetime | None, now: datetim
 
 
 def record(
-    session: Session, claim: Claim, state: str | None, *, actor: Principal, system: str
+    session: Session,
+    claim: Claim,
+    answer: mirror.Answer | None,
+    *,
+    actor: Principal,
+    system: str,
 ) -> Outcome:
     """Write what the tool said of a claimed row: ``moved``, ``same``, ``gone`` (first
-    noticed), ``still gone``, or ``stale`` when the row changed since the claim."""
+    noticed), ``still gone``, or ``stale`` when the row holds a newer answer (see the
+    module)."""
     row = repository.get(session, claim.record_id, for_update=True)
-    if (
-        row is None
-        or row.version != claim.version
+    if row is None:
+        return "stale"
+    version = None if answer is None else answer.version
+    if version is not None and row.external_version is not None:
+        if mirror.older(row, version):
+            return "stale"
+    elif (
+        row.version != claim.version
         or row.refreshed_at is None
         or as_utc(row.refreshed_at) != claim.at
     ):
         return "stale"
-    # ``refreshed_at`` stays the claim's time, when the request was sent: a runbook step
-    # whose own request went out later still has the newer answer (``mirror.mirror``).
-    if state is None:
-        first = mirror.gone(session, row, actor=actor, system=system, asked_at=claim.at)
+    if answer is None:
+        first = mirror.gone(session, row, actor=actor, system=system)
         return "gone" if first else "still gone"
     before = row.state
-    if not mirror.follow(session, row, actor=actor, state=state, system=system, asked_at=claim.at):
+    moved = mirror.follow(
+        session, row, actor=actor, state=answer.state, system=system, version=answer.version
+    )
+    if not moved:
         return "same"
     log.info("mirror row follows its ticket", number=row.number, before=before, after=row.state)
     return "moved"
@@ -190,7 +203,7 @@ def _ask_and_record(
     """Ask the tool for a claimed row's ticket and record the answer, counted in ``turn``;
     False when the tool did not answer (the turn ends)."""
     try:
-        state = look(claim.kind, claim.external_id)
+        answer = look(claim.kind, claim.external_id)
     except Exception as exc:
         # No traceback: a rendered one may show the client's locals (its credentials).
         turn.error = f"{type(exc).__name__}: {exc}"
@@ -204,7 +217,7 @@ def _ask_and_record(
         return False
     turn.asked += 1
     with db.write() as session:
-        outcome = record(session, claim, state, actor=actor, system=system)
+        outcome = record(session, claim, answer, actor=actor, system=system)
     if outcome == "moved":
         turn.moved += 1
     elif outcome == "gone":

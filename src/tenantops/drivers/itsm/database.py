@@ -17,14 +17,14 @@ it), and cannot make a change standard (``itil.service.update_fields`` refuses
 ``type``).
 
 ``MirroredItsm`` wraps the ServiceNow adapter: every ticket it opens or
-updates there also gets a mirror row here (``itil.mirror``); ``state_of`` is
-what the periodic refresh of those rows asks it (``itil.refresh``).
+updates there also gets a mirror row here (``itil.mirror``), ordered by the
+ticket's version stamp; ``state_of`` is what the periodic refresh of those rows
+asks it (``itil.refresh``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -36,7 +36,6 @@ from tenantops.errors import AppError
 from tenantops.itil import mirror, service, states
 from tenantops.itil.models import ItilRecord
 from tenantops.itil.states import Kind
-from tenantops.kit.clock import utcnow
 
 
 def run_of(idempotency_key: str) -> str | None:
@@ -256,7 +255,6 @@ class MirroredItsm:
         fields: Mapping[str, str] | None = None,
     ) -> Ticket:
         """Open in the tool, then mirror the ticket (with the step's key)."""
-        sent = utcnow()
         ticket = self.inner.open(
             kind,
             tenant=tenant,
@@ -265,7 +263,7 @@ class MirroredItsm:
             idempotency_key=idempotency_key,
             fields=fields,
         )
-        self._mirror(ticket, tenant, idempotency_key, description, fields, sent=sent)
+        self._mirror(ticket, tenant, idempotency_key, description, fields)
         return ticket
 
     def update(
@@ -278,9 +276,7 @@ class MirroredItsm:
         fields: Mapping[str, str] | None = None,
     ) -> Ticket:
         """Update in the tool, then bring the mirror row to the state the tool reports
-        (unless the refresh has asked the tool since this request was sent: see
-        ``itil.mirror``)."""
-        sent = utcnow()
+        (unless the row holds a newer version of the ticket already: see ``itil.mirror``)."""
         updated = self.inner.update(
             ticket,
             idempotency_key=idempotency_key,
@@ -288,17 +284,17 @@ class MirroredItsm:
             work_notes=work_notes,
             fields=fields,
         )
-        self._mirror(updated, ticket.tenant or updated.tenant, None, "", fields, sent=sent)
+        self._mirror(updated, ticket.tenant or updated.tenant, None, "", fields)
         return updated
 
     def get(self, ticket: Ticket) -> Ticket:
         """The ticket as the tool has it (read only: no mirror write)."""
         return self.inner.get(ticket)
 
-    def state_of(self, kind: Kind, external_id: str) -> str | None:
-        """The state the tool has ticket ``external_id`` in now; None when it has no such
-        ticket (404: deleted, or hidden from the integration user). Any other failure is
-        raised: the refresh ends its turn."""
+    def state_of(self, kind: Kind, external_id: str) -> mirror.Answer | None:
+        """The state the tool has ticket ``external_id`` in now, with the tool's version
+        stamp of it; None when it has no such ticket (404: deleted, or hidden from the
+        integration user). Any other failure is raised: the refresh ends its turn."""
         ticket = Ticket(
             kind=TicketKind(kind.value),
             id=external_id,
@@ -308,11 +304,12 @@ class MirroredItsm:
             correlation_id="",
         )
         try:
-            return self.inner.get(ticket).state
+            now = self.inner.get(ticket)
         except DriverError as exc:
             if exc.status == 404:
                 return None
             raise
+        return mirror.Answer(now.state, now.version)
 
     def _mirror(
         self,
@@ -321,8 +318,6 @@ class MirroredItsm:
         key: str | None,
         description: str,
         fields: Mapping[str, str] | None,
-        *,
-        sent: datetime,
     ) -> None:
         try:
             with self.db.write() as session:
@@ -341,7 +336,7 @@ class MirroredItsm:
                     correlation_id=None if key is None else f"{self.system}:{key}",
                     run_id=None if key is None else run_of(key),
                     priority=mirror.priority_of(fields or {}),
-                    asked_at=sent,
+                    version=ticket.version,
                 )
         except AppError as exc:
             raise _failed(exc) from exc

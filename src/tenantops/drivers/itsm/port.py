@@ -23,7 +23,12 @@ class TicketKind(StrEnum):
 
 @dataclass(frozen=True)
 class Ticket:
-    """A record in the ITSM tool; ``id`` is the tool's key, ``number`` what people quote."""
+    """A record in the ITSM tool; ``id`` is the tool's key, ``number`` what people quote.
+
+    ``version`` is the tool's own count of the record's updates (ServiceNow's
+    ``sys_mod_count``), so two answers about one record are ordered without any
+    host's clock; None where the tool keeps none (the built-in records).
+    """
 
     kind: TicketKind
     id: str
@@ -34,6 +39,7 @@ class Ticket:
     link: str = ""
     replayed: bool = False
     fields: Mapping[str, str] = field(default_factory=dict)
+    version: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Ticket:
@@ -47,6 +53,7 @@ class Ticket:
             correlation_id=str(data.get("correlation_id") or ""),
             link=str(data.get("link") or ""),
             fields={str(k): str(v) for k, v in dict(data.get("fields") or {}).items()},
+            version=None if data.get("version") is None else int(data["version"]),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,6 +67,7 @@ class Ticket:
             "link": self.link,
             "replayed": self.replayed,
             "fields": dict(self.fields),
+            "version": self.version,
         }
 
 

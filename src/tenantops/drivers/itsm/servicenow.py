@@ -12,6 +12,8 @@ reads ``<correlation_display>:<tenant>`` — the link back to the tenant — and
 step's key as a marker, and is left out when the record's journal
 (``sys_journal_field``) already holds that marker — a re-run step does not post
 it twice (where the user may not read the journal, it may, recognisably).
+Every answer carries the record's ``sys_mod_count`` (``Ticket.version``): the
+mirror orders answers by it, not by any host's clock (decision 0043).
 
 What a ServiceNow answer means for a retry (errors come as
 ``{"error": {"message", "detail"}, "status": "failure"}``):
@@ -49,10 +51,11 @@ TABLES = {
     TicketKind.CHANGE: "change_request",
     TicketKind.PROBLEM: "problem",
 }
-RESERVED = {"sys_id", "number", "correlation_id", "correlation_display"}
+RESERVED = {"sys_id", "number", "correlation_id", "correlation_display", "sys_mod_count"}
 PLAIN_KEY = re.compile(r"[A-Za-z0-9_.:/-]{1,100}")
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
-FIELDS = "sys_id,number,state,short_description,correlation_id,correlation_display"
+# sys_mod_count: the instance's count of the record's updates, the order of its answers.
+FIELDS = "sys_id,number,state,short_description,correlation_id,correlation_display,sys_mod_count"
 
 
 class ServiceNowError(DriverError):
@@ -303,6 +306,7 @@ class ServiceNowItsm:
             link=f"{self.base}/nav_to.do?uri={table}.do?sys_id={sys_id}",
             replayed=replayed,
             fields={k: str(record.get(k) or "") for k in ("short_description", *extra)},
+            version=_mod_count(record.get("sys_mod_count")),
         )
 
     def _call(
@@ -346,6 +350,13 @@ def _checked(fields: Mapping[str, str] | None) -> dict[str, str]:
         if name in RESERVED or not FIELD_NAME.fullmatch(name):
             raise ServiceNowError(f"field {name!r} cannot be set", retry=Retry.PERMANENT)
     return extra
+
+
+def _mod_count(value: object) -> int | None:
+    """``sys_mod_count`` as a number (a string in JSON); None when missing or not one (a
+    field ACL may hide it: the answer is then applied unordered, as the mirror allows)."""
+    text = str(value if value is not None else "").strip()
+    return int(text) if text.isdigit() else None
 
 
 def _message(response: httpx.Response) -> str:
