@@ -186,6 +186,10 @@ def revoke(
     away) and ``already`` (what had no access left).
     """
     decided_by = decider.subject
+    # Every named grant's run first, in run id order, before any write: the grant's
+    # own revoke step locks run -> token -> audit head, so taking a token or the
+    # audit head before a grant's run (comment order) could deadlock with it.
+    breakglass.lock_grants(session, [i.ident for i in items if i.base == "breakglass"])
     check_current(session, items=items, tenant=tenant, decider=decider)
     # The trail names the security user who decided; the engine only carried it out.
     held = frozenset(r for r in Role if r.value in decider.roles) | {Role.SECURITY}

@@ -10,6 +10,7 @@ than the requester closes it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -155,6 +156,19 @@ def grants_of(
             }
         )
     return grants
+
+
+def lock_grants(session: Session, run_ids: Iterable[str]) -> None:
+    """Lock the runs watching the grants ``run_ids``, in run id order, before any write.
+
+    A caller ending several grants (an access review) calls this first: each
+    grant's own revoke step locks its run, then the token, then the audit
+    head, so a caller that took a token or the audit head before a grant's run
+    could deadlock with it. Locked in one stable order, two such callers take
+    turns too.
+    """
+    for run_id in sorted(set(run_ids)):
+        engine.get_run(session, run_id, for_update=True)
 
 
 def revoke_early(session: Session, *, actor: Principal, run_id: str, reason: str | None) -> bool:
