@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -13,8 +15,9 @@ from tenantops.auth.principal import SYSTEM, Principal, Role
 from tenantops.breakglass import service as breakglass
 from tenantops.config import Settings
 from tenantops.db import Database
-from tenantops.events import catalogue
+from tenantops.events import catalogue, outbox
 from tenantops.events.models import OutboxEvent
+from tenantops.kit.clock import utcnow
 from tenantops.notifications.models import OutboxMessage
 from tenantops.runbooks.worker import Worker
 from tenantops.wiring import build_actions
@@ -237,3 +240,22 @@ def test_only_the_call_that_revokes_a_token_is_told_it_did(db: Database) -> None
         second = tokens.revoke_token_once(s, actor=SYSTEM, token_id=issued.id)
     assert (first[1], second[1]) == (True, False)
     assert first[0].revoked_at == second[0].revoked_at
+
+
+def test_whether_a_grant_end_was_announced_is_asked_of_its_own_tenant(db: Database) -> None:
+    """The outbox lookup is narrowed to the grant's tenant (bound to none: ``tenant_id`` null)."""
+    since = utcnow() - timedelta(minutes=1)
+    with db.write() as s:
+        outbox.emit(
+            s,
+            catalogue.ACCESS_REVOKED,
+            catalogue.AccessChanged(
+                tenant_id="t-green", tenant_name="green", actor="sue", grant_id="g-1", subject="x"
+            ),
+        )
+    with db.read() as s:
+        assert breakglass.announced(s, grant_id="g-1", tenant_id="t-green", since=since)
+        assert not breakglass.announced(s, grant_id="g-1", tenant_id="t-blue", since=since)
+        assert not breakglass.announced(s, grant_id="g-1", tenant_id=None, since=since)
+        later = utcnow() + timedelta(minutes=1)
+        assert not breakglass.announced(s, grant_id="g-1", tenant_id="t-green", since=later)

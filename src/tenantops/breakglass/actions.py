@@ -24,13 +24,16 @@ def _revoke(session: Session, ctx: ActionContext, result: StepResult) -> None:
     # once: not again if an access review's early end announced it, but here if the
     # token was revoked without a word (``tenantops tokens revoke``). The engine locked
     # the run before this apply, as revoke_early does, so the two take turns.
+    # Whether the end was announced is read first, before revoke_token_once locks the
+    # audit head: the run lock keeps revoke_early from announcing in between.
     token_id = str(ctx.params["token_id"])
+    opened = as_utc(engine.get_run(session, ctx.run_id).created_at)
+    told = breakglass.announced(session, grant_id=token_id, tenant_id=ctx.tenant_id, since=opened)
     row, changed = tokens.revoke_token_once(session, actor=ENGINE, token_id=token_id)
     revoked_at = as_utc(row.revoked_at).isoformat() if row.revoked_at else None
     result.output.update(token_id=row.id, revoked_at=revoked_at, early=not changed)
     result.evidence.update(token_id=row.id, subject=row.subject, revoked_at=revoked_at)
-    opened = as_utc(engine.get_run(session, ctx.run_id).created_at)
-    if breakglass.announced(session, grant_id=row.id, since=opened):
+    if told:
         return
     tenant = ctx.inputs.get("tenant")
     outbox.emit(

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
@@ -23,7 +22,7 @@ from tenantops.auth.principal import Principal, Role
 from tenantops.breakglass.schemas import BreakGlassCreate, BreakGlassRead
 from tenantops.errors import NotFound
 from tenantops.events import catalogue, outbox
-from tenantops.events.models import OutboxEvent
+from tenantops.events import service as events
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.runbooks import engine, spec
 from tenantops.runbooks.spec import seconds
@@ -209,20 +208,20 @@ def revoke_early(session: Session, *, actor: Principal, run_id: str, reason: str
     return True
 
 
-def announced(session: Session, *, grant_id: str, since: datetime) -> bool:
+def announced(session: Session, *, grant_id: str, tenant_id: str | None, since: datetime) -> bool:
     """Whether a ``tenant.access.revoked`` event for grant ``grant_id`` was emitted since ``since``.
 
-    Read from the event outbox (few rows: that type since the grant opened).
-    Retention (ADR 0030) deletes only events older than ``events.retention_days``
-    (at least a day) and handed on; a grant lasts at most 8 hours, so the
-    announcement of an early end is still there when the run's own revoke step
-    asks. Were it pruned (workers stopped for days), the step would announce
-    again: a duplicate, which at-least-once consumers already expect, never a
-    missing announcement.
+    Read from the event outbox through the events service: that type, about the
+    grant's tenant (``None``: bound to no tenant), since the grant's run began
+    — a few rows. Asked before anything is written, so the read happens before
+    the audit head is locked. Retention (ADR 0030) deletes only events older
+    than ``events.retention_days`` (at least a day) and handed on; a grant
+    lasts at most 8 hours, so the announcement of an early end is still there
+    when the run's own revoke step asks. Were it pruned (workers stopped for
+    days), the step would announce again: a duplicate, which at-least-once
+    consumers already expect, never a missing announcement.
     """
-    rows = session.execute(
-        select(OutboxEvent.data).where(
-            OutboxEvent.type == catalogue.ACCESS_REVOKED.type, OutboxEvent.time >= since
-        )
-    ).scalars()
-    return any(isinstance(d, dict) and d.get("grant_id") == grant_id for d in rows)
+    rows = events.emitted(
+        session, event_type=catalogue.ACCESS_REVOKED.type, tenant_id=tenant_id, since=since
+    )
+    return any(d.get("grant_id") == grant_id for d in rows)

@@ -7,6 +7,7 @@ caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -82,6 +83,26 @@ def latest(
             if len(picked) == last:
                 break
     return [cloudevent(r) for r in reversed(picked)], end
+
+
+def emitted(
+    session: Session, *, event_type: str, tenant_id: str | None, since: datetime
+) -> list[dict[str, Any]]:
+    """The data of the ``event_type`` events about ``tenant_id`` in the outbox since ``since``.
+
+    ``tenant_id`` ``None``: the events bound to no tenant. For another domain
+    asking whether it announced something already; retention (ADR 0030) may
+    have pruned old rows.
+    """
+    about = (
+        OutboxEvent.tenant_id.is_(None) if tenant_id is None else OutboxEvent.tenant_id == tenant_id
+    )
+    rows = session.execute(
+        select(OutboxEvent.data).where(
+            OutboxEvent.type == event_type, about, OutboxEvent.time >= since
+        )
+    ).scalars()
+    return [d for d in rows if isinstance(d, dict)]
 
 
 def create_subscription(
