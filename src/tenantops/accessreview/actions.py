@@ -42,7 +42,6 @@ from sqlalchemy.orm import Session
 from tenantops.accessreview import revocation, service
 from tenantops.accessreview.decision import Decision, DecisionError, Item
 from tenantops.accessreview.revocation import Decider
-from tenantops.audit import repository as audit_entries
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
@@ -83,8 +82,8 @@ def approver(
     """
     at = gate.get("at")
     since = datetime.fromisoformat(str(at)) if at else None
-    entries = audit_entries.list_entries(
-        session, tenant_id=tenant["id"], action="run.gate.signal", since=since, limit=100
+    entries = audit.entries_about(
+        session, tenant_id=tenant["id"], action="run.gate.signal", since=since
     )
     subject = str(gate["by"])
     for entry in entries:

@@ -351,6 +351,19 @@ def verify(session: Session) -> VerifyResult:
     return VerifyResult(True, checked)
 
 
+def entries_about(
+    session: Session, *, tenant_id: str, action: str, since: datetime | None, limit: int = 100
+) -> Sequence[AuditEntry]:
+    """One tenant's entries of one ``action`` since ``since``, oldest first, at most ``limit``.
+
+    For another domain reading back what the trail recorded (the access
+    review reads who approved its gate), without reaching the table.
+    """
+    return repository.list_entries(
+        session, tenant_id=tenant_id, action=action, since=since, limit=limit
+    )
+
+
 def tenant_trail(session: Session, tenant_id: str) -> list[dict[str, Any]]:
     """Every entry about one tenant, oldest first, as plain JSON values (evidence, exports)."""
     entries: list[dict[str, Any]] = []

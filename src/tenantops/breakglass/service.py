@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
 from tenantops.auth import tokens
-from tenantops.auth.models import ApiToken
 from tenantops.auth.principal import Principal, Role
 from tenantops.breakglass.schemas import BreakGlassCreate, BreakGlassRead
 from tenantops.errors import NotFound
@@ -109,7 +109,16 @@ def open_break_glass(
     )
 
 
-def _works(token: ApiToken | None, *, now: datetime) -> bool:
+class _Token(Protocol):
+    """What ``_works`` reads of an API token (``tokens.find_token``'s row)."""
+
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def _works(token: _Token | None, *, now: datetime) -> bool:
     if token is None or token.revoked_at is not None:
         return False
     return token.expires_at is None or as_utc(token.expires_at) > now
