@@ -54,6 +54,17 @@ class FailsOn:
         return getattr(self.real, name)
 
 
+class CrashesOn(FailsOn):
+    """Removing ``subject`` fails with no driver error at all (a bug, say)."""
+
+    def remove_member(self, *, tenant_id: str, subject: str, idempotency_key: str) -> GroupState:
+        if subject == self.subject:
+            raise RuntimeError("adapter bug")
+        return super().remove_member(
+            tenant_id=tenant_id, subject=subject, idempotency_key=idempotency_key
+        )
+
+
 @pytest.fixture
 def review(
     client: TestClient,
@@ -114,6 +125,7 @@ def test_a_member_removed_before_the_identity_provider_fails_is_in_the_trail(
     assert review.member(CONTACT) is Permission.READ
     [entry] = review.entries("access_review.revoke_partial")  # ... and not without a trail
     assert (entry.actor, entry.tenant_id) == ("sue", review.blue)
+    assert entry.actor_roles == ["admin", "security"]  # the decider's, not just security
     assert entry.detail["run_id"] == review.run_id
     assert entry.detail["decided_by"] == "sue"
     assert entry.detail["removed"] == [f"member:{MALLORY}"]
@@ -385,3 +397,22 @@ def test_a_token_revoked_by_hand_meanwhile_is_reported_already(
     assert len(by_hand) == 1
     assert result.output["revoked"] == []
     assert result.output["already"] == [f"token:{review.prefix}"]
+
+
+def test_any_failure_after_a_removal_leaves_the_trail(
+    review: Review, settings: Settings, db: Database
+) -> None:
+    """Not only a driver error: whatever stops the step after a removal, the entry is written."""
+    comment = f"revoke member:{MALLORY}, member:{CONTACT}; left"
+    ok(decide(review.client, review.reviewer, review.run_id, "decide", comment))
+    with db.write() as session:
+        [claim] = engine.claim(session, worker="w", lease=timedelta(seconds=30))
+    crashing = access_review_actions(settings, db, identity=CrashesOn(review.identity, CONTACT))  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="adapter bug"):
+        crashing[claim.action].run(claim.context())
+
+    assert review.member(MALLORY) is None
+    [entry] = review.entries("access_review.revoke_partial")
+    assert entry.detail["removed"] == [f"member:{MALLORY}"]
+    assert entry.detail["error"] == "RuntimeError: adapter bug"
+    assert entry.actor_roles == ["admin", "security"]

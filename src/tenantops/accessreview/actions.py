@@ -210,12 +210,15 @@ def access_review_actions(
     ) -> None:
         """``access_review.revoke_partial``: members left the group, then the step failed.
 
-        Written in a transaction of its own before the step fails, one entry per
-        failed attempt that removed someone (a retry removes them again, changing
+        Written in a transaction of its own before the step fails (on any error,
+        not only the identity provider's), one entry per failed attempt that
+        removed someone (a retry removes them again, changing
         nothing, and writes its own entry if it fails too): the removal is never
         without a trail, whether or not a retry follows.
         """
-        actor = Principal(subject=decider.subject, roles=frozenset({Role.SECURITY}), via="runbook")
+        # The decider's roles as the approval recorded them, as access_review.revoked has.
+        held = frozenset(r for r in Role if r.value in decider.roles) | {Role.SECURITY}
+        actor = Principal(subject=decider.subject, roles=held, via="runbook")
         with db.write() as session:
             audit.record(
                 session,
@@ -268,6 +271,11 @@ def access_review_actions(
                     retriable=exc.retriable,
                 ) from exc
             raise StepFailed(str(exc), retriable=exc.retriable) from exc
+        except Exception as exc:
+            # Any other failure (a bug, a lost connection) after a removal: the trail first.
+            if removed:
+                partial(ctx, tenant, decider, removed, f"{type(exc).__name__}: {exc}")
+            raise
         # What apply revokes, kept in the output: a batch that rolls back calls apply again.
         planned = {
             "items": [str(i) for i in items],
