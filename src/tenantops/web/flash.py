@@ -1,9 +1,11 @@
 """One-time messages after a form post: a short-lived cookie read by the next page.
 
-A POST answers with a redirect (so a reload does not post again); what the post
-did, or why it was refused, rides along in a cookie scoped to the page group's
-path, shown once and deleted. The approvals inbox, the on-call and the records
-pages share it.
+A POST that is carried out answers with a redirect (so a reload does not post
+again), and what it did rides along in a cookie scoped to the page group's
+path, shown once and deleted; so does the reason for most refusals. The
+approvals inbox, the on-call and the records pages share it. Not every refusal
+goes this way: the approvals inbox answers a refused decision by rendering the
+inbox again (422) with the message and the comment back in its form, whole.
 """
 
 from __future__ import annotations
