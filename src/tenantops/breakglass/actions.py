@@ -7,7 +7,6 @@ from sqlalchemy.orm import Session
 from tenantops.auth import tokens
 from tenantops.auth.principal import Principal, Role
 from tenantops.breakglass import service as breakglass
-from tenantops.events import catalogue, outbox
 from tenantops.kit.clock import as_utc
 from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext, FunctionAction, Registry, StepResult
@@ -35,19 +34,13 @@ def _revoke(session: Session, ctx: ActionContext, result: StepResult) -> None:
     result.evidence.update(token_id=row.id, subject=row.subject, revoked_at=revoked_at)
     if told:
         return
-    tenant = ctx.inputs.get("tenant")
-    outbox.emit(
+    breakglass.announce_end(
         session,
-        catalogue.ACCESS_REVOKED,
-        catalogue.AccessChanged(
-            tenant_id=ctx.tenant_id,
-            tenant_name=tenant.get("name") if isinstance(tenant, dict) else None,
-            actor=ENGINE.subject,
-            grant_id=row.id,
-            subject=row.subject,
-            reason=str(ctx.inputs.get("reason") or "") or None,
-            incident_ref=str(ctx.inputs.get("incident_ref") or "") or None,
-        ),
+        inputs=ctx.inputs,
+        tenant_id=ctx.tenant_id,
+        actor=ENGINE,
+        token=row,
+        reason=str(ctx.inputs.get("reason") or "") or None,
     )
 
 

@@ -10,9 +10,9 @@ than the requester closes it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -110,8 +110,12 @@ def open_break_glass(
 
 
 class _Token(Protocol):
-    """What ``_works`` reads of an API token (``tokens.find_token``'s row)."""
+    """What break glass reads of an API token (``tokens.find_token``'s row)."""
 
+    @property
+    def id(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
     @property
     def revoked_at(self) -> datetime | None: ...
     @property
@@ -200,21 +204,41 @@ def revoke_early(session: Session, *, actor: Principal, run_id: str, reason: str
     engine.end_wait(session, run_id=run.id, step_name=TIMEBOX, now=utcnow())
     if not changed:
         return False
-    tenant = (run.inputs or {}).get("tenant")
+    announce_end(
+        session,
+        inputs=run.inputs or {},
+        tenant_id=run.tenant_id,
+        actor=actor,
+        token=row,
+        reason=reason,
+    )
+    return True
+
+
+def announce_end(
+    session: Session,
+    *,
+    inputs: Mapping[str, Any],
+    tenant_id: str | None,
+    actor: Principal,
+    token: _Token,
+    reason: str | None,
+) -> None:
+    """``tenant.access.revoked`` for the grant whose run has ``inputs``: its token ended."""
+    tenant = inputs.get("tenant")
     outbox.emit(
         session,
         catalogue.ACCESS_REVOKED,
         catalogue.AccessChanged(
-            tenant_id=run.tenant_id,
+            tenant_id=tenant_id,
             tenant_name=tenant.get("name") if isinstance(tenant, dict) else None,
             actor=actor.subject,
-            grant_id=row.id,
-            subject=row.subject,
+            grant_id=token.id,
+            subject=token.subject,
             reason=reason,
-            incident_ref=str((run.inputs or {}).get("incident_ref") or "") or None,
+            incident_ref=str(inputs.get("incident_ref") or "") or None,
         ),
     )
-    return True
 
 
 def announced(session: Session, *, grant_id: str, tenant_id: str | None, since: datetime) -> bool:
