@@ -56,6 +56,23 @@ def test_disabling_reports_whether_it_changed_anything(db: Database) -> None:
     assert (first.changed, again.changed) == (True, False)
 
 
+def test_a_user_read_before_the_lock_is_read_again_under_it(db: Database) -> None:
+    """A caller that loaded the user (an access review checks it first) and then disables
+    it sees what another transaction committed meanwhile: ``already``, not done twice."""
+    if db.is_sqlite:
+        pytest.skip("one writer: nothing commits between a read and the lock")
+    _user(db, "root", Role.ADMIN)
+    _user(db, "bob", Role.OPS_ENGINEER)
+    with db.write() as session:
+        [bob] = [u for u in web.list_users(session) if u.username == "bob"]
+        assert bob.disabled is False  # loaded, and held by this session
+        with db.write() as other:  # `tenantops users disable bob`, committed meanwhile
+            assert web.set_disabled(other, actor=SYSTEM, username="bob", disabled=True).changed
+        again = web.set_disabled(session, actor=SYSTEM, username="bob", disabled=True)
+        assert again.changed is False
+        assert bob.disabled is True
+
+
 def _blocked_on_a_lock(db: Database) -> bool:
     with db.engine.connect() as conn:
         waiting = conn.execute(

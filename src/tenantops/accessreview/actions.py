@@ -47,7 +47,7 @@ from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.identity.port import IdentityProvider
-from tenantops.errors import NotFound
+from tenantops.errors import AppError, NotFound
 from tenantops.kit.clock import utcnow
 from tenantops.runbooks import checklists
 from tenantops.runbooks.actions import (
@@ -306,7 +306,7 @@ def access_review_actions(
                 reason=str(result.output.get("reason") or ""),
                 group=str(group) if group else None,
             )
-        except DecisionError as exc:
+        except AppError as exc:  # a DecisionError, or a NotFound/Conflict from a service
             # This transaction rolls back; the engine's run.failed audit entry keeps
             # this message, so members already out of the group are named in the trail.
             gone = [str(i) for i in items if i.base == "member"] if group else []

@@ -190,6 +190,10 @@ def revoke(
     # own revoke step locks run -> token -> audit head, so taking a token or the
     # audit head before a grant's run (comment order) could deadlock with it.
     breakglass.lock_grants(session, [i.ident for i in items if i.base == "breakglass"])
+    if any(i.base == "user" for i in items):
+        # The web user rows before any token or audit entry: a sign-in locks its user's
+        # row, then the audit head; taking the head first here could deadlock with it.
+        web.lock_for_disabling(session)
     check_current(session, items=items, tenant=tenant, decider=decider)
     # The trail names the security user who decided; the engine only carried it out.
     held = frozenset(r for r in Role if r.value in decider.roles) | {Role.SECURITY}

@@ -137,8 +137,13 @@ def _check_password(password: str) -> None:
 
 
 def _locked_user(session: Session, username: str) -> WebUser:
+    # populate_existing: a row this session read before the lock is read again under
+    # it, not handed back as it was (a concurrent disable would otherwise go unseen).
     user = session.execute(
-        select(WebUser).where(WebUser.username == username).with_for_update()
+        select(WebUser)
+        .where(WebUser.username == username)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if user is None:
         raise NotFound(f"no user {username!r}")
@@ -181,6 +186,7 @@ def _locked_platform_admins(session: Session) -> list[WebUser]:
         .where(WebUser.disabled.is_(False), WebUser.tenant_id.is_(None))
         .order_by(WebUser.id)
         .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalars()
     return [u for u in rows if administers_platform(u)]
 
@@ -191,6 +197,13 @@ class Disabling:
 
     changed: bool
     sessions_ended: int = 0
+
+
+def lock_for_disabling(session: Session) -> None:
+    """Take the locks ``set_disabled`` takes to disable a user, now: for a caller that
+    writes audited changes before it disables (an access review), so the user rows are
+    locked before the audit head, in the order a sign-in takes them."""
+    _locked_platform_admins(session)
 
 
 def set_disabled(session: Session, *, actor: Principal, username: str, disabled: bool) -> Disabling:
