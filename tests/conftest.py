@@ -92,6 +92,19 @@ def store_url(
     drop_pg_database(url)
 
 
+def blocked_on_a_lock(db: Database) -> bool:
+    """Whether a connection to ``db`` (PostgreSQL) now waits on a lock: how a concurrency
+    test knows its second transaction has reached the first one's lock."""
+    with db.engine.connect() as conn:
+        waiting = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return bool(waiting)
+
+
 def wipe(db: Database) -> None:
     """Empty every table and reset the audit chain to genesis."""
     with db.engine.begin() as conn:

@@ -6,28 +6,16 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import text
 
 from tenantops.accessreview import revocation
 from tenantops.accessreview.decision import Item
 from tenantops.accessreview.revocation import Decider
 from tenantops.audit import service as audit
 from tenantops.auth.principal import SYSTEM
-from tenantops.db import Database
 from tenantops.runbooks import engine
 from tests.accessreview.test_access_review import blue  # noqa: F401 (fixture)
 from tests.accessreview.test_revoke import Review, review  # noqa: F401 (fixture)
-
-
-def _blocked_on_a_lock(db: Database) -> bool:
-    with db.engine.connect() as conn:
-        waiting = conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        ).scalar_one()
-    return bool(waiting)
+from tests.conftest import blocked_on_a_lock
 
 
 def test_a_token_named_before_a_grant_does_not_deadlock_with_the_grants_step(
@@ -90,7 +78,7 @@ def test_a_token_named_before_a_grant_does_not_deadlock_with_the_grants_step(
     apply = threading.Thread(target=review_apply)
     apply.start()
     deadline = time.monotonic() + 60  # a hang guard only: the test waits on states
-    while apply.is_alive() and not _blocked_on_a_lock(db):
+    while apply.is_alive() and not blocked_on_a_lock(db):
         assert time.monotonic() < deadline, "the review neither ran nor waited"
         time.sleep(0.01)
     go_on.set()

@@ -6,12 +6,12 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import text
 
 from tenantops.auth.principal import SYSTEM, Role
 from tenantops.db import Database
 from tenantops.errors import Conflict
 from tenantops.web import service as web
+from tests.conftest import blocked_on_a_lock
 
 PASSWORD = "a long enough password 9"
 
@@ -73,17 +73,6 @@ def test_a_user_read_before_the_lock_is_read_again_under_it(db: Database) -> Non
         assert bob.disabled is True
 
 
-def _blocked_on_a_lock(db: Database) -> bool:
-    with db.engine.connect() as conn:
-        waiting = conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        ).scalar_one()
-    return bool(waiting)
-
-
 def test_two_transactions_disabling_the_last_two_admins_leave_one(db: Database) -> None:
     """Each disables one of the last two admins at once: exactly one succeeds.
 
@@ -118,7 +107,7 @@ def test_two_transactions_disabling_the_last_two_admins_leave_one(db: Database) 
     assert first_done.wait(60)
     second.start()
     deadline = time.monotonic() + 60  # a hang guard only: the test waits on states
-    while second.is_alive() and not _blocked_on_a_lock(db):
+    while second.is_alive() and not blocked_on_a_lock(db):
         assert time.monotonic() < deadline, "the second transaction neither ran nor waited"
         time.sleep(0.01)
     release.set()

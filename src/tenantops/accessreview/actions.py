@@ -43,7 +43,7 @@ from tenantops.accessreview import revocation, service
 from tenantops.accessreview.decision import Decision, DecisionError, Item
 from tenantops.accessreview.revocation import Decider
 from tenantops.audit import service as audit
-from tenantops.auth.principal import Principal, Role
+from tenantops.auth.principal import Principal
 from tenantops.db import Database
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.identity.port import IdentityProvider
@@ -216,13 +216,11 @@ def access_review_actions(
         nothing, and writes its own entry if it fails too): the removal is never
         without a trail, whether or not a retry follows.
         """
-        # The decider's roles as the approval recorded them, as access_review.revoked has.
-        held = frozenset(r for r in Role if r.value in decider.roles) | {Role.SECURITY}
-        actor = Principal(subject=decider.subject, roles=held, via="runbook")
         with db.write() as session:
             audit.record(
                 session,
-                actor=actor,
+                # The decider's roles as the approval recorded them, as access_review.revoked.
+                actor=decider.principal(),
                 action="access_review.revoke_partial",
                 tenant_id=tenant["id"],
                 changes={},

@@ -110,6 +110,12 @@ class Decider:
     roles: frozenset[str]
     tenant_scoped: bool = True
 
+    def principal(self) -> Principal:
+        """The decider as the trail's actor: the roles the approval recorded, and
+        security (the gate's role). The engine only carries the decision out."""
+        held = frozenset(r for r in Role if r.value in self.roles) | {Role.SECURITY}
+        return Principal(subject=self.subject, roles=held, via="runbook")
+
     @property
     def platform_admin(self) -> bool:
         """Whether they may revoke access bound to no tenant: admin, bound to no tenant."""
@@ -196,8 +202,7 @@ def revoke(
         web.lock_for_disabling(session)
     check_current(session, items=items, tenant=tenant, decider=decider)
     # The trail names the security user who decided; the engine only carried it out.
-    held = frozenset(r for r in Role if r.value in decider.roles) | {Role.SECURITY}
-    actor = Principal(subject=decided_by, roles=held, via="runbook")
+    actor = decider.principal()
     revoked: list[str] = []
     already: list[str] = []
     for item in items:
