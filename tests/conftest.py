@@ -92,6 +92,14 @@ def store_url(
     drop_pg_database(url)
 
 
+def postgres_only(test: Callable[..., None]) -> Callable[..., None]:
+    """A test of PostgreSQL's row locks and isolation, run on that store alone (not
+    skipped on SQLite: not collected for it). Off when TENANTOPS_TEST_STORES leaves
+    PostgreSQL out, as on a laptop; CI always has it."""
+    test = pytest.mark.parametrize("store_url", ["postgres"], indirect=True)(test)
+    return pytest.mark.skipif("postgres" not in STORES, reason="PostgreSQL not in the stores")(test)
+
+
 def blocked_on_a_lock(db: Database) -> bool:
     """Whether a connection to ``db`` (PostgreSQL) now waits on a lock: how a concurrency
     test knows its second transaction has reached the first one's lock."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from tenantops.accessreview import revocation
 from tenantops.accessreview.decision import Item
 from tenantops.accessreview.revocation import Decider
@@ -15,9 +13,10 @@ from tenantops.auth.principal import SYSTEM
 from tenantops.runbooks import engine
 from tests.accessreview.test_access_review import blue  # noqa: F401 (fixture)
 from tests.accessreview.test_revoke import Review, review  # noqa: F401 (fixture)
-from tests.conftest import blocked_on_a_lock
+from tests.conftest import blocked_on_a_lock, postgres_only
 
 
+@postgres_only  # row locks
 def test_a_token_named_before_a_grant_does_not_deadlock_with_the_grants_step(
     review: Review,  # noqa: F811
 ) -> None:
@@ -28,8 +27,6 @@ def test_a_token_named_before_a_grant_does_not_deadlock_with_the_grants_step(
     (audit head locked) before asking for the run, each would wait on the other.
     """
     db = review.db
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("row locks: PostgreSQL only")
     run_held, go_on = threading.Event(), threading.Event()
     errors: list[BaseException] = []
     done: dict[str, list[str]] = {}

@@ -11,7 +11,7 @@ from tenantops.auth.principal import SYSTEM, Role
 from tenantops.db import Database
 from tenantops.errors import Conflict
 from tenantops.web import service as web
-from tests.conftest import blocked_on_a_lock
+from tests.conftest import blocked_on_a_lock, postgres_only
 
 PASSWORD = "a long enough password 9"
 
@@ -56,11 +56,10 @@ def test_disabling_reports_whether_it_changed_anything(db: Database) -> None:
     assert (first.changed, again.changed) == (True, False)
 
 
+@postgres_only  # SQLite has one writer: nothing commits between a read and the lock
 def test_a_user_read_before_the_lock_is_read_again_under_it(db: Database) -> None:
     """A caller that loaded the user (an access review checks it first) and then disables
     it sees what another transaction committed meanwhile: ``already``, not done twice."""
-    if db.is_sqlite:
-        pytest.skip("one writer: nothing commits between a read and the lock")
     _user(db, "root", Role.ADMIN)
     _user(db, "bob", Role.OPS_ENGINEER)
     with db.write() as session:
@@ -73,6 +72,7 @@ def test_a_user_read_before_the_lock_is_read_again_under_it(db: Database) -> Non
         assert bob.disabled is True
 
 
+@postgres_only  # row locks and READ COMMITTED
 def test_two_transactions_disabling_the_last_two_admins_leave_one(db: Database) -> None:
     """Each disables one of the last two admins at once: exactly one succeeds.
 
@@ -81,8 +81,6 @@ def test_two_transactions_disabling_the_last_two_admins_leave_one(db: Database) 
     anything); a plain read under READ COMMITTED would let the second count the
     first's admin as still enabled and disable the other.
     """
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("row locks and READ COMMITTED: PostgreSQL only")
     _user(db, "alice", Role.ADMIN)
     _user(db, "bob", Role.ADMIN)
     first_done, release = threading.Event(), threading.Event()
