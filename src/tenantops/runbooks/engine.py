@@ -879,14 +879,18 @@ def get_run(session: Session, run_id: str, *, for_update: bool = False) -> Run:
     return run
 
 
-def open_runs(session: Session, *, tenant_id: str, runbook_id: str | None = None) -> list[Run]:
-    """The tenant's unfinished runs (of one runbook, if given), oldest first, locked."""
+def open_runs(
+    session: Session, *, tenant_id: str, runbook_id: str | None = None, lock: bool = True
+) -> list[Run]:
+    """The tenant's unfinished runs (of one runbook, if given), oldest first; locked
+    unless ``lock`` is false (a page that only shows them)."""
     query = (
         select(Run)
         .where(Run.tenant_id == tenant_id, Run.finished_at.is_(None))
         .order_by(Run.created_at)
-        .with_for_update()
     )
+    if lock:
+        query = query.with_for_update()
     if runbook_id is not None:
         query = query.where(Run.runbook_id == runbook_id)
     return list(session.execute(query).scalars())

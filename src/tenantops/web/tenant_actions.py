@@ -8,7 +8,7 @@ never from a list of its own; taking one calls the service its API route calls.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +155,11 @@ def _payload(action: TenantAction, form: Mapping[str, str]) -> BaseModel:
         raise Unprocessable("; ".join(problems)) from exc
 
 
+def role_words(roles: Collection[Role]) -> str:
+    """The roles a refusal names: ``governance or security`` (``nobody`` for none)."""
+    return " or ".join(sorted(r.value for r in roles)) or "nobody"
+
+
 def perform(
     session: Session, *, principal: Principal, ref: str, name: str, form: Mapping[str, str]
 ) -> Tenant:
@@ -171,8 +176,7 @@ def perform(
         raise NotFound(f"no action {name!r}")
     roles = action.roles()
     if not principal.roles & roles:
-        allowed = " or ".join(sorted(r.value for r in roles)) or "nobody"
-        raise Forbidden(f"{action.label.lower()} needs the {allowed} role")
+        raise Forbidden(f"{action.label.lower()} needs the {role_words(roles)} role")
     version = form_version(form)
     data = _payload(action, form)
     if isinstance(data, SuspendRequest):

@@ -23,12 +23,12 @@ from tenantops.auth.principal import Principal, Role
 from tenantops.errors import Forbidden, NotFound, Unprocessable
 from tenantops.finops import actions as finops
 from tenantops.finops.costs import Month
-from tenantops.runbooks import service as runs
+from tenantops.kit.clock import as_utc
+from tenantops.runbooks import engine
 from tenantops.runbooks.models import Run
 from tenantops.tenants import service as tenants
-from tenantops.web.tenant_actions import TENANT
+from tenantops.web.tenant_actions import TENANT, role_words
 
-OPEN = ("running", "waiting")  # the statuses of a run not finished yet
 OPEN_SHOWN = 12  # open reviews linked per checklist; one per month at most for budgets
 
 
@@ -107,28 +107,23 @@ class ChecklistView:
         return self.checklist is BUDGET_REVIEW or not self.open_runs
 
 
-def _open_reviews(
-    session: Session, *, principal: Principal, tenant_id: str, checklist: Checklist
-) -> list[OpenReview]:
-    found = []
-    for status in OPEN:
-        page = runs.list_runs(
-            session,
-            principal=principal,
-            tenant=tenant_id,
-            runbook_id=checklist.runbook_id,
-            status=status,
-            cursor=None,
-            limit=OPEN_SHOWN,
+def _open_reviews(session: Session, *, tenant_id: str, checklist: Checklist) -> list[OpenReview]:
+    """The checklist's unfinished runs of the tenant, oldest first (the page already
+    checked the viewer may see the tenant, and with it its runs)."""
+    found = engine.open_runs(
+        session, tenant_id=tenant_id, runbook_id=checklist.runbook_id, lock=False
+    )
+    return [
+        OpenReview(
+            run.id,
+            str((run.inputs or {}).get("month") or "") or None
+            if checklist is BUDGET_REVIEW
+            else None,
+            run.started_by,
+            as_utc(run.created_at),
         )
-        for item in page.items:
-            month = None
-            if checklist is BUDGET_REVIEW:
-                read = runs.read_run(session, principal=principal, run_id=item.id)
-                month = str(read.inputs.get("month") or "") or None
-            found.append(OpenReview(item.id, month, item.started_by, item.created_at))
-    found.sort(key=lambda r: (r.created_at, r.run_id))  # ids are time-ordered too
-    return found
+        for run in sorted(found, key=lambda r: (r.created_at, r.id))[:OPEN_SHOWN]
+    ]
 
 
 def checklist_views(
@@ -137,9 +132,7 @@ def checklist_views(
     """Both checklists as ``principal`` sees them on the page of tenant ``tenant_id``."""
     views = []
     for checklist in CHECKLISTS.values():
-        open_runs = _open_reviews(
-            session, principal=principal, tenant_id=tenant_id, checklist=checklist
-        )
+        open_runs = _open_reviews(session, tenant_id=tenant_id, checklist=checklist)
         month = ""
         if checklist is BUDGET_REVIEW:
             current = Month.parse(None).label
@@ -168,8 +161,7 @@ def start(
         raise NotFound(f"no checklist {name!r}")
     roles = checklist.roles()
     if not principal.roles & roles:
-        allowed = " or ".join(sorted(r.value for r in roles)) or "nobody"
-        raise Forbidden(f"{checklist.title}s are started by the {allowed} role")
+        raise Forbidden(f"{checklist.title}s are started by the {role_words(roles)} role")
     if checklist is ACCESS_REVIEW:
         reason = _text(form, "reason")
         if reason is not None and len(reason) > accessreview.MAX_REASON:
