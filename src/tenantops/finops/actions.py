@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
-from tenantops.errors import AppError, Unprocessable
+from tenantops.errors import AppError
 from tenantops.finops import budgets, ledger
 from tenantops.finops import service as finops_service
 from tenantops.finops.costs import CENT, Month
@@ -74,13 +74,7 @@ def due_at(month: Month) -> datetime:
 def ensure_over(month: Month, now: datetime | None = None) -> None:
     """A 422 unless ``month`` is over at ``now``: its report would be incomplete."""
     end = datetime.combine(month.after, time(0), tzinfo=UTC)
-    if (now or utcnow()) < end:
-        raise Unprocessable(
-            f"{month.label} is not over until {end:%Y-%m-%d %H:%M} UTC and its report "
-            "would be mailed incomplete; schedule a month that is over (each run then "
-            "starts the next month's when that month is over)",
-            param="month",
-        )
+    chains.ensure_over(month.label, end, unit="month", now=now)
 
 
 def _month(ctx: ActionContext) -> Month:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
-from tenantops.errors import AppError, Unprocessable
+from tenantops.errors import AppError
 from tenantops.kit.clock import utcnow
 from tenantops.reports.service import write_report
 from tenantops.reports.weeks import IsoWeek, last_full_week
@@ -78,13 +78,7 @@ def open_weekly_runs(session: Session) -> list[Run]:
 
 def ensure_over(week: IsoWeek, now: datetime | None = None) -> None:
     """A 422 unless ``week`` is over at ``now``: its report would be incomplete."""
-    if (now or utcnow()) < week.end:
-        raise Unprocessable(
-            f"{week.label} is not over until {week.end:%Y-%m-%d %H:%M} UTC and its report "
-            "would be mailed incomplete; schedule a week that is over (each run then "
-            "starts the next week's when that week is over)",
-            param="week",
-        )
+    chains.ensure_over(week.label, week.end, unit="week", now=now)
 
 
 def schedule_week(session: Session, week: IsoWeek, *, actor: Principal) -> tuple[Run, bool]:

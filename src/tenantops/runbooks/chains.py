@@ -9,15 +9,32 @@ step that schedules it) asking for the same period start one run.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal
+from tenantops.errors import Unprocessable
+from tenantops.kit.clock import utcnow
 from tenantops.kit.locks import serialise
 from tenantops.runbooks import engine, spec
 from tenantops.runbooks.models import Run
 
 DEAD = ("failed", "cancelled")
+
+
+def ensure_over(label: str, end: datetime, *, unit: str, now: datetime | None = None) -> None:
+    """A 422 unless the period ``label`` (a ``unit``: week, month) has ended at ``now``:
+    a chain run reports its period at once, and a period not over would be mailed
+    incomplete and never replaced."""
+    if (now or utcnow()) < end:
+        raise Unprocessable(
+            f"{label} is not over until {end:%Y-%m-%d %H:%M} UTC and its report "
+            f"would be mailed incomplete; schedule a {unit} that is over (each run then "
+            f"starts the next {unit}'s when that {unit} is over)",
+            param=unit,
+        )
 
 
 def period_runs(session: Session, runbook_id: str, key: str, value: str) -> list[Run]:
