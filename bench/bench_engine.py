@@ -25,6 +25,13 @@ Then:
     .venv/bin/python bench/bench_engine.py --store postgres --runs 1000
     .venv/bin/python bench/bench_engine.py --store sqlite --runs 300 --profile
 
+``--measure drain`` starts every run first and times only their draining;
+with ``--processes N`` the draining is done by N worker processes (as
+``tenantops worker`` × N runs), and DBOS by ``--dbos-processes`` processes:
+
+    .venv/bin/python bench/bench_engine.py --store postgres --runs 2000 --measure drain \\
+        --processes 2 --workers 1 --concurrency 128
+
 ``--profile`` skips the comparison and runs one worker on the main thread
 under cProfile (runs started beforehand), printing the hot spots of the
 claim/complete path. ``--no-dbos`` skips DBOS.
@@ -313,6 +320,97 @@ def tenantops_drain(kind: str, runs: int, workers: int, concurrency: int) -> dic
         drop()
 
 
+def worker_child(url: str, workers: int, concurrency: int) -> None:
+    """One worker process, as ``tenantops worker`` runs one: ``workers`` Worker threads.
+
+    Builds everything first and prints ``ready``; starts serving on a ``go``
+    line on stdin and stops on the next line (or end of input), then prints a
+    JSON line with its CPU time and counts. The parent times only go → done.
+    """
+    from tenantops.db import Database
+    from tenantops.runbooks.actions import builtin_actions
+    from tenantops.runbooks.worker import Worker
+
+    logging.getLogger().setLevel(logging.WARNING)
+    db = Database(url)
+    pool = [
+        Worker(db, builtin_actions(), concurrency=concurrency, poll_seconds=0.05)
+        for _ in range(workers)
+    ]
+    print("ready", flush=True)
+    sys.stdin.readline()
+    cpu = time.process_time()
+    for w in pool:
+        w.start()
+    sys.stdin.readline()
+    for w in pool:
+        w.stop()
+    cpu = time.process_time() - cpu
+    db.dispose()
+    print(
+        json.dumps(
+            {
+                "cpu_seconds": cpu,
+                "completed": sum(w.stats.completed for w in pool),
+                "fenced": sum(w.stats.fenced for w in pool),
+            }
+        ),
+        flush=True,
+    )
+
+
+def tenantops_drain_processes(
+    kind: str, runs: int, processes: int, workers: int, concurrency: int
+) -> dict[str, Any]:
+    """The drain-only measurement with ``processes`` worker processes (``tenantops worker`` × N).
+
+    One process's worker threads share one GIL; processes do not. Every process
+    is started and ready (imports done, pool built) before the runs' clock starts.
+    """
+    from sqlalchemy import func, select
+
+    from tenantops.auth.principal import Principal, Role
+    from tenantops.runbooks import engine
+    from tenantops.runbooks.models import Run
+
+    logging.getLogger().setLevel(logging.WARNING)
+    db, loaded, drop = _tenantops_setup(kind)
+    amy = Principal("amy", frozenset({Role.ADMIN}))
+    url = db.engine.url.render_as_string(hide_password=False)
+    children: list[subprocess.Popen[str]] = []
+    try:
+        began = time.perf_counter()
+        for _ in range(runs):
+            with db.write() as s:
+                engine.start_run(s, loaded=loaded, actor=amy)
+        start_seconds = time.perf_counter() - began
+        for _ in range(processes):
+            command = [sys.executable, __file__, "--worker-child", url]
+            command += ["--workers", str(workers), "--concurrency", str(concurrency)]
+            children.append(
+                subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            )
+
+        def succeeded() -> int:
+            with db.read() as s:
+                query = select(func.count()).select_from(Run).where(Run.status == "succeeded")
+                return int(s.execute(query).scalar_one())
+
+        result = _serve_children(children, succeeded, runs)
+        return result | {
+            "workers": workers,
+            "concurrency": concurrency,
+            "start_seconds": start_seconds,
+        }
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        db.dispose()
+        drop()
+
+
 def profile_engine(kind: str, runs: int, concurrency: int, top: int) -> None:
     """Runs started first; then one worker's run_once loop on this thread under cProfile."""
     from sqlalchemy import event
@@ -378,14 +476,14 @@ def profile_engine(kind: str, runs: int, concurrency: int, top: int) -> None:
 # --- 3. DBOS (runs inside the DBOS virtualenv) -----------------------------------
 
 
-def dbos_child(url: str, runs: int, mode: str = "start", ids: str | None = None) -> None:
+def dbos_child(url: str, runs: int, mode: str = "start") -> None:
     """Run ``runs`` five-step DBOS workflows on ``url``; print a JSON result line.
 
     ``mode``: ``start`` starts them with ``DBOS.start_workflow`` and awaits them
     (start and run overlap, as in the start+drain measurement); ``enqueue``
     only puts them on the ``bench`` queue, in a process that does not dequeue
-    from it, and prints their ids; ``drain`` (given the file of those ids)
-    launches DBOS and times until every one of them has succeeded.
+    from it, and prints their ids; ``drain`` is one of the processes that
+    dequeue and run them (``dbos_drain`` starts them and does the timing).
     """
     from dbos import DBOS, DBOSConfig
 
@@ -424,30 +522,18 @@ def dbos_child(url: str, runs: int, mode: str = "start", ids: str | None = None)
             DBOS.destroy()
         return
     if mode == "drain":
-        assert ids is not None
-        wanted = json.loads(Path(ids).read_text())
+        # One of the draining processes: ready once launched; the queue is
+        # registered (so dequeuing starts) on the parent's "go" line, and the
+        # process stops on the next line. The parent counts what succeeded.
         DBOS.launch()
-        try:
-            cpu = time.process_time()
-            started = time.perf_counter()
-            DBOS.register_queue("bench", polling_interval_sec=DBOS_QUEUE_POLL)
-            for workflow_id in wanted:
-                DBOS.retrieve_workflow(workflow_id).get_result()
-            elapsed = time.perf_counter() - started
-            cpu = time.process_time() - cpu
-        finally:
-            DBOS.destroy()
-        print(
-            json.dumps(
-                {
-                    "runs": len(wanted),
-                    "seconds": elapsed,
-                    "runs_per_s": len(wanted) / elapsed,
-                    "steps_per_s": len(wanted) * STEPS / elapsed,
-                    "cpu_ms_per_run": cpu / len(wanted) * 1000,
-                }
-            )
-        )
+        print("ready", flush=True)
+        sys.stdin.readline()
+        cpu = time.process_time()
+        DBOS.register_queue("bench", polling_interval_sec=DBOS_QUEUE_POLL)
+        sys.stdin.readline()
+        cpu = time.process_time() - cpu
+        DBOS.destroy()
+        print(json.dumps({"cpu_seconds": cpu}), flush=True)
         return
     DBOS.launch()
     try:
@@ -475,10 +561,8 @@ def dbos_child(url: str, runs: int, mode: str = "start", ids: str | None = None)
     )
 
 
-def _dbos_run(python: str, url: str, runs: int, mode: str, ids: Path | None = None) -> Any:
+def _dbos_run(python: str, url: str, runs: int, mode: str) -> Any:
     command = [python, __file__, "--dbos-child", url, "--runs", str(runs), "--dbos-mode", mode]
-    if ids is not None:
-        command += ["--dbos-ids", str(ids)]
     out = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"DBOS run failed:\n{out.stderr[-3000:]}")
@@ -495,19 +579,88 @@ def dbos_engine(kind: str, runs: int, python: str) -> dict[str, Any]:
         drop()
 
 
-def dbos_drain(kind: str, runs: int, python: str) -> dict[str, Any]:
-    """DBOS draining workflows enqueued beforehand by another process (the drain-only one)."""
+def dbos_drain(kind: str, runs: int, python: str, processes: int = 1) -> dict[str, Any]:
+    """DBOS draining workflows enqueued beforehand by another process (the drain-only one).
+
+    ``processes`` DBOS processes dequeue from the one queue, as the tenantops
+    worker processes share the runs; this process counts the succeeded
+    workflows in DBOS's ``workflow_status`` table, as it counts tenantops'
+    runs, from the ``go`` sent to every (launched, ready) process.
+    """
     url, drop = fresh_store(kind, "dbos")
-    ids = Path(tempfile.mkdtemp(prefix="bench-dbos-")) / "ids.json"
+    children: list[subprocess.Popen[str]] = []
     try:
         enqueued = _dbos_run(python, url, runs, "enqueue")
-        ids.write_text(json.dumps(enqueued["ids"]))
-        result: dict[str, Any] = _dbos_run(python, url, runs, "drain", ids)
+        command = [python, __file__, "--dbos-child", url, "--runs", str(runs)]
+        command += ["--dbos-mode", "drain"]
+        for _ in range(processes):
+            children.append(
+                subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            )
+        result = _serve_children(children, lambda: _dbos_succeeded(kind, url), runs)
         result["start_seconds"] = enqueued["enqueue_seconds"]
         return result
     finally:
-        shutil.rmtree(ids.parent, True)
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
         drop()
+
+
+def _dbos_succeeded(kind: str, url: str) -> int:
+    """How many DBOS workflows have succeeded (its system table, read directly)."""
+    if kind == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30) as conn:
+            row = conn.execute("SELECT count(*) FROM workflow_status WHERE status = 'SUCCESS'")
+            return int(row.fetchone()[0])
+    import psycopg
+
+    with psycopg.connect(url) as pg:
+        one = pg.execute("SELECT count(*) FROM dbos.workflow_status WHERE status = 'SUCCESS'")
+        return int(one.fetchone()[0])  # type: ignore[index]
+
+
+def _serve_children(
+    children: list[subprocess.Popen[str]], succeeded: Callable[[], int], runs: int
+) -> dict[str, Any]:
+    """Wait until every child is ready, say go, time until ``runs`` succeeded, stop them.
+
+    Each child prints ``ready``, starts on a first stdin line, stops on a
+    second and prints a JSON line with its ``cpu_seconds`` (and counts).
+    """
+    for child in children:
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("a worker process did not start")
+    started = time.perf_counter()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    done = 0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        done = succeeded()
+        if done >= runs:
+            break
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    reports = []
+    for child in children:
+        out, _ = child.communicate("stop\n", timeout=120)
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    return {
+        "runs": runs,
+        "succeeded": done,
+        "processes": len(children),
+        "seconds": elapsed,
+        "runs_per_s": done / elapsed,
+        "steps_per_s": done * STEPS / elapsed,
+        "cpu_ms_per_run": sum(r["cpu_seconds"] for r in reports) / runs * 1000,
+        "completed": sum(r.get("completed", 0) for r in reports),
+        "fenced": sum(r.get("fenced", 0) for r in reports),
+    }
 
 
 # --- report ----------------------------------------------------------------------
@@ -545,7 +698,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     p.add_argument("--runs", type=int, default=1000)
-    p.add_argument("--workers", type=int, default=2, help="tenantops worker threads")
+    p.add_argument("--workers", type=int, default=2, help="tenantops worker threads (per process)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="drain with this many worker processes (tenantops worker × N) instead of\n"
+        "worker threads in the benchmark's own process (0, the default)",
+    )
     p.add_argument("--concurrency", type=int, default=8, help="steps claimed per batch")
     p.add_argument("--raw-seconds", type=float, default=5.0)
     p.add_argument("--raw-connections", type=int, default=8, help="second raw row")
@@ -557,16 +717,25 @@ def main() -> None:
         "drain: runs started first, only their draining timed",
     )
     p.add_argument("--dbos-python", default="/tmp/dbos-venv/bin/python")  # noqa: S108
+    p.add_argument(
+        "--dbos-processes",
+        type=int,
+        default=1,
+        help="DBOS processes dequeuing in the drain measurement (1: its fastest here)",
+    )
     p.add_argument("--no-dbos", action="store_true")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--dbos-child", metavar="URL", help=argparse.SUPPRESS)
     p.add_argument("--dbos-mode", default="start", help=argparse.SUPPRESS)
-    p.add_argument("--dbos-ids", help=argparse.SUPPRESS)
+    p.add_argument("--worker-child", metavar="URL", help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.dbos_child:
-        dbos_child(args.dbos_child, args.runs, args.dbos_mode, args.dbos_ids)
+        dbos_child(args.dbos_child, args.runs, args.dbos_mode)
+        return
+    if args.worker_child:
+        worker_child(args.worker_child, args.workers, args.concurrency)
         return
     if args.profile:
         profile_engine(args.store, args.runs, args.concurrency, args.top)
@@ -589,8 +758,18 @@ def main() -> None:
         _targets(raw, ours, dbos)
         results |= {"tenantops": ours, "dbos": dbos}
     if args.measure in ("both", "drain"):
-        ours = tenantops_drain(args.store, args.runs, args.workers, args.concurrency)
-        dbos = None if args.no_dbos else dbos_drain(args.store, args.runs, args.dbos_python)
+        if args.processes:
+            ours = tenantops_drain_processes(
+                args.store, args.runs, args.processes, args.workers, args.concurrency
+            )
+            name = f"tenantops ({args.processes} processes × {args.workers} × {args.concurrency})"
+        else:
+            ours = tenantops_drain(args.store, args.runs, args.workers, args.concurrency)
+        dbos = (
+            None
+            if args.no_dbos
+            else dbos_drain(args.store, args.runs, args.dbos_python, args.dbos_processes)
+        )
         _table(
             "B. drain only: every run started (DBOS: enqueued) first with no worker "
             "running; timed from the workers' start to the last run succeeded",

@@ -267,6 +267,7 @@ def test_missing_token_is_one_line(cli: CLI) -> None:
         (["tenants", "frobnicate"], "frobnicate"),
         (["tenants", "reactivate", "x", "--approve", "--reject"], "exactly one"),
         (["tenants", "list", "--url", "not a url"], "url"),
+        (["worker", "--concurrency", "257"], "--concurrency"),
     ],
     ids=[
         "missing-option",
@@ -275,6 +276,7 @@ def test_missing_token_is_one_line(cli: CLI) -> None:
         "unknown-command",
         "both-flags",
         "bad-url",
+        "worker-concurrency-over-the-bound",
     ],
 )
 def test_usage_errors_are_one_line(cli: CLI, args: list[str], mentions: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantops.config import Settings
+from tenantops.config import MAX_WORKER_CONCURRENCY, Settings
 from tests.conftest import invoke
 
 CONFIG = """
@@ -64,4 +64,16 @@ def test_a_bad_config_file_is_one_line_and_a_non_zero_exit(
     result = invoke(capsys, "doctor")
     assert result.code != 0
     assert says in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_worker_concurrency_is_bounded_by_the_same_figure_as_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TENANTOPS_WORKER__CONCURRENCY", str(MAX_WORKER_CONCURRENCY))
+    assert Settings().worker.concurrency == MAX_WORKER_CONCURRENCY
+    monkeypatch.setenv("TENANTOPS_WORKER__CONCURRENCY", str(MAX_WORKER_CONCURRENCY + 1))
+    result = invoke(capsys, "doctor")
+    assert result.code != 0
+    assert "concurrency" in result.err
     assert len(result.err.strip().splitlines()) == 1

@@ -17,7 +17,7 @@ from tenantops.auth.cli import app as tokens_app
 from tenantops.auth.cli import operator
 from tenantops.backup.cli import app as backup_app
 from tenantops.compliance.cli import app as compliance_app
-from tenantops.config import Settings
+from tenantops.config import MAX_WORKER_CONCURRENCY, Settings
 from tenantops.errors import AppError
 from tenantops.events.cli import app as events_app
 from tenantops.finops.cli import app as finops_app
@@ -131,7 +131,11 @@ def serve(
 def worker(
     concurrency: Annotated[
         int | None,
-        typer.Option(min=1, max=64, help="Steps run at once (TENANTOPS_WORKER__CONCURRENCY)"),
+        typer.Option(
+            min=1,
+            max=MAX_WORKER_CONCURRENCY,
+            help="Steps run at once (TENANTOPS_WORKER__CONCURRENCY)",
+        ),
     ] = None,
 ) -> None:
     """Run runbook workers only (no API); stop with Ctrl-C or SIGTERM."""

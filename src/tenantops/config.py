@@ -50,11 +50,21 @@ class OIDCSettings(BaseModel):
     leeway_seconds: int = 30
 
 
+# A bound against typos, not a design limit: a batch of 128 no-op steps still
+# scales (docs/benchmarks.md), and step threads wait on I/O, not on the CPU.
+MAX_WORKER_CONCURRENCY = 256
+
+
 class WorkerSettings(BaseModel):
     """The runbook workers: in-process with ``serve``, or alone with ``tenantops worker``."""
 
     in_process: bool = Field(default=True, description="serve runs a worker in-process")
-    concurrency: int = Field(default=4, ge=1, le=64)
+    concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=MAX_WORKER_CONCURRENCY,
+        description="steps a worker claims at once, each run on a thread of its own",
+    )
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
     deadline_check_seconds: float = Field(default=15.0, gt=0, le=3600)
     lease_seconds: float = Field(
