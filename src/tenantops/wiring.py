@@ -12,7 +12,6 @@ from datetime import timedelta
 import structlog
 
 from tenantops.accessreview.actions import access_review_actions, access_review_checks
-from tenantops.auth.principal import Principal
 from tenantops.breakglass.actions import breakglass_actions
 from tenantops.compliance.actions import compliance_actions
 from tenantops.config import Settings
@@ -41,13 +40,13 @@ from tenantops.reports.actions import report_actions
 from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext, GateChecks, Registry, builtin_actions
 from tenantops.runbooks.engine import Breach
+from tenantops.runbooks.transitions import ENGINE_ACTOR
 from tenantops.runbooks.worker import Periodic, Worker
 from tenantops.secrets.actions import secret_actions
 from tenantops.tenants import service as tenants
 from tenantops.tenants.actions import tenant_actions
 
 log = structlog.get_logger("tenantops.events")
-ENGINE = Principal(subject="system:engine", via="system")
 
 
 def build_actions(settings: Settings, db: Database) -> Registry:
@@ -107,7 +106,7 @@ def breach_notifier(db: Database, actions: Registry) -> Callable[[Breach], None]
                         + f", deadline {breach.deadline.isoformat()}"
                     ),
                     severity="high",
-                    actor=ENGINE,
+                    actor=ENGINE_ACTOR,
                     tenant_id=breach.tenant_id,
                 )
         except Exception:  # the message below still goes out

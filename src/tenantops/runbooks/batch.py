@@ -28,18 +28,17 @@ from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
-from tenantops.auth.principal import Principal
 from tenantops.events import outbox
 from tenantops.kit.clock import utcnow
 from tenantops.runbooks import announcements, engine
 from tenantops.runbooks.actions import StepResult
 from tenantops.runbooks.models import Run, RunStep, StepAttempt
 from tenantops.runbooks.spec import Runbook, Step
+from tenantops.runbooks.transitions import ENGINE_ACTOR
 
 _STEPS = cast(Table, RunStep.__table__)
 _ATTEMPTS = cast(Table, StepAttempt.__table__)
 _RUNS = cast(Table, Run.__table__)
-_SYSTEM = Principal(subject="system:engine", via="system")
 
 # Bound names start with b_: a bind may not share its column's name in SET.
 _SUCCEED = (
@@ -333,7 +332,7 @@ def _complete_plain(
             )
         entries.append(
             audit.NewEntry(
-                actor=_SYSTEM,
+                actor=ENGINE_ACTOR,
                 action="run.step.succeeded",
                 tenant_id=claim.tenant_id,
                 changes={},
@@ -348,7 +347,7 @@ def _complete_plain(
         if p.following is None:
             entries.append(
                 audit.NewEntry(
-                    actor=_SYSTEM,
+                    actor=ENGINE_ACTOR,
                     action="run.succeeded",
                     tenant_id=claim.tenant_id,
                     changes={},

@@ -1,0 +1,85 @@
+"""Step parameters and waits as templates: rendered with the run's context, sandboxed.
+
+A template is user input (a runbook file): the sandbox keeps it from reaching
+Python objects, ``StrictUndefined`` turns a typo into an error instead of an
+empty string, and ``"{{ x }}"`` alone keeps ``x``'s type.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tenantops.runbooks.models import Run, RunStep
+
+
+class _Templates(SandboxedEnvironment):
+    """Jinja where ``a.b`` on a mapping means the key ``b`` before any attribute.
+
+    Plain Jinja prefers the attribute, so an output named ``items``, ``keys``
+    or ``values`` would render as a bound ``dict`` method.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+_templates = _Templates(undefined=StrictUndefined, autoescape=False)
+_WHOLE_EXPRESSION = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+
+
+def templated(value: Any) -> bool:
+    """Whether ``value`` holds a template anywhere (plain values need no context)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(templated(v) for v in value.values())
+    if isinstance(value, list):
+        return any(templated(v) for v in value)
+    return False
+
+
+def context_of(session: Session, run: Run) -> dict[str, Any]:
+    """What a template sees: the run, its inputs and the outputs of its finished steps."""
+    outputs = {
+        name: output or {}
+        for name, output in session.execute(
+            select(RunStep.name, RunStep.output).where(
+                RunStep.run_id == run.id, RunStep.status == "succeeded"
+            )
+        )
+    }
+    return {
+        "run": {
+            "id": run.id,
+            "runbook": run.runbook_id,
+            "tenant_id": run.tenant_id,
+            "started_by": run.started_by,
+        },
+        "inputs": run.inputs,
+        "steps": outputs,
+    }
+
+
+def render(value: Any, context: dict[str, Any]) -> Any:
+    """Render templated strings in ``value`` (recursively) with ``context``."""
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        whole = _WHOLE_EXPRESSION.fullmatch(value)
+        if whole is not None:  # "{{ x }}" alone keeps x's type (a list stays a list)
+            return _templates.compile_expression(whole.group(1))(**context)
+        return _templates.from_string(value).render(context)
+    if isinstance(value, dict):
+        return {k: render(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, context) for v in value]
+    return value
