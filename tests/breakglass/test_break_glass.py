@@ -147,6 +147,10 @@ def test_a_grant_ended_early_goes_straight_to_its_review_and_is_announced_once(
         ({**REQUEST, "reason": "short"}, "reason"),
         ({k: v for k, v in REQUEST.items() if k != "incident_ref"}, "incident_ref"),
         ({**REQUEST, "duration": "9h"}, "duration"),
+        ({**REQUEST, "duration": "481m"}, "duration"),
+        ({**REQUEST, "duration": "999m"}, "duration"),
+        ({**REQUEST, "duration": "0m"}, "duration"),
+        ({**REQUEST, "duration": "2d"}, "duration"),
         ({**REQUEST, "roles": ["governance"]}, "roles"),
     ],
 )
@@ -156,6 +160,18 @@ def test_a_break_glass_request_needs_reason_incident_and_a_bounded_time(
     r = client.post("/api/v1/break-glass", json=body, headers=auth("oli", "ops_engineer"))
     assert r.status_code == 422
     assert field in r.json()["detail"]
+
+
+@pytest.mark.parametrize("duration", ["1m", "480m", "8h", "90m"])
+def test_a_grant_lasts_up_to_a_shift_in_minutes_or_hours(
+    client: TestClient, auth: TokenFactory, duration: str
+) -> None:
+    r = client.post(
+        "/api/v1/break-glass",
+        json={**REQUEST, "duration": duration},
+        headers=auth("oli", "ops_engineer"),
+    )
+    assert r.status_code == 201, r.text
 
 
 def test_only_ops_and_security_may_break_glass(client: TestClient, auth: TokenFactory) -> None:
