@@ -411,6 +411,9 @@ def test_events_from_the_terminal(server: Server, cli: CLI) -> None:
     assert "no delivery" in missing.err
     qa = server.token("cli-quinn", "qa")
     assert cli("events", "tail", "--no-follow", "--token", qa).code != 0  # not for every role
+    typo = cli("events", "tail", "-t", "nosuch.type", "--token", ops)  # refused, never waits
+    assert typo.code != 0
+    assert "nosuch.type" in _one_line_error(typo)
 
     assert "deleted" in cli.ok("events", "subscriptions", "delete", sub_id, "--token", admin)
     assert "no webhook subscriptions" in cli.ok("events", "subscriptions", "list", "--token", admin)

@@ -152,6 +152,13 @@ def test_the_event_stream_pages_by_sequence_and_filters_by_type(
     mine = flows.ok(client.get(url, params={"tenant": first["id"]}, headers=actors.ops))
     assert {e["subject"] for e in mine["items"]} == {first["id"]}
     flows.problem(client.get(url, headers=actors.qa), 403)  # not every role reads the stream
+    prefixed = flows.ok(
+        client.get(url, params={"type": "io.tenantops.tenant.*"}, headers=actors.ops)
+    )
+    assert len(prefixed["items"]) == 3
+    for typo in ("io.tenantops.tenant.requestd", "nosuch.*"):  # a typo never waits forever
+        wrong = flows.problem(client.get(url, params={"type": typo}, headers=actors.ops), 422)
+        assert typo in wrong["detail"]
 
 
 def test_a_principal_bound_to_a_tenant_reads_only_that_tenants_events(

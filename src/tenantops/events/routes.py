@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
-from tenantops.errors import Forbidden
+from tenantops.errors import Forbidden, Unprocessable
 from tenantops.events import catalogue, service
 from tenantops.events.asyncapi import document
 from tenantops.events.retention import pruned_through
@@ -20,6 +20,7 @@ from tenantops.events.schemas import (
     SubscriptionCreated,
     SubscriptionPage,
     SubscriptionRead,
+    known_types,
 )
 from tenantops.events.webhooks import signing_key
 from tenantops.kit.problems import problem_responses
@@ -85,6 +86,10 @@ def list_events(
     pages of every tenant.
     """
     hidden: tuple[str, ...] = ()
+    try:
+        known_types(type or [])
+    except ValueError as exc:
+        raise Unprocessable(f"type: {exc}") from None
     with db.read() as session:
         if caller.tenant_scoped:
             own = tenants.own_tenant_id(session, caller)

@@ -25,6 +25,21 @@ class EventPage(BaseModel):
     )
 
 
+def known_types(types: list[str]) -> list[str]:
+    """``types`` sorted and deduplicated; ``ValueError`` naming one that matches no event type.
+
+    A filter that matches nothing is a typo, never a wish to wait forever (a
+    subscription that is never called, a ``tail`` that never prints).
+    """
+    for t in types:
+        known = t == "*" or t in CATALOGUE
+        if t.endswith("*") and len(t) > 1:
+            known = any(name.startswith(t[:-1]) for name in CATALOGUE)
+        if not known:
+            raise ValueError(f"{t!r} matches no event type; see /asyncapi.json for the catalogue")
+    return sorted(set(types))
+
+
 class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -40,15 +55,7 @@ class SubscriptionCreate(BaseModel):
     @field_validator("types")
     @classmethod
     def _known(cls, types: list[str]) -> list[str]:
-        for t in types:
-            known = t == "*" or t in CATALOGUE
-            if t.endswith("*") and len(t) > 1:
-                known = any(name.startswith(t[:-1]) for name in CATALOGUE)
-            if not known:
-                raise ValueError(
-                    f"{t!r} matches no event type; see /asyncapi.json for the catalogue"
-                )
-        return sorted(set(types))
+        return known_types(types)
 
 
 class SubscriptionRead(BaseModel):
