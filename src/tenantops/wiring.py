@@ -72,7 +72,9 @@ def build_actions(settings: Settings, db: Database) -> Registry:
 
 def build_gate_checks(settings: Settings) -> GateChecks:
     """Every check a runbook gate may name (``gate: {check: …}``), for the API and the web."""
-    return {**access_review_checks(settings)}
+    from tenantops.finops.actions import budget_review_checks
+
+    return {**access_review_checks(settings), **budget_review_checks()}
 
 
 def tenant_state(db: Database) -> Callable[[str], str | None]:

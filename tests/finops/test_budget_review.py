@@ -142,12 +142,13 @@ def test_the_cli_starts_a_review_once(
 ) -> None:
     monkeypatch.setenv("TENANTOPS_URL", server.url)
     monkeypatch.setenv("TENANTOPS_TOKEN", mint_token(server.db, "frank", "finance"))
-    started = invoke(capsys, "finops", "review", "start", "cli-blue", "--month", "2030-01")
+    # The server runs on the wall clock: a month that is over whenever this test runs.
+    started = invoke(capsys, "finops", "review", "start", "cli-blue", "--month", "2026-01")
     assert started.code == 0, started
-    assert started.out.startswith("budget review 2030-01 of cli-blue started: run ")
-    again = invoke(capsys, "finops", "review", "start", "cli-blue", "--month", "2030-01")
+    assert started.out.startswith("budget review 2026-01 of cli-blue started: run ")
+    again = invoke(capsys, "finops", "review", "start", "cli-blue", "--month", "2026-01")
     assert again.code == 1
-    assert again.err.startswith("error: Conflict: the budget review of cli-blue for 2030-01")
+    assert again.err.startswith("error: Conflict: the budget review of cli-blue for 2026-01")
 
 
 def test_the_start_wakes_the_worker(

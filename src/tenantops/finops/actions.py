@@ -17,7 +17,14 @@ same bytes (``generated_at`` is the run's start), so a re-run is harmless.
 - ``finops.budget_snapshot`` (params ``month``): a tenant's cost, forecast,
   budget, ratio and top services for the Budget Review.
 - ``finops.record_review`` (params ``month``): the review's gate decisions as a
-  ledger ``note`` (``ref budget-review:<month>``), with who decided.
+  ledger ``note`` (``ref budget-review:<month>``), with who decided and the
+  decision's ``outcome`` (its first word: ``keep``, ``raise`` or ``lower``).
+- gate check ``budget_review.decision`` (named by the ``decide`` gate, runbook
+  1.1): a finance user's approval is refused (422, nothing recorded) unless its
+  comment starts with one of those words — exactly the comments
+  ``record_review`` records an outcome for — so a decision the ledger could not
+  read is corrected at the gate. No comment at all is accepted (no decision
+  written, outcome ``null``), as ``runbooks test`` approves.
 - ``finops.set_budget`` (params ``amount``, ``currency``): the tenant's monthly
   budget, set by whoever approved the run's gate (the Budget Change request),
   keeping the tenant's thresholds; a ``budget`` ledger row and its audit entry.
@@ -33,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
-from tenantops.errors import AppError
+from tenantops.errors import AppError, Unprocessable
 from tenantops.finops import budgets, ledger
 from tenantops.finops import service as finops_service
 from tenantops.finops.costs import CENT, Month
@@ -44,6 +51,7 @@ from tenantops.runbooks import chains, checklists, engine, spec
 from tenantops.runbooks.actions import (
     ActionContext,
     FunctionAction,
+    GateCheck,
     Registry,
     StepFailed,
     StepResult,
@@ -56,6 +64,9 @@ if TYPE_CHECKING:
 
 MONTHLY_RUNBOOK = "monthly-cost-report"
 REVIEW_RUNBOOK = "budget-review"
+REVIEW_OUTCOMES = ("keep", "raise", "lower")
+DECISION_CHECK = "budget_review.decision"
+DECISION_EXAMPLE = "raise to 3000 EUR: new batch workload"
 DUE_HOUR = 6
 SCHEDULER = Principal(
     subject="system:finops-scheduler", roles=frozenset({Role.ADMIN}), via="system"
@@ -75,6 +86,59 @@ def ensure_over(month: Month, now: datetime | None = None) -> None:
     """A 422 unless ``month`` is over at ``now``: its report would be incomplete."""
     end = datetime.combine(month.after, time(0), tzinfo=UTC)
     chains.ensure_over(month.label, end, unit="month", now=now)
+
+
+def ensure_begun(month: Month, now: datetime | None = None) -> None:
+    """A 422 unless ``month`` has begun at ``now``: a month not begun has no spend to review.
+
+    The current month is reviewable: its month-to-date cost and its forecast to
+    month end are what the review's gates ask finance to weigh.
+    """
+    current = Month.parse(None, now=now)
+    if month.first > current.first:
+        raise Unprocessable(
+            f"{month.label} has not begun, so it has no spend to review; "
+            f"review {current.label} (month to date) or an earlier month",
+            param="month",
+        )
+
+
+def review_outcome(comment: str | None) -> str | None:
+    """The outcome of a Budget Review decision: its first word, ``keep``, ``raise`` or ``lower``.
+
+    Any case, trailing ``:,.;`` allowed (``checklists.decision_word``, which
+    ``record_review`` records). ``None`` for no comment at all (no decision
+    written); ``Unprocessable`` for a comment that starts with another word, so
+    the ``decide`` gate refuses it before it is recorded.
+    """
+    text = (comment or "").strip()
+    if not text:
+        return None
+    outcome = checklists.decision_word(text, REVIEW_OUTCOMES)
+    if outcome is None:
+        raise Unprocessable(
+            "the decision must start with keep, raise or lower "
+            f"(e.g. {DECISION_EXAMPLE!r}), not {text[:60]!r}; nothing was decided"
+        )
+    return outcome
+
+
+def budget_review_checks() -> dict[str, GateCheck]:
+    """``budget_review.decision``: the ``decide`` gate's comment, checked before it is recorded."""
+
+    def decision_check(
+        session: Session,
+        *,
+        run: Run,
+        step_name: str,
+        decision: str,
+        comment: str | None,
+        principal: Principal,
+    ) -> None:
+        """A comment ``record_review`` would record no outcome for is refused at the gate."""
+        review_outcome(comment)
+
+    return {DECISION_CHECK: decision_check}
 
 
 def _month(ctx: ActionContext) -> Month:
@@ -216,7 +280,9 @@ def finops_actions(settings: Settings, db: Database) -> Registry:
         decision = gates.get("decide") or (list(gates.values())[-1] if gates else {})
         decider = str(decision.get("by") or ctx.actor)
         comment = str(decision.get("comment") or "")
-        outcome = checklists.decision_word(comment, ("keep", "raise", "lower"))
+        # Tolerant: a run pinned to runbook 1.0 had no gate check, so its comment may be no
+        # decision; it is recorded as given, with no outcome (the trail is not edited).
+        outcome = checklists.decision_word(comment, REVIEW_OUTCOMES)
         data = {
             "month": month.label,
             "review_run": ctx.run_id,
@@ -295,13 +361,16 @@ def start_budget_review(
 ) -> Run:
     """Start the Budget Review checklist of a tenant's month (409 while one is open).
 
-    The month defaults to the current one. Whoever starts it cannot tick its
-    gates (segregation of duties): another finance user completes it.
+    The month defaults to the current one (reviewed month to date, with its
+    forecast); a month not begun yet is refused (422): it has no spend. Whoever
+    starts it cannot tick its gates (segregation of duties): another finance
+    user completes it.
     """
     tenant = finops_service.visible_tenant(session, principal, ref)
+    period = report_month(month) if month else Month.parse(None)
+    ensure_begun(period)
     # Locked, so two starts at once cannot both find no open review and both start one.
     session.refresh(tenant, with_for_update=True)
-    period = report_month(month) if month else Month.parse(None)
     checklists.refuse_second_open_run(
         session,
         tenant_id=tenant.id,
