@@ -142,13 +142,18 @@ def test_params_are_templated_from_inputs_and_earlier_outputs(db: Database) -> N
 
 
 def test_a_template_naming_nothing_fails_the_run_with_the_reason(db: Database) -> None:
+    # An unknown step is refused when the runbook is loaded; an output key is known only here.
     run_id = start(
-        db, runbook("  - {name: one, action: noop, params: {x: '{{ steps.nope.y }}'}}\n")
+        db,
+        runbook(
+            "  - {name: one, action: noop}\n"
+            "  - {name: two, action: noop, params: {x: '{{ steps.one.nope.y }}'}}\n"
+        ),
     )
     drain(worker(db))
     run = run_of(db, run_id)
     assert run.status == "failed"
-    assert (run.error or "").startswith("step one failed: params:")
+    assert (run.error or "").startswith("step two failed: params:")
 
 
 def test_a_failing_step_is_retried_with_backoff_and_the_same_key(

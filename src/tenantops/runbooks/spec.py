@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tenantops.errors import NotFound, Unprocessable
 from tenantops.kit.canonical import canonical_json
+from tenantops.runbooks.template_check import template_problems
 
 DURATION = r"^\d+(ms|s|m|h|d)$"
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -243,7 +244,13 @@ class Loaded(BaseModel):
 
 
 def parse(text: str, source: str = "<string>") -> Loaded:
-    """Parse and validate YAML text; ``Unprocessable`` says where it is wrong."""
+    """Parse and validate YAML text; ``Unprocessable`` says where it is wrong.
+
+    Beyond the schema, every template must compile and read only earlier
+    steps' outputs and declared inputs (``template_check``): a run would fail
+    at that step. A pinned run's document is not parsed again, so a check
+    added here never stops a run already started.
+    """
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -259,6 +266,12 @@ def parse(text: str, source: str = "<string>") -> Loaded:
             f"{source}: {where}: {first['msg']}"
             + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
         ) from exc
+    problems = template_problems(runbook)
+    if problems:
+        raise Unprocessable(
+            f"{source}: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+        )
     return Loaded(runbook=runbook, hash=content_hash(document), source=source)
 
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -45,6 +45,21 @@ def templated(value: Any) -> bool:
     if isinstance(value, list):
         return any(templated(v) for v in value)
     return False
+
+
+def parse(value: str) -> nodes.Template:
+    """The syntax tree of the templated string ``value``, compiled first as ``render`` compiles it.
+
+    Raises the ``jinja2.TemplateError`` (bad syntax, an unknown filter or test)
+    that rendering would, so a runbook can be checked before it runs.
+    """
+    whole = _WHOLE_EXPRESSION.fullmatch(value)
+    if whole is not None:
+        _templates.compile_expression(whole.group(1))
+        return _templates.parse(value)
+    tree = _templates.parse(value)
+    _templates.compile(tree)
+    return tree
 
 
 def context_of(session: Session, run: Run) -> dict[str, Any]:

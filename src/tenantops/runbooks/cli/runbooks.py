@@ -102,7 +102,9 @@ def validate(
 ) -> None:
     """Check the shipped library and FILES against the runbook schema.
 
-    A gate's ``check`` must name a gate check this version installs.
+    Every template in ``params`` and ``wait`` must compile and read only the
+    outputs of earlier steps and declared inputs. A gate's ``check`` must name
+    a gate check this version installs.
     Stops at the first error with one line naming the file and the path in it.
     """
     checks = installed_checks()
