@@ -23,7 +23,12 @@ Where each number comes from:
   and not taken again. A run asleep on a timer, a backoff or a maintenance
   window is not stalled: its step is not due yet;
 - cost: month-to-date from the FinOps monthly roll-up in the budget's currency,
-  against the budget (the FinOps budget row, else the tenant's own).
+  against the budget (the FinOps budget row, else the tenant's own);
+- budget total: per currency, the budgets of the tenants that hold one
+  (``HOLDS_BUDGET``: approved to offboarding, suspended included), not of a
+  request, a rejected or an archived tenant, whose rows still show their own.
+  The cost total is every visible tenant's cost: money spent is spent, an
+  archived tenant's last days included.
 
 ``kpi_rows`` builds a row per tenant in SQL: the tenants joined to one
 grouped pass over the signal entries of the audit log, one over the incident
@@ -31,8 +36,8 @@ records, one over the open and breached runs, the budgets and the month's cost
 (decisions 0025, 0028, 0041).
 ``report_query`` materializes it once and reads it three times in one
 statement: sorted and cut for the table, aggregated for the totals, ranked by
-activation time for the median and p90. Tenants per state
-and budget per currency come from tenants and budgets alone. No Python pass
+activation time for the median and p90. Tenants per state,
+the currencies and the budget per currency come from tenants and budgets alone. No Python pass
 over the tenants, and the numbers stay exact (see
 ``tenantops.kit.sqltime.epoch_micros``).
 
@@ -80,6 +85,7 @@ from tenantops.itil.states import DONE, Kind
 from tenantops.kit.sqltime import epoch_micros, seconds
 from tenantops.kpis.schemas import SORT_KEYS, KpiFilter
 from tenantops.runbooks.models import Run, RunStep
+from tenantops.tenants.lifecycle import TERMINAL, TenantState
 from tenantops.tenants.models import Tenant
 
 SLA = timedelta(minutes=30)
@@ -93,6 +99,11 @@ SIGNAL_ACTIONS = {
     "breakglass.opened": "security_events",
 }
 Columns = TypeVarTuple("Columns")
+# The states in which a tenant holds a budget the platform carries: from its approval
+# (a request's budget is asked for, not granted) until it is archived or rejected (the
+# lifecycle's TERMINAL). Suspended or offboarding, it still has one and still spends.
+# Derived from the lifecycle, so a new state counts unless it is terminal or a request.
+HOLDS_BUDGET = frozenset(TenantState) - TERMINAL - {TenantState.REQUESTED}
 
 
 def visible(principal: Principal, filters: KpiFilter) -> list[ColumnElement[bool]]:
@@ -427,18 +438,27 @@ def platform_incidents(session: Session) -> tuple[int, int]:
 
 def states_and_budgets(
     session: Session, money: Money, where: list[ColumnElement[bool]]
-) -> tuple[dict[str, int], dict[str, Decimal]]:
-    """Tenants per state and budget per currency: they need no audit, run or cost pass."""
+) -> tuple[dict[str, int], dict[str, Decimal], list[str]]:
+    """Tenants per state, budget per currency, and the currencies: no audit, run or cost pass.
+
+    The budget total is what the platform carries: only tenants in ``HOLDS_BUDGET``
+    count (not a request, a rejected or an archived tenant). The currencies are those of
+    every visible tenant, so the cost total still covers a currency in which no tenant
+    holds a budget any more (an archived tenant's spend this month).
+    """
     states = select(Tenant.state, func.count()).where(*where).group_by(Tenant.state)
     by_state = {str(state): int(n) for state, n in session.execute(states)}
+    held = case((Tenant.state.in_(sorted(HOLDS_BUDGET)), money.budget))
     budgets = money.join(
-        select(money.currency, func.sum(money.budget)).select_from(Tenant), cost=False
-    )
-    budget = {
-        str(code): cents(dec(total))
-        for code, total in session.execute(budgets.where(*where).group_by(money.currency))
-    }
-    return dict(sorted(by_state.items())), dict(sorted(budget.items()))
+        select(money.currency, func.sum(held)).select_from(Tenant), cost=False
+    ).where(*where)
+    currencies: list[str] = []
+    budget: dict[str, Decimal] = {}
+    for code, total in session.execute(budgets.group_by(money.currency)):
+        currencies.append(str(code))
+        if total is not None:  # NULL: no tenant in this currency holds a budget
+            budget[str(code)] = cents(dec(total))
+    return dict(sorted(by_state.items())), dict(sorted(budget.items())), sorted(currencies)
 
 
 def dec(value: object) -> Decimal:

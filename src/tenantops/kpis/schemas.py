@@ -84,8 +84,14 @@ class OverallKpis(BaseModel):
     security_events: int
     runs_in_progress: int
     runs_stalled: int
-    cost_mtd: dict[str, Decimal]
-    budget: dict[str, Decimal]
+    cost_mtd: dict[str, Decimal] = Field(
+        description="Month to date per currency, of every tenant in view (an archived "
+        "tenant's last days included); empty for staff who may not read cost"
+    )
+    budget: dict[str, Decimal] = Field(
+        description="Per currency, the budgets of the tenants that hold one: approved to "
+        "offboarding, suspended included; not requested, rejected or archived tenants"
+    )
 
 
 class KpiReport(BaseModel):

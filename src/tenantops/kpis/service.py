@@ -98,9 +98,8 @@ def compute_kpis(
     where = visible(principal, filters)
     money = Money(month=month, cost_column=cost_column, sees_cost=sees_cost)
     rows = kpi_rows(where=where, money=money, now=now).cte("kpi").prefix_with("MATERIALIZED")
-    by_state, budget = states_and_budgets(session, money, where)
+    by_state, budget, currencies = states_and_budgets(session, money, where)
     # Money totals are sums of the unrounded figures, rounded once.
-    currencies = list(budget)
     picked = session.execute(report_query(rows, filters.sort, filters.limit, currencies)).all()
     shown = [_tenant_row(r) for r in picked]
     first = picked[0] if picked else None
