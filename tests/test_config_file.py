@@ -77,3 +77,39 @@ def test_worker_concurrency_is_bounded_by_the_same_figure_as_the_cli(
     assert result.code != 0
     assert "concurrency" in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8090"),
+        ("0.0.0.0", "http://127.0.0.1:8090"),  # noqa: S104 - a bind address, not bound here
+        ("::", "http://127.0.0.1:8090"),
+        ("ops.internal", "http://ops.internal:8090"),
+        ("::1", "http://[::1]:8090"),
+    ],
+)
+def test_message_links_follow_the_servers_host_and_port(
+    monkeypatch: pytest.MonkeyPatch, host: str, url: str
+) -> None:
+    """Unset, the links in messages open where ``serve`` listens, not on a fixed 8080."""
+    monkeypatch.delenv("TENANTOPS_CONFIG_FILE", raising=False)
+    monkeypatch.delenv("TENANTOPS_NOTIFY__DASHBOARD_URL", raising=False)
+    monkeypatch.setenv("TENANTOPS_HOST", host)
+    monkeypatch.setenv("TENANTOPS_PORT", "8090")
+    assert Settings().notify.dashboard_url == url
+
+
+def test_an_explicit_dashboard_url_wins_over_the_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TENANTOPS_CONFIG_FILE", raising=False)
+    monkeypatch.setenv("TENANTOPS_PORT", "8090")
+    monkeypatch.setenv("TENANTOPS_NOTIFY__DASHBOARD_URL", "https://ops.example.com")
+    assert Settings().notify.dashboard_url == "https://ops.example.com"
+    # From the TOML file as well; the port from the environment changes nothing.
+    monkeypatch.delenv("TENANTOPS_NOTIFY__DASHBOARD_URL")
+    config = tmp_path / "tenantops.toml"
+    config.write_text('[notify]\ndashboard_url = "https://file.example.com"\n')
+    monkeypatch.setenv("TENANTOPS_CONFIG_FILE", str(config))
+    assert Settings().notify.dashboard_url == "https://file.example.com"

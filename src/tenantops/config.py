@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -91,6 +91,10 @@ class SMTPSettings(BaseModel):
     model_config = {"populate_by_name": True}
 
 
+# Bind addresses no reader can open: a link to this server names the loopback one.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104 - matched, not bound
+
+
 class NotifySettings(BaseModel):
     """Who the stakeholder roles of a notification are (``to: legal`` and so on).
 
@@ -113,7 +117,9 @@ class NotifySettings(BaseModel):
         description="SLA breaches go here, and pages to role:oncall (the default policy)",
     )
     dashboard_url: str = Field(
-        default="http://127.0.0.1:8080", description="base of links in the onboarding pack"
+        default="http://127.0.0.1:8080",
+        description="base of links in messages; unset: this server's host and port "
+        "(Settings.own_url), so a link follows TENANTOPS_PORT",
     )
 
 
@@ -309,6 +315,34 @@ class Settings(BaseSettings):
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"TENANTOPS_CONFIG_FILE={path} is not valid TOML: {exc}") from None
         return init_settings, env_settings, from_file, file_secret_settings
+
+    @model_validator(mode="after")
+    def _links_follow_the_address(self) -> Settings:
+        """An unset ``notify.dashboard_url`` is this server's own URL, not a fixed port.
+
+        A message's links must open where ``serve`` listens (``TENANTOPS_HOST``,
+        ``TENANTOPS_PORT``); an explicit ``TENANTOPS_NOTIFY__DASHBOARD_URL`` (a proxy,
+        a public name) wins. Filled once, here: a later assignment to ``host`` or
+        ``port`` does not run this again.
+        """
+        if "dashboard_url" not in self.notify.model_fields_set:
+            # A copy: a NotifySettings passed in may be shared. Not through the
+            # attribute: that would mark the URL as set explicitly.
+            filled = self.notify.model_copy()
+            filled.__dict__["dashboard_url"] = self.own_url()
+            self.notify = filled
+        return self
+
+    def own_url(self) -> str:
+        """``http://host:port`` of this server as a reader can open it.
+
+        A wildcard bind address (``0.0.0.0``, ``::``) is no address to open: the
+        loopback one stands in for it; an IPv6 address is bracketed.
+        """
+        host = "127.0.0.1" if self.host in WILDCARD_HOSTS else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     def resolved_database_url(self) -> str:
         """The URL to connect to: the configured one, or the embedded SQLite file."""
