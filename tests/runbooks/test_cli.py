@@ -283,7 +283,7 @@ def test_validate_refuses_a_gate_check_no_server_installs(cli: CLI, tmp_path: Pa
     (line,) = result.err.strip().splitlines()
     assert line == (
         f"error: {typo}: steps.4.gate.check: no gate check 'access_review.decisions' is"
-        " installed (known: access_review.decision)"
+        " installed (known: access_review.decision, budget_review.decision)"
     )
 
 
