@@ -113,3 +113,13 @@ def test_an_explicit_dashboard_url_wins_over_the_port(
     config.write_text('[notify]\ndashboard_url = "https://file.example.com"\n')
     monkeypatch.setenv("TENANTOPS_CONFIG_FILE", str(config))
     assert Settings().notify.dashboard_url == "https://file.example.com"
+
+
+def test_serve_flags_given_to_the_constructor_move_the_links_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `tenantops serve --port` builds its settings this way: the links follow the flag.
+    monkeypatch.setenv("TENANTOPS_PORT", "9999")
+    monkeypatch.delenv("TENANTOPS_NOTIFY__DASHBOARD_URL", raising=False)
+    settings = Settings.model_validate({"port": 8095, "host": "0.0.0.0"})  # noqa: S104
+    assert (settings.port, settings.notify.dashboard_url) == (8095, "http://127.0.0.1:8095")

@@ -86,11 +86,12 @@ def serve(
     from tenantops.auth.principal import Role
     from tenantops.store import open_database
 
-    settings = Settings()
     # The flags win over the environment, and the app must know where it listens
-    # (the built-in tenant probe and the links it sends are built from them).
-    settings.host = host or settings.host
-    settings.port = port or settings.port
+    # (the built-in tenant probe and the links it sends are built from them):
+    # given to the constructor, so the links derived from host and port follow.
+    settings = Settings.model_validate(
+        {name: value for name, value in (("host", host), ("port", port)) if value}
+    )
     db = open_database(settings, migrate_empty=True)
     if settings.bootstrap_admin and settings.oidc.issuer is None:
         with db.write() as session:

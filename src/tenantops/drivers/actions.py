@@ -86,10 +86,7 @@ def health_url_template(settings: Settings) -> str:
     """The configured per-tenant URL, or this server's built-in probe."""
     if settings.health.base_url:
         return settings.health.base_url
-    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}/probe/tenants/{{tenant}}"
+    return f"{settings.own_url()}/probe/tenants/{{tenant}}"
 
 
 def local_drivers(settings: Settings, db: Database) -> Drivers:

@@ -27,7 +27,6 @@ from tenantops.web.models import FirstStart, WebUser
 
 USERNAME = "admin"
 PASSWORD_BYTES = 18  # 24 URL-safe characters, 144 random bits
-WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104 - matched, not bound
 
 
 @dataclass(frozen=True)
@@ -71,10 +70,7 @@ def first_start(session: Session, *, actor: Principal) -> FirstAdmin | None:
 
 def login_url(settings: Settings) -> str:
     """Where a browser on this machine finds the login page of ``serve``."""
-    host = "127.0.0.1" if settings.host in WILDCARD_HOSTS else settings.host
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}/login"
+    return f"{settings.own_url()}/login"
 
 
 def announcement(admin: FirstAdmin, url: str) -> str:
