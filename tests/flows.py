@@ -4,7 +4,8 @@ The plain calls (``create``, ``decide``, ``send_event``, ``suspend`` …) return
 the response, for a test that looks at a refusal. ``request_tenant``, ``approve``
 and ``step`` assert that the call succeeded and return its JSON body; ``ok`` and
 ``problem`` check any response. ``tenant_in`` brings a fresh tenant to any state
-of the lifecycle. ``client`` is a ``TestClient``, or an ``httpx.Client`` whose
+of the lifecycle; ``reactivated`` records what a reactivation run's last step
+does. ``client`` is a ``TestClient``, or an ``httpx.Client`` whose
 ``base_url`` is a real server.
 """
 
@@ -13,7 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from tenantops.db import Database
+from tenantops.runbooks import engine
 from tenantops.runbooks.worker import Worker
+from tenantops.tenants import service as tenants
+from tenantops.tenants.actions import ENGINE as RUNBOOK_ENGINE
 from tenantops.tenants.lifecycle import TenantState
 from tests.conftest import Actors, Headers
 from tests.factories import tenant_body
@@ -113,6 +118,22 @@ def decide_reactivation(
         headers=who,
     )
     return response
+
+
+def reactivated(db: Database, tenant_id: str) -> str:
+    """The approved reactivation carried out as its run's ``reactivated`` step records it
+    (``tenants.service.complete_reactivation``), without the isolation steps before it:
+    API tests run no worker. Returns the tenant's state; the run stays open."""
+    with db.write() as session:
+        [run] = engine.open_runs(session, tenant_id=tenant_id, runbook_id="tenant-reactivation")
+        tenant = tenants.complete_reactivation(
+            session,
+            principal=RUNBOOK_ENGINE,
+            ref=tenant_id,
+            request_id=run.inputs["approval_request_id"],
+            run_id=run.id,
+        )
+        return tenant.state
 
 
 # --- the same calls, which must succeed ----------------------------------------------

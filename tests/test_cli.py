@@ -177,8 +177,11 @@ def test_a_tenant_from_request_to_offboarding(server: Server, cli: CLI) -> None:
 
     asked = cli.ok("tenants", "reactivate", "cli-acme", "--reason", "paid in full", "--token", am)
     assert "waiting for a governance approval" in asked
-    shown = cli.ok("tenants", "reactivate", "cli-acme", "--approve", "--token", gov2)
-    assert _field(shown, "state") == "active"
+    approved = cli("tenants", "reactivate", "cli-acme", "--approve", "--token", gov2)
+    assert approved.code == 0, approved.err
+    # Active only once the reactivation run has reversed the isolation (no worker here).
+    assert _field(approved.out, "state") == "suspended"
+    assert "stays suspended until its tenant-reactivation run" in approved.err
 
     shown = cli.ok(
         "tenants", "offboard", "cli-acme", "--reason", "contract ended", "--ticket", "RITM9",

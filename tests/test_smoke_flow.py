@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from tests import flows
 from tests.conftest import Actors
 from tests.factories import tenant_body
 
@@ -56,7 +57,8 @@ def test_request_approve_provision_suspend_reactivate_offboard(
         headers=gov,
     )
     assert r.status_code == 200, r.text
-    assert r.json()["state"] == "active"
+    assert r.json()["state"] == "suspended"  # until the reactivation run has restored it
+    assert flows.reactivated(client.app.state.db, tid) == "active"  # type: ignore[attr-defined]
 
     r = client.post("/api/v1/tenants/acme/offboard", json={"reason": "contract ended"}, headers=am)
     assert r.json()["state"] == "offboarding"
@@ -75,6 +77,7 @@ def test_request_approve_provision_suspend_reactivate_offboard(
         "tenant.step.verified",
         "tenant.suspended",
         "tenant.reactivation.requested",
+        "tenant.reactivation.approved",
         "tenant.reactivated",
         "tenant.offboarding",
         "tenant.step.archive",

@@ -8,7 +8,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tenantops.approvals.rules import PriorDecision, check_decision, outcome
-from tenantops.errors import AlreadyDecided, Forbidden, SegregationOfDuties, Unprocessable
+from tenantops.db import Database
+from tenantops.errors import (
+    AlreadyDecided,
+    Conflict,
+    Forbidden,
+    SegregationOfDuties,
+    Unprocessable,
+)
+from tenantops.tenants import service as tenants
+from tenantops.tenants.actions import ENGINE as RUNBOOK_ENGINE
 from tenantops.tenants.lifecycle import TenantState
 from tests import flows
 from tests.conftest import Actors, TokenFactory
@@ -239,6 +248,11 @@ def test_one_rejection_rejects(client: TestClient, actors: Actors, first: str | 
 # --- reactivation -------------------------------------------------------------
 
 
+def _db(client: TestClient) -> Database:
+    db: Database = client.app.state.db  # type: ignore[attr-defined]
+    return db
+
+
 def _suspended_tenant(client: TestClient, actors: Actors) -> str:
     tid: str = flows.tenant_in(client, actors, TenantState.SUSPENDED)["id"]
     return tid
@@ -273,8 +287,13 @@ def test_reactivation_only_after_governance_approves_that_request(
 
     response = flows.decide_reactivation(client, tid, request["id"], gov)
     assert response.status_code == 200, response.text
-    assert response.json()["state"] == "active"
-    # The request is spent: it cannot reactivate again.
+    # Approved: the reactivation run starts; the tenant stays suspended until it ends.
+    assert response.json()["state"] == "suspended"
+    # The request is spent: it cannot be decided again, nor another one filed meanwhile.
+    flows.problem(flows.decide_reactivation(client, tid, request["id"], gov), 404)
+    busy = flows.problem(flows.request_reactivation(client, tid, am), 409)
+    assert "is being reactivated (run " in busy["detail"]
+    assert flows.reactivated(_db(client), tid) == "active"
     problem = flows.problem(flows.decide_reactivation(client, tid, request["id"], gov), 409)
     assert problem["current_state"] == "active"
 
@@ -291,7 +310,8 @@ def test_rejected_reactivation_keeps_the_tenant_suspended(
     # The rejected request cannot be approved afterwards; a new one can.
     flows.problem(flows.decide_reactivation(client, tid, first, gov), 404)
     second = flows.request_reactivation(client, tid, am).json()["id"]
-    assert flows.decide_reactivation(client, tid, second, gov).json()["state"] == "active"
+    assert flows.decide_reactivation(client, tid, second, gov).json()["state"] == "suspended"
+    assert flows.reactivated(_db(client), tid) == "active"
     statuses = [
         (r["kind"], r["status"])
         for r in client.get(f"/api/v1/tenants/{tid}/approvals", headers=am).json()
@@ -314,7 +334,8 @@ def test_requester_of_a_reactivation_cannot_approve_it(
     assert "you requested this change" in problem["detail"]
     assert _state(client, tid, olga) == "suspended"
     response = flows.decide_reactivation(client, tid, request_id, actors.gov)
-    assert response.json()["state"] == "active"
+    assert response.status_code == 200, response.text
+    assert flows.reactivated(_db(client), tid) == "active"
 
 
 def test_offboarding_cancels_a_pending_reactivation(client: TestClient, actors: Actors) -> None:
@@ -327,3 +348,29 @@ def test_offboarding_cancels_a_pending_reactivation(client: TestClient, actors: 
     assert problem["current_state"] == "offboarding"
     kinds = client.get(f"/api/v1/tenants/{tid}/approvals", headers=am).json()
     assert kinds[-1]["status"] == "cancelled"
+
+
+def test_only_the_approved_request_of_the_tenant_reactivates_it(
+    client: TestClient, actors: Actors
+) -> None:
+    tid = _suspended_tenant(client, actors)
+    other = _suspended_tenant(client, actors)
+    pending = flows.request_reactivation(client, tid, actors.am).json()["id"]
+    theirs = flows.request_reactivation(client, other, actors.am).json()["id"]
+    flows.ok(flows.decide_reactivation(client, other, theirs, actors.gov))
+
+    def complete(request_id: str) -> None:
+        with _db(client).write() as session:
+            tenants.complete_reactivation(
+                session, principal=RUNBOOK_ENGINE, ref=tid, request_id=request_id, run_id="r"
+            )
+
+    for request_id, says in [
+        (pending, "is pending, not approved"),
+        (theirs, "no reactivation request"),
+        ("no-such-request", "no reactivation request"),
+    ]:
+        with pytest.raises(Conflict) as refused:
+            complete(request_id)
+        assert says in refused.value.detail
+    assert _state(client, tid, actors.am) == "suspended"

@@ -15,6 +15,7 @@ from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.errors import AuditUnavailable
 from tenantops.kit.clock import as_utc
+from tests import flows
 from tests.audit.helpers import count, entries
 from tests.conftest import Actors, Headers
 from tests.factories import tenant_body
@@ -218,12 +219,22 @@ def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_an
         status=200,
         actor="gus",
         roles=["governance"],
-        action="tenant.reactivated",
+        action="tenant.reactivation.approved",
         tenant_id=tid,
         at=send.at,
     )
-    assert e.changes == state_change("suspended", "active")
+    assert e.changes == {}  # active only when the reactivation run has restored it
     assert e.detail["comment"] == "paid in full"
+    assert e.detail["run_id"]
+    assert flows.reactivated(db, tid) == "active"
+    [e] = [x for x in entries(db) if x.tenant_id == tid][-1:]
+    assert (e.action, e.actor, e.request_id) == (
+        "tenant.reactivated",
+        "system:runbook-engine",
+        None,
+    )
+    assert e.changes == state_change("suspended", "active")
+    assert e.detail["approval_request_id"] == request_id
 
     r, new = send("POST", "/tenants/globex/offboard", am, {"reason": "contract ended"})
     e = the_one(
@@ -239,7 +250,7 @@ def test_every_change_writes_one_entry_with_actor_roles_action_tenant_request_an
     assert e.changes == state_change("active", "offboarding")
 
     # Request ids are distinct per request and the chain is intact.
-    ids = [x.request_id for x in entries(db) if x.tenant_id == tid]
+    ids = [x.request_id for x in entries(db) if x.tenant_id == tid and x.request_id]
     assert len(ids) == len(set(ids)) == 10
     with audit.snapshot(db) as session:
         assert audit.verify(session).ok

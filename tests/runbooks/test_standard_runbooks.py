@@ -183,10 +183,15 @@ def _walk_the_lifecycle(
         json={"decision": "approve"},
         headers=people["gwen"],
     )
-    assert r.json()["state"] == "active"
+    assert r.json()["state"] == "suspended"  # until the isolation is reversed
     run = wait_for(lambda: finished("tenant-reactivation"), "reactivation to finish")
     assert run["status"] == "succeeded", run
     assert any("Lift the isolation of tenant acme" in line for line in git_log(data / "gitops"))
+    assert tenant()["state"] == "active"
+    steps = [
+        s["name"] for s in api.get(f"/runs/{run['id']}", headers=people["oli"]).json()["steps"]
+    ]
+    assert steps.index("reactivated") > steps.index("enable-access")  # active once restored
 
     # Offboarding: export, revocation, namespace removal, certificate, archived.
     r = api.post("/tenants/acme/offboard", json={"reason": "contract ended"}, headers=people["amy"])

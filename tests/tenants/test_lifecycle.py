@@ -32,6 +32,7 @@ from tests.flows import (
     decide_reactivation,
     ok,
     problem,
+    reactivated,
     request_reactivation,
     send_event,
     tenant_in,
@@ -158,6 +159,14 @@ class Action:
     complete: Callable[[TestClient, Actors, str, Any], Any] = lambda c, a, t, first: first
 
 
+def _reactivate(client: TestClient, actors: Actors, tid: str, request_id: str) -> Any:
+    """Approve, then the reactivation run's last step: only that makes the tenant active."""
+    approved = ok(decide_reactivation(client, tid, request_id, actors.gov))
+    assert approved["state"] == "suspended"
+    reactivated(client.app.state.db, tid)  # type: ignore[attr-defined]
+    return client.get(f"/api/v1/tenants/{tid}", headers=actors.am)
+
+
 ACTIONS = [
     Action(
         E.APPROVE,
@@ -169,7 +178,7 @@ ACTIONS = [
     Action(
         E.REACTIVATE,
         lambda c, a, t: request_reactivation(c, t, a.am),
-        lambda c, a, t, first: decide_reactivation(c, t, ok(first, 201)["id"], a.gov),
+        lambda c, a, t, first: _reactivate(c, a, t, ok(first, 201)["id"]),
     ),
     Action(E.OFFBOARD, PATH[S.OFFBOARDING][1]),
     *(
@@ -256,5 +265,6 @@ def test_the_milestones_are_set_once_by_the_moves_that_reach_them(
     clock.advance(hours=1)
     ok(PATH[S.SUSPENDED][1](client, actors, tid))
     request = ok(request_reactivation(client, tid, actors.am), 201)
-    assert ok(decide_reactivation(client, tid, request["id"], actors.gov))["state"] == "active"
+    assert ok(decide_reactivation(client, tid, request["id"], actors.gov))["state"] == "suspended"
+    assert reactivated(client.app.state.db, tid) == "active"  # type: ignore[attr-defined]
     assert milestones() == first

@@ -332,7 +332,7 @@ def test_without_a_session_the_inbox_sends_to_login(web: TestClient) -> None:
 # --- reactivation -----------------------------------------------------------------------
 
 
-def test_reactivation_appears_for_governance_and_approving_reactivates(
+def test_reactivation_appears_for_governance_and_approving_starts_it(
     web: TestClient, actors: Actors, user: UserFactory
 ) -> None:
     body = flows.tenant_in(web, actors, TenantState.SUSPENDED, name="delta-shop")
@@ -350,9 +350,13 @@ def test_reactivation_appears_for_governance_and_approving_reactivates(
     assert "invoice paid" in item
     assert "Tenant reactivation approvals" in html
     html = decide(web, hidden(html, key), "approve", "paid in full")
-    assert flash(html) == "ok: You approved the reactivation of delta-shop; the tenant is active."
+    assert flash(html) == (
+        "ok: You approved the reactivation of delta-shop; it stays suspended until its"
+        " reactivation run has restored network, queues, secrets and access."
+    )
     assert key not in html
-    assert tenant(web, tid, actors.am)["state"] == "active"
+    assert tenant(web, tid, actors.am)["state"] == "suspended"
+    assert flows.reactivated(web.app.state.db, tid) == "active"  # type: ignore[attr-defined]
 
 
 # --- runbook gates ------------------------------------------------------------------------

@@ -27,8 +27,10 @@ from tests.flows import (
     PATH,
     S,
     approve,
+    decide_reactivation,
     drain,
     ok,
+    reactivated,
     request_reactivation,
     request_tenant,
     tenant_in,
@@ -384,6 +386,14 @@ def test_a_tenant_owner_requests_reactivation_through_the_page(
     assert [(a["status"], a["requested_by"], a["reason"]) for a in pending] == [
         ("pending", "olga", "we paid")
     ]
+    assert actions_of(web.get(f"/tenants/{tenant['name']}").text) == set()  # pending
+
+    # Approved: still suspended while its run restores it, and not offered again.
+    ok(decide_reactivation(web, tenant["id"], pending[0]["id"], actors.gov))
+    page = web.get(f"/tenants/{tenant['name']}")
+    assert 'data-state="suspended"' in page.text
+    assert actions_of(page.text) == set()
+    assert reactivated(web.app.state.db, tenant["id"]) == "active"  # type: ignore[attr-defined]
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(

@@ -45,6 +45,21 @@ def pending_request(session: Session, *, tenant_id: str, kind: str) -> ApprovalR
     return request
 
 
+def approved_request(
+    session: Session, *, request_id: str, tenant_id: str, kind: str
+) -> ApprovalRequest:
+    """The approved request ``request_id`` of ``kind`` for the tenant; ``Conflict`` otherwise.
+
+    What a runbook step started by an approval checks before it acts on it.
+    """
+    request = session.get(ApprovalRequest, request_id)
+    if request is None or request.tenant_id != tenant_id or request.kind != kind:
+        raise Conflict(f"no {kind} request {request_id!r} for this tenant")
+    if request.status != "approved":
+        raise Conflict(f"the {kind} request {request_id} is {request.status}, not approved")
+    return request
+
+
 def decide(
     session: Session,
     *,

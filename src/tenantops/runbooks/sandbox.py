@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tenantops.approvals import service as approvals
 from tenantops.auth import tokens
 from tenantops.auth.principal import SYSTEM, Principal, Role
 from tenantops.db import Database
@@ -104,13 +105,14 @@ _SAMPLE_TENANT = TenantCreate(
 # runs to completion, except those the last stage starts: the one under test
 # replaces them.
 BREAK_GLASS = "emergency-break-glass"
+REACTIVATION = "tenant-reactivation"
 # Inputs a service fills from a record it creates before it starts the runbook.
 GRANTED_INPUTS = {BREAK_GLASS: frozenset({"token_id", "subject", "expires_at"})}
 TENANT_STAGES = ("requested", "approved", "active", "suspended", "reactivated", "offboarding")
 STAGE_OF_RUNBOOK = {
     "tenant-onboarding": "approved",
     "tenant-suspension": "suspended",
-    "tenant-reactivation": "reactivated",
+    REACTIVATION: "reactivated",
     "tenant-offboarding": "offboarding",
 }
 
@@ -274,13 +276,25 @@ def inputs_for(
     return values
 
 
-def granted_inputs(db: Database, runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
+def granted_inputs(
+    db: Database, runbook: Runbook, given: dict[str, Any], tenant: TenantRead | None = None
+) -> dict[str, Any]:
     """The inputs a service hands a runbook it starts, for the record it made first.
 
     Break glass is started by ``POST /api/v1/break-glass`` with the token it has
     just minted; its revoke step needs that token to exist. The test mints one
     the same way (for the example duration) unless ``--input token_id=…`` names one.
+    A reactivation is started for the approved request its last step checks:
+    the sample tenant's, unless ``--input approval_request_id=…`` names one.
     """
+    if runbook.id == REACTIVATION and tenant is not None and "approval_request_id" not in given:
+        with db.read() as session:
+            approved = [
+                r.id
+                for r in approvals.list_for_tenant(session, tenant_id=tenant.id)
+                if r.kind == approvals.REACTIVATION and r.status == "approved"
+            ]
+        return {**given, "approval_request_id": approved[-1]} if approved else given
     if runbook.id != BREAK_GLASS or "token_id" in given:
         return given
     declared = runbook.inputs.get("duration")

@@ -185,7 +185,7 @@ def run_runbook_test(
             }
             _closed_windows(db, runbook, clock, notes)
             tenant = setup_tenant(db, real, clock, runbook, tenant_state, notes)
-            given = granted_inputs(db, runbook, inputs or {})
+            given = granted_inputs(db, runbook, inputs or {}, tenant)
             with db.write() as session:
                 run_id = engine.start_run(
                     session,

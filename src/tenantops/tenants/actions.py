@@ -53,6 +53,28 @@ def _transition_apply(session: Session, ctx: ActionContext, result: StepResult) 
     result.evidence["state"] = tenant.state
 
 
+def _reactivate_run(ctx: ActionContext) -> StepResult:
+    request_id = str(ctx.inputs.get("approval_request_id") or "")
+    if not request_id:
+        raise StepFailed(
+            f"{ctx.step_name}: tenant.reactivate needs the run's approval_request_id",
+            retriable=False,
+        )
+    return StepResult(output={"approval_request_id": request_id})
+
+
+def _reactivate_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+    """The tenant active again, once the steps before have reversed its isolation."""
+    tenant = service.complete_reactivation(
+        session,
+        principal=ENGINE,
+        ref=_tenant_id(ctx),
+        request_id=result.output["approval_request_id"],
+        run_id=ctx.run_id,
+    )
+    result.evidence["state"] = tenant.state
+
+
 def _tier_run(ctx: ActionContext) -> StepResult:
     tier = str(ctx.params.get("tier") or "")
     if not tier:
@@ -243,6 +265,7 @@ def tenant_actions(data_dir: Path) -> Registry:
     return {
         "tenant.transition": FunctionAction(_transition_run, _transition_apply),
         "tenant.change_tier": FunctionAction(_tier_run, _tier_apply),
+        "tenant.reactivate": FunctionAction(_reactivate_run, _reactivate_apply),
         "tenant.require_state": FunctionAction(_state_run, _state_apply),
         "tenant.create_requested": FunctionAction(_create_run, _create_apply),
         "tenant.collect_evidence": FunctionAction(_nothing, files.collect_evidence),

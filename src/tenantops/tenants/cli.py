@@ -231,6 +231,12 @@ def reactivate(
         body = {"decision": "approve" if approve else "reject", "comment": comment}
         path = f"/tenants/{tenant}/reactivation-requests/{pending[0]['id']}/approvals"
         _show(client.post(path, body), as_json)
+    if approve:
+        typer.echo(
+            f"approved: {tenant} stays suspended until its tenant-reactivation run has restored"
+            f" network, queues, secrets and access (tenantops runs list --tenant {tenant})",
+            err=True,
+        )
 
 
 @app.command("offboard")

@@ -409,9 +409,10 @@ def request_reactivation(
     ref: str,
     data: ReactivationRequestCreate,
 ) -> ApprovalRequestRead:
-    """Ask governance to reactivate a suspended tenant."""
+    """Ask governance to reactivate a suspended tenant (not while a reactivation runs)."""
     tenant = _lock(session, principal=principal, ref=ref, if_match=None)
     lifecycle.ensure_possible(TenantState(tenant.state), TenantEvent.REACTIVATE)
+    _no_reactivation_running(session, tenant)
     request = approvals.open_request(
         session,
         tenant_id=tenant.id,
@@ -443,7 +444,13 @@ def decide_reactivation(
     data: ReactivationDecisionCreate,
     if_match: int | None = None,
 ) -> Tenant:
-    """Governance decides a reactivation request; approval makes the tenant active."""
+    """Governance decides a reactivation request; approval starts the reactivation run.
+
+    The tenant stays ``suspended`` until that run has reversed every isolation
+    step: its ``reactivated`` step (``complete_reactivation``) makes it active.
+    A run that fails leaves a suspended tenant that is still isolated, never an
+    "active" one that is not.
+    """
     tenant = _lock(session, principal=principal, ref=ref, if_match=if_match)
     # The state first: reactivating a tenant that is not suspended is a 409 naming
     # its state, not a 404 about a request that cannot exist in that state.
@@ -483,26 +490,58 @@ def decide_reactivation(
         detail["run_id"] = runs.start(
             session, runs.REACTIVATION_RUNBOOK, tenant, principal, approval_request_id=request.id
         )
-        return _move(
-            session,
-            tenant,
-            TenantEvent.REACTIVATE,
-            principal=principal,
-            action="tenant.reactivated",
-            facts=Facts(reactivation_approved=True),
-            detail=detail,
-        )
     tenant.updated_at = utcnow()
     session.flush()
     audit.record(
         session,
         actor=principal,
-        action="tenant.reactivation.rejected",
+        action=f"tenant.reactivation.{status}",
         tenant_id=tenant.id,
         changes={},
         detail=detail,
     )
     return tenant
+
+
+def complete_reactivation(
+    session: Session, *, principal: Principal, ref: str, request_id: str, run_id: str
+) -> Tenant:
+    """Make a suspended tenant active again: the last step of its reactivation run.
+
+    Only on the approved reactivation request the run was started for; the
+    runbook calls this after it has restored network, queues, secrets and access.
+    """
+    tenant = _lock(session, principal=principal, ref=ref, if_match=None)
+    request = approvals.approved_request(
+        session, request_id=request_id, tenant_id=tenant.id, kind=approvals.REACTIVATION
+    )
+    return _move(
+        session,
+        tenant,
+        TenantEvent.REACTIVATE,
+        principal=principal,
+        action="tenant.reactivated",
+        facts=Facts(reactivation_approved=True),
+        detail={"approval_request_id": request.id, "run_id": run_id},
+    )
+
+
+def reactivation_run(session: Session, tenant_id: str) -> str | None:
+    """The run carrying out an approved reactivation of the tenant, while it is open."""
+    running = engine.open_runs(
+        session, tenant_id=tenant_id, runbook_id=runs.REACTIVATION_RUNBOOK, lock=False
+    )
+    return running[0].id if running else None
+
+
+def _no_reactivation_running(session: Session, tenant: Tenant) -> None:
+    """``Conflict`` while an approved reactivation of ``tenant`` is still being carried out."""
+    run_id = reactivation_run(session, tenant.id)
+    if run_id is not None:
+        raise Conflict(
+            f"tenant {tenant.name} is being reactivated (run {run_id}); "
+            "it becomes active when that run finishes — retry or cancel the run instead"
+        )
 
 
 def offboard_tenant(

@@ -123,6 +123,11 @@ def _decide(request: Request, principal: Principal, form: dict[str, str]) -> str
             )
             name, state = tenant.name, tenant.state
         wake_worker(request)
+        if decision == "approve":
+            return (
+                f"You approved the reactivation of {name}; it stays {state} until its"
+                " reactivation run has restored network, queues, secrets and access."
+            )
         return f"You {done} the reactivation of {name}; the tenant is {state}."
     if kind in (inbox.GATE, inbox.BREAK_GLASS):
         _route_check(principal, inbox.GATE)

@@ -120,22 +120,28 @@ ACTIONS: dict[str, TenantAction] = {
 
 
 def available_actions(
-    principal: Principal, state: str, approvals: Sequence[ApprovalRequestRead]
+    principal: Principal,
+    state: str,
+    approvals: Sequence[ApprovalRequestRead],
+    *,
+    reactivating: bool = False,
 ) -> list[TenantAction]:
     """The actions ``principal`` may take on a tenant in ``state`` now.
 
     The state must allow the action's event (the lifecycle table) and the viewer
     must hold one of its roles (the API's). A reactivation already asked for
-    waits for governance in the approvals inbox, so it is not offered again.
+    waits for governance in the approvals inbox, and one approved is being
+    carried out by its run (``reactivating``): neither is offered again.
     """
     events = set(allowed_events(TenantState(state)))
     pending = {a.kind for a in approvals if a.status == "pending"}
+    busy = reactivating or "reactivation" in pending
     return [
         a
         for a in ACTIONS.values()
         if a.event in events
         and principal.roles & a.roles()
-        and not (a.event is TenantEvent.REACTIVATE and "reactivation" in pending)
+        and not (a.event is TenantEvent.REACTIVATE and busy)
     ]
 
 

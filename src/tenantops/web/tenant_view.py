@@ -298,7 +298,12 @@ def build_page(
     records = records_view.tenant_records(session, principal=principal, tenant_id=row.id)
     return TenantPage(
         tenant=tenant,
-        actions=available_actions(principal, tenant.state, approvals),
+        actions=available_actions(
+            principal,
+            tenant.state,
+            approvals,
+            reactivating=tenants.reactivation_run(session, row.id) is not None,
+        ),
         approvals=approvals,
         open_approvals=[a for a in approvals if a.status == "pending"],
         waiting_gates=gates,
