@@ -242,7 +242,7 @@ def test_the_runbook_passes_its_own_test(capsys: pytest.CaptureFixture[str]) -> 
     """``tenantops runbooks test access-review``: a sandboxed run on the local drivers."""
     tested = invoke(capsys, "runbooks", "test", "access-review")
     assert tested.code == 0, tested
-    assert "PASS access-review 1.3" in tested.out
+    assert "PASS access-review 1.4" in tested.out
 
 
 def _snapshot_done(client: TestClient, worker: Worker, starter: dict[str, str]) -> dict[str, Any]:

@@ -158,3 +158,30 @@ def test_validate_prints_one_line_and_exits_non_zero(
     assert line == (
         f"error: {bad}: steps.1.params.x: step 'notify' reads steps.zz, but no step is named 'zz'"
     )
+
+
+def test_a_gate_prompt_sees_the_run_and_its_inputs_only() -> None:
+    fine = runbook(
+        '{name: ok, gate: {roles: [security], prompt: "Run {{ run.id }} for {{ inputs.who }}"}}'
+    )
+    assert spec.parse(fine, source="mine.yaml").runbook.steps[1].gate is not None
+    outputs = runbook('{name: ok, gate: {roles: [security], prompt: "See {{ steps.prepare.x }}"}}')
+    assert refusal(outputs) == (
+        "mine.yaml: steps.1.gate.prompt: step 'ok' has a prompt that reads steps.prepare;"
+        " a prompt sees the run and its inputs only"
+    )
+    undeclared = runbook('{name: ok, gate: {roles: [security], prompt: "{{ inputs.nope }}"}}')
+    assert "steps.1.gate.prompt: step 'ok' reads inputs.nope" in refusal(undeclared)
+    broken = runbook('{name: ok, gate: {roles: [security], prompt: "{{ run.id }"}}')
+    assert "steps.1.gate.prompt: step 'ok' has a template that does not compile" in refusal(broken)
+
+
+def test_a_prompt_is_shown_with_its_run_filled_in_or_as_written() -> None:
+    from tenantops.runbooks.templating import prompt_text
+
+    context = {"run": {"id": "r1", "tenant_id": "t1"}, "inputs": {"who": "ann"}}
+    assert prompt_text("GET /t/{{ run.tenant_id }}/r/{{ run.id }} ({{ inputs.who }})", context) == (
+        "GET /t/t1/r/r1 (ann)"
+    )
+    assert prompt_text("no template {here}", context) == "no template {here}"
+    assert prompt_text("{{ inputs.missing }}", context) == "{{ inputs.missing }}"

@@ -457,6 +457,18 @@ def test_a_decision_its_gate_check_refuses_is_shown_with_the_comment_typed(
     try:
         flows.drain(worker)
         sue = auth("sue", "security")
+        # The prompt names this run's snapshot, the run is a link away (not placeholders).
+        sign_in(web, user("sam2", "security"))
+        members = row(yours(page(web)), f"g-{run_id}-confirm-members")
+        snapshot = f"/api/v1/tenants/{tid}/access-reviews/{run_id}/snapshot"
+        assert snapshot in members
+        assert "{{" not in members
+        assert f'href="/runs/{run_id}"' in members
+        assert web.get(snapshot).status_code == 200  # the session may read it
+        steps = run_of(web, run_id, actors.auditor)["steps"]
+        assert snapshot in next(
+            s["gate"]["prompt"] for s in steps if s["name"] == "confirm-members"
+        )
         for gate in ("confirm-members", "confirm-tokens"):
             flows.ok(
                 web.post(

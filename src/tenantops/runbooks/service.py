@@ -36,6 +36,7 @@ from tenantops.runbooks.schemas import (
     StepRead,
 )
 from tenantops.runbooks.spec import Loaded, Runbook
+from tenantops.runbooks.templating import prompt_text, run_context
 from tenantops.tenants import service as tenants
 
 
@@ -99,7 +100,13 @@ def _summary(
     }
 
 
-def _step(row: RunStep, runbook: Runbook, attempts: list[StepAttempt], now: datetime) -> StepRead:
+def _step(
+    row: RunStep,
+    runbook: Runbook,
+    attempts: list[StepAttempt],
+    now: datetime,
+    context: dict[str, Any],
+) -> StepRead:
     spec = runbook.step(row.name)
     started = as_utc(row.started_at) if row.started_at else None
     finished = as_utc(row.finished_at) if row.finished_at else None
@@ -111,7 +118,11 @@ def _step(row: RunStep, runbook: Runbook, attempts: list[StepAttempt], now: date
             "position": row.position,
             "kind": row.kind,
             "action": spec.action,
-            "gate": GateInfo(roles=gate.roles, prompt=gate.prompt, signal=gate.signal)
+            "gate": GateInfo(
+                roles=gate.roles,
+                prompt=prompt_text(gate.prompt, context) if gate.prompt else None,
+                signal=gate.signal,
+            )
             if gate
             else None,
             "window": spec.window,
@@ -151,7 +162,7 @@ def read_run(session: Session, *, principal: Principal, run_id: str) -> RunRead:
         {
             **_summary(run, rows, names.get(run.tenant_id or ""), now),
             "inputs": run.inputs,
-            "steps": [_step(r, runbook, tries[r.id], now) for r in rows],
+            "steps": [_step(r, runbook, tries[r.id], now, run_context(run)) for r in rows],
         }
     )
 

@@ -2,7 +2,8 @@
 
 A step's ``params`` and a templated ``wait`` are rendered only when the step
 runs, with the run's inputs and the outputs of the steps that succeeded before
-it. Without this check a broken template, a step name that does not exist (or
+it; a gate's ``prompt`` whenever people are shown it, with the run and its
+inputs only. Without this check a broken template, a step name that does not exist (or
 names a later step, whose output cannot exist yet) or an input the runbook does
 not declare (the engine refuses to start a run with one) is found by a run
 failing at that step, not by ``runbooks validate``.
@@ -41,6 +42,12 @@ def template_problems(runbook: Runbook) -> list[str]:
                 f"{path}: step {step.name!r} {problem}"
                 for problem in _problems(text, step.name, names[:n], names, runbook)
             ]
+        prompt = step.gate.prompt if step.gate is not None else None
+        if prompt is not None and templated(prompt):
+            found += [
+                f"steps.{n}.gate.prompt: step {step.name!r} {problem}"
+                for problem in _problems(prompt, step.name, None, names, runbook)
+            ]
     return found
 
 
@@ -58,8 +65,10 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _problems(
-    text: str, step: str, earlier: list[str], names: list[str], runbook: Runbook
+    text: str, step: str, earlier: list[str] | None, names: list[str], runbook: Runbook
 ) -> list[str]:
+    """What is wrong with ``text``; ``earlier`` is None for a gate's prompt, which is shown
+    to people at any time and so sees the run and its inputs, never step outputs."""
     error, references = _read(text)
     if error is not None:
         return [f"has a template that does not compile: {error}"]
@@ -68,7 +77,11 @@ def _problems(
         known = names if root == "steps" else runbook.inputs
         if attribute and key not in known and hasattr(dict, key):
             continue  # the method (inputs.get): the engine looks up a key first, then this
-        if root == "steps" and key not in earlier:
+        if root == "steps" and earlier is None:  # a prompt
+            problems[
+                f"has a prompt that reads steps.{key}; a prompt sees the run and its inputs only"
+            ] = None
+        elif root == "steps" and key not in (earlier or ()):
             ref = f"steps.{key}"
             if key == step:
                 problems[f"reads its own output {ref}, which does not exist while it runs"] = None

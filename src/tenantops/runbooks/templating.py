@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import StrictUndefined, nodes
+from jinja2.exceptions import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -72,6 +73,26 @@ def context_of(session: Session, run: Run) -> dict[str, Any]:
             )
         )
     }
+    return {**run_context(run), "steps": outputs}
+
+
+class RunFields(Protocol):
+    """What a template knows of its run (a ``Run`` row, or a row read with these names)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def runbook_id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str | None: ...
+    @property
+    def started_by(self) -> str: ...
+    @property
+    def inputs(self) -> dict[str, Any]: ...
+
+
+def run_context(run: RunFields) -> dict[str, Any]:
+    """The run and its inputs as a template sees them (a gate's prompt sees only these)."""
     return {
         "run": {
             "id": run.id,
@@ -80,8 +101,21 @@ def context_of(session: Session, run: Run) -> dict[str, Any]:
             "started_by": run.started_by,
         },
         "inputs": run.inputs,
-        "steps": outputs,
     }
+
+
+def prompt_text(prompt: str, context: dict[str, Any]) -> str:
+    """A gate's prompt with its run filled in (``{{ run.id }}``, ``{{ inputs.reason }}``).
+
+    For people to read: a prompt that cannot render (``validate`` refuses one that
+    never can) is shown as written rather than failing the page that shows it.
+    """
+    if not templated(prompt):
+        return prompt
+    try:
+        return _templates.from_string(prompt).render({**context, "steps": {}})
+    except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError):
+        return prompt
 
 
 def render(value: Any, context: dict[str, Any]) -> Any:

@@ -40,6 +40,7 @@ from tenantops.kit.clock import as_utc, utcnow
 from tenantops.runbooks import engine
 from tenantops.runbooks.models import Run, RunStep
 from tenantops.runbooks.spec import Gate
+from tenantops.runbooks.templating import prompt_text, run_context
 from tenantops.tenants import service as tenants
 from tenantops.tenants.models import Tenant
 
@@ -372,6 +373,7 @@ def _gates(
         Run.started_by,
         Run.created_at,
         Run.inputs,
+        Run.tenant_id,
         RunStep.name,
         RunStep.started_at,
         Tenant.name,
@@ -390,17 +392,19 @@ def _gates(
     ).scalar_one()
     by_pair = {(k.runbook_hash, k.step): k for k in kinds}
     items = []
-    for (
-        run_id,
-        runbook_id,
-        runbook_hash,
-        started_by,
-        created_at,
-        inputs,
-        step,
-        opened,
-        tenant,
-    ) in rows:
+    for row in rows:
+        (
+            run_id,
+            runbook_id,
+            runbook_hash,
+            started_by,
+            created_at,
+            inputs,
+            _tenant_id,
+            step,
+            opened,
+            tenant,
+        ) = row
         info = by_pair[(runbook_hash, step)]
         kind = BREAK_GLASS if runbook_id == BREAK_GLASS_RUNBOOK else GATE
         refused = engine.gate_refusal(
@@ -413,7 +417,9 @@ def _gates(
                 kind=kind,
                 key=f"g-{run_id}-{step}",
                 what=_gate_what(kind, info, inputs),
-                detail=info.gate.prompt,
+                detail=prompt_text(info.gate.prompt, run_context(row))
+                if info.gate.prompt
+                else None,
                 tenant_name=tenant,
                 requested_by=started_by,
                 requested_at=as_utc(created_at),
