@@ -427,3 +427,21 @@ def test_the_event_catalogue_prints_offline(cli: CLI) -> None:
 
     assert cli.ok("events", "catalogue", "--markdown") == markdown()
     assert json.loads(cli.ok("events", "catalogue")) == document()
+
+
+def test_reject_takes_reason_as_suspend_and_offboard_do(server: Server, cli: CLI) -> None:
+    am = server.token("cli-ron", "account_manager")
+    cli.ok(*_create_args("cli-rejected-reason", am))
+    sec = server.token("cli-sol", "security")
+
+    shown = cli.ok(
+        "tenants", "reject", "cli-rejected-reason", "--role", "security", "--reason", "no DPA",
+        "--token", sec,
+    )  # fmt: skip
+
+    assert _field(shown, "state") == "rejected"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        r = client.get("/api/v1/tenants/cli-rejected-reason/approvals", headers=bearer(sec))
+    assert r.status_code == 200, r.text
+    decisions = [d for a in r.json() for d in a["decisions"]]
+    assert [(d["decision"], d["comment"]) for d in decisions] == [("reject", "no DPA")]

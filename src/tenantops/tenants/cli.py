@@ -176,7 +176,8 @@ def approve(
 def reject(
     tenant: str,
     role: Role,
-    comment: Annotated[str, typer.Option(help="Why (required)")],
+    # --reason too: suspend and offboard ask for one, and a reject is the same kind of "why".
+    comment: Annotated[str, typer.Option("--comment", "--reason", help="Why (required)")],
     risk_ref: str | None = None,
     url: Url = DEFAULT_URL,
     token: Token = None,
