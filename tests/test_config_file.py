@@ -123,3 +123,18 @@ def test_serve_flags_given_to_the_constructor_move_the_links_too(
     monkeypatch.delenv("TENANTOPS_NOTIFY__DASHBOARD_URL", raising=False)
     settings = Settings.model_validate({"port": 8095, "host": "0.0.0.0"})  # noqa: S104
     assert (settings.port, settings.notify.dashboard_url) == (8095, "http://127.0.0.1:8095")
+
+
+def test_a_bad_setting_names_its_variable_and_never_echoes_the_value(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TENANTOPS_PORT", "eighty-hunter2")
+    monkeypatch.setenv("TENANTOPS_EVENTS__BROKER", "carrier-pigeon")
+    result = invoke(capsys, "doctor")
+    assert result.code == 1
+    assert result.err.strip() == (
+        "error: setting port (TENANTOPS_PORT): Input should be a valid integer, unable to parse"
+        " string as an integer; setting events.broker (TENANTOPS_EVENTS__BROKER): Input should be"
+        " 'none', 'nats' or 'kafka'"
+    )
+    assert "hunter2" not in result.err + result.out

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import structlog
 import typer
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from tenantops import __version__
@@ -238,6 +239,21 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def _validation_line(exc: ValidationError) -> str:
+    """Each problem as ``where: what``; a setting is named by its environment variable.
+
+    The value given is never shown: a setting may be a password or a token.
+    """
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        path = [str(part) for part in error["loc"]]
+        where = ".".join(path)
+        if exc.title == Settings.__name__:  # set in the environment or the config file
+            where = f"setting {where} (TENANTOPS_{'__'.join(path).upper()})"
+        problems.append(f"{where}: {error['msg']}")
+    return _one_line("; ".join(problems))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn any failure into one line on stderr."""
     command = typer.main.get_command(app)
@@ -267,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
+    except ValidationError as exc:
+        typer.echo(f"error: {_validation_line(exc)}", err=True)
+        return 1
     except (ClientError, AppError, ValueError) as exc:
         typer.echo(f"error: {_one_line(str(exc))}", err=True)
         return 1
