@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
+import secrets
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
+from tenantops.auth import tokens
+from tenantops.auth.tokens import TOKEN_PREFIX
 from tenantops.db import Database
 from tests.conftest import CliResult, CliRunner, Clock, TokenFactory
 from tests.factories import tenant_body
 from tests.flows import problem
-from tests.servers import bearer
+from tests.servers import bearer, mint_token
 
 ME = "/api/v1/me"
 
@@ -132,6 +137,135 @@ def test_revoking_an_unknown_token_is_one_line_and_non_zero(cli: CliRunner) -> N
     assert len(result.err.strip().splitlines()) == 1, result.err
 
 
+def revoke_and_capture(
+    cli: CliRunner, caplog: pytest.LogCaptureFixture, ref: str
+) -> tuple[CliResult, str]:
+    """``tokens revoke REF``, and everything it printed or logged (SQL and its parameters too)."""
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+        result = cli("tokens", "revoke", ref)
+    return result, result.out + result.err + caplog.text
+
+
+def test_revoke_by_the_whole_token_never_shows_or_stores_it(
+    cli: CliRunner, client: TestClient, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = create(cli, "--subject", "ci-bot", "--role", "ops_engineer")
+    other = create(cli, "--subject", "other-bot", "--role", "ops_engineer")
+
+    result, seen = revoke_and_capture(cli, caplog, token)
+
+    assert result.code == 0, result.err
+    assert result.out == f"revoked {token[:10]} (ci-bot)\n"
+    # The statements were logged with their parameters: the lookup sent only the hash.
+    assert hashlib.sha256(token.encode()).hexdigest() in caplog.text
+    for where in (seen, dump(db)):
+        assert token not in where
+        assert token[10:] not in where
+    problem(client.get(ME, headers=bearer(token)), 401)
+    assert client.get(ME, headers=bearer(other)).status_code == 200
+
+
+@pytest.mark.parametrize("extra", [2, 20], ids=["12-characters", "46-characters"])
+def test_revoke_by_a_longer_start_of_the_token(
+    cli: CliRunner, client: TestClient, extra: int
+) -> None:
+    token = create(cli, "--subject", "ci-bot", "--role", "ops_engineer")
+    other = create(cli, "--subject", "other-bot", "--role", "ops_engineer")
+
+    result = cli("tokens", "revoke", token[: 10 + extra])
+
+    assert result.code == 0, result.err
+    assert result.out == f"revoked {token[:10]} (ci-bot)\n"
+    assert token[10 : 10 + extra] not in result.out + result.err
+    problem(client.get(ME, headers=bearer(token)), 401)
+    assert client.get(ME, headers=bearer(other)).status_code == 200
+
+
+def test_revoke_by_id(cli: CliRunner, client: TestClient, db: Database) -> None:
+    token = create(cli, "--subject", "ci-bot", "--role", "ops_engineer")
+    with db.read() as session:
+        [row] = tokens.list_tokens(session)
+
+    result = cli("tokens", "revoke", row.id)
+
+    assert result.code == 0, result.err
+    assert result.out == f"revoked {row.prefix} (ci-bot)\n"
+    problem(client.get(ME, headers=bearer(token)), 401)
+
+
+MADE_UP = TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+@pytest.mark.parametrize(
+    ("ref", "shown"),
+    [
+        pytest.param("tnp_nother", "'tnp_nother'", id="unknown-prefix"),
+        pytest.param("tnp_nothere-at-all", "'tnp_nother…'", id="unknown-longer-prefix"),
+        pytest.param(MADE_UP, repr(MADE_UP[:10] + "…"), id="made-up-whole-token"),
+        pytest.param(MADE_UP[4:], repr(MADE_UP[4:14] + "…"), id="token-without-marker"),
+        pytest.param(
+            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            "'0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b'",
+            id="unknown-id",
+        ),
+        pytest.param("tnp_", "'tnp_'", id="marker-only"),
+    ],
+)
+def test_a_miss_says_what_names_a_token_without_echoing_it(
+    cli: CliRunner, client: TestClient, caplog: pytest.LogCaptureFixture, ref: str, shown: str
+) -> None:
+    kept = create(cli, "--subject", "ci-bot", "--role", "ops_engineer")
+
+    result, seen = revoke_and_capture(cli, caplog, ref)
+
+    assert result.code == 1
+    assert result.out == ""
+    [line] = result.err.splitlines()
+    assert line == (
+        f"error: no token {shown}: give the token's id, its prefix as `tokens list` shows it,"
+        " or the whole token"
+    )
+    if len(ref) > 36:  # (most of) a token's value: never repeated, logged or sent to the database
+        assert ref[10:] not in seen
+    assert client.get(ME, headers=bearer(kept)).status_code == 200
+
+
+def test_a_whole_token_that_is_no_token_does_not_fall_back_to_its_prefix(
+    cli: CliRunner, client: TestClient
+) -> None:
+    token = create(cli, "--subject", "ci-bot", "--role", "ops_engineer")
+    typo = token[:-1] + ("A" if token[-1] != "A" else "B")
+
+    result = cli("tokens", "revoke", typo)
+
+    assert result.code == 1
+    assert "no token 'tnp_" in result.err
+    assert client.get(ME, headers=bearer(token)).status_code == 200
+
+
+def test_a_prefix_two_tokens_share_revokes_neither(
+    cli: CliRunner, client: TestClient, db: Database
+) -> None:
+    first = create(cli, "--subject", "one", "--role", "qa")
+    second = create(cli, "--subject", "two", "--role", "qa")
+    with db.engine.begin() as conn:  # 36 random bits rarely collide; make them
+        conn.execute(text("UPDATE api_tokens SET prefix = :p"), {"p": first[:10]})
+
+    for ref in (first[:10], first[:12]):
+        result = cli("tokens", "revoke", ref)
+        assert result.code == 1
+        [line] = result.err.splitlines()
+        assert "2 tokens start with" in line
+        assert "id" in line
+    for token in (first, second):
+        assert client.get(ME, headers=bearer(token)).status_code == 200
+    # The whole token, found by its hash, is never ambiguous.
+    assert cli("tokens", "revoke", second).out == f"revoked {first[:10]} (two)\n"
+    problem(client.get(ME, headers=bearer(second)), 401)
+    assert client.get(ME, headers=bearer(first)).status_code == 200
+
+
 def test_expired_token_is_refused(cli: CliRunner, client: TestClient, clock: Clock) -> None:
     token = create(cli, "--subject", "ci-bot", "--role", "ops_engineer", "--ttl", "8h")
 
@@ -239,3 +373,54 @@ def test_a_token_scoped_to_a_tenant_never_sees_another(
     problem(client.get(f"/api/v1/tenants/{theirs['id']}", headers=scoped_ops), 404)
     names = [t["name"] for t in client.get("/api/v1/tenants", headers=scoped_ops).json()["items"]]
     assert names == ["mine"]
+
+
+GONE_TENANT = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
+
+def listed_rows(cli: CliRunner) -> dict[str, dict[str, str]]:
+    """``tokens list`` as {subject: {column: cell}}."""
+    result = cli("tokens", "list")
+    assert result.code == 0, result.err
+    lines = [line for line in result.out.splitlines() if "│" in line or "┃" in line]
+    header, *rows = [[cell.strip() for cell in re.split("[│┃]", line)[1:-1]] for line in lines]
+    return {row[header.index("subject")]: dict(zip(header, row, strict=True)) for row in rows}
+
+
+def test_list_shows_whether_each_token_works_and_its_tenant_by_name(
+    cli: CliRunner, client: TestClient, auth: TokenFactory, db: Database, clock: Clock
+) -> None:
+    am = auth("amy", "account_manager")
+    assert client.post("/api/v1/tenants", json=tenant_body(name="blue"), headers=am).is_success
+    create(cli, "--subject", "blue-bot", "--role", "ops_engineer", "--tenant", "blue")
+    create(cli, "--subject", "short-bot", "--role", "qa", "--ttl", "1h")
+    revoked = create(cli, "--subject", "revoked-bot", "--role", "qa", "--ttl", "1h")
+    assert cli("tokens", "revoke", revoked).code == 0
+    mint_token(db, "orphan-bot", "ops_engineer", tenant=GONE_TENANT)
+
+    before = listed_rows(cli)
+    clock.advance(timedelta(hours=1))
+    after = listed_rows(cli)
+
+    assert {s: r["status"] for s, r in before.items()} == {
+        "amy": "active",
+        "blue-bot": "active",
+        "short-bot": "active",
+        "revoked-bot": "revoked",
+        "orphan-bot": "active",
+    }
+    assert {s: r["status"] for s, r in after.items()} == {
+        "amy": "active",
+        "blue-bot": "active",
+        "short-bot": "expired",
+        "revoked-bot": "revoked",  # revoked before it expired: revoked says more
+        "orphan-bot": "active",
+    }
+    # By name, as --tenant takes it; by id when no tenant has that id any more.
+    assert {s: r["tenant"] for s, r in after.items()} == {
+        "amy": "-",
+        "blue-bot": "blue",
+        "short-bot": "-",
+        "revoked-bot": "-",
+        "orphan-bot": GONE_TENANT,
+    }

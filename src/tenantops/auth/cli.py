@@ -12,6 +12,7 @@ from rich.table import Table
 from tenantops.auth import tokens
 from tenantops.auth.principal import Principal, Role
 from tenantops.config import Settings
+from tenantops.kit.clock import utcnow
 from tenantops.kit.durations import parse_duration
 from tenantops.store import open_database
 from tenantops.tenants import service as tenant_service
@@ -59,18 +60,23 @@ def create(
 
 @app.command("list")
 def list_() -> None:
-    """List tokens (never their values)."""
+    """List tokens (never their values): whether each still works, and its tenant by name."""
     db = open_database(Settings())
-    table = Table("id", "prefix", "subject", "roles", "tenant", "expires", "revoked")
+    table = Table("id", "prefix", "subject", "roles", "tenant", "status", "expires", "revoked")
+    now = utcnow()
     try:
         with db.read() as session:
-            for t in tokens.list_tokens(session):
+            rows = tokens.list_tokens(session)
+            # A tenant gone from the table keeps its id here: the token still names it.
+            names = tenant_service.names_of(session, {t.tenant_id for t in rows if t.tenant_id})
+            for t in rows:
                 table.add_row(
                     t.id,
                     t.prefix,
                     t.subject,
                     ",".join(t.roles),
-                    t.tenant_id or "-",
+                    names.get(t.tenant_id, t.tenant_id) if t.tenant_id else "-",
+                    tokens.status_of(t, now=now).value,
                     t.expires_at.isoformat(timespec="minutes") if t.expires_at else "never",
                     t.revoked_at.isoformat(timespec="minutes") if t.revoked_at else "-",
                 )
@@ -86,8 +92,16 @@ def list_() -> None:
 
 
 @app.command("revoke")
-def revoke(token_id: Annotated[str, typer.Argument(help="Token id or prefix")]) -> None:
-    """Revoke a token at once."""
+def revoke(
+    token_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="TOKEN",
+            help="The token's id, its prefix as 'tokens list' shows it, or the whole token",
+        ),
+    ],
+) -> None:
+    """Revoke a token at once; the whole token is matched by its hash and never shown."""
     db = open_database(Settings())
     try:
         with db.write() as session:

@@ -9,10 +9,12 @@ operator can tell tokens apart in ``tokens list``.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
@@ -26,7 +28,30 @@ from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
 
 TOKEN_PREFIX = "tnp_"  # noqa: S105 - a public marker, not a secret
+LISTED_LENGTH = len(TOKEN_PREFIX) + 6  # the characters kept as the listed ``prefix``
+TOKEN_LENGTH = len(TOKEN_PREFIX) + 43  # secrets.token_urlsafe(32) is 43 characters
 SUBJECT_MAX = 200  # the width of api_tokens.subject
+ID_WIDTH = 36  # the width of api_tokens.id
+# What find_token takes, said when nothing matches.
+ACCEPTED_NAMES = "give the token's id, its prefix as `tokens list` shows it, or the whole token"
+_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class TokenStatus(StrEnum):
+    """Whether a token authenticates now; revoked wins over expired (it is the deliberate act)."""
+
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+def status_of(row: ApiToken, *, now: datetime) -> TokenStatus:
+    """The token's status at ``now``: the rule ``authenticate`` applies, for listings."""
+    if row.revoked_at is not None:
+        return TokenStatus.REVOKED
+    if row.expires_at is not None and as_utc(row.expires_at) <= now:
+        return TokenStatus.EXPIRED
+    return TokenStatus.ACTIVE
 
 
 def hash_token(token: str) -> str:
@@ -72,7 +97,7 @@ def create_token(
         roles=sorted(r.value for r in roles),
         tenant_id=tenant_id,
         token_hash=hash_token(value),
-        prefix=value[: len(TOKEN_PREFIX) + 6],
+        prefix=value[:LISTED_LENGTH],
         created_by=actor.subject,
         created_at=now,
         expires_at=expires_at,
@@ -101,15 +126,44 @@ def list_tokens(session: Session) -> Sequence[ApiToken]:
 
 
 def find_token(session: Session, token_id: str) -> ApiToken | None:
-    """The token with this id or listed prefix, if any."""
-    return (
-        session.get(ApiToken, token_id)
-        or session.execute(select(ApiToken).where(ApiToken.prefix == token_id)).scalars().first()
-    )
+    """The token ``token_id`` names: its id, its listed prefix, or the whole token; if any.
+
+    An operator pastes whatever they hold, and the whole token is what they hold
+    most often. It is found by its hash, as ``authenticate`` finds it, so its
+    value never reaches the database, a log or a message. A longer start of a
+    token names the token its listed prefix names: past the prefix only the hash
+    is kept, so the extra characters cannot be checked. A prefix two tokens
+    share names neither (``Unprocessable``): revoking the wrong one is worse
+    than asking for the id.
+    """
+    if not token_id.startswith(TOKEN_PREFIX):
+        # Longer than any id (the column's width), it may be a token pasted without its
+        # marker: it is not sent to the database, whose statement log would show it.
+        return session.get(ApiToken, token_id) if len(token_id) <= ID_WIDTH else None
+    if len(token_id) >= TOKEN_LENGTH:
+        query = select(ApiToken).where(ApiToken.token_hash == hash_token(token_id))
+        return session.execute(query).scalars().first()
+    if len(token_id) < LISTED_LENGTH:
+        return None
+    prefix = token_id[:LISTED_LENGTH]
+    rows = session.execute(select(ApiToken).where(ApiToken.prefix == prefix)).scalars().all()
+    if len(rows) > 1:
+        raise Unprocessable(
+            f"{len(rows)} tokens start with {prefix!r}; give the token's id or the whole token"
+        )
+    return rows[0] if rows else None
+
+
+def _shown(token_id: str) -> str:
+    """``token_id`` as a message may repeat it: an id in full, anything else no longer
+    than a listed prefix, since it may be (a part of) a token's value."""
+    if _ID.fullmatch(token_id) or len(token_id) <= LISTED_LENGTH:
+        return repr(token_id)
+    return repr(token_id[:LISTED_LENGTH] + "…")
 
 
 def revoke_token(session: Session, *, actor: Principal, token_id: str) -> ApiToken:
-    """Revoke by id or by the listed prefix; revoking twice is harmless."""
+    """Revoke by id, listed prefix or whole token (``find_token``); revoking twice is harmless."""
     row, _changed = revoke_token_once(session, actor=actor, token_id=token_id)
     return row
 
@@ -125,7 +179,7 @@ def revoke_token_once(
     """
     row = find_token(session, token_id)
     if row is None:
-        raise NotFound(f"no token {token_id!r}")
+        raise NotFound(f"no token {_shown(token_id)}: {ACCEPTED_NAMES}")
     done = session.execute(
         update(ApiToken)
         .where(ApiToken.id == row.id, ApiToken.revoked_at.is_(None))
@@ -155,9 +209,10 @@ def authenticate(session: Session, value: str) -> Principal:
     )
     if row is None:
         raise NotAuthenticated("the API token is not valid")
-    if row.revoked_at is not None:
+    status = status_of(row, now=utcnow())
+    if status is TokenStatus.REVOKED:
         raise NotAuthenticated("the API token was revoked")
-    if row.expires_at is not None and as_utc(row.expires_at) <= utcnow():
+    if status is TokenStatus.EXPIRED:
         raise NotAuthenticated("the API token has expired")
     return Principal(
         subject=row.subject,
