@@ -7,7 +7,7 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tenantops.audit.models import AuditEntry
 from tenantops.db import Database
@@ -188,3 +188,35 @@ def test_set_password_lifts_the_lockout_of_the_old_passwords_guesses(
     monkeypatch.setattr("sys.stdin", io.StringIO(new + "\n"))
     assert cli("users", "set-password", "root", "--password-stdin").code == 0
     assert attempt(new) == 303
+
+
+def test_list_names_each_users_tenant_and_keeps_the_id_of_one_gone(
+    cli: CliRunner,
+    client: TestClient,
+    auth: TokenFactory,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    am = auth("amy", "account_manager")
+    assert client.post("/api/v1/tenants", json=tenant_body(name="blue"), headers=am).is_success
+    for name in ("olga", "otto"):
+        monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+        made = cli(
+            "users", "create", name, "--role", "tenant_owner", "--tenant", "blue",
+            "--password-stdin",
+        )  # fmt: skip
+        assert made.code == 0, made.err
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli("users", "create-admin", "root", "--password-stdin").code == 0
+    gone = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"  # a tenant no longer in the table
+    with db.write() as session:
+        session.execute(update(WebUser).where(WebUser.username == "otto").values(tenant_id=gone))
+
+    listed = cli("users", "list")
+
+    assert listed.code == 0, listed.err
+    assert [line.split("\t")[:3] for line in listed.out.splitlines()] == [
+        ["olga", "tenant_owner", "blue"],
+        ["otto", "tenant_owner", gone],
+        ["root", "admin", "-"],
+    ]

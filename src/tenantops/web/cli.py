@@ -82,16 +82,20 @@ def create(
 
 @app.command("list")
 def list_() -> None:
-    """List web users: name, roles, tenant, state, and where they sign in (local or the issuer)."""
+    """List web users: name, roles, tenant, state, and where they sign in (local or the issuer).
+
+    The tenant is shown by name, as ``--tenant`` takes it; by id if the tenant is gone.
+    """
     db = open_database(Settings())
     try:
         with db.read() as session:
-            for u in service.list_users(session):
+            users = service.list_users(session)
+            names = tenant_service.names_of(session, {u.tenant_id for u in users if u.tenant_id})
+            for u in users:
+                tenant = names.get(u.tenant_id, u.tenant_id) if u.tenant_id else "-"
                 state = "disabled" if u.disabled else "enabled"
                 source = f"oidc:{u.oidc_issuer}" if u.oidc_issuer else "local"
-                typer.echo(
-                    f"{u.username}\t{','.join(u.roles)}\t{u.tenant_id or '-'}\t{state}\t{source}"
-                )
+                typer.echo(f"{u.username}\t{','.join(u.roles)}\t{tenant}\t{state}\t{source}")
     finally:
         db.dispose()
 
