@@ -226,6 +226,23 @@ def test_the_dashboard_sorts_without_javascript(
     assert web.get("/", params={"sort": "bogus"}).status_code == 200
 
 
+def test_the_dashboard_links_each_tenant_and_says_its_runs_are_in_progress(
+    web: TestClient, user: UserFactory, actors: Actors, fleet: dict[str, str]
+) -> None:
+    user("ann", "admin")
+    sign_in(web, "ann")
+    page = web.get("/").text
+    for name in ("alpha", "beta", "gamma"):
+        row = page.split(f'<tr data-tenant="{name}">')[1].split("</tr>")[0]
+        assert f'<th scope="row"><a href="/tenants/{name}">{name}</a>' in row
+    assert web.get("/tenants/beta").status_code == 200
+    # The column counts runs running or waiting, not all runs; the API keeps its field name.
+    header = re.search(r'data-sort="runs_in_progress">([^<]*)<', page)
+    assert header
+    assert header.group(1) == "Runs in progress"
+    assert "runs_in_progress" in ok(web.get(KPIS, headers=actors.gov))["tenants"][0]
+
+
 def test_a_tenant_owner_sees_only_their_tenant_on_the_dashboard(
     web: TestClient, user: UserFactory, fleet: dict[str, str]
 ) -> None:
@@ -233,6 +250,8 @@ def test_a_tenant_owner_sees_only_their_tenant_on_the_dashboard(
     sign_in(web, "olga")
     page = web.get("/").text
     assert re.findall(r'<tr data-tenant="([^"]+)">', page) == ["alpha"]
+    assert '<a href="/tenants/alpha">alpha</a>' in page
+    assert web.get("/tenants/alpha").status_code == 200
     assert "beta" not in page
     assert "gamma" not in page
 
