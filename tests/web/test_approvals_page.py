@@ -197,6 +197,24 @@ def test_governance_sees_the_onboarding_of_a_tenant_someone_else_created(
     assert others(html) == ""
 
 
+def test_an_empty_yours_says_how_many_wait_for_others_below(
+    web: TestClient, actors: Actors, user: UserFactory
+) -> None:
+    # amy asked for two tenants and may decide neither: "nothing waits" alone would read as
+    # "nothing is pending" above the list of her two requests.
+    for name in ("one-shop", "two-shop"):
+        flows.request_tenant(web, actors.am, name=name)
+    sign_in(web, user("amy", "account_manager"))
+    html = page(web)
+    assert "<p>Nothing waits for your decision; 2 wait for others, below.</p>" in yours(html)
+    assert others(html).count('<tr id="a-') == 2
+    # Nothing for her and nothing she is part of: the sentence alone.
+    sign_in(web, user("quinn", "qa"))
+    html = page(web)
+    assert "<p>Nothing waits for your decision.</p>" in html
+    assert others(html) == ""
+
+
 def test_the_creator_sees_the_sod_reason_instead_of_buttons(
     web: TestClient, actors: Actors, user: UserFactory, auth: TokenFactory
 ) -> None:
@@ -576,7 +594,7 @@ def test_a_tenant_owner_sees_nothing_of_other_tenants(
     html = page(web)
     assert "foreign-shop" not in html
     assert "Spend check" not in html
-    assert "Nothing waits for your decision." in html
+    assert "Nothing waits for your decision; 1 waits for others, below." in html
     # Her own request, waiting for governance.
     item = row(others(html), f"a-{request['id']}")
     assert "own-shop" in item
