@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 WAIT_MS = 15_000  # an upper bound for a page to settle, not a timing assertion
 
 
@@ -206,6 +207,22 @@ def test_sign_in_see_filter_and_sort_the_dashboard(
             sign_in(theirs, url, "olga")
             assert rows(theirs) == ["nebula"]
             assert "orbit" not in theirs.content()
+
+            # On a phone the header wraps and nothing widens the page: no sideways scrolling,
+            # "Sign out" on screen.
+            phone = browser.new_context(viewport=PHONE)
+            phone.set_default_timeout(WAIT_MS)
+            small = phone.new_page()
+            sign_in(small, url, "root")
+            for path in ("/", "/tenants/orbit", "/approvals", "/runs"):
+                small.goto(f"{url}{path}")
+                wide = small.evaluate("document.documentElement.scrollWidth")
+                assert wide <= small.evaluate("window.innerWidth"), path
+                box = small.get_by_role("button", name="Sign out").bounding_box()
+                assert box, path
+                assert box["x"] + box["width"] <= PHONE["width"], path
+                if path == "/":
+                    shoot(small, tmp_path, "dashboard-phone.png")
 
             # Signing out through the page's own form works.
             page.get_by_role("button", name="Sign out").click()
