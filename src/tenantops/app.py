@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -79,6 +79,28 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
+def _not_json(request: Request, exc: RequestValidationError) -> bool:
+    """Whether an API body was refused because it was sent as something other than JSON."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not kind or kind == "application/json" or kind.endswith("+json"):
+        return False
+    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return False  # a route that takes a form or a file says what was missing
+    if not request.url.path.startswith("/api/"):
+        return False  # the web pages post forms
+    return any(tuple(err.get("loc", ()))[:1] == ("body",) for err in exc.errors())
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    """Pydantic's message, with the parser's reason for a body that is not JSON."""
+    if err.get("type") == "json_invalid":
+        reason = (err.get("ctx") or {}).get("error")
+        where = err.get("loc", ())[-1:]
+        at = f" at character {where[0]}" if where and isinstance(where[0], int) else ""
+        return f"not valid JSON ({reason}{at})" if reason else "not valid JSON"
+    return str(err.get("msg", ""))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -92,10 +114,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        instance = request.url.path
+        if _not_json(request, exc):
+            return problem(
+                415,
+                "Unsupported media type",
+                f"send the body as application/json, not {request.headers['content-type']}",
+                "unsupported-media-type",
+                instance=instance,
+            )
         errors = [
             {
                 "loc": [str(p) for p in err.get("loc", ())],
-                "msg": str(err.get("msg", "")),
+                "msg": _message(err),
                 "type": str(err.get("type", "")),
             }
             for err in exc.errors()
@@ -103,6 +134,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         # Every problem in one sentence, so a CLI user fixes them all in one go.
         parts = [
             f"{'.'.join(p for p in err['loc'] if p != 'body') or 'request'}: {err['msg']}"
+            if err["type"] != "json_invalid"
+            else f"body: {err['msg']}"
             for err in errors[:5]
         ]
         if len(errors) > 5:
@@ -112,17 +145,22 @@ def _install_error_handlers(app: FastAPI) -> None:
             "Invalid request",
             "; ".join(parts) or "invalid request",
             "validation",
+            instance=instance,
             errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         titles = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}
+        detail = str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":  # no route: say which path
+            detail = f"nothing at {request.method} {request.url.path}; see /docs for the API"
         response = problem(
             exc.status_code,
             titles.get(exc.status_code, "HTTP error"),
-            str(exc.detail),
+            detail,
             f"http-{exc.status_code}",
+            instance=request.url.path,
         )
         if exc.headers:
             response.headers.update(exc.headers)
