@@ -213,6 +213,6 @@ def test_a_month_outside_four_digit_years_is_a_422_not_a_500() -> None:
     from tenantops.finops.costs import Month
 
     for text in ("0000-01", "0999-12", "9999-12", "2026-13"):
-        with pytest.raises(Unprocessable, match="month must look like"):
+        with pytest.raises(Unprocessable, match="month must be a year and a month 01-12"):
             Month.parse(text)
     assert Month.parse("9998-12").label == "9998-12"

@@ -436,3 +436,10 @@ def test_an_example_of_the_wrong_type_is_refused(cli: CLI, tmp_path: Path) -> No
     result = cli("runbooks", "validate", str(path))
     assert result.code == 1
     assert "example must be of type integer" in result.err
+
+
+def test_an_unknown_tenant_stage_is_a_usage_error_before_anything_runs(cli: CLI) -> None:
+    result = cli("runbooks", "test", "tenant-reactivation", "--tenant-state", "bogus")
+    assert result.code == 2
+    assert "'bogus' is none of requested, approved" in result.err
+    assert len(result.err.strip().splitlines()) == 1

@@ -64,6 +64,12 @@ def test_a_short_password_or_an_empty_stdin_is_refused(
     empty = cli("users", "create-admin", "root", "--password-stdin")
     assert empty.code == 1
     assert "no password on stdin" in empty.err
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))  # a pipe, no terminal
+    piped = cli("users", "create-admin", "root")
+    assert (piped.code, piped.err.strip()) == (
+        1,
+        "error: no terminal to type the password at: give it with --password-stdin",
+    )
     assert cli("users", "list").out == ""
 
 

@@ -60,7 +60,8 @@ class Month:
                     raise ValueError(text)
             except ValueError as exc:
                 raise Unprocessable(
-                    f"month must look like 2026-10, not {text!r}", param="month"
+                    f"month must be a year and a month 01-12, like 2026-10; not {text!r}",
+                    param="month",
                 ) from exc
         days = calendar.monthrange(year, month)[1]
         first = date(year, month, 1)

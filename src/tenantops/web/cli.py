@@ -32,6 +32,9 @@ def _password(from_stdin: bool) -> str:
         if not line:
             raise Unprocessable("no password on stdin")
         return line
+    if not sys.stdin.isatty():
+        # No one to type it (a pipe, a script): say how, rather than echo warnings and abort.
+        raise Unprocessable("no terminal to type the password at: give it with --password-stdin")
     typed: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     return typed
 

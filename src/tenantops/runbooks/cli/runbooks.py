@@ -258,6 +258,10 @@ def runbook_test(
     simulated (backoffs, timers and leases are skipped over); gates are approved
     by a tester holding the gate's role.
     """
+    if tenant_state is not None and tenant_state not in TENANT_STAGES:
+        raise typer.BadParameter(
+            f"{tenant_state!r} is none of {', '.join(TENANT_STAGES)}", param_hint="--tenant-state"
+        )
     loaded = service.resolve_runbook(runbook)
     inputs = _input_values(input_ or [])
     if dry_run:
