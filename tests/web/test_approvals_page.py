@@ -215,6 +215,21 @@ def test_an_empty_yours_says_how_many_wait_for_others_below(
     assert others(html) == ""
 
 
+def test_an_admin_or_auditor_sees_every_pending_item_as_waiting_for_others(
+    web: TestClient, actors: Actors, user: UserFactory, auth: TokenFactory
+) -> None:
+    for name in ("one-shop", "two-shop"):
+        flows.request_tenant(web, actors.am, name=name)
+    for viewer in (user("ada", "admin"), user("audrey", "auditor")):
+        sign_in(web, viewer)
+        html = page(web)
+        assert "<p>Nothing waits for your decision; 2 wait for others, below.</p>" in yours(html)
+        assert others(html).count('<tr id="a-') == 2
+    # Bound to a tenant, an admin oversees no one else's queue.
+    sign_in(web, user("tad", "admin", tenant="one-shop"))
+    assert others(page(web)) == ""
+
+
 def test_the_creator_sees_the_sod_reason_instead_of_buttons(
     web: TestClient, actors: Actors, user: UserFactory, auth: TokenFactory
 ) -> None:

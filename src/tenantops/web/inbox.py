@@ -12,7 +12,8 @@ Whether the viewer may decide, and if not why, comes from the rules themselves
 (``approvals.rules.refusal`` and ``runbooks.engine.gate_refusal``, the same
 functions the decisions raise from) plus the API's role table; nothing here
 restates a rule. Items the viewer holds a role for but may not decide, and
-items they asked for, are "waiting for others", with the reason in words.
+items they asked for, are "waiting for others", with the reason in words; an
+admin or auditor (bound to no tenant) sees every pending item there.
 
 The queries read the approval, run and tenant tables directly (as ``kpis``
 does) and only read: pending rows only, at most ``LIMIT`` per source, with a
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from tenantops.approvals import rules
@@ -129,8 +130,20 @@ def _role_list(roles: Sequence[str]) -> str:
 # --- tenant approvals -----------------------------------------------------------------
 
 
+# Who oversees the approvals rather than deciding them: they see every pending item,
+# under "waiting for others", so "nothing waits for your decision" never hides a queue.
+OVERSEERS = frozenset({Role.ADMIN, Role.AUDITOR})
+
+
+def _oversees(principal: Principal) -> bool:
+    return not principal.tenant_scoped and bool(principal.roles & OVERSEERS)
+
+
 def _approval_scope(principal: Principal) -> ColumnElement[bool]:
-    """Pending requests that need a role the viewer holds, or that they asked for or decided."""
+    """Pending requests that need a role the viewer holds, or that they asked for or decided;
+    every one for an admin or auditor bound to no tenant."""
+    if _oversees(principal):
+        return true()
     held = set(principal.role_names())
     decided_by_viewer = exists().where(
         ApprovalDecision.request_id == ApprovalRequest.id,
@@ -363,6 +376,8 @@ def _gates(
     held = set(principal.role_names())
     mine = [k for k in kinds if held & set(k.gate.roles)]
     relevant: list[ColumnElement[bool]] = [Run.started_by == principal.subject]
+    if _oversees(principal):
+        relevant.append(true())
     if mine:
         relevant.append(or_(*[_pair(k) for k in mine]))
     where = [*scope, or_(*[_pair(k) for k in kinds]), or_(*relevant)]
