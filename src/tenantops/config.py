@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, StringConstraints, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -258,6 +258,13 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8080
+    regions: list[
+        Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
+    ] = Field(
+        default_factory=list,
+        description="Regions a tenant may be placed in (data residency), e.g. "
+        '["eu-central-1","eu-west-1"]; empty: any region name is accepted',
+    )
     log_level: str = "INFO"
     log_json: bool = True
     oidc: OIDCSettings = Field(default_factory=OIDCSettings)

@@ -52,7 +52,7 @@ log = structlog.get_logger("tenantops.events")
 def build_actions(settings: Settings, db: Database) -> Registry:
     """Every action a runbook step may name, bound to the configured drivers."""
     actions = builtin_actions()
-    actions.update(tenant_actions(settings.data_dir))
+    actions.update(tenant_actions(settings.data_dir, settings.regions))
     actions.update(driver_actions(settings, db))
     actions.update(gitops_actions(settings, state_of=tenant_state(db)))
     actions.update(terraform_actions(settings))

@@ -45,7 +45,7 @@ def fleet(
     """alpha: active 5 min after approval; beta: active 40 min after, then suspended;
     gamma: only requested. alpha has 60 EUR of cost this month against 100."""
     ids: dict[str, str] = {}
-    alpha = request_tenant(web, actors.am, name="alpha", tier="gold", monthly_budget=100)
+    alpha = request_tenant(web, actors.am, name="alpha", tier="premium", monthly_budget=100)
     ids["alpha"] = alpha["id"]
     clock.advance(minutes=10)
     approve(web, ids["alpha"], "governance", actors.gov)
@@ -139,7 +139,7 @@ def test_the_kpis_of_a_small_fleet(web: TestClient, actors: Actors, fleet: dict[
 
 
 def test_filters_and_sort(web: TestClient, actors: Actors, fleet: dict[str, str]) -> None:
-    gold = ok(web.get(KPIS, params={"tier": "gold"}, headers=actors.gov))
+    gold = ok(web.get(KPIS, params={"tier": "premium"}, headers=actors.gov))
     assert [t["name"] for t in gold["tenants"]] == ["alpha"]
     assert gold["overall"]["tenants"] == 1
     us = ok(web.get(KPIS, params={"region": "us-east-1"}, headers=actors.gov))
@@ -166,7 +166,7 @@ def test_a_tenant_owner_gets_only_their_tenant(
     assert [t["name"] for t in report["tenants"]] == ["beta"]
     assert report["overall"]["tenants"] == 1
     assert report["overall"]["cost_mtd"] == {}
-    assert ok(web.get(KPIS, params={"tier": "gold"}, headers=owner))["tenants"] == []
+    assert ok(web.get(KPIS, params={"tier": "premium"}, headers=owner))["tenants"] == []
 
 
 def test_the_kpis_need_a_token(web: TestClient) -> None:
@@ -182,7 +182,7 @@ def test_the_dashboard_shows_the_apis_numbers(
 ) -> None:
     user("gus-web", "governance")
     sign_in(web, "gus-web")
-    for params in ({}, {"tier": "gold"}, {"state": "requested"}):
+    for params in ({}, {"tier": "premium"}, {"state": "requested"}):
         page = web.get("/", params=params)
         assert page.status_code == 200, page.text
         api = ok(web.get(KPIS, params=params, headers=actors.gov))
@@ -279,7 +279,7 @@ def test_cost_is_shown_only_to_those_who_may_read_it(
 
 
 def test_a_filter_with_a_control_character_is_a_422(web: TestClient, actors: Actors) -> None:
-    r = web.get(KPIS, params={"tier": "gold\x00"}, headers=actors.gov)
+    r = web.get(KPIS, params={"tier": "premium\x00"}, headers=actors.gov)
     assert r.status_code == 422, r.text
 
 

@@ -76,7 +76,7 @@ def section(html: str, name: str) -> str:
 def test_the_list_searches_filters_and_counts(
     web: TestClient, actors: Actors, user: UserFactory
 ) -> None:
-    live = tenant_in(web, actors, S.ACTIVE, name="lively", region="us-east-1", tier="gold")
+    live = tenant_in(web, actors, S.ACTIVE, name="lively", region="us-east-1", tier="premium")
     request_tenant(web, actors.am, name="quiet-one", display_name="Quiet Ltd")
     request_tenant(web, actors.am, name="quiet-two", business_owner="boss@quiet.example")
     as_user(web, user, "oscar", "ops_engineer")
@@ -96,7 +96,7 @@ def test_the_list_searches_filters_and_counts(
 
     assert names(state="active") == {"lively"}
     assert names(region="us-east-1") == {"lively"}
-    assert names(tier="gold") == {"lively"}
+    assert names(tier="premium") == {"lively"}
     assert names(q="quiet") == {"quiet-one", "quiet-two"}
     assert names(q="Quiet Ltd") == {"quiet-one"}  # display name, any case
     assert names(q="boss@") == {"quiet-two"}  # owner
@@ -214,7 +214,7 @@ def test_the_profile_shows_the_whole_record(
         business_owner="Boss@Profiled.example",
         compliance_classification="restricted",
         region="eu-west-1",
-        tier="gold",
+        tier="premium",
         monthly_budget=1234.5,
         currency="CHF",
         contacts=["a@profiled.example", "b@profiled.example"],
@@ -228,7 +228,7 @@ def test_the_profile_shows_the_whole_record(
         "profiled",
         "Profiled GmbH",
         "requested",
-        "gold",
+        "premium",
         "eu-west-1",
         "restricted",
         "boss@profiled.example",

@@ -45,7 +45,13 @@ def submit_request(
 ) -> RequestRead:
     """Start the request's runbook at its approval gate; nothing changes before approval."""
     with db.write() as session:
-        read = service.submit_request(session, principal=caller, ref=tenant, data=data)
+        read = service.submit_request(
+            session,
+            principal=caller,
+            ref=tenant,
+            data=data,
+            regions=request.app.state.settings.regions,
+        )
     wake_worker(request)
     response.headers["Location"] = f"/api/v1/runs/{read.id}"
     return read

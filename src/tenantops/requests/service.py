@@ -14,6 +14,7 @@ registry), an account manager or an admin for any tenant.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +26,6 @@ from tenantops.auth.principal import SYSTEM, Principal
 from tenantops.errors import Conflict, Forbidden, NotFound, Unprocessable
 from tenantops.finops import budgets
 from tenantops.kit.clock import as_utc
-from tenantops.provisioning.manifests import TIERS
 from tenantops.requests import repository
 from tenantops.requests.schemas import (
     AccessRequestCreate,
@@ -83,7 +83,7 @@ def _fields(tenant: Tenant, data: RequestCreate, budget_currency: str) -> dict[s
     return fields
 
 
-def _check(session: Session, tenant: Tenant, data: RequestCreate) -> str:
+def _check(session: Session, tenant: Tenant, data: RequestCreate, regions: Collection[str]) -> str:
     """Refuse now what the approved run could not do; the budget's currency."""
     state = TenantState(tenant.state)
     if data.kind in NEEDS_ACTIVE and state is not TenantState.ACTIVE:
@@ -93,8 +93,10 @@ def _check(session: Session, tenant: Tenant, data: RequestCreate) -> str:
         )
     if data.kind == "budget" and state in CLOSED:
         raise Conflict(f"tenant {tenant.name} is {state.value}", current_state=state.value)
-    if isinstance(data, TenantRequestCreate | QuotaRequestCreate) and data.tier not in TIERS:
-        raise Unprocessable(f"unknown tier {data.tier!r} (known: {', '.join(TIERS)})", param="tier")
+    if isinstance(data, TenantRequestCreate | QuotaRequestCreate):
+        tenants.check_tier(data.tier)
+    if isinstance(data, TenantRequestCreate):
+        tenants.check_region(data.region, regions)
     if isinstance(data, QuotaRequestCreate) and data.tier == tenant.tier:
         raise Unprocessable(f"the tenant is already on tier {data.tier}", param="tier")
     if isinstance(data, TenantRequestCreate):
@@ -142,14 +144,22 @@ def refuse_requested_name(session: Session, name: str) -> None:
 
 
 def submit_request(
-    session: Session, *, principal: Principal, ref: str, data: RequestCreate
+    session: Session,
+    *,
+    principal: Principal,
+    ref: str,
+    data: RequestCreate,
+    regions: Collection[str] = (),
 ) -> RequestRead:
-    """File a request for tenant ``ref``: its run starts at the approval gate, audited."""
+    """File a request for tenant ``ref``: its run starts at the approval gate, audited.
+
+    A new tenant's region must be one of ``regions`` when the platform lists them.
+    """
     _requester(principal)
     tenant = tenants.get_tenant(session, principal=principal, ref=ref)
     # Locked, so two submissions at once cannot both find no open request.
     session.refresh(tenant, with_for_update=True)
-    currency = _check(session, tenant, data)
+    currency = _check(session, tenant, data, regions)
     fields = _fields(tenant, data, currency)
     runbook_id = REQUEST_RUNBOOKS[data.kind]
     session.flush()

@@ -9,6 +9,8 @@ run, so a re-run overwrites the same file with the same content.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +126,9 @@ def _create_run(ctx: ActionContext) -> StepResult:
     return StepResult(output={"name": name}, evidence={"name": name})
 
 
-def _create_apply(session: Session, ctx: ActionContext, result: StepResult) -> None:
+def _create_apply(
+    session: Session, ctx: ActionContext, result: StepResult, *, regions: Collection[str] = ()
+) -> None:
     """Register the requested tenant, with whoever started the run as its requester.
 
     The run's starter is the tenant owner who asked (the approval gate kept them
@@ -141,7 +145,11 @@ def _create_apply(session: Session, ctx: ActionContext, result: StepResult) -> N
         raise StepFailed(f"{ctx.step_name}: {where}: {first['msg']}", retriable=False) from None
     requester = Principal(subject=ctx.actor, via="runbook")
     tenant, _ = service.create_tenant(
-        session, principal=requester, data=data, idempotency_key=ctx.idempotency_key
+        session,
+        principal=requester,
+        data=data,
+        idempotency_key=ctx.idempotency_key,
+        regions=regions,
     )
     result.output.update(tenant_id=tenant.id, name=tenant.name, state=tenant.state)
     result.evidence.update(tenant_id=tenant.id, name=tenant.name, state=tenant.state)
@@ -260,14 +268,18 @@ def _tenant_id(ctx: ActionContext) -> str:
     return ctx.tenant_id
 
 
-def tenant_actions(data_dir: Path) -> Registry:
+def tenant_actions(data_dir: Path, regions: Collection[str] = ()) -> Registry:
+    """The tenant domain's actions; a tenant a request registers must be in ``regions``
+    (when the platform lists them)."""
     files = TenantFiles(data_dir)
     return {
         "tenant.transition": FunctionAction(_transition_run, _transition_apply),
         "tenant.change_tier": FunctionAction(_tier_run, _tier_apply),
         "tenant.reactivate": FunctionAction(_reactivate_run, _reactivate_apply),
         "tenant.require_state": FunctionAction(_state_run, _state_apply),
-        "tenant.create_requested": FunctionAction(_create_run, _create_apply),
+        "tenant.create_requested": FunctionAction(
+            _create_run, partial(_create_apply, regions=tuple(regions))
+        ),
         "tenant.collect_evidence": FunctionAction(_nothing, files.collect_evidence),
         "tenant.export": FunctionAction(_nothing, files.export),
         "tenant.deletion_certificate": FunctionAction(_nothing, files.certificate),

@@ -104,7 +104,11 @@ def create_tenant(
     with db.write() as session:
         refuse_requested_name(session, data.name)
         tenant, replayed = service.create_tenant(
-            session, principal=caller, data=data, idempotency_key=idempotency_key
+            session,
+            principal=caller,
+            data=data,
+            idempotency_key=idempotency_key,
+            regions=request.app.state.settings.regions,
         )
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"

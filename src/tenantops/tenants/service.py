@@ -26,10 +26,12 @@ from tenantops.errors import (
     InvalidTransition,
     NotFound,
     PreconditionFailed,
+    Unprocessable,
 )
 from tenantops.kit.canonical import canonical_json
 from tenantops.kit.clock import utcnow
 from tenantops.kit.ids import new_id
+from tenantops.provisioning.manifests import TIERS
 from tenantops.runbooks import engine
 from tenantops.tenants import announcements, lifecycle, repository, runs
 from tenantops.tenants.lifecycle import Facts, TenantEvent, TenantState
@@ -213,17 +215,39 @@ def _request_hash(data: TenantCreate) -> str:
     return hashlib.sha256(canonical_json(data.model_dump(mode="json")).encode()).hexdigest()
 
 
+def check_tier(tier: str) -> None:
+    """``Unprocessable`` unless the platform renders ``tier`` (its quota and limits)."""
+    if tier not in TIERS:
+        raise Unprocessable(f"unknown tier {tier!r} (known: {', '.join(TIERS)})", param="tier")
+
+
+def check_region(region: str, regions: Collection[str]) -> None:
+    """``Unprocessable`` unless ``region`` is one the platform serves (``TENANTOPS_REGIONS``).
+
+    Data residency: a tenant placed in a region the platform does not run would
+    be rendered and committed with a label no cluster answers to. With no list
+    configured, every region name is accepted.
+    """
+    if regions and region not in regions:
+        raise Unprocessable(
+            f"region {region!r} is not one this platform serves (serves: {', '.join(regions)})",
+            param="region",
+        )
+
+
 def create_tenant(
     session: Session,
     *,
     principal: Principal,
     data: TenantCreate,
     idempotency_key: str | None = None,
+    regions: Collection[str] = (),
 ) -> tuple[Tenant, bool]:
     """Register a requested tenant and open its onboarding approval.
 
     Returns the tenant and whether this was a replay of an earlier request
-    with the same ``Idempotency-Key``.
+    with the same ``Idempotency-Key``. The tier must be one the platform
+    renders, the region one of ``regions`` when that is not empty.
     """
     request_hash = _request_hash(data)
     if idempotency_key is not None:
@@ -237,6 +261,8 @@ def create_tenant(
             if earlier is None:  # pragma: no cover - tenants are never deleted
                 raise NotFound("the tenant created with this Idempotency-Key is gone")
             return earlier, True
+    check_tier(data.tier)
+    check_region(data.region, regions)
     if repository.get_by_name(session, data.name) is not None:
         raise Conflict(f"a tenant named {data.name!r} already exists", param="name")
     now = utcnow()

@@ -184,7 +184,13 @@ async def submit(request: Request) -> Response:
     db = database(request)
     try:
         with db.write() as session:
-            filed = requests.submit_request(session, principal=principal, ref=ref, data=data)
+            filed = requests.submit_request(
+                session,
+                principal=principal,
+                ref=ref,
+                data=data,
+                regions=request.app.state.settings.regions,
+            )
     except (Conflict, Unprocessable) as exc:
         return _page(
             request, principal, kind=kind, errors=[exc.detail], values=values, status=exc.status

@@ -68,6 +68,7 @@ def _form_page(
             "values": values,
             "errors": errors,
             "tiers": list(TIERS),
+            "regions": list(request.app.state.settings.regions),
             "classes": [c.value for c in ComplianceClass],
         },
         status=status,
@@ -111,7 +112,12 @@ async def create_tenant(request: Request) -> Response:
     try:
         with db.write() as session:
             refuse_requested_name(session, data.name)
-            tenant, _ = tenants.create_tenant(session, principal=principal, data=data)
+            tenant, _ = tenants.create_tenant(
+                session,
+                principal=principal,
+                data=data,
+                regions=request.app.state.settings.regions,
+            )
             name = tenant.name
     except AppError as exc:
         return _form_page(request, principal, values, [exc.detail], status=exc.status)
