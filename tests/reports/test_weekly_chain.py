@@ -160,6 +160,7 @@ def test_reports_schedule_sla_starts_the_chain_once(
     assert first.code == 0, first
     assert "scheduled: run" in first.out
     assert "reports 2030-W02" in first.out
+    assert "catching up" not in first.out  # the last full week: nothing follows at once
     again = cli("reports", "schedule", "--week", "2030-W03")
     assert again.code == 0
     assert again.out.startswith("already scheduled")
@@ -287,3 +288,12 @@ def test_the_cli_downloads_the_report_to_a_file(
     assert refused.code == 1
     assert len(refused.err.strip().splitlines()) == 1
     assert refused.err.startswith("error: Not allowed")
+
+
+def test_a_week_long_past_says_the_weeks_after_it_follow_at_once(
+    cli: Callable[..., CliResult], db: Database, clock: Clock
+) -> None:
+    clock.now = datetime(2030, 1, 14, 6, tzinfo=UTC)  # the last full week is 2030-W02
+    first = cli("reports", "schedule", "--week", "2029-W50")
+    assert first.code == 0, first
+    assert "catching up: the 4 week(s) after it, up to 2030-W02, are over too" in first.out

@@ -115,6 +115,12 @@ def schedule(
         db.dispose()
     if started:
         typer.echo(f"scheduled: run {run.id} reports {period.label} and starts the next week's")
+        behind = (last_full_week().monday - period.monday).days // 7
+        if behind > 0:
+            typer.echo(
+                f"catching up: the {behind} week(s) after it, up to {last_full_week().label},"
+                " are over too, so their reports follow at once, each mailed"
+            )
     else:
         typer.echo(
             f"the report of {period.label} already ran (run {run.id}, {run.status}); "
