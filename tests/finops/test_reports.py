@@ -520,3 +520,14 @@ def test_a_step_without_a_valid_month_fails_for_good(settings: Settings, db: Dat
         with pytest.raises(StepFailed) as failed:
             action.run(ctx)
         assert not failed.value.retriable
+
+
+def test_a_month_long_past_says_the_months_after_it_follow_at_once(
+    cli: Callable[..., CliResult], db: Database, clock: Clock
+) -> None:
+    clock.now = datetime(2030, 2, 1, 6, tzinfo=UTC)  # the previous month is 2030-01
+    first = cli("reports", "schedule", "--month", "2029-10")
+    assert first.code == 0, first
+    assert "catching up: the 3 month(s) after it, up to 2030-01, are over too" in first.out
+    again = cli("reports", "schedule", "--month", "2030-01")
+    assert "catching up" not in again.out

@@ -354,6 +354,13 @@ def report_schedule(
         db.dispose()
     if started:
         typer.echo(f"scheduled: run {run.id} reports {period.label} and starts the next month's")
+        last = previous_month()
+        behind = (last.first.year - period.first.year) * 12 + last.first.month - period.first.month
+        if behind > 0:
+            typer.echo(
+                f"catching up: the {behind} month(s) after it, up to {last.label}, are over"
+                " too, so their reports follow at once, each mailed"
+            )
     else:
         typer.echo(
             f"the report of {period.label} already ran (run {run.id}, {run.status}); "
