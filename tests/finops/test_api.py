@@ -140,7 +140,7 @@ def test_costs_per_tenant_and_for_all(
     assert (blue["cost"], blue["budget"], blue["ratio"]) == ("85.00", "100.00", "0.8500")
     assert blue["forecast"] == "263.50"
     assert blue["crossed"] == [50, 80]
-    assert blue["top_services"][0] == {"service": "Compute", "cost": "60.000000000000"}
+    assert blue["top_services"][0] == {"service": "Compute", "cost": "60.00"}  # cents, as cost
     assert blue["days"] == [{"day": "2030-01-01", "currency": "EUR", "cost": "85.000000000000"}]
     overview = client.get(
         "/api/v1/finops/costs", params={"month": "2030-01"}, headers=auth("gus", "governance")
@@ -196,6 +196,11 @@ def test_budget_put_get_with_if_match_and_the_ledger_shows_it(
         headers={**finance, "if-match": '"0"'},
     )
     assert stale.status_code == 412
+    malformed = client.put(
+        "/api/v1/tenants/blue/budget", json={"amount": "1"}, headers={**finance, "if-match": "v1"}
+    )
+    assert malformed.status_code == 422
+    assert malformed.json()["detail"].startswith("If-Match must be the ETag of the budget")
     invalid = client.put("/api/v1/tenants/blue/budget", json={"amount": "-5"}, headers=finance)
     assert invalid.status_code == 422
     entries = client.get("/api/v1/tenants/blue/ledger", headers=finance).json()["items"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ def test_import_prints_the_summary_then_recognises_the_file(
     assert first.code == 0, first
     assert "imported" in first.out
     assert "2 lines of acct-cli 2030-01-01" in first.out
+    assert re.search(r"2030-01-01, \d+\.\d\d EUR effective", first.out), first.out  # cents
     assert "unallocated 1 lines" in first.out
     assert "rule tag:tenant: 1 lines" in first.out
     again = invoke(capsys, "finops", "import", str(path))

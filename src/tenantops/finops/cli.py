@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from tenantops.config import Settings
 from tenantops.errors import AppError
 from tenantops.finops.actions import ensure_over, open_monthly_runs, schedule_month
 from tenantops.finops.costs import Month as Period
+from tenantops.finops.costs import cents
 from tenantops.finops.reports import previous_month
 from tenantops.kit.cli import DEFAULT_URL, Output, Token, Url, connect, download, terminal
 from tenantops.kit.client import ClientError
@@ -58,6 +60,12 @@ def _problem_lines(exc: ClientError, body: dict[str, Any] | None) -> str:
         for e in body["errors"][:5]
     )
     return f"{exc} (first: {first})"
+
+
+def _money(exact: str) -> str:
+    """An import's exact total (the API keeps every place, to reconcile with the file) in
+    cents, as every other FinOps figure is shown."""
+    return str(cents(Decimal(exact)))
 
 
 @app.command("import")
@@ -103,13 +111,13 @@ def import_file(
     verb = "already imported as" if summary["duplicate"] else "imported"
     typer.echo(
         f"{verb} {summary['id']}: {summary['rows']} lines of {summary['billing_account_id']} "
-        f"{summary['billing_period_start'][:10]}, {summary['effective_cost']} "
+        f"{summary['billing_period_start'][:10]}, {_money(summary['effective_cost'])} "
         f"{summary['currency']} effective"
     )
     typer.echo(
         f"allocated {summary['allocated_rows']} lines to {summary['summary'].get('tenants', 0)} "
         f"tenant(s); unallocated {summary['unallocated_rows']} lines "
-        f"({summary['unallocated_cost']} {summary['currency']})"
+        f"({_money(summary['unallocated_cost'])} {summary['currency']})"
     )
     for rule, count in summary["summary"].get("by_rule", {}).items():
         typer.echo(f"  rule {rule}: {count} lines")

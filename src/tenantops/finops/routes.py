@@ -205,7 +205,7 @@ def put_budget(
             amount=data.amount,
             currency=data.currency.upper() if data.currency else None,
             thresholds=data.thresholds,
-            if_match=parse_if_match(if_match),
+            if_match=parse_if_match(if_match, noun="budget"),
             settings=_settings(request),
         )
     response.headers["ETag"] = etag(read.version)

@@ -105,7 +105,7 @@ def tenant_cost(
         forecast_ratio=status.forecast_ratio,
         thresholds=status.thresholds,
         crossed=status.crossed,
-        top_services=[ServiceCost(service=s, cost=c) for s, c in status.top_services],
+        top_services=[ServiceCost(service=s, cost=cents(c)) for s, c in status.top_services],
         other_currencies=status.other_currencies,
         days=[DayCost(day=d, currency=c, cost=v) for d, c, v in spent.days],
     )
