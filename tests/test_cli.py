@@ -315,6 +315,7 @@ def test_serve_on_an_empty_data_dir_migrates_and_prints_a_bootstrap_token_once(
         assert created.status_code == 201, created.text
     assert (data / "tenantops.db").exists()
     assert first_log.read_text().count(token) == 1  # shown once, never logged
+    assert f"serving {url} (with an in-process worker)" in first_log.read_text()
 
     with serve_process(env, second_log) as url:
         assert httpx.get(f"{url}/api/v1/me", headers=bearer(token), timeout=10).status_code == 200

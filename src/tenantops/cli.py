@@ -120,6 +120,8 @@ def serve(
     announce_first_admin(db, settings, actor=operator())
     application = create_app(settings, db=db)
     heap.settle()
+    worker = "with an in-process worker" if settings.worker.in_process else "API only"
+    typer.echo(f"tenantops {__version__}: serving {settings.own_url()} ({worker})", err=True)
     uvicorn.run(
         application,
         host=settings.host,
@@ -169,6 +171,7 @@ def worker(
         if relay is not None:
             relay.stop(timeout=5)
         db.dispose()
+        typer.echo(f"worker {runner.name} stopped", err=True)
 
 
 @app.command()
