@@ -183,6 +183,20 @@ class Workload(BaseHTTPRequestHandler):
     values: dict[str, str] = {}
     down: set[str] = set()
     forgetful = False
+    # tenant -> (status, content type, body) it answers instead, as a web server in front may
+    pages: dict[str, tuple[int, str, str]] = {}
+
+    def _page(self, tenant: str) -> bool:
+        if tenant not in self.pages:
+            return False
+        status, kind, text = self.pages[tenant]
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
 
     def _answer(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -194,7 +208,11 @@ class Workload(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         tenant, _, rest = self.path.strip("/").partition("/")
-        if tenant in self.down:
+        if tenant == "unsupported":
+            self.send_error(501)  # the stdlib server's own HTML error page
+        elif self._page(tenant):
+            pass
+        elif tenant in self.down:
             self._answer(503, {"error": "down"})
         elif rest == "synthetic":
             value = None if self.forgetful else self.values.get(tenant)
@@ -205,6 +223,8 @@ class Workload(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         tenant, _, _ = self.path.strip("/").partition("/")
         length = int(self.headers.get("Content-Length", "0"))
+        if self._page(tenant):
+            return
         self.values[tenant] = json.loads(self.rfile.read(length))["value"]
         self._answer(200, {"written": True})
 
@@ -214,7 +234,7 @@ class Workload(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def workload() -> Iterator[str]:
-    Workload.values, Workload.down, Workload.forgetful = {}, set(), False
+    Workload.values, Workload.down, Workload.forgetful, Workload.pages = {}, set(), False, {}
     httpd = ThreadingHTTPServer((HOST, 0), Workload)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -258,10 +278,71 @@ def test_a_configured_url_that_fails_is_retriable_and_not_recorded(
     again = health.check(tenant_id=new_id(), tenant_name="acme", idempotency_key="c")
 
     assert down.value.retry is Retry.RETRIABLE
-    assert "503" in str(down.value)
+    assert message(down.value).endswith('answered 503: {"error": "down"}')  # JSON as sent
     assert forgot.value.retry is Retry.RETRIABLE
     assert "not the value written" in str(forgot.value)
     assert again.passed
+
+
+def message(error: DriverError) -> str:
+    """The error's own message, without the retry class ``str`` appends."""
+    return str(error.args[0])
+
+
+HTML_PAGE = (
+    "<!DOCTYPE html>\n<html>\n<head><title>502 Bad Gateway</title>\n"
+    "<style>body { font-family: sans-serif; }</style></head>\n"
+    "<body>\n<center><h1>502 Bad Gateway</h1></center>\n<hr><center>nginx</center>\n"
+    + "<!-- padding so the page is long -->\n" * 20
+    + "<p>"
+    + "The upstream &amp; its replicas did not answer. " * 10
+    + "</p>\n</body></html>\n"
+)
+
+
+def test_an_html_error_page_is_told_in_one_short_line(db: Database, workload: str) -> None:
+    health = checker(db, workload)
+    with pytest.raises(DriverError) as unsupported:
+        health.check(tenant_id=new_id(), tenant_name="unsupported", idempotency_key="c1")
+    Workload.pages["acme"] = (502, "text/html; charset=utf-8", HTML_PAGE)
+    with pytest.raises(DriverError) as gateway:
+        health.check(tenant_id=new_id(), tenant_name="acme", idempotency_key="c2")
+    with pytest.raises(DriverError) as synthetic:
+        health.synthetic(tenant_id=new_id(), tenant_name="acme", idempotency_key="s")
+
+    url = workload.replace("{tenant}", "acme")
+    assert unsupported.value.retry is Retry.RETRIABLE  # as before: a retry may help
+    assert "answered 501 (text/html): Error response" in message(unsupported.value)
+    assert message(gateway.value).startswith(
+        f"GET {url} answered 502 (text/html): 502 Bad Gateway 502 Bad Gateway nginx "
+        "The upstream & its replicas"
+    )
+    assert message(synthetic.value).startswith(f"PUT {url}/synthetic answered 502 (text/html): 502")
+    for error in (unsupported.value, gateway.value, synthetic.value):
+        said = message(error).partition("(text/html): ")[2]
+        assert error.retry is Retry.RETRIABLE
+        assert "<" not in message(error)
+        assert "\n" not in message(error)
+        assert "font-family" not in message(error)
+        assert len(said) <= 120
+    assert message(gateway.value).endswith("…")
+
+
+def test_a_plain_or_empty_body_is_told_in_one_short_line(db: Database, workload: str) -> None:
+    health = checker(db, workload)
+    Workload.pages["acme"] = (503, "text/plain", "maintenance\n" + "until later " * 30)
+    Workload.pages["quiet"] = (503, "text/plain", "")
+    with pytest.raises(DriverError) as plain:
+        health.check(tenant_id=new_id(), tenant_name="acme", idempotency_key="c1")
+    with pytest.raises(DriverError) as empty:
+        health.check(tenant_id=new_id(), tenant_name="quiet", idempotency_key="c2")
+
+    said = message(plain.value).partition("answered 503: ")[2]
+    assert said.startswith("maintenance until later until later")
+    assert said.endswith("…")
+    assert len(said) == 120
+    assert message(empty.value).endswith("answered 503 with an empty body")
+    assert plain.value.retry is empty.value.retry is Retry.RETRIABLE
 
 
 def test_a_url_nobody_answers_is_retriable(db: Database) -> None:
