@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +18,7 @@ from tenantops.db import Database
 from tenantops.migrations import upgrade
 from tenantops.runbooks import spec, windows
 from tests.conftest import invoke
-from tests.servers import free_port
+from tests.servers import HOST, free_port
 
 
 @pytest.fixture
@@ -185,3 +190,105 @@ def test_a_window_the_library_names_must_be_defined(
     _, found = findings(capsys)
     (row,) = found["maintenance windows"]
     assert (row["status"], row["detail"]) == ("ok", "defined: night")
+
+
+class NoSuchTenant(BaseHTTPRequestHandler):
+    """A tenants' health endpoint that knows no tenant: every GET is a 404, and noted."""
+
+    asked: list[str] = []
+
+    def do_GET(self) -> None:
+        self.asked.append(self.path)
+        self.send_error(404)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    NoSuchTenant.asked = []
+    httpd = ThreadingHTTPServer((HOST, 0), NoSuchTenant)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{HOST}:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_the_built_in_health_probe_is_not_checked(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, found = findings(capsys)
+    [row] = found["health"]
+    assert row["status"] == "skip"
+    assert "built-in probe" in row["detail"]
+
+
+def test_a_health_url_that_answers_at_all_is_reachable(
+    env: pytest.MonkeyPatch, endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.setenv("TENANTOPS_HEALTH__BASE_URL", endpoint + "/{tenant}/healthz")
+
+    code, found = findings(capsys)
+
+    assert code == 0, found
+    [row] = found["health"]
+    assert row["status"] == "ok"
+    assert f"{endpoint}/doctor-probe/healthz answers 404" in row["detail"]
+    assert NoSuchTenant.asked == ["/doctor-probe/healthz"]  # one real GET, nothing else
+
+
+def test_a_health_url_nothing_answers_fails_with_its_fix(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.setenv("TENANTOPS_HEALTH__BASE_URL", f"http://ops:hunter2@{HOST}:{free_port()}/{{tenant}}")
+
+    code, found = findings(capsys)
+
+    assert code == 1
+    [row] = found["health"]
+    assert row["status"] == "fail"
+    assert "ConnectError" in row["detail"]
+    assert "\n" not in row["detail"]
+    assert "hunter2" not in row["detail"]
+    assert "TENANTOPS_HEALTH__BASE_URL" in row["fix"]
+
+
+def test_a_health_url_that_never_answers_fails_within_the_health_timeout(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    silent = socket.socket()
+    silent.bind((HOST, 0))
+    silent.listen()  # connections are accepted by the kernel, and never answered
+    try:
+        env.setenv(
+            "TENANTOPS_HEALTH__BASE_URL", f"http://{HOST}:{silent.getsockname()[1]}/{{tenant}}"
+        )
+        env.setenv("TENANTOPS_HEALTH__TIMEOUT_SECONDS", "0.2")
+        code, found = findings(capsys)
+    finally:
+        silent.close()
+
+    assert code == 1
+    [row] = found["health"]
+    assert row["status"] == "fail"
+    assert "ReadTimeout" in row["detail"]
+    assert "TENANTOPS_HEALTH__BASE_URL" in row["fix"]
+
+
+def test_a_health_url_without_a_placeholder_fails(
+    env: pytest.MonkeyPatch, endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.setenv("TENANTOPS_HEALTH__BASE_URL", endpoint + "/healthz")
+
+    code, found = findings(capsys)
+
+    assert code == 1
+    [row] = found["health"]
+    assert row["status"] == "fail"
+    assert "{tenant} placeholder" in row["detail"]
+    assert "{tenant}" in row["fix"]
+    assert NoSuchTenant.asked == []

@@ -211,6 +211,59 @@ def events(settings: Settings) -> Iterator[Finding]:
         )
 
 
+PROBE_TENANT = "doctor-probe"  # no tenant has to exist: any answer proves the URL is reachable
+
+
+def health(settings: Settings) -> Iterator[Finding]:
+    """The configured health URL answers at all: every onboarding's health check and synthetic
+    test call it, so a URL nothing answers fails each one at ``health-check``."""
+    h = settings.health
+    if not h.base_url:
+        yield Finding(
+            "health",
+            "skip",
+            "no TENANTOPS_HEALTH__BASE_URL: tenants are checked through this server's built-in "
+            "probe /probe/tenants/{tenant}",
+        )
+        return
+    from tenantops.drivers.health.local import reach
+
+    shown = _without_userinfo(h.base_url)
+    try:
+        response = reach(h.base_url, tenant_name=PROBE_TENANT, timeout_seconds=h.timeout_seconds)
+    except (ValueError, httpx.InvalidURL) as exc:  # no placeholder, or not a URL at all
+        yield Finding(
+            "health",
+            "fail",
+            _short(f"{shown}: {exc}"),
+            "set TENANTOPS_HEALTH__BASE_URL to a URL with a {tenant} placeholder, "
+            "e.g. https://{tenant}.apps.example.com/healthz",
+        )
+        return
+    except DriverError as exc:  # refused, timed out, TLS failed: the connection error itself
+        yield Finding(
+            "health",
+            "fail",
+            _short(f"{shown}: {_error(exc.__cause__ or exc)}"),
+            "check TENANTOPS_HEALTH__BASE_URL (and __TIMEOUT_SECONDS) and that this host reaches "
+            "the tenants' endpoints",
+        )
+        return
+    yield Finding(
+        "health",
+        "ok",
+        f"{_without_userinfo(str(response.url))} answers {response.status_code} "
+        f"(for a tenant named {PROBE_TENANT}: any status proves it is reachable)",
+    )
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without a user and password, which a probe never prints."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{path}" if sep else url
+
+
 def _findings(
     prefix: str, rows: Iterable[CheckRow], shown: Callable[[str], str] = str
 ) -> Iterator[Finding]:
@@ -432,6 +485,7 @@ PROBES: tuple[Probe, ...] = (
     itsm,
     notify,
     oidc,
+    health,
     terraform,
 )
 
