@@ -87,6 +87,8 @@ def apply(
         typer.echo(f"applied: version {applied['version']} ({applied['digest']})")
     else:
         typer.echo(f"unchanged: version {applied['version']} is already in force")
+    for warning in applied.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @oncall_app.command("show")

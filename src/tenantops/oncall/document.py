@@ -216,6 +216,19 @@ class OncallDocument(_Strict):
             raise ValueError(f"default: no policy {self.default!r}")
         return self
 
+    def recipients(self) -> list[str]:
+        """Every literal recipient the document names (members, overrides, policy targets)."""
+        named = [m for r in self.rotations.values() for m in r.members]
+        named += [o.member for r in self.rotations.values() for o in r.overrides]
+        named += [
+            t
+            for policy in self.policies.values()
+            for level in policy.levels
+            for t in level.targets
+            if not t.startswith(("rotation:", "role:"))
+        ]
+        return list(dict.fromkeys(named))
+
     def route(
         self,
         *,

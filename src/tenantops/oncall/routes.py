@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import AwareDatetime
 
 from tenantops.auth.deps import Caller, GuardedRoute, authorize
 from tenantops.auth.principal import Principal
+from tenantops.drivers.notify.settings import SCHEMES
 from tenantops.errors import Forbidden
 from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db
@@ -62,14 +63,17 @@ def overview(db: Db) -> OncallOverview:
     responses=problem_responses(400),
 )
 def apply_config(
+    request: Request,
     db: Db,
     caller: Caller,
     document: Annotated[
         dict[str, Any], Body(description="rotations, policies, routes, default (docs/oncall.md)")
     ],
 ) -> ConfigApplied:
+    configured = request.app.state.settings.channels
+    channels = {f"{s}:{name}" for s in SCHEMES for name in configured.names(s)}
     with db.write() as session:
-        return service.apply_config(session, document, caller)
+        return service.apply_config(session, document, caller, channels=channels)
 
 
 @router.get("/now", summary="Who is on call at a moment (default now), rotation by rotation")

@@ -117,6 +117,11 @@ class ConfigApplied(ConfigRead):
     """The result of applying a document: ``changed`` false when it was already in force."""
 
     changed: bool
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the document names that this server cannot reach (an unconfigured"
+        " channel): applied, but pages to it stay in the notification outbox",
+    )
 
 
 class OncallOverview(BaseModel):

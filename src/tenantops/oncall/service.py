@@ -14,7 +14,7 @@ status change writes a ``PageEvent``, an audit entry and an event on the outbox.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal
+from tenantops.drivers.notify.settings import SCHEMES
 from tenantops.errors import NotFound, Unprocessable
 from tenantops.events import catalogue, outbox
 from tenantops.kit.clock import as_utc, utcnow
@@ -111,19 +112,29 @@ def _in_force(session: Session) -> tuple[int | None, OncallDocument]:
 
 
 def apply_config(
-    session: Session, document: OncallDocument | Mapping[str, Any], actor: Principal
+    session: Session,
+    document: OncallDocument | Mapping[str, Any],
+    actor: Principal,
+    *,
+    channels: Collection[str] | None = None,
 ) -> ConfigApplied:
     """Validate and apply an on-call document (audited); a new version only if it changed.
 
     Applying the document in force again is a no-op (``changed`` false), so a
-    GitOps job may apply the same file every few minutes.
+    GitOps job may apply the same file every few minutes. With ``channels``
+    (the ``<scheme>:<name>`` this server is configured to deliver to), a
+    recipient naming any other channel is a warning: the document is still
+    applied (another replica, or a later setting, may serve it), but a page to
+    it would reach no one.
     """
     doc = document if isinstance(document, OncallDocument) else validate(dict(document))
+    warnings = [] if channels is None else _unreachable(doc, channels)
     serialise(session, _CONFIG_LOCK)
     latest = repository.latest_config(session)
     digest = doc.digest()
     if latest is not None and latest.digest == digest:
-        return ConfigApplied(**_config_read(latest).model_dump(), changed=False)
+        read = _config_read(latest).model_dump()
+        return ConfigApplied(**read, changed=False, warnings=warnings)
     row = OncallConfig(
         version=repository.next_config_version(session),
         document=doc.as_json(),
@@ -144,7 +155,20 @@ def apply_config(
             "policies": sorted(doc.policies),
         },
     )
-    return ConfigApplied(**_config_read(row).model_dump(), changed=True)
+    return ConfigApplied(**_config_read(row).model_dump(), changed=True, warnings=warnings)
+
+
+def _unreachable(doc: OncallDocument, channels: Collection[str]) -> list[str]:
+    """A sentence per recipient that names a channel scheme this server has no such channel of."""
+    warnings = []
+    for recipient in doc.recipients():
+        scheme, _, name = recipient.partition(":")
+        if scheme in SCHEMES and recipient not in channels:
+            warnings.append(
+                f"{recipient}: no {scheme} channel {name!r} is configured here"
+                f" (TENANTOPS_CHANNELS__…); pages to it stay in the notification outbox"
+            )
+    return warnings
 
 
 def on_call_at(session: Session, at: datetime | None = None) -> OnCallNow:
