@@ -23,7 +23,7 @@ from tenantops.drivers.notify.settings import SCHEMES
 from tenantops.events.publishers.port import NoBroker, Publisher
 from tenantops.events.relay import Relay
 from tenantops.events.webhooks import signing_key
-from tenantops.finops.actions import finops_actions
+from tenantops.finops.actions import budget_review_checks, finops_actions
 from tenantops.finops.playbook import playbook_actions
 from tenantops.itil import refresh
 from tenantops.kit.clock import utcnow
@@ -72,8 +72,6 @@ def build_actions(settings: Settings, db: Database) -> Registry:
 
 def build_gate_checks(settings: Settings) -> GateChecks:
     """Every check a runbook gate may name (``gate: {check: …}``), for the API and the web."""
-    from tenantops.finops.actions import budget_review_checks
-
     return {**access_review_checks(settings), **budget_review_checks()}
 
 
