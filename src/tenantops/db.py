@@ -8,13 +8,19 @@ readers are never blocked. On PostgreSQL the services lock the rows they change
 SQLite has no timestamp type with an offset; ``DateTime(timezone=True)``
 columns are stored there as UTC wall time and read back as aware UTC, so both
 stores hand out the same datetimes.
+
+A SQLite file tenantops creates is private (``0600``): it holds owners' e-mail
+addresses and hashed tokens. SQLite gives its ``-wal`` and ``-shm`` files the
+database file's mode, so they follow. A file the operator made keeps its mode.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
@@ -87,7 +93,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite database; None for another store or one held in memory."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.query.get("uri") or url.database.startswith("file:"):
+        return None  # a URI filename: SQLite opens it as it says
+    return Path(url.database)
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty and ``0600`` (an empty file is an empty SQLite database).
+
+    Only if nothing is there: ``O_EXCL`` never touches an existing file, however
+    close another process comes. Any other failure is left to SQLite to report.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        return
+
+
 def _configure_sqlite(engine: Engine) -> None:
+    file = sqlite_file(engine)
+
+    @event.listens_for(engine, "do_connect")
+    def _before_connect(*_args: Any) -> None:
+        # Before SQLite would create the file with its default 0644.
+        if file is not None and not file.exists():
+            _create_private(file)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
