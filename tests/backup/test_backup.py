@@ -22,22 +22,33 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, inspect, select, text
 
 from tenantops.app import create_app
 from tenantops.audit import service as audit
 from tenantops.audit.models import AuditEntry
 from tenantops.backup import archive, database
+from tenantops.backup.errors import BackupError
 from tenantops.config import HealthSettings, Settings, WorkerSettings
 from tenantops.db import Base, Database
 from tenantops.drivers.gitops.local import LocalGitRepo
 from tenantops.finops.models import LedgerEntry
+from tenantops.itil import service as itil
+from tenantops.itil.states import Kind
 from tenantops.migrations import alembic_config, current_revision, head_revision, upgrade
 from tenantops.wiring import build_worker
-from tests.conftest import Actors, CliRunner, create_pg_database, drop_pg_database, invoke
+from tests.conftest import (
+    Actors,
+    CliRunner,
+    Clock,
+    create_pg_database,
+    drop_pg_database,
+    invoke,
+)
 from tests.factories import tenant_body
 from tests.finops.focusdata import tagged, write_csv
 from tests.flows import approve, drain, ok, request_tenant, suspend
+from tests.itil.helpers import OPS
 from tests.servers import HOST, free_port, in_thread
 
 COST = "10.123456789012"
@@ -293,14 +304,9 @@ def _empty_sqlite(tmp_path: Path) -> Settings:
 
 
 def _untouched(settings: Settings) -> None:
-    db = Database(settings.resolved_database_url())
-    try:
-        assert current_revision(db.engine) is None
-        assert inspect(db.engine).get_table_names() == []
-    finally:
-        db.dispose()
-    assert not settings.resolved_gitops_path().exists()
-    assert not any(p for p in settings.data_dir.rglob("*") if p.suffix == ".json")
+    """The empty data directory of ``_empty_sqlite`` is as empty as it was: not even the
+    SQLite file the restore created is left, nor its journals or a staging folder."""
+    assert list(settings.data_dir.iterdir()) == []
 
 
 def _rewrite(backup: Path, out: Path, change: Any) -> Path:
@@ -338,9 +344,8 @@ def test_a_file_in_the_way_stops_the_restore_before_anything_changes(
     assert result.code == 1
     assert "exists already: restore into an empty data directory" in result.err
     assert (fresh.data_dir / evidence).read_text() == "mine"
-    db = Database(fresh.resolved_database_url())
-    assert current_revision(db.engine) is None
-    db.dispose()
+    # The SQLite file the restore opened to check it was empty is gone again.
+    assert sorted(p.name for p in fresh.data_dir.iterdir()) == [evidence.parts[0]]
 
 
 def test_an_altered_member_is_named_and_nothing_is_restored(
@@ -574,3 +579,119 @@ def test_a_backup_that_recorded_no_modes_restores_files_as_new_files_are_made(
     os.umask(mask)
     evidence = next(fresh.data_dir.rglob("evidence/*/*.json"))
     assert evidence.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# ------------------------------------------------- rows that point at their own table
+
+
+def _open(db: Database, kind: Kind, title: str) -> str:
+    with db.write() as session:
+        opened = itil.open_record(
+            session, kind=kind, title=title, description="", priority=3, actor=OPS
+        )
+        return opened.record.number
+
+
+def test_an_incident_linked_to_a_problem_opened_after_it_verifies_and_restores(
+    db: Database,
+    settings: Settings,
+    clock: Clock,
+    target: tuple[Database, Settings],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from tenantops.backup import service
+
+    incident = _open(db, Kind.INCIDENT, "queue latency")
+    clock.advance(seconds=1)  # a later id: the problem's row comes after the incident's
+    problem = _open(db, Kind.PROBLEM, "x")
+    with db.write() as session:
+        itil.link_problem(session, actor=OPS, ref=incident, problem=problem)
+    written = service.create(settings, db, tmp_path / "linked.tar.gz")
+
+    # As every backup is written (before this fix too): the row that points comes first.
+    with tarfile.open(written.path) as tar:
+        member = tar.extractfile("tables/itil_records.jsonl")
+        assert member is not None
+        lines = member.read().decode().splitlines()
+    assert [incident in line for line in lines] == [True, False]
+
+    checked = service.verify(written.path)
+    assert checked.audit_entries == written.manifest.audit_entries
+    restored_db, restored = target
+    done = run_as(restored, capsys, "backup", "restore", str(written.path))
+    assert done.code == 0, done.err
+    with restored_db.read() as session:
+        linked = itil.get(session, principal=OPS, ref=incident)
+        assert linked.problem_id == itil.get(session, principal=OPS, ref=problem).id
+        assert audit.verify(session).ok
+    if restored_db.is_sqlite:
+        assert (restored.data_dir / "tenantops.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_every_reference_into_its_own_table_can_be_loaded_later() -> None:
+    """A migration that adds one NOT NULL, or on a table without a primary key, fails here
+    rather than in an operator's restore."""
+    deferred = {
+        t.name: [c.name for c in database.self_references(t)] for t in Base.metadata.tables.values()
+    }
+    assert deferred["itil_records"] == ["problem_id"]
+    tree = Table(
+        "tree",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("parent_id", Integer, ForeignKey("tree.id"), nullable=False),
+    )
+    with pytest.raises(BackupError, match="refers to itself through columns that cannot be NULL"):
+        database.self_references(tree)
+
+
+# ------------------------------------------------- a failed restore leaves what was there
+
+
+def _refused(db: Database, settings: Settings, tmp_path: Path) -> Path:
+    """A backup that fails after the schema is created: its manifest names the wrong one."""
+    from tenantops.backup import service
+
+    def wrong(members: dict[str, bytes], manifest: dict[str, Any]) -> dict[str, bytes]:
+        manifest["schema_revision"] = "0001"
+        return members
+
+    written = service.create(settings, db, tmp_path / "empty.tar.gz")
+    return _rewrite(written.path, tmp_path / "wrong.tar.gz", wrong)
+
+
+def test_a_failed_restore_into_a_new_data_directory_leaves_none(
+    db: Database,
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused = _refused(db, settings, tmp_path)
+    new = tmp_path / "new"
+    monkeypatch.delenv("TENANTOPS_DATABASE_URL", raising=False)  # the SQLite file in it
+    monkeypatch.setenv("TENANTOPS_DATA_DIR", str(new))
+    result = invoke(capsys, "backup", "restore", str(refused))
+    assert result.code == 1
+    assert "its schema revision has not" in result.err
+    assert not new.exists()
+
+
+def test_a_failed_restore_keeps_the_database_file_the_operator_made(
+    db: Database, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = _refused(db, settings, tmp_path)
+    fresh = _empty_sqlite(tmp_path)
+    file = fresh.data_dir / "tenantops.db"
+    file.touch()
+    file.chmod(0o640)  # the operator's choice, for a group that reads it
+    result = run_as(fresh, capsys, "backup", "restore", str(refused))
+    assert result.code == 1
+    assert "its schema revision has not" in result.err
+    assert file.stat().st_mode & 0o777 == 0o640
+    kept = Database(fresh.resolved_database_url())
+    try:
+        assert inspect(kept.engine).get_table_names() == []
+    finally:
+        kept.dispose()

@@ -7,6 +7,7 @@ happens before any server runs.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated
 
@@ -100,9 +101,15 @@ def restore(
 ) -> None:
     """Restore a backup into the configured database, which must be empty; all or nothing."""
     settings = Settings()
+    made = not settings.data_dir.exists()  # ``connect`` creates it for the SQLite file
     db = connect(settings)
     try:
         checked = service.restore(settings, db, backup, actor=operator(), progress=_say)
+    except BaseException:
+        if made:
+            with suppress(OSError):  # emptied by the failed restore, unless something came in
+                settings.data_dir.rmdir()
+        raise
     finally:
         db.dispose()
     m = checked.manifest

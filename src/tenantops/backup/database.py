@@ -9,6 +9,12 @@ Dump reads all tables in one transaction (PostgreSQL ``REPEATABLE READ``;
 SQLite in WAL mode reads one snapshot per transaction), so the backup is one
 consistent moment even while workers run. Load writes every row in the
 caller's transaction, so a restore that fails leaves no row behind.
+
+Tables are loaded parents first, but a table's rows are written in primary-key
+order, which is not the order they point at each other (an incident linked to a
+problem opened after it). So a column of a foreign key into its own table is
+loaded NULL and set once every row of the table is in: no order is assumed, and
+backups written before this keep restoring.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     Connection,
     MetaData,
     Table,
@@ -30,6 +37,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
@@ -184,38 +192,76 @@ def load(
     return loaded
 
 
+def self_references(table: Table) -> list[Column[Any]]:
+    """The columns of ``table`` that point into ``table`` itself: loaded NULL, set afterwards.
+
+    Of each foreign key into its own table, the nullable columns outside the
+    primary key: one NULL is enough to let the row in (a composite key is
+    satisfied by any NULL). A key with none of them, or a table without a
+    primary key to find the row again by, cannot be loaded in any row order
+    the backup promises: ``BackupError``.
+    """
+    found: dict[str, Column[Any]] = {}
+    for fk in table.foreign_key_constraints:
+        if fk.referred_table is not table:
+            continue
+        if not table.primary_key.columns:
+            raise BackupError(f"table {table.name} refers to itself and has no primary key")
+        deferrable = [c for c in fk.columns if c.nullable and not c.primary_key]
+        if not deferrable:
+            raise BackupError(
+                f"table {table.name} refers to itself through columns that cannot be NULL"
+            )
+        found.update((c.name, c) for c in deferrable)
+    return list(found.values())
+
+
 def _load_table(conn: Connection, table: Table, entry: TableEntry, path: Path) -> int:
     cols = [table.c[name] for name, _kind in entry.columns]
     decoders = [decoder(kind) for _name, kind in entry.columns]
-    statement = insert(table).values(
-        {
-            c: bindparam(f"p{i}", type_=bind_type(c, kind))
-            for i, (c, (_n, kind)) in enumerate(zip(cols, entry.columns, strict=True))
-        }
-    )
+    binds = {
+        c: bindparam(f"p{i}", type_=bind_type(c, kind))
+        for i, (c, (_n, kind)) in enumerate(zip(cols, entry.columns, strict=True))
+    }
+    statement = insert(table).values(binds)
+    deferred = self_references(table)
+    at = {c.name: f"p{i}" for i, c in enumerate(cols)}
+    later = [at[c.name] for c in deferred]
+    keys = [at[c.name] for c in table.primary_key.columns] if deferred else []
+    links: list[dict[str, Any]] = []  # the rows' own references, set once every row is in
     count, batch = 0, []
     for number, values in _lines(path, table.name):
         if len(values) != len(cols):
             raise BackupError(f"table {table.name}, row {number}: {len(values)} values")
         try:
-            batch.append(
-                {
-                    f"p{i}": None if v is None else dec(v)
-                    for i, (v, dec) in enumerate(zip(values, decoders, strict=True))
-                }
-            )
+            row = {
+                f"p{i}": None if v is None else dec(v)
+                for i, (v, dec) in enumerate(zip(values, decoders, strict=True))
+            }
         except ValueError as exc:
             raise BackupError(f"table {table.name}, row {number}: {exc}") from exc
+        if any(row[name] is not None for name in later):
+            links.append({name: row[name] for name in (*keys, *later)})
+            row.update(dict.fromkeys(later))
+        batch.append(row)
         count += 1
         if len(batch) == BATCH:
-            _insert(conn, statement, batch, table.name)
+            _execute(conn, statement, batch, table.name)
             batch = []
     if batch:
-        _insert(conn, statement, batch, table.name)
+        _execute(conn, statement, batch, table.name)
+    if links:
+        relink = (
+            update(table)
+            .where(*(c == binds[c] for c in table.primary_key.columns))
+            .values({c: binds[c] for c in deferred})
+        )
+        for start in range(0, len(links), BATCH):
+            _execute(conn, relink, links[start : start + BATCH], table.name)
     return count
 
 
-def _insert(conn: Connection, statement: Any, batch: list[dict[str, Any]], name: str) -> None:
+def _execute(conn: Connection, statement: Any, batch: list[dict[str, Any]], name: str) -> None:
     try:
         conn.execute(statement, batch)
     except (IntegrityError, DataError) as exc:

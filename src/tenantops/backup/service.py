@@ -9,7 +9,8 @@
 - ``restore`` needs an empty database and no file of the backup already in
   place; it loads every row in one transaction, checks the audit chain before
   committing, and records the restore as an audit entry. On any failure the
-  database is left empty and no file has been moved.
+  database is left empty and no file has been moved; a SQLite file the
+  restore created is deleted again.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tenantops.backup import archive, database, files
 from tenantops.backup.archive import FileEntry, GitEntry, Manifest
 from tenantops.backup.errors import BackupError
 from tenantops.config import Settings
-from tenantops.db import Database
+from tenantops.db import Database, sqlite_file
 from tenantops.drivers.errors import DriverError
 from tenantops.drivers.gitops.local import LocalGitRepo
 from tenantops.kit.clock import utcnow
@@ -264,48 +265,68 @@ def restore(
 ) -> Checked:
     """Restore ``path`` into the empty ``db`` and the data directory; all or nothing."""
     manifest = archive.read_manifest(path)
-    _restorable(manifest, db)
-    _empty(db)
-    root = settings.data_dir
-    repo_path = settings.resolved_gitops_path()
-    for entry in manifest.files:
-        if (root / entry.path).exists():
-            raise BackupError(
-                f"{root / entry.path} exists already: restore into an empty data directory"
-            )
-    if manifest.gitops is not None and repo_path.exists() and any(repo_path.iterdir()):
-        raise BackupError(f"{repo_path} exists already: restore into an empty data directory")
-    with _staging(root, ".restore-") as staging:
-        archive.extract(path, manifest, staging, progress=progress)
-        progress(f"{len(manifest.members())} members match the manifest")
-        if manifest.gitops is not None:
-            _unbundle(manifest.gitops, staging, staging / "gitops-repo")
-        written = _archive_digest(path)
-        try:
-            entries = _load(db, manifest, staging, progress)
-            with db.write() as session:
-                audit.record(
-                    session,
-                    actor=actor,
-                    action="control_plane.restored",
-                    tenant_id=None,
-                    changes={},
-                    detail={
-                        "backup": path.name,
-                        "sha256": written,
-                        "created_at": manifest.created_at,
-                        "source": manifest.source,
-                        "tenantops_version": manifest.tenantops_version,
-                        "schema_revision": manifest.schema_revision,
-                        "rows": manifest.rows,
-                        "files": len(manifest.files),
-                    },
+    created = _to_be_created(db)
+    try:
+        _restorable(manifest, db)
+        _empty(db)
+        root = settings.data_dir
+        repo_path = settings.resolved_gitops_path()
+        for entry in manifest.files:
+            if (root / entry.path).exists():
+                raise BackupError(
+                    f"{root / entry.path} exists already: restore into an empty data directory"
                 )
-        except BaseException:
-            database.drop_everything(db.engine)  # as empty as it was
-            raise
-        _move_into_place(manifest, staging, root, repo_path)
+        if manifest.gitops is not None and repo_path.exists() and any(repo_path.iterdir()):
+            raise BackupError(f"{repo_path} exists already: restore into an empty data directory")
+        with _staging(root, ".restore-") as staging:
+            archive.extract(path, manifest, staging, progress=progress)
+            progress(f"{len(manifest.members())} members match the manifest")
+            if manifest.gitops is not None:
+                _unbundle(manifest.gitops, staging, staging / "gitops-repo")
+            written = _archive_digest(path)
+            try:
+                entries = _load(db, manifest, staging, progress)
+                with db.write() as session:
+                    audit.record(
+                        session,
+                        actor=actor,
+                        action="control_plane.restored",
+                        tenant_id=None,
+                        changes={},
+                        detail={
+                            "backup": path.name,
+                            "sha256": written,
+                            "created_at": manifest.created_at,
+                            "source": manifest.source,
+                            "tenantops_version": manifest.tenantops_version,
+                            "schema_revision": manifest.schema_revision,
+                            "rows": manifest.rows,
+                            "files": len(manifest.files),
+                        },
+                    )
+            except BaseException:
+                database.drop_everything(db.engine)  # as empty as it was
+                raise
+            created = None  # committed: the file is the restored database now
+            _move_into_place(manifest, staging, root, repo_path)
+    except BaseException:
+        if created is not None:
+            _delete_sqlite(db, created)
+        raise
     return Checked(manifest, entries, current_revision(db.engine) or "")
+
+
+def _to_be_created(db: Database) -> Path | None:
+    """The SQLite file ``db`` will create on first use; None when it is there (or no file)."""
+    file = sqlite_file(db.engine)
+    return file if file is not None and not file.exists() else None
+
+
+def _delete_sqlite(db: Database, file: Path) -> None:
+    """Delete the SQLite file a failed restore created, and its journals (closed first)."""
+    db.dispose()
+    for suffix in files.SQLITE_SUFFIXES:
+        file.with_name(file.name + suffix).unlink(missing_ok=True)
 
 
 def _archive_digest(path: Path) -> str:
