@@ -368,8 +368,9 @@ def test_a_failed_run_is_retried_from_its_failed_step(
     assert run["status"] == "failed"
     assert run["current_step"] == "breaks"
     breaks = run["steps"][1]
-    assert breaks["error"] == "disk full"
-    assert [a["status"] for a in breaks["attempts"]] == ["failed", "failed"]
+    assert breaks["error"] == "disk full — gave up after 2 tries"
+    assert [(a["status"], a["error"]) for a in breaks["attempts"]] == [("failed", "disk full")] * 2
+    assert (breaks["tries"], breaks["attempt"], breaks["max_attempts"]) == (2, 2, 2)
 
     problem(client.post(f"/api/v1/runs/{run_id}/retry", headers=auth("ada", "auditor")), 403)
     run = ok(client.post(f"/api/v1/runs/{run_id}/retry", headers=ops))
@@ -379,6 +380,8 @@ def test_a_failed_run_is_retried_from_its_failed_step(
     run = ok(client.get(f"/api/v1/runs/{run_id}", headers=ops))
     assert run["status"] == "failed"
     assert len(run["steps"][1]["attempts"]) == 4  # two more tries, the first step not re-run
+    # The maximum bounds a round; the attempts go on counting across it.
+    assert (run["steps"][1]["tries"], run["steps"][1]["attempt"]) == (2, 4)
     assert len(run["steps"][0]["attempts"]) == 1
 
     done = start(db, DEMO, who="x")

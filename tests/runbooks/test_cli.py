@@ -40,6 +40,17 @@ steps:
   - {name: finish, action: noop, params: {done: true}}
 """)
 
+BROKEN = parse("""
+id: cli-broken
+version: "1.0"
+title: CLI broken
+tenant: false
+sla: {within: 1h}
+steps:
+  - {name: first, action: noop}
+  - {name: breaks, action: fail, params: {message: disk full}, retry: {attempts: 2, backoff: 1ms}}
+""")
+
 SAMPLE = """\
 id: sample
 version: "1.0"
@@ -175,6 +186,66 @@ def test_runs_from_list_to_a_decided_gate_watched_to_the_end(
     missing = cli("runs", "show", "0190aaaa-0000-7000-8000-000000000000", "--token", auditor)
     assert missing.code == 1
     assert missing.err.startswith("error: Not found: no run")
+
+
+def _until_failed(cli: CLI, run_id: str, token: str, tries: int) -> dict[str, object]:
+    """The run once its step ``breaks`` has failed for good after ``tries`` tries (bounded poll)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        shown = _json(cli, "runs", "show", run_id, "--token", token)
+        steps = shown["steps"]
+        assert isinstance(steps, list)
+        if shown["status"] == "failed" and steps[1]["attempt"] == tries:
+            return shown
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} did not fail after {tries} tries: {shown}")
+
+
+def test_a_failed_run_reads_as_failed_with_how_to_retry_and_a_retry_counts_a_new_round(
+    server: Server, cli: CLI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANTOPS_URL", server.url)
+    ops = server.token("cli-ops", "ops_engineer")
+    with server.db.write() as session:
+        actor = Principal("cli-amy", frozenset({Role.OPS_ENGINEER}))
+        run_id = engine.start_run(session, loaded=BROKEN, actor=actor).id
+    _until_failed(cli, run_id, ops, tries=2)
+
+    # Failing before the deadline is no SLA met: the list says what the run page says.
+    listed = cli.ok("runs", "list", "--runbook", "cli-broken", "--token", ops)
+    (row,) = [line for line in listed.splitlines() if line.strip().startswith(run_id)]
+    assert "ended (failed) before the deadline" in row
+    assert " met" not in row
+
+    shown = cli.ok("runs", "show", run_id, "--token", ops)
+    assert "step breaks failed: disk full — gave up after 2 tries" in shown
+    assert "ended (failed) before the deadline" in shown
+    assert shown.strip().splitlines()[-1] == (
+        f"retry from the failed step: tenantops runs retry {run_id}"
+    )
+    assert shown.count("tenantops runs retry") == 1
+    breaks = next(
+        line.split() for line in shown.splitlines() if line.split()[:2] == ["2", "breaks"]
+    )
+    assert breaks[4] == "2/2"
+
+    watched = cli("runs", "watch", run_id, "--token", ops)
+    assert watched.code == 1
+    assert [line.strip() for line in watched.out.strip().splitlines()[-2:]] == [
+        f"run {run_id} failed",
+        f"retry from the failed step: tenantops runs retry {run_id}",
+    ]
+    assert "runs retry" not in cli.ok("runs", "show", run_id, "--json", "--token", ops)
+
+    cli.ok("runs", "retry", run_id, "--json", "--token", ops)
+    _until_failed(cli, run_id, ops, tries=4)
+    shown = cli.ok("runs", "show", run_id, "--token", ops)
+    breaks = next(
+        line.split() for line in shown.splitlines() if line.split()[:2] == ["2", "breaks"]
+    )
+    assert breaks[4:7] == ["2/2", "(4", "in"]  # this round's tries, and every try
+    first = next(line.split() for line in shown.splitlines() if line.split()[:2] == ["1", "first"])
+    assert first[4] == "1/3"
 
 
 def test_windows_set_list_and_a_run_waiting_for_one_then_delete(

@@ -19,7 +19,9 @@ from tenantops.audit.models import AuditEntry
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.errors import Conflict, Forbidden, SegregationOfDuties, Unprocessable
+from tenantops.kit.clock import as_utc
 from tenantops.runbooks import engine
+from tenantops.runbooks import service as runs
 from tenantops.runbooks.actions import (
     ActionContext,
     FunctionAction,
@@ -620,6 +622,70 @@ def test_retry_resumes_from_the_failed_step(db: Database) -> None:
     assert (two.status, two.error, two.attempt) == ("succeeded", None, 2)
     assert [a.status for a in attempts(db, two.id)] == ["failed", "succeeded"]
     assert [a["from_step"] for a in audited(db, "run.retried", run_id)] == ["two"]
+
+
+def test_a_step_whose_retries_are_spent_says_it_gave_up_and_each_try_keeps_its_error(
+    db: Database, clock: Clock
+) -> None:
+    refused = "GET http://t/healthz: Connection refused (retriable)"  # as DriverError words it
+
+    def down(ctx: ActionContext) -> StepResult:
+        raise StepFailed(refused)
+
+    loaded = runbook("  - {name: one, action: down, retry: {attempts: 2, backoff: 10s}}\n")
+    run_id = start(db, loaded)
+    w = worker(db, {"down": FunctionAction(down)})
+    assert w.run_once() == 1
+    assert steps(db, run_id)["one"].error == refused  # a retry follows: the verdict holds
+    clock.advance(seconds=10)
+    assert w.run_once() == 1
+
+    gave_up = "GET http://t/healthz: Connection refused — gave up after 2 tries"
+    one = steps(db, run_id)["one"]
+    assert (one.status, one.error) == ("failed", gave_up)
+    run = run_of(db, run_id)
+    assert (run.status, run.error) == ("failed", f"step one failed: {gave_up}")
+    assert [a["error"] for a in audited(db, "run.failed", run_id)] == [gave_up]
+    assert [a.error for a in attempts(db, one.id)] == [refused, refused]
+
+
+def test_a_retried_step_restarts_its_clock_and_counts_tries_per_round(
+    db: Database, clock: Clock
+) -> None:
+    broken = {"yes": True}
+
+    def flaky(ctx: ActionContext) -> StepResult:
+        if broken["yes"]:
+            raise StepFailed("disk full")
+        return StepResult(output={})
+
+    loaded = runbook("  - {name: one, action: flaky, retry: {attempts: 2, backoff: 1s}}\n")
+    run_id = start(db, loaded)
+    w = worker(db, {"flaky": FunctionAction(flaky)})
+    assert w.run_once() == 1
+    clock.advance(seconds=1)
+    assert w.run_once() == 1
+    with db.read() as s:
+        (failed,) = runs.read_run(s, principal=AMY, run_id=run_id).steps
+    assert (failed.status, failed.tries, failed.attempt, failed.max_attempts) == ("failed", 2, 2, 2)
+
+    clock.advance(hours=3)  # the run waits for an operator
+    broken["yes"] = False
+    with db.write() as s:
+        engine.retry(s, run_id=run_id, principal=GUS)
+    one = steps(db, run_id)["one"]
+    assert one.started_at is not None
+    assert as_utc(one.started_at) == clock.now
+    with db.read() as s:
+        (ready,) = runs.read_run(s, principal=AMY, run_id=run_id).steps
+    assert (ready.status, ready.tries, ready.attempt) == ("ready", 0, 2)
+
+    clock.advance(seconds=5)
+    assert w.run_once() == 1
+    with db.read() as s:
+        (done,) = runs.read_run(s, principal=AMY, run_id=run_id).steps
+    assert (done.status, done.tries, done.attempt, done.max_attempts) == ("succeeded", 1, 3, 2)
+    assert done.duration_seconds == 5  # the last round, not the three hours before it
 
 
 def test_a_succeeded_run_cannot_be_retried(db: Database) -> None:

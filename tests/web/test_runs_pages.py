@@ -460,12 +460,19 @@ def test_ops_retries_a_failed_run_and_an_auditor_may_not(
     after = web.get(f"/runs/{run_id}")
     assert 'data-action="retry"' not in after.text
     assert 'hx-trigger="every 2s"' in after.text
+    # A new round: its tries against the maximum, and every try since the start.
+    assert "<dd data-step-tries>0 of 3 (1 in all)</dd>" in after.text
 
     # Retrying a run that is not failed is refused inline, and changes nothing.
     again = web.post(f"/runs/{run_id}/retry", data={"csrf_token": csrf}, follow_redirects=False)
     assert again.status_code == 409
     assert "data-error" in again.text
     assert status_of(db, run_id) == "running"
+
+    drain(worker)
+    again_failed = web.get(f"/runs/{run_id}").text
+    assert "<dd data-step-tries>1 of 3 (2 in all), 1 failed</dd>" in again_failed
+    assert "<dd data-step-tries>1 of 3</dd>" in again_failed  # the first step, run once
 
 
 def test_ops_cancels_a_waiting_run_with_a_reason_and_an_auditor_may_not(

@@ -252,8 +252,28 @@ def complete(
     return row
 
 
+# What DriverError.__str__ ends a retriable error with: true of one try, misleading
+# once the engine has stopped trying.
+_RETRIABLE_SUFFIX = " (retriable)"
+
+
+def _gave_up(error: str, tries: int) -> str:
+    """The last error of a step whose retries are spent, saying that nothing retries it now.
+
+    The try's own error (kept on its attempt row) may end in "(retriable)";
+    left on the step and its run it would read as if the engine were still
+    retrying, when only ``tenantops runs retry`` (or the page's button) can.
+    """
+    counted = "1 try" if tries == 1 else f"{tries} tries"
+    return f"{error.removesuffix(_RETRIABLE_SUFFIX)} — gave up after {counted}"
+
+
 def fail(session: Session, *, claim: Claim, error: str, retriable: bool = True) -> RunStep | None:
-    """Record a failed try: retry after backoff, or fail the run. ``None`` if fenced."""
+    """Record a failed try: retry after backoff, or fail the run. ``None`` if fenced.
+
+    The attempt keeps ``error`` as the try raised it; a step that fails for
+    good because its retries are spent records why no retry follows.
+    """
     run = session.get(Run, claim.run_id, with_for_update=True)
     row = _fenced(session, claim.step_id, claim.token)
     if run is None or row is None:
@@ -269,6 +289,8 @@ def fail(session: Session, *, claim: Claim, error: str, retriable: bool = True) 
         row.status, row.wake_at = "ready", now + step.retry.delay(row.failures)
         run.updated_at = now
         return row
+    if retriable:
+        row.error = _gave_up(error, row.failures)
     row.status, row.finished_at = "failed", now
     fail_run(session, run, row, now)
     return row
@@ -358,6 +380,10 @@ def retry(session: Session, *, run_id: str, principal: Principal) -> Run:
     if failed is None:
         raise Conflict(f"run {run.id} has no failed step to retry from")
     failed.failures, failed.finished_at, failed.error = 0, None, None
+    # The step's clock restarts with the new round: its duration is the round
+    # that ends it, not the time the run waited for someone to retry it.
+    # ``attempt`` keeps counting (attempt rows are numbered by it).
+    failed.started_at = now
     run.status, run.finished_at, run.error = "running", None, None
     activate(session, run, spec_of(run), failed, now)
     audit.record(

@@ -64,6 +64,10 @@ class StepRead(BaseModel):
     status: StepStatus
     attempt: int = Field(description="Tries started so far")
     failures: int = Field(description="Failed tries since the step was last (re)started")
+    tries: int = Field(
+        description="Tries since the step was last (re)started: its failures plus the try "
+        "running or that ended it; at most max_attempts, while attempt counts every round"
+    )
     max_attempts: int
     wake_at: datetime | None = Field(
         description="When a ready step becomes due (retry, timer, maintenance window)"

@@ -100,6 +100,23 @@ def _summary(
     }
 
 
+# An attempt in one of these states did not fail: it is not among the step's failures.
+_UNFAILED_TRY = frozenset({"running", "succeeded", "cancelled"})
+
+
+def _tries(row: RunStep, attempts: list[StepAttempt]) -> int:
+    """Tries of the step's current round, the count its ``max_attempts`` bounds.
+
+    ``attempt`` numbers the attempt rows and so keeps counting across
+    ``runs retry``; ``failures`` restarts there. The round's tries are its
+    failures plus its last try when that one did not fail (still running,
+    the success, or the try a cancel stopped). A try whose worker's lease
+    lapsed is neither, as the engine counts it.
+    """
+    unfailed = bool(attempts) and attempts[-1].status in _UNFAILED_TRY
+    return row.failures + (1 if unfailed else 0)
+
+
 def _step(
     row: RunStep,
     runbook: Runbook,
@@ -129,6 +146,7 @@ def _step(
             "status": row.status,
             "attempt": row.attempt,
             "failures": row.failures,
+            "tries": _tries(row, attempts),
             "max_attempts": row.max_attempts,
             "wake_at": as_utc(row.wake_at) if row.wake_at else None,
             "lease_owner": row.lease_owner,

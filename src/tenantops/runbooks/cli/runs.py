@@ -14,6 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from tenantops.kit.cli import DEFAULT_URL, Output, Token, Url, connect, terminal
+from tenantops.runbooks.schemas import SlaStatus
+from tenantops.web.run_view import countdown
 
 runs_app = typer.Typer(
     help="Runbook runs on a server: list, show, watch, decide.", no_args_is_help=True
@@ -47,13 +49,28 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def _sla(sla: dict[str, Any] | None) -> str:
-    if not sla:
+def _sla(sla: dict[str, Any] | None, status: str) -> str:
+    """A run's or step's SLA clock in the run page's words (only a success is "met")."""
+    clock = countdown(SlaStatus.model_validate(sla), status) if sla else None
+    return "-" if clock is None else clock.text
+
+
+def _tries(step: dict[str, Any]) -> str:
+    """An action step's tries of this round against its maximum, and every try if more.
+
+    ``attempt`` keeps counting across ``runs retry``; the maximum bounds a round.
+    """
+    if step["kind"] != "action":
         return "-"
-    if sla["breached"]:
-        return "BREACHED"
-    left = sla.get("remaining_seconds")
-    return "met" if left is None else f"{_duration(left)} left"
+    tries = f"{step['tries']}/{step['max_attempts']}"
+    return tries if step["attempt"] == step["tries"] else f"{tries} ({step['attempt']} in all)"
+
+
+def retry_hint(run: dict[str, Any]) -> str | None:
+    """The one line that says how a failed run goes on: nothing retries it by itself."""
+    if run["status"] != "failed":
+        return None
+    return f"retry from the failed step: tenantops runs retry {run['id']}"
 
 
 def status_text(status: str) -> Text:
@@ -91,9 +108,9 @@ def _steps_table(run: dict[str, Any]) -> Table:
             step["name"],
             what,
             status_text(step["status"]),
-            f"{step['attempt']}/{step['max_attempts']}" if step["kind"] == "action" else "-",
+            _tries(step),
             _duration(step["duration_seconds"]),
-            _sla(step["sla"]),
+            _sla(step["sla"], step["status"]),
             _evidence(step),
         )
     return table
@@ -112,7 +129,7 @@ def _header(run: dict[str, Any]) -> Table:
         ("started_by", run["started_by"]),
         ("created_at", _since(run["created_at"])),
         ("finished_at", _since(run["finished_at"])),
-        ("sla", _sla(run["sla"])),
+        ("sla", _sla(run["sla"], run["status"])),
         ("sla_deadline", _since(run["sla"]["deadline"]) if run["sla"] else "-"),
         ("error", run["error"] or "-"),
     ):
@@ -125,6 +142,9 @@ def _show_run(run: dict[str, Any], as_json: bool) -> None:
         typer.echo(json.dumps(run, indent=2))
         return
     terminal().print(Group(_header(run), _steps_table(run)))
+    hint = retry_hint(run)
+    if hint:
+        typer.echo(hint)
 
 
 @runs_app.command("list")
@@ -168,7 +188,7 @@ def list_runs(
             status_text(r["status"]),
             f"{r['steps_done']}/{r['steps_total']}",
             r["current_step"] or "-",
-            _sla(r["sla"]),
+            _sla(r["sla"], r["status"]),
             r["started_by"],
             _since(r["created_at"]),
         )
@@ -215,6 +235,9 @@ def watch_run(
             typer.echo(f"stopped watching; run {run_id} is {run['status']}", err=True)
             raise typer.Exit(130) from None
     typer.echo(f"run {run_id} {run['status']}")
+    hint = retry_hint(run)
+    if hint:
+        typer.echo(hint)
     if run["status"] != "succeeded":
         raise typer.Exit(1)
 
