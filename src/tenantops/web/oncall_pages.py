@@ -19,6 +19,7 @@ from tenantops.auth.principal import Principal
 from tenantops.errors import AppError, NotFound
 from tenantops.oncall import service as oncall
 from tenantops.oncall.schemas import PageRead
+from tenantops.runbooks.wording import when
 from tenantops.web import flash, oncall_view
 from tenantops.web.pagekit import (
     database,
@@ -29,7 +30,6 @@ from tenantops.web.pagekit import (
     render,
     to_login,
 )
-from tenantops.web.run_view import when
 
 router = APIRouter(include_in_schema=False)
 

@@ -25,6 +25,7 @@ from tenantops.errors import AppError, NotFound
 from tenantops.itil import service as itil
 from tenantops.itil.schemas import NoteCreate, RecordRead, TransitionCreate
 from tenantops.itil.states import Kind
+from tenantops.runbooks.wording import when
 from tenantops.web import flash, oncall_view, records_view
 from tenantops.web.pagekit import (
     Filter,
@@ -38,7 +39,6 @@ from tenantops.web.pagekit import (
     render,
     to_login,
 )
-from tenantops.web.run_view import when
 
 PAGE_SIZE = 50
 FLASH_PATH = "/records"

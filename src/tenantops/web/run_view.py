@@ -1,85 +1,32 @@
 """What the run pages show, assembled from the runs service's answers (no query of its own).
 
-The SLA countdown is put into words here, on the server, at every refresh —
-the page carries no script that counts. Evidence is free-form JSON recorded by
-each step; it is shown as labelled values, and a value that names something
-the UI or the API can show (a run, a tenant, a message, a cost report) becomes
-a link to it. Whether the viewer may retry or cancel is read from the API's
-role table (``policy.may``) for the API's own routes, so the buttons and the
-POSTs follow the same rule as ``POST /api/v1/runs/{run_id}/retry|cancel``.
+The SLA countdown is put into words on the server (``runbooks.wording``, which
+the runs CLI shares), at every refresh — the page carries no script that
+counts. Evidence is free-form JSON recorded by each step; it is shown as
+labelled values, and a value that names something the UI or the API can show
+(a run, a tenant, a message, a cost report) becomes a link to it. Whether the
+viewer may retry or cancel is read from the API's role table (``policy.may``)
+for the API's own routes, so the buttons and the POSTs follow the same rule as
+``POST /api/v1/runs/{run_id}/retry|cancel``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from tenantops.auth.policy import API, may
 from tenantops.auth.principal import Principal
-from tenantops.runbooks.schemas import RunRead, RunSummary, SlaStatus, StepRead
+from tenantops.runbooks.schemas import RunRead, RunSummary, StepRead
+from tenantops.runbooks.wording import Countdown, countdown
 
 RUN_STATES = ("running", "waiting", "succeeded", "failed", "cancelled")
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 RETRY_ROUTE = f"{API}/runs/{{run_id}}/retry"
 CANCEL_ROUTE = f"{API}/runs/{{run_id}}/cancel"
-SOON_SECONDS = 300  # under five minutes left, the countdown turns amber
 REPORT_FORMATS = ("html", "csv", "pdf")
-
-Tone = Literal["ok", "soon", "breached", "met", "ended"]
-
-
-def when(moment: datetime | None) -> str:
-    """A timestamp as the pages print it (UTC, to the second), or an en dash."""
-    return "–" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def span(seconds: float) -> str:
-    """A duration in words a person reads at a glance: ``1 h 5 min``, ``4 min 10 s``, ``45 s``."""
-    total = int(abs(seconds))
-    days, rest = divmod(total, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
-
-
-@dataclass(frozen=True)
-class Countdown:
-    """An SLA clock in words: the deadline, what it means now, and its colour."""
-
-    deadline: str
-    text: str
-    tone: Tone
-
-
-def countdown(sla: SlaStatus | None, status: str = "succeeded") -> Countdown | None:
-    """The clock of a run or step in ``status``, in words; ``None`` when it has no SLA.
-
-    Only a success before the deadline is "met": a run that failed or was
-    cancelled in time did not meet its SLA, it ended.
-    """
-    if sla is None:
-        return None
-    deadline = when(sla.deadline)
-    left = sla.remaining_seconds
-    if left is None:  # finished: the clock stopped
-        if sla.breached:
-            at = f" (recorded {when(sla.breached_at)})" if sla.breached_at else ""
-            return Countdown(deadline, f"breached: finished after the deadline{at}", "breached")
-        if status != "succeeded":
-            return Countdown(deadline, f"ended ({status}) before the deadline", "ended")
-        return Countdown(deadline, "met: finished before the deadline", "met")
-    if sla.breached or left <= 0:
-        return Countdown(deadline, f"breached {span(left)} ago", "breached")
-    return Countdown(deadline, f"{span(left)} left", "soon" if left < SOON_SECONDS else "ok")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from tenantops.errors import AppError
 from tenantops.kit.web import wake_worker
 from tenantops.runbooks import service, spec
 from tenantops.runbooks.schemas import CancelRequest
+from tenantops.runbooks.wording import span, when
 from tenantops.web import flash
 from tenantops.web.pagekit import (
     Filter,
@@ -42,8 +43,6 @@ from tenantops.web.run_view import (
     RUN_STATES,
     run_rows,
     run_view,
-    span,
-    when,
 )
 
 PAGE_SIZE = 50

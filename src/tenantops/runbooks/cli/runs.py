@@ -15,7 +15,7 @@ from rich.text import Text
 
 from tenantops.kit.cli import DEFAULT_URL, Output, Token, Url, connect, terminal
 from tenantops.runbooks.schemas import SlaStatus
-from tenantops.web.run_view import countdown
+from tenantops.runbooks.wording import countdown
 
 runs_app = typer.Typer(
     help="Runbook runs on a server: list, show, watch, decide.", no_args_is_help=True
