@@ -121,7 +121,7 @@ def test_sign_in_see_filter_and_sort_the_dashboard(
     am = bearer(mint_token(db, "amy", "account_manager"))
     made: dict[str, str] = {}
     for name, tier, region in (
-        ("orbit", "gold", "eu-central-1"),
+        ("orbit", "premium", "eu-central-1"),
         ("nebula", "standard", "eu-west-1"),
         ("quasar", "standard", "us-east-1"),
     ):
@@ -175,8 +175,8 @@ def test_sign_in_see_filter_and_sort_the_dashboard(
             assert axe_violations(page) == []
 
             # Filter by tier: htmx swaps the table in place and pushes the URL.
-            page.get_by_label("Tier").select_option("gold")
-            page.wait_for_url(f"{url}/?state=&region=&tier=gold&sort=name")
+            page.get_by_label("Tier").select_option("premium")
+            page.wait_for_url(f"{url}/?state=&region=&tier=premium&sort=name")
             page.wait_for_function("document.querySelectorAll('tbody tr[data-tenant]').length == 1")
             assert rows(page) == ["orbit"]
 
