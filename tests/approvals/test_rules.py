@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tenantops.approvals import service as approvals
 from tenantops.approvals.rules import PriorDecision, check_decision, outcome
 from tenantops.db import Database
 from tenantops.errors import (
@@ -16,6 +17,7 @@ from tenantops.errors import (
     SegregationOfDuties,
     Unprocessable,
 )
+from tenantops.runbooks import engine
 from tenantops.tenants import service as tenants
 from tenantops.tenants.actions import ENGINE as RUNBOOK_ENGINE
 from tenantops.tenants.lifecycle import TenantState
@@ -374,3 +376,81 @@ def test_only_the_approved_request_of_the_tenant_reactivates_it(
             complete(request_id)
         assert says in refused.value.detail
     assert _state(client, tid, actors.am) == "suspended"
+
+
+def test_a_reactivation_approval_is_spent_by_the_next_suspension_or_a_newer_approval(
+    client: TestClient, actors: Actors
+) -> None:
+    """A failed reactivation run retried later must not reopen a tenant nobody approved."""
+    tid = _suspended_tenant(client, actors)
+    first = flows.request_reactivation(client, tid, actors.am).json()["id"]
+    flows.ok(flows.decide_reactivation(client, tid, first, actors.gov))
+    with _db(client).write() as session:
+        [old_run] = engine.open_runs(session, tenant_id=tid, runbook_id="tenant-reactivation")
+    assert flows.reactivated(_db(client), tid) == "active"
+    with _db(client).write() as session:  # its run ends (no worker here)
+        engine.cancel(session, run_id=old_run.id, principal=RUNBOOK_ENGINE, reason="test")
+    flows.ok(flows.suspend(client, tid, actors.ops))  # suspended again: a new incident
+    with _db(client).write() as session:  # the suspension's own run, done
+        for run in engine.open_runs(session, tenant_id=tid):
+            engine.cancel(session, run_id=run.id, principal=RUNBOOK_ENGINE, reason="test")
+
+    def complete(request_id: str) -> None:
+        with _db(client).write() as session:
+            tenants.complete_reactivation(
+                session, principal=RUNBOOK_ENGINE, ref=tid, request_id=request_id, run_id=old_run.id
+            )
+
+    with pytest.raises(Conflict) as spent:
+        complete(first)
+    assert "was suspended again after reactivation request" in spent.value.detail
+    assert _state(client, tid, actors.am) == "suspended"
+
+    # A newer approval supersedes an older one; a pending request is cancelled on reactivation.
+    second = flows.request_reactivation(client, tid, actors.am).json()["id"]
+    flows.ok(flows.decide_reactivation(client, tid, second, actors.gov))
+    with _db(client).write() as session:
+        for run in engine.open_runs(session, tenant_id=tid, runbook_id="tenant-reactivation"):
+            engine.cancel(session, run_id=run.id, principal=RUNBOOK_ENGINE, reason="test")
+    third = flows.request_reactivation(client, tid, actors.am).json()["id"]
+    flows.ok(flows.decide_reactivation(client, tid, third, actors.gov))
+    with pytest.raises(Conflict) as superseded:
+        complete(second)
+    assert "a newer reactivation of" in superseded.value.detail
+    complete(third)
+    assert _state(client, tid, actors.am) == "active"
+
+
+def test_completing_a_reactivation_cancels_a_request_still_pending(
+    client: TestClient, actors: Actors
+) -> None:
+    tid = _suspended_tenant(client, actors)
+    first = flows.request_reactivation(client, tid, actors.am).json()["id"]
+    flows.ok(flows.decide_reactivation(client, tid, first, actors.gov))
+    with _db(client).write() as session:  # the run fails and is cancelled; another is asked for
+        [run] = engine.open_runs(session, tenant_id=tid, runbook_id="tenant-reactivation")
+        engine.cancel(session, run_id=run.id, principal=RUNBOOK_ENGINE, reason="test")
+    pending = flows.request_reactivation(client, tid, actors.am).json()["id"]
+    with _db(client).write() as session:  # the first approval's run, retried, gets through
+        tenants.complete_reactivation(
+            session, principal=RUNBOOK_ENGINE, ref=tid, request_id=first, run_id=run.id
+        )
+    statuses = {
+        r["id"]: r["status"]
+        for r in client.get(f"/api/v1/tenants/{tid}/approvals", headers=actors.am).json()
+    }
+    assert (statuses[first], statuses[pending]) == ("approved", "cancelled")
+
+
+def test_no_second_reactivation_is_approved_while_one_runs(
+    client: TestClient, actors: Actors
+) -> None:
+    tid = _suspended_tenant(client, actors)
+    first = flows.request_reactivation(client, tid, actors.am).json()["id"]
+    flows.ok(flows.decide_reactivation(client, tid, first, actors.gov))
+    with _db(client).write() as session:  # filed while the first run had failed, then retried
+        second = approvals.open_request(
+            session, tenant_id=tid, kind=approvals.REACTIVATION, requested_by="amy", reason="x"
+        ).id
+    busy = flows.problem(flows.decide_reactivation(client, tid, second, actors.gov), 409)
+    assert "is being reactivated (run " in busy["detail"]

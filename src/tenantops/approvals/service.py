@@ -107,11 +107,11 @@ def decide(
     return status
 
 
-def cancel_pending(session: Session, *, tenant_id: str) -> list[str]:
-    """Close every pending request of a tenant that is leaving (offboarding)."""
+def cancel_pending(session: Session, *, tenant_id: str, kind: str | None = None) -> list[str]:
+    """Close the tenant's pending requests (of ``kind``, or every kind: a tenant leaving)."""
     closed = []
     for request in repository.for_tenant(session, tenant_id):
-        if request.status == "pending":
+        if request.status == "pending" and kind in (None, request.kind):
             request.status = "cancelled"
             request.decided_at = utcnow()
             closed.append(request.id)

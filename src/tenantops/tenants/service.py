@@ -29,7 +29,7 @@ from tenantops.errors import (
     Unprocessable,
 )
 from tenantops.kit.canonical import canonical_json
-from tenantops.kit.clock import utcnow
+from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
 from tenantops.provisioning.manifests import TIERS
 from tenantops.runbooks import engine
@@ -513,6 +513,7 @@ def decide_reactivation(
         risk_ref=data.risk_ref,
     )
     if status == "approved":
+        _no_reactivation_running(session, tenant)  # a retried run carries another approval
         detail["run_id"] = runs.start(
             session, runs.REACTIVATION_RUNBOOK, tenant, principal, approval_request_id=request.id
         )
@@ -534,13 +535,41 @@ def complete_reactivation(
 ) -> Tenant:
     """Make a suspended tenant active again: the last step of its reactivation run.
 
-    Only on the approved reactivation request the run was started for; the
-    runbook calls this after it has restored network, queues, secrets and access.
+    Only on the approved reactivation request the run was started for, and only
+    for the suspension it was approved in: an approval is spent once the tenant
+    is suspended again after it, or once a newer reactivation was approved — a
+    failed run retried months later must not reopen a tenant nobody approved
+    reopening. The runbook calls this after it has restored network, queues,
+    secrets and access. A reactivation request still pending is cancelled: the
+    tenant it asks about is active.
     """
     tenant = _lock(session, principal=principal, ref=ref, if_match=None)
     request = approvals.approved_request(
         session, request_id=request_id, tenant_id=tenant.id, kind=approvals.REACTIVATION
     )
+    decided = as_utc(request.decided_at or request.created_at)
+    suspensions = audit.entries_about(
+        session, tenant_id=tenant.id, action="tenant.suspended", since=decided
+    )
+    if any(as_utc(entry.at) > decided for entry in suspensions):
+        raise Conflict(
+            f"tenant {tenant.name} was suspended again after reactivation request {request.id}"
+            " was approved; that approval is spent: file a new reactivation request"
+        )
+    newer = [
+        r.id
+        for r in approvals.list_for_tenant(session, tenant_id=tenant.id)
+        if r.kind == approvals.REACTIVATION
+        and r.status == "approved"
+        and r.decided_at is not None
+        and as_utc(r.decided_at) > decided
+    ]
+    if newer:
+        raise Conflict(
+            f"a newer reactivation of {tenant.name} was approved ({newer[-1]});"
+            f" request {request.id} no longer reactivates it"
+        )
+    cancelled = approvals.cancel_pending(session, tenant_id=tenant.id, kind=approvals.REACTIVATION)
     return _move(
         session,
         tenant,
@@ -548,7 +577,7 @@ def complete_reactivation(
         principal=principal,
         action="tenant.reactivated",
         facts=Facts(reactivation_approved=True),
-        detail={"approval_request_id": request.id, "run_id": run_id},
+        detail={"approval_request_id": request.id, "run_id": run_id, "cancelled": cancelled},
     )
 
 
