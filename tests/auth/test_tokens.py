@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import re
 import secrets
@@ -180,6 +181,20 @@ def test_revoke_by_a_longer_start_of_the_token(
     assert token[10 : 10 + extra] not in result.out + result.err
     problem(client.get(ME, headers=bearer(token)), 401)
     assert client.get(ME, headers=bearer(other)).status_code == 200
+
+
+def test_revoke_reads_the_whole_token_from_stdin_when_told_dash(
+    cli: CliRunner, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = create(cli, "--subject", "ci-bot", "--role", "ops_engineer")
+    monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
+    result = cli("tokens", "revoke", "-")
+    assert result.code == 0, result.err
+    assert result.out == f"revoked {token[:10]} (ci-bot)\n"
+    problem(client.get(ME, headers=bearer(token)), 401)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    empty = cli("tokens", "revoke", "-")
+    assert (empty.code, empty.err.strip()) == (1, "error: no token on stdin")
 
 
 def test_revoke_by_id(cli: CliRunner, client: TestClient, db: Database) -> None:

@@ -10,6 +10,9 @@ from fastapi.testclient import TestClient
 from tenantops.app import create_app
 from tenantops.config import Settings
 from tenantops.db import Database
+from tenantops.errors import Unprocessable
+from tenantops.tenants import service as tenants
+from tenantops.tenants.actions import ENGINE as RUNBOOK_ENGINE
 from tenantops.tenants.lifecycle import TenantState
 from tests.conftest import Actors, TokenFactory
 from tests.factories import tenant_body
@@ -78,3 +81,14 @@ def test_a_new_tenant_request_for_an_unserved_region_is_refused_when_filed(
     assert refused["param"] == "region"
     filed = served.post(url, json={**body, "region": "eu-central-1"}, headers=owner)
     assert filed.status_code == 201, filed.text
+
+
+def test_a_tier_change_to_a_tier_the_platform_does_not_render_is_refused(
+    client: TestClient, actors: Actors
+) -> None:
+    tenant = tenant_in(client, actors, TenantState.ACTIVE)
+    db: Database = client.app.state.db  # type: ignore[attr-defined]
+    with db.write() as session, pytest.raises(Unprocessable, match="unknown tier 'gold'"):
+        tenants.change_tier(
+            session, principal=RUNBOOK_ENGINE, ref=tenant["id"], tier="gold", reason="test"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import sys
 from typing import Annotated
 
 import typer
@@ -97,11 +98,16 @@ def revoke(
         str,
         typer.Argument(
             metavar="TOKEN",
-            help="The token's id, its prefix as 'tokens list' shows it, or the whole token",
+            help="The token's id, its prefix as 'tokens list' shows it, or the whole token;"
+            " '-' reads it from stdin (keeps a whole token out of the shell history)",
         ),
     ],
 ) -> None:
     """Revoke a token at once; the whole token is matched by its hash and never shown."""
+    if token_id == "-":  # noqa: S105 - the stdin marker, not a password
+        token_id = sys.stdin.readline().strip()
+        if not token_id:
+            raise ValueError("no token on stdin")
     db = open_database(Settings())
     try:
         with db.write() as session:

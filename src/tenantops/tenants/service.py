@@ -645,7 +645,7 @@ def change_tier(
 
     Reached through an approved playbook step (Resource Exhaustion, whose
     ``quota.propose`` names a tier the platform renders). A tier the render does
-    not know fails the tenant's next GitOps sync, so other callers must check it.
+    not know would fail the tenant's next GitOps sync: refused here (422).
     """
     tenant = _lock(session, principal=principal, ref=ref, if_match=None)
     if tenant.state != TenantState.ACTIVE.value:
@@ -658,6 +658,7 @@ def change_tier(
         )
     if tenant.tier == tier:
         return tenant
+    check_tier(tier)
     before = snapshot(tenant)
     tenant.tier = tier
     tenant.updated_at = utcnow()
