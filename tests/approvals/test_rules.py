@@ -378,6 +378,26 @@ def test_only_the_approved_request_of_the_tenant_reactivates_it(
     assert _state(client, tid, actors.am) == "suspended"
 
 
+REACTIVATION = "tenant-reactivation"
+
+
+def _end_runs(client: TestClient, tid: str, runbook_id: str | None = None) -> list[str]:
+    """End the tenant's open runs (of one runbook), as a worker finishing them would (no
+    worker here); their ids."""
+    with _db(client).write() as session:
+        ended = [r.id for r in engine.open_runs(session, tenant_id=tid, runbook_id=runbook_id)]
+        for run_id in ended:
+            engine.cancel(session, run_id=run_id, principal=RUNBOOK_ENGINE, reason="test")
+    return ended
+
+
+def _complete(client: TestClient, tid: str, request_id: str, run_id: str) -> None:
+    with _db(client).write() as session:
+        tenants.complete_reactivation(
+            session, principal=RUNBOOK_ENGINE, ref=tid, request_id=request_id, run_id=run_id
+        )
+
+
 def test_a_reactivation_approval_is_spent_by_the_next_suspension_or_a_newer_approval(
     client: TestClient, actors: Actors
 ) -> None:
@@ -385,39 +405,26 @@ def test_a_reactivation_approval_is_spent_by_the_next_suspension_or_a_newer_appr
     tid = _suspended_tenant(client, actors)
     first = flows.request_reactivation(client, tid, actors.am).json()["id"]
     flows.ok(flows.decide_reactivation(client, tid, first, actors.gov))
-    with _db(client).write() as session:
-        [old_run] = engine.open_runs(session, tenant_id=tid, runbook_id="tenant-reactivation")
     assert flows.reactivated(_db(client), tid) == "active"
-    with _db(client).write() as session:  # its run ends (no worker here)
-        engine.cancel(session, run_id=old_run.id, principal=RUNBOOK_ENGINE, reason="test")
+    [old_run] = _end_runs(client, tid, REACTIVATION)
     flows.ok(flows.suspend(client, tid, actors.ops))  # suspended again: a new incident
-    with _db(client).write() as session:  # the suspension's own run, done
-        for run in engine.open_runs(session, tenant_id=tid):
-            engine.cancel(session, run_id=run.id, principal=RUNBOOK_ENGINE, reason="test")
-
-    def complete(request_id: str) -> None:
-        with _db(client).write() as session:
-            tenants.complete_reactivation(
-                session, principal=RUNBOOK_ENGINE, ref=tid, request_id=request_id, run_id=old_run.id
-            )
+    _end_runs(client, tid)  # the suspension's own run
 
     with pytest.raises(Conflict) as spent:
-        complete(first)
+        _complete(client, tid, first, old_run)
     assert "was suspended again after reactivation request" in spent.value.detail
     assert _state(client, tid, actors.am) == "suspended"
 
     # A newer approval supersedes an older one; a pending request is cancelled on reactivation.
     second = flows.request_reactivation(client, tid, actors.am).json()["id"]
     flows.ok(flows.decide_reactivation(client, tid, second, actors.gov))
-    with _db(client).write() as session:
-        for run in engine.open_runs(session, tenant_id=tid, runbook_id="tenant-reactivation"):
-            engine.cancel(session, run_id=run.id, principal=RUNBOOK_ENGINE, reason="test")
+    [second_run] = _end_runs(client, tid, REACTIVATION)
     third = flows.request_reactivation(client, tid, actors.am).json()["id"]
     flows.ok(flows.decide_reactivation(client, tid, third, actors.gov))
     with pytest.raises(Conflict) as superseded:
-        complete(second)
+        _complete(client, tid, second, second_run)
     assert "a newer reactivation of" in superseded.value.detail
-    complete(third)
+    _complete(client, tid, third, second_run)
     assert _state(client, tid, actors.am) == "active"
 
 
@@ -427,14 +434,9 @@ def test_completing_a_reactivation_cancels_a_request_still_pending(
     tid = _suspended_tenant(client, actors)
     first = flows.request_reactivation(client, tid, actors.am).json()["id"]
     flows.ok(flows.decide_reactivation(client, tid, first, actors.gov))
-    with _db(client).write() as session:  # the run fails and is cancelled; another is asked for
-        [run] = engine.open_runs(session, tenant_id=tid, runbook_id="tenant-reactivation")
-        engine.cancel(session, run_id=run.id, principal=RUNBOOK_ENGINE, reason="test")
+    [run] = _end_runs(client, tid, REACTIVATION)  # the run fails; another reactivation is asked for
     pending = flows.request_reactivation(client, tid, actors.am).json()["id"]
-    with _db(client).write() as session:  # the first approval's run, retried, gets through
-        tenants.complete_reactivation(
-            session, principal=RUNBOOK_ENGINE, ref=tid, request_id=first, run_id=run.id
-        )
+    _complete(client, tid, first, run)  # the first approval's run, retried, gets through
     statuses = {
         r["id"]: r["status"]
         for r in client.get(f"/api/v1/tenants/{tid}/approvals", headers=actors.am).json()
