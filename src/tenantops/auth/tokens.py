@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
@@ -45,8 +45,18 @@ class TokenStatus(StrEnum):
     REVOKED = "revoked"
 
 
-def status_of(row: ApiToken, *, now: datetime) -> TokenStatus:
-    """The token's status at ``now``: the rule ``authenticate`` applies, for listings."""
+class Lifetime(Protocol):
+    """What a token's status is read from (an ``ApiToken`` row, or another domain's view of it)."""
+
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def status_of(row: Lifetime, *, now: datetime) -> TokenStatus:
+    """The token's status at ``now``: the rule ``authenticate`` applies, for listings and
+    for break glass (whose grant is open while its token is active)."""
     if row.revoked_at is not None:
         return TokenStatus.REVOKED
     if row.expires_at is not None and as_utc(row.expires_at) <= now:

@@ -123,9 +123,7 @@ class _Token(Protocol):
 
 
 def _works(token: _Token | None, *, now: datetime) -> bool:
-    if token is None or token.revoked_at is not None:
-        return False
-    return token.expires_at is None or as_utc(token.expires_at) > now
+    return token is not None and tokens.status_of(token, now=now) is tokens.TokenStatus.ACTIVE
 
 
 def grants_of(
