@@ -55,6 +55,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -199,14 +200,35 @@ def _tenantops_setup(kind: str) -> tuple[Any, Any, Callable[[], None]]:
     return db, parse(RUNBOOK), drop
 
 
+def _succeeded_runs(db: Any) -> int:
+    """How many tenantops runs have succeeded."""
+    from sqlalchemy import func, select
+
+    from tenantops.runbooks.models import Run
+
+    with db.read() as s:
+        query = select(func.count()).select_from(Run).where(Run.status == "succeeded")
+        return int(s.execute(query).scalar_one())
+
+
+def _wait_for(succeeded: Callable[[], int], runs: int, limit: float = 600) -> int:
+    """Poll ``succeeded`` every 20 ms until it reaches ``runs`` (or ``limit`` s); its last count."""
+    done = 0
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        done = succeeded()
+        if done >= runs:
+            break
+        time.sleep(0.02)
+    return done
+
+
 def tenantops_engine(kind: str, runs: int, workers: int, concurrency: int) -> dict[str, Any]:
     """Start ``runs`` runs from one thread while ``workers`` worker threads drain them."""
-    from sqlalchemy import func, select
 
     from tenantops.auth.principal import Principal, Role
     from tenantops.runbooks import engine
     from tenantops.runbooks.actions import builtin_actions
-    from tenantops.runbooks.models import Run
     from tenantops.runbooks.worker import Worker
 
     logging.getLogger().setLevel(logging.WARNING)
@@ -227,16 +249,7 @@ def tenantops_engine(kind: str, runs: int, workers: int, concurrency: int) -> di
             for w in pool:
                 w.wake()
         started_all = time.perf_counter() - started
-        done = 0
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            with db.read() as s:
-                done = s.execute(
-                    select(func.count()).select_from(Run).where(Run.status == "succeeded")
-                ).scalar_one()
-            if done >= runs:
-                break
-            time.sleep(0.02)
+        done = _wait_for(partial(_succeeded_runs, db), runs)
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu
         return {
@@ -264,12 +277,10 @@ def tenantops_drain(kind: str, runs: int, workers: int, concurrency: int) -> dic
     Measures the engine alone: the start phase (one ``start_run`` transaction
     per run, from one thread) is not in the figure.
     """
-    from sqlalchemy import func, select
 
     from tenantops.auth.principal import Principal, Role
     from tenantops.runbooks import engine
     from tenantops.runbooks.actions import builtin_actions
-    from tenantops.runbooks.models import Run
     from tenantops.runbooks.worker import Worker
 
     logging.getLogger().setLevel(logging.WARNING)
@@ -289,16 +300,7 @@ def tenantops_drain(kind: str, runs: int, workers: int, concurrency: int) -> dic
         started = time.perf_counter()
         for w in pool:
             w.start()
-        done = 0
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            with db.read() as s:
-                done = s.execute(
-                    select(func.count()).select_from(Run).where(Run.status == "succeeded")
-                ).scalar_one()
-            if done >= runs:
-                break
-            time.sleep(0.02)
+        done = _wait_for(partial(_succeeded_runs, db), runs)
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu
         return {
@@ -367,11 +369,9 @@ def tenantops_drain_processes(
     One process's worker threads share one GIL; processes do not. Every process
     is started and ready (imports done, pool built) before the runs' clock starts.
     """
-    from sqlalchemy import func, select
 
     from tenantops.auth.principal import Principal, Role
     from tenantops.runbooks import engine
-    from tenantops.runbooks.models import Run
 
     logging.getLogger().setLevel(logging.WARNING)
     db, loaded, drop = _tenantops_setup(kind)
@@ -391,12 +391,7 @@ def tenantops_drain_processes(
                 subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             )
 
-        def succeeded() -> int:
-            with db.read() as s:
-                query = select(func.count()).select_from(Run).where(Run.status == "succeeded")
-                return int(s.execute(query).scalar_one())
-
-        result = _serve_children(children, succeeded, runs)
+        result = _serve_children(children, partial(_succeeded_runs, db), runs)
         return result | {
             "workers": workers,
             "concurrency": concurrency,
@@ -638,13 +633,7 @@ def _serve_children(
         assert child.stdin is not None
         child.stdin.write("go\n")
         child.stdin.flush()
-    done = 0
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        done = succeeded()
-        if done >= runs:
-            break
-        time.sleep(0.02)
+    done = _wait_for(succeeded, runs)
     elapsed = time.perf_counter() - started
     reports = []
     for child in children:

@@ -176,11 +176,12 @@ def read_run(session: Session, *, principal: Principal, run_id: str) -> RunRead:
     tries = repository.attempts(session, [r.id for r in rows])
     runbook = engine.spec_of(run)
     names = _tenant_names(session, {run.tenant_id} if run.tenant_id else set())
+    context = run_context(run)  # what the gates' prompts are filled in with
     return RunRead.model_validate(
         {
             **_summary(run, rows, names.get(run.tenant_id or ""), now),
             "inputs": run.inputs,
-            "steps": [_step(r, runbook, tries[r.id], now, run_context(run)) for r in rows],
+            "steps": [_step(r, runbook, tries[r.id], now, context) for r in rows],
         }
     )
 
