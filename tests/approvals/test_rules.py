@@ -456,3 +456,71 @@ def test_no_second_reactivation_is_approved_while_one_runs(
         ).id
     busy = flows.problem(flows.decide_reactivation(client, tid, second, actors.gov), 409)
     assert "is being reactivated (run " in busy["detail"]
+
+
+def _fail_run(client: TestClient, tid: str, runbook_id: str) -> str:
+    """Fail the tenant's open run of ``runbook_id`` at its first step, for good, as a
+    driver that is down would; its id."""
+    with _db(client).write() as session:
+        [run] = engine.open_runs(session, tenant_id=tid, runbook_id=runbook_id)
+        [claim] = engine.claim(session, worker="test", runs=[run.id])
+        engine.fail(session, claim=claim, error="driver down", retriable=False)
+    return run.id
+
+
+def _retry(client: TestClient, run_id: str, who: dict[str, str]) -> Any:
+    return client.post(f"/api/v1/runs/{run_id}/retry", headers=who)
+
+
+def test_a_reactivation_closes_a_failed_suspension_and_offboarding_a_failed_reactivation(
+    client: TestClient, actors: Actors
+) -> None:
+    """A failed lifecycle run retried after the tenant moved on would undo the move:
+    an old suspension would isolate the reactivated tenant, an old reactivation would
+    restore an offboarded tenant's access. The move closes them."""
+    tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
+    flows.ok(flows.suspend(client, tid, actors.ops))
+    suspension = _fail_run(client, tid, "tenant-suspension")
+    request = flows.request_reactivation(client, tid, actors.am).json()["id"]
+    approved = flows.ok(flows.decide_reactivation(client, tid, request, actors.gov))
+    run = client.get(f"/api/v1/runs/{suspension}", headers=actors.ops).json()
+    assert run["status"] == "cancelled"
+    assert run["error"] == (
+        "superseded by an approved reactivation; it had failed: step incident failed: driver down"
+    )
+    refused = flows.problem(_retry(client, suspension, actors.ops), 409)
+    assert "is cancelled" in refused["detail"]
+    assert approved["state"] == "suspended"
+
+    reactivation = _fail_run(client, tid, REACTIVATION)
+    flows.ok(flows.offboard(client, tid, actors.am, reason="contract ended"))
+    run = client.get(f"/api/v1/runs/{reactivation}", headers=actors.ops).json()
+    assert run["status"] == "cancelled"
+    assert run["error"] == (
+        "tenant offboarded; it had failed: step restore-network failed: driver down"
+    )
+    flows.problem(_retry(client, reactivation, actors.ops), 409)
+    [entry] = client.get(
+        "/api/v1/audit",
+        params={"tenant_id": tid, "action": "tenant.offboarding"},
+        headers=actors.auditor,
+    ).json()["items"]
+    assert entry["detail"]["closed_runs"] == [reactivation]
+
+
+def test_a_failed_run_is_closed_by_cancelling_it_once(client: TestClient, actors: Actors) -> None:
+    tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
+    flows.ok(flows.suspend(client, tid, actors.ops))
+    run_id = _fail_run(client, tid, "tenant-suspension")
+    closed = client.post(
+        f"/api/v1/runs/{run_id}/cancel", json={"reason": "done by hand"}, headers=actors.ops
+    )
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "cancelled"
+    assert (
+        closed.json()["error"] == "done by hand; it had failed: step incident failed: driver down"
+    )
+    again = client.post(
+        f"/api/v1/runs/{run_id}/cancel", json={"reason": "again"}, headers=actors.ops
+    )
+    assert "is already cancelled" in flows.problem(again, 409)["detail"]

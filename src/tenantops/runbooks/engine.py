@@ -22,7 +22,7 @@ The engine's surface is this module; its parts live beside it: ``claims``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -70,6 +70,7 @@ __all__ = [
     "complete",
     "end_wait",
     "fail",
+    "failed_runs",
     "gate_refusal",
     "get_run",
     "open_runs",
@@ -313,6 +314,22 @@ def open_runs(
     return list(session.execute(query).scalars())
 
 
+def failed_runs(
+    session: Session, *, tenant_id: str, runbook_ids: Collection[str] | None = None
+) -> list[Run]:
+    """The tenant's failed runs (of these runbooks, if given), oldest first, locked:
+    each could still be retried."""
+    query = (
+        select(Run)
+        .where(Run.tenant_id == tenant_id, Run.status == "failed")
+        .order_by(Run.created_at)
+        .with_for_update()
+    )
+    if runbook_ids is not None:
+        query = query.where(Run.runbook_id.in_(runbook_ids))
+    return list(session.execute(query).scalars())
+
+
 def runs_of(session: Session, *, tenant_id: str | None) -> list[Run]:
     """Every run of a tenant (``None``: the runs bound to no tenant), oldest first."""
     query = select(Run).where(Run.tenant_id == tenant_id).order_by(Run.created_at, Run.id)
@@ -343,10 +360,17 @@ def end_wait(session: Session, *, run_id: str, step_name: str, now: datetime) ->
 def cancel(
     session: Session, *, run_id: str, principal: Principal, reason: str, audited: bool = True
 ) -> Run:
-    """Stop a run: open steps are cancelled; a worker still busy is fenced off."""
+    """Stop a run: open steps are cancelled; a worker still busy is fenced off.
+
+    A failed run can be cancelled too: it is closed and will not be retried
+    (nobody will, or a later change of its tenant made it wrong to); its error
+    keeps the failure after ``reason``.
+    """
     run = get_run(session, run_id, for_update=True)
-    if run.status in FINISHED:
+    if run.status in FINISHED and run.status != "failed":
         raise Conflict(f"run {run.id} is already {run.status}")
+    if run.status == "failed":
+        reason = f"{reason}; it had failed: {run.error}"
     now = utcnow()
     for row in steps_of(session, run.id):
         if row.status not in FINISHED:
@@ -354,7 +378,8 @@ def cancel(
                 close_attempt(session, row, "cancelled", now)
             row.status, row.finished_at = "cancelled", now
             row.lease_token = row.lease_owner = None
-    run.status, run.finished_at, run.updated_at, run.error = "cancelled", now, now, reason
+    run.status, run.updated_at, run.error = "cancelled", now, reason
+    run.finished_at = run.finished_at or now
     # Announced even when the caller's own audit entry names the run.
     announce_run(session, run, "cancelled", principal.subject)
     if not audited:

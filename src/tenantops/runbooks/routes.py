@@ -98,7 +98,10 @@ def decide_gate(
 
 
 @router.post(
-    "/runs/{run_id}/cancel", summary="Cancel a run", response_model=RunRead, responses=CHANGES
+    "/runs/{run_id}/cancel",
+    summary="Cancel a run, or close a failed one",
+    response_model=RunRead,
+    responses=CHANGES,
 )
 def cancel_run(
     run_id: RunId, data: CancelRequest, request: Request, caller: Caller, db: Db

@@ -247,7 +247,8 @@ def decide_gate(
 
 
 def cancel_run(session: Session, *, principal: Principal, run_id: str, reason: str) -> RunRead:
-    """Cancel an unfinished run; a worker still running one of its steps is fenced off."""
+    """Cancel an unfinished run (a worker still running one of its steps is fenced
+    off), or close a failed one: it will not be retried."""
     _visible(session, principal, run_id)
     engine.cancel(session, run_id=run_id, principal=principal, reason=reason)
     session.flush()

@@ -7,6 +7,7 @@ entry names the run.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ ONBOARDING_RUNBOOK = "tenant-onboarding"
 SUSPENSION_RUNBOOK = "tenant-suspension"
 REACTIVATION_RUNBOOK = "tenant-reactivation"
 OFFBOARDING_RUNBOOK = "tenant-offboarding"
+LIFECYCLE = (ONBOARDING_RUNBOOK, SUSPENSION_RUNBOOK, REACTIVATION_RUNBOOK, OFFBOARDING_RUNBOOK)
 
 
 def start(
@@ -36,6 +38,28 @@ def start(
         audited=False,
     )
     return run.id
+
+
+def close_failed(
+    session: Session,
+    tenant: Tenant,
+    principal: Principal,
+    *,
+    reason: str,
+    runbook_ids: Collection[str] | None = LIFECYCLE,
+) -> list[str]:
+    """Cancel the tenant's failed runs (of ``runbook_ids``; ``None``: of every runbook).
+
+    A lifecycle change makes an earlier failed run of the lifecycle wrong to
+    resume: a failed suspension retried after the reactivation would isolate an
+    active tenant again, a failed reactivation retried after offboarding would
+    restore its access. Closed here, in the transaction of the change, nobody
+    can retry them; each keeps its failure after ``reason``.
+    """
+    return [
+        engine.cancel(session, run_id=run.id, principal=principal, reason=reason, audited=False).id
+        for run in engine.failed_runs(session, tenant_id=tenant.id, runbook_ids=runbook_ids)
+    ]
 
 
 def signal_onboarding(

@@ -417,6 +417,7 @@ def suspend_tenant(
     inputs: dict[str, Any] = {"reason": data.reason}
     if data.incident_ref is not None:
         inputs["incident_ref"] = data.incident_ref
+    closed = runs.close_failed(session, tenant, principal, reason="superseded by a suspension")
     run_id = runs.start(session, runs.SUSPENSION_RUNBOOK, tenant, principal, **inputs)
     return _move(
         session,
@@ -424,7 +425,12 @@ def suspend_tenant(
         TenantEvent.SUSPEND,
         principal=principal,
         action="tenant.suspended",
-        detail={"reason": data.reason, "incident_ref": data.incident_ref, "run_id": run_id},
+        detail={
+            "reason": data.reason,
+            "incident_ref": data.incident_ref,
+            "run_id": run_id,
+            "closed_runs": closed,
+        },
     )
 
 
@@ -493,7 +499,7 @@ def decide_reactivation(
         comment=data.comment,
         risk_ref=data.risk_ref,
     )
-    detail = {
+    detail: dict[str, Any] = {
         "approval_request_id": request.id,
         "role": "governance",
         "decision": data.decision,
@@ -514,6 +520,9 @@ def decide_reactivation(
     )
     if status == "approved":
         _no_reactivation_running(session, tenant)  # a retried run carries another approval
+        detail["closed_runs"] = runs.close_failed(
+            session, tenant, principal, reason="superseded by an approved reactivation"
+        )
         detail["run_id"] = runs.start(
             session, runs.REACTIVATION_RUNBOOK, tenant, principal, approval_request_id=request.id
         )
@@ -621,6 +630,9 @@ def offboard_tenant(
         ).id
         for run in engine.open_runs(session, tenant_id=tenant.id)
     ]
+    closed = runs.close_failed(
+        session, tenant, principal, reason="tenant offboarded", runbook_ids=None
+    )
     run_id = runs.start(session, runs.OFFBOARDING_RUNBOOK, tenant, principal, reason=data.reason)
     return _move(
         session,
@@ -633,6 +645,7 @@ def offboard_tenant(
             "ticket_ref": data.ticket_ref,
             "cancelled": cancelled,
             "cancelled_runs": stopped,
+            "closed_runs": closed,
             "run_id": run_id,
         },
     )

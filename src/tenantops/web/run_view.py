@@ -152,7 +152,8 @@ def run_view(run: RunRead, principal: Principal) -> RunView:
         steps=steps,
         finished=run.status in FINISHED,
         can_retry=run.status == "failed" and may(principal, "POST", RETRY_ROUTE),
-        can_cancel=run.status in ("running", "waiting") and may(principal, "POST", CANCEL_ROUTE),
+        can_cancel=run.status in ("running", "waiting", "failed")
+        and may(principal, "POST", CANCEL_ROUTE),
         tenant=tenant,
         inputs=fields(request_inputs(run.inputs), tenant=tenant),
     )

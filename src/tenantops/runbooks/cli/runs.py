@@ -290,7 +290,7 @@ def cancel_run(
     token: Token = None,
     as_json: Output = False,
 ) -> None:
-    """Cancel an unfinished run."""
+    """Cancel an unfinished run, or close a failed one that will not be retried."""
     with connect(url, token) as client:
         _show_run(client.post(f"/runs/{run_id}/cancel", {"reason": reason}), as_json)
 
