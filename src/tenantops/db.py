@@ -16,6 +16,7 @@ database file's mode, so they follow. A file the operator made keeps its mode.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Dialect, Engine
@@ -57,11 +59,23 @@ class _UTCDateTime(SQLITE_DATETIME):
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         process = super().bind_processor(dialect)
+        # The last value and its text: a batch binds one ``now`` to every row of an
+        # executemany, and formatting it was a tenth of a worker's CPU. Datetimes are
+        # immutable, so the same object has the same text; the pair is replaced in
+        # one assignment, so threads sharing the processor never see half of one.
+        last: tuple[Any, Any] = (None, None)
 
         def to_utc(value: Any) -> Any:
+            nonlocal last
+            seen, text = last
+            if value is seen and value is not None:
+                return text
+            given = value
             if isinstance(value, datetime) and value.tzinfo is not None:
                 value = value.astimezone(UTC)
-            return process(value) if process else value
+            text = process(value) if process else value
+            last = (given, text)
+            return text
 
         return to_utc
 
@@ -79,8 +93,32 @@ class _UTCDateTime(SQLITE_DATETIME):
         return as_aware
 
 
+_JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's text: orjson, several times faster than ``json.dumps`` (a worker
+    writes eight per step), and ``json.dumps`` for whatever orjson refuses.
+
+    So every value stored before is stored alike: integer keys and integers past 64
+    bits go through ``json.dumps`` as before, and a datetime or any other value it
+    refused is refused. What orjson writes differently: NaN and infinities become
+    ``null`` (``json.dumps`` wrote ``NaN``, which PostgreSQL refused), a UUID or an
+    Enum its string or value (``json.dumps`` raised).
+    """
+    try:
+        return orjson.dumps(value, default=_not_json, option=_JSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys, explicit BEGINs and UTC times."""
+    kwargs.setdefault("json_serializer", json_text)  # read back with json.loads, as always
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         engine.dialect.colspecs = {**engine.dialect.colspecs, DateTime: _UTCDateTime}

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
 from tenantops.events import outbox
+from tenantops.kit.bulk import UpdateMany
 from tenantops.kit.clock import utcnow
 from tenantops.runbooks import announcements, engine
 from tenantops.runbooks.actions import StepResult
@@ -40,38 +41,33 @@ _STEPS = cast(Table, RunStep.__table__)
 _ATTEMPTS = cast(Table, StepAttempt.__table__)
 _RUNS = cast(Table, Run.__table__)
 
-# Bound names start with b_: a bind may not share its column's name in SET.
-_SUCCEED = (
-    update(_STEPS)
-    .where(_STEPS.c.id == bindparam("b_id"))
-    .values(
-        status="succeeded",
-        output=bindparam("b_output", type_=_STEPS.c.output.type),
-        evidence=bindparam("b_evidence", type_=_STEPS.c.evidence.type),
-        finished_at=bindparam("b_now", type_=_STEPS.c.finished_at.type),
-        error=None,
-        lease_token=None,
-        lease_owner=None,
-        lease_expires_at=None,
-    )
+_NOW = bindparam("now", type_=_STEPS.c.finished_at.type)
+_SUCCEED = UpdateMany(
+    _STEPS,
+    keys=["id"],
+    fields=["output", "evidence"],
+    values={
+        "status": "succeeded",
+        "finished_at": _NOW,
+        "error": None,
+        "lease_token": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    },
 )
-_CLOSE_ATTEMPT = (
-    update(_ATTEMPTS)
-    .where(
-        _ATTEMPTS.c.step_id == bindparam("b_step"),
-        _ATTEMPTS.c.attempt == bindparam("b_attempt"),
-        _ATTEMPTS.c.status == "running",
-    )
-    .values(
-        status="succeeded",
-        finished_at=bindparam("b_now", type_=_ATTEMPTS.c.finished_at.type),
-        error=None,
-    )
+_CLOSE_ATTEMPT = UpdateMany(
+    _ATTEMPTS,
+    keys=["step_id", "attempt"],
+    fields=[],
+    values={"status": "succeeded", "finished_at": _NOW, "error": None},
+    where=[_ATTEMPTS.c.status == "running"],
 )
-_MAKE_READY = (
-    update(_STEPS)
-    .where(_STEPS.c.id == bindparam("b_id"), _STEPS.c.status == "pending")
-    .values(status="ready", wake_at=bindparam("b_now", type_=_STEPS.c.wake_at.type))
+_MAKE_READY = UpdateMany(
+    _STEPS,
+    keys=["id"],
+    fields=[],
+    values={"status": "ready", "wake_at": _NOW},
+    where=[_STEPS.c.status == "pending"],
 )
 # Built once: statement construction is a visible share of a batch's CPU.
 _LOCK_RUNS = (
@@ -98,14 +94,8 @@ _FENCE_AND_NEXT = (
     )
     .with_for_update()
 )
-_RUN_MOVED = (
-    update(_RUNS)
-    .where(_RUNS.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status", type_=_RUNS.c.status.type),
-        finished_at=bindparam("b_finished", type_=_RUNS.c.finished_at.type),
-        updated_at=bindparam("b_now", type_=_RUNS.c.updated_at.type),
-    )
+_RUN_MOVED = UpdateMany(
+    _RUNS, keys=["id"], fields=["status", "finished_at"], values={"updated_at": _NOW}
 )
 
 
@@ -275,34 +265,35 @@ def _complete_plain(
     if not live:
         return []
 
-    session.execute(
-        _SUCCEED,
+    _SUCCEED(
+        session,
         [
             {
-                "b_id": p.done.claim.step_id,
-                "b_output": p.done.result.output,
-                "b_evidence": p.done.result.evidence,
-                "b_now": now,
+                "id": p.done.claim.step_id,
+                "output": p.done.result.output,
+                "evidence": p.done.result.evidence,
             }
             for p in live
         ],
+        {"now": now},
     )
-    session.execute(
-        _CLOSE_ATTEMPT,
-        [{"b_step": p.done.claim.step_id, "b_attempt": p.attempt, "b_now": now} for p in live],
+    _CLOSE_ATTEMPT(
+        session,
+        [{"step_id": p.done.claim.step_id, "attempt": p.attempt} for p in live],
+        {"now": now},
     )
     left = _start_next(session, [p for p in live if p.following is not None], recorded, holder, now)
-    session.execute(
-        _RUN_MOVED,
+    _RUN_MOVED(
+        session,
         [
             {
-                "b_id": p.run_id,
-                "b_status": "running" if p.following is not None else "succeeded",
-                "b_finished": None if p.following is not None else now,
-                "b_now": now,
+                "id": p.run_id,
+                "status": "running" if p.following is not None else "succeeded",
+                "finished_at": None if p.following is not None else now,
             }
             for p in live
         ],
+        {"now": now},
     )
     entries: list[audit.NewEntry] = []
     announced: list[outbox.Event] = []
@@ -399,7 +390,7 @@ def _start_next(
             )
         )
     if ready:
-        session.execute(_MAKE_READY, [{"b_id": p.following.id, "b_now": now} for p in ready])
+        _MAKE_READY(session, [{"id": p.following.id} for p in ready], {"now": now})
     if holder is not None and taken:
         engine.take(session, taken, worker=holder.worker, now=now)
         recorded.chained += [t.claim for t in taken]

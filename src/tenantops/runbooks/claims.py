@@ -20,6 +20,7 @@ from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
+from tenantops.kit.bulk import UpdateMany
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
 from tenantops.runbooks import announcements, windows
@@ -186,21 +187,16 @@ _OWNERS = (
     .where(Run.id.in_(bindparam("ids", expanding=True)))
     .with_for_update(skip_locked=True)
 )
-# Bound names start with b_: a bind may not share its column's name in SET.
-_TAKE = (
-    update(_STEPS)
-    .where(_STEPS.c.id == bindparam("b_id"))
-    .values(
-        status="running",
+_TAKE = UpdateMany(
+    _STEPS,
+    keys=["id"],
+    fields=["attempt", "inputs", "lease_token", "lease_expires_at", "started_at"],
+    values={
+        "status": "running",
         # A step activated and taken at once (batch.complete_many) wakes now.
-        wake_at=func.coalesce(_STEPS.c.wake_at, bindparam("b_now", type_=_STEPS.c.wake_at.type)),
-        attempt=bindparam("b_attempt", type_=_STEPS.c.attempt.type),
-        inputs=bindparam("b_inputs", type_=_STEPS.c.inputs.type),
-        lease_owner=bindparam("b_owner", type_=_STEPS.c.lease_owner.type),
-        lease_token=bindparam("b_token", type_=_STEPS.c.lease_token.type),
-        lease_expires_at=bindparam("b_expires", type_=_STEPS.c.lease_expires_at.type),
-        started_at=bindparam("b_started", type_=_STEPS.c.started_at.type),
-    )
+        "wake_at": func.coalesce(_STEPS.c.wake_at, bindparam("now", type_=_STEPS.c.wake_at.type)),
+        "lease_owner": bindparam("owner", type_=_STEPS.c.lease_owner.type),
+    },
 )
 
 
@@ -258,21 +254,20 @@ def take(session: Session, taken: Sequence[Taken], *, worker: str, now: datetime
     ``INSERT`` of their attempts, whatever their number."""
     if not taken:
         return
-    session.execute(
-        _TAKE,
+    _TAKE(
+        session,
         [
             {
-                "b_id": t.claim.step_id,
-                "b_attempt": t.claim.attempt,
-                "b_inputs": t.claim.params,
-                "b_owner": worker,
-                "b_now": now,
-                "b_token": t.claim.token,
-                "b_expires": t.expires,
-                "b_started": t.started_at,
+                "id": t.claim.step_id,
+                "attempt": t.claim.attempt,
+                "inputs": t.claim.params,
+                "lease_token": t.claim.token,
+                "lease_expires_at": t.expires,
+                "started_at": t.started_at,
             }
             for t in taken
         ],
+        {"now": now, "owner": worker},
     )
     session.execute(
         insert(_ATTEMPTS),
