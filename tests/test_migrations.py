@@ -185,3 +185,68 @@ def test_migrations_that_rebuild_tables_keep_the_rows_that_point_at_them(
         db.dispose()
         if store == "postgres":
             drop_pg_database(url)
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_0019_closes_the_failed_runs_a_later_lifecycle_change_superseded(
+    store: str, tmp_path: Path
+) -> None:
+    """Tenants offboarded or reactivated before 0019 get the rule of decision 0047 too."""
+    url = f"sqlite:///{tmp_path / 'm.db'}" if store == "sqlite" else create_pg_database()
+    db = Database(url)
+    try:
+        upgrade(db.engine, "0018")
+        tenant = (
+            "INSERT INTO tenants (id, name, display_name, business_owner,"
+            " compliance_classification, region, tier, monthly_budget, currency, contacts,"
+            " state, requested_by, created_at, updated_at, version) VALUES"
+            " (:id, :id, 'T', 'o@example.com', 'internal', 'eu', 'standard', 1, 'EUR', '[]',"
+            " :state, 'amy', :at, :at, 1)"
+        )
+        run = (
+            "INSERT INTO runs (id, runbook_id, runbook_version, runbook_hash, document,"
+            " tenant_id, status, inputs, started_by, created_at, updated_at, finished_at)"
+            " VALUES (:id, :runbook, '1.0', 'h', '{}', :tenant, :status, '{}', 'amy', :at, :at,"
+            " :at)"
+        )
+        gate = (
+            "INSERT INTO run_steps (id, run_id, position, name, kind, status, attempt, failures,"
+            " max_attempts, idempotency_key) VALUES"
+            " (:id, :id, 0, 'approval', 'gate', 'failed', 0, 0, 1, :id)"
+        )
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        runs = [  # id, tenant, runbook, status, minutes after t0
+            ("old-suspension", "back", "tenant-suspension", "failed", 0),
+            ("reactivation", "back", "tenant-reactivation", "succeeded", 10),
+            ("quota", "back", "quota-change", "failed", 20),  # not a lifecycle run: stays
+            ("last-suspension", "back", "tenant-suspension", "failed", 30),  # nothing later
+            ("reactivation-2", "gone", "tenant-reactivation", "failed", 0),
+            ("rejected", "gone", "quota-change", "failed", 5),  # a person's decision
+            ("offboarding", "gone", "tenant-offboarding", "failed", 10),  # to be retried
+        ]
+        with db.engine.begin() as conn:
+            for tid, state in (("back", "active"), ("gone", "archived")):
+                conn.execute(text(tenant), {"id": tid, "state": state, "at": t0})
+            for rid, tid, runbook, status, minutes in runs:
+                at = t0 + timedelta(minutes=minutes)
+                conn.execute(
+                    text(run),
+                    {"id": rid, "tenant": tid, "runbook": runbook, "status": status, "at": at},
+                )
+            conn.execute(text(gate), {"id": "rejected"})
+        upgrade(db.engine)
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT id, closed_reason FROM runs WHERE closed_at IS NOT NULL")
+            ).all()
+            closed = {row.id: row.closed_reason for row in rows}
+            statuses = set(conn.execute(text("SELECT status FROM runs")).scalars())
+        assert closed == {
+            "old-suspension": "superseded by a later lifecycle change",
+            "reactivation-2": "tenant offboarded",
+        }
+        assert statuses == {"failed", "succeeded"}  # closing changes no status
+    finally:
+        db.dispose()
+        if store == "postgres":
+            drop_pg_database(url)

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from tenantops.approvals import service as approvals
 from tenantops.approvals.rules import PriorDecision, check_decision, outcome
+from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
 from tenantops.errors import (
     AlreadyDecided,
@@ -17,7 +18,7 @@ from tenantops.errors import (
     SegregationOfDuties,
     Unprocessable,
 )
-from tenantops.runbooks import engine
+from tenantops.runbooks import engine, spec
 from tenantops.tenants import service as tenants
 from tenantops.tenants.actions import ENGINE as RUNBOOK_ENGINE
 from tenantops.tenants.lifecycle import TenantState
@@ -472,33 +473,35 @@ def _retry(client: TestClient, run_id: str, who: dict[str, str]) -> Any:
     return client.post(f"/api/v1/runs/{run_id}/retry", headers=who)
 
 
+def _closed(run: dict[str, Any], reason: str, error: str) -> None:
+    """``run`` (as the API reads it) failed with ``error`` and was closed for ``reason``."""
+    assert (run["status"], run["error"], run["closed_reason"]) == ("failed", error, reason)
+    assert run["closed_at"] is not None
+
+
 def test_a_reactivation_closes_a_failed_suspension_and_offboarding_a_failed_reactivation(
     client: TestClient, actors: Actors
 ) -> None:
     """A failed lifecycle run retried after the tenant moved on would undo the move:
     an old suspension would isolate the reactivated tenant, an old reactivation would
-    restore an offboarded tenant's access. The move closes them."""
+    restore an offboarded tenant's access. The move closes them; they stay failed."""
     tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
     flows.ok(flows.suspend(client, tid, actors.ops))
     suspension = _fail_run(client, tid, "tenant-suspension")
     request = flows.request_reactivation(client, tid, actors.am).json()["id"]
     approved = flows.ok(flows.decide_reactivation(client, tid, request, actors.gov))
     run = client.get(f"/api/v1/runs/{suspension}", headers=actors.ops).json()
-    assert run["status"] == "cancelled"
-    assert run["error"] == (
-        "superseded by an approved reactivation; it had failed: step incident failed: driver down"
-    )
+    _closed(run, "superseded by an approved reactivation", "step incident failed: driver down")
     refused = flows.problem(_retry(client, suspension, actors.ops), 409)
-    assert "is cancelled" in refused["detail"]
+    assert refused["detail"] == (
+        f"run {suspension} was closed (superseded by an approved reactivation); it is not retried"
+    )
     assert approved["state"] == "suspended"
 
     reactivation = _fail_run(client, tid, REACTIVATION)
     flows.ok(flows.offboard(client, tid, actors.am, reason="contract ended"))
     run = client.get(f"/api/v1/runs/{reactivation}", headers=actors.ops).json()
-    assert run["status"] == "cancelled"
-    assert run["error"] == (
-        "tenant offboarded; it had failed: step restore-network failed: driver down"
-    )
+    _closed(run, "tenant offboarded", "step restore-network failed: driver down")
     flows.problem(_retry(client, reactivation, actors.ops), 409)
     [entry] = client.get(
         "/api/v1/audit",
@@ -508,7 +511,61 @@ def test_a_reactivation_closes_a_failed_suspension_and_offboarding_a_failed_reac
     assert entry["detail"]["closed_runs"] == [reactivation]
 
 
-def test_a_failed_run_is_closed_by_cancelling_it_once(client: TestClient, actors: Actors) -> None:
+def test_approving_a_reactivation_stops_a_suspension_still_running(
+    client: TestClient, actors: Actors
+) -> None:
+    """Its run would go on isolating what the reactivation restores."""
+    tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
+    flows.ok(flows.suspend(client, tid, actors.ops))
+    with _db(client).read() as session:
+        [suspension] = engine.open_runs(
+            session, tenant_id=tid, runbook_id="tenant-suspension", lock=False
+        )
+    request = flows.request_reactivation(client, tid, actors.am).json()["id"]
+    flows.ok(flows.decide_reactivation(client, tid, request, actors.gov))
+    run = client.get(f"/api/v1/runs/{suspension.id}", headers=actors.ops).json()
+    assert (run["status"], run["error"]) == ("cancelled", "superseded by an approved reactivation")
+    [entry] = client.get(
+        "/api/v1/audit",
+        params={"tenant_id": tid, "action": "tenant.reactivation.approved"},
+        headers=actors.auditor,
+    ).json()["items"]
+    assert entry["detail"]["cancelled_runs"] == [suspension.id]
+
+
+def test_offboarding_leaves_a_rejected_request_and_closes_other_failed_runs(
+    client: TestClient, actors: Actors
+) -> None:
+    """A run a person ended by rejecting its gate was a decision: nothing to close."""
+    tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
+    probe = spec.parse(
+        'id: probe\nversion: "1.0"\ntitle: Probe\nkind: runbook\nsteps:\n'
+        "  - {name: approval, gate: {roles: [governance]}}\n"
+        "  - {name: act, action: noop}\n"
+    )
+    gov = Principal("gus", frozenset({Role.GOVERNANCE}))
+    with _db(client).write() as session:
+        rejected, failed = (
+            engine.start_run(session, loaded=probe, actor=RUNBOOK_ENGINE, tenant_id=tid).id
+            for _ in range(2)
+        )
+        for run_id, decision in ((rejected, "reject"), (failed, "approve")):
+            engine.signal(
+                session, run_id=run_id, step_name="approval", decision=decision, principal=gov
+            )
+    _fail_run(client, tid, "probe")
+    flows.ok(flows.offboard(client, tid, actors.am, reason="contract ended"))
+    by_id = {
+        run_id: client.get(f"/api/v1/runs/{run_id}", headers=actors.ops).json()
+        for run_id in (rejected, failed)
+    }
+    assert (by_id[rejected]["status"], by_id[rejected]["closed_at"]) == ("failed", None)
+    _closed(by_id[failed], "tenant offboarded", "step act failed: driver down")
+
+
+def test_a_failed_run_is_closed_by_cancelling_it_and_stays_failed(
+    client: TestClient, actors: Actors
+) -> None:
     tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
     flows.ok(flows.suspend(client, tid, actors.ops))
     run_id = _fail_run(client, tid, "tenant-suspension")
@@ -516,11 +573,12 @@ def test_a_failed_run_is_closed_by_cancelling_it_once(client: TestClient, actors
         f"/api/v1/runs/{run_id}/cancel", json={"reason": "done by hand"}, headers=actors.ops
     )
     assert closed.status_code == 200, closed.text
-    assert closed.json()["status"] == "cancelled"
-    assert (
-        closed.json()["error"] == "done by hand; it had failed: step incident failed: driver down"
-    )
+    _closed(closed.json(), "done by hand", "step incident failed: driver down")
     again = client.post(
         f"/api/v1/runs/{run_id}/cancel", json={"reason": "again"}, headers=actors.ops
     )
-    assert "is already cancelled" in flows.problem(again, 409)["detail"]
+    assert flows.problem(again, 409)["detail"] == f"run {run_id} is already closed (done by hand)"
+    [entry] = client.get(
+        "/api/v1/audit", params={"action": "run.closed"}, headers=actors.auditor
+    ).json()["items"]
+    assert entry["detail"] == {"run_id": run_id, "reason": "done by hand"}

@@ -88,6 +88,22 @@ def test_a_retried_run_resolves_its_page_and_failing_again_pages_again(
     assert sorted(p.status for p in pages(db)) == ["resolved", "triggered"]
 
 
+def test_closing_a_failed_run_resolves_its_page_and_a_closed_run_pages_nobody(
+    db: Database, clock: Clock
+) -> None:
+    run_id = fail_a_run(db)
+    assert watch.page_failed_runs(db, clock.now) == 1
+    with db.write() as session:
+        engine.close(session, run_id=run_id, principal=OLI, reason="export fixed by hand")
+    assert watch.page_failed_runs(db, clock.now) == 0
+    [page] = pages(db)
+    assert page.status == "resolved"  # closed: nobody is to act on it any more
+    quiet = fail_a_run(db)
+    with db.write() as session:
+        engine.close(session, run_id=quiet, principal=OLI, reason="known, left")
+    assert watch.page_failed_runs(db, clock.now) == 0  # closed before the sweep saw it
+
+
 def test_a_rejected_gate_is_a_decision_not_a_failure(db: Database, clock: Clock) -> None:
     gated = parse(
         "id: gated\nversion: '1.0'\ntitle: G\ntenant: false\n"

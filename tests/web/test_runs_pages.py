@@ -519,6 +519,35 @@ def test_ops_cancels_a_waiting_run_with_a_reason_and_an_auditor_may_not(
     assert status_of(db, run_id) == "cancelled"
 
 
+def test_ops_closes_a_failed_run_which_stays_failed_and_offers_no_retry(
+    web: TestClient, db: Database, user: UserFactory, worker: Worker
+) -> None:
+    run_id = start(db, BROKEN)
+    drain(worker)
+    csrf = signed_in(web, user, "oli", "ops_engineer")
+    page = web.get(f"/runs/{run_id}").text
+    assert 'data-action="retry"' in page
+    assert "Close the run</button>" in page
+    assert "Reason for closing it without a retry" in page
+
+    done = web.post(
+        f"/runs/{run_id}/cancel",
+        data={"csrf_token": csrf, "reason": "disk replaced by hand"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert status_of(db, run_id) == "failed"
+    after = web.get(f"/runs/{run_id}").text
+    assert re.search(
+        r"<p class=\"small\" data-run-closed>Closed [^<]*: disk replaced by hand", after
+    )
+    assert 'data-action="retry"' not in after
+    assert 'data-action="cancel"' not in after
+    refused = web.post(f"/runs/{run_id}/retry", data={"csrf_token": csrf}, follow_redirects=False)
+    assert refused.status_code == 409
+    assert "was closed (disk replaced by hand)" in refused.text
+
+
 def test_retry_and_cancel_of_a_run_that_does_not_exist_are_404(
     web: TestClient, user: UserFactory
 ) -> None:

@@ -67,6 +67,7 @@ __all__ = [
     "cancel",
     "check_deadlines",
     "claim",
+    "close",
     "complete",
     "end_wait",
     "fail",
@@ -317,11 +318,19 @@ def open_runs(
 def failed_runs(
     session: Session, *, tenant_id: str, runbook_ids: Collection[str] | None = None
 ) -> list[Run]:
-    """The tenant's failed runs (of these runbooks, if given), oldest first, locked:
-    each could still be retried."""
+    """The tenant's failed runs that may still be retried (of these runbooks, if given),
+    oldest first, locked. Not those ended by a rejected gate: a person decided them."""
+    rejected = select(RunStep.id).where(
+        RunStep.run_id == Run.id, RunStep.kind == "gate", RunStep.status == "failed"
+    )
     query = (
         select(Run)
-        .where(Run.tenant_id == tenant_id, Run.status == "failed")
+        .where(
+            Run.tenant_id == tenant_id,
+            Run.status == "failed",
+            Run.closed_at.is_(None),
+            ~rejected.exists(),
+        )
         .order_by(Run.created_at)
         .with_for_update()
     )
@@ -360,17 +369,10 @@ def end_wait(session: Session, *, run_id: str, step_name: str, now: datetime) ->
 def cancel(
     session: Session, *, run_id: str, principal: Principal, reason: str, audited: bool = True
 ) -> Run:
-    """Stop a run: open steps are cancelled; a worker still busy is fenced off.
-
-    A failed run can be cancelled too: it is closed and will not be retried
-    (nobody will, or a later change of its tenant made it wrong to); its error
-    keeps the failure after ``reason``.
-    """
+    """Stop a run: open steps are cancelled; a worker still busy is fenced off."""
     run = get_run(session, run_id, for_update=True)
-    if run.status in FINISHED and run.status != "failed":
+    if run.status in FINISHED:
         raise Conflict(f"run {run.id} is already {run.status}")
-    if run.status == "failed":
-        reason = f"{reason}; it had failed: {run.error}"
     now = utcnow()
     for row in steps_of(session, run.id):
         if row.status not in FINISHED:
@@ -378,8 +380,7 @@ def cancel(
                 close_attempt(session, row, "cancelled", now)
             row.status, row.finished_at = "cancelled", now
             row.lease_token = row.lease_owner = None
-    run.status, run.updated_at, run.error = "cancelled", now, reason
-    run.finished_at = run.finished_at or now
+    run.status, run.finished_at, run.updated_at, run.error = "cancelled", now, now, reason
     # Announced even when the caller's own audit entry names the run.
     announce_run(session, run, "cancelled", principal.subject)
     if not audited:
@@ -395,11 +396,37 @@ def cancel(
     return run
 
 
+def close(
+    session: Session, *, run_id: str, principal: Principal, reason: str, audited: bool = True
+) -> Run:
+    """Close a failed run: it stays failed (its failure and SLA verdict stand) but is
+    never retried — nobody will, or a later change of its tenant made it wrong to."""
+    run = get_run(session, run_id, for_update=True)
+    if run.status != "failed":
+        raise Conflict(f"only a failed run can be closed; run {run.id} is {run.status}")
+    if run.closed_at is not None:
+        raise Conflict(f"run {run.id} is already closed ({run.closed_reason})")
+    now = utcnow()
+    run.closed_at, run.closed_reason, run.updated_at = now, reason, now
+    if audited:
+        audit.record(
+            session,
+            actor=principal,
+            action="run.closed",
+            tenant_id=run.tenant_id,
+            changes={},
+            detail={"run_id": run.id, "reason": reason},
+        )
+    return run
+
+
 def retry(session: Session, *, run_id: str, principal: Principal) -> Run:
     """Resume a failed run from its failed step, with a fresh set of attempts."""
     run = get_run(session, run_id, for_update=True)
     if run.status != "failed":
         raise Conflict(f"only a failed run can be retried; run {run.id} is {run.status}")
+    if run.closed_at is not None:
+        raise Conflict(f"run {run.id} was closed ({run.closed_reason}); it is not retried")
     now = utcnow()
     failed = next((r for r in steps_of(session, run.id) if r.status == "failed"), None)
     if failed is None:

@@ -35,6 +35,9 @@ class Run(Base):
     sla_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sla_breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
+    # A failed run nobody will retry (decision 0047); its status stays failed.
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class RunStep(Base):

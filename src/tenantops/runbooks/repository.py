@@ -107,13 +107,19 @@ def open_runs(session: Session) -> Sequence[Run]:
 
 def failed_since(session: Session, since: datetime, limit: int) -> Sequence[Run]:
     """Runs that failed at or after ``since``, newest first (the status index finds them),
-    except those a person ended by rejecting a gate: that was a decision, not a failure."""
+    except those a person ended by rejecting a gate (a decision, not a failure) and
+    those closed (nobody is to retry them)."""
     rejected = select(RunStep.id).where(
         RunStep.run_id == Run.id, RunStep.kind == "gate", RunStep.status == "failed"
     )
     query = (
         select(Run)
-        .where(Run.status == "failed", Run.finished_at >= since, ~rejected.exists())
+        .where(
+            Run.status == "failed",
+            Run.closed_at.is_(None),
+            Run.finished_at >= since,
+            ~rejected.exists(),
+        )
         .order_by(Run.finished_at.desc(), Run.id)
         .limit(limit)
     )

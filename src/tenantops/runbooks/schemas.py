@@ -102,6 +102,10 @@ class RunSummary(BaseModel):
     updated_at: datetime
     finished_at: datetime | None
     error: str | None
+    closed_at: datetime | None = Field(
+        None, description="When a failed run was closed: it stays failed and is not retried"
+    )
+    closed_reason: str | None = None
     current_step: str | None = Field(description="The first step not yet finished")
     steps_done: int
     steps_total: int

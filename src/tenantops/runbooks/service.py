@@ -93,6 +93,8 @@ def _summary(
         "updated_at": as_utc(run.updated_at),
         "finished_at": as_utc(run.finished_at) if run.finished_at else None,
         "error": run.error,
+        "closed_at": as_utc(run.closed_at) if run.closed_at else None,
+        "closed_reason": run.closed_reason,
         "current_step": current if run.status != "succeeded" else None,
         "steps_done": sum(1 for s in steps if s.status == "succeeded"),
         "steps_total": len(steps),
@@ -248,9 +250,12 @@ def decide_gate(
 
 def cancel_run(session: Session, *, principal: Principal, run_id: str, reason: str) -> RunRead:
     """Cancel an unfinished run (a worker still running one of its steps is fenced
-    off), or close a failed one: it will not be retried."""
+    off), or close a failed one: it stays failed and is never retried."""
     _visible(session, principal, run_id)
-    engine.cancel(session, run_id=run_id, principal=principal, reason=reason)
+    if engine.get_run(session, run_id).status == "failed":
+        engine.close(session, run_id=run_id, principal=principal, reason=reason)
+    else:
+        engine.cancel(session, run_id=run_id, principal=principal, reason=reason)
     session.flush()
     return read_run(session, principal=principal, run_id=run_id)
 
@@ -309,7 +314,8 @@ class FailedRun:
 def failed_since(session: Session, *, since: datetime, limit: int = 200) -> list[FailedRun]:
     """Runs that failed at or after ``since``, newest first: each needs a person (retry
     from the failed step), and a failed chain run starts no next period. A
-    run ended by a rejected gate is not among them (a person decided it)."""
+    run ended by a rejected gate is not among them (a person decided it), nor a
+    closed one (a person, or a change of its tenant, decided it stays failed)."""
     return [
         FailedRun(
             id=r.id,
@@ -323,8 +329,10 @@ def failed_since(session: Session, *, since: datetime, limit: int = 200) -> list
 
 
 def status_of(session: Session, run_id: str) -> tuple[str, datetime | None] | None:
-    """A run's status and when it finished (None: no such run)."""
+    """A run's status and when it finished (None: no such run); a failed run that was
+    closed reads ``closed``: nobody is to act on it any more."""
     run = repository.get(session, run_id)
     if run is None:
         return None
-    return run.status, None if run.finished_at is None else as_utc(run.finished_at)
+    status = "closed" if run.closed_at is not None else run.status
+    return status, None if run.finished_at is None else as_utc(run.finished_at)

@@ -48,16 +48,16 @@ def close_failed(
     reason: str,
     runbook_ids: Collection[str] | None = LIFECYCLE,
 ) -> list[str]:
-    """Cancel the tenant's failed runs (of ``runbook_ids``; ``None``: of every runbook).
+    """Close the tenant's failed runs (of ``runbook_ids``; ``None``: of every runbook).
 
     A lifecycle change makes an earlier failed run of the lifecycle wrong to
     resume: a failed suspension retried after the reactivation would isolate an
     active tenant again, a failed reactivation retried after offboarding would
     restore its access. Closed here, in the transaction of the change, nobody
-    can retry them; each keeps its failure after ``reason``.
+    can retry them; they stay failed (decision 0047).
     """
     return [
-        engine.cancel(session, run_id=run.id, principal=principal, reason=reason, audited=False).id
+        engine.close(session, run_id=run.id, principal=principal, reason=reason, audited=False).id
         for run in engine.failed_runs(session, tenant_id=tenant.id, runbook_ids=runbook_ids)
     ]
 

@@ -429,7 +429,7 @@ def suspend_tenant(
             "reason": data.reason,
             "incident_ref": data.incident_ref,
             "run_id": run_id,
-            "closed_runs": closed,
+            **({"closed_runs": closed} if closed else {}),
         },
     )
 
@@ -520,9 +520,19 @@ def decide_reactivation(
     )
     if status == "approved":
         _no_reactivation_running(session, tenant)  # a retried run carries another approval
-        detail["closed_runs"] = runs.close_failed(
-            session, tenant, principal, reason="superseded by an approved reactivation"
-        )
+        superseded = "superseded by an approved reactivation"
+        # A suspension still running would go on isolating what the reactivation restores.
+        if stopped := [
+            engine.cancel(
+                session, run_id=run.id, principal=principal, reason=superseded, audited=False
+            ).id
+            for run in engine.open_runs(
+                session, tenant_id=tenant.id, runbook_id=runs.SUSPENSION_RUNBOOK
+            )
+        ]:
+            detail["cancelled_runs"] = stopped
+        if closed := runs.close_failed(session, tenant, principal, reason=superseded):
+            detail["closed_runs"] = closed
         detail["run_id"] = runs.start(
             session, runs.REACTIVATION_RUNBOOK, tenant, principal, approval_request_id=request.id
         )
@@ -645,7 +655,7 @@ def offboard_tenant(
             "ticket_ref": data.ticket_ref,
             "cancelled": cancelled,
             "cancelled_runs": stopped,
-            "closed_runs": closed,
+            **({"closed_runs": closed} if closed else {}),
             "run_id": run_id,
         },
     )

@@ -146,13 +146,14 @@ def run_view(run: RunRead, principal: Principal) -> RunView:
         )
         for s in run.steps
     ]
+    open_failure = run.status == "failed" and run.closed_at is None  # may still be retried
     return RunView(
         run=run,
         sla=countdown(run.sla, run.status),
         steps=steps,
         finished=run.status in FINISHED,
-        can_retry=run.status == "failed" and may(principal, "POST", RETRY_ROUTE),
-        can_cancel=run.status in ("running", "waiting", "failed")
+        can_retry=open_failure and may(principal, "POST", RETRY_ROUTE),
+        can_cancel=(run.status in ("running", "waiting") or open_failure)
         and may(principal, "POST", CANCEL_ROUTE),
         tenant=tenant,
         inputs=fields(request_inputs(run.inputs), tenant=tenant),

@@ -67,9 +67,12 @@ def _tries(step: dict[str, Any]) -> str:
 
 
 def retry_hint(run: dict[str, Any]) -> str | None:
-    """The one line that says how a failed run goes on: nothing retries it by itself."""
+    """The one line that says how a failed run goes on (nothing retries it by itself), or
+    that it was closed."""
     if run["status"] != "failed":
         return None
+    if run.get("closed_at"):
+        return f"closed: {run.get('closed_reason')} — it is not retried"
     return f"retry from the failed step: tenantops runs retry {run['id']}"
 
 
