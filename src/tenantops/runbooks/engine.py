@@ -35,7 +35,7 @@ from tenantops.auth.principal import Principal
 from tenantops.errors import Conflict, Unprocessable
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
-from tenantops.runbooks import announcements
+from tenantops.runbooks import announcements, repository
 from tenantops.runbooks.actions import StepResult
 from tenantops.runbooks.claims import LEASE_GRACE, Claim, Taken, claim, renew, take
 from tenantops.runbooks.gates import gate_refusal, signal
@@ -320,16 +320,13 @@ def failed_runs(
 ) -> list[Run]:
     """The tenant's failed runs that may still be retried (of these runbooks, if given),
     oldest first, locked. Not those ended by a rejected gate: a person decided them."""
-    rejected = select(RunStep.id).where(
-        RunStep.run_id == Run.id, RunStep.kind == "gate", RunStep.status == "failed"
-    )
     query = (
         select(Run)
         .where(
             Run.tenant_id == tenant_id,
             Run.status == "failed",
             Run.closed_at.is_(None),
-            ~rejected.exists(),
+            ~repository.rejected_at_gate(),
         )
         .order_by(Run.created_at)
         .with_for_update()

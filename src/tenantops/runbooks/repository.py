@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Exists, func, select
 from sqlalchemy.orm import Session
 
 # The services read a page's cursor through the repository that pages.
@@ -105,20 +105,27 @@ def open_runs(session: Session) -> Sequence[Run]:
     return session.execute(query).scalars().all()
 
 
+def rejected_at_gate() -> Exists:
+    """True for a run a person ended by rejecting a gate (its gate step failed): a
+    decision, not a failure to page about or to close."""
+    return (
+        select(RunStep.id)
+        .where(RunStep.run_id == Run.id, RunStep.kind == "gate", RunStep.status == "failed")
+        .exists()
+    )
+
+
 def failed_since(session: Session, since: datetime, limit: int) -> Sequence[Run]:
     """Runs that failed at or after ``since``, newest first (the status index finds them),
     except those a person ended by rejecting a gate (a decision, not a failure) and
     those closed (nobody is to retry them)."""
-    rejected = select(RunStep.id).where(
-        RunStep.run_id == Run.id, RunStep.kind == "gate", RunStep.status == "failed"
-    )
     query = (
         select(Run)
         .where(
             Run.status == "failed",
             Run.closed_at.is_(None),
             Run.finished_at >= since,
-            ~rejected.exists(),
+            ~rejected_at_gate(),
         )
         .order_by(Run.finished_at.desc(), Run.id)
         .limit(limit)
