@@ -380,17 +380,21 @@ def cancel(
     run.status, run.finished_at, run.updated_at, run.error = "cancelled", now, now, reason
     # Announced even when the caller's own audit entry names the run.
     announce_run(session, run, "cancelled", principal.subject)
-    if not audited:
-        return run
+    if audited:
+        _ended_by(session, principal, "run.cancelled", run, reason)
+    return run
+
+
+def _ended_by(session: Session, principal: Principal, action: str, run: Run, reason: str) -> None:
+    """Audit a person ending ``run`` (cancelled, or closed after it failed) and why."""
     audit.record(
         session,
         actor=principal,
-        action="run.cancelled",
+        action=action,
         tenant_id=run.tenant_id,
         changes={},
         detail={"run_id": run.id, "reason": reason},
     )
-    return run
 
 
 def close(
@@ -406,14 +410,7 @@ def close(
     now = utcnow()
     run.closed_at, run.closed_reason, run.updated_at = now, reason, now
     if audited:
-        audit.record(
-            session,
-            actor=principal,
-            action="run.closed",
-            tenant_id=run.tenant_id,
-            changes={},
-            detail={"run_id": run.id, "reason": reason},
-        )
+        _ended_by(session, principal, "run.closed", run, reason)
     return run
 
 
