@@ -247,6 +247,17 @@ def test_a_failed_run_reads_as_failed_with_how_to_retry_and_a_retry_counts_a_new
     first = next(line.split() for line in shown.splitlines() if line.split()[:2] == ["1", "first"])
     assert first[4] == "1/3"
 
+    # Nobody will retry it: closed, it stays failed and says so instead of the retry hint.
+    cli.ok("runs", "cancel", run_id, "--reason", "disk replaced", "--token", ops)
+    shown = cli.ok("runs", "show", run_id, "--token", ops)
+    assert shown.strip().splitlines()[-1] == "closed: disk replaced — it is not retried"
+    assert "tenantops runs retry" not in shown
+    refused = cli("runs", "retry", run_id, "--token", ops)
+    assert refused.code == 1
+    assert refused.err == (
+        f"error: Conflict: run {run_id} was closed (disk replaced); it is not retried\n"
+    )
+
 
 def test_windows_set_list_and_a_run_waiting_for_one_then_delete(
     server: Server, cli: CLI, monkeypatch: pytest.MonkeyPatch
