@@ -107,8 +107,9 @@ def json_text(value: Any) -> str:
     So every value stored before is stored alike: integer keys and integers past 64
     bits go through ``json.dumps`` as before, and a datetime or any other value it
     refused is refused. What orjson writes differently: NaN and infinities become
-    ``null`` (``json.dumps`` wrote ``NaN``, which PostgreSQL refused), a UUID or an
-    Enum its string or value (``json.dumps`` raised).
+    ``null`` (``json.dumps`` wrote ``NaN``, which PostgreSQL refused; it still does when
+    the value also needs the fallback), a UUID or an Enum its string or value
+    (``json.dumps`` raised). A restore writes with ``json.dumps`` (``backup.service``).
     """
     try:
         return orjson.dumps(value, default=_not_json, option=_JSON_OPTIONS).decode()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.errors import Unprocessable
 from tenantops.migrations import current_revision, head_revision, upgrade
 
 
-def connect(settings: Settings) -> Database:
+def connect(settings: Settings, **engine_kwargs: Any) -> Database:
     """The configured database as it is, at whatever schema (the SQLite folder made first)."""
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return Database(settings.resolved_database_url())
+    return Database(settings.resolved_database_url(), **engine_kwargs)
 
 
 def open_database(settings: Settings, *, migrate_empty: bool = False) -> Database:

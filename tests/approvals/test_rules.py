@@ -533,6 +533,34 @@ def test_approving_a_reactivation_stops_a_suspension_still_running(
     assert entry["detail"]["cancelled_runs"] == [suspension.id]
 
 
+def test_no_reactivation_is_approved_while_a_suspension_step_executes(
+    client: TestClient, actors: Actors
+) -> None:
+    """Cancelling the suspension cannot stop a step a worker is running: it could
+    isolate after the reactivation restored. Once it has ended, the approval goes on."""
+    tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
+    flows.ok(flows.suspend(client, tid, actors.ops))
+    with _db(client).write() as session:
+        [suspension] = engine.open_runs(session, tenant_id=tid, runbook_id="tenant-suspension")
+        [held] = engine.claim(session, worker="w1", runs=[suspension.id])
+    request = flows.request_reactivation(client, tid, actors.am).json()["id"]
+    busy = flows.problem(flows.decide_reactivation(client, tid, request, actors.gov), 409)
+    assert busy["detail"].startswith(
+        f"tenant {_state_name(client, tid, actors)} is still being suspended: "
+        f"step {held.step_name} of run {suspension.id} is executing"
+    )
+    with _db(client).write() as session:  # the step ends (a try failed; a retry is due later)
+        engine.fail(session, claim=held, error="timeout", retriable=True)
+    flows.ok(flows.decide_reactivation(client, tid, request, actors.gov))
+    run = client.get(f"/api/v1/runs/{suspension.id}", headers=actors.ops).json()
+    assert run["status"] == "cancelled"
+
+
+def _state_name(client: TestClient, tid: str, actors: Actors) -> str:
+    name: str = client.get(f"/api/v1/tenants/{tid}", headers=actors.am).json()["name"]
+    return name
+
+
 def test_offboarding_leaves_a_rejected_request_and_closes_other_failed_runs(
     client: TestClient, actors: Actors
 ) -> None:

@@ -695,3 +695,35 @@ def test_a_failed_restore_keeps_the_database_file_the_operator_made(
         assert inspect(kept.engine).get_table_names() == []
     finally:
         kept.dispose()
+
+
+def test_an_older_sqlite_audit_entry_holding_nan_still_verifies_from_a_backup(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before decision 0048 a JSON column kept NaN on SQLite and the entry's hash covered
+    it; the live engine now writes NaN as null, a restore must write it back as it was."""
+    from tenantops.auth.principal import SYSTEM
+    from tenantops.backup import service
+    from tenantops.kit.canonical import canonical_json
+
+    old = Database(f"sqlite:///{tmp_path / 'old.db'}", json_serializer=json.dumps)
+    try:
+        upgrade(old.engine)
+        with monkeypatch.context() as then:  # the entry as the code before 0048 wrote it
+            then.setattr(audit, "jsonable", lambda value: json.loads(canonical_json(value)))
+            with old.write() as s:
+                audit.record(
+                    s,
+                    actor=SYSTEM,
+                    action="probe.nan",
+                    tenant_id=None,
+                    changes={},
+                    detail={"ratio": float("nan")},
+                )
+        with old.read() as s:
+            assert audit.verify(s).ok
+        written = service.create(settings, old, tmp_path / "nan.tar.gz")
+    finally:
+        old.dispose()
+    checked = service.verify(written.path)
+    assert checked.audit_entries == 1

@@ -411,6 +411,11 @@ def test_a_rejection_fails_the_run(db: Database) -> None:
     assert steps(db, run_id)["two"].status == "pending"
     with db.write() as s, pytest.raises(Conflict):
         engine.signal(s, run_id=run_id, step_name="approve", decision="approve", principal=GUS)
+    # A decision is not retried: a retry would reopen the gate someone closed.
+    with db.write() as s, pytest.raises(Conflict) as refused:
+        engine.retry(s, run_id=run_id, principal=GUS)
+    assert "its gate approve was rejected (rejected by gus)" in refused.value.detail
+    assert run_of(db, run_id).status == "failed"
 
 
 def test_the_starter_cannot_decide_and_a_role_is_required(db: Database) -> None:

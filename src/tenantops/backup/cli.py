@@ -102,7 +102,7 @@ def restore(
     """Restore a backup into the configured database, which must be empty; all or nothing."""
     settings = Settings()
     made = not settings.data_dir.exists()  # ``connect`` creates it for the SQLite file
-    db = connect(settings)
+    db = connect(settings, **service.RESTORE_ENGINE)
     try:
         checked = service.restore(settings, db, backup, actor=operator(), progress=_say)
     except BaseException:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -45,6 +47,11 @@ from tenantops.migrations import (
 )
 
 Progress = Callable[[str], None]
+
+# A restore writes each JSON value back as ``json.dumps`` wrote it when it was first
+# stored: the live engine's orjson writes NaN as null (decision 0048), and an audit
+# entry of an older SQLite database whose detail held NaN must still match its hash.
+RESTORE_ENGINE: dict[str, Any] = {"json_serializer": json.dumps}
 BUNDLE = "gitops.bundle"
 
 
@@ -221,7 +228,7 @@ def verify(path: Path, *, progress: Progress = _quiet) -> Checked:
         progress(f"{len(manifest.members())} members match the manifest")
         if manifest.gitops is not None:
             _unbundle(manifest.gitops, staging, staging / "gitops-repo")
-        db = Database(f"sqlite:///{staging / 'trial.db'}")
+        db = Database(f"sqlite:///{staging / 'trial.db'}", **RESTORE_ENGINE)
         try:
             _restorable(manifest, db)
             entries = _load(db, manifest, staging, progress)

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    VARCHAR,
     ColumnElement,
     String,
     Table,
@@ -112,8 +113,8 @@ def _unnest(table: Table, names: Sequence[str]) -> Any:
 def _unbounded(kind: TypeEngine[Any]) -> TypeEngine[Any]:
     """A string type without its length: the cast to ``VARCHAR(n)[]`` would cut a longer
     value short (a key matching a row it should not), where the column refuses it."""
-    if isinstance(kind, String) and kind.length is not None:
-        return String()
+    if isinstance(kind, String) and type(kind) in (String, VARCHAR) and kind.length is not None:
+        return type(kind)()  # String or VARCHAR only: an Enum is a String too
     return kind
 
 

@@ -12,8 +12,9 @@ restart after a long outage does not page for last month's failures. A run a
 person ended by rejecting a gate did not fail: it is not paged.
 
 The page is resolved by the same job once its run is no longer that failure
-(retried: running again, or done). If the retry fails again, that is a new
-failure and a new page.
+(retried: running again, or done; or closed: nobody is to retry it). If the
+retry fails again, that is a new failure and a new page. A closed run is not
+paged.
 """
 
 from __future__ import annotations

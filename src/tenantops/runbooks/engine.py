@@ -425,6 +425,11 @@ def retry(session: Session, *, run_id: str, principal: Principal) -> Run:
     failed = next((r for r in steps_of(session, run.id) if r.status == "failed"), None)
     if failed is None:
         raise Conflict(f"run {run.id} has no failed step to retry from")
+    if failed.kind == "gate":  # a gate fails only when someone rejects it
+        raise Conflict(
+            f"run {run.id} ended because its gate {failed.name} was rejected ({failed.error}): "
+            "a decision is not retried — ask again with a new request or run"
+        )
     failed.failures, failed.finished_at, failed.error = 0, None, None
     # The step's clock restarts with the new round: its duration is the round
     # that ends it, not the time the run waited for someone to retry it.

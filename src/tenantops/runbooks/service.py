@@ -252,7 +252,7 @@ def cancel_run(session: Session, *, principal: Principal, run_id: str, reason: s
     """Cancel an unfinished run (a worker still running one of its steps is fenced
     off), or close a failed one: it stays failed and is never retried."""
     _visible(session, principal, run_id)
-    if engine.get_run(session, run_id).status == "failed":
+    if engine.get_run(session, run_id, for_update=True).status == "failed":
         engine.close(session, run_id=run_id, principal=principal, reason=reason)
     else:
         engine.cancel(session, run_id=run_id, principal=principal, reason=reason)

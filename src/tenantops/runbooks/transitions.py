@@ -222,8 +222,12 @@ def announce_run(session: Session, run: Run, status: str, actor: str | None = No
 
 
 def get_run(session: Session, run_id: str, *, for_update: bool = False) -> Run:
-    """The run ``run_id`` (locked with ``for_update``); ``NotFound`` if there is none."""
-    run = session.get(Run, run_id, with_for_update=for_update)
+    """The run ``run_id`` (locked with ``for_update``); ``NotFound`` if there is none.
+
+    Locked, it is read afresh: a copy this session read before the lock may be stale,
+    and a check of its status must see the row as the lock holds it.
+    """
+    run = session.get(Run, run_id, with_for_update=for_update, populate_existing=for_update)
     if run is None:
         raise NotFound(f"no run {run_id!r}")
     return run

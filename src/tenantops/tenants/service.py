@@ -490,6 +490,9 @@ def decide_reactivation(
     request = approvals.pending_request(session, tenant_id=tenant.id, kind=approvals.REACTIVATION)
     if request.id != request_id:
         raise NotFound(f"no pending reactivation request {request_id!r} for {tenant.name}")
+    suspending = engine.open_runs(session, tenant_id=tenant.id, runbook_id=runs.SUSPENSION_RUNBOOK)
+    if data.decision == "approve":
+        _no_suspension_step_running(session, tenant, [run.id for run in suspending])
     status = approvals.decide(
         session,
         request=request,
@@ -526,9 +529,7 @@ def decide_reactivation(
             engine.cancel(
                 session, run_id=run.id, principal=principal, reason=superseded, audited=False
             ).id
-            for run in engine.open_runs(
-                session, tenant_id=tenant.id, runbook_id=runs.SUSPENSION_RUNBOOK
-            )
+            for run in suspending
         ]:
             detail["cancelled_runs"] = stopped
         if closed := runs.close_failed(session, tenant, principal, reason=superseded):
@@ -616,6 +617,19 @@ def _no_reactivation_running(session: Session, tenant: Tenant) -> None:
             f"tenant {tenant.name} is being reactivated (run {run_id}); "
             "it becomes active when that run finishes — retry or cancel the run instead"
         )
+
+
+def _no_suspension_step_running(session: Session, tenant: Tenant, run_ids: list[str]) -> None:
+    """``Conflict`` while a step of the tenant's suspension is executing: cancelling its
+    run cannot stop that step, which could isolate after the reactivation restored."""
+    for run_id in run_ids:
+        busy = [row.name for row in engine.steps_of(session, run_id) if row.status == "running"]
+        if busy:
+            raise Conflict(
+                f"tenant {tenant.name} is still being suspended: step {busy[0]} of run {run_id} "
+                "is executing; approve the reactivation once it has ended (its run is then "
+                "cancelled and each isolation step reversed)"
+            )
 
 
 def offboard_tenant(

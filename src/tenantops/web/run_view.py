@@ -146,7 +146,9 @@ def run_view(run: RunRead, principal: Principal) -> RunView:
         )
         for s in run.steps
     ]
-    open_failure = run.status == "failed" and run.closed_at is None  # may still be retried
+    rejected = any(s.kind == "gate" and s.status == "failed" for s in run.steps)
+    # May still be retried: not closed, and not ended by a person rejecting a gate.
+    open_failure = run.status == "failed" and run.closed_at is None and not rejected
     return RunView(
         run=run,
         sla=countdown(run.sla, run.status),
