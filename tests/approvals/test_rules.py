@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from tenantops.tenants import service as tenants
 from tenantops.tenants.actions import ENGINE as RUNBOOK_ENGINE
 from tenantops.tenants.lifecycle import TenantState
 from tests import flows
-from tests.conftest import Actors, TokenFactory
+from tests.conftest import Actors, Clock, TokenFactory
 
 BOTH = ("governance", "security")
 
@@ -551,6 +552,22 @@ def test_no_reactivation_is_approved_while_a_suspension_step_executes(
     )
     with _db(client).write() as session:  # the step ends (a try failed; a retry is due later)
         engine.fail(session, claim=held, error="timeout", retriable=True)
+    flows.ok(flows.decide_reactivation(client, tid, request, actors.gov))
+    run = client.get(f"/api/v1/runs/{suspension.id}", headers=actors.ops).json()
+    assert run["status"] == "cancelled"
+
+
+def test_a_suspension_step_whose_worker_is_gone_does_not_hold_the_reactivation(
+    client: TestClient, actors: Actors, clock: Clock
+) -> None:
+    tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
+    flows.ok(flows.suspend(client, tid, actors.ops))
+    with _db(client).write() as session:
+        [suspension] = engine.open_runs(session, tenant_id=tid, runbook_id="tenant-suspension")
+        [held] = engine.claim(session, worker="w1", runs=[suspension.id])
+    assert held.hold_until is not None
+    clock.now = held.hold_until + timedelta(seconds=1)  # the lease lapsed: nobody runs it
+    request = flows.request_reactivation(client, tid, actors.am).json()["id"]
     flows.ok(flows.decide_reactivation(client, tid, request, actors.gov))
     run = client.get(f"/api/v1/runs/{suspension.id}", headers=actors.ops).json()
     assert run["status"] == "cancelled"

@@ -621,9 +621,17 @@ def _no_reactivation_running(session: Session, tenant: Tenant) -> None:
 
 def _no_suspension_step_running(session: Session, tenant: Tenant, run_ids: list[str]) -> None:
     """``Conflict`` while a step of the tenant's suspension is executing: cancelling its
-    run cannot stop that step, which could isolate after the reactivation restored."""
+    run cannot stop that step, which could isolate after the reactivation restored. A
+    step whose lease lapsed is not executing (its worker is gone): the cancel fences it."""
+    now = utcnow()
     for run_id in run_ids:
-        busy = [row.name for row in engine.steps_of(session, run_id) if row.status == "running"]
+        busy = [
+            row.name
+            for row in engine.steps_of(session, run_id)
+            if row.status == "running"
+            and row.lease_expires_at is not None
+            and as_utc(row.lease_expires_at) > now
+        ]
         if busy:
             raise Conflict(
                 f"tenant {tenant.name} is still being suspended: step {busy[0]} of run {run_id} "
