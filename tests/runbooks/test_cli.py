@@ -252,6 +252,9 @@ def test_a_failed_run_reads_as_failed_with_how_to_retry_and_a_retry_counts_a_new
     shown = cli.ok("runs", "show", run_id, "--token", ops)
     assert shown.strip().splitlines()[-1] == "closed: disk replaced — it is not retried"
     assert "tenantops runs retry" not in shown
+    listed = cli.ok("runs", "list", "--runbook", "cli-broken", "--token", ops)
+    (row,) = [line for line in listed.splitlines() if line.strip().startswith(run_id)]
+    assert "failed (closed)" in row
     refused = cli("runs", "retry", run_id, "--token", ops)
     assert refused.code == 1
     assert refused.err == (

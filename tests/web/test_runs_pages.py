@@ -546,6 +546,12 @@ def test_ops_closes_a_failed_run_which_stays_failed_and_offers_no_retry(
     refused = web.post(f"/runs/{run_id}/retry", data={"csrf_token": csrf}, follow_redirects=False)
     assert refused.status_code == 409
     assert "was closed (disk replaced by hand)" in refused.text
+    listed = web.get("/runs").text
+    assert re.search(
+        rf'<tr data-run="{run_id}">.*?failed</span> <span class="small" data-closed>closed',
+        listed,
+        re.S,
+    )
 
 
 def test_retry_and_cancel_of_a_run_that_does_not_exist_are_404(

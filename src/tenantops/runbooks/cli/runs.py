@@ -190,7 +190,7 @@ def list_runs(
             r["id"],
             r["runbook_id"],
             r["tenant_name"] or r["tenant_id"] or "-",
-            status_text(r["status"]),
+            status_text(r["status"]) + (" (closed)" if r.get("closed_at") else ""),
             f"{r['steps_done']}/{r['steps_total']}",
             r["current_step"] or "-",
             _sla(r["sla"], r["status"]),
