@@ -117,6 +117,10 @@ class RunRead(RunSummary):
 
     inputs: dict[str, Any]
     steps: list[StepRead]
+    retriable: bool = Field(
+        False,
+        description="Failed, not closed and not ended by a rejected gate: runs retry takes it",
+    )
 
 
 class RunPage(BaseModel):

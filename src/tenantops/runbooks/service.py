@@ -184,6 +184,10 @@ def read_run(session: Session, *, principal: Principal, run_id: str) -> RunRead:
             **_summary(run, rows, names.get(run.tenant_id or ""), now),
             "inputs": run.inputs,
             "steps": [_step(r, runbook, tries[r.id], now, context) for r in rows],
+            # What engine.retry accepts: failed, not closed, not ended by a rejected gate.
+            "retriable": run.status == "failed"
+            and run.closed_at is None
+            and not any(r.kind == "gate" and r.status == "failed" for r in rows),
         }
     )
 

@@ -146,16 +146,13 @@ def run_view(run: RunRead, principal: Principal) -> RunView:
         )
         for s in run.steps
     ]
-    rejected = any(s.kind == "gate" and s.status == "failed" for s in run.steps)
-    # May still be retried: not closed, and not ended by a person rejecting a gate.
-    open_failure = run.status == "failed" and run.closed_at is None and not rejected
     return RunView(
         run=run,
         sla=countdown(run.sla, run.status),
         steps=steps,
         finished=run.status in FINISHED,
-        can_retry=open_failure and may(principal, "POST", RETRY_ROUTE),
-        can_cancel=(run.status in ("running", "waiting") or open_failure)
+        can_retry=run.retriable and may(principal, "POST", RETRY_ROUTE),
+        can_cancel=(run.status in ("running", "waiting") or run.retriable)
         and may(principal, "POST", CANCEL_ROUTE),
         tenant=tenant,
         inputs=fields(request_inputs(run.inputs), tenant=tenant),

@@ -73,8 +73,8 @@ def retry_hint(run: dict[str, Any]) -> str | None:
         return None
     if run.get("closed_at"):
         return f"closed: {run.get('closed_reason')} — it is not retried"
-    if any(s["kind"] == "gate" and s["status"] == "failed" for s in run.get("steps", [])):
-        return None  # a person rejected it: a decision, nothing to retry
+    if not run.get("retriable"):
+        return None  # a person rejected it at a gate: a decision, nothing to retry
     return f"retry from the failed step: tenantops runs retry {run['id']}"
 
 
