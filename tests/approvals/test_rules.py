@@ -486,8 +486,7 @@ def test_a_reactivation_closes_a_failed_suspension_and_offboarding_a_failed_reac
     """A failed lifecycle run retried after the tenant moved on would undo the move:
     an old suspension would isolate the reactivated tenant, an old reactivation would
     restore an offboarded tenant's access. The move closes them; they stay failed."""
-    tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
-    flows.ok(flows.suspend(client, tid, actors.ops))
+    tid = _suspended_tenant(client, actors)
     suspension = _fail_run(client, tid, "tenant-suspension")
     request = flows.request_reactivation(client, tid, actors.am).json()["id"]
     approved = flows.ok(flows.decide_reactivation(client, tid, request, actors.gov))
@@ -516,8 +515,7 @@ def test_approving_a_reactivation_stops_a_suspension_still_running(
     client: TestClient, actors: Actors
 ) -> None:
     """Its run would go on isolating what the reactivation restores."""
-    tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
-    flows.ok(flows.suspend(client, tid, actors.ops))
+    tid = _suspended_tenant(client, actors)
     with _db(client).read() as session:
         [suspension] = engine.open_runs(
             session, tenant_id=tid, runbook_id="tenant-suspension", lock=False
@@ -539,15 +537,15 @@ def test_no_reactivation_is_approved_while_a_suspension_step_executes(
 ) -> None:
     """Cancelling the suspension cannot stop a step a worker is running: it could
     isolate after the reactivation restored. Once it has ended, the approval goes on."""
-    tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
-    flows.ok(flows.suspend(client, tid, actors.ops))
+    tenant = flows.tenant_in(client, actors, TenantState.SUSPENDED)
+    tid = tenant["id"]
     with _db(client).write() as session:
         [suspension] = engine.open_runs(session, tenant_id=tid, runbook_id="tenant-suspension")
         [held] = engine.claim(session, worker="w1", runs=[suspension.id])
     request = flows.request_reactivation(client, tid, actors.am).json()["id"]
     busy = flows.problem(flows.decide_reactivation(client, tid, request, actors.gov), 409)
     assert busy["detail"].startswith(
-        f"tenant {_state_name(client, tid, actors)} is still being suspended: "
+        f"tenant {tenant['name']} is still being suspended: "
         f"step {held.step_name} of run {suspension.id} is executing"
     )
     with _db(client).write() as session:  # the step ends (a try failed; a retry is due later)
@@ -560,8 +558,7 @@ def test_no_reactivation_is_approved_while_a_suspension_step_executes(
 def test_a_suspension_step_whose_worker_is_gone_does_not_hold_the_reactivation(
     client: TestClient, actors: Actors, clock: Clock
 ) -> None:
-    tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
-    flows.ok(flows.suspend(client, tid, actors.ops))
+    tid = _suspended_tenant(client, actors)
     with _db(client).write() as session:
         [suspension] = engine.open_runs(session, tenant_id=tid, runbook_id="tenant-suspension")
         [held] = engine.claim(session, worker="w1", runs=[suspension.id])
@@ -571,11 +568,6 @@ def test_a_suspension_step_whose_worker_is_gone_does_not_hold_the_reactivation(
     flows.ok(flows.decide_reactivation(client, tid, request, actors.gov))
     run = client.get(f"/api/v1/runs/{suspension.id}", headers=actors.ops).json()
     assert run["status"] == "cancelled"
-
-
-def _state_name(client: TestClient, tid: str, actors: Actors) -> str:
-    name: str = client.get(f"/api/v1/tenants/{tid}", headers=actors.am).json()["name"]
-    return name
 
 
 def test_offboarding_leaves_a_rejected_request_and_closes_other_failed_runs(
@@ -611,8 +603,7 @@ def test_offboarding_leaves_a_rejected_request_and_closes_other_failed_runs(
 def test_a_failed_run_is_closed_by_cancelling_it_and_stays_failed(
     client: TestClient, actors: Actors
 ) -> None:
-    tid = flows.tenant_in(client, actors, TenantState.ACTIVE)["id"]
-    flows.ok(flows.suspend(client, tid, actors.ops))
+    tid = _suspended_tenant(client, actors)
     run_id = _fail_run(client, tid, "tenant-suspension")
     closed = client.post(
         f"/api/v1/runs/{run_id}/cancel", json={"reason": "done by hand"}, headers=actors.ops

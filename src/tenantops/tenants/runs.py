@@ -40,6 +40,22 @@ def start(
     return run.id
 
 
+def cancel_open(
+    session: Session,
+    tenant: Tenant,
+    principal: Principal,
+    *,
+    reason: str,
+    runbook_id: str | None = None,
+) -> list[str]:
+    """Cancel the tenant's open runs (of one runbook, if given); the caller's audit entry
+    names them."""
+    return [
+        engine.cancel(session, run_id=run.id, principal=principal, reason=reason, audited=False).id
+        for run in engine.open_runs(session, tenant_id=tenant.id, runbook_id=runbook_id)
+    ]
+
+
 def close_failed(
     session: Session,
     tenant: Tenant,

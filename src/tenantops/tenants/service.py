@@ -490,9 +490,8 @@ def decide_reactivation(
     request = approvals.pending_request(session, tenant_id=tenant.id, kind=approvals.REACTIVATION)
     if request.id != request_id:
         raise NotFound(f"no pending reactivation request {request_id!r} for {tenant.name}")
-    suspending = engine.open_runs(session, tenant_id=tenant.id, runbook_id=runs.SUSPENSION_RUNBOOK)
     if data.decision == "approve":
-        _no_suspension_step_running(session, tenant, [run.id for run in suspending])
+        _no_suspension_step_running(session, tenant)
     status = approvals.decide(
         session,
         request=request,
@@ -525,12 +524,9 @@ def decide_reactivation(
         _no_reactivation_running(session, tenant)  # a retried run carries another approval
         superseded = "superseded by an approved reactivation"
         # A suspension still running would go on isolating what the reactivation restores.
-        if stopped := [
-            engine.cancel(
-                session, run_id=run.id, principal=principal, reason=superseded, audited=False
-            ).id
-            for run in suspending
-        ]:
+        if stopped := runs.cancel_open(
+            session, tenant, principal, reason=superseded, runbook_id=runs.SUSPENSION_RUNBOOK
+        ):
             detail["cancelled_runs"] = stopped
         if closed := runs.close_failed(session, tenant, principal, reason=superseded):
             detail["closed_runs"] = closed
@@ -619,22 +615,22 @@ def _no_reactivation_running(session: Session, tenant: Tenant) -> None:
         )
 
 
-def _no_suspension_step_running(session: Session, tenant: Tenant, run_ids: list[str]) -> None:
+def _no_suspension_step_running(session: Session, tenant: Tenant) -> None:
     """``Conflict`` while a step of the tenant's suspension is executing: cancelling its
     run cannot stop that step, which could isolate after the reactivation restored. A
     step whose lease lapsed is not executing (its worker is gone): the cancel fences it."""
     now = utcnow()
-    for run_id in run_ids:
+    for run in engine.open_runs(session, tenant_id=tenant.id, runbook_id=runs.SUSPENSION_RUNBOOK):
         busy = [
             row.name
-            for row in engine.steps_of(session, run_id)
+            for row in engine.steps_of(session, run.id)
             if row.status == "running"
             and row.lease_expires_at is not None
             and as_utc(row.lease_expires_at) > now
         ]
         if busy:
             raise Conflict(
-                f"tenant {tenant.name} is still being suspended: step {busy[0]} of run {run_id} "
+                f"tenant {tenant.name} is still being suspended: step {busy[0]} of run {run.id} "
                 "is executing; approve the reactivation once it has ended (its run is then "
                 "cancelled and each isolation step reversed)"
             )
@@ -652,16 +648,7 @@ def offboard_tenant(
     tenant = _lock(session, principal=principal, ref=ref, if_match=if_match)
     lifecycle.ensure_possible(TenantState(tenant.state), TenantEvent.OFFBOARD)
     cancelled = approvals.cancel_pending(session, tenant_id=tenant.id)
-    stopped = [
-        engine.cancel(
-            session,
-            run_id=run.id,
-            principal=principal,
-            reason="tenant offboarded",
-            audited=False,
-        ).id
-        for run in engine.open_runs(session, tenant_id=tenant.id)
-    ]
+    stopped = runs.cancel_open(session, tenant, principal, reason="tenant offboarded")
     closed = runs.close_failed(
         session, tenant, principal, reason="tenant offboarded", runbook_ids=None
     )
