@@ -15,12 +15,15 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
 
 from tenantops.audit import service as audit
 from tenantops.audit.models import AuditEntry
 from tenantops.auth.principal import Principal, Role
 from tenantops.db import Database
+from tenantops.errors import Unprocessable
+from tenantops.kit.clock import as_utc
 from tenantops.runbooks import batch, engine
 from tenantops.runbooks.actions import StepResult
 from tenantops.runbooks.models import Run, RunStep, StepAttempt
@@ -326,3 +329,78 @@ def test_a_worker_drains_plain_runs_in_batches_with_a_valid_trail(db: Database) 
         result = audit.verify(s)
     assert result.ok
     assert result.checked == 12 * (1 + 5 + 1)  # started, five steps, succeeded
+
+
+FIRST_SLA = runbook(
+    "first-sla",
+    "  - {name: one, action: noop, sla: {within: 10m}}\n  - {name: two, action: noop}\n",
+    extra="sla: {within: 1h}\ninputs:\n  n: {type: integer}\n",
+)
+GATE_FIRST = runbook(
+    "gate-first", "  - {name: g, gate: {roles: [governance]}}\n  - {name: one, action: noop}\n"
+)
+
+
+def shape(db: Database, run_id: str) -> dict[str, Any]:
+    """A run as start_run leaves it, without its ids: run fields, steps, its audit entries."""
+    with db.read() as s:
+        run = engine.get_run(s, run_id)
+        made = run.created_at
+        after = lambda at: None if at is None else as_utc(at) - as_utc(made)  # noqa: E731
+        steps = [
+            (r.name, r.status, after(r.wake_at), after(r.sla_deadline), r.idempotency_key)
+            for r in engine.steps_of(s, run_id)
+        ]
+        entries = s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars()
+        actions = [e.action for e in entries if (e.detail or {}).get("run_id") == run_id]
+    return {
+        "run": (run.status, run.runbook_hash, run.inputs, run.started_by, after(run.sla_deadline)),
+        "steps": [(n, st, w, d, key.replace(run_id, "RUN")) for n, st, w, d, key in steps],
+        "audit": actions,
+    }
+
+
+def test_runs_started_together_are_the_runs_start_run_makes(db: Database, clock: Clock) -> None:
+    for loaded, inputs in ((FIRST_SLA, {"n": 1}), (GATE_FIRST, {})):
+        with db.write() as s:
+            alone = engine.start_run(s, loaded=loaded, actor=AMY, inputs=inputs).id
+        with db.write() as s:
+            new = [engine.NewRun(inputs=inputs) for _ in range(3)]
+            together = [r.id for r in engine.start_runs(s, loaded=loaded, actor=AMY, runs=new)]
+        assert len(set(together)) == 3
+        for run_id in together:
+            assert shape(db, run_id) == shape(db, alone), loaded.runbook.id
+    with audit.snapshot(db) as s:
+        result = audit.verify(s)
+    assert result.ok
+    assert result.checked == 8  # run.started of each
+
+
+def test_one_bad_run_starts_none_of_them(db: Database) -> None:
+    tenanted = parse(
+        "id: tenanted\nversion: '1.0'\ntitle: T\ntenant: true\nsteps:\n"
+        "  - {name: one, action: noop}\n"
+    )
+    bad = [
+        (FIRST_SLA, [engine.NewRun(inputs={"n": 1}), engine.NewRun(inputs={"n": "two"})]),
+        (FIRST_SLA, [engine.NewRun(inputs={"n": 1}), engine.NewRun(inputs={"m": 2})]),
+        (tenanted, [engine.NewRun(tenant_id="t-1"), engine.NewRun()]),
+    ]
+    for loaded, new in bad:
+        with pytest.raises(Unprocessable), db.write() as s:
+            engine.start_runs(s, loaded=loaded, actor=AMY, runs=new)
+    with db.read() as s:
+        assert s.execute(select(Run)).first() is None
+        assert s.execute(select(AuditEntry)).first() is None
+
+
+def test_starting_runs_together_costs_the_same_statements_for_two_or_twenty(
+    db: Database,
+) -> None:
+    cost: dict[int, int] = {}
+    for k in (2, 20):
+        with statements(db) as seen, db.write() as s:
+            new = [engine.NewRun(inputs={"n": i}) for i in range(k)]
+            assert len(engine.start_runs(s, loaded=FIRST_SLA, actor=AMY, runs=new)) == k
+        cost[k] = len(seen)
+    assert cost[2] == cost[20]

@@ -22,7 +22,7 @@ The engine's surface is this module; its parts live beside it: ``claims``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -62,6 +62,7 @@ __all__ = [
     "LEASE_GRACE",
     "Breach",
     "Claim",
+    "NewRun",
     "Taken",
     "cached_spec",
     "cancel",
@@ -82,6 +83,7 @@ __all__ = [
     "signal",
     "spec_of",
     "start_run",
+    "start_runs",
     "steps_of",
     "take",
     "templated",
@@ -109,6 +111,14 @@ def _check_inputs(runbook: Runbook, inputs: dict[str, Any]) -> None:
         raise Unprocessable(f"runbook {runbook.id} has no input {', '.join(unknown)}")
 
 
+@dataclass(frozen=True)
+class NewRun:
+    """One run for ``start_runs``: the tenant it runs against and its inputs."""
+
+    tenant_id: str | None = None
+    inputs: dict[str, Any] | None = None
+
+
 def start_run(
     session: Session,
     *,
@@ -123,60 +133,103 @@ def start_run(
     ``audited=False`` when the caller's own audit entry of the same transaction
     already names the run (a tenant request that starts its onboarding).
     """
+    new = NewRun(tenant_id=tenant_id, inputs=inputs)
+    return start_runs(session, loaded=loaded, actor=actor, runs=[new], audited=audited)[0]
+
+
+def start_runs(
+    session: Session,
+    *,
+    loaded: Loaded,
+    actor: Principal,
+    runs: Sequence[NewRun],
+    audited: bool = True,
+) -> list[Run]:
+    """Start ``runs`` of one runbook in the caller's transaction, as that many ``start_run`` would.
+
+    Every input is checked before anything is written, and all of them start
+    or none does (the caller's transaction). A runbook whose first step is an
+    action costs the same statements whatever the number of runs: the runs,
+    their steps (the first ones ready) and their ``run.started`` audit entries
+    each go in with one ``INSERT``.
+    """
     runbook = loaded.runbook
-    values = dict(inputs or {})
-    _check_inputs(runbook, values)
-    if runbook.tenant and tenant_id is None:
-        raise Unprocessable(f"runbook {runbook.id} runs against a tenant; name one")
+    checked: list[tuple[str | None, dict[str, Any]]] = []
+    for new in runs:
+        values = dict(new.inputs or {})
+        _check_inputs(runbook, values)
+        if runbook.tenant and new.tenant_id is None:
+            raise Unprocessable(f"runbook {runbook.id} runs against a tenant; name one")
+        checked.append((new.tenant_id, values))
     now = utcnow()
-    run = Run(
-        id=new_id(),
-        runbook_id=runbook.id,
-        runbook_version=runbook.version,
-        runbook_hash=loaded.hash,
-        document=runbook.model_dump(mode="json", exclude_none=True),
-        tenant_id=tenant_id,
-        status="running",
-        inputs=values,
-        started_by=actor.subject,
-        created_at=now,
-        updated_at=now,
-    )
+    document = runbook.model_dump(mode="json", exclude_none=True)  # the same for every run
+    sla_deadline = None
     if runbook.sla is not None and runbook.sla.after == "start":
-        run.sla_deadline = now + timedelta(seconds=seconds(runbook.sla.within))
-    session.add(run)
-    started = audit.NewEntry(
-        actor=actor,
-        action="run.started",
-        tenant_id=tenant_id,
-        changes={},
-        detail={
-            "run_id": run.id,
-            "runbook": runbook.id,
-            "version": runbook.version,
-            "hash": loaded.hash,
-        },
-    )
+        sla_deadline = now + timedelta(seconds=seconds(runbook.sla.within))
+    started = [
+        Run(
+            id=new_id(),
+            runbook_id=runbook.id,
+            runbook_version=runbook.version,
+            runbook_hash=loaded.hash,
+            document=document,
+            tenant_id=tenant_id,
+            status="running",
+            inputs=values,
+            started_by=actor.subject,
+            created_at=now,
+            updated_at=now,
+            sla_deadline=sla_deadline,
+        )
+        for tenant_id, values in checked
+    ]
+    if not started:
+        return started
+    session.add_all(started)
+    entries = [
+        audit.NewEntry(
+            actor=actor,
+            action="run.started",
+            tenant_id=run.tenant_id,
+            changes={},
+            detail={
+                "run_id": run.id,
+                "runbook": runbook.id,
+                "version": runbook.version,
+                "hash": loaded.hash,
+            },
+        )
+        for run in started
+    ]
     first = runbook.steps[0]
     if first.action is not None:
-        # Nothing to read or decide: the steps go in with one INSERT, the first
-        # already ready (what transitions.activate does to an action step).
-        session.flush()  # the run row before its steps (foreign key)
-        rows = [_step_row(run.id, position, step) for position, step in enumerate(runbook.steps)]
-        rows[0]["status"], rows[0]["wake_at"] = "ready", now
+        # Nothing to read or decide: the steps go in with one INSERT, each
+        # run's first already ready (what transitions.activate does to an action step).
+        session.flush()  # the run rows before their steps (foreign key)
+        first_sla = None
         if first.sla is not None and first.sla.after == "start":
-            rows[0]["sla_deadline"] = now + timedelta(seconds=seconds(first.sla.within))
+            first_sla = now + timedelta(seconds=seconds(first.sla.within))
+        rows: list[dict[str, Any]] = []
+        for run in started:
+            of_run = [_step_row(run.id, p, step) for p, step in enumerate(runbook.steps)]
+            of_run[0]["status"], of_run[0]["wake_at"] = "ready", now
+            of_run[0]["sla_deadline"] = first_sla
+            rows += of_run
         session.execute(insert(_STEPS), rows)
         if audited:
-            audit.record_many(session, [started])
-        return run
-    steps = [RunStep(**_step_row(run.id, p, step)) for p, step in enumerate(runbook.steps)]
-    session.add_all(steps)
+            audit.record_many(session, entries)
+        return started
+    pending = [
+        [RunStep(**_step_row(run.id, p, step)) for p, step in enumerate(runbook.steps)]
+        for run in started
+    ]
+    session.add_all([step for steps in pending for step in steps])
     session.flush()
     if audited:
-        audit.record_many(session, [started])
-    activate(session, run, runbook, steps[0], now)  # a gate or timer opens after run.started
-    return run
+        audit.record_many(session, entries)
+    for run, steps in zip(started, pending, strict=True):
+        activate(session, run, runbook, steps[0], now)  # a gate or timer opens after run.started
+    return started
 
 
 def _step_row(run_id: str, position: int, step: Step) -> dict[str, Any]:
