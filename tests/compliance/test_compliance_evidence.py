@@ -16,12 +16,15 @@ from sqlalchemy import select, update
 
 from tenantops.audit import service as audit
 from tenantops.audit.models import AuditEntry
+from tenantops.compliance import cli as compliance_cli
 from tenantops.compliance import periods
+from tenantops.compliance.service import RUNBOOK
 from tenantops.config import Settings
 from tenantops.db import Database
 from tenantops.errors import Unprocessable
 from tenantops.kit.canonical import canonical_json
 from tenantops.notifications.models import OutboxMessage
+from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext
 from tenantops.runbooks.worker import Worker
 from tenantops.tenants.lifecycle import TenantState
@@ -442,6 +445,17 @@ def test_the_cli_starts_a_collection_once(
     assert running.code == 1
     assert "2999-Q1 is not over until 2999-04-01 00:00 UTC" in running.err
     assert running.err.count("\n") == 1
+    for wrong in (["--period", "2026-Q3"], ["cli-blue", "--all"], ["cli-blue", "--tier", "basic"]):
+        refused = invoke(capsys, "compliance", "start", *wrong)
+        assert refused.code == 1, wrong
+        assert refused.err.count("\n") == 1
+    # cli-blue is requested, not on the platform: nothing to collect, and it says so.
+    none = invoke(capsys, "compliance", "start", "--all", "--period", "2026-Q3")
+    assert none.code == 0, none
+    assert none.out == "compliance evidence 2026-Q3: 0 collection(s) started\n"
+    typo = invoke(capsys, "compliance", "start", "--all", "--tier", "golden")
+    assert typo.code == 1
+    assert "unknown tier 'golden'" in typo.err
 
     # The server's worker collects; the bundle is written only if it matches the run.
     run_id = started.out.split("run ", 1)[1].split()[0]
@@ -481,3 +495,82 @@ def test_the_runbook_is_valid_and_survives_its_test_harness(
     )
     assert tested.code == 0, tested
     assert "PASS compliance-evidence 1.0" in tested.out
+
+
+def start_all(client: TestClient, who: Headers, **body: Any) -> Any:
+    return client.post("/api/v1/compliance-evidence", json=body, headers=who)
+
+
+def test_every_live_tenant_of_a_period_is_started_once_and_a_rerun_starts_only_the_failed(
+    client: TestClient,
+    actors: Actors,
+    auth: TokenFactory,
+    worker: Worker,
+    clock: Clock,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock.now = datetime(2030, 3, 10, 9, tzinfo=UTC)
+    names = {}
+    for name, state, tier in (
+        ("alpha", TenantState.ACTIVE, "standard"),
+        ("bravo", TenantState.ACTIVE, "premium"),
+        ("cut-off", TenantState.SUSPENDED, "standard"),
+        ("pending", TenantState.REQUESTED, "standard"),  # not on the platform
+    ):
+        names[name] = tenant_in(client, actors, state, name=name, tier=tier)["id"]
+    clock.now = datetime(2030, 4, 2, 9, tzinfo=UTC)
+    tenant_in(client, actors, TenantState.ACTIVE, name="late")  # active after 2030-Q1
+    alpha = ok(start(client, actors.auditor, "alpha", "2030-Q1"), 201)["id"]
+
+    for who in (actors.ops, actors.sec, actors.am):
+        assert start_all(client, who, period="2030-Q1").status_code == 403
+    for bad in ({"period": "2030-Q2"}, {"tier": "golden"}, {"tier": "BAD"}, {"states": "all"}):
+        refused = start_all(client, actors.auditor, **bad)
+        assert refused.status_code == 422, bad
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    with worker.db.read() as s:
+        assert (
+            len(engine.runs_with_input(s, runbook_id=RUNBOOK, name="period", value="2030-Q1")) == 1
+        )
+
+    fleet = ok(start_all(client, actors.auditor, period="2030-Q1"), 201)
+    started = {one["tenant_name"]: one["run_id"] for one in fleet["started"]}
+    assert fleet["period"] == "2030-Q1"
+    assert set(started) == {"bravo", "cut-off"}
+    assert fleet["skipped"] == [
+        {"tenant_id": names["alpha"], "tenant_name": "alpha", "run_id": alpha, "why": "open"}
+    ]
+    for name, run_id in started.items():
+        run = ok(client.get(f"/api/v1/runs/{run_id}", headers=actors.auditor))
+        assert (run["tenant_id"], run["inputs"]["period"]) == (names[name], "2030-Q1")
+        assert run["inputs"]["tenant"]["name"] == name
+        assert run["started_by"] == "ada"  # actors.auditor
+
+    # Alpha signed off, bravo's run cancelled: a rerun starts bravo's only.
+    drain(worker)
+    checker = auth("abe", "auditor")
+    for gate in ("verify-bundle", "findings", "sign-off"):
+        ok(decide(client, checker, alpha, gate, "no findings"))
+    drain(worker)
+    cancel = f"/api/v1/runs/{started['bravo']}/cancel"
+    ok(client.post(cancel, json={"reason": "wrong bundle"}, headers=actors.admin))
+    again = ok(start_all(client, actors.admin, period="2030-Q1", tier="premium"), 201)
+    assert [one["tenant_name"] for one in again["started"]] == ["bravo"]
+    assert again["skipped"] == []
+    last = ok(start_all(client, actors.auditor, period="2030-Q1"), 200)
+    assert last["started"] == []
+    assert {(one["tenant_name"], one["why"]) for one in last["skipped"]} == {
+        ("alpha", "collected"),
+        ("bravo", "open"),
+        ("cut-off", "open"),
+    }
+
+    # What the CLI prints of such an answer: a line per tenant and the count.
+    compliance_cli._report(fleet)
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == (
+        "compliance evidence 2030-Q1: 2 collection(s) started, 1 skipped (1 open); "
+        "an auditor decides their gates: tenantops runs list --runbook compliance-evidence"
+    )
+    assert f"skipped  alpha: open (run {alpha})" in out
+    assert f"started  bravo: run {started['bravo']}" in out

@@ -115,6 +115,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", f"{API}/reports/sla"): SLA_REPORT_READERS,
     # Compliance evidence names the tenant's whole trail: governance and the auditors.
     ("POST", f"{API}/tenants/{{tenant}}/compliance-evidence"): EVIDENCE_COLLECTORS,
+    ("POST", f"{API}/compliance-evidence"): EVIDENCE_COLLECTORS,
     ("GET", f"{API}/tenants/{{tenant}}/compliance-evidence/{{run_id}}/bundle"): EVIDENCE_COLLECTORS,
     # --- alerts routes ---
     ("GET", f"{API}/alerts"): frozenset({R.ADMIN, R.OPS_ENGINEER, R.FINANCE, R.SECURITY}),

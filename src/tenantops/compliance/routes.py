@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,7 @@ from tenantops.kit.problems import problem_responses
 from tenantops.kit.web import Db, wake_worker
 from tenantops.runbooks import service as runbooks_service
 from tenantops.runbooks.schemas import RunRead
+from tenantops.tenants.schemas import Region, Tier
 
 router = APIRouter(
     prefix="/api/v1",
@@ -61,6 +62,77 @@ def start_collection(
     wake_worker(request)  # collect at once, not at the worker's next poll
     with db.read() as session:
         return runbooks_service.read_run(session, principal=caller, run_id=run_id)
+
+
+class FleetCollectionCreate(EvidenceCollectionCreate):
+    """Which period to collect, of which tenants: every tenant on the platform (active or
+    suspended) by default, or those of one region or tier."""
+
+    region: Region | None = None
+    tier: Tier | None = None
+
+
+class CollectionStarted(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    tenant_id: str
+    tenant_name: str
+    run_id: str
+
+
+class CollectionSkipped(CollectionStarted):
+    why: Annotated[str, Field(description="open: being collected; collected: signed off")]
+
+
+class FleetCollection(BaseModel):
+    """The runs started, one per tenant, and the tenants whose period is open or done."""
+
+    period: str
+    started: list[CollectionStarted]
+    skipped: list[CollectionSkipped]
+
+
+@router.post(
+    "/compliance-evidence",
+    summary="Start the Compliance Evidence Collection of a period for every tenant",
+    status_code=201,
+    responses={
+        **problem_responses(400),
+        200: {"description": "Every tenant's period is open or collected already"},
+    },
+)
+def start_collections(
+    request: Request,
+    response: Response,
+    caller: Caller,
+    db: Db,
+    data: FleetCollectionCreate | None = None,
+) -> FleetCollection:
+    """All of the runs start in one transaction, or none does; 200 when none was needed.
+
+    Run it again after a failed collection: tenants whose period is open or
+    signed off are skipped, so only the failed ones start again.
+    """
+    data = data or FleetCollectionCreate()
+    with db.write() as session:
+        fleet = service.start_collections(
+            session,
+            principal=caller,
+            period=data.period,
+            region=data.region,
+            tier=data.tier,
+            regions=request.app.state.settings.regions,
+        )
+        body = FleetCollection(
+            period=fleet.period.label,
+            started=[CollectionStarted.model_validate(one) for one in fleet.started],
+            skipped=[CollectionSkipped.model_validate(one) for one in fleet.skipped],
+        )
+    if body.started:
+        wake_worker(request)
+    else:
+        response.status_code = 200
+    return body
 
 
 @router.get(

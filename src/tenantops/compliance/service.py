@@ -8,8 +8,10 @@ duties): another auditor checks, annotates and signs off.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -38,8 +40,7 @@ def start_collection(
     tenant = tenants.get_tenant(session, principal=principal, ref=ref)
     # Locked, so two starts at once cannot both find no open collection and both start one.
     session.refresh(tenant, with_for_update=True)
-    now = utcnow()
-    chosen = periods.ended(periods.parse(period), now) if period else periods.last_quarter(now)
+    chosen = _period(period)
     checklists.refuse_second_open_run(
         session,
         tenant_id=tenant.id,
@@ -52,11 +53,93 @@ def start_collection(
         loaded=spec.get(spec.shipped(), RUNBOOK),
         actor=principal,
         tenant_id=tenant.id,
-        inputs={
-            "tenant": TenantRead.model_validate(tenant).model_dump(mode="json"),
-            "period": chosen.label,
-        },
+        inputs=_inputs(TenantRead.model_validate(tenant), chosen),
     )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One tenant of ``start_collections``: the run it started, or the run of the period
+    that made it skip the tenant and ``why`` (``open``, or ``collected``: signed off)."""
+
+    tenant_id: str
+    tenant_name: str
+    run_id: str
+    why: str | None = None
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """What ``start_collections`` did: the period, the runs it started, the tenants it skipped."""
+
+    period: periods.Period
+    started: list[Outcome]
+    skipped: list[Outcome]
+
+
+def start_collections(
+    session: Session,
+    *,
+    principal: Principal,
+    period: str | None,
+    region: str | None = None,
+    tier: str | None = None,
+    regions: Collection[str] = (),
+) -> Fleet:
+    """Start the checklist for the period of every tenant on the platform (active or
+    suspended, and active before the period ended), of one region or tier if given.
+
+    A tenant whose collection of the period is open or has succeeded is skipped
+    (so starting again after some failed starts only those); all of the runs
+    start in this transaction, or none does.
+    """
+    if tier is not None:
+        tenants.check_tier(tier)  # a typo would otherwise start nothing, and say so nowhere
+    if region is not None:
+        tenants.check_region(region, regions)
+    chosen = _period(period)
+    found = tenants.lock_live(
+        session,
+        principal=principal,
+        filters=tenants.TenantFilter(region=region, tier=tier),
+        activated_before=chosen.end,
+    )
+    # The tenants are locked, so no single start of one of them can slip in between.
+    held: dict[str, tuple[str, str]] = {}  # tenant id -> (run id, why)
+    for run in engine.runs_with_input(
+        session, runbook_id=RUNBOOK, name="period", value=chosen.label
+    ):
+        if run.tenant_id is not None and run.status not in ("failed", "cancelled"):
+            why = "collected" if run.status == "succeeded" else "open"
+            held.setdefault(run.tenant_id, (run.id, why))
+    todo = [t for t in found if t.id not in held]
+    runs = engine.start_runs(
+        session,
+        loaded=spec.get(spec.shipped(), RUNBOOK),
+        actor=principal,
+        runs=[
+            engine.NewRun(tenant_id=t.id, inputs=_inputs(TenantRead.model_validate(t), chosen))
+            for t in todo
+        ],
+    )
+    return Fleet(
+        period=chosen,
+        started=[Outcome(t.id, t.name, run.id) for t, run in zip(todo, runs, strict=True)],
+        skipped=[Outcome(t.id, t.name, *held[t.id]) for t in found if t.id in held],
+    )
+
+
+def _period(period: str | None) -> periods.Period:
+    """The named period if it is over, else a 422; default: the last quarter ended."""
+    now = utcnow()
+    return periods.ended(periods.parse(period), now) if period else periods.last_quarter(now)
+
+
+def _inputs(tenant: TenantRead, period: periods.Period) -> dict[str, Any]:
+    return {
+        "tenant": tenant.model_dump(mode="json"),
+        "period": period.label,
+    }
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ __all__ = [
     "renew",
     "retry",
     "runs_of",
+    "runs_with_input",
     "signal",
     "spec_of",
     "start_run",
@@ -392,6 +393,20 @@ def failed_runs(
 def runs_of(session: Session, *, tenant_id: str | None) -> list[Run]:
     """Every run of a tenant (``None``: the runs bound to no tenant), oldest first."""
     query = select(Run).where(Run.tenant_id == tenant_id).order_by(Run.created_at, Run.id)
+    return list(session.execute(query).scalars())
+
+
+def runs_with_input(session: Session, *, runbook_id: str, name: str, value: str) -> list[Run]:
+    """The runs of ``runbook_id`` whose input ``name`` is the string ``value``, oldest first.
+
+    For a runbook started once per tenant and period (say): the runs of one
+    period, of every tenant, in one query.
+    """
+    query = (
+        select(Run)
+        .where(Run.runbook_id == runbook_id, Run.inputs[name].as_string() == value)
+        .order_by(Run.created_at, Run.id)
+    )
     return list(session.execute(query).scalars())
 
 

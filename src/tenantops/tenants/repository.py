@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
@@ -92,6 +93,31 @@ def count(session: Session, filters: TenantFilter, *, from_id: str | None = None
         where.append(Tenant.id >= from_id)
     query = select(func.count()).select_from(Tenant).where(*where)
     return int(session.execute(query).scalar_one())
+
+
+def locked_in_states(
+    session: Session,
+    filters: TenantFilter,
+    *,
+    states: Collection[str],
+    activated_before: datetime,
+) -> Sequence[Tenant]:
+    """The tenants of ``filters`` in ``states``, first active before ``activated_before``.
+
+    Locked until commit, in id order: two callers locking many tenants take
+    them in the same order, so neither waits on the other holding the rest.
+    """
+    query = (
+        select(Tenant)
+        .where(
+            *_conditions(filters),
+            Tenant.state.in_(states),
+            Tenant.activated_at < activated_before,
+        )
+        .order_by(Tenant.id)
+        .with_for_update()
+    )
+    return session.execute(query).scalars().all()
 
 
 def get_idempotency(session: Session, principal: str, key: str) -> IdempotencyRecord | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -126,6 +127,26 @@ def list_tenants(
         return [], None
     after = repository.decode_cursor(cursor) if cursor else None
     return repository.list_page(session, scoped, after_id=after, limit=limit)
+
+
+def lock_live(
+    session: Session,
+    *,
+    principal: Principal,
+    filters: repository.TenantFilter,
+    activated_before: datetime,
+) -> Sequence[Tenant]:
+    """The tenants on the platform (active or suspended) that ``principal`` may see and
+    ``filters`` match, first active before ``activated_before``; locked, in id order."""
+    scoped = _scoped(principal, filters)
+    if scoped is None:
+        return []
+    return repository.locked_in_states(
+        session,
+        scoped,
+        states=(TenantState.ACTIVE, TenantState.SUSPENDED),
+        activated_before=activated_before,
+    )
 
 
 def state_of(session: Session, tenant_id: str) -> str | None:
