@@ -223,17 +223,36 @@ def _wait_for(succeeded: Callable[[], int], runs: int, limit: float = 600) -> in
     return done
 
 
-def tenantops_engine(kind: str, runs: int, workers: int, concurrency: int) -> dict[str, Any]:
-    """Start ``runs`` runs from one thread while ``workers`` worker threads drain them."""
-
+def _start_runs(
+    db: Any, loaded: Any, runs: int, batch: int, wake: Callable[[], None] = lambda: None
+) -> None:
+    """Start ``runs`` runs from this thread: one ``start_run`` transaction each (``batch`` 1)
+    or ``batch`` at a time with ``engine.start_runs`` (what a fleet start does); ``wake``
+    after each transaction."""
     from tenantops.auth.principal import Principal, Role
     from tenantops.runbooks import engine
+
+    amy = Principal("amy", frozenset({Role.ADMIN}))
+    for first in range(0, runs, batch):
+        with db.write() as s:
+            if batch == 1:
+                engine.start_run(s, loaded=loaded, actor=amy)
+            else:
+                new = [engine.NewRun() for _ in range(min(batch, runs - first))]
+                engine.start_runs(s, loaded=loaded, actor=amy, runs=new)
+        wake()
+
+
+def tenantops_engine(
+    kind: str, runs: int, workers: int, concurrency: int, start_batch: int = 1
+) -> dict[str, Any]:
+    """Start ``runs`` runs from one thread while ``workers`` worker threads drain them."""
+
     from tenantops.runbooks.actions import builtin_actions
     from tenantops.runbooks.worker import Worker
 
     logging.getLogger().setLevel(logging.WARNING)
     db, loaded, drop = _tenantops_setup(kind)
-    amy = Principal("amy", frozenset({Role.ADMIN}))
     pool = [
         Worker(db, builtin_actions(), name=f"w{i}", concurrency=concurrency, poll_seconds=0.05)
         for i in range(workers)
@@ -243,11 +262,12 @@ def tenantops_engine(kind: str, runs: int, workers: int, concurrency: int) -> di
             w.start()
         cpu = time.process_time()
         started = time.perf_counter()
-        for _ in range(runs):
-            with db.write() as s:
-                engine.start_run(s, loaded=loaded, actor=amy)
+
+        def wake() -> None:
             for w in pool:
                 w.wake()
+
+        _start_runs(db, loaded, runs, start_batch, wake)
         started_all = time.perf_counter() - started
         done = _wait_for(partial(_succeeded_runs, db), runs)
         elapsed = time.perf_counter() - started
@@ -278,23 +298,18 @@ def tenantops_drain(kind: str, runs: int, workers: int, concurrency: int) -> dic
     per run, from one thread) is not in the figure.
     """
 
-    from tenantops.auth.principal import Principal, Role
-    from tenantops.runbooks import engine
     from tenantops.runbooks.actions import builtin_actions
     from tenantops.runbooks.worker import Worker
 
     logging.getLogger().setLevel(logging.WARNING)
     db, loaded, drop = _tenantops_setup(kind)
-    amy = Principal("amy", frozenset({Role.ADMIN}))
     pool = [
         Worker(db, builtin_actions(), name=f"w{i}", concurrency=concurrency, poll_seconds=0.05)
         for i in range(workers)
     ]
     try:
         began = time.perf_counter()
-        for _ in range(runs):
-            with db.write() as s:
-                engine.start_run(s, loaded=loaded, actor=amy)
+        _start_runs(db, loaded, runs, 1)
         start_seconds = time.perf_counter() - began
         cpu = time.process_time()
         started = time.perf_counter()
@@ -370,19 +385,13 @@ def tenantops_drain_processes(
     is started and ready (imports done, pool built) before the runs' clock starts.
     """
 
-    from tenantops.auth.principal import Principal, Role
-    from tenantops.runbooks import engine
-
     logging.getLogger().setLevel(logging.WARNING)
     db, loaded, drop = _tenantops_setup(kind)
-    amy = Principal("amy", frozenset({Role.ADMIN}))
     url = db.engine.url.render_as_string(hide_password=False)
     children: list[subprocess.Popen[str]] = []
     try:
         began = time.perf_counter()
-        for _ in range(runs):
-            with db.write() as s:
-                engine.start_run(s, loaded=loaded, actor=amy)
+        _start_runs(db, loaded, runs, 1)
         start_seconds = time.perf_counter() - began
         for _ in range(processes):
             command = [sys.executable, __file__, "--worker-child", url]
@@ -406,25 +415,64 @@ def tenantops_drain_processes(
         drop()
 
 
+def tenantops_engine_processes(
+    kind: str, runs: int, processes: int, workers: int, concurrency: int, start_batch: int
+) -> dict[str, Any]:
+    """The start+drain measurement with ``processes`` worker processes: this process starts
+    the runs (as the API would) once every worker process is ready and told to go.
+
+    The workers find new runs by polling (``poll_seconds`` 0.05), not by a wake-up.
+    CPU is that of the worker processes and of this process's starting, summed.
+    """
+    logging.getLogger().setLevel(logging.WARNING)
+    db, loaded, drop = _tenantops_setup(kind)
+    url = db.engine.url.render_as_string(hide_password=False)
+    children = []
+    try:
+        for _ in range(processes):
+            command = [sys.executable, __file__, "--worker-child", url]
+            command += ["--workers", str(workers), "--concurrency", str(concurrency)]
+            children.append(
+                subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            )
+        timing: dict[str, float] = {}
+
+        def start() -> None:
+            cpu, began = time.process_time(), time.perf_counter()
+            _start_runs(db, loaded, runs, start_batch)
+            timing["start_seconds"] = time.perf_counter() - began
+            timing["start_cpu"] = time.process_time() - cpu
+
+        result = _serve_children(children, partial(_succeeded_runs, db), runs, after_go=start)
+        result["cpu_ms_per_run"] += timing["start_cpu"] / runs * 1000
+        return result | {
+            "workers": workers,
+            "concurrency": concurrency,
+            "start_seconds": timing["start_seconds"],
+        }
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        db.dispose()
+        drop()
+
+
 def profile_engine(kind: str, runs: int, concurrency: int, top: int) -> None:
     """Runs started first (timed); then one worker's run_once loop on this thread, alone
     under cProfile."""
     from sqlalchemy import event
 
-    from tenantops.auth.principal import Principal, Role
-    from tenantops.runbooks import engine
     from tenantops.runbooks.actions import builtin_actions
     from tenantops.runbooks.worker import Worker
 
     logging.getLogger().setLevel(logging.WARNING)
     db, loaded, drop = _tenantops_setup(kind)
-    amy = Principal("amy", frozenset({Role.ADMIN}))
     try:
         prof = cProfile.Profile()
         t0 = time.perf_counter()
-        for _ in range(runs):
-            with db.write() as s:
-                engine.start_run(s, loaded=loaded, actor=amy)
+        _start_runs(db, loaded, runs, 1)
         t_start = time.perf_counter() - t0
         prof.enable()  # the drain only: start_run is timed above
         w = Worker(db, builtin_actions(), name="prof", concurrency=concurrency)
@@ -618,12 +666,16 @@ def _dbos_succeeded(kind: str, url: str) -> int:
 
 
 def _serve_children(
-    children: list[subprocess.Popen[str]], succeeded: Callable[[], int], runs: int
+    children: list[subprocess.Popen[str]],
+    succeeded: Callable[[], int],
+    runs: int,
+    after_go: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Wait until every child is ready, say go, time until ``runs`` succeeded, stop them.
 
     Each child prints ``ready``, starts on a first stdin line, stops on a
     second and prints a JSON line with its ``cpu_seconds`` (and counts).
+    ``after_go`` runs on the clock, right after the go (to start the runs).
     """
     for child in children:
         assert child.stdout is not None
@@ -634,6 +686,7 @@ def _serve_children(
         assert child.stdin is not None
         child.stdin.write("go\n")
         child.stdin.flush()
+    after_go()
     done = _wait_for(succeeded, runs)
     elapsed = time.perf_counter() - started
     reports = []
@@ -697,6 +750,13 @@ def main() -> None:
         "worker threads in the benchmark's own process (0, the default)",
     )
     p.add_argument("--concurrency", type=int, default=8, help="steps claimed per batch")
+    p.add_argument(
+        "--start-batch",
+        type=int,
+        default=1,
+        help="A: runs started per transaction (engine.start_runs, as a fleet start does);\n"
+        "1 (the default): one start_run transaction per run",
+    )
     p.add_argument("--raw-seconds", type=float, default=5.0)
     p.add_argument("--raw-connections", type=int, default=8, help="second raw row")
     p.add_argument(
@@ -736,12 +796,29 @@ def main() -> None:
     name = f"tenantops ({args.workers} workers × {args.concurrency})"
     results: dict[str, Any] = {"raw": raw, "raw_n": raw_n}
     print(f"\nstore={args.store} runs={args.runs} (5 no-op steps each)")
+    if args.start_batch < 1:
+        p.error("--start-batch must be at least 1")
     if args.measure in ("both", "start+drain"):
-        ours = tenantops_engine(args.store, args.runs, args.workers, args.concurrency)
+        if args.processes:
+            ours = tenantops_engine_processes(
+                args.store,
+                args.runs,
+                args.processes,
+                args.workers,
+                args.concurrency,
+                args.start_batch,
+            )
+            name = f"tenantops ({args.processes} processes × {args.workers} × {args.concurrency})"
+        else:
+            ours = tenantops_engine(
+                args.store, args.runs, args.workers, args.concurrency, args.start_batch
+            )
+        if args.start_batch > 1:
+            name += f", started {args.start_batch} per transaction"
         dbos = None if args.no_dbos else dbos_engine(args.store, args.runs, args.dbos_python)
         _table(
-            "A. start+drain: one thread starts the runs (one transaction each) while the "
-            "workers drain them; timed from the first start to the last run succeeded",
+            f"A. start+drain: one thread starts the runs ({args.start_batch} per transaction) "
+            "while the workers drain them; timed from the first start to the last run succeeded",
             [raw, raw_n],
             [(name, ours)] + ([("DBOS 3.4 (start_workflow)", dbos)] if dbos else []),
         )
