@@ -1,5 +1,5 @@
-"""``kit.bulk.UpdateMany``: one statement on PostgreSQL, an executemany elsewhere, the
-same rows changed either way."""
+"""``kit.bulk``: ``UpdateMany`` and ``insert_many`` — one statement (or ``COPY``) on
+PostgreSQL, an executemany elsewhere, the same rows either way."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tenantops.db import Database
-from tenantops.kit.bulk import UpdateMany
+from tenantops.kit.bulk import UpdateMany, insert_many
 
 _META = MetaData()
 PROBE = Table(
@@ -124,3 +124,44 @@ def test_a_longer_key_matches_nothing_and_a_longer_value_is_refused(probe: Datab
     grow = UpdateMany(PROBE, keys=["key", "n"], fields=["state"])
     with pytest.raises(DBAPIError, match="too long"), probe.write() as s:
         grow(s, [{"key": "a", "n": 1, "state": "x" * 40}])
+
+
+AWKWARD = {
+    "text": 'tab\there, newline\nthere, back\\slash, quote " and \\N, ünïcødé ✓',
+    "nested": {"list": [1, 2.5, None, True], "empty": {}},
+}
+
+
+def test_inserted_rows_read_back_as_an_insert_writes_them(probe: Database) -> None:
+    """What COPY's text format must escape (tabs, newlines, backslashes, ``\\N``) and
+    what the column types bind (JSON through the engine's serializer, aware times, NULL)
+    reads back as it does from an ``INSERT``."""
+    later = T0 + timedelta(minutes=5)
+    rows = [
+        {"key": "x", "n": 1, "doc": AWKWARD, "at": later, "state": "\\N", "touched": None},
+        {"key": "x", "n": 2, "doc": [1, "two"], "at": None, "state": None, "touched": T0},
+        {"key": "x", "n": 3, "doc": None, "at": T0, "state": "", "touched": later},
+    ]
+    with probe.write() as s:
+        insert_many(s, PROBE, rows)
+    with probe.write() as s:
+        s.execute(insert(PROBE), [{**r, "key": "y"} for r in rows])
+    found = _rows(probe)
+    for n in (1, 2, 3):
+        assert found[("x", n)] == found[("y", n)]
+    assert found[("x", 1)] == (AWKWARD, later, "\\N", None)
+    assert found[("x", 2)][:3] == ([1, "two"], None, None)
+
+
+def test_a_refused_row_raises_as_an_insert_would_and_leaves_no_row(probe: Database) -> None:
+    rows = [
+        {"key": "new", "n": 1, "doc": {}, "at": T0, "state": "open", "touched": None},
+        {"key": "a", "n": 1, "doc": {}, "at": T0, "state": "open", "touched": None},  # taken
+    ]
+    with pytest.raises(IntegrityError), probe.write() as s:
+        insert_many(s, PROBE, rows)
+    assert ("new", 1) not in _rows(probe)
+    with probe.write() as s:
+        insert_many(s, PROBE, [])  # nothing to do, and no statement for it
+        insert_many(s, PROBE, rows[:1])
+    assert _rows(probe)[("new", 1)][2] == "open"

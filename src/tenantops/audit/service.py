@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from tenantops.audit.models import AuditEntry, AuditHead
 from tenantops.auth.principal import Principal
 from tenantops.db import Database
 from tenantops.errors import AuditUnavailable
+from tenantops.kit.bulk import insert_many
 from tenantops.kit.canonical import canonical_json, jsonable
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.context import current_request_id
@@ -199,7 +200,7 @@ def record_many(session: Session, entries: Sequence[NewEntry]) -> None:
             }
             row["hash"] = prev = entry_hash(**row)
             rows.append(row)
-        session.execute(insert(_LOG), rows)
+        insert_many(session, _LOG, rows)
         head.seq, head.hash = seq, prev
         session.flush()
     except SQLAlchemyError as exc:

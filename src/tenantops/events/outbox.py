@@ -8,15 +8,18 @@ never lost. The relay publishes later (``events.relay``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from tenantops.events.catalogue import CATALOGUE, EventData, EventType
 from tenantops.events.models import Delivery, OutboxEvent
+from tenantops.kit.bulk import insert_many
 from tenantops.kit.clock import utcnow
 from tenantops.kit.ids import new_id
+
+_OUTBOX = cast(Table, OutboxEvent.__table__)
 
 
 class Event(NamedTuple):
@@ -51,7 +54,7 @@ def emit(session: Session, kind: EventType, data: EventData) -> OutboxEvent:
 def emit_many(session: Session, events: Sequence[Event]) -> None:
     """Add ``events`` in order with one statement (the batch path of the engine)."""
     if events:
-        session.execute(insert(OutboxEvent), [_row(e.kind, e.data) for e in events])
+        insert_many(session, _OUTBOX, [_row(e.kind, e.data) for e in events])
 
 
 def backlog(session: Session) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Update many rows of one table by key, each with its own values, in one statement.
+"""Update or insert many rows of one table, each with its own values, in one statement.
 
 On PostgreSQL an ``executemany`` of an ``UPDATE`` is one statement per row:
 the driver binds, sends and reads each, and the server plans and runs each.
@@ -11,12 +11,17 @@ keys and values travel as one array per column, and the update joins them::
 
 Elsewhere (SQLite, where an ``executemany`` is a loop inside the driver and
 costs little) it is that ``executemany``. Both forms are built once, when the
-``UpdateMany`` is made; a caller keeps it at module level. Generic SQL
-plumbing: it knows no domain (decision 0048).
+``UpdateMany`` is made; a caller keeps it at module level.
+
+``insert_many`` is the same idea for ``INSERT``: on PostgreSQL the rows go in
+with one ``COPY … FROM STDIN`` (no statement per row for the server to plan
+and run), elsewhere with an ``executemany``. Generic SQL plumbing: it knows no
+domain (decisions 0048, 0049).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,9 +34,12 @@ from sqlalchemy import (
     bindparam,
     column,
     func,
+    insert,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import Function
 from sqlalchemy.types import TypeEngine
@@ -120,3 +128,53 @@ def _unbounded(kind: TypeEngine[Any]) -> TypeEngine[Any]:
 
 def _arrays(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     return {f"a_{n}": [r[n] for r in rows] for n in names}
+
+
+def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``INSERT`` ``rows`` (mappings of the same columns) into ``table``, in the caller's
+    transaction: one ``COPY … FROM STDIN`` on PostgreSQL, an ``executemany`` elsewhere.
+
+    Each value goes through its column type's bind processing (a JSON column's
+    serializer) as the ``INSERT`` would, and a refused row raises the
+    ``DBAPIError`` (``IntegrityError``, …) the ``INSERT`` would. The server fills
+    the columns left out from their server defaults; a column's Python-side
+    default is not applied, so give every such value. The ``COPY`` bypasses
+    SQLAlchemy's statement events (``before_cursor_execute``).
+    """
+    if not rows:
+        return
+    if not _one_statement(session):
+        session.execute(insert(table), rows)
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    names = tuple(rows[0])
+    processors = _processors(table, names, dialect)
+    statement = _copy_sql(table, names, dialect)
+    raw: Any = connection.connection.driver_connection  # psycopg.Connection
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([_bound(row[n], p) for n, p in zip(names, processors, strict=True)])
+    except dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy raises it for a statement it sent itself (IntegrityError and so
+        # on), so callers handle a refused COPY as they would a refused INSERT.
+        raise DBAPIError.instance(
+            statement, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
+        ) from exc
+
+
+def _bound(value: Any, processor: Any) -> Any:
+    return value if processor is None or value is None else processor(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _copy_sql(table: Table, names: tuple[str, ...], dialect: Dialect) -> str:
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(n) for n in names)
+    return f"COPY {dialect.identifier_preparer.format_table(table)} ({columns}) FROM STDIN"
+
+
+@functools.lru_cache(maxsize=256)  # per engine: its dialect holds the JSON serializer
+def _processors(table: Table, names: tuple[str, ...], dialect: Dialect) -> list[Any]:
+    return [table.c[n].type.bind_processor(dialect) for n in names]

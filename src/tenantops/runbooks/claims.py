@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from jinja2.exceptions import TemplateError
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
-from tenantops.kit.bulk import UpdateMany
+from tenantops.kit.bulk import UpdateMany, insert_many
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
 from tenantops.runbooks import announcements, windows
@@ -269,8 +269,9 @@ def take(session: Session, taken: Sequence[Taken], *, worker: str, now: datetime
         ],
         {"now": now, "owner": worker},
     )
-    session.execute(
-        insert(_ATTEMPTS),
+    insert_many(
+        session,
+        _ATTEMPTS,
         [
             {
                 "id": new_id(),
