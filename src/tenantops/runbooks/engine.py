@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal
 from tenantops.errors import Conflict, Unprocessable
+from tenantops.kit.bulk import insert_many
 from tenantops.kit.clock import as_utc, utcnow
 from tenantops.kit.ids import new_id
 from tenantops.runbooks import announcements, repository
@@ -216,7 +217,7 @@ def start_runs(
             of_run[0]["status"], of_run[0]["wake_at"] = "ready", now
             of_run[0]["sla_deadline"] = first_sla
             rows += of_run
-        session.execute(insert(_STEPS), rows)
+        insert_many(session, _STEPS, rows)
         if audited:
             audit.record_many(session, entries)
         return started
