@@ -177,4 +177,6 @@ def _copy_sql(table: Table, names: tuple[str, ...], dialect: Dialect) -> str:
 
 @functools.lru_cache(maxsize=256)  # per engine: its dialect holds the JSON serializer
 def _processors(table: Table, names: tuple[str, ...], dialect: Dialect) -> list[Any]:
-    return [table.c[n].type.bind_processor(dialect) for n in names]
+    """Each column's bind processing as the dialect does it (its own type for the column's:
+    SQLite's datetime, PostgreSQL's JSON), what an ``INSERT`` would apply."""
+    return [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
