@@ -44,6 +44,7 @@ import cProfile
 import io
 import json
 import logging
+import os
 import pstats
 import shutil
 import sqlite3
@@ -681,6 +682,7 @@ def _serve_children(
         assert child.stdout is not None
         if child.stdout.readline().strip() != "ready":
             raise RuntimeError("a worker process did not start")
+    server = _postgres_cpu()
     started = time.perf_counter()
     for child in children:
         assert child.stdin is not None
@@ -693,6 +695,8 @@ def _serve_children(
     for child in children:
         out, _ = child.communicate("stop\n", timeout=120)
         reports.append(json.loads(out.strip().splitlines()[-1]))
+    time.sleep(0.5)  # the children's backends exit; the postmaster reaps them
+    server = _postgres_cpu() - server
     return {
         "runs": runs,
         "succeeded": done,
@@ -701,15 +705,37 @@ def _serve_children(
         "runs_per_s": done / elapsed,
         "steps_per_s": done * STEPS / elapsed,
         "cpu_ms_per_run": sum(r["cpu_seconds"] for r in reports) / runs * 1000,
+        "server_cpu_ms_per_run": server / runs * 1000,
         "completed": sum(r.get("completed", 0) for r in reports),
         "fenced": sum(r.get("fenced", 0) for r in reports),
     }
 
 
+def _postgres_cpu() -> float:
+    """CPU seconds used so far by this machine's PostgreSQL server processes (user and
+    system time from ``/proc``, with that of the backends that exited, which the
+    postmaster reaped): the server's share of a measurement on 127.0.0.1."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
+        if name.startswith("postgres"):
+            ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 # --- report ----------------------------------------------------------------------
 
 
-def _table(title: str, raw: list[dict[str, Any]], rows: list[tuple[str, dict[str, Any]]]) -> None:
+def _table(
+    title: str,
+    raw: list[dict[str, Any]],
+    rows: list[tuple[str, dict[str, Any]]],
+    postgres: bool = False,
+) -> None:
     print(f"\n{title}")
     print("| system | runs/s | step transitions/s | commits/s | CPU ms/run | wall s |")
     print("|---|---|---|---|---|---|")
@@ -719,9 +745,11 @@ def _table(title: str, raw: list[dict[str, Any]], rows: list[tuple[str, dict[str
             f"{r['commits_per_s']:,.0f} | | {r['seconds']:.1f} |"
         )
     for name, r in rows:
+        server = r.get("server_cpu_ms_per_run") if postgres else None
+        cpu = f"{r['cpu_ms_per_run']:.1f}" + (f" (+ {server:.1f} server)" if server else "")
         print(
             f"| {name} | {r['runs_per_s']:,.1f} | {r['steps_per_s']:,.0f} | | "
-            f"{r['cpu_ms_per_run']:.1f} | {r['seconds']:.1f} |"
+            f"{cpu} | {r['seconds']:.1f} |"
         )
 
 
@@ -821,6 +849,7 @@ def main() -> None:
             "while the workers drain them; timed from the first start to the last run succeeded",
             [raw, raw_n],
             [(name, ours)] + ([("DBOS 3.4 (start_workflow)", dbos)] if dbos else []),
+            postgres=args.store == "postgres",
         )
         _targets(raw, ours, dbos)
         results |= {"tenantops": ours, "dbos": dbos}
@@ -842,6 +871,7 @@ def main() -> None:
             "running; timed from the workers' start to the last run succeeded",
             [] if args.measure == "both" else [raw, raw_n],
             [(name, ours)] + ([("DBOS 3.4 (queue, enqueued first)", dbos)] if dbos else []),
+            postgres=args.store == "postgres",
         )
         _targets(raw, ours, dbos)
         results |= {"tenantops_drain": ours, "dbos_drain": dbos}
