@@ -32,6 +32,15 @@ with ``--processes N`` the draining is done by N worker processes (as
     .venv/bin/python bench/bench_engine.py --store postgres --runs 2000 --measure drain \\
         --processes 2 --workers 1 --concurrency 128
 
+``--start-batch N`` starts A's runs N per transaction (``engine.start_runs``,
+what a fleet start does), and ``--processes`` drains A with worker processes
+too, this process starting the runs once they are ready:
+
+    .venv/bin/python bench/bench_engine.py --store postgres --runs 2000 --measure start+drain \\
+        --processes 2 --workers 1 --concurrency 128 --start-batch 100
+
+On PostgreSQL, drains by processes also print the server's CPU per run.
+
 ``--profile`` skips the comparison and runs one worker on the main thread
 under cProfile (runs started beforehand), printing the hot spots of the
 claim/complete path. ``--no-dbos`` skips DBOS.
