@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tenantops.db import Database
 from tenantops.kit.bulk import UpdateMany, insert_many
+from tests.conftest import postgres_only
 
 _META = MetaData()
 PROBE = Table(
@@ -165,3 +166,32 @@ def test_a_refused_row_raises_as_an_insert_would_and_leaves_no_row(probe: Databa
         insert_many(s, PROBE, [])  # nothing to do, and no statement for it
         insert_many(s, PROBE, rows[:1])
     assert _rows(probe)[("new", 1)][2] == "open"
+
+
+def test_a_json_none_is_json_null_as_an_insert_writes_it(probe: Database) -> None:
+    row = {"n": 7, "doc": None, "at": None, "state": None, "touched": None}
+    with probe.write() as s:
+        insert_many(s, PROBE, [{**row, "key": "copied"}])
+        s.execute(insert(PROBE), [{**row, "key": "inserted"}])
+    with probe.read() as s:
+        query = select(PROBE.c.key, PROBE.c.doc.is_(None)).where(PROBE.c.n == 7)
+        null = {row[0]: row[1] for row in s.execute(query).all()}
+    assert null == {"copied": False, "inserted": False}  # the JSON text null, not SQL NULL
+
+
+@postgres_only
+def test_a_refused_row_is_reported_without_its_value(db: Database) -> None:
+    """PostgreSQL quotes the refused value in a COPY error's context (an INSERT's error
+    does not): an error that may be logged must not carry it (the audit trail logs them)."""
+    _META.drop_all(db.engine)
+    _META.create_all(db.engine)
+    try:
+        secret = "s3cr3t-token-value"
+        row = {"key": "k", "n": 1, "doc": {}, "at": T0, "state": secret, "touched": None}
+        with pytest.raises(DBAPIError, match="too long") as refused, db.write() as s:
+            insert_many(s, PROBE, [row])
+        assert secret not in str(refused.value)
+        assert refused.value.__cause__ is None
+        assert refused.value.__suppress_context__
+    finally:
+        _META.drop_all(db.engine)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +17,10 @@ from sqlalchemy import select, update
 
 from tenantops.audit import service as audit
 from tenantops.audit.models import AuditEntry
+from tenantops.auth.principal import SYSTEM
 from tenantops.compliance import cli as compliance_cli
 from tenantops.compliance import periods
+from tenantops.compliance import service as compliance_service
 from tenantops.compliance.service import RUNBOOK
 from tenantops.config import Settings
 from tenantops.db import Database
@@ -28,8 +31,17 @@ from tenantops.runbooks import engine
 from tenantops.runbooks.actions import ActionContext
 from tenantops.runbooks.worker import Worker
 from tenantops.tenants.lifecycle import TenantState
+from tenantops.tenants.models import Tenant
 from tenantops.wiring import build_actions
-from tests.conftest import Actors, Clock, Headers, TokenFactory, invoke
+from tests.conftest import (
+    Actors,
+    Clock,
+    Headers,
+    TokenFactory,
+    blocked_on_a_lock,
+    invoke,
+    postgres_only,
+)
 from tests.finops.test_reports import Server, server  # noqa: F401 (fixture)
 from tests.flows import approve, drain, ok, request_tenant, tenant_in
 from tests.servers import mint_token
@@ -524,7 +536,13 @@ def test_every_live_tenant_of_a_period_is_started_once_and_a_rerun_starts_only_t
 
     for who in (actors.ops, actors.sec, actors.am):
         assert start_all(client, who, period="2030-Q1").status_code == 403
-    for bad in ({"period": "2030-Q2"}, {"tier": "golden"}, {"tier": "BAD"}, {"states": "all"}):
+    for bad in (
+        {"period": "2030-Q2"},
+        {"tier": "golden"},
+        {"tier": "BAD"},
+        {"region": "nowhere-1"},  # no tenant was ever placed there: a typo, not an empty start
+        {"states": "all"},
+    ):
         refused = start_all(client, actors.auditor, **bad)
         assert refused.status_code == 422, bad
         assert refused.headers["content-type"].startswith("application/problem+json")
@@ -565,6 +583,11 @@ def test_every_live_tenant_of_a_period_is_started_once_and_a_rerun_starts_only_t
         ("cut-off", "open"),
     }
 
+    # Collected again by hand after the sign-off: the open collection is the one named.
+    reopened = ok(start(client, actors.auditor, "alpha", "2030-Q1"), 201)["id"]
+    named = ok(start_all(client, actors.auditor, period="2030-Q1"), 200)["skipped"]
+    assert [one["run_id"] for one in named if one["tenant_name"] == "alpha"] == [reopened]
+
     # What the CLI prints of such an answer: a line per tenant and the count.
     compliance_cli._report(fleet)
     out = capsys.readouterr().out.splitlines()
@@ -574,3 +597,37 @@ def test_every_live_tenant_of_a_period_is_started_once_and_a_rerun_starts_only_t
     )
     assert f"skipped  alpha: open (run {alpha})" in out
     assert f"started  bravo: run {started['bravo']}" in out
+
+
+@postgres_only
+def test_a_fleet_start_waits_for_a_transaction_holding_the_chain_then_a_tenant(
+    client: TestClient, actors: Actors, db: Database, clock: Clock
+) -> None:
+    """A worker's batch takes the audit chain's lock, then a tenant's (a step that changes
+    the tenant); a fleet start that locked the tenants first would deadlock with it."""
+    clock.now = datetime(2030, 3, 10, 9, tzinfo=UTC)
+    tid = tenant_in(client, actors, TenantState.ACTIVE, name="alpha")["id"]
+    clock.now = datetime(2030, 4, 2, 9, tzinfo=UTC)
+    errors: list[BaseException] = []
+    started: list[str] = []
+
+    def fleet() -> None:
+        try:
+            with db.write() as s:
+                done = compliance_service.start_collections(s, principal=SYSTEM, period="2030-Q1")
+                started.extend(one.tenant_name for one in done.started)
+        except Exception as exc:
+            errors.append(exc)
+
+    with db.write() as s:
+        audit.serialize(s)  # what a batch's record_many takes first
+        other = threading.Thread(target=fleet)
+        other.start()
+        deadline = time.monotonic() + 10
+        while not blocked_on_a_lock(db) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert blocked_on_a_lock(db)  # the fleet start waits on the chain, holding nothing
+        s.execute(select(Tenant).where(Tenant.id == tid).with_for_update())  # then the tenant
+    other.join(30)
+    assert not errors, errors
+    assert started == ["alpha"]

@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tenantops.audit import service as audit
 from tenantops.auth.principal import Principal
 from tenantops.compliance import periods
 from tenantops.compliance.actions import bundle_path
-from tenantops.errors import NotFound
+from tenantops.errors import NotFound, Unprocessable
 from tenantops.kit.clock import utcnow
 from tenantops.runbooks import checklists, engine, spec
 from tenantops.runbooks.models import Run
@@ -37,9 +38,11 @@ def start_collection(
     incomplete); one already being collected for the tenant, a 409 naming the
     open run. The label compared is the canonical one ``periods.parse`` builds.
     """
+    # The audit chain's lock first, as start_collections takes it: every run start is
+    # audited, so holding it, the check below sees every collection committed and none
+    # can commit before this one does — two starts cannot both find none open.
+    audit.serialize(session)
     tenant = tenants.get_tenant(session, principal=principal, ref=ref)
-    # Locked, so two starts at once cannot both find no open collection and both start one.
-    session.refresh(tenant, with_for_update=True)
     chosen = _period(period)
     checklists.refuse_second_open_run(
         session,
@@ -91,27 +94,38 @@ def start_collections(
 
     A tenant whose collection of the period is open or has succeeded is skipped
     (so starting again after some failed starts only those); all of the runs
-    start in this transaction, or none does.
+    start in this transaction, or none does. The audit chain's lock is held from
+    the start to the commit: audited writes elsewhere wait for it meanwhile.
     """
     if tier is not None:
         tenants.check_tier(tier)  # a typo would otherwise start nothing, and say so nowhere
     if region is not None:
         tenants.check_region(region, regions)
     chosen = _period(period)
-    found = tenants.lock_live(
+    # Serialized on the audit chain's lock, taken before anything is read, as by
+    # start_collection: no other start can commit a collection in between, and no
+    # tenant row is locked, so a transaction that holds a tenant and waits for the
+    # chain (a tenant change, a worker's step) cannot deadlock with this one.
+    audit.serialize(session)
+    if region is not None and not regions and not _placed_in(session, principal, region):
+        raise Unprocessable(f"no tenant is placed in region {region!r}", param="region")
+    found = tenants.live(
         session,
         principal=principal,
         filters=tenants.TenantFilter(region=region, tier=tier),
         activated_before=chosen.end,
     )
-    # The tenants are locked, so no single start of one of them can slip in between.
+    # A tenant's open collection of the period is named over a signed-off one, a
+    # later signed-off one over an earlier.
     held: dict[str, tuple[str, str]] = {}  # tenant id -> (run id, why)
     for run in engine.runs_with_input(
         session, runbook_id=RUNBOOK, name="period", value=chosen.label
     ):
-        if run.tenant_id is not None and run.status not in ("failed", "cancelled"):
-            why = "collected" if run.status == "succeeded" else "open"
-            held.setdefault(run.tenant_id, (run.id, why))
+        if run.tenant_id is None or run.status in ("failed", "cancelled"):
+            continue
+        why = "collected" if run.status == "succeeded" else "open"
+        if why == "open" or held.get(run.tenant_id, ("", ""))[1] != "open":
+            held[run.tenant_id] = (run.id, why)
     todo = [t for t in found if t.id not in held]
     runs = engine.start_runs(
         session,
@@ -127,6 +141,13 @@ def start_collections(
         started=[Outcome(t.id, t.name, run.id) for t, run in zip(todo, runs, strict=True)],
         skipped=[Outcome(t.id, t.name, *held[t.id]) for t in found if t.id in held],
     )
+
+
+def _placed_in(session: Session, principal: Principal, region: str) -> bool:
+    """Whether any tenant (in any state) was ever placed in ``region``: with no list of
+    served regions configured, a mistyped one would otherwise start nothing silently."""
+    filters = tenants.TenantFilter(region=region)
+    return tenants.count_tenants(session, principal=principal, filters=filters) > 0
 
 
 def _period(period: str | None) -> periods.Period:

@@ -139,7 +139,9 @@ def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     ``DBAPIError`` (``IntegrityError``, …) the ``INSERT`` would. The server fills
     the columns left out from their server defaults; a column's Python-side
     default is not applied, so give every such value. The ``COPY`` bypasses
-    SQLAlchemy's statement events (``before_cursor_execute``).
+    SQLAlchemy's statement events (``before_cursor_execute``). An error raised
+    while the rows are written (a value the serializer refuses) ends the
+    transaction as a refused row does: the caller rolls back.
     """
     if not rows:
         return
@@ -158,14 +160,27 @@ def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
                 copy.write_row([_bound(row[n], p) for n, p in zip(names, processors, strict=True)])
     except dialect.loaded_dbapi.Error as exc:
         # As SQLAlchemy raises it for a statement it sent itself (IntegrityError and so
-        # on), so callers handle a refused COPY as they would a refused INSERT.
+        # on), so callers handle a refused COPY as they would a refused INSERT; without
+        # the server's context line, which quotes the refused row's value, nor the
+        # original in the chain, so a caller that logs the error logs no value.
         raise DBAPIError.instance(
-            statement, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
-        ) from exc
+            statement, None, _quiet(exc), dialect.loaded_dbapi.Error, dialect=dialect
+        ) from None
+
+
+def _quiet(error: Exception) -> Exception:
+    """``error`` with its first line only: PostgreSQL's message, not the ``CONTEXT:``
+    (``COPY t, line 1, column c: "<value>"``) an ``INSERT``'s error does not carry."""
+    first = str(error).split("\n", 1)[0]
+    try:
+        return type(error)(first)
+    except TypeError:  # an error class that wants other arguments: keep the class's name
+        return Exception(f"{type(error).__name__}: {first}")
 
 
 def _bound(value: Any, processor: Any) -> Any:
-    return value if processor is None or value is None else processor(value)
+    # None too: a JSON column binds it as JSON null (its none_as_null is off), not NULL.
+    return value if processor is None else processor(value)
 
 
 @functools.lru_cache(maxsize=256)

@@ -95,18 +95,15 @@ def count(session: Session, filters: TenantFilter, *, from_id: str | None = None
     return int(session.execute(query).scalar_one())
 
 
-def locked_in_states(
+def in_states(
     session: Session,
     filters: TenantFilter,
     *,
     states: Collection[str],
     activated_before: datetime,
 ) -> Sequence[Tenant]:
-    """The tenants of ``filters`` in ``states``, first active before ``activated_before``.
-
-    Locked until commit, in id order: two callers locking many tenants take
-    them in the same order, so neither waits on the other holding the rest.
-    """
+    """The tenants of ``filters`` in ``states``, first active before ``activated_before``,
+    in id order."""
     query = (
         select(Tenant)
         .where(
@@ -115,7 +112,6 @@ def locked_in_states(
             Tenant.activated_at < activated_before,
         )
         .order_by(Tenant.id)
-        .with_for_update()
     )
     return session.execute(query).scalars().all()
 

@@ -129,7 +129,7 @@ def list_tenants(
     return repository.list_page(session, scoped, after_id=after, limit=limit)
 
 
-def lock_live(
+def live(
     session: Session,
     *,
     principal: Principal,
@@ -137,11 +137,11 @@ def lock_live(
     activated_before: datetime,
 ) -> Sequence[Tenant]:
     """The tenants on the platform (active or suspended) that ``principal`` may see and
-    ``filters`` match, first active before ``activated_before``; locked, in id order."""
+    ``filters`` match, first active before ``activated_before``, in id order."""
     scoped = _scoped(principal, filters)
     if scoped is None:
         return []
-    return repository.locked_in_states(
+    return repository.in_states(
         session,
         scoped,
         states=(TenantState.ACTIVE, TenantState.SUSPENDED),
