@@ -64,7 +64,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -394,35 +395,45 @@ def tenantops_drain_processes(
     One process's worker threads share one GIL; processes do not. Every process
     is started and ready (imports done, pool built) before the runs' clock starts.
     """
-
     logging.getLogger().setLevel(logging.WARNING)
     db, loaded, drop = _tenantops_setup(kind)
-    url = db.engine.url.render_as_string(hide_password=False)
-    children: list[subprocess.Popen[str]] = []
     try:
         began = time.perf_counter()
         _start_runs(db, loaded, runs, 1)
         start_seconds = time.perf_counter() - began
-        for _ in range(processes):
-            command = [sys.executable, __file__, "--worker-child", url]
-            command += ["--workers", str(workers), "--concurrency", str(concurrency)]
-            children.append(
-                subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            )
-
-        result = _serve_children(children, partial(_succeeded_runs, db), runs)
+        with _worker_children(db, processes, workers, concurrency) as children:
+            result = _serve_children(children, partial(_succeeded_runs, db), runs)
         return result | {
             "workers": workers,
             "concurrency": concurrency,
             "start_seconds": start_seconds,
         }
     finally:
+        db.dispose()
+        drop()
+
+
+@contextmanager
+def _worker_children(
+    db: Any, processes: int, workers: int, concurrency: int
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """``processes`` worker processes on ``db`` (each ``--worker-child``), killed on the way out
+    if still running."""
+    url = db.engine.url.render_as_string(hide_password=False)
+    children: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(processes):
+            command = [sys.executable, __file__, "--worker-child", url]
+            command += ["--workers", str(workers), "--concurrency", str(concurrency)]
+            children.append(
+                subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            )
+        yield children
+    finally:
         for child in children:
             if child.poll() is None:
                 child.kill()
                 child.wait()
-        db.dispose()
-        drop()
 
 
 def tenantops_engine_processes(
@@ -436,24 +447,17 @@ def tenantops_engine_processes(
     """
     logging.getLogger().setLevel(logging.WARNING)
     db, loaded, drop = _tenantops_setup(kind)
-    url = db.engine.url.render_as_string(hide_password=False)
-    children = []
+    timing: dict[str, float] = {}
+
+    def start() -> None:
+        cpu, began = time.process_time(), time.perf_counter()
+        _start_runs(db, loaded, runs, start_batch)
+        timing["start_seconds"] = time.perf_counter() - began
+        timing["start_cpu"] = time.process_time() - cpu
+
     try:
-        for _ in range(processes):
-            command = [sys.executable, __file__, "--worker-child", url]
-            command += ["--workers", str(workers), "--concurrency", str(concurrency)]
-            children.append(
-                subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            )
-        timing: dict[str, float] = {}
-
-        def start() -> None:
-            cpu, began = time.process_time(), time.perf_counter()
-            _start_runs(db, loaded, runs, start_batch)
-            timing["start_seconds"] = time.perf_counter() - began
-            timing["start_cpu"] = time.process_time() - cpu
-
-        result = _serve_children(children, partial(_succeeded_runs, db), runs, after_go=start)
+        with _worker_children(db, processes, workers, concurrency) as children:
+            result = _serve_children(children, partial(_succeeded_runs, db), runs, after_go=start)
         result["cpu_ms_per_run"] += timing["start_cpu"] / runs * 1000
         return result | {
             "workers": workers,
@@ -461,10 +465,6 @@ def tenantops_engine_processes(
             "start_seconds": timing["start_seconds"],
         }
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
         db.dispose()
         drop()
 
