@@ -29,8 +29,9 @@ def refuse_second_open_run(
 ) -> None:
     """``Conflict`` naming the open run of ``runbook_id`` for the tenant that ``same`` matches.
 
-    The caller locks the tenant row first, so two starts at once cannot both
-    find no open run and both start one.
+    The caller serializes first (locks the tenant row, or takes the audit chain's
+    lock as the compliance starts do), so two starts at once cannot both find no
+    open run and both start one.
     """
     open_runs = [
         r for r in engine.open_runs(session, tenant_id=tenant_id, runbook_id=runbook_id) if same(r)
